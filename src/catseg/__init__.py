@@ -1,0 +1,73 @@
+"""catseg: typed, documented PyTorch semantic segmentation.
+
+The "segment the cat" workflow as a library: labelme polygons and Pascal-VOC masks
+in, a UNet with pluggable encoders, a soft Dice loss, the VOC definition of mIoU,
+safe checkpoints and a fast :class:`Segmenter` out.
+
+Examples:
+    >>> import catseg
+    >>> isinstance(catseg.__version__, str)
+    True
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+# --- errors -----------------------------------------------------------------
+from catseg.errors import (
+    CatsegError,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DTypeError,
+    EncoderError,
+    LabelmeError,
+    MissingFileError,
+    NonFiniteError,
+    OptionalDependencyError,
+    ShapeError,
+)
+
+# --- models -----------------------------------------------------------------
+
+# --- losses -----------------------------------------------------------------
+
+# --- metrics ----------------------------------------------------------------
+
+# --- data -------------------------------------------------------------------
+
+# --- visualize --------------------------------------------------------------
+
+# --- checkpoint -------------------------------------------------------------
+
+# --- predict ----------------------------------------------------------------
+
+# --- training ---------------------------------------------------------------
+
+# --- export -----------------------------------------------------------------
+
+__all__ = [
+    "__version__",
+    # errors
+    "CatsegError",
+    "CheckpointError",
+    "ConfigError",
+    "DTypeError",
+    "DataError",
+    "EncoderError",
+    "LabelmeError",
+    "MissingFileError",
+    "NonFiniteError",
+    "OptionalDependencyError",
+    "ShapeError",
+    # models
+    # losses
+    # metrics
+    # data
+    # visualize
+    # checkpoint
+    # predict
+    # training
+    # export
+]
