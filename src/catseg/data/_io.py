@@ -1,0 +1,266 @@
+"""Reading images and masks from disk with errors that name the file.
+
+Everything that touches Pillow for decoding lives here, so the dataset classes,
+the labelme converter and the predictor share one set of rules:
+
+* images come back as RGB: EXIF orientation applied; grayscale, palette, RGBA/LA
+  (alpha dropped), CMYK, 1-bit and 16-bit (scaled to 8 bit) inputs converted;
+* masks come back as ``(H, W)`` uint8 label maps: palette PNGs are decoded **by
+  index** (the palette is only for viewing), RGB-coloured masks are mapped back
+  through the Pascal VOC colour map;
+* a missing file raises :class:`~catseg.errors.MissingFileError`; an empty,
+  truncated or non-image file, or an image larger than Pillow's decompression-bomb
+  guard (``PIL.Image.MAX_IMAGE_PIXELS``), raises :class:`~catseg.errors.DataError`.
+
+Examples:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from catseg.data._io import open_image, read_mask
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> Image.new("L", (4, 3), 7).save(tmp / "gray.png")
+    >>> image = open_image(tmp / "gray.png")
+    >>> image.mode, image.size
+    ('RGB', (4, 3))
+    >>> read_mask(tmp / "gray.png").shape
+    (3, 4)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from catseg.errors import ConfigError, DataError, MissingFileError
+
+__all__ = ["open_image", "read_mask", "to_rgb"]
+
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+# EXIF orientations 5-8 rotate by 90 degrees: stored width/height are swapped.
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION_TAG = 0x0112
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise MissingFileError(f"file not found: {path}")
+    if not path.is_file():
+        raise DataError(f"{path} is not a regular file (expected an image file)")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes); expected an image file")
+
+
+def _sixteen_bit_to_uint8(image: Image.Image) -> npt.NDArray[np.uint8]:
+    """Scale a 16-bit (or 32-bit integer holding 16-bit data) image to 0..255, rounding."""
+    values = np.asarray(image).astype(np.int64)
+    values = np.clip(values, 0, 65535)
+    return ((values + 128) // 257).astype(np.uint8)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Return a new RGB copy of ``image`` with its EXIF orientation applied.
+
+    Conversion rules by Pillow mode: ``RGB`` is copied; ``L``, ``1``, ``P``,
+    ``CMYK`` and ``YCbCr`` go through Pillow's conversion; the alpha of ``RGBA``,
+    ``LA``, ``PA`` and transparent palette images is dropped (colours kept as stored);
+    16-bit grayscale (``I;16*`` and ``I``, as Pillow opens 16-bit PNGs) is scaled to
+    8 bit with ``round(v / 257)``, so 65535 becomes 255. The input is never modified.
+
+    Args:
+        image: An open Pillow image of any mode.
+
+    Returns:
+        A new image in mode ``"RGB"``, upright according to its EXIF orientation tag.
+
+    Raises:
+        DataError: When the mode cannot be converted to RGB (the message names the mode).
+
+    Examples:
+        >>> from PIL import Image
+        >>> rgba = Image.new("RGBA", (2, 2), (10, 20, 30, 0))
+        >>> out = to_rgb(rgba)
+        >>> out.mode, out.getpixel((0, 0)), rgba.mode
+        ('RGB', (10, 20, 30), 'RGBA')
+        >>> to_rgb(Image.new("I;16", (1, 1), 65535)).getpixel((0, 0))
+        (255, 255, 255)
+    """
+    upright: Image.Image = ImageOps.exif_transpose(image, in_place=False)
+    mode = upright.mode
+    if mode == "RGB":
+        return upright if upright is not image else image.copy()
+    if mode in _SIXTEEN_BIT_MODES:
+        gray = Image.fromarray(_sixteen_bit_to_uint8(upright))
+        return gray.convert("RGB")
+    if mode == "P" and "transparency" in upright.info:
+        return upright.convert("RGBA").convert("RGB")
+    try:
+        return upright.convert("RGB")
+    except (ValueError, OSError) as err:
+        raise DataError(
+            f"cannot convert an image of mode {mode!r} to RGB ({err}); "
+            "expected RGB, RGBA, L, LA, P, 1, CMYK, YCbCr or 16-bit grayscale"
+        ) from err
+
+
+def _open_checked(path: Path, draft_size: tuple[int, int] | None) -> Image.Image:
+    """Open and fully decode ``path``, turning Pillow's failures into DataError."""
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow's guard: a warning above MAX_IMAGE_PIXELS, an error above twice that.
+            # Both stop here so a bomb never reaches the decoder.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with path.open("rb") as handle, Image.open(handle) as opened:
+                if draft_size is not None and opened.format == "JPEG":
+                    height, width = draft_size
+                    orientation = opened.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+                    if orientation in _TRANSPOSING_ORIENTATIONS:
+                        height, width = width, height
+                    opened.draft(opened.mode, (width, height))
+                opened.load()
+                decoded: Image.Image = opened.copy()
+                return decoded
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(
+            f"{path} is refused by Pillow's decompression-bomb guard ({err}); "
+            "raise PIL.Image.MAX_IMAGE_PIXELS yourself if the file is trusted"
+        ) from err
+    except UnidentifiedImageError as err:
+        raise DataError(f"{path} is not an image file Pillow can read") from err
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise DataError(f"{path} is truncated or corrupt: {err}") from err
+
+
+def open_image(
+    path: str | os.PathLike[str], *, draft_size: tuple[int, int] | None = None
+) -> Image.Image:
+    """Read an image file as an upright RGB Pillow image.
+
+    Args:
+        path: The image file (any format Pillow reads).
+        draft_size: Optional ``(height, width)`` the caller will resize to. For JPEG
+            files the decoder then works at a reduced scale (1/2, 1/4 or 1/8) that is
+            still at least this size on both sides (in upright orientation), which is
+            several times faster and smaller than a full decode. Other formats ignore it.
+
+    Returns:
+        A new image in mode ``"RGB"`` with the EXIF orientation applied (see
+        :func:`to_rgb` for the mode conversions).
+
+    Raises:
+        MissingFileError: When ``path`` does not exist.
+        DataError: When the file is empty, not an image, truncated or corrupt, larger
+            than Pillow's decompression-bomb limit, or of an unconvertible mode
+            (the message names the file).
+        ConfigError: When ``draft_size`` is not two positive ints.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> path = Path(tempfile.mkdtemp()) / "photo.jpg"
+        >>> Image.new("RGB", (800, 600), (200, 30, 30)).save(path)
+        >>> open_image(path).size
+        (800, 600)
+        >>> open_image(path, draft_size=(150, 200)).size
+        (200, 150)
+    """
+    file = Path(path)
+    if draft_size is not None and (
+        len(draft_size) != 2 or not all(isinstance(v, int) and v >= 1 for v in draft_size)
+    ):
+        raise ConfigError(f"draft_size must be (height, width) positive ints, got {draft_size!r}")
+    image = _open_checked(file, draft_size)
+    try:
+        return to_rgb(image)
+    except DataError as err:
+        raise DataError(f"{file}: {err}") from err
+
+
+def _rgb_mask_to_indices(rgb: npt.NDArray[np.uint8], path: Path) -> npt.NDArray[np.uint8]:
+    from catseg.visualize import VOC_PALETTE  # lazy: avoids an import cycle
+
+    palette = np.asarray(VOC_PALETTE, dtype=np.int64).reshape(-1, 3)
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    palette_codes = (palette[:, 0] << 16) | (palette[:, 1] << 8) | palette[:, 2]
+    lookup: dict[int, int] = {}
+    for index in range(palette_codes.shape[0] - 1, -1, -1):  # lowest index wins on duplicates
+        lookup[int(palette_codes[index])] = index
+    unique, inverse = np.unique(codes, return_inverse=True)
+    unknown = [int(c) for c in unique if int(c) not in lookup]
+    if unknown:
+        shown = ", ".join(f"({c >> 16}, {(c >> 8) & 255}, {c & 255})" for c in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise DataError(
+            f"{path} is an RGB mask with colours that are not in the Pascal VOC palette: "
+            f"{shown}{more}; save masks as palette ('P') or grayscale PNGs holding class ids"
+        )
+    mapped = np.array([lookup[int(c)] for c in unique], dtype=np.uint8)
+    result: npt.NDArray[np.uint8] = mapped[inverse.reshape(codes.shape)]
+    return result
+
+
+def read_mask(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
+    """Read a segmentation mask as an ``(H, W)`` uint8 label map.
+
+    Decoding rules by Pillow mode: ``P`` (palette) → the stored palette **indices**
+    (colours ignored); ``L`` → the values as stored; ``1`` → 0/1; ``LA``/``PA`` → the
+    first band; ``RGB``/``RGBA`` → each colour mapped to its index in the Pascal VOC
+    colour map (alpha ignored); 16-bit grayscale → the values, when all are ≤ 255.
+    255 stays 255 (the "ignore" value). EXIF orientation is not applied to masks.
+
+    Args:
+        path: The mask file, usually a PNG.
+
+    Returns:
+        A new ``(H, W)`` uint8 array of class indices.
+
+    Raises:
+        MissingFileError: When ``path`` does not exist.
+        DataError: When the file is empty, unreadable or corrupt, an RGB mask holds
+            colours outside the VOC palette (the first few are listed), a 16-bit mask
+            holds values above 255, or the mode is not a mask mode (all naming the file).
+
+    Shape:
+        Output ``(H, W)`` for an image of width ``W`` and height ``H``.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> path = Path(tempfile.mkdtemp()) / "mask.png"
+        >>> mask = Image.new("P", (3, 2), 1)
+        >>> mask.putpalette([0, 0, 0, 128, 0, 0] + [255, 255, 255] * 254)
+        >>> mask.save(path)
+        >>> read_mask(path).tolist()
+        [[1, 1, 1], [1, 1, 1]]
+    """
+    file = Path(path)
+    image = _open_checked(file, None)
+    mode = image.mode
+    if mode in ("P", "L", "1"):
+        return np.array(image, dtype=np.uint8)
+    if mode in ("LA", "PA"):
+        first_band: npt.NDArray[np.uint8] = np.array(image, dtype=np.uint8)[..., 0].copy()
+        return first_band
+    if mode in ("RGB", "RGBA"):
+        rgb = np.asarray(image.convert("RGB") if mode == "RGBA" else image, dtype=np.uint8)
+        return _rgb_mask_to_indices(rgb, file)
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 255):
+            raise DataError(
+                f"{file} is a {mode} mask with values in [{values.min()}, {values.max()}]; "
+                "expected class ids in 0..255"
+            )
+        narrowed: npt.NDArray[np.uint8] = values.astype(np.uint8)
+        return narrowed
+    raise DataError(
+        f"{file} has image mode {mode!r}, which is not a mask mode; "
+        "expected a palette ('P'), grayscale ('L') or VOC-coloured RGB PNG"
+    )
