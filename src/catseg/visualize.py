@@ -1,0 +1,294 @@
+"""Palettes, coloured masks and overlays.
+
+A segmentation mask is a 2-D map of integer labels. This module turns it into
+something a person can look at:
+
+* :func:`colorize` makes a palette-mode (``"P"``) PIL image: the label values are
+  stored as they are and a palette says which colour each label is shown in. Saved
+  as PNG, this is exactly the Pascal-VOC ``SegmentationClassPNG`` format.
+* :func:`overlay` blends the coloured mask over the photo.
+
+Two palettes are built in: :data:`VOC_PALETTE`, the standard Pascal-VOC colour map
+(label 1 is dark red, 255 — the "void"/ignore label — is cream), and
+:data:`BINARY_PALETTE`, the cat tutorial's black background and green foreground.
+
+Examples:
+    >>> import numpy as np
+    >>> from catseg.visualize import colorize, overlay
+    >>> mask = np.array([[0, 1], [1, 0]], dtype=np.uint8)
+    >>> colorize(mask, palette="binary").convert("RGB").getpixel((1, 0))
+    (0, 128, 0)
+    >>> photo = np.full((2, 2, 3), 100, dtype=np.uint8)
+    >>> overlay(photo, mask, alpha=0.3, palette="binary").getpixel((1, 0))
+    (70, 108, 70)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, TypeAlias, get_args
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image
+
+from catseg.errors import ConfigError, DTypeError, ShapeError
+
+__all__ = [
+    "BINARY_PALETTE",
+    "VOC_PALETTE",
+    "PaletteName",
+    "colorize",
+    "get_palette",
+    "overlay",
+]
+
+PaletteName: TypeAlias = Literal["voc", "binary"]
+"""Names of the built-in palettes accepted wherever a palette is asked for."""
+
+_PALETTE_NAMES: tuple[str, ...] = get_args(PaletteName)
+
+
+def _voc_colour_map() -> tuple[int, ...]:
+    # Label i's colour: the bits of i are dealt out in turn to R, G, B (bit 0 -> R,
+    # bit 1 -> G, bit 2 -> B, bit 3 -> R, ...), each colour channel filled from its
+    # most significant bit downwards.
+    flat: list[int] = []
+    for label in range(256):
+        rgb = [0, 0, 0]
+        bits = label
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((bits >> channel) & 1) << shift
+            bits >>= 3
+        flat.extend(rgb)
+    return tuple(flat)
+
+
+VOC_PALETTE: tuple[int, ...] = _voc_colour_map()
+"""The standard Pascal-VOC colour map: 256 colours as 768 ints ``r0, g0, b0, r1, ...``.
+
+Label 0 is black, 1 is ``(128, 0, 0)``, 2 is ``(0, 128, 0)``, 15 (person) is
+``(192, 128, 128)`` and 255 (void) is ``(224, 224, 192)``.
+"""
+
+BINARY_PALETTE: tuple[int, ...] = (0, 0, 0, 0, 128, 0, *VOC_PALETTE[6:])
+"""The cat tutorial's palette: label 0 black, label 1 green ``(0, 128, 0)``.
+
+Labels 2 to 255 keep their VOC colours, so the void label 255 still shows as cream.
+"""
+
+
+def get_palette(name: PaletteName) -> tuple[int, ...]:
+    """Return a built-in palette by name.
+
+    Args:
+        name: ``"voc"`` for :data:`VOC_PALETTE` or ``"binary"`` for :data:`BINARY_PALETTE`.
+
+    Returns:
+        768 ints ``r0, g0, b0, r1, g1, b1, ...`` in 0–255.
+
+    Raises:
+        ConfigError: If ``name`` is not a built-in palette name.
+
+    Examples:
+        >>> get_palette("binary")[:6]
+        (0, 0, 0, 0, 128, 0)
+        >>> len(get_palette("voc"))
+        768
+    """
+    if name == "voc":
+        return VOC_PALETTE
+    if name == "binary":
+        return BINARY_PALETTE
+    raise ConfigError(f"palette name must be one of {_PALETTE_NAMES}, got {name!r}")
+
+
+def _check_palette(palette: PaletteName | Sequence[int]) -> tuple[int, ...]:
+    if isinstance(palette, str):
+        return get_palette(palette)
+    values = tuple(palette)
+    if not values or len(values) % 3 != 0 or len(values) > 768:
+        raise ConfigError(
+            "palette must hold 3 ints per colour and at most 256 colours (1 to 768 ints, a "
+            f"multiple of 3), got {len(values)} values"
+        )
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ConfigError(f"palette values must be ints in 0..255, got {value!r}")
+        if not 0 <= int(value) <= 255:
+            raise ConfigError(f"palette values must be in 0..255, got {int(value)}")
+    return tuple(int(v) for v in values)
+
+
+def _mask_to_uint8(
+    mask: npt.ArrayLike | torch.Tensor | Image.Image, n_colours: int
+) -> npt.NDArray[np.uint8]:
+    if isinstance(mask, torch.Tensor):
+        array = mask.detach().cpu().numpy()
+    elif isinstance(mask, Image.Image):
+        if mask.mode not in {"P", "L", "1"}:
+            raise DTypeError(f"a mask image must have mode 'P', 'L' or '1', got {mask.mode!r}")
+        array = np.asarray(mask)
+    else:
+        array = np.asarray(mask)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ShapeError(f"mask must be a 2-D label map (H, W), got shape {tuple(array.shape)}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ShapeError(f"mask must not be empty, got shape {tuple(array.shape)}")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise DTypeError(f"mask must hold integer labels, got dtype {array.dtype}")
+    low, high = int(array.min()), int(array.max())
+    if low < 0 or high >= n_colours:
+        raise ConfigError(
+            f"mask holds labels {low}..{high} but the palette has colours for 0..{n_colours - 1}"
+        )
+    return array.astype(np.uint8, copy=True)
+
+
+def colorize(
+    mask: npt.ArrayLike | torch.Tensor | Image.Image,
+    palette: PaletteName | Sequence[int] = "voc",
+) -> Image.Image:
+    """Turn a label map into a palette-mode PIL image.
+
+    The pixel values of the result are the labels themselves; the palette maps each
+    label to a colour. Saved as PNG this is a Pascal-VOC ``SegmentationClassPNG`` mask
+    that can be read back losslessly.
+
+    Args:
+        mask: Integer (or bool) label map as a NumPy array, torch tensor or a ``"P"``/
+            ``"L"`` PIL image. Labels must be in 0..255 and have a palette colour.
+        palette: ``"voc"``, ``"binary"`` or a flat sequence ``r0, g0, b0, r1, ...`` of up to
+            256 colours.
+
+    Returns:
+        A new ``"P"`` mode image of the mask's size.
+
+    Raises:
+        ShapeError: If the mask is not 2-D (a leading axis of size 1 is accepted) or is empty.
+        DTypeError: If the mask holds floats, or is an image of another mode.
+        ConfigError: If a label has no colour in the palette, or the palette is malformed.
+
+    Shape:
+        - mask: ``(H, W)`` or ``(1, H, W)``.
+        - output: a ``W × H`` PIL image (PIL gives sizes as width, height).
+
+    Examples:
+        >>> import torch
+        >>> img = colorize(torch.tensor([[0, 1, 255]]))
+        >>> img.mode, img.size
+        ('P', (3, 1))
+        >>> [img.convert("RGB").getpixel((x, 0)) for x in range(3)]
+        [(0, 0, 0), (128, 0, 0), (224, 224, 192)]
+    """
+    colours = _check_palette(palette)
+    labels = _mask_to_uint8(mask, len(colours) // 3)
+    height, width = labels.shape
+    image = Image.frombytes("P", (width, height), labels.tobytes())
+    image.putpalette(list(colours))
+    return image
+
+
+def _image_to_uint8_rgb(image: npt.ArrayLike | torch.Tensor | Image.Image) -> npt.NDArray[np.uint8]:
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if isinstance(image, torch.Tensor):
+        tensor = image.detach().cpu()
+        if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
+            raise ShapeError(
+                f"an image tensor must have shape (C, H, W) with C in (1, 3), "
+                f"got {tuple(tensor.shape)}"
+            )
+        if tensor.dtype == torch.uint8:
+            array = tensor.permute(1, 2, 0).numpy()
+        elif tensor.is_floating_point():
+            scaled = (tensor.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+            array = scaled.permute(1, 2, 0).numpy()
+        else:
+            raise DTypeError(f"an image tensor must be uint8 or float, got {tensor.dtype}")
+    else:
+        array = np.asarray(image)
+        if array.dtype != np.uint8:
+            raise DTypeError(f"an image array must be uint8 (H, W, C), got dtype {array.dtype}")
+        if array.ndim == 2:
+            array = array[:, :, None]
+        if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+            raise ShapeError(
+                f"an image array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+                f"got {tuple(array.shape)}"
+            )
+        array = array[:, :, :3]
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def overlay(
+    image: npt.ArrayLike | torch.Tensor | Image.Image,
+    mask: npt.ArrayLike | torch.Tensor | Image.Image,
+    *,
+    alpha: float = 0.3,
+    palette: PaletteName | Sequence[int] = "voc",
+) -> Image.Image:
+    """Blend the coloured mask over an image, as the cat tutorial does.
+
+    Every pixel — background (label 0) and void (255) included — is mixed with the
+    palette colour of its label::
+
+        out = floor((1 - alpha) * image + alpha * colour + 0.5)
+
+    per channel, i.e. rounded to the nearest integer with halves going up. With the
+    VOC and binary palettes the background colour is black, so the background is
+    darkened by the factor ``1 - alpha``, exactly like ``Image.blend(photo, mask_rgb,
+    alpha)`` in the tutorial (which truncates instead of rounding).
+
+    Args:
+        image: The photo: a PIL image (any mode, converted to RGB), a ``uint8`` array
+            ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha dropped), or a
+            tensor ``(C, H, W)`` with C in (1, 3), uint8 or float in [0, 1].
+        mask: Integer label map of the same height and width (see :func:`colorize`).
+        alpha: Weight of the mask colour, from 0 (photo only) to 1 (mask only).
+        palette: ``"voc"``, ``"binary"`` or a flat sequence of colours.
+
+    Returns:
+        A new ``"RGB"`` image of the photo's size. The inputs are not modified.
+
+    Raises:
+        ShapeError: If image and mask sizes differ, or either has an unsupported shape.
+        DTypeError: If the image array is not uint8 or the mask does not hold integers.
+        ConfigError: If ``alpha`` is outside [0, 1], a label has no palette colour or the
+            palette is malformed.
+
+    Shape:
+        - image: ``(H, W, C)`` array, ``(C, H, W)`` tensor or a ``W × H`` PIL image.
+        - mask: ``(H, W)``.
+        - output: a ``W × H`` RGB PIL image.
+
+    Examples:
+        >>> import numpy as np
+        >>> photo = np.array([[[100, 200, 50], [10, 20, 30]]], dtype=np.uint8)
+        >>> mask = np.array([[1, 0]])
+        >>> out = overlay(photo, mask, alpha=0.3, palette=[0, 0, 0, 0, 128, 0])
+        >>> out.getpixel((0, 0)), out.getpixel((1, 0))
+        ((70, 178, 35), (7, 14, 21))
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    colours = _check_palette(palette)
+    labels = _mask_to_uint8(mask, len(colours) // 3)
+    rgb = _image_to_uint8_rgb(image)
+    if rgb.shape[:2] != labels.shape:
+        raise ShapeError(
+            f"image is {rgb.shape[0]}x{rgb.shape[1]} (H x W) but mask is "
+            f"{labels.shape[0]}x{labels.shape[1]}; they must match"
+        )
+    lut = np.asarray(colours, dtype=np.float64).reshape(-1, 3)
+    mixed = (1.0 - float(alpha)) * rgb.astype(np.float64) + float(alpha) * lut[labels]
+    out = np.floor(mixed + 0.5).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(out)
