@@ -44,7 +44,10 @@ PAGES = sorted(p for p in DOCS.rglob("*.md") if python_blocks(p.read_text(encodi
 
 
 def test_fence_parser_finds_blocks_and_honours_skip() -> None:
-    text = "a\n```python\nx = 1\n```\n<!-- docs-test: skip -->\n```python\ny = 2\n```\n```bash\nls\n```\n"
+    text = (
+        "a\n```python\nx = 1\n```\n<!-- docs-test: skip -->\n"
+        "```python\ny = 2\n```\n```bash\nls\n```\n"
+    )
     assert python_blocks(text) == ["x = 1"]
 
 
@@ -57,5 +60,5 @@ def test_docs_page_code_runs(
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
     for index, block in enumerate(python_blocks(page.read_text(encoding="utf-8"))):
         code = compile(block, f"{page.relative_to(REPO_ROOT)} (block {index + 1})", "exec")
-        exec(code, namespace)  # noqa: S102 - running our own documentation is the point
+        exec(code, namespace)  # running our own docs is the point
     assert os.getcwd() == str(tmp_path)
