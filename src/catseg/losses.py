@@ -1,0 +1,413 @@
+"""Soft Dice coefficient and Dice loss: one implementation behind a function and two modules.
+
+The soft Dice coefficient of a class is
+
+``D = (2·Σp·g + s) / (Σp + Σg + s)``
+
+where ``p`` are probabilities, ``g`` the one-hot target and ``s`` the ``smooth`` term
+(``1.0`` by default, the tutorial's value). With ``squared=True`` the denominator is
+``Σp² + Σg² + s``. The denominator is clamped to at least ``eps`` so that ``smooth=0``
+never divides by zero.
+
+Sums run over what ``reduction_scope`` says:
+
+* ``"batch"`` (default, the tutorial's behaviour): one sum over every pixel of every
+  image in the batch, per class.
+* ``"image"``: one coefficient per image and class, then the mean over images.
+
+The per-class coefficients are then averaged over classes (weighted by
+``class_weights`` when given; the background channel 0 is dropped in multiclass mode
+when ``include_background=False``).
+
+**Empty classes.** A class with no target pixel and no predicted mass has
+``D = s / s = 1`` with ``smooth > 0`` (a perfect, empty match) and ``D = 0 / eps = 0``
+with ``smooth = 0``. In the ``"batch"`` scope this only happens when the class is
+absent from the whole batch; in the ``"image"`` scope it happens per image, so images
+without the class pull the coefficient towards 1 (``smooth > 0``) or towards 0
+(``smooth = 0``). With ``smooth > 0`` a class absent from the target but predicted with
+total mass ``Σp`` gives ``s / (Σp + s)``, which falls quickly as ``Σp`` grows.
+
+Pixels whose target equals ``ignore_index`` (255, VOC "void") are removed from the
+numerator and the denominator; the value never reaches :func:`torch.nn.functional.one_hot`.
+Everything is computed in float32 (or float64 when the input is float64), also when
+the input is bfloat16/float16.
+
+Examples:
+    >>> import torch
+    >>> from catseg.losses import DiceLoss
+    >>> probs = torch.tensor([[[[0.9, 0.2], [0.6, 0.1]]]])   # (N=1, C=1, 2, 2)
+    >>> target = torch.tensor([[[1, 0], [1, 0]]])             # (N=1, 2, 2)
+    >>> DiceLoss(from_logits=False)(probs, target)            # 1 - (2*1.5+1)/(1.8+2+1)
+    tensor(0.1667)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from catseg.errors import ConfigError, DataError, DTypeError, ShapeError
+
+__all__ = ["DiceLoss", "DiceMode", "ReductionScope", "SoftDice", "soft_dice"]
+
+DiceMode = Literal["binary", "multiclass"]
+"""``"binary"``: one logit channel (sigmoid); ``"multiclass"``: C ≥ 2 channels (softmax)."""
+
+ReductionScope = Literal["batch", "image"]
+"""``"batch"``: sums over the whole batch; ``"image"``: per image, then the mean."""
+
+_MODES = ("binary", "multiclass")
+_SCOPES = ("batch", "image")
+
+
+def _check_options(
+    mode: str,
+    smooth: float,
+    eps: float,
+    reduction_scope: str,
+    ignore_index: int | None,
+    class_weights: Sequence[float] | Tensor | None,
+) -> Tensor | None:
+    """Validate the scalar options; return class weights as a float64 CPU tensor."""
+    if mode not in _MODES:
+        raise ConfigError(f"mode must be one of {_MODES}, got {mode!r}")
+    if reduction_scope not in _SCOPES:
+        raise ConfigError(f"reduction_scope must be one of {_SCOPES}, got {reduction_scope!r}")
+    if not (isinstance(smooth, (int, float)) and smooth >= 0.0 and smooth < float("inf")):
+        raise ConfigError(f"smooth must be a finite number >= 0, got {smooth!r}")
+    if not (isinstance(eps, (int, float)) and eps > 0.0 and eps < float("inf")):
+        raise ConfigError(f"eps must be a finite number > 0, got {eps!r}")
+    if ignore_index is not None and (
+        isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
+    ):
+        raise ConfigError(f"ignore_index must be an int or None, got {ignore_index!r}")
+    if class_weights is None:
+        return None
+    weights = torch.as_tensor(class_weights, dtype=torch.float64).detach().cpu()
+    if weights.ndim != 1 or weights.numel() == 0:
+        raise ConfigError(
+            f"class_weights must be a non-empty 1-D sequence, got shape {tuple(weights.shape)}"
+        )
+    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+        raise ConfigError(f"class_weights must be finite and >= 0, got {weights.tolist()}")
+    return weights
+
+
+def _target_to_one_hot(
+    target: Tensor, input_shape: torch.Size, mode: str, ignore_index: int | None
+) -> tuple[Tensor, Tensor]:
+    """Return ``(g, valid)``: float one-hot target (N,C,H,W) and valid mask (N,1,H,W)."""
+    n, c, h, w = input_shape
+    if target.is_floating_point():
+        if mode != "binary" or tuple(target.shape) != (n, 1, h, w):
+            raise DTypeError(
+                f"a float target is accepted only in binary mode with shape {(n, 1, h, w)}; "
+                f"got dtype {target.dtype} and shape {tuple(target.shape)} in {mode} mode "
+                "(pass an integer label map (N, H, W) instead)"
+            )
+        g = target.float() if target.dtype != torch.float64 else target
+        if ignore_index is not None:
+            valid = g != ignore_index
+            g = torch.where(valid, g, torch.zeros((), dtype=g.dtype, device=g.device))
+        else:
+            valid = torch.ones_like(g, dtype=torch.bool)
+        if g.numel() and (float(g.min()) < 0.0 or float(g.max()) > 1.0):
+            raise DataError(
+                f"float target values must lie in [0, 1] (or equal ignore_index={ignore_index}), "
+                f"got range [{float(g.min())}, {float(g.max())}]"
+            )
+        return g, valid
+    if target.dtype == torch.bool or target.is_complex():
+        raise DTypeError(f"target must be an integer label map, got dtype {target.dtype}")
+    if target.ndim == 4 and tuple(target.shape) == (n, 1, h, w) and mode == "binary":
+        target = target[:, 0]
+    if tuple(target.shape) != (n, h, w):
+        raise ShapeError(
+            f"target has shape {tuple(target.shape)}, expected {(n, h, w)} to match input "
+            f"shape {tuple(input_shape)}"
+        )
+    labels = target.long()
+    if ignore_index is not None:
+        valid = labels != ignore_index
+        labels = labels.masked_fill(~valid, 0)
+    else:
+        valid = torch.ones_like(labels, dtype=torch.bool)
+    num_labels = 2 if mode == "binary" else c
+    if labels.numel():
+        low, high = torch.aminmax(labels)
+        if int(low) < 0 or int(high) >= num_labels:
+            bad = int(low) if int(low) < 0 else int(high)
+            raise DataError(
+                f"target contains label {bad}; {mode} mode expects labels in "
+                f"[0, {num_labels - 1}] or ignore_index={ignore_index}"
+            )
+    if mode == "binary":
+        g = labels.unsqueeze(1).float()
+    else:
+        g = torch.nn.functional.one_hot(labels, num_classes=c).permute(0, 3, 1, 2).float()
+    return g, valid.unsqueeze(1)
+
+
+def soft_dice(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: DiceMode = "binary",
+    from_logits: bool = True,
+    smooth: float = 1.0,
+    eps: float = 1e-7,
+    squared: bool = False,
+    ignore_index: int | None = 255,
+    class_weights: Sequence[float] | Tensor | None = None,
+    include_background: bool = True,
+    reduction_scope: ReductionScope = "batch",
+) -> Tensor:
+    """Differentiable soft Dice coefficient (higher is better, in ``[0, 1]``).
+
+    Args:
+        input: Logits (``from_logits=True``) or probabilities; one channel in binary
+            mode, C ≥ 2 channels in multiclass mode.
+        target: Integer label map; in binary mode also a float ``{0, 1}`` mask with a
+            channel axis, as the tutorial's dataset produced.
+        mode: ``"binary"`` (sigmoid over one channel) or ``"multiclass"`` (softmax).
+        from_logits: Apply sigmoid/softmax to ``input``; ``False`` takes probabilities.
+        smooth: Added to numerator and denominator (``1.0``: the tutorial's value).
+        eps: Lower bound of the denominator, so ``smooth=0`` never divides by zero.
+        squared: Use ``Σp² + Σg²`` in the denominator.
+        ignore_index: Target value whose pixels are left out entirely; ``None`` keeps all.
+        class_weights: One weight per input channel for the average over classes.
+        include_background: Multiclass only: keep channel 0 in the class average.
+        reduction_scope: ``"batch"`` sums over the whole batch; ``"image"`` computes one
+            coefficient per image and averages.
+
+    Returns:
+        A scalar tensor (float32, or float64 for a float64 input) holding the
+        coefficient, differentiable with respect to ``input``.
+
+    Raises:
+        ConfigError: If an option is outside its allowed values (naming it), or
+            ``class_weights`` has the wrong length or sums to zero over used classes.
+        ShapeError: If ``input`` is not 4-D, has the wrong channel count for ``mode``,
+            or ``target`` does not match its batch and spatial shape.
+        DTypeError: If ``input`` is not floating point, or ``target`` has a dtype that
+            is neither integer nor (binary mode) float.
+        DataError: If ``target`` holds a label outside the classes that is not
+            ``ignore_index``, or a float target lies outside ``[0, 1]``.
+
+    Shape:
+        - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` with C ≥ 2 (multiclass).
+        - target: ``(N, H, W)`` integer; binary also ``(N, 1, H, W)`` integer or float.
+        - output: ``()``.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import soft_dice
+        >>> probs = torch.tensor([[[[0.9, 0.2], [0.6, 0.1]]]])
+        >>> target = torch.tensor([[[1, 0], [1, 0]]])
+        >>> soft_dice(probs, target, from_logits=False)   # (2*1.5 + 1) / (1.8 + 2 + 1)
+        tensor(0.8333)
+        >>> logits = torch.zeros(1, 3, 2, 2)              # uniform softmax: p = 1/3
+        >>> soft_dice(logits, torch.tensor([[[0, 1], [2, 255]]]), mode="multiclass",
+        ...           smooth=0.0)                          # 2*(1/3) / (1 + 1) per class
+        tensor(0.3333)
+    """
+    weights = _check_options(mode, smooth, eps, reduction_scope, ignore_index, class_weights)
+    if not isinstance(input, Tensor) or not isinstance(target, Tensor):
+        raise DTypeError(
+            f"input and target must be tensors, got {type(input).__name__} and "
+            f"{type(target).__name__}"
+        )
+    if not input.is_floating_point():
+        raise DTypeError(f"input must be a floating-point tensor, got dtype {input.dtype}")
+    if input.ndim != 4:
+        raise ShapeError(f"input must have shape (N, C, H, W), got {tuple(input.shape)}")
+    channels = input.shape[1]
+    if mode == "binary" and channels != 1:
+        raise ShapeError(
+            f"binary mode expects input with 1 channel, got shape {tuple(input.shape)} "
+            "(use mode='multiclass' for C >= 2)"
+        )
+    if mode == "multiclass" and channels < 2:
+        raise ShapeError(
+            f"multiclass mode expects input with C >= 2 channels, got shape "
+            f"{tuple(input.shape)} (use mode='binary' for one logit channel)"
+        )
+    compute_dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
+    x = input.to(compute_dtype)
+    if from_logits:
+        probs = torch.sigmoid(x) if mode == "binary" else torch.softmax(x, dim=1)
+    else:
+        probs = x
+    g, valid = _target_to_one_hot(target, input.shape, mode, ignore_index)
+    g = g.to(device=probs.device, dtype=compute_dtype)
+    mask = valid.to(device=probs.device, dtype=compute_dtype)
+    probs = probs * mask
+    g = g * mask
+
+    dims = (0, 2, 3) if reduction_scope == "batch" else (2, 3)
+    intersection = (probs * g).sum(dims)
+    if squared:
+        cardinality = (probs * probs).sum(dims) + (g * g).sum(dims)
+    else:
+        cardinality = probs.sum(dims) + g.sum(dims)
+    dice = (2.0 * intersection + smooth) / (cardinality + smooth).clamp_min(eps)
+    if reduction_scope == "image":
+        dice = dice.mean(0)  # (C,)
+
+    first = 0 if (mode == "binary" or include_background) else 1
+    if weights is None:
+        return dice[first:].mean()
+    if weights.numel() != channels:
+        raise ConfigError(
+            f"class_weights has {weights.numel()} entries, expected one per input channel "
+            f"({channels})"
+        )
+    used = weights[first:].to(device=dice.device, dtype=compute_dtype)
+    total = float(used.sum())
+    if total <= 0.0:
+        raise ConfigError(
+            f"class_weights {weights.tolist()} sum to zero over the classes used "
+            f"(include_background={include_background})"
+        )
+    return (dice[first:] * used).sum() / total
+
+
+class SoftDice(nn.Module):
+    """Module returning the soft Dice coefficient (see :func:`soft_dice`).
+
+    Args:
+        mode: ``"binary"`` (one logit channel) or ``"multiclass"`` (C ≥ 2 channels).
+        from_logits: Apply sigmoid/softmax inside; ``False`` takes probabilities.
+        smooth: Added to numerator and denominator.
+        eps: Lower bound of the denominator.
+        squared: Use ``Σp² + Σg²`` in the denominator.
+        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
+        class_weights: One weight per input channel for the class average.
+        include_background: Multiclass only: keep channel 0 in the class average.
+        reduction_scope: ``"batch"`` or ``"image"``.
+
+    Raises:
+        ConfigError: If an option is outside its allowed values (checked here, at
+            construction, naming the option and the value).
+
+    Shape:
+        - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
+        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
+        - output: ``()``.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import SoftDice
+        >>> metric = SoftDice(from_logits=False)
+        >>> metric(torch.ones(1, 1, 2, 2), torch.ones(1, 2, 2, dtype=torch.long))
+        tensor(1.)
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: DiceMode = "binary",
+        from_logits: bool = True,
+        smooth: float = 1.0,
+        eps: float = 1e-7,
+        squared: bool = False,
+        ignore_index: int | None = 255,
+        class_weights: Sequence[float] | Tensor | None = None,
+        include_background: bool = True,
+        reduction_scope: ReductionScope = "batch",
+    ) -> None:
+        super().__init__()
+        weights = _check_options(mode, smooth, eps, reduction_scope, ignore_index, class_weights)
+        self.mode: DiceMode = mode
+        self.from_logits = from_logits
+        self.smooth = float(smooth)
+        self.eps = float(eps)
+        self.squared = squared
+        self.ignore_index = ignore_index
+        self.class_weights: Tensor | None = weights
+        self.include_background = include_background
+        self.reduction_scope: ReductionScope = reduction_scope
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Soft Dice coefficient of ``input`` against ``target``.
+
+        Args:
+            input: Logits or probabilities ``(N, C, H, W)``.
+            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``).
+
+        Returns:
+            The scalar coefficient.
+        """
+        return soft_dice(
+            input,
+            target,
+            mode=self.mode,
+            from_logits=self.from_logits,
+            smooth=self.smooth,
+            eps=self.eps,
+            squared=self.squared,
+            ignore_index=self.ignore_index,
+            class_weights=self.class_weights,
+            include_background=self.include_background,
+            reduction_scope=self.reduction_scope,
+        )
+
+    def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
+        return (
+            f"mode={self.mode!r}, from_logits={self.from_logits}, smooth={self.smooth}, "
+            f"squared={self.squared}, ignore_index={self.ignore_index}, "
+            f"reduction_scope={self.reduction_scope!r}"
+        )
+
+
+class DiceLoss(SoftDice):
+    """Dice loss ``1 - soft_dice(...)``: in ``[0, 1]``, 0 for a perfect prediction.
+
+    Same options and input contract as :class:`SoftDice`; the default is the
+    tutorial's loss: binary, logits in, ``smooth=1.0``, summed over the batch.
+
+    Args:
+        mode: ``"binary"`` (one logit channel) or ``"multiclass"`` (C ≥ 2 channels).
+        from_logits: Apply sigmoid/softmax inside; ``False`` takes probabilities.
+        smooth: Added to numerator and denominator.
+        eps: Lower bound of the denominator.
+        squared: Use ``Σp² + Σg²`` in the denominator.
+        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
+        class_weights: One weight per input channel for the class average.
+        include_background: Multiclass only: keep channel 0 in the class average.
+        reduction_scope: ``"batch"`` or ``"image"``.
+
+    Raises:
+        ConfigError: If an option is outside its allowed values.
+
+    Shape:
+        - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
+        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
+        - output: ``()``.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import DiceLoss
+        >>> loss_fn = DiceLoss(mode="multiclass", include_background=False)
+        >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> target = torch.randint(0, 3, (2, 8, 8))
+        >>> loss = loss_fn(logits, target)
+        >>> loss.backward()
+        >>> 0.0 <= loss.item() <= 1.0, logits.grad is not None
+        (True, True)
+    """
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Dice loss of ``input`` against ``target``.
+
+        Args:
+            input: Logits or probabilities ``(N, C, H, W)``.
+            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``).
+
+        Returns:
+            The scalar loss ``1 - coefficient``.
+        """
+        return 1.0 - super().forward(input, target)
