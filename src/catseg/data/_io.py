@@ -38,7 +38,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from catseg.errors import ConfigError, DataError, MissingFileError
 
-__all__ = ["open_image", "read_mask", "to_rgb"]
+__all__ = ["load_rgb", "open_image", "read_mask", "to_rgb"]
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 # EXIF orientations 5-8 rotate by 90 degrees: stored width/height are swapped.
@@ -107,8 +107,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
         ) from err
 
 
-def _open_checked(path: Path, draft_size: tuple[int, int] | None) -> Image.Image:
-    """Open and fully decode ``path``, turning Pillow's failures into DataError."""
+def _open_checked(
+    path: Path, draft_size: tuple[int, int] | None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode ``path`` (failures → DataError); also return the full upright (height, width)."""
     _check_file(path)
     try:
         with warnings.catch_warnings():
@@ -116,15 +118,19 @@ def _open_checked(path: Path, draft_size: tuple[int, int] | None) -> Image.Image
             # Both stop here so a bomb never reaches the decoder.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with path.open("rb") as handle, Image.open(handle) as opened:
+                stored_width, stored_height = opened.size
+                transposed = (
+                    opened.getexif().get(_EXIF_ORIENTATION_TAG, 1) in _TRANSPOSING_ORIENTATIONS
+                )
+                full_size = (stored_width, stored_height) if transposed else opened.size[::-1]
                 if draft_size is not None and opened.format == "JPEG":
                     height, width = draft_size
-                    orientation = opened.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-                    if orientation in _TRANSPOSING_ORIENTATIONS:
+                    if transposed:
                         height, width = width, height
                     opened.draft(opened.mode, (width, height))
                 opened.load()
                 decoded: Image.Image = opened.copy()
-                return decoded
+                return decoded, (int(full_size[0]), int(full_size[1]))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DataError(
             f"{path} is refused by Pillow's decompression-bomb guard ({err}); "
@@ -175,11 +181,43 @@ def open_image(
         len(draft_size) != 2 or not all(isinstance(v, int) and v >= 1 for v in draft_size)
     ):
         raise ConfigError(f"draft_size must be (height, width) positive ints, got {draft_size!r}")
-    image = _open_checked(file, draft_size)
+    return load_rgb(file, draft_size=draft_size)[0]
+
+
+def load_rgb(
+    path: Path, *, draft_size: tuple[int, int] | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Like :func:`open_image`, also returning the full-resolution upright ``(height, width)``.
+
+    The second value is the size before JPEG draft reduction, used to check that a mask
+    matches its image even when the image was decoded at a reduced scale.
+
+    Args:
+        path: The image file.
+        draft_size: As for :func:`open_image`.
+
+    Returns:
+        The RGB image and the full-resolution upright ``(height, width)``.
+
+    Raises:
+        MissingFileError: When ``path`` does not exist.
+        DataError: As for :func:`open_image`.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> path = Path(tempfile.mkdtemp()) / "photo.jpg"
+        >>> Image.new("RGB", (640, 480)).save(path)
+        >>> image, full = load_rgb(path, draft_size=(100, 100))
+        >>> image.size, full
+        ((160, 120), (480, 640))
+    """
+    image, full_size = _open_checked(path, draft_size)
     try:
-        return to_rgb(image)
+        return to_rgb(image), full_size
     except DataError as err:
-        raise DataError(f"{file}: {err}") from err
+        raise DataError(f"{path}: {err}") from err
 
 
 def _rgb_mask_to_indices(rgb: npt.NDArray[np.uint8], path: Path) -> npt.NDArray[np.uint8]:
@@ -241,7 +279,7 @@ def read_mask(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
         [[1, 1, 1], [1, 1, 1]]
     """
     file = Path(path)
-    image = _open_checked(file, None)
+    image, _ = _open_checked(file, None)
     mode = image.mode
     if mode in ("P", "L", "1"):
         return np.array(image, dtype=np.uint8)

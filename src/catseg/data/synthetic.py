@@ -1,0 +1,222 @@
+"""A tiny procedurally drawn segmentation dataset in Pascal VOC layout.
+
+:func:`make_synthetic_voc` draws bright, striped "blobs" (ellipses and polygons) on
+darker noisy, shaded backgrounds and writes them as a VOC folder that
+:class:`~catseg.data.VOCSegmentationDataset` reads. It needs no download, takes well
+under a second for the default 64 images, and a small UNet learns it to a
+foreground IoU above 0.9 in a few seconds on a CPU, which makes it the dataset of
+the quickstart, the documentation examples and the fast tests.
+
+Examples:
+    >>> import tempfile
+    >>> from catseg.data.synthetic import make_synthetic_voc
+    >>> root = make_synthetic_voc(tempfile.mkdtemp(), n=8, size=32)
+    >>> sorted(p.name for p in root.iterdir())
+    ['ImageSets', 'JPEGImages', 'SegmentationClassPNG', 'class_names.txt']
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw
+
+from catseg.errors import ConfigError, DataError
+
+__all__ = ["SYNTHETIC_CLASS_NAMES", "make_synthetic_voc"]
+
+#: Class names of the synthetic dataset, in id order (binary: background and blob).
+SYNTHETIC_CLASS_NAMES: tuple[str, ...] = ("_background_", "blob")
+
+
+def _parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(size, bool):
+        raise ConfigError(f"size must be an int or (height, width), got {size!r}")
+    if isinstance(size, int):
+        pair = (size, size)
+    elif isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        pair = (size[0], size[1])
+    else:
+        raise ConfigError(f"size must be an int or (height, width), got {size!r}")
+    if min(pair) < 16:
+        raise ConfigError(f"size must be at least 16 pixels on each side, got {size!r}")
+    return pair
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.float64]:
+    """Dark shaded background with pixel noise and a few faint darker specks."""
+    base = rng.uniform(25.0, 75.0, size=3)
+    angle = rng.uniform(0.0, 2.0 * math.pi)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    ramp = (xs * math.cos(angle) + ys * math.sin(angle)) / max(height, width)
+    shade = 25.0 * ramp[..., None]
+    noise = rng.normal(0.0, 12.0, size=(height, width, 3))
+    pixels: npt.NDArray[np.float64] = base + shade + noise
+    return pixels
+
+
+def _blob_texture(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.float64]:
+    """Bright warm colour with stripes and pixel noise."""
+    base = np.array(
+        [rng.uniform(190.0, 240.0), rng.uniform(120.0, 200.0), rng.uniform(40.0, 110.0)]
+    )
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    angle = rng.uniform(0.0, math.pi)
+    period = rng.uniform(4.0, 9.0)
+    phase = xs * math.cos(angle) + ys * math.sin(angle)
+    stripes = 18.0 * np.sin(2.0 * math.pi * phase / period)
+    noise = rng.normal(0.0, 10.0, size=(height, width, 3))
+    pixels: npt.NDArray[np.float64] = base + stripes[..., None] + noise
+    return pixels
+
+
+def _draw_blobs(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.uint8]:
+    """Label map with 1 to 3 ellipses / polygons of value 1 on 0."""
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    short = min(height, width)
+    for _ in range(int(rng.integers(1, 4))):
+        cx = rng.uniform(0.2, 0.8) * width
+        cy = rng.uniform(0.2, 0.8) * height
+        radius = rng.uniform(0.12, 0.28) * short
+        if rng.random() < 0.5:
+            aspect = rng.uniform(0.6, 1.0)
+            rx, ry = (radius, radius * aspect) if rng.random() < 0.5 else (radius * aspect, radius)
+            draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=1)
+        else:
+            corners = int(rng.integers(3, 8))
+            angles = np.sort(rng.uniform(0.0, 2.0 * math.pi, size=corners))
+            radii = radius * rng.uniform(0.7, 1.2, size=corners)
+            points = [
+                (float(cx + r * math.cos(a)), float(cy + r * math.sin(a)))
+                for r, a in zip(radii, angles, strict=True)
+            ]
+            draw.polygon(points, fill=1, outline=1)
+    return np.array(canvas, dtype=np.uint8)
+
+
+def _void_band(mask: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
+    """Set pixels within ``width`` (Chebyshev) of a class boundary to 255."""
+    band = np.zeros(mask.shape, dtype=bool)
+    edge = np.zeros(mask.shape, dtype=bool)
+    edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
+    edge[:, :-1] |= mask[:, 1:] != mask[:, :-1]
+    edge[1:, :] |= mask[1:, :] != mask[:-1, :]
+    edge[:-1, :] |= mask[1:, :] != mask[:-1, :]
+    # edge marks both sides of each boundary (a 2-pixel line); grow by width - 1.
+    band |= edge
+    for _ in range(width - 1):
+        grown = band.copy()
+        grown[1:, :] |= band[:-1, :]
+        grown[:-1, :] |= band[1:, :]
+        grown[:, 1:] |= band[:, :-1]
+        grown[:, :-1] |= band[:, 1:]
+        band = grown
+    out: npt.NDArray[np.uint8] = mask.copy()
+    out[band] = 255
+    return out
+
+
+def make_synthetic_voc(
+    root: str | os.PathLike[str],
+    *,
+    n: int = 64,
+    size: int | tuple[int, int] = 64,
+    seed: int = 0,
+    val_fraction: float = 0.25,
+    void_width: int = 1,
+) -> Path:
+    """Write a small synthetic binary segmentation dataset in Pascal VOC layout.
+
+    Each image shows one to three bright striped blobs (ellipses or polygons, class 1
+    ``"blob"``) on a dark, shaded, noisy background (class 0 ``"_background_"``).
+    With ``void_width > 0`` the pixels on both sides of every blob outline are marked
+    255 ("ignore"), like the void band of Pascal VOC. The same arguments always
+    produce the same files (pixel-identical masks; JPEG bytes depend on Pillow's
+    encoder only).
+
+    Layout written under ``root``::
+
+        JPEGImages/synth_0000.jpg ...          RGB, JPEG quality 95
+        SegmentationClassPNG/synth_0000.png    palette PNG, index = class id (0, 1, 255)
+        ImageSets/Segmentation/{train,val,trainval}.txt
+        class_names.txt                        "_background_" and "blob", one per line
+
+    Args:
+        root: Destination folder; created when missing. It must be empty or absent.
+        n: Number of images (≥ 1).
+        size: Image size, an int for square images or ``(height, width)``; ≥ 16.
+        seed: Seed of the generator; equal seeds give equal datasets.
+        val_fraction: Share of the ids put in ``val.txt`` (rounded, at least one image
+            when ``n ≥ 2`` and the fraction is positive); the rest is ``train.txt``.
+        void_width: Width in pixels of the 255 band on each side of blob outlines;
+            0 writes pure 0/1 masks.
+
+    Returns:
+        The dataset root as a :class:`~pathlib.Path`.
+
+    Raises:
+        ConfigError: When ``n``, ``size``, ``val_fraction`` or ``void_width`` is out of
+            range (the message names the value).
+        DataError: When ``root`` exists and is not an empty folder.
+
+    Examples:
+        >>> import tempfile
+        >>> from catseg.data.voc import VOCSegmentationDataset
+        >>> root = make_synthetic_voc(tempfile.mkdtemp(), n=8, size=32, seed=1)
+        >>> train = VOCSegmentationDataset(root, "train")
+        >>> len(train), len(VOCSegmentationDataset(root, "val")), train.class_names
+        (6, 2, ['_background_', 'blob'])
+        >>> image, mask = train[0]
+        >>> tuple(image.shape), sorted(mask.unique().tolist())
+        ((3, 32, 32), [0, 1, 255])
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n must be a positive int, got {n!r}")
+    height, width = _parse_size(size)
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    if isinstance(void_width, bool) or not isinstance(void_width, int) or void_width < 0:
+        raise ConfigError(f"void_width must be an int >= 0, got {void_width!r}")
+    out = Path(root)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} exists and is not an empty folder; refusing to write into it")
+
+    from catseg.visualize import VOC_PALETTE  # lazy: keeps catseg.data import-cycle free
+
+    image_dir = out / "JPEGImages"
+    mask_dir = out / "SegmentationClassPNG"
+    split_dir = out / "ImageSets" / "Segmentation"
+    for folder in (image_dir, mask_dir, split_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    ids = [f"synth_{index:04d}" for index in range(n)]
+    children = np.random.SeedSequence(seed).spawn(n + 1)
+    for sample_id, child in zip(ids, children[:n], strict=True):
+        rng = np.random.default_rng(child)
+        mask = _draw_blobs(rng, height, width)
+        background = _background(rng, height, width)
+        blob = _blob_texture(rng, height, width)
+        pixels = np.where(mask[..., None] == 1, blob, background)
+        rgb = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(image_dir / f"{sample_id}.jpg", quality=95)
+        if void_width > 0:
+            mask = _void_band(mask, void_width)
+        png = Image.fromarray(mask)
+        png.putpalette(VOC_PALETTE)
+        png.save(mask_dir / f"{sample_id}.png")
+
+    order = np.random.default_rng(children[n]).permutation(n)
+    n_val = round(n * val_fraction)
+    if val_fraction > 0.0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    val_ids = sorted(ids[i] for i in order[:n_val])
+    train_ids = sorted(ids[i] for i in order[n_val:])
+    for name, subset in (("train", train_ids), ("val", val_ids), ("trainval", ids)):
+        (split_dir / f"{name}.txt").write_text("".join(f"{i}\n" for i in subset))
+    (out / "class_names.txt").write_text("\n".join(SYNTHETIC_CLASS_NAMES) + "\n")
+    return out

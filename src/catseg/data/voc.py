@@ -1,0 +1,379 @@
+"""Pascal-VOC-style segmentation folders as a lazy PyTorch dataset.
+
+Examples:
+    >>> import tempfile
+    >>> from catseg.data.synthetic import make_synthetic_voc
+    >>> from catseg.data.voc import VOCSegmentationDataset
+    >>> root = make_synthetic_voc(tempfile.mkdtemp(), n=4, size=32)
+    >>> dataset = VOCSegmentationDataset(root, image_size=16)
+    >>> image, mask = dataset[0]
+    >>> image.dtype, tuple(image.shape), mask.dtype, tuple(mask.shape)
+    (torch.float32, (3, 16, 16), torch.int64, (16, 16))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from catseg.data._io import load_rgb, read_mask
+from catseg.errors import ConfigError, DataError, MissingFileError
+
+__all__ = ["IMAGE_SUFFIXES", "JointTransform", "VOCSegmentationDataset"]
+
+#: File name endings (lower case) recognised as images in ``JPEGImages``.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: A joint transform: ``(image, mask) -> (image, mask)`` on tensors.
+JointTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+_MASK_DIRS = ("SegmentationClassPNG", "SegmentationClass")
+_INVALID = -1
+_SHOWN_IDS = 5
+
+
+def parse_image_size(
+    value: int | Sequence[int] | None, name: str = "image_size"
+) -> tuple[int, int] | None:
+    """Normalise an image size argument to ``(height, width)``.
+
+    Args:
+        value: ``None``, an int (square) or a ``(height, width)`` pair of positive ints.
+        name: Argument name used in the error message.
+
+    Returns:
+        ``None`` or ``(height, width)``.
+
+    Raises:
+        ConfigError: When the value is not a positive int or a pair of them.
+
+    Examples:
+        >>> parse_image_size(32), parse_image_size((24, 40)), parse_image_size(None)
+        ((32, 32), (24, 40), None)
+    """
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        pair: tuple[int, ...] = (value, value)
+    elif isinstance(value, Sequence):
+        pair = tuple(value)
+    else:
+        raise ConfigError(f"{name} must be an int or (height, width), got {value!r}")
+    if len(pair) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair
+    ):
+        raise ConfigError(
+            f"{name} must be an int or (height, width) of positive ints, got {value!r}"
+        )
+    return (pair[0], pair[1])
+
+
+def _find_root(root: Path) -> Path:
+    for candidate in (root, root / "VOCdevkit" / "VOC2012", root / "VOC2012"):
+        if (candidate / "JPEGImages").is_dir():
+            return candidate
+    if not root.exists():
+        raise MissingFileError(f"dataset root not found: {root}")
+    raise MissingFileError(
+        f"{root} has no JPEGImages folder (looked in {root}, {root / 'VOCdevkit' / 'VOC2012'} "
+        f"and {root / 'VOC2012'}); expected a VOC layout with JPEGImages/ and "
+        "SegmentationClassPNG/ or SegmentationClass/"
+    )
+
+
+def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """Map stem → path for visible files with one of ``suffixes`` (stray files ignored)."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() in suffixes and path.stem not in found:
+            found[path.stem] = path
+    return found
+
+
+def _read_split(path: Path) -> list[str]:
+    ids: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if fields:
+            ids.append(fields[0])
+    return ids
+
+
+def _read_class_names(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Images and class-index masks from a Pascal VOC style folder, loaded lazily.
+
+    ``root`` is either a flat folder (labelme2voc / :func:`labelme_to_voc` output,
+    :func:`make_synthetic_voc`) or a VOC devkit: the folder holding ``JPEGImages`` is
+    looked up as ``root``, ``root/VOCdevkit/VOC2012`` or ``root/VOC2012``. Masks are
+    read from ``SegmentationClassPNG`` or, when absent, ``SegmentationClass``.
+    Hidden files, ``Thumbs.db``, ``*.json`` and other non-image files are ignored.
+
+    Items are decoded on access (nothing is read up front). When ``image_size`` is
+    given, JPEGs are decoded with Pillow's draft mode at the smallest 1/2, 1/4 or 1/8
+    scale that is still at least that size, then the image is resized with antialiased
+    bilinear filtering and the mask with nearest neighbour. Masks keep 255 (ignore).
+
+    Args:
+        root: Dataset folder (see above).
+        split: Name of a split file ``ImageSets/Segmentation/<split>.txt`` (one id per
+            line); ``None`` takes every image that has a mask, in sorted id order.
+        image_size: Output ``(height, width)``, or an int for a square; ``None`` keeps
+            each image's own size.
+        transforms: Optional joint callable ``(image, mask) -> (image, mask)`` applied to
+            the tensors last, e.g. from :mod:`catseg.data.transforms`.
+        classes: Optional subset of class names to keep, e.g. ``["cat"]``: those become
+            ids 1, 2, ... in the given order, every other class becomes 0 (background)
+            and 255 stays 255. A leading background name (``class_names[0]``) is allowed
+            and ignored. Needs ``class_names.txt``.
+        cache: Keep each decoded (and resized) item in memory as uint8 after its first
+            access. Each DataLoader worker holds its own cache, so combine it with
+            ``persistent_workers=True``.
+        on_error: ``"raise"`` stops on the first unreadable item. ``"skip"`` drops ids
+            whose image or mask file is missing when the dataset is built and, when an
+            item fails to decode or its mask does not match, returns the next readable
+            item instead (wrapping around); skipped ids are in :attr:`skipped_ids`
+            (per process: DataLoader workers keep their own record).
+        image_dtype: ``"float32"`` gives images in [0, 1]; ``"uint8"`` gives 0..255 and
+            leaves the conversion to the training loop (4× less memory per batch).
+
+    Attributes:
+        root: The folder holding ``JPEGImages``.
+        split: The split name or ``None``.
+        ids: Sample ids in item order.
+        class_names: Class names in id order (from ``class_names.txt``, reduced by
+            ``classes``); empty when the file is absent and ``classes`` is not given.
+        image_size: ``(height, width)`` or ``None``.
+        mask_dir: The mask folder in use.
+
+    Raises:
+        MissingFileError: When the root, image folder, mask folder or split file is
+            missing, or (with ``on_error="raise"``) split ids lack an image or a mask
+            (the first few ids are listed).
+        ConfigError: When an argument is invalid or a name in ``classes`` is unknown.
+        DataError: On access, when a file is unreadable, an image and its mask differ
+            in size (both files and sizes named), or a mask holds an id outside
+            ``class_names`` (other than 255).
+
+    Shape:
+        Items are ``image (3, H, W)`` float32 in [0, 1] (or uint8) and ``mask (H, W)``
+        int64, with ``(H, W) = image_size`` when given.
+
+    Examples:
+        >>> import tempfile
+        >>> from catseg.data.synthetic import make_synthetic_voc
+        >>> root = make_synthetic_voc(tempfile.mkdtemp(), n=4, size=32)
+        >>> dataset = VOCSegmentationDataset(root, "trainval", image_dtype="uint8")
+        >>> len(dataset), dataset[0][0].dtype
+        (4, torch.uint8)
+        >>> repr(dataset).startswith("VOCSegmentationDataset(root=")
+        True
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str | None = None,
+        *,
+        image_size: int | tuple[int, int] | None = None,
+        transforms: JointTransform | None = None,
+        classes: Sequence[str] | None = None,
+        cache: bool = False,
+        on_error: Literal["raise", "skip"] = "raise",
+        image_dtype: Literal["float32", "uint8"] = "float32",
+    ) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if image_dtype not in ("float32", "uint8"):
+            raise ConfigError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
+        if transforms is not None and not callable(transforms):
+            raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
+        self.root = _find_root(Path(root))
+        self.split = split
+        self.image_size = parse_image_size(image_size)
+        self.transforms = transforms
+        self.cache = bool(cache)
+        self.on_error: Literal["raise", "skip"] = on_error
+        self.image_dtype: Literal["float32", "uint8"] = image_dtype
+        self.mask_dir = self._find_mask_dir()
+        self.image_dir = self.root / "JPEGImages"
+
+        images = _list_files(self.image_dir, IMAGE_SUFFIXES)
+        masks = _list_files(self.mask_dir, (".png",))
+        self._skipped: list[str] = []
+        if split is None:
+            ids = sorted(set(images) & set(masks))
+        else:
+            ids = self._split_ids(split, images, masks)
+        self.ids: list[str] = ids
+        self._images = [images[i] for i in ids]
+        self._masks = [masks[i] for i in ids]
+        self._cache: dict[int, tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]] = {}
+
+        names = _read_class_names(self.root / "class_names.txt")
+        self._lut, self.class_names = self._build_lut(names, classes)
+
+    # -- construction helpers -------------------------------------------------------------
+    def _find_mask_dir(self) -> Path:
+        for name in _MASK_DIRS:
+            if (self.root / name).is_dir():
+                return self.root / name
+        raise MissingFileError(
+            f"{self.root} has no mask folder; expected SegmentationClassPNG/ or SegmentationClass/"
+        )
+
+    def _split_ids(self, split: str, images: dict[str, Path], masks: dict[str, Path]) -> list[str]:
+        split_dir = self.root / "ImageSets" / "Segmentation"
+        split_file = split_dir / f"{split}.txt"
+        if not split_file.is_file():
+            available = sorted(p.stem for p in split_dir.glob("*.txt"))
+            raise MissingFileError(
+                f"split file not found: {split_file} (available splits: {available or 'none'})"
+            )
+        ids = _read_split(split_file)
+        missing_image = [i for i in ids if i not in images]
+        missing_mask = [i for i in ids if i in images and i not in masks]
+        if self.on_error == "raise":
+            for what, folder, missing in (
+                ("image", self.image_dir, missing_image),
+                ("mask", self.mask_dir, missing_mask),
+            ):
+                if missing:
+                    shown = ", ".join(missing[:_SHOWN_IDS])
+                    extra = len(missing) - _SHOWN_IDS
+                    more = f" and {extra} more" if extra > 0 else ""
+                    raise MissingFileError(
+                        f"{len(missing)} id(s) of {split_file} have no {what} in {folder}: "
+                        f"{shown}{more}"
+                    )
+        self._skipped.extend(missing_image + missing_mask)
+        dropped = set(missing_image) | set(missing_mask)
+        return [i for i in ids if i not in dropped]
+
+    def _build_lut(
+        self, names: list[str], classes: Sequence[str] | None
+    ) -> tuple[npt.NDArray[np.int64] | None, list[str]]:
+        if classes is None:
+            if not names:
+                return None, []
+            lut = np.full(256, _INVALID, dtype=np.int64)
+            lut[: len(names)] = np.arange(len(names))
+            lut[255] = 255
+            return lut, list(names)
+        if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+            raise ConfigError(f"classes must be a sequence of class names, got {classes!r}")
+        if not names:
+            raise ConfigError(
+                f"classes={list(classes)!r} needs {self.root / 'class_names.txt'} to map names "
+                "to mask ids, but the file is missing"
+            )
+        keep = list(classes)
+        if keep and keep[0] == names[0]:
+            keep = keep[1:]
+        unknown = [c for c in keep if c not in names or c == names[0]]
+        if unknown or not keep or len(set(keep)) != len(keep):
+            raise ConfigError(
+                f"classes={list(classes)!r} must name distinct foreground classes from "
+                f"{self.root / 'class_names.txt'}: {names[1:]}"
+                + (f"; unknown: {unknown}" if unknown else "")
+            )
+        lut = np.full(256, _INVALID, dtype=np.int64)
+        lut[: len(names)] = 0
+        for new_id, name in enumerate(keep, start=1):
+            lut[names.index(name)] = new_id
+        lut[255] = 255
+        return lut, [names[0], *keep]
+
+    # -- access ------------------------------------------------------------------------------
+    @property
+    def skipped_ids(self) -> tuple[str, ...]:
+        """Ids skipped so far in this process (``on_error="skip"``), in skip order."""
+        return tuple(self._skipped)
+
+    @property
+    def num_skipped(self) -> int:
+        """Number of ids skipped so far in this process."""
+        return len(self._skipped)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+            f"len={len(self)}, image_size={self.image_size!r}, "
+            f"mask_dir={self.mask_dir.name!r}, classes={self.class_names!r})"
+        )
+
+    def _decode(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+        image_path, mask_path = self._images[index], self._masks[index]
+        image, full_size = load_rgb(image_path, draft_size=self.image_size)
+        mask = read_mask(mask_path)
+        if mask.shape != full_size:
+            raise DataError(
+                f"image {image_path} is {full_size[1]}x{full_size[0]} (WxH) but mask "
+                f"{mask_path} is {mask.shape[1]}x{mask.shape[0]}; they must match"
+            )
+        if self.image_size is not None:
+            height, width = self.image_size
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+            if mask.shape != (height, width):
+                mask = np.array(
+                    Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST)
+                )
+        return np.asarray(image, dtype=np.uint8), mask
+
+    def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cached = self._cache.get(index)
+        if cached is None:
+            cached = self._decode(index)
+            if self.cache:
+                self._cache[index] = cached
+        pixels, raw_mask = cached
+        if self._lut is not None:
+            mapped = self._lut[raw_mask]
+            if (mapped == _INVALID).any():
+                bad = sorted({int(v) for v in np.unique(raw_mask[mapped == _INVALID])})
+                raise DataError(
+                    f"mask {self._masks[index]} holds ids {bad[:8]} outside class_names "
+                    f"({len(self.class_names)} classes) and 255"
+                )
+            mask = torch.from_numpy(mapped)
+        else:
+            mask = torch.from_numpy(raw_mask.astype(np.int64))
+        image = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+        if self.image_dtype == "float32":
+            image = image.to(torch.float32).div_(255.0)
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        return image, mask
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        size = len(self)
+        if not -size <= index < size:
+            raise IndexError(f"index {index} out of range for a dataset of {size} items")
+        index %= size
+        if self.on_error == "raise":
+            return self._load(index)
+        for attempt in range(size):
+            current = (index + attempt) % size
+            try:
+                return self._load(current)
+            except (DataError, MissingFileError):
+                self._skipped.append(self.ids[current])
+        raise DataError(f"every item of {self!r} failed to load (on_error='skip')")
