@@ -1,0 +1,70 @@
+"""MeanIoU.update vs torchmetrics MulticlassJaccardIndex(validate_args=False), side by side.
+
+Run: ``python benchmarks/bench_metrics.py`` (``--quick`` for a smoke run). Prints a
+markdown table; ratio > 1 means catseg is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from torchmetrics.classification import MulticlassJaccardIndex
+
+from catseg.metrics import MeanIoU
+
+
+def _best_of(fn: Callable[[], None], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n, size, classes, repeats = (2, 128, 21, 3) if args.quick else (8, 512, 21, 15)
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randint(0, classes, (n, size, size), generator=gen)
+    target[:, :8] = 255  # a band of VOC "void" pixels
+    labels = torch.randint(0, classes, (n, size, size), generator=gen)
+    logits = torch.randn(n, classes, size, size, generator=gen)
+
+    ours = MeanIoU(classes, include_background=True)
+    theirs = MulticlassJaccardIndex(classes, average="macro", ignore_index=255, validate_args=False)
+    rows = []
+    for name, preds in (("label map", labels), ("logits", logits)):
+        t_ours = _best_of(lambda p=preds: ours.update(p, target), repeats)
+        t_theirs = _best_of(lambda p=preds: theirs.update(p, target), repeats)
+        rows.append((name, t_ours, t_theirs))
+    ours.reset()
+    theirs.reset()
+    ours.update(logits, target)
+    theirs.update(logits, target)
+    diff = abs(ours.compute().miou - float(theirs.compute()))
+
+    print(
+        f"MeanIoU.update, {n}x{size}x{size}, {classes} classes, "
+        f"{torch.get_num_threads()} threads, best of {repeats}"
+    )
+    print()
+    print("| input | catseg MeanIoU (ms) | torchmetrics MulticlassJaccardIndex (ms) | speed-up |")
+    print("|---|---:|---:|---:|")
+    for name, t_ours, t_theirs in rows:
+        print(f"| {name} | {t_ours * 1e3:.1f} | {t_theirs * 1e3:.1f} | {t_theirs / t_ours:.2f}x |")
+    print()
+    print(f"|mIoU(catseg, include_background=True) - mIoU(torchmetrics macro)| = {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
