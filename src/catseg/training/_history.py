@@ -1,0 +1,213 @@
+"""What :func:`~catseg.training.fit` hands back: one record per epoch and the run's history."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Callback", "EpochRecord", "History"]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """The numbers of one finished epoch.
+
+    Attributes:
+        epoch: Epoch number, counted from 1.
+        train_loss: Mean training loss over every image of the epoch (all processes).
+        val_miou: Validation mIoU after the epoch, or ``None`` without a validation loader
+            (``nan`` when no foreground class occurs in predictions or ground truth).
+        seconds: Wall-clock time of the whole epoch (training and validation).
+        images_per_second: Training images per second (all processes together).
+        lr: Learning rate of the first parameter group at the end of the epoch.
+
+    Examples:
+        >>> record = EpochRecord(epoch=1, train_loss=0.5, val_miou=0.8, seconds=2.0,
+        ...                      images_per_second=32.0, lr=1e-3)
+        >>> record.to_dict()["val_miou"]
+        0.8
+    """
+
+    epoch: int
+    train_loss: float
+    val_miou: float | None
+    seconds: float
+    images_per_second: float
+    lr: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as a JSON-serialisable dict.
+
+        Returns:
+            A dict with one key per attribute.
+        """
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:
+        """Rebuild a record from :meth:`to_dict` output.
+
+        Args:
+            data: Mapping with the keys of :meth:`to_dict`.
+
+        Returns:
+            The record.
+
+        Raises:
+            KeyError: If a key is missing.
+        """
+        miou = data["val_miou"]
+        return cls(
+            epoch=int(data["epoch"]),
+            train_loss=float(data["train_loss"]),
+            val_miou=None if miou is None else float(miou),
+            seconds=float(data["seconds"]),
+            images_per_second=float(data["images_per_second"]),
+            lr=float(data["lr"]),
+        )
+
+
+Callback = Callable[[EpochRecord], "bool | None"]
+"""A callback of :func:`~catseg.training.fit`: called with each finished epoch's record.
+
+It runs after that epoch's checkpoints are written, on every process. Returning ``True``
+stops training after this epoch (early stopping); raising stops it with that exception,
+and ``resume=True`` later continues from the epoch just finished.
+"""
+
+
+@dataclass(frozen=True)
+class History:
+    """Per-epoch numbers of a :func:`~catseg.training.fit` run, resumed epochs included.
+
+    Attributes:
+        records: One :class:`EpochRecord` per finished epoch, in order.
+        precision: The precision training ran in after resolving ``"auto"``:
+            ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        device: The device training ran on, e.g. ``"cpu"`` or ``"cuda:0"``.
+        channels_last: Whether the channels-last memory format was used.
+        world_size: Number of processes that trained together (1 without torch.distributed).
+
+    Examples:
+        >>> history = History(records=(
+        ...     EpochRecord(1, 0.9, 0.50, 1.0, 10.0, 1e-3),
+        ...     EpochRecord(2, 0.4, 0.75, 1.0, 12.0, 1e-3),
+        ... ))
+        >>> history.train_loss, history.best_epoch, history.best_val_miou
+        ([0.9, 0.4], 2, 0.75)
+        >>> History.from_dict(history.to_dict()) == history
+        True
+    """
+
+    records: tuple[EpochRecord, ...] = ()
+    precision: str = "fp32"
+    device: str = "cpu"
+    channels_last: bool = True
+    world_size: int = 1
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def epochs(self) -> list[int]:
+        """Epoch numbers of the records."""
+        return [r.epoch for r in self.records]
+
+    @property
+    def train_loss(self) -> list[float]:
+        """Mean training loss of each epoch."""
+        return [r.train_loss for r in self.records]
+
+    @property
+    def val_miou(self) -> list[float | None]:
+        """Validation mIoU of each epoch (``None`` without validation)."""
+        return [r.val_miou for r in self.records]
+
+    @property
+    def seconds(self) -> list[float]:
+        """Wall-clock seconds of each epoch."""
+        return [r.seconds for r in self.records]
+
+    @property
+    def images_per_second(self) -> list[float]:
+        """Training throughput of each epoch."""
+        return [r.images_per_second for r in self.records]
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch with the highest validation mIoU (the one in ``best.pt``), or ``None``."""
+        best: EpochRecord | None = None
+        for record in self.records:
+            miou = record.val_miou
+            if miou is None or math.isnan(miou):
+                continue
+            if best is None or miou > (best.val_miou or -math.inf):
+                best = record
+        return None if best is None else best.epoch
+
+    @property
+    def best_val_miou(self) -> float | None:
+        """The highest validation mIoU, or ``None`` without validation."""
+        epoch = self.best_epoch
+        return None if epoch is None else self.records[self.epochs.index(epoch)].val_miou
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the history as a JSON-serialisable dict.
+
+        Returns:
+            ``{"precision", "device", "channels_last", "world_size", "records": [...]}``.
+        """
+        return {
+            "precision": self.precision,
+            "device": self.device,
+            "channels_last": self.channels_last,
+            "world_size": self.world_size,
+            "records": [r.to_dict() for r in self.records],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        """Rebuild a history from :meth:`to_dict` output.
+
+        Args:
+            data: Mapping as written by :meth:`to_dict`.
+
+        Returns:
+            The history.
+
+        Raises:
+            KeyError: If a key is missing.
+        """
+        return cls(
+            records=tuple(EpochRecord.from_dict(r) for r in data["records"]),
+            precision=str(data["precision"]),
+            device=str(data["device"]),
+            channels_last=bool(data["channels_last"]),
+            world_size=int(data["world_size"]),
+        )
+
+    def to_markdown(self) -> str:
+        """Format the history as a markdown table, one row per epoch.
+
+        Returns:
+            The table as text.
+
+        Examples:
+            >>> print(History(records=(EpochRecord(1, 0.25, None, 2.0, 16.0, 1e-3),)).to_markdown())
+            | epoch | train loss | val mIoU | seconds | images/s | lr |
+            |---:|---:|---:|---:|---:|---:|
+            | 1 | 0.2500 | - | 2.0 | 16.0 | 0.001 |
+        """
+        lines = [
+            "| epoch | train loss | val mIoU | seconds | images/s | lr |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in self.records:
+            miou = "-" if r.val_miou is None else f"{r.val_miou:.4f}"
+            lines.append(
+                f"| {r.epoch} | {r.train_loss:.4f} | {miou} | {r.seconds:.1f} "
+                f"| {r.images_per_second:.1f} | {r.lr:.3g} |"
+            )
+        return "\n".join(lines)

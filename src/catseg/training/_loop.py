@@ -1,0 +1,325 @@
+"""The inner loops: one training epoch and one evaluation pass."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from catseg._runtime import Precision, autocast, resolve_device, resolve_precision
+from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
+from catseg.metrics import IoUResult, MeanIoU
+from catseg.training import _distributed as ddp
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+"""``loss_fn(logits, masks) -> scalar``: logits are fp32 ``(N, C, H, W)``, masks as loaded."""
+
+
+def _split_batch(batch: object, step: int) -> tuple[Tensor, Tensor]:
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        kind = type(batch).__name__
+        size = f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""
+        raise DataError(
+            f"batch {step} is a {kind}{size}; the loader must yield pairs (images, masks)"
+        )
+    images, masks = batch
+    if not isinstance(images, Tensor) or not isinstance(masks, Tensor):
+        raise DataError(
+            f"batch {step} holds ({type(images).__name__}, {type(masks).__name__}); "
+            "expected (Tensor, Tensor)"
+        )
+    return images, masks
+
+
+def prepare_batch(
+    images: Tensor, masks: Tensor, device: torch.device, *, channels_last: bool
+) -> tuple[Tensor, Tensor]:
+    """Move a batch to ``device``: uint8 images become float in [0, 1] there.
+
+    The caller's tensors are never modified.
+
+    Raises:
+        ShapeError: If images are not ``(N, C, H, W)`` or masks do not match their batch size.
+        DTypeError: If images are neither uint8 nor floating point, or masks are not numbers.
+    """
+    if images.ndim != 4:
+        raise ShapeError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if masks.ndim not in (3, 4) or masks.shape[0] != images.shape[0]:
+        raise ShapeError(
+            f"masks must have shape (N, H, W) with N = {images.shape[0]} like the images, "
+            f"got {tuple(masks.shape)}"
+        )
+    if images.dtype == torch.uint8:
+        # .float() makes a new tensor, so the in-place division never touches the input
+        out = images.to(device, non_blocking=True).float().div_(255.0)
+    elif images.is_floating_point():
+        out = images.to(device, dtype=torch.float32, non_blocking=True)
+    else:
+        raise DTypeError(f"images must be uint8 or floating point, got {images.dtype}")
+    if channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)
+    if masks.dtype == torch.bool or (not masks.is_floating_point() and masks.dtype != torch.int64):
+        target = masks.to(device, dtype=torch.int64, non_blocking=True)
+    elif masks.is_floating_point() or masks.dtype == torch.int64:
+        target = masks.to(device, non_blocking=True)
+    else:  # pragma: no cover - every dtype is handled above
+        raise DTypeError(f"masks must be integer label maps, got {masks.dtype}")
+    return out, target
+
+
+def prepare_model(model: nn.Module, device: torch.device, *, channels_last: bool) -> None:
+    """Move ``model`` (in place, as ``Module.to`` does) to ``device`` and memory format."""
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one training epoch measured (global over processes)."""
+
+    loss: float
+    images: int
+    steps: int
+    seconds: float
+
+
+def run_train_epoch(
+    model: nn.Module,
+    loader: Iterable[Any],
+    loss_fn: LossFn,
+    optimizer: Optimizer,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    scaler: torch.amp.GradScaler | None,
+    grad_clip: float | None,
+    channels_last: bool,
+    scheduler: LRScheduler | None,
+    epoch: int,
+) -> EpochStats:
+    """One pass over ``loader`` (the engine of train_one_epoch and fit)."""
+    model.train()
+    start = time.perf_counter()
+    loss_sum = 0.0
+    count = 0
+    steps = 0
+    for step, batch in enumerate(loader, start=1):
+        images, masks = _split_batch(batch, step)
+        x, y = prepare_batch(images, masks, device, channels_last=channels_last)
+        with autocast(device, dtype):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        if not isinstance(loss, Tensor) or loss.ndim != 0:
+            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise ShapeError(f"loss_fn must return a scalar tensor, got {shape}")
+        n = x.shape[0]
+        totals = torch.stack([loss.detach().float() * n, torch.tensor(float(n), device=device)])
+        ddp.all_reduce_sum(totals)
+        batch_loss, batch_count = (float(v) for v in totals.tolist())
+        value = batch_loss / batch_count
+        if not math.isfinite(value):
+            raise NonFiniteError(
+                f"training loss is {value} at epoch {epoch}, step {step}; stopped before the "
+                "optimizer step (the weights of the previous step are kept)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+            if grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()  # type: ignore[no-untyped-call]
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += batch_loss
+        count += int(batch_count)
+        steps += 1
+    if count == 0:
+        raise DataError(f"the training loader yielded no images in epoch {epoch}")
+    return EpochStats(
+        loss=loss_sum / count, images=count, steps=steps, seconds=time.perf_counter() - start
+    )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[Any],
+    loss_fn: LossFn,
+    optimizer: Optimizer,
+    *,
+    device: str | torch.device = "auto",
+    precision: Precision = "auto",
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+    channels_last: bool = True,
+    scheduler: LRScheduler | None = None,
+    epoch: int = 1,
+) -> float:
+    """Train ``model`` for one pass over ``loader`` and return the mean loss.
+
+    The fast path is the default: the forward pass runs under bf16 autocast where the
+    hardware has native bf16 (``precision="auto"``), inputs and model use the
+    channels-last memory format, and the loss is computed in fp32 on
+    ``logits.float()``. uint8 image batches are converted to float in [0, 1] on the
+    device. The model is moved to ``device`` (in place, like ``Module.to``).
+
+    Under torch.distributed the loss is averaged over all processes; wrapping the model
+    in DDP and sharding the loader is the caller's job here (:func:`fit` does both).
+
+    Args:
+        model: Module mapping images ``(N, C, H, W)`` to logits ``(N, K, H, W)``.
+        loader: Iterable of ``(images, masks)`` batches, e.g. a DataLoader.
+        loss_fn: ``loss_fn(logits, masks) -> scalar tensor``; logits arrive as fp32.
+        optimizer: Optimizer over ``model``'s parameters.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
+        scaler: Gradient scaler for fp16; created for this epoch when ``None`` and fp16 is
+            used. Ignored for the other precisions.
+        grad_clip: Clip the gradient norm to this value; ``None`` disables clipping.
+        channels_last: Use the channels-last memory format for model and inputs.
+        scheduler: Learning-rate scheduler stepped after every optimizer step (per-batch
+            schedules such as OneCycleLR); ``None`` leaves the learning rate alone.
+        epoch: Epoch number used in error messages.
+
+    Returns:
+        Mean loss over all images of the epoch.
+
+    Raises:
+        NonFiniteError: If the loss is NaN or infinite; the message names epoch and step,
+            and the optimizer step of that batch is not taken.
+        DataError: If a batch is not an ``(images, masks)`` pair, or the loader is empty.
+        ShapeError: If images are not 4-D, masks do not match, or the loss is not a scalar.
+        DTypeError: If images are neither uint8 nor floating point.
+        ConfigError: If ``device``, ``precision`` or ``grad_clip`` is invalid.
+
+    Shape:
+        images ``(N, C, H, W)`` uint8 or float; masks ``(N, H, W)`` integer class indices
+        (or whatever ``loss_fn`` accepts, e.g. ``(N, 1, H, W)`` float for binary Dice).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Conv2d(3, 1, 3, padding=1)
+        >>> images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+        >>> masks = (images[:, 0] > 127).long()
+        >>> def loss_fn(logits, target):
+        ...     return nn.functional.binary_cross_entropy_with_logits(
+        ...         logits[:, 0], target.float())
+        >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> loss = train_one_epoch(model, [(images, masks)], loss_fn, opt,
+        ...                        device="cpu", precision="fp32")
+        >>> loss > 0
+        True
+    """
+    dev = resolve_device(device)
+    dtype = resolve_precision(precision, dev)
+    if grad_clip is not None and not grad_clip > 0:
+        raise ConfigError(f"grad_clip must be > 0 or None, got {grad_clip!r}")
+    if dtype == torch.float16 and scaler is None:
+        scaler = torch.amp.GradScaler(dev.type)
+    if dtype != torch.float16:
+        scaler = None
+    prepare_model(ddp.unwrap(model), dev, channels_last=channels_last)
+    stats = run_train_epoch(
+        model,
+        loader,
+        loss_fn,
+        optimizer,
+        device=dev,
+        dtype=dtype,
+        scaler=scaler,
+        grad_clip=grad_clip,
+        channels_last=channels_last,
+        scheduler=scheduler,
+        epoch=epoch,
+    )
+    return stats.loss
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[Any],
+    metric: MeanIoU,
+    *,
+    device: str | torch.device = "auto",
+    precision: Precision = "auto",
+    channels_last: bool = True,
+) -> IoUResult:
+    """Run ``model`` over ``loader`` and return the metric over the whole set.
+
+    The model runs in eval mode under :func:`torch.inference_mode` (its previous
+    train/eval mode is restored afterwards) with the same fast path as training; logits
+    are cast to fp32 before the metric sees them. ``metric`` is reset first.
+
+    Under torch.distributed a plain DataLoader is sharded so that every process sees a
+    disjoint part of the data without repeats, and :class:`~catseg.metrics.MeanIoU`
+    sums the confusion matrices of all processes in ``compute()``: every process gets
+    the result for the whole set.
+
+    Args:
+        model: Module mapping images to logits (a DDP wrapper is unwrapped).
+        loader: Iterable of ``(images, masks)`` batches.
+        metric: The metric to fill, e.g. ``MeanIoU(2)`` for a one-logit binary model.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
+        channels_last: Use the channels-last memory format for model and inputs.
+
+    Returns:
+        ``metric.compute()``: an :class:`~catseg.metrics.IoUResult` with ``miou``,
+        per-class ``iou`` and ``dice`` and the confusion matrix.
+
+    Raises:
+        DataError: If a batch is not an ``(images, masks)`` pair.
+        ShapeError: If images are not 4-D or masks do not match them.
+        ConfigError: If ``device`` or ``precision`` is invalid, or the loader cannot be
+            sharded under torch.distributed.
+
+    Shape:
+        images ``(N, C, H, W)`` uint8 or float; masks ``(N, H, W)`` integer class indices.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from catseg.metrics import MeanIoU
+        >>> model = nn.Conv2d(3, 1, 1)
+        >>> images = torch.rand(2, 3, 8, 8)
+        >>> masks = torch.zeros(2, 8, 8, dtype=torch.long)
+        >>> result = evaluate(model, [(images, masks)], MeanIoU(2),
+        ...                   device="cpu", precision="fp32")
+        >>> 0.0 <= result.miou <= 1.0 or result.miou != result.miou
+        True
+    """
+    dev = resolve_device(device)
+    dtype = resolve_precision(precision, dev)
+    net = ddp.unwrap(model)
+    if isinstance(loader, torch.utils.data.DataLoader):
+        loader = ddp.shard_eval_loader(loader)
+    was_training = net.training
+    prepare_model(net, dev, channels_last=channels_last)
+    net.eval()
+    metric.reset()
+    try:
+        for step, batch in enumerate(loader, start=1):
+            images, masks = _split_batch(batch, step)
+            x, y = prepare_batch(images, masks, dev, channels_last=channels_last)
+            with torch.inference_mode(), autocast(dev, dtype):
+                logits = net(x)
+            # the metric's state lives outside inference mode (it may be all-reduced later)
+            metric.update(logits.float(), y)
+    finally:
+        net.train(was_training)
+    return metric.compute()

@@ -1,0 +1,176 @@
+"""Checkpoint metadata and the resumable training state (RNG streams included)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from catseg.errors import ConfigError
+
+__all__ = ["CheckpointMeta"]
+
+
+def _innermost_dataset(dataset: object) -> object:
+    # Subset, ConcatDataset-like wrappers and user wrappers keep the real one in .dataset
+    seen = 0
+    while not hasattr(dataset, "class_names") and hasattr(dataset, "dataset") and seen < 8:
+        dataset = dataset.dataset
+        seen += 1
+    return dataset
+
+
+def _default_classes(num_classes: int | None) -> tuple[str, ...]:
+    if num_classes is None or num_classes == 1:
+        return ("_background_", "foreground")
+    return tuple(f"class_{i}" for i in range(num_classes))
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What :func:`~catseg.training.fit` writes into its checkpoints beside the weights.
+
+    :class:`~catseg.predict.Segmenter` reads these back, so they must describe how the
+    training images were prepared.
+
+    Attributes:
+        classes: Class names, label 0 first: two names (background, foreground) for a
+            binary one-logit model, ``num_classes`` names otherwise.
+        image_size: ``(height, width)`` the model was trained at, or ``None`` (any size).
+        mean: Per-channel mean subtracted from [0, 1] pixels before the model.
+        std: Per-channel standard deviation the pixels were divided by.
+
+    Examples:
+        >>> CheckpointMeta(classes=("_background_", "cat"), image_size=(128, 128))
+        CheckpointMeta(classes=('_background_', 'cat'), image_size=(128, 128), \
+mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    """
+
+    classes: tuple[str, ...]
+    image_size: tuple[int, int] | None = None
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+    @classmethod
+    def from_dataset(cls, dataset: object, *, num_classes: int | None = None) -> CheckpointMeta:
+        """Read ``class_names`` and ``image_size`` from a dataset, with safe fallbacks.
+
+        Wrappers such as :class:`torch.utils.data.Subset` are looked through (their
+        ``.dataset``). Without ``class_names`` the names are ``("_background_",
+        "foreground")`` for a binary model and ``class_0 ... class_{K-1}`` otherwise.
+        ``mean``/``std`` are taken from ``dataset.mean``/``dataset.std`` when present and
+        are otherwise the identity (0, 1): datasets of :mod:`catseg.data` give images in
+        [0, 1] without normalisation.
+
+        Args:
+            dataset: The training dataset, e.g. a ``VOCSegmentationDataset``.
+            num_classes: The model's ``num_classes`` (1 = binary), for the fallback names.
+
+        Returns:
+            The metadata.
+
+        Examples:
+            >>> CheckpointMeta.from_dataset(object(), num_classes=3).classes
+            ('class_0', 'class_1', 'class_2')
+        """
+        inner = _innermost_dataset(dataset)
+        names = getattr(inner, "class_names", None)
+        classes = (
+            tuple(str(n) for n in names)
+            if isinstance(names, Sequence) and len(names) > 0
+            else _default_classes(num_classes)
+        )
+        size = getattr(inner, "image_size", None)
+        image_size: tuple[int, int] | None = None
+        if isinstance(size, int) and not isinstance(size, bool):
+            image_size = (size, size)
+        elif isinstance(size, Sequence) and len(size) == 2:
+            image_size = (int(size[0]), int(size[1]))
+        mean = getattr(inner, "mean", None)
+        std = getattr(inner, "std", None)
+        if isinstance(mean, Sequence) and isinstance(std, Sequence):
+            return cls(classes, image_size, tuple(map(float, mean)), tuple(map(float, std)))
+        return cls(classes, image_size)
+
+    def check(self, model: nn.Module) -> None:
+        """Check the class count against ``model.num_classes`` (when the model has one).
+
+        Args:
+            model: The model being trained.
+
+        Raises:
+            ConfigError: If the number of class names does not fit the model.
+        """
+        num_classes = getattr(model, "num_classes", None)
+        if not isinstance(num_classes, int):
+            return
+        expected = max(2, num_classes)
+        if len(self.classes) != expected:
+            kind = "a binary (1-logit)" if num_classes == 1 else f"a {num_classes}-class"
+            raise ConfigError(
+                f"checkpoint classes {list(self.classes)} has {len(self.classes)} names but "
+                f"{kind} model needs {expected}; pass checkpoint_meta=CheckpointMeta(...) "
+                "with matching classes"
+            )
+
+
+# --- RNG streams --------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, NumPy's global generator and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeding the global stream is the point
+    torch.manual_seed(seed)
+
+
+def loader_generators(loader: DataLoader[Any]) -> list[torch.Generator]:
+    """The distinct torch generators a loader draws its order and worker seeds from."""
+    found: list[torch.Generator] = []
+    for gen in (loader.generator, getattr(loader.sampler, "generator", None)):
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
+            found.append(gen)
+    return found
+
+
+def rng_state(loader: DataLoader[Any]) -> dict[str, Any]:
+    """This process's random streams as tensors and plain containers."""
+    np_state: Any = np.random.get_state(legacy=True)  # noqa: NPY002 - the global stream
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+        "loader": [g.get_state() for g in loader_generators(loader)],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        state["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any], loader: DataLoader[Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    torch.set_rng_state(state["torch"].cpu())
+    np_part = state["numpy"]
+    keys = np_part["keys"].cpu().numpy().astype(np.uint32)
+    np.random.set_state(  # noqa: NPY002 - the global stream
+        ("MT19937", keys, np_part["pos"], np_part["has_gauss"], np_part["cached_gaussian"])
+    )
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    for gen, saved in zip(loader_generators(loader), state.get("loader", []), strict=False):
+        gen.set_state(saved.cpu())
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
