@@ -1,0 +1,281 @@
+"""Building blocks shared by the encoders and the UNet decoder.
+
+A :class:`ConvBlock` is the UNet paper's "two 3×3 convolutions, each followed by a
+normalisation and an activation"; :func:`make_upsample` builds the decoder's
+upsampling step (a learned transposed convolution or a fixed bilinear resize
+followed by a 1×1 convolution); :class:`DecoderStage` upsamples, concatenates the
+encoder's skip connection and applies a :class:`ConvBlock`.
+
+Examples:
+    >>> import torch
+    >>> from catseg.models.blocks import ConvBlock
+    >>> ConvBlock(3, 8)(torch.zeros(1, 3, 5, 5)).shape
+    torch.Size([1, 8, 5, 5])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor, nn
+
+from catseg.errors import ConfigError
+
+__all__ = [
+    "ActivationName",
+    "ConvBlock",
+    "DecoderStage",
+    "NormName",
+    "UpsampleName",
+    "make_activation",
+    "make_norm",
+    "make_upsample",
+]
+
+NormName = Literal["batch", "group", "instance", "none"]
+"""Normalisation after each convolution: BatchNorm, GroupNorm, InstanceNorm or none."""
+
+ActivationName = Literal["relu", "leaky_relu", "gelu", "silu"]
+"""Activation after each normalisation."""
+
+UpsampleName = Literal["transpose", "bilinear"]
+"""Decoder upsampling: learned ``ConvTranspose2d`` or bilinear resize + 1×1 conv."""
+
+NORMS: tuple[str, ...] = get_args(NormName)
+ACTIVATIONS: tuple[str, ...] = get_args(ActivationName)
+UPSAMPLES: tuple[str, ...] = get_args(UpsampleName)
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices``.
+
+    Args:
+        name: Argument name used in the message.
+        value: The value received.
+        choices: The accepted words.
+
+    Raises:
+        ConfigError: If ``value`` is not in ``choices``.
+
+    Examples:
+        >>> check_choice("norm", "batch", NORMS)
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def make_norm(norm: NormName, channels: int) -> nn.Module:
+    """Build the normalisation layer called ``norm`` for ``channels`` channels.
+
+    ``"group"`` uses ``gcd(32, channels)`` groups, so it works for any width.
+
+    Args:
+        norm: ``"batch"``, ``"group"``, ``"instance"`` (affine) or ``"none"`` (identity).
+        channels: Number of channels normalised.
+
+    Returns:
+        The layer.
+
+    Raises:
+        ConfigError: If ``norm`` is not one of the four names.
+
+    Examples:
+        >>> make_norm("group", 48)
+        GroupNorm(16, 48, eps=1e-05, affine=True...)
+    """
+    check_choice("norm", norm, NORMS)
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "group":
+        return nn.GroupNorm(math.gcd(32, channels), channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return nn.Identity()
+
+
+def make_activation(activation: ActivationName) -> nn.Module:
+    """Build the activation called ``activation``.
+
+    Args:
+        activation: ``"relu"``, ``"leaky_relu"`` (slope 0.01), ``"gelu"`` or ``"silu"``.
+
+    Returns:
+        The layer (in-place where torch offers it, to save memory).
+
+    Raises:
+        ConfigError: If ``activation`` is not one of the names.
+
+    Examples:
+        >>> make_activation("relu")
+        ReLU(inplace=True)
+    """
+    check_choice("activation", activation, ACTIVATIONS)
+    if activation == "relu":
+        return nn.ReLU(inplace=True)
+    if activation == "leaky_relu":
+        return nn.LeakyReLU(0.01, inplace=True)
+    if activation == "gelu":
+        return nn.GELU()
+    return nn.SiLU(inplace=True)
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3×3 convolutions (padding 1), each followed by a norm and an activation.
+
+    The convolutions keep their bias even before a BatchNorm (as in the tutorial's
+    UNet, whose parameter count includes them); :meth:`UNet.fuse_for_inference
+    <catseg.models.UNet.fuse_for_inference>` folds the norm into them.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels of both convolutions.
+        norm: Normalisation name (see :data:`NormName`).
+        activation: Activation name (see :data:`ActivationName`).
+        dropout: Probability of a final ``Dropout2d``; ``0`` adds no layer.
+
+    Raises:
+        ConfigError: If a channel count is < 1, ``dropout`` is outside ``[0, 1)``, or
+            ``norm``/``activation`` is unknown.
+
+    Shape:
+        ``(N, in_channels, H, W) -> (N, out_channels, H, W)``.
+
+    Examples:
+        >>> import torch
+        >>> block = ConvBlock(1, 4, norm="group", activation="silu")
+        >>> block(torch.ones(2, 1, 3, 7)).shape
+        torch.Size([2, 4, 3, 7])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        norm: NormName = "batch",
+        activation: ActivationName = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        if in_channels < 1 or out_channels < 1:
+            raise ConfigError(
+                f"ConvBlock channels must be >= 1, got in={in_channels}, out={out_channels}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=True),
+            make_norm(norm, out_channels),
+            make_activation(activation),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=True),
+            make_norm(norm, out_channels),
+            make_activation(activation),
+        ]
+        if dropout > 0:
+            layers.append(nn.Dropout2d(dropout))
+        super().__init__(*layers)
+
+
+def make_upsample(
+    kind: UpsampleName, in_channels: int, out_channels: int, factor: int
+) -> nn.Module:
+    """Build an upsampling layer that multiplies height and width by ``factor``.
+
+    Args:
+        kind: ``"transpose"``: ``ConvTranspose2d(kernel=factor, stride=factor)``;
+            ``"bilinear"``: bilinear resize then a 1×1 convolution.
+        in_channels: Input channels.
+        out_channels: Output channels.
+        factor: Integer scale factor (>= 2).
+
+    Returns:
+        The layer.
+
+    Raises:
+        ConfigError: If ``kind`` is unknown or ``factor`` < 2.
+
+    Shape:
+        ``(N, in_channels, H, W) -> (N, out_channels, H·factor, W·factor)``.
+
+    Examples:
+        >>> import torch
+        >>> make_upsample("bilinear", 8, 4, 2)(torch.zeros(1, 8, 3, 5)).shape
+        torch.Size([1, 4, 6, 10])
+    """
+    check_choice("upsample", kind, UPSAMPLES)
+    if factor < 2:
+        raise ConfigError(f"upsampling factor must be >= 2, got {factor}")
+    if kind == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, factor, stride=factor)
+    return nn.Sequential(
+        nn.Upsample(scale_factor=float(factor), mode="bilinear", align_corners=False),
+        nn.Conv2d(in_channels, out_channels, 1),
+    )
+
+
+class DecoderStage(nn.Module):
+    """Upsample, concatenate the skip connection (if any), apply a :class:`ConvBlock`.
+
+    Args:
+        in_channels: Channels of the deeper decoder feature.
+        skip_channels: Channels of the encoder skip connection (0: no skip, used for
+            the final upsampling of encoders whose shallowest map is below full size).
+        out_channels: Output channels.
+        factor: Upsampling factor between the two resolutions.
+        upsample: Upsampling kind.
+        norm: Normalisation name.
+        activation: Activation name.
+        dropout: Dropout probability at the end of the block.
+
+    Raises:
+        ConfigError: On invalid names, channel counts or factor.
+
+    Shape:
+        ``x (N, in_channels, h, w)``, ``skip (N, skip_channels, h·factor, w·factor)``
+        ``-> (N, out_channels, h·factor, w·factor)``.
+
+    Examples:
+        >>> import torch
+        >>> stage = DecoderStage(8, 4, 4, factor=2)
+        >>> stage(torch.zeros(1, 8, 2, 3), torch.zeros(1, 4, 4, 6)).shape
+        torch.Size([1, 4, 4, 6])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        *,
+        factor: int,
+        upsample: UpsampleName = "transpose",
+        norm: NormName = "batch",
+        activation: ActivationName = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.up = make_upsample(upsample, in_channels, out_channels, factor)
+        self.block = ConvBlock(
+            out_channels + skip_channels,
+            out_channels,
+            norm=norm,
+            activation=activation,
+            dropout=dropout,
+        )
+
+    def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
+        """Upsample ``x``, concatenate ``skip`` on channels, apply the block.
+
+        Args:
+            x: Deeper feature map.
+            skip: Encoder feature at the target resolution, or None.
+
+        Returns:
+            The decoded feature map.
+        """
+        x = self.up(x)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        out: Tensor = self.block(x)
+        return out

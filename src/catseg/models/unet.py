@@ -1,0 +1,469 @@
+"""The UNet: an encoder, a decoder that adapts to it, and a 1×1 head returning logits.
+
+With the defaults, ``UNet(3, 1)`` is the tutorial's network (widths 32 → 512, four
+2×2 max-poolings, two 3×3 conv-BatchNorm-ReLU per block, 2×2 transposed-convolution
+upsampling, 1×1 head) with 7,765,985 parameters, but it returns logits (no sigmoid)
+and accepts any input size: the input is zero-padded at the bottom and right to a
+multiple of the total stride (16 for the default, 32 for ResNets) and the logits are
+cropped back to ``H × W``.
+
+Examples:
+    >>> import torch
+    >>> from catseg.models.unet import UNet
+    >>> model = UNet(3, 2, init_features=4, depth=2).eval()
+    >>> model(torch.zeros(1, 3, 250, 333)).shape
+    torch.Size([1, 2, 250, 333])
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+from catseg.errors import ConfigError, DTypeError, ShapeError
+from catseg.models._fuse import fold_batchnorms
+from catseg.models.blocks import (
+    ACTIVATIONS,
+    NORMS,
+    UPSAMPLES,
+    ActivationName,
+    DecoderStage,
+    NormName,
+    UpsampleName,
+    check_choice,
+)
+from catseg.models.encoders.base import Encoder, check_encoder_attributes
+from catseg.models.encoders.classic import ClassicEncoder, unet_encoder
+from catseg.models.encoders.registry import default_registry
+
+__all__ = ["UNet", "UNetConfig", "count_parameters"]
+
+_CLASSIC_DEFAULTS = (32, 4)
+
+
+def _check_int(name: str, value: object, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Everything needed to rebuild a :class:`UNet` (frozen, JSON-serialisable).
+
+    Attributes:
+        in_channels: Input channels.
+        num_classes: Output logit maps (1 = binary).
+        encoder: Registered encoder name.
+        init_features: Width of the first classic-encoder block (``"unet"`` only).
+        depth: Number of poolings of the classic encoder (``"unet"`` only).
+        decoder_channels: Width of each decoder stage, deepest first; None = default.
+        norm: Normalisation of the decoder (and of the classic encoder).
+        activation: Activation of the decoder (and of the classic encoder).
+        upsample: Decoder upsampling kind.
+        dropout: ``Dropout2d`` probability after each decoder (and classic) block.
+        pretrained: Passed to the encoder factory.
+        encoder_instance: Class name of an encoder passed as an instance (then the
+            config cannot rebuild the model); None for named encoders.
+
+    Raises:
+        ConfigError: On construction, naming the first invalid field.
+
+    Examples:
+        >>> cfg = UNetConfig(num_classes=3, decoder_channels=[64, 32, 16, 8])
+        >>> cfg.decoder_channels
+        (64, 32, 16, 8)
+        >>> UNetConfig.from_dict(cfg.to_dict()) == cfg
+        True
+    """
+
+    in_channels: int = 3
+    num_classes: int = 1
+    encoder: str = "unet"
+    init_features: int = 32
+    depth: int = 4
+    decoder_channels: tuple[int, ...] | None = None
+    norm: NormName = "batch"
+    activation: ActivationName = "relu"
+    upsample: UpsampleName = "transpose"
+    dropout: float = 0.0
+    pretrained: bool = False
+    encoder_instance: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_int("in_channels", self.in_channels)
+        _check_int("num_classes", self.num_classes)
+        _check_int("init_features", self.init_features)
+        _check_int("depth", self.depth)
+        if not isinstance(self.encoder, str) or not self.encoder:
+            raise ConfigError(f"encoder must be a non-empty name, got {self.encoder!r}")
+        if self.encoder != "unet" and (self.init_features, self.depth) != _CLASSIC_DEFAULTS:
+            raise ConfigError(
+                "init_features and depth configure the classic 'unet' encoder only; got "
+                f"init_features={self.init_features}, depth={self.depth} with encoder "
+                f"{self.encoder!r}"
+            )
+        widths: object = self.decoder_channels
+        if widths is not None:
+            if isinstance(widths, str | bytes) or not isinstance(widths, Sequence):
+                raise ConfigError(f"decoder_channels must be a sequence of ints, got {widths!r}")
+            for width in widths:
+                _check_int("each decoder_channels entry", width)
+            object.__setattr__(self, "decoder_channels", tuple(widths))
+        check_choice("norm", self.norm, NORMS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("upsample", self.upsample, UPSAMPLES)
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, int | float)
+            or not 0.0 <= self.dropout < 1.0
+        ):
+            raise ConfigError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.pretrained, bool):
+            raise ConfigError(f"pretrained must be True or False, got {self.pretrained!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a JSON-serialisable dict (tuples become lists).
+
+        Returns:
+            ``{field: value}`` for every field except ``encoder_instance``.
+
+        Raises:
+            ConfigError: If the model was built from an encoder instance.
+
+        Examples:
+            >>> UNetConfig().to_dict()["encoder"]
+            'unet'
+        """
+        if self.encoder_instance is not None:
+            raise ConfigError(
+                f"this UNet was built from an encoder instance ({self.encoder_instance}), so its "
+                "config cannot rebuild it; register the encoder by name with "
+                "@catseg.models.register_encoder('name') (or a 'catseg.encoders' entry point) "
+                "and build UNet(encoder='name')"
+            )
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del data["encoder_instance"]
+        if data["decoder_channels"] is not None:
+            data["decoder_channels"] = list(data["decoder_channels"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UNetConfig:
+        """Build a config from a mapping such as :meth:`to_dict`'s output.
+
+        Args:
+            data: Field values; missing fields take their defaults.
+
+        Returns:
+            The config.
+
+        Raises:
+            ConfigError: If ``data`` is not a mapping, has unknown keys (all named), or
+                an invalid value.
+
+        Examples:
+            >>> UNetConfig.from_dict({"num_classes": 2, "depht": 3})
+            Traceback (most recent call last):
+            ...
+            catseg.errors.ConfigError: unknown UNet config key(s) ['depht']; expected ...
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a UNet config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)} - {"encoder_instance"}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise ConfigError(
+                f"unknown UNet config key(s) {unknown}; expected keys {sorted(known)}"
+            )
+        return cls(**dict(data))
+
+
+class UNet(nn.Module):
+    """UNet for semantic segmentation with a pluggable encoder; returns logits.
+
+    The decoder has one stage per encoder skip connection (deepest first), each
+    upsampling by the ratio of the two strides, concatenating the skip and applying
+    a :class:`~catseg.models.blocks.ConvBlock`; if the shallowest feature is below
+    full resolution (ResNets: stride 2) a last stage upsamples to full size. Default
+    stage widths: the skip widths for ``"unet"`` (the paper), ``min(skip width, 256)``
+    for other encoders, and half the previous width (>= 16) for the last stage.
+
+    Args:
+        in_channels: Input channels.
+        num_classes: Logit maps; 1 = binary (sigmoid), >= 2 = multiclass (softmax).
+        encoder: A registered name (:func:`~catseg.models.list_encoders`) or an
+            ``nn.Module`` following :class:`~catseg.models.Encoder` (then
+            ``config.to_dict()`` raises; register it by name to checkpoint it).
+        init_features: Width of the first classic-encoder block (``"unet"`` only).
+        depth: Number of poolings of the classic encoder (``"unet"`` only).
+        decoder_channels: Width of each decoder stage, deepest first.
+        norm: Normalisation in the decoder and the classic encoder.
+        activation: Activation in the decoder and the classic encoder.
+        upsample: ``"transpose"`` (learned) or ``"bilinear"`` (+ 1×1 conv).
+        dropout: ``Dropout2d`` probability after each decoder/classic block.
+        pretrained: Ask the encoder factory for pretrained weights (the built-ins
+            download nothing and raise :class:`~catseg.errors.EncoderError`).
+
+    Attributes:
+        in_channels: Input channels.
+        num_classes: Output channels.
+        config: The :class:`UNetConfig` that rebuilds this model.
+        stride: Total stride; inputs are padded to a multiple of it.
+
+    Raises:
+        ConfigError: On invalid options (named), or a ``decoder_channels`` of the wrong length.
+        EncoderError: If the encoder name is unknown, the plugin is broken, or the
+            encoder breaks the protocol.
+
+    Shape:
+        ``(N, in_channels, H, W)`` float, any ``H, W >= 1`` → ``(N, num_classes, H, W)``.
+
+    Examples:
+        >>> import torch
+        >>> model = UNet()
+        >>> sum(p.numel() for p in model.parameters())
+        7765985
+        >>> small = UNet(1, 3, encoder="resnet18").eval()
+        >>> small(torch.rand(2, 1, 31, 45)).shape
+        torch.Size([2, 3, 31, 45])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 1,
+        *,
+        encoder: str | Encoder = "unet",
+        init_features: int = 32,
+        depth: int = 4,
+        decoder_channels: Sequence[int] | None = None,
+        norm: NormName = "batch",
+        activation: ActivationName = "relu",
+        upsample: UpsampleName = "transpose",
+        dropout: float = 0.0,
+        pretrained: bool = False,
+    ) -> None:
+        super().__init__()
+        is_named = isinstance(encoder, str)
+        self.config = UNetConfig(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            encoder=encoder if isinstance(encoder, str) else type(encoder).__name__,
+            init_features=init_features,
+            depth=depth,
+            decoder_channels=None if decoder_channels is None else tuple(decoder_channels),
+            norm=norm,
+            activation=activation,
+            upsample=upsample,
+            dropout=dropout,
+            pretrained=pretrained,
+            encoder_instance=None if is_named else type(encoder).__name__,
+        )
+        cfg = self.config
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        if isinstance(encoder, str) and encoder == "unet":
+            if pretrained:
+                unet_encoder(pretrained=True)  # raises the EncoderError explaining why
+            built: object = ClassicEncoder(
+                in_channels,
+                init_features=init_features,
+                depth=depth,
+                norm=norm,
+                activation=activation,
+                dropout=dropout,
+            )
+        elif isinstance(encoder, str):
+            built = default_registry().get(encoder, in_channels=in_channels, pretrained=pretrained)
+        else:
+            built = encoder
+        channels, reductions = check_encoder_attributes(built)
+        self.encoder = cast(nn.Module, built)
+        self.stride = reductions[-1]
+        widths = self._decoder_widths(channels, reductions, cfg.decoder_channels, is_named)
+        stages: list[DecoderStage] = []
+        previous = channels[-1]
+        levels = list(range(len(channels) - 2, -1, -1))
+        for width, level in zip(widths, levels, strict=False):
+            factor = reductions[level + 1] // reductions[level]
+            stages.append(self._stage(previous, channels[level], width, factor))
+            previous = width
+        if reductions[0] > 1:
+            stages.append(self._stage(previous, 0, widths[-1], reductions[0]))
+            previous = widths[-1]
+        self.decoder = nn.ModuleList(stages)
+        self.head = nn.Conv2d(previous, num_classes, 1)
+        self._fused = False
+
+    def _stage(self, in_ch: int, skip: int, out: int, factor: int) -> DecoderStage:
+        cfg = self.config
+        return DecoderStage(
+            in_ch,
+            skip,
+            out,
+            factor=factor,
+            upsample=cfg.upsample,
+            norm=cfg.norm,
+            activation=cfg.activation,
+            dropout=cfg.dropout,
+        )
+
+    def _decoder_widths(
+        self,
+        channels: tuple[int, ...],
+        reductions: tuple[int, ...],
+        requested: tuple[int, ...] | None,
+        is_named: bool,
+    ) -> tuple[int, ...]:
+        n_skip = len(channels) - 1
+        n_stages = n_skip + (1 if reductions[0] > 1 else 0)
+        if requested is not None:
+            if len(requested) != n_stages:
+                raise ConfigError(
+                    f"decoder_channels must have {n_stages} entries (one per decoder stage, "
+                    f"deepest first) for encoder {self.config.encoder!r} with reductions "
+                    f"{reductions}, got {len(requested)}: {list(requested)}"
+                )
+            return requested
+        classic = is_named and self.config.encoder == "unet"
+        skips = [channels[level] for level in range(n_skip - 1, -1, -1)]
+        widths = [c if classic else min(c, 256) for c in skips]
+        if n_stages > n_skip:
+            widths.append(max((widths[-1] if widths else channels[-1]) // 2, 16))
+        return tuple(widths)
+
+    @property
+    def is_fused(self) -> bool:
+        """True for a model returned by :meth:`fuse_for_inference` (inference only)."""
+        return self._fused
+
+    @classmethod
+    def from_config(cls, cfg: UNetConfig | Mapping[str, Any]) -> UNet:
+        """Build a new (untrained) UNet from a config or its :meth:`UNetConfig.to_dict`.
+
+        Args:
+            cfg: A :class:`UNetConfig` or a mapping of its fields.
+
+        Returns:
+            A UNet with the same architecture (load the weights separately).
+
+        Raises:
+            ConfigError: On unknown keys (named) or invalid values, or a config that
+                records an encoder instance.
+            EncoderError: If the encoder name is not registered.
+
+        Examples:
+            >>> model = UNet(1, 2, init_features=4, depth=2)
+            >>> clone = UNet.from_config(model.config.to_dict())
+            >>> clone.config == model.config
+            True
+        """
+        config = UNetConfig.from_dict(cfg) if not isinstance(cfg, UNetConfig) else cfg
+        data = config.to_dict()  # raises for encoder instances
+        return cls(**data)
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise DTypeError(f"UNet expects a torch.Tensor, got {type(x).__name__}")
+        if x.ndim != 4:
+            hint = "; add a batch dimension with x.unsqueeze(0)" if x.ndim == 3 else ""
+            raise ShapeError(
+                f"UNet expects a 4-D batch (N, {self.in_channels}, H, W), got shape "
+                f"{tuple(x.shape)}{hint}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"UNet expects {self.in_channels} input channels, got shape {tuple(x.shape)} "
+                f"(expected (N, {self.in_channels}, H, W))"
+            )
+        if x.shape[2] < 1 or x.shape[3] < 1:
+            raise ShapeError(f"UNet input must have H, W >= 1, got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise DTypeError(
+                f"UNet expects a floating-point input, got {x.dtype}; convert uint8 images "
+                "with x.float() / 255"
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return logits of the same height and width as ``x``.
+
+        Args:
+            x: Float batch ``(N, in_channels, H, W)``, any ``H, W >= 1``.
+
+        Returns:
+            Logits ``(N, num_classes, H, W)`` (a cropped view when padding was needed).
+
+        Raises:
+            ShapeError: If ``x`` is not 4-D, has the wrong channel count, or is empty.
+            DTypeError: If ``x`` is not a floating-point tensor.
+        """
+        self._check_input(x)
+        height, width = x.shape[-2], x.shape[-1]
+        pad_h = (-height) % self.stride
+        pad_w = (-width) % self.stride
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        features: list[Tensor] = self.encoder(x)
+        y = features[-1]
+        n_skip = len(features) - 1
+        for i, stage in enumerate(self.decoder):
+            skip = features[n_skip - 1 - i] if i < n_skip else None
+            y = stage(y, skip)
+        logits: Tensor = self.head(y)
+        if pad_h or pad_w:
+            logits = logits[:, :, :height, :width]
+        return logits
+
+    def fuse_for_inference(self) -> UNet:
+        """Return a new eval-mode copy with every BatchNorm folded into its convolution.
+
+        The original model is untouched. Outputs match the original's eval-mode
+        outputs within 1e-4 (the fold is computed in float64). Memory format
+        (``channels_last``), device and dtype are kept; parameters of the copy do not
+        require gradients. The copy is for inference only: checkpoint the original.
+
+        Returns:
+            The fused model (``is_fused`` is True).
+
+        Examples:
+            >>> import torch
+            >>> model = UNet(3, 1, init_features=4, depth=2).eval()
+            >>> fused = model.fuse_for_inference()
+            >>> x = torch.rand(1, 3, 20, 20)
+            >>> torch.allclose(model(x), fused(x), atol=1e-4), model.is_fused, fused.is_fused
+            (True, False, True)
+        """
+        fused = copy.deepcopy(self).eval()
+        fold_batchnorms(fused)
+        fused.requires_grad_(False)
+        fused._fused = True
+        return fused
+
+    def extra_repr(self) -> str:
+        """One line naming the encoder, channels and stride (shown by ``repr``)."""
+        return (
+            f"encoder={self.config.encoder!r}, in_channels={self.in_channels}, "
+            f"num_classes={self.num_classes}, stride={self.stride}"
+        )
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters of ``model`` (buffers excluded).
+
+    Args:
+        model: Any module.
+
+    Returns:
+        The count.
+
+    Examples:
+        >>> count_parameters(UNet(3, 1))
+        7765985
+    """
+    return sum(p.numel() for p in model.parameters())
