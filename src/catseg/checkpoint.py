@@ -1,0 +1,515 @@
+"""Safe, atomic checkpoint files: everything needed to rebuild a trained model.
+
+The cat tutorial saved the whole model with ``torch.save(model)``: a pickle that
+runs arbitrary code when loaded and breaks as soon as the code moves. A catseg
+checkpoint instead holds only plain data — the model's constructor config (a
+JSON-like dict), its weights, the class names, the input size and the
+normalisation used in training — and is read back with
+``torch.load(..., weights_only=True)``, which refuses to build any object outside a
+small allow-list, so a tampered file fails with :class:`~catseg.errors.CheckpointError`
+and runs nothing.
+
+File layout (format version 1) — one ``torch.save`` zip archive holding a dict::
+
+    format            "catseg.checkpoint"
+    format_version    1
+    catseg_version    version of catseg that wrote the file
+    model_class       "UNet"
+    model_config      UNetConfig.to_dict()
+    state_dict        the weights (CPU tensors)
+    classes           class names, label 0 first
+    image_size        [height, width] or None
+    mean, std         per-channel normalisation
+    extra             user metadata (plain data)
+    training_state    optimizer/scheduler/epoch/RNG state, or None
+
+Writes are atomic: the file is written to a temporary file in the same folder,
+flushed to disk and renamed over the destination, so a crash or a kill during the
+save leaves the previous checkpoint intact.
+
+Examples:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from catseg.models import UNet
+    >>> model = UNet(num_classes=1, init_features=4, depth=2)
+    >>> path = Path(tempfile.mkdtemp()) / "cat.pt"
+    >>> _ = save_checkpoint(path, model, classes=["_background_", "cat"],
+    ...                     image_size=(64, 64), mean=(0.5,) * 3, std=(0.25,) * 3)
+    >>> ckpt = load_checkpoint(path)
+    >>> ckpt.classes, ckpt.image_size, ckpt.format_version
+    (['_background_', 'cat'], (64, 64), 1)
+    >>> rebuilt = ckpt.build_model()
+    >>> rebuilt.num_classes
+    1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import math
+import os
+import pickle
+import sys
+import tempfile
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from catseg.errors import CatsegError, CheckpointError, ConfigError, MissingFileError
+from catseg.models import UNet
+
+__all__ = ["FORMAT_VERSION", "Checkpoint", "load_checkpoint", "save_checkpoint"]
+
+FORMAT_VERSION = 1
+"""Version of the checkpoint layout this catseg writes (and the newest it reads)."""
+
+_FORMAT_TAG = "catseg.checkpoint"
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEAF_TYPES: tuple[type, ...] = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    torch.Tensor,
+    torch.dtype,
+    torch.device,
+    torch.Size,
+)
+
+
+def _catseg_version() -> str:
+    package = sys.modules.get("catseg")
+    version = getattr(package, "__version__", None)
+    if isinstance(version, str):
+        return version
+    try:  # pragma: no cover - catseg.checkpoint is always imported through the package
+        return importlib.metadata.version("catseg")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The contents of a checkpoint file, as read by :func:`load_checkpoint`.
+
+    Attributes:
+        model_config: The model's constructor config (``UNetConfig.to_dict()``).
+        state_dict: The weights, keyed like ``model.state_dict()``.
+        classes: Class names; ``classes[i]`` is the name of mask label ``i``.
+        image_size: ``(height, width)`` the model was trained at, or ``None``.
+        mean: Per-channel mean subtracted from [0, 1] pixels before the model.
+        std: Per-channel standard deviation the pixels are divided by.
+        extra: User metadata saved with ``extra=`` (empty dict if none).
+        training_state: Optimizer/scheduler/epoch/RNG state for resuming, or ``None``.
+        format_version: Layout version of the file.
+        catseg_version: Version of catseg that wrote the file.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.models import UNet
+        >>> net = UNet(num_classes=2, init_features=4, depth=2)
+        >>> ckpt = Checkpoint(model_config=net.config.to_dict(), state_dict=net.state_dict(),
+        ...                   classes=["bg", "cat"], image_size=None, mean=(0.0,) * 3,
+        ...                   std=(1.0,) * 3, extra={}, training_state=None,
+        ...                   format_version=1, catseg_version="0.1.0")
+        >>> rebuilt = ckpt.build_model()
+        >>> all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(),
+        ...                                         net.state_dict().values()))
+        True
+    """
+
+    model_config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    classes: list[str]
+    image_size: tuple[int, int] | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    extra: dict[str, Any]
+    training_state: dict[str, Any] | None
+    format_version: int
+    catseg_version: str
+
+    def build_model(self) -> UNet:
+        """Rebuild the model from its config and load the weights strictly.
+
+        Pretrained-encoder downloads are switched off (``pretrained=False``): the
+        weights come from the checkpoint.
+
+        Returns:
+            A new :class:`~catseg.models.UNet` in eval mode on the CPU, or on the
+            device the tensors were mapped to by ``load_checkpoint(map_location=...)``.
+
+        Raises:
+            CheckpointError: If the config cannot be rebuilt (e.g. an encoder that is
+                not registered here), or the weights do not fit the rebuilt model (the
+                message names the first missing/unexpected keys and mismatched shapes).
+        """
+        config = dict(self.model_config)
+        if "pretrained" in config:
+            config["pretrained"] = False
+        try:
+            model = UNet.from_config(config)
+        except CatsegError as err:
+            raise CheckpointError(
+                f"the checkpoint's model config cannot be rebuilt by this catseg: {err}"
+            ) from err
+        _check_weights_fit(model, self.state_dict, what="the checkpoint's weights")
+        devices = {t.device for t in self.state_dict.values()}
+        if len(devices) == 1:
+            model = model.to(next(iter(devices)))
+        model.load_state_dict(self.state_dict, strict=True)
+        return model.eval()
+
+
+def _check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], *, what: str) -> None:
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (first: {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:3])})")
+    if wrong:
+        parts.append(f"{len(wrong)} with other shapes (first: {'; '.join(wrong[:3])})")
+    raise CheckpointError(f"{what} do not match the model config: {', '.join(parts)}")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    # DataParallel / DistributedDataParallel keep the real model in .module,
+    # torch.compile in ._orig_mod; the checkpoint must hold the plain model's keys.
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif isinstance(inner := getattr(model, "_orig_mod", None), nn.Module):
+            model = inner
+        else:
+            return model
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Refuse anything ``torch.load(weights_only=True)`` would not read back."""
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, _LEAF_TYPES):
+            continue
+        if isinstance(item, (dict, OrderedDict)):
+            for key, sub in item.items():
+                if not isinstance(key, (str, int, float, bool, type(None))):
+                    raise ConfigError(f"{at} has a key of type {type(key).__name__}: {key!r}")
+                stack.append((sub, f"{at}[{key!r}]"))
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend((sub, f"{at}[{i}]") for i, sub in enumerate(item))
+        else:
+            raise ConfigError(
+                f"{at} is a {type(item).__module__}.{type(item).__qualname__}; checkpoints hold "
+                "only tensors, numbers, strings, None and dicts/lists/tuples of them "
+                "(convert NumPy arrays with torch.from_numpy, objects to dicts)"
+            )
+
+
+def _check_meta(
+    classes: Sequence[str],
+    image_size: Sequence[int] | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    num_classes: int,
+    in_channels: int,
+) -> tuple[list[str], tuple[int, int] | None, tuple[float, ...], tuple[float, ...]]:
+    if isinstance(classes, str) or not all(isinstance(c, str) and c for c in classes):
+        raise ConfigError(f"classes must be a sequence of non-empty strings, got {classes!r}")
+    names = list(classes)
+    wanted = 2 if num_classes == 1 else num_classes
+    if len(names) != wanted:
+        mode = "a binary (1-logit) model" if num_classes == 1 else f"{num_classes} logits"
+        raise ConfigError(
+            f"classes has {len(names)} names but {mode} needs {wanted} "
+            "(label 0 first, e.g. ['_background_', 'cat'])"
+        )
+    size: tuple[int, int] | None = None
+    if image_size is not None:
+        values = tuple(image_size)
+        if len(values) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+        ):
+            raise ConfigError(
+                f"image_size must be None or (height, width) positive ints, got {image_size!r}"
+            )
+        size = (int(values[0]), int(values[1]))
+    norm: list[tuple[float, ...]] = []
+    for name, seq in (("mean", mean), ("std", std)):
+        floats = tuple(float(v) for v in seq)
+        if len(floats) != in_channels or not all(math.isfinite(v) for v in floats):
+            raise ConfigError(
+                f"{name} must hold {in_channels} finite numbers (one per input channel), "
+                f"got {tuple(seq)!r}"
+            )
+        norm.append(floats)
+    if not all(v > 0 for v in norm[1]):
+        raise ConfigError(f"std values must be > 0, got {norm[1]!r}")
+    return names, size, norm[0], norm[1]
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    classes: Sequence[str],
+    image_size: tuple[int, int] | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    extra: Mapping[str, Any] | None = None,
+    training_state: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a model and its metadata to one checkpoint file, atomically.
+
+    A model wrapped in ``DataParallel``/``DistributedDataParallel`` or
+    ``torch.compile`` is unwrapped first. A model returned by
+    ``UNet.fuse_for_inference()`` is refused: its BatchNorm layers are folded
+    away, so its weights no longer fit its config — save the original model.
+
+    Args:
+        path: Destination file; missing parent folders are created. An existing
+            file is replaced only once the new one is completely on disk.
+        model: A :class:`~catseg.models.UNet` built from a registered encoder name.
+        classes: Class names, label 0 first. ``num_classes`` names for a multiclass
+            model; two names (background, foreground) for a binary 1-logit model.
+        image_size: ``(height, width)`` the model was trained at, or ``None``.
+        mean: Per-input-channel mean used to normalise [0, 1] pixels in training.
+        std: Per-input-channel standard deviation (all > 0).
+        extra: Optional user metadata: dicts/lists/tuples of numbers, strings,
+            ``None`` and tensors.
+        training_state: Optional state for resuming training (optimizer and scheduler
+            state dicts, epoch, RNG states), same plain types as ``extra``.
+
+    Returns:
+        The path written, as a :class:`~pathlib.Path`.
+
+    Raises:
+        ConfigError: If the model has no rebuildable config (built from an encoder
+            instance), the metadata is invalid, or ``extra``/``training_state`` hold
+            objects a safe loader cannot read (the message names the key).
+        CheckpointError: If the model's weights do not fit its config (e.g. a fused model).
+        OSError: If the file cannot be written; the previous file is then untouched.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from catseg.models import UNet
+        >>> net = UNet(num_classes=3, init_features=4, depth=2)
+        >>> out = save_checkpoint(Path(tempfile.mkdtemp()) / "run" / "best.pt", net,
+        ...                       classes=["bg", "cat", "dog"], image_size=None,
+        ...                       mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), extra={"epoch": 3})
+        >>> out.name, out.is_file()
+        ('best.pt', True)
+    """
+    plain = _unwrap(model)
+    if not isinstance(plain, UNet):
+        raise ConfigError(
+            f"save_checkpoint saves catseg.models.UNet models, got {type(plain).__qualname__}"
+        )
+    if plain.is_fused:
+        raise CheckpointError(
+            "this model was returned by fuse_for_inference(): its BatchNorm layers are folded "
+            "into the convolutions, so its weights no longer fit its config; save the "
+            "original (unfused) model instead"
+        )
+    config = plain.config.to_dict()
+    with torch.device("meta"):
+        reference = UNet.from_config({**config, "pretrained": False})
+    state = {k: v.detach().to("cpu", copy=True) for k, v in plain.state_dict().items()}
+    try:
+        _check_weights_fit(reference, state, what="the model's weights")
+    except CheckpointError as err:
+        raise CheckpointError(
+            f"{err}; a model returned by fuse_for_inference() cannot be saved because its "
+            "BatchNorm layers are folded into the convolutions — save the original model"
+        ) from None
+    names, size, mean_t, std_t = _check_meta(
+        classes, image_size, mean, std, plain.num_classes, plain.in_channels
+    )
+    extra_d = dict(extra) if extra is not None else {}
+    _check_plain(extra_d, "extra")
+    train_d = dict(training_state) if training_state is not None else None
+    _check_plain(train_d, "training_state")
+    payload: dict[str, Any] = {
+        "format": _FORMAT_TAG,
+        "format_version": FORMAT_VERSION,
+        "catseg_version": _catseg_version(),
+        "model_class": "UNet",
+        "model_config": config,
+        "state_dict": state,
+        "classes": names,
+        "image_size": list(size) if size is not None else None,
+        "mean": list(mean_t),
+        "std": list(std_t),
+        "extra": extra_d,
+        "training_state": train_d,
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_save(payload, target)
+    return target
+
+
+def _atomic_save(payload: Any, target: Path) -> None:
+    if target.is_dir():
+        raise ConfigError(f"checkpoint path {target} is a folder; give a file name")
+    mode = (target.stat().st_mode & 0o777) if target.exists() else 0o644
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        keys = list(obj.keys())
+        if keys and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return (
+                f"a plain state_dict ({len(keys)} tensors, first key {keys[0]!r}); load it with "
+                "model.load_state_dict(torch.load(path, weights_only=True)) on a model you "
+                "build yourself, or save it with catseg.checkpoint.save_checkpoint"
+            )
+        return f"a dict with keys {[str(k) for k in keys[:5]]} but no 'format' tag"
+    return f"a {type(obj).__qualname__}"
+
+
+def _read_archive(path: Path, map_location: str | torch.device | None) -> Any:
+    if not path.exists():
+        raise MissingFileError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file (expected a catseg checkpoint)")
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes), not a catseg checkpoint")
+    if head != _ZIP_MAGIC:
+        raise CheckpointError(
+            f"{path} is not a catseg checkpoint: it is not a torch.save zip archive "
+            f"(it starts with bytes {head!r})"
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path} was refused by the safe loader (nothing in it was executed): it holds "
+            f"objects other than tensors and plain data, so it is not a catseg checkpoint or "
+            f"has been tampered with ({first_line})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is truncated or corrupt: {first_line}") from err
+
+
+def _field(data: Mapping[str, Any], key: str, kinds: tuple[type, ...], path: Path) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kinds):
+        raise CheckpointError(
+            f"{path} is a corrupt catseg checkpoint: field {key!r} is "
+            f"{type(value).__name__}, expected {' or '.join(k.__name__ for k in kinds)}"
+        )
+    return value
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device | None = None
+) -> Checkpoint:
+    """Read a checkpoint file written by :func:`save_checkpoint`, safely.
+
+    The file is read with ``torch.load(weights_only=True)``: nothing but tensors and
+    plain Python data is ever built, so a file crafted to run code is refused
+    before any of it runs.
+
+    Args:
+        path: The checkpoint file.
+        map_location: Where to put the tensors (as in :func:`torch.load`); ``None``
+            keeps the CPU tensors the file holds.
+
+    Returns:
+        The file's contents as a :class:`Checkpoint`.
+
+    Raises:
+        MissingFileError: If the file does not exist.
+        CheckpointError: If the file is empty, truncated or corrupt; not a catseg
+            checkpoint (e.g. a plain state_dict or another kind of file); holds
+            pickled objects outside the safe set; or was written with a newer
+            format version than this catseg reads. The message says what was found.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> bad = Path(tempfile.mkdtemp()) / "notes.pt"
+        >>> _ = bad.write_bytes(b"hello")
+        >>> load_checkpoint(bad)
+        Traceback (most recent call last):
+        ...
+        catseg.errors.CheckpointError: ...notes.pt is not a catseg checkpoint: ...
+    """
+    file = Path(path)
+    data = _read_archive(file, map_location)
+    if not isinstance(data, Mapping) or data.get("format") != _FORMAT_TAG:
+        raise CheckpointError(f"{file} is not a catseg checkpoint: it holds {_describe(data)}")
+    version = data.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{file} has an invalid format_version {version!r}")
+    writer = str(data.get("catseg_version", "unknown"))
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file} has checkpoint format version {version} (written by catseg {writer}); "
+            f"this catseg reads versions up to {FORMAT_VERSION}: upgrade catseg to load it"
+        )
+    state = _field(data, "state_dict", (dict,), file)
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{file} is a corrupt catseg checkpoint: state_dict holds non-tensors"
+        )
+    size = data.get("image_size")
+    if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2):
+        raise CheckpointError(f"{file} is a corrupt catseg checkpoint: image_size is {size!r}")
+    training = data.get("training_state")
+    return Checkpoint(
+        model_config=dict(_field(data, "model_config", (dict,), file)),
+        state_dict=dict(state),
+        classes=[str(c) for c in _field(data, "classes", (list, tuple), file)],
+        image_size=(int(size[0]), int(size[1])) if size is not None else None,
+        mean=tuple(float(v) for v in _field(data, "mean", (list, tuple), file)),
+        std=tuple(float(v) for v in _field(data, "std", (list, tuple), file)),
+        extra=dict(_field(data, "extra", (dict,), file)),
+        training_state=dict(training) if isinstance(training, Mapping) else None,
+        format_version=version,
+        catseg_version=writer,
+    )
