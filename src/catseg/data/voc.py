@@ -75,6 +75,59 @@ def parse_image_size(
     return (pair[0], pair[1])
 
 
+def resize_sample(
+    image: Image.Image, mask: npt.NDArray[np.uint8], size: tuple[int, int] | None
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """Resize an RGB image (antialiased bilinear) and its mask (nearest) to ``size``.
+
+    Args:
+        image: RGB Pillow image.
+        mask: ``(H, W)`` uint8 label map.
+        size: Target ``(height, width)``; ``None`` keeps the sizes.
+
+    Returns:
+        ``(pixels (h, w, 3) uint8, mask (h, w) uint8)`` as new arrays.
+
+    Examples:
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> mask = np.array([[0, 0, 0, 0], [0, 1, 0, 0]], dtype=np.uint8)
+        >>> pixels, small = resize_sample(Image.new("RGB", (4, 2)), mask, (1, 2))
+        >>> pixels.shape, small.tolist()
+        ((1, 2, 3), [[1, 0]])
+    """
+    if size is not None:
+        height, width = size
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        if mask.shape != (height, width):
+            mask = np.array(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
+    return np.array(image, dtype=np.uint8), mask
+
+
+def image_to_tensor(
+    pixels: npt.NDArray[np.uint8], image_dtype: Literal["float32", "uint8"]
+) -> torch.Tensor:
+    """Turn ``(H, W, 3)`` uint8 pixels into a ``(3, H, W)`` tensor (float32 in [0, 1] or uint8).
+
+    Args:
+        pixels: ``(H, W, 3)`` uint8 array.
+        image_dtype: ``"float32"`` (divided by 255) or ``"uint8"``.
+
+    Returns:
+        A new contiguous ``(3, H, W)`` tensor.
+
+    Examples:
+        >>> import numpy as np
+        >>> image_to_tensor(np.full((1, 1, 3), 255, dtype=np.uint8), "float32").flatten().tolist()
+        [1.0, 1.0, 1.0]
+    """
+    image = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    if image_dtype == "float32":
+        return image.to(torch.float32).div_(255.0)
+    return image
+
+
 def _find_root(root: Path) -> Path:
     for candidate in (root, root / "VOCdevkit" / "VOC2012", root / "VOC2012"):
         if (candidate / "JPEGImages").is_dir():
@@ -328,15 +381,7 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 f"image {image_path} is {full_size[1]}x{full_size[0]} (WxH) but mask "
                 f"{mask_path} is {mask.shape[1]}x{mask.shape[0]}; they must match"
             )
-        if self.image_size is not None:
-            height, width = self.image_size
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-            if mask.shape != (height, width):
-                mask = np.array(
-                    Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST)
-                )
-        return np.asarray(image, dtype=np.uint8), mask
+        return resize_sample(image, mask, self.image_size)
 
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         cached = self._cache.get(index)
@@ -356,9 +401,7 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             mask = torch.from_numpy(mapped)
         else:
             mask = torch.from_numpy(raw_mask.astype(np.int64))
-        image = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
-        if self.image_dtype == "float32":
-            image = image.to(torch.float32).div_(255.0)
+        image = image_to_tensor(pixels, self.image_dtype)
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)
         return image, mask

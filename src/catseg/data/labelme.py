@@ -1,0 +1,505 @@
+"""labelme annotations: read JSON files, convert folders to Pascal VOC, or load directly.
+
+Rasterisation follows labelme's semantic-segmentation rules (the behaviour of its
+``labelme2voc`` converter, labelme 5.x/6.x), re-implemented with Pillow's ``ImageDraw``:
+
+* The label map starts as 0 (``_background_``). Shapes are drawn in JSON order and a
+  later shape overwrites earlier ones; ``__ignore__`` shapes write 255.
+* Points are the JSON floats (x = column, y = row); Pillow's rasteriser decides which
+  pixels are hit. Points outside the image are allowed: the drawing is clipped.
+* ``polygon`` (also a missing or null ``shape_type``): ≥ 3 points, filled with its
+  outline. ``oriented_rectangle``: 4 points, drawn like a polygon.
+* ``rectangle``: 2 opposite corners in any order; filled, both corners inclusive.
+* ``circle``: centre and a rim point; filled disc of radius = their distance.
+* ``line``: 2 points; ``linestrip``: ≥ 2 points; strokes 10 px wide (rounded joints).
+* ``point``: 1 point; filled disc of radius 5 (bounding box centre ± 5).
+* ``mask``: a base64 PNG bitmap (non-zero = inside) and 2 corners; the bitmap's
+  top-left goes to the rounded first corner. With whole-number corners the patch is
+  ``(y2 - y1 + 1) × (x2 - x1 + 1)`` taken from the bitmap's top-left, otherwise the
+  whole bitmap; the paste is clipped to the image.
+* The image comes from ``imageData`` when present, else from ``imagePath`` relative to
+  the JSON file (Windows backslash separators accepted); EXIF orientation is applied.
+
+Labels follow labelme's ``labels.txt``: an optional first entry ``__ignore__`` (→ 255),
+then ``_background_`` (→ 0), then the classes in id order (1, 2, ...). ``__ignore__``
+is always accepted as a shape label even when the list omits it.
+
+Examples:
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from catseg.data.labelme import read_labelme
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> Image.new("RGB", (6, 4)).save(folder / "a.png")
+    >>> shape = {"label": "cat", "points": [[1, 1], [3, 2]], "shape_type": "rectangle"}
+    >>> doc = {"imagePath": "a.png", "imageData": None, "shapes": [shape]}
+    >>> _ = (folder / "a.json").write_text(json.dumps(doc))
+    >>> image, mask = read_labelme(folder / "a.json", ["__ignore__", "_background_", "cat"])
+    >>> mask.tolist()
+    [[0, 0, 0, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]]
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image, ImageDraw, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from catseg.data._io import load_rgb, to_rgb
+from catseg.data.voc import JointTransform, image_to_tensor, parse_image_size, resize_sample
+from catseg.errors import ConfigError, DataError, LabelmeError, MissingFileError
+
+__all__ = ["IGNORE_LABEL", "LabelmeDataset", "labelme_to_voc", "read_labelme", "read_labels"]
+
+#: The labelme label whose pixels become 255 ("ignore").
+IGNORE_LABEL = "__ignore__"
+_BACKGROUND = "_background_"
+_LINE_WIDTH = 10
+_POINT_RADIUS = 5
+_POINT_COUNTS: dict[str, tuple[int, int | None]] = {
+    "polygon": (3, None),
+    "oriented_rectangle": (4, 4),
+    "rectangle": (2, 2),
+    "circle": (2, 2),
+    "line": (2, 2),
+    "linestrip": (2, None),
+    "point": (1, 1),
+    "mask": (2, 2),
+}
+
+Labels = Sequence[str] | str | os.PathLike[str]
+
+
+def read_labels(labels: Labels) -> list[str]:
+    """Normalise a label list to class names in id order (``__ignore__`` removed).
+
+    Args:
+        labels: A sequence of names, or the path of a ``labels.txt`` (one name per line,
+            blank lines skipped). An optional leading ``__ignore__`` is dropped; the next
+            entry must be ``_background_``.
+
+    Returns:
+        Class names, index = class id, starting with ``"_background_"``.
+
+    Raises:
+        MissingFileError: When a labels file does not exist.
+        ConfigError: When ``_background_`` is not first, a name repeats, a name is empty,
+            or there are more than 255 classes.
+
+    Examples:
+        >>> read_labels(["__ignore__", "_background_", "cat"])
+        ['_background_', 'cat']
+    """
+    if isinstance(labels, (str, os.PathLike)):
+        path = Path(labels)
+        if not path.is_file():
+            raise MissingFileError(f"labels file not found: {path}")
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [name for name in names if name]
+        source = str(path)
+    else:
+        names = list(labels)
+        source = "labels"
+        if not all(isinstance(name, str) and name for name in names):
+            raise ConfigError(f"labels must be non-empty strings, got {names!r}")
+    if names and names[0] == IGNORE_LABEL:
+        names = names[1:]
+    if not names or names[0] != _BACKGROUND:
+        raise ConfigError(
+            f"{source} must start with '__ignore__' (optional) then '_background_', "
+            f"got {names[:3]!r}"
+        )
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates or IGNORE_LABEL in names:
+        raise ConfigError(f"{source} repeats label(s) {duplicates or [IGNORE_LABEL]}")
+    if len(names) > 255:
+        raise ConfigError(f"{source} has {len(names)} classes; at most 255 fit in a uint8 mask")
+    return names
+
+
+def _points(shape: dict[str, Any], index: int, kind: str, path: Path) -> list[tuple[float, float]]:
+    raw = shape.get("points")
+    try:
+        points = [(float(x), float(y)) for x, y in raw]  # type: ignore[union-attr]
+    except (TypeError, ValueError) as err:
+        raise LabelmeError(
+            f"{path}: shape {index} ({kind}) has malformed points {raw!r}; expected [[x, y], ...]"
+        ) from err
+    if not all(math.isfinite(v) for point in points for v in point):
+        raise LabelmeError(f"{path}: shape {index} ({kind}) has non-finite points {raw!r}")
+    low, high = _POINT_COUNTS[kind]
+    if len(points) < low or (high is not None and len(points) > high):
+        wanted = f"exactly {low}" if low == high else f"at least {low}"
+        raise LabelmeError(
+            f"{path}: shape {index} ({kind}) has {len(points)} point(s); {kind} needs {wanted}"
+        )
+    return points
+
+
+def _decode_bitmap(shape: dict[str, Any], index: int, path: Path) -> npt.NDArray[np.bool_]:
+    data = shape.get("mask")
+    if not isinstance(data, str):
+        raise LabelmeError(f"{path}: shape {index} (mask) has no base64 'mask' bitmap")
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data, validate=False))) as bitmap:
+            bitmap.load()
+            array = np.asarray(bitmap)
+    except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as err:
+        raise LabelmeError(f"{path}: shape {index} (mask) has an unreadable bitmap") from err
+    inside: npt.NDArray[np.bool_] = np.asarray(array != 0, dtype=np.bool_)
+    if inside.ndim == 3:
+        inside = np.asarray(inside.any(axis=2), dtype=np.bool_)
+    return inside
+
+
+def _paste_bitmap(
+    label: npt.NDArray[np.uint8],
+    bitmap: npt.NDArray[np.bool_],
+    points: list[tuple[float, float]],
+    value: int,
+) -> None:
+    (x1, y1), (x2, y2) = points
+    left, top = round(x1), round(y1)
+    if all(float(v).is_integer() for v in (x1, y1, x2, y2)):
+        bitmap = bitmap[: max(round(y2) - top + 1, 0), : max(round(x2) - left + 1, 0)]
+    height, width = label.shape
+    patch_h, patch_w = bitmap.shape
+    row0, col0 = max(top, 0), max(left, 0)
+    row1, col1 = min(top + patch_h, height), min(left + patch_w, width)
+    if row1 <= row0 or col1 <= col0:
+        return
+    window = bitmap[row0 - top : row1 - top, col0 - left : col1 - left]
+    label[row0:row1, col0:col1][window] = value
+
+
+def _draw_shape(
+    canvas: ImageDraw.ImageDraw, kind: str, points: list[tuple[float, float]], value: int
+) -> None:
+    if kind in ("polygon", "oriented_rectangle"):
+        canvas.polygon(points, fill=value, outline=value)
+    elif kind == "rectangle":
+        (xa, ya), (xb, yb) = points
+        canvas.rectangle(
+            (min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)), fill=value, outline=value
+        )
+    elif kind == "circle":
+        (cx, cy), (px, py) = points
+        radius = math.hypot(px - cx, py - cy)
+        box = (cx - radius, cy - radius, cx + radius, cy + radius)
+        canvas.ellipse(box, fill=value, outline=value)
+    elif kind == "line":
+        canvas.line(points, fill=value, width=_LINE_WIDTH)
+    elif kind == "linestrip":
+        canvas.line(points, fill=value, width=_LINE_WIDTH, joint="curve")
+    else:  # point
+        (cx, cy) = points[0]
+        box = (cx - _POINT_RADIUS, cy - _POINT_RADIUS, cx + _POINT_RADIUS, cy + _POINT_RADIUS)
+        canvas.ellipse(box, fill=value, outline=value)
+
+
+def _load_image(doc: dict[str, Any], path: Path) -> Image.Image:
+    data = doc.get("imageData")
+    if data:
+        try:
+            raw = base64.b64decode(data, validate=False)
+            with Image.open(io.BytesIO(raw)) as opened:
+                opened.load()
+                return to_rgb(opened)
+        except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as err:
+            raise LabelmeError(f"{path}: imageData is not a readable base64 image") from err
+    image_path = doc.get("imagePath")
+    if not isinstance(image_path, str) or not image_path:
+        raise LabelmeError(f"{path} has neither imageData nor imagePath; cannot find the image")
+    resolved = path.parent / image_path.replace("\\", "/")
+    if not resolved.is_file():
+        raise MissingFileError(f"{path}: imagePath {image_path!r} not found at {resolved}")
+    return load_rgb(resolved)[0]
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise MissingFileError(f"labelme file not found: {path}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LabelmeError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(doc, dict) or not isinstance(doc.get("shapes", []), list):
+        raise LabelmeError(f"{path} is not a labelme file (expected an object with 'shapes')")
+    return doc
+
+
+def _rasterise(
+    doc: dict[str, Any], size: tuple[int, int], names: list[str], path: Path
+) -> npt.NDArray[np.uint8]:
+    width, height = size
+    ids = {name: index for index, name in enumerate(names)}
+    ids[IGNORE_LABEL] = 255
+    label = Image.new("L", (width, height), 0)
+    canvas = ImageDraw.Draw(label)
+    for index, shape in enumerate(doc.get("shapes", [])):
+        if not isinstance(shape, dict):
+            raise LabelmeError(f"{path}: shape {index} is not an object")
+        name = shape.get("label")
+        if name not in ids:
+            raise LabelmeError(
+                f"{path}: shape {index} has label {name!r}, which is not in the label list "
+                f"{[IGNORE_LABEL, *names]}"
+            )
+        kind = shape.get("shape_type") or "polygon"
+        if kind not in _POINT_COUNTS:
+            raise LabelmeError(
+                f"{path}: shape {index} has unknown shape_type {kind!r}; "
+                f"expected one of {sorted(_POINT_COUNTS)}"
+            )
+        points = _points(shape, index, kind, path)
+        value = ids[name]
+        if kind == "mask":
+            array = np.array(label, dtype=np.uint8)
+            _paste_bitmap(array, _decode_bitmap(shape, index, path), points, value)
+            label = Image.fromarray(array)
+            canvas = ImageDraw.Draw(label)
+        else:
+            _draw_shape(canvas, kind, points, value)
+    return np.array(label, dtype=np.uint8)
+
+
+def read_labelme(
+    json_path: str | os.PathLike[str], labels: Labels
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """Read one labelme JSON file as an RGB image and a class-index mask.
+
+    The rules are those of the module docstring (labelme's own converter).
+
+    Args:
+        json_path: The labelme ``.json`` file.
+        labels: Class names, ``labels.txt`` style (see :func:`read_labels`).
+
+    Returns:
+        ``(image, mask)``: ``image`` an ``(H, W, 3)`` uint8 RGB array, ``mask`` an
+        ``(H, W)`` uint8 array of class ids with 255 for ``__ignore__``.
+
+    Raises:
+        MissingFileError: When the JSON, the labels file or the image is missing.
+        LabelmeError: When the JSON is malformed, a label is not in ``labels`` (label and
+            file named), a shape has the wrong number of points or an unknown type
+            (shape index and file named), or there is neither imageData nor imagePath.
+        DataError: When the image file is unreadable.
+        ConfigError: When ``labels`` is malformed.
+
+    Shape:
+        ``image (H, W, 3)``, ``mask (H, W)``.
+
+    Examples:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> Image.new("RGB", (5, 5)).save(folder / "b.png")
+        >>> shapes = [{"label": "cat", "points": [[2, 2]], "shape_type": "point"}]
+        >>> doc = {"imagePath": "b.png", "shapes": shapes}
+        >>> _ = (folder / "b.json").write_text(json.dumps(doc))
+        >>> int(read_labelme(folder / "b.json", ["_background_", "cat"])[1].sum())
+        25
+    """
+    path = Path(json_path)
+    names = read_labels(labels)
+    doc = _read_document(path)
+    image = _load_image(doc, path)
+    mask = _rasterise(doc, image.size, names, path)
+    return np.array(image, dtype=np.uint8), mask
+
+
+def _json_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise MissingFileError(f"labelme folder not found: {folder}")
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() == ".json" and not p.name.startswith(".")
+    )
+    if not files:
+        raise DataError(f"{folder} holds no labelme .json files")
+    return files
+
+
+def labelme_to_voc(
+    src_dir: str | os.PathLike[str],
+    dst_dir: str | os.PathLike[str],
+    labels: Labels,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> Path:
+    """Convert a folder of labelme JSON files into a Pascal VOC segmentation folder.
+
+    Writes ``JPEGImages/<id>.jpg`` (RGB, quality 95), ``SegmentationClassPNG/<id>.png``
+    (palette PNG with the VOC colour map; pixel = class id, 255 = ignore),
+    ``class_names.txt`` and ``ImageSets/Segmentation/{train,val,trainval}.txt`` (``<id>``
+    = JSON file stem). The ids are shuffled with ``random.Random(seed)`` and the first
+    ``round(n * val_fraction)`` (at least 1 when ``n ≥ 2`` and the fraction is
+    positive) go to ``val``. Everything is written to a temporary folder beside
+    ``dst_dir`` and moved into place at the end, so a failure leaves no partial output.
+
+    Args:
+        src_dir: Folder with the ``.json`` files (not searched recursively).
+        dst_dir: Destination; must not exist or be an empty folder. Nothing is deleted.
+        labels: Class names, ``labels.txt`` style (see :func:`read_labels`).
+        val_fraction: Share of the ids in ``val.txt``, in [0, 1).
+        seed: Seed of the split shuffle.
+
+    Returns:
+        ``dst_dir`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        DataError: When ``dst_dir`` exists and is not empty, or ``src_dir`` has no JSON.
+        ConfigError: When ``val_fraction`` is outside [0, 1) or ``labels`` is malformed.
+        LabelmeError: As for :func:`read_labelme` (the file is named).
+        MissingFileError: When ``src_dir`` or an image is missing.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from catseg.data.voc import VOCSegmentationDataset
+        >>> src = Path(tempfile.mkdtemp())
+        >>> _ = (src / "one.json").write_text(
+        ...     '{"imageData": null, "imagePath": "one.png", "shapes": []}')
+        >>> from PIL import Image
+        >>> Image.new("RGB", (4, 4)).save(src / "one.png")
+        >>> dst = labelme_to_voc(src, src.parent / (src.name + "-voc"), ["_background_", "cat"])
+        >>> VOCSegmentationDataset(dst, "trainval").class_names
+        ['_background_', 'cat']
+    """
+    source, destination = Path(src_dir), Path(dst_dir)
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    names = read_labels(labels)
+    if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise DataError(f"{destination} exists and is not empty; refusing to overwrite it")
+    files = _json_files(source)
+
+    from catseg.visualize import VOC_PALETTE  # lazy: keeps catseg.data import-cycle free
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+    try:
+        for folder in ("JPEGImages", "SegmentationClassPNG", "ImageSets/Segmentation"):
+            (staging / folder).mkdir(parents=True)
+        ids = []
+        for file in files:
+            pixels, mask = read_labelme(file, names)
+            Image.fromarray(pixels).save(staging / "JPEGImages" / f"{file.stem}.jpg", quality=95)
+            png = Image.fromarray(mask)
+            png.putpalette(VOC_PALETTE)
+            png.save(staging / "SegmentationClassPNG" / f"{file.stem}.png")
+            ids.append(file.stem)
+        order = list(ids)
+        random.Random(seed).shuffle(order)
+        n_val = round(len(ids) * val_fraction)
+        if val_fraction > 0 and len(ids) >= 2:
+            n_val = min(max(n_val, 1), len(ids) - 1)
+        val = sorted(order[:n_val])
+        train = sorted(order[n_val:])
+        split_dir = staging / "ImageSets" / "Segmentation"
+        for name, subset in (("train", train), ("val", val), ("trainval", sorted(ids))):
+            (split_dir / f"{name}.txt").write_text("".join(f"{i}\n" for i in subset))
+        (staging / "class_names.txt").write_text("\n".join(names) + "\n")
+        if destination.exists():
+            destination.rmdir()  # verified empty above
+        staging.rename(destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # only our own temporary folder
+        raise
+    return destination
+
+
+class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A folder of labelme JSON files read directly as a segmentation dataset.
+
+    Each item rasterises one JSON file with :func:`read_labelme` on access (nothing is
+    converted up front), then resizes like :class:`VOCSegmentationDataset`.
+
+    Args:
+        root: Folder of ``.json`` files (sorted by name; other files ignored).
+        labels: Class names, ``labels.txt`` style (see :func:`read_labels`).
+        image_size: Output ``(height, width)`` or int; ``None`` keeps each image's size.
+        transforms: Optional joint callable ``(image, mask) -> (image, mask)``.
+        image_dtype: ``"float32"`` in [0, 1] or ``"uint8"``.
+
+    Attributes:
+        files: The JSON files in item order.
+        class_names: Class names in id order (``__ignore__`` dropped).
+        image_size: ``(height, width)`` or ``None``.
+
+    Raises:
+        MissingFileError: When ``root`` does not exist.
+        DataError: When ``root`` holds no JSON files.
+        ConfigError: When an argument is invalid.
+
+    Shape:
+        ``image (3, H, W)`` and ``mask (H, W)`` int64 (255 = ignore).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> root = Path(tempfile.mkdtemp())
+        >>> Image.new("RGB", (8, 6)).save(root / "c.png")
+        >>> _ = (root / "c.json").write_text('{"imagePath": "c.png", "shapes": []}')
+        >>> dataset = LabelmeDataset(root, ["_background_", "cat"], image_size=4)
+        >>> [tuple(t.shape) for t in dataset[0]]
+        [(3, 4, 4), (4, 4)]
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        labels: Labels,
+        *,
+        image_size: int | tuple[int, int] | None = None,
+        transforms: JointTransform | None = None,
+        image_dtype: Literal["float32", "uint8"] = "float32",
+    ) -> None:
+        if image_dtype not in ("float32", "uint8"):
+            raise ConfigError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
+        if transforms is not None and not callable(transforms):
+            raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
+        self.root = Path(root)
+        self.class_names = read_labels(labels)
+        self.files = _json_files(self.root)
+        self.image_size = parse_image_size(image_size)
+        self.transforms = transforms
+        self.image_dtype: Literal["float32", "uint8"] = image_dtype
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, len={len(self)}, "
+            f"image_size={self.image_size!r}, classes={self.class_names!r})"
+        )
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        size = len(self)
+        if not -size <= index < size:
+            raise IndexError(f"index {index} out of range for a dataset of {size} items")
+        pixels, mask = read_labelme(self.files[index], self.class_names)
+        pixels, mask = resize_sample(Image.fromarray(pixels), mask, self.image_size)
+        image = image_to_tensor(pixels, self.image_dtype)
+        labels = torch.from_numpy(mask.astype(np.int64))
+        if self.transforms is not None:
+            image, labels = self.transforms(image, labels)
+        return image, labels
