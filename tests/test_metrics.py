@@ -337,3 +337,25 @@ def test_state_lives_on_device_of_first_update() -> None:
     assert metric._tensors[0].device.type == "cuda"
     metric.update(torch.randn(2, 3, 8, 8), target)  # a CPU batch is added on the GPU state
     assert int(metric.compute().confusion.sum()) == 256
+
+
+def _smp_reference(pred: torch.Tensor, target: torch.Tensor, c: int, imagewise: bool) -> float:
+    """smp iou_score(reduction="macro" / "macro-imagewise"), zero_division=1, re-derived."""
+    valid = target != 255
+    tp = torch.stack([((pred == k) & (target == k) & valid).sum((1, 2)) for k in range(c)], 1)
+    fp = torch.stack([((pred == k) & (target != k) & valid).sum((1, 2)) for k in range(c)], 1)
+    fn = torch.stack([((pred != k) & (target == k) & valid).sum((1, 2)) for k in range(c)], 1)
+    if not imagewise:
+        tp, fp, fn = tp.sum(0), fp.sum(0), fn.sum(0)
+    score = (tp.double() / (tp + fp + fn)).nan_to_num(nan=1.0)
+    return float(score.mean(0).mean() if imagewise else score.mean())
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), c=st.integers(2, 5))
+def test_absent_one_reproduces_smp(seed: int, c: int) -> None:
+    _, labels, target = _random_batch(seed, 3, c, 4, 5, 0.2)
+    macro = mean_iou(labels, target, c, include_background=True, absent="one")
+    assert macro.miou == pytest.approx(_smp_reference(labels, target, c, False), abs=1e-9)
+    imagewise = mean_iou(labels, target, c, include_background=True, absent="one", per_image=True)
+    assert imagewise.miou == pytest.approx(_smp_reference(labels, target, c, True), abs=1e-9)
