@@ -407,8 +407,10 @@ class UNet(nn.Module):
         height, width = x.shape[-2], x.shape[-1]
         pad_h = (-height) % self.stride
         pad_w = (-width) % self.stride
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        # Pad and crop unconditionally (both are no-ops for multiples of the stride): a
+        # Python branch on the size would be traced once by torch.export / ONNX export and
+        # bake "no padding" into a graph meant to take any height and width.
+        x = F.pad(x, (0, pad_w, 0, pad_h))
         features: list[Tensor] = self.encoder(x)
         y = features[-1]
         n_skip = len(features) - 1
@@ -416,9 +418,7 @@ class UNet(nn.Module):
             skip = features[n_skip - 1 - i] if i < n_skip else None
             y = stage(y, skip)
         logits: Tensor = self.head(y)
-        if pad_h or pad_w:
-            logits = logits[:, :, :height, :width]
-        return logits
+        return logits[:, :, :height, :width]
 
     def fuse_for_inference(self) -> UNet:
         """Return a new eval-mode copy with every BatchNorm folded into its convolution.
