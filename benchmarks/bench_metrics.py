@@ -7,6 +7,7 @@ markdown table; ratio > 1 means catseg is faster.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 
@@ -16,14 +17,19 @@ from torchmetrics.classification import MulticlassJaccardIndex
 from catseg.metrics import MeanIoU
 
 
-def _best_of(fn: Callable[[], None], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def _best_of_interleaved(
+    first: Callable[[], None], second: Callable[[], None], repeats: int
+) -> tuple[float, float]:
+    """Best time of each, run alternately so that machine load hits both alike."""
+    first()  # warm-up
+    second()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for fn, bucket in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return min(times[0]), min(times[1])
 
 
 def main() -> None:
@@ -44,8 +50,11 @@ def main() -> None:
     theirs = MulticlassJaccardIndex(classes, average="macro", ignore_index=255, validate_args=False)
     rows = []
     for name, preds in (("label map", labels), ("logits", logits)):
-        t_ours = _best_of(lambda p=preds: ours.update(p, target), repeats)
-        t_theirs = _best_of(lambda p=preds: theirs.update(p, target), repeats)
+        t_ours, t_theirs = _best_of_interleaved(
+            functools.partial(ours.update, preds, target),
+            functools.partial(theirs.update, preds, target),
+            repeats,
+        )
         rows.append((name, t_ours, t_theirs))
     ours.reset()
     theirs.reset()

@@ -64,13 +64,13 @@ def test_toy_case_hand_computed_values() -> None:
 
 def _monai_default_reference(pred: torch.Tensor, target: torch.Tensor, c: int) -> float:
     """MONAI MeanIoU() default, re-derived: per image, NaN where ground truth is empty."""
-    per_image = []
+    per_image: list[float] = []
     for p, t in zip(pred, target, strict=True):
-        values = []
+        values: list[float] = []
         for k in range(c):
             g, q = t == k, p == k
             if g.any():
-                values.append(((g & q).sum() / (g | q).sum()).item())
+                values.append(float((g & q).sum() / (g | q).sum()))
         if values:
             per_image.append(sum(values) / len(values))
     return sum(per_image) / len(per_image)

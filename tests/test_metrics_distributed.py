@@ -58,7 +58,8 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not built in")
 def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    args = (2, str(tmp_path / "init"), str(tmp_path))
+    mp.spawn(_worker, args=args, nprocs=2, join=True)  # type: ignore[attr-defined,no-untyped-call]
     logits, target = _data()
     expected = {}
     for per_image in (False, True):
