@@ -242,3 +242,13 @@ def test_bad_inputs_raise_clear_errors() -> None:
         DiceLoss(mode="multiclass", class_weights=[1.0, 0.0, 0.0], include_background=False)(
             logits, target
         )
+
+
+def test_loss_stays_fp32_inside_bf16_autocast() -> None:
+    logits = torch.randn(2, 3, 8, 8)
+    target = torch.randint(0, 3, (2, 8, 8))
+    ref = soft_dice(logits.bfloat16(), target, mode="multiclass")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = soft_dice(logits.bfloat16(), target, mode="multiclass")
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(ref.item(), abs=1e-6)

@@ -43,6 +43,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Literal
 
@@ -151,6 +152,43 @@ def _target_to_one_hot(
     return g, valid.unsqueeze(1)
 
 
+def _per_class_dice(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    from_logits: bool,
+    smooth: float,
+    eps: float,
+    squared: bool,
+    ignore_index: int | None,
+    reduction_scope: str,
+) -> Tensor:
+    """Soft Dice per class, shape (C,), in float32 (float64 for float64 input)."""
+    compute_dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
+    x = input.to(compute_dtype)
+    if from_logits:
+        probs = torch.sigmoid(x) if mode == "binary" else torch.softmax(x, dim=1)
+    else:
+        probs = x
+    g, valid = _target_to_one_hot(target, input.shape, mode, ignore_index)
+    g = g.to(device=probs.device, dtype=compute_dtype)
+    mask = valid.to(device=probs.device, dtype=compute_dtype)
+    probs = probs * mask
+    g = g * mask
+
+    dims = (0, 2, 3) if reduction_scope == "batch" else (2, 3)
+    intersection = (probs * g).sum(dims)
+    if squared:
+        cardinality = (probs * probs).sum(dims) + (g * g).sum(dims)
+    else:
+        cardinality = probs.sum(dims) + g.sum(dims)
+    dice = (2.0 * intersection + smooth) / (cardinality + smooth).clamp_min(eps)
+    if reduction_scope == "image":
+        dice = dice.mean(0)  # (C,)
+
+    return dice
+
+
 def soft_dice(
     input: Tensor,
     target: Tensor,
@@ -235,44 +273,33 @@ def soft_dice(
             f"multiclass mode expects input with C >= 2 channels, got shape "
             f"{tuple(input.shape)} (use mode='binary' for one logit channel)"
         )
-    compute_dtype = torch.float64 if input.dtype == torch.float64 else torch.float32
-    x = input.to(compute_dtype)
-    if from_logits:
-        probs = torch.sigmoid(x) if mode == "binary" else torch.softmax(x, dim=1)
-    else:
-        probs = x
-    g, valid = _target_to_one_hot(target, input.shape, mode, ignore_index)
-    g = g.to(device=probs.device, dtype=compute_dtype)
-    mask = valid.to(device=probs.device, dtype=compute_dtype)
-    probs = probs * mask
-    g = g * mask
-
-    dims = (0, 2, 3) if reduction_scope == "batch" else (2, 3)
-    intersection = (probs * g).sum(dims)
-    if squared:
-        cardinality = (probs * probs).sum(dims) + (g * g).sum(dims)
-    else:
-        cardinality = probs.sum(dims) + g.sum(dims)
-    dice = (2.0 * intersection + smooth) / (cardinality + smooth).clamp_min(eps)
-    if reduction_scope == "image":
-        dice = dice.mean(0)  # (C,)
-
     first = 0 if (mode == "binary" or include_background) else 1
-    if weights is None:
-        return dice[first:].mean()
-    if weights.numel() != channels:
-        raise ConfigError(
-            f"class_weights has {weights.numel()} entries, expected one per input channel "
-            f"({channels})"
+    if weights is not None:
+        if weights.numel() != channels:
+            raise ConfigError(
+                f"class_weights has {weights.numel()} entries, expected one per input channel "
+                f"({channels})"
+            )
+        if float(weights[first:].sum()) <= 0.0:
+            raise ConfigError(
+                f"class_weights {weights.tolist()} sum to zero over the classes used "
+                f"(include_background={include_background})"
+            )
+    # Autocast off: the sums must stay in fp32 even inside a bf16/fp16 autocast region.
+    device_type = input.device.type
+    no_autocast = (
+        torch.autocast(device_type=device_type, enabled=False)
+        if device_type in ("cpu", "cuda")
+        else contextlib.nullcontext()
+    )
+    with no_autocast:
+        dice = _per_class_dice(
+            input, target, mode, from_logits, smooth, eps, squared, ignore_index, reduction_scope
         )
-    used = weights[first:].to(device=dice.device, dtype=compute_dtype)
-    total = float(used.sum())
-    if total <= 0.0:
-        raise ConfigError(
-            f"class_weights {weights.tolist()} sum to zero over the classes used "
-            f"(include_background={include_background})"
-        )
-    return (dice[first:] * used).sum() / total
+        if weights is None:
+            return dice[first:].mean()
+        used = weights[first:].to(device=dice.device, dtype=dice.dtype)
+        return (dice[first:] * used).sum() / used.sum()
 
 
 class SoftDice(nn.Module):

@@ -26,7 +26,7 @@ AbsentMode = Literal["nan", "zero", "one"]
 _ABSENT = ("nan", "zero", "one")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class IoUResult:
     """What :meth:`MeanIoU.compute` returns.
 
