@@ -1,45 +1,4 @@
-"""Soft Dice coefficient and Dice loss: one implementation behind a function and two modules.
-
-The soft Dice coefficient of a class is
-
-``D = (2·Σp·g + s) / (Σp + Σg + s)``
-
-where ``p`` are probabilities, ``g`` the one-hot target and ``s`` the ``smooth`` term
-(``1.0`` by default, the tutorial's value). With ``squared=True`` the denominator is
-``Σp² + Σg² + s``. The denominator is clamped to at least ``eps`` so that ``smooth=0``
-never divides by zero.
-
-Sums run over what ``reduction_scope`` says:
-
-* ``"batch"`` (default, the tutorial's behaviour): one sum over every pixel of every
-  image in the batch, per class.
-* ``"image"``: one coefficient per image and class, then the mean over images.
-
-The per-class coefficients are then averaged over classes (weighted by
-``class_weights`` when given; the background channel 0 is dropped in multiclass mode
-when ``include_background=False``).
-
-**Empty classes.** A class with no target pixel and no predicted mass has
-``D = s / s = 1`` with ``smooth > 0`` (a perfect, empty match) and ``D = 0 / eps = 0``
-with ``smooth = 0``. In the ``"batch"`` scope this only happens when the class is
-absent from the whole batch; in the ``"image"`` scope it happens per image, so images
-without the class pull the coefficient towards 1 (``smooth > 0``) or towards 0
-(``smooth = 0``). With ``smooth > 0`` a class absent from the target but predicted with
-total mass ``Σp`` gives ``s / (Σp + s)``, which falls quickly as ``Σp`` grows.
-
-Pixels whose target equals ``ignore_index`` (255, VOC "void") are removed from the
-numerator and the denominator; the value never reaches :func:`torch.nn.functional.one_hot`.
-Everything is computed in float32 (or float64 when the input is float64), also when
-the input is bfloat16/float16.
-
-Examples:
-    >>> import torch
-    >>> from catseg.losses import DiceLoss
-    >>> probs = torch.tensor([[[[0.9, 0.2], [0.6, 0.1]]]])   # (N=1, C=1, 2, 2)
-    >>> target = torch.tensor([[[1, 0], [1, 0]]])             # (N=1, 2, 2)
-    >>> DiceLoss(from_logits=False)(probs, target)            # 1 - (2*1.5+1)/(1.8+2+1)
-    tensor(0.1667)
-"""
+"""The soft Dice coefficient: the one implementation behind catseg.losses."""
 
 from __future__ import annotations
 
@@ -48,11 +7,11 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from catseg.errors import ConfigError, DataError, DTypeError, ShapeError
 
-__all__ = ["DiceLoss", "DiceMode", "ReductionScope", "SoftDice", "soft_dice"]
+__all__ = ["DiceMode", "ReductionScope", "check_options", "soft_dice"]
 
 DiceMode = Literal["binary", "multiclass"]
 """``"binary"``: one logit channel (sigmoid); ``"multiclass"``: C ≥ 2 channels (softmax)."""
@@ -64,7 +23,7 @@ _MODES = ("binary", "multiclass")
 _SCOPES = ("batch", "image")
 
 
-def _check_options(
+def check_options(
     mode: str,
     smooth: float,
     eps: float,
@@ -252,7 +211,7 @@ def soft_dice(
         ...           smooth=0.0)                          # 2*(1/3) / (1 + 1) per class
         tensor(0.3333)
     """
-    weights = _check_options(mode, smooth, eps, reduction_scope, ignore_index, class_weights)
+    weights = check_options(mode, smooth, eps, reduction_scope, ignore_index, class_weights)
     if not isinstance(input, Tensor) or not isinstance(target, Tensor):
         raise DTypeError(
             f"input and target must be tensors, got {type(input).__name__} and "
@@ -300,141 +259,3 @@ def soft_dice(
             return dice[first:].mean()
         used = weights[first:].to(device=dice.device, dtype=dice.dtype)
         return (dice[first:] * used).sum() / used.sum()
-
-
-class SoftDice(nn.Module):
-    """Module returning the soft Dice coefficient (see :func:`soft_dice`).
-
-    Args:
-        mode: ``"binary"`` (one logit channel) or ``"multiclass"`` (C ≥ 2 channels).
-        from_logits: Apply sigmoid/softmax inside; ``False`` takes probabilities.
-        smooth: Added to numerator and denominator.
-        eps: Lower bound of the denominator.
-        squared: Use ``Σp² + Σg²`` in the denominator.
-        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
-        class_weights: One weight per input channel for the class average.
-        include_background: Multiclass only: keep channel 0 in the class average.
-        reduction_scope: ``"batch"`` or ``"image"``.
-
-    Raises:
-        ConfigError: If an option is outside its allowed values (checked here, at
-            construction, naming the option and the value).
-
-    Shape:
-        - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
-        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
-        - output: ``()``.
-
-    Examples:
-        >>> import torch
-        >>> from catseg.losses import SoftDice
-        >>> metric = SoftDice(from_logits=False)
-        >>> metric(torch.ones(1, 1, 2, 2), torch.ones(1, 2, 2, dtype=torch.long))
-        tensor(1.)
-    """
-
-    def __init__(
-        self,
-        *,
-        mode: DiceMode = "binary",
-        from_logits: bool = True,
-        smooth: float = 1.0,
-        eps: float = 1e-7,
-        squared: bool = False,
-        ignore_index: int | None = 255,
-        class_weights: Sequence[float] | Tensor | None = None,
-        include_background: bool = True,
-        reduction_scope: ReductionScope = "batch",
-    ) -> None:
-        super().__init__()
-        weights = _check_options(mode, smooth, eps, reduction_scope, ignore_index, class_weights)
-        self.mode: DiceMode = mode
-        self.from_logits = from_logits
-        self.smooth = float(smooth)
-        self.eps = float(eps)
-        self.squared = squared
-        self.ignore_index = ignore_index
-        self.class_weights: Tensor | None = weights
-        self.include_background = include_background
-        self.reduction_scope: ReductionScope = reduction_scope
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """Soft Dice coefficient of ``input`` against ``target``.
-
-        Args:
-            input: Logits or probabilities ``(N, C, H, W)``.
-            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``).
-
-        Returns:
-            The scalar coefficient.
-        """
-        return soft_dice(
-            input,
-            target,
-            mode=self.mode,
-            from_logits=self.from_logits,
-            smooth=self.smooth,
-            eps=self.eps,
-            squared=self.squared,
-            ignore_index=self.ignore_index,
-            class_weights=self.class_weights,
-            include_background=self.include_background,
-            reduction_scope=self.reduction_scope,
-        )
-
-    def extra_repr(self) -> str:  # noqa: D102 - nn.Module hook
-        return (
-            f"mode={self.mode!r}, from_logits={self.from_logits}, smooth={self.smooth}, "
-            f"squared={self.squared}, ignore_index={self.ignore_index}, "
-            f"reduction_scope={self.reduction_scope!r}"
-        )
-
-
-class DiceLoss(SoftDice):
-    """Dice loss ``1 - soft_dice(...)``: in ``[0, 1]``, 0 for a perfect prediction.
-
-    Same options and input contract as :class:`SoftDice`; the default is the
-    tutorial's loss: binary, logits in, ``smooth=1.0``, summed over the batch.
-
-    Args:
-        mode: ``"binary"`` (one logit channel) or ``"multiclass"`` (C ≥ 2 channels).
-        from_logits: Apply sigmoid/softmax inside; ``False`` takes probabilities.
-        smooth: Added to numerator and denominator.
-        eps: Lower bound of the denominator.
-        squared: Use ``Σp² + Σg²`` in the denominator.
-        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
-        class_weights: One weight per input channel for the class average.
-        include_background: Multiclass only: keep channel 0 in the class average.
-        reduction_scope: ``"batch"`` or ``"image"``.
-
-    Raises:
-        ConfigError: If an option is outside its allowed values.
-
-    Shape:
-        - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
-        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
-        - output: ``()``.
-
-    Examples:
-        >>> import torch
-        >>> from catseg.losses import DiceLoss
-        >>> loss_fn = DiceLoss(mode="multiclass", include_background=False)
-        >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
-        >>> target = torch.randint(0, 3, (2, 8, 8))
-        >>> loss = loss_fn(logits, target)
-        >>> loss.backward()
-        >>> 0.0 <= loss.item() <= 1.0, logits.grad is not None
-        (True, True)
-    """
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """Dice loss of ``input`` against ``target``.
-
-        Args:
-            input: Logits or probabilities ``(N, C, H, W)``.
-            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``).
-
-        Returns:
-            The scalar loss ``1 - coefficient``.
-        """
-        return 1.0 - super().forward(input, target)

@@ -1,0 +1,49 @@
+"""Soft Dice coefficient and Dice loss: one implementation behind a function and two modules.
+
+The soft Dice coefficient of a class is
+
+``D = (2·Σp·g + s) / (Σp + Σg + s)``
+
+where ``p`` are probabilities, ``g`` the one-hot target and ``s`` the ``smooth`` term
+(``1.0`` by default, the tutorial's value). With ``squared=True`` the denominator is
+``Σp² + Σg² + s``. The denominator is clamped to at least ``eps`` so that ``smooth=0``
+never divides by zero.
+
+Sums run over what ``reduction_scope`` says:
+
+* ``"batch"`` (default, the tutorial's behaviour): one sum over every pixel of every
+  image in the batch, per class.
+* ``"image"``: one coefficient per image and class, then the mean over images.
+
+The per-class coefficients are then averaged over classes (weighted by
+``class_weights`` when given; the background channel 0 is dropped in multiclass mode
+when ``include_background=False``).
+
+**Empty classes.** A class with no target pixel and no predicted mass has
+``D = s / s = 1`` with ``smooth > 0`` (a perfect, empty match) and ``D = 0 / eps = 0``
+with ``smooth = 0``. In the ``"batch"`` scope this only happens when the class is
+absent from the whole batch; in the ``"image"`` scope it happens per image, so images
+without the class pull the coefficient towards 1 (``smooth > 0``) or towards 0
+(``smooth = 0``). With ``smooth > 0`` a class absent from the target but predicted with
+total mass ``Σp`` gives ``s / (Σp + s)``, which falls quickly as ``Σp`` grows.
+
+Pixels whose target equals ``ignore_index`` (255, VOC "void") are removed from the
+numerator and the denominator; the value never reaches :func:`torch.nn.functional.one_hot`.
+Everything is computed in float32 (or float64 when the input is float64), also when
+the input is bfloat16/float16.
+
+Examples:
+    >>> import torch
+    >>> from catseg.losses import DiceLoss
+    >>> probs = torch.tensor([[[[0.9, 0.2], [0.6, 0.1]]]])   # (N=1, C=1, 2, 2)
+    >>> target = torch.tensor([[[1, 0], [1, 0]]])             # (N=1, 2, 2)
+    >>> DiceLoss(from_logits=False)(probs, target)            # 1 - (2*1.5+1)/(1.8+2+1)
+    tensor(0.1667)
+"""
+
+from __future__ import annotations
+
+from catseg.losses._dice import DiceMode, ReductionScope, soft_dice
+from catseg.losses._modules import DiceLoss, SoftDice
+
+__all__ = ["DiceLoss", "DiceMode", "ReductionScope", "SoftDice", "soft_dice"]

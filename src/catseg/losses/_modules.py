@@ -1,0 +1,149 @@
+"""SoftDice and DiceLoss: thin nn.Module wrappers around :func:`soft_dice`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from catseg.losses._dice import DiceMode, ReductionScope, check_options, soft_dice
+
+__all__ = ["DiceLoss", "SoftDice"]
+
+
+class SoftDice(nn.Module):
+    """Module returning the soft Dice coefficient (see :func:`soft_dice`).
+
+    Args:
+        mode: ``"binary"`` (one logit channel) or ``"multiclass"`` (C ≥ 2 channels).
+        from_logits: Apply sigmoid/softmax inside; ``False`` takes probabilities.
+        smooth: Added to numerator and denominator.
+        eps: Lower bound of the denominator.
+        squared: Use ``Σp² + Σg²`` in the denominator.
+        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
+        class_weights: One weight per input channel for the class average.
+        include_background: Multiclass only: keep channel 0 in the class average.
+        reduction_scope: ``"batch"`` or ``"image"``.
+
+    Raises:
+        ConfigError: If an option is outside its allowed values (checked here, at
+            construction, naming the option and the value).
+
+    Shape:
+        - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
+        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
+        - output: ``()``.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import SoftDice
+        >>> metric = SoftDice(from_logits=False)
+        >>> metric(torch.ones(1, 1, 2, 2), torch.ones(1, 2, 2, dtype=torch.long))
+        tensor(1.)
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: DiceMode = "binary",
+        from_logits: bool = True,
+        smooth: float = 1.0,
+        eps: float = 1e-7,
+        squared: bool = False,
+        ignore_index: int | None = 255,
+        class_weights: Sequence[float] | Tensor | None = None,
+        include_background: bool = True,
+        reduction_scope: ReductionScope = "batch",
+    ) -> None:
+        super().__init__()
+        weights = check_options(mode, smooth, eps, reduction_scope, ignore_index, class_weights)
+        self.mode: DiceMode = mode
+        self.from_logits = from_logits
+        self.smooth = float(smooth)
+        self.eps = float(eps)
+        self.squared = squared
+        self.ignore_index = ignore_index
+        self.class_weights: Tensor | None = weights
+        self.include_background = include_background
+        self.reduction_scope: ReductionScope = reduction_scope
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Soft Dice coefficient of ``input`` against ``target``.
+
+        Args:
+            input: Logits or probabilities ``(N, C, H, W)``.
+            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``).
+
+        Returns:
+            The scalar coefficient.
+        """
+        return soft_dice(
+            input,
+            target,
+            mode=self.mode,
+            from_logits=self.from_logits,
+            smooth=self.smooth,
+            eps=self.eps,
+            squared=self.squared,
+            ignore_index=self.ignore_index,
+            class_weights=self.class_weights,
+            include_background=self.include_background,
+            reduction_scope=self.reduction_scope,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"mode={self.mode!r}, from_logits={self.from_logits}, smooth={self.smooth}, "
+            f"squared={self.squared}, ignore_index={self.ignore_index}, "
+            f"reduction_scope={self.reduction_scope!r}"
+        )
+
+
+class DiceLoss(SoftDice):
+    """Dice loss ``1 - soft_dice(...)``: in ``[0, 1]``, 0 for a perfect prediction.
+
+    Same options and input contract as :class:`SoftDice`; the default is the
+    tutorial's loss: binary, logits in, ``smooth=1.0``, summed over the batch.
+
+    Args:
+        mode: ``"binary"`` (one logit channel) or ``"multiclass"`` (C ≥ 2 channels).
+        from_logits: Apply sigmoid/softmax inside; ``False`` takes probabilities.
+        smooth: Added to numerator and denominator.
+        eps: Lower bound of the denominator.
+        squared: Use ``Σp² + Σg²`` in the denominator.
+        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
+        class_weights: One weight per input channel for the class average.
+        include_background: Multiclass only: keep channel 0 in the class average.
+        reduction_scope: ``"batch"`` or ``"image"``.
+
+    Raises:
+        ConfigError: If an option is outside its allowed values.
+
+    Shape:
+        - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
+        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
+        - output: ``()``.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import DiceLoss
+        >>> loss_fn = DiceLoss(mode="multiclass", include_background=False)
+        >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> target = torch.randint(0, 3, (2, 8, 8))
+        >>> loss = loss_fn(logits, target)
+        >>> loss.backward()
+        >>> 0.0 <= loss.item() <= 1.0, logits.grad is not None
+        (True, True)
+    """
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Dice loss of ``input`` against ``target``.
+
+        Args:
+            input: Logits or probabilities ``(N, C, H, W)``.
+            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``).
+
+        Returns:
+            The scalar loss ``1 - coefficient``.
+        """
+        return 1.0 - super().forward(input, target)
