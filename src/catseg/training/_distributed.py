@@ -94,6 +94,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def max_over_processes(value: float, device: torch.device) -> float:
+    """The largest ``value`` of all processes (e.g. the slowest rank's time)."""
+    if not is_distributed():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
 def any_process(flag: bool, device: torch.device) -> bool:
     """True on every process when ``flag`` is true on at least one."""
     if not is_distributed():

@@ -92,9 +92,11 @@ def _restore(
         if scaler is not None and training.get("scaler") is not None:
             scaler.load_state_dict(training["scaler"])
     except (RuntimeError, ValueError, KeyError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = "; ".join(lines[:3]) + (f"; ... ({len(lines) - 3} more)" if len(lines) > 3 else "")
         raise CheckpointError(
             f"cannot resume from {path}: it does not fit this model/optimizer/scheduler "
-            f"({err}); pass resume=False or another checkpoint_dir"
+            f"({detail}); pass resume=False or another checkpoint_dir"
         ) from err
     rngs = training.get("rng", [])
     if ddp.rank() < len(rngs):
@@ -294,7 +296,7 @@ def fit(
                 epoch=epoch,
                 train_loss=stats.loss,
                 val_miou=miou,
-                seconds=time.perf_counter() - started,
+                seconds=ddp.max_over_processes(time.perf_counter() - started, dev),
                 images_per_second=stats.images / max(stats.seconds, 1e-9),
                 lr=float(optimizer.param_groups[0]["lr"]),
             )

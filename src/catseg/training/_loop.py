@@ -150,9 +150,8 @@ def run_train_epoch(
         steps += 1
     if count == 0:
         raise DataError(f"the training loader yielded no images in epoch {epoch}")
-    return EpochStats(
-        loss=loss_sum / count, images=count, steps=steps, seconds=time.perf_counter() - start
-    )
+    seconds = ddp.max_over_processes(time.perf_counter() - start, device)
+    return EpochStats(loss=loss_sum / count, images=count, steps=steps, seconds=seconds)
 
 
 def train_one_epoch(
