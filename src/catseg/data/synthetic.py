@@ -82,15 +82,18 @@ def _draw_blobs(rng: np.random.Generator, height: int, width: int) -> npt.NDArra
     for _ in range(int(rng.integers(1, 4))):
         cx = rng.uniform(0.2, 0.8) * width
         cy = rng.uniform(0.2, 0.8) * height
-        radius = rng.uniform(0.12, 0.28) * short
+        radius = rng.uniform(0.15, 0.3) * short
         if rng.random() < 0.5:
             aspect = rng.uniform(0.6, 1.0)
             rx, ry = (radius, radius * aspect) if rng.random() < 0.5 else (radius * aspect, radius)
             draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=1)
         else:
-            corners = int(rng.integers(3, 8))
-            angles = np.sort(rng.uniform(0.0, 2.0 * math.pi, size=corners))
-            radii = radius * rng.uniform(0.7, 1.2, size=corners)
+            corners = int(rng.integers(4, 9))
+            step = 2.0 * math.pi / corners  # evenly spread corners: never a sliver
+            angles = rng.uniform(0.0, step) + step * (
+                np.arange(corners) + rng.uniform(-0.3, 0.3, size=corners)
+            )
+            radii = radius * rng.uniform(0.8, 1.15, size=corners)
             points = [
                 (float(cx + r * math.cos(a)), float(cy + r * math.sin(a)))
                 for r, a in zip(radii, angles, strict=True)
