@@ -30,10 +30,20 @@ from catseg.errors import (
 )
 
 # --- models -----------------------------------------------------------------
-
 # --- losses -----------------------------------------------------------------
+from catseg.losses import (
+    DiceLoss,
+    SoftDice,
+    soft_dice,
+)
 
 # --- metrics ----------------------------------------------------------------
+from catseg.metrics import (
+    IoUResult,
+    MeanIoU,
+    confusion_matrix,
+    mean_iou,
+)
 
 # --- data -------------------------------------------------------------------
 
@@ -63,7 +73,14 @@ __all__ = [
     "ShapeError",
     # models
     # losses
+    "soft_dice",
+    "SoftDice",
+    "DiceLoss",
     # metrics
+    "confusion_matrix",
+    "mean_iou",
+    "MeanIoU",
+    "IoUResult",
     # data
     # visualize
     # checkpoint
