@@ -1,0 +1,25 @@
+"""Segment images with a trained model: :class:`Segmenter` and :class:`Prediction`.
+
+The cat tutorial's inference code — reload the model, preprocess by hand, threshold at
+0.5, write a palette PNG, blend it over the photo — as one object:
+
+Examples:
+    >>> import torch
+    >>> from catseg.models import UNet
+    >>> from catseg.predict import Segmenter
+    >>> seg = Segmenter(UNet(3, 1, init_features=4, depth=2), classes=["_background_", "cat"])
+    >>> pred = seg.predict(torch.rand(3, 37, 53))
+    >>> pred.mask.shape, pred.classes
+    (torch.Size([37, 53]), ['_background_', 'cat'])
+    >>> pred.overlay(alpha=0.3).size
+    (53, 37)
+"""
+
+from __future__ import annotations
+
+from catseg.predict._inputs import ImageInput
+from catseg.predict._pipeline import Postprocess
+from catseg.predict._prediction import Prediction
+from catseg.predict._segmenter import KEEP, Segmenter
+
+__all__ = ["KEEP", "ImageInput", "Postprocess", "Prediction", "Segmenter"]

@@ -1,0 +1,153 @@
+"""The result of segmenting one image."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from catseg.errors import ConfigError
+from catseg.visualize import PaletteName, colorize, overlay
+
+__all__ = ["Prediction"]
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """A segmentation of one image, at the image's original size.
+
+    Attributes:
+        mask: Label map, ``mask[y, x]`` is the index into ``classes`` of the pixel.
+        probabilities: Per-class probabilities (``probabilities[i]`` belongs to
+            ``classes[i]``; for a binary model channel 0 is ``1 - p`` and channel 1
+            the foreground probability ``p``), or ``None`` unless asked for with
+            ``return_probabilities=True``.
+        classes: Class names, label 0 first.
+        image: The input image as an RGB (or grayscale) PIL image, used by
+            :meth:`overlay`; ``None`` if the input had neither 1 nor 3 channels.
+
+    Shape:
+        - mask: ``(H, W)`` uint8, on the CPU.
+        - probabilities: ``(len(classes), H, W)`` float32, on the CPU.
+
+    Examples:
+        >>> import torch
+        >>> pred = Prediction(mask=torch.tensor([[0, 1]], dtype=torch.uint8),
+        ...                   probabilities=None, classes=["_background_", "cat"], image=None)
+        >>> pred.colorize().convert("RGB").getpixel((1, 0))
+        (0, 128, 0)
+    """
+
+    mask: torch.Tensor
+    probabilities: torch.Tensor | None
+    classes: list[str]
+    image: Image.Image | None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)`` of the mask (the original image size).
+
+        Examples:
+            >>> import torch
+            >>> Prediction(torch.zeros(2, 3, dtype=torch.uint8), None, ["a", "b"], None).size
+            (2, 3)
+        """
+        return int(self.mask.shape[0]), int(self.mask.shape[1])
+
+    def _palette(self, palette: PaletteName | Sequence[int] | None) -> PaletteName | Sequence[int]:
+        if palette is not None:
+            return palette
+        return "binary" if len(self.classes) == 2 else "voc"
+
+    def colorize(self, palette: PaletteName | Sequence[int] | None = None) -> Image.Image:
+        """The mask as a palette-mode PIL image (see :func:`catseg.visualize.colorize`).
+
+        Args:
+            palette: ``"voc"``, ``"binary"``, a flat colour sequence, or ``None`` for the
+                tutorial's black/green palette with two classes and the VOC palette otherwise.
+
+        Returns:
+            A new ``"P"`` mode image whose pixel values are the labels.
+
+        Raises:
+            ConfigError: If the palette is malformed or lacks a colour for a label.
+
+        Examples:
+            >>> import torch
+            >>> pred = Prediction(torch.tensor([[2]], dtype=torch.uint8), None,
+            ...                   ["bg", "cat", "dog"], None)
+            >>> pred.colorize().convert("RGB").getpixel((0, 0))
+            (0, 128, 0)
+        """
+        return colorize(self.mask, palette=self._palette(palette))
+
+    def overlay(
+        self, alpha: float = 0.3, palette: PaletteName | Sequence[int] | None = None
+    ) -> Image.Image:
+        """Blend the coloured mask over the input image (see :func:`catseg.visualize.overlay`).
+
+        Args:
+            alpha: Weight of the mask colour, 0 to 1; the tutorial used 0.3.
+            palette: As in :meth:`colorize`.
+
+        Returns:
+            A new RGB image of the original size.
+
+        Raises:
+            ConfigError: If there is no image to draw on, ``alpha`` is outside [0, 1]
+                or the palette is unusable.
+
+        Examples:
+            >>> import torch
+            >>> from PIL import Image
+            >>> pred = Prediction(torch.tensor([[1]], dtype=torch.uint8), None, ["bg", "cat"],
+            ...                   Image.new("RGB", (1, 1), (100, 100, 100)))
+            >>> pred.overlay().getpixel((0, 0))
+            (70, 108, 70)
+        """
+        if self.image is None:
+            raise ConfigError(
+                "this prediction has no RGB or grayscale image to draw on (the input had "
+                "neither 1 nor 3 channels); use colorize() or catseg.visualize.overlay"
+            )
+        return overlay(self.image, self.mask, alpha=alpha, palette=self._palette(palette))
+
+    def save(
+        self, path: str | os.PathLike[str], palette: PaletteName | Sequence[int] | None = None
+    ) -> Path:
+        """Write the mask as a palette PNG (the Pascal-VOC ``SegmentationClassPNG`` format).
+
+        The pixel values are the labels, so the file reads back losslessly with
+        :func:`catseg.data.read_mask`.
+
+        Args:
+            path: Destination; must end in ``.png`` (a lossy format would corrupt labels).
+            palette: As in :meth:`colorize`.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ConfigError: If the path does not end in ``.png``.
+            OSError: If the file cannot be written.
+
+        Examples:
+            >>> import tempfile, torch
+            >>> from pathlib import Path
+            >>> pred = Prediction(torch.tensor([[0, 1]], dtype=torch.uint8), None, ["bg", "cat"],
+            ...                   None)
+            >>> pred.save(Path(tempfile.mkdtemp()) / "cat.png").suffix
+            '.png'
+        """
+        target = Path(path)
+        if target.suffix.lower() != ".png":
+            raise ConfigError(
+                f"masks are saved as PNG so that labels survive; got {target.name!r}, "
+                "use a '.png' file name"
+            )
+        self.colorize(palette).save(target, format="PNG")
+        return target

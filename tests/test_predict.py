@@ -1,0 +1,437 @@
+from __future__ import annotations
+
+import copy
+import functools
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from PIL import Image
+from torch import nn
+
+from catseg._runtime import resolve_precision
+from catseg.checkpoint import save_checkpoint
+from catseg.data import open_image, read_mask
+from catseg.errors import (
+    ConfigError,
+    DataError,
+    DTypeError,
+    MissingFileError,
+    NonFiniteError,
+    ShapeError,
+)
+from catseg.models import UNet
+from catseg.predict import Prediction, Segmenter
+from catseg.predict._tiling import tile_starts
+
+CLASSES = ["_background_", "cat"]
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+REF: dict[str, Any] = {"precision": "fp32", "fuse": False, "channels_last": False}
+
+
+def tiny(num_classes: int = 1, seed: int = 0) -> UNet:
+    torch.manual_seed(seed)
+    return UNet(3, num_classes, init_features=4, depth=2)
+
+
+@functools.lru_cache(maxsize=4)
+def _train(steps: int, num_classes: int) -> UNet:
+    model = tiny(num_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=0.03)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    for step in range(steps):
+        x = torch.stack([smooth_image(48, 48, seed=100 + 4 * step + i) for i in range(4)])
+        bright = x.mean(1)
+        target = (bright > 0.5).long() + (bright > 0.6).long() * (num_classes > 2)
+        logits = model((x - mean) / std)
+        if num_classes == 1:
+            loss = F.binary_cross_entropy_with_logits(logits[:, 0], target.float())
+        else:
+            loss = F.cross_entropy(logits, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def trained_tiny(steps: int = 15, num_classes: int = 1) -> UNet:
+    """A tiny UNet trained to find bright regions: decisive logits, real boundaries."""
+    return copy.deepcopy(_train(steps, num_classes))
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """A photo-like float image in [0, 1]: coarse random noise upsampled smoothly."""
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, max(2, height // 40), max(2, width // 40), generator=gen)
+    return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)[0]
+
+
+def reference_probabilities(
+    model: nn.Module, image: torch.Tensor, image_size: tuple[int, int] | None
+) -> torch.Tensor:
+    """The documented pipeline written out by hand: foreground probability (H, W)."""
+    x = image.float()[None]
+    if image_size is not None:
+        x = F.interpolate(x, size=image_size, mode="bilinear", align_corners=False, antialias=True)
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        probs = torch.sigmoid(model.eval()(x))
+    size = tuple(image.shape[1:])
+    if tuple(probs.shape[2:]) != size:
+        probs = F.interpolate(
+            probs, size=size, mode="bilinear", align_corners=False, antialias=True
+        )
+    return probs[0, 0].clamp(0, 1)
+
+
+@pytest.mark.parametrize("image_size", [None, (48, 64)])
+def test_matches_hand_written_pipeline(image_size: tuple[int, int] | None) -> None:
+    model = trained_tiny()
+    image = smooth_image(57, 83)
+    seg = Segmenter(model, classes=CLASSES, image_size=image_size, mean=MEAN, std=STD, **REF)
+    pred = seg.predict(image, return_probabilities=True)
+    expected = reference_probabilities(model, image, image_size)
+    assert pred.mask.shape == (57, 83)
+    assert pred.mask.dtype == torch.uint8
+    assert pred.probabilities is not None
+    assert pred.probabilities.shape == (2, 57, 83)
+    assert pred.probabilities.dtype == torch.float32
+    torch.testing.assert_close(pred.probabilities[1], expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pred.probabilities[0], 1 - expected, atol=1e-6, rtol=0)
+    assert torch.equal(pred.mask, (expected > 0.5).to(torch.uint8))
+    assert pred.classes == CLASSES
+
+
+def test_fast_path_agrees_with_reference_and_leaves_model_alone() -> None:
+    model = trained_tiny().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    image = smooth_image(64, 96)
+    ref = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, **REF)
+    fast = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, precision="fp32")
+    assert fast.model is not None
+    assert getattr(fast.model, "is_fused", False)
+    p_ref = ref.predict(image, return_probabilities=True).probabilities
+    p_fast = fast.predict(image, return_probabilities=True).probabilities
+    assert p_ref is not None
+    assert p_fast is not None
+    torch.testing.assert_close(p_fast, p_ref, atol=1e-4, rtol=0)
+    # The caller's model is untouched: still training, same weights, same memory format.
+    assert model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous()
+
+
+def test_precision_auto_follows_the_runtime_rule() -> None:
+    seg = Segmenter(tiny(), classes=CLASSES, device="cpu")
+    assert seg.autocast_dtype == resolve_precision("auto", torch.device("cpu"))
+    assert Segmenter(tiny(), classes=CLASSES, precision="fp32").autocast_dtype is None
+    assert "precision='fp32'" in repr(Segmenter(tiny(), classes=CLASSES, precision="fp32"))
+
+
+def test_bf16_and_tiled_masks_agree_with_fp32_on_a_large_image() -> None:
+    model = trained_tiny()
+    image = smooth_image(1500, 2000)
+    whole = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, precision="fp32")
+    bf16 = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, precision="bf16")
+    tiled = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, precision="fp32", tile=(512, 64))
+    m_whole = whole.predict(image).mask
+    m_bf16 = bf16.predict(image).mask
+    m_tiled = tiled.predict(image).mask
+    assert m_whole.shape == m_bf16.shape == m_tiled.shape == (1500, 2000)
+    assert 0.05 < m_whole.float().mean() < 0.95  # a real two-class mask, not constant
+    assert (m_bf16 == m_whole).float().mean() >= 0.999
+    assert (m_tiled == m_whole).float().mean() >= 0.9995
+
+
+class Pointwise(nn.Module):
+    """A per-pixel model: tiling and batching cannot change its output at all."""
+
+    in_channels = 3
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.conv = nn.Conv2d(3, num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * 5
+
+
+def test_tiles_cover_the_image_and_blend_exactly() -> None:
+    for length in (1, 5, 100, 513, 1000):
+        starts = tile_starts(length, 128, 32)
+        covered = torch.zeros(length, dtype=torch.bool)
+        for s in starts:
+            covered[s : s + 128] = True
+            assert s + min(128, length) <= length
+        assert bool(covered.all())
+    model = Pointwise(3)
+    image = smooth_image(300, 410)
+    names = ["a", "b", "c"]
+    whole = Segmenter(model, classes=names, **REF).predict(image, return_probabilities=True)
+    tiled = Segmenter(model, classes=names, tile=(128, 32), batch_size=3, **REF).predict(
+        image, return_probabilities=True
+    )
+    assert whole.probabilities is not None
+    assert tiled.probabilities is not None
+    torch.testing.assert_close(tiled.probabilities, whole.probabilities, atol=1e-6, rtol=0)
+    assert torch.equal(tiled.mask, whole.mask)
+
+
+def test_multiclass_argmax_and_probabilities() -> None:
+    model = trained_tiny(num_classes=3)
+    seg = Segmenter(model, classes=["bg", "cat", "dog"], **REF)
+    pred = seg.predict(smooth_image(40, 50), return_probabilities=True)
+    assert pred.probabilities is not None
+    assert pred.probabilities.shape == (3, 40, 50)
+    torch.testing.assert_close(pred.probabilities.sum(0), torch.ones(40, 50))
+    assert torch.equal(pred.mask, pred.probabilities.argmax(0).to(torch.uint8))
+
+
+def test_tta_averages_the_horizontal_flip() -> None:
+    model = trained_tiny()
+    image = smooth_image(33, 47)
+    plain = Segmenter(model, classes=CLASSES, **REF)
+    tta = Segmenter(model, classes=CLASSES, tta=True, **REF)
+    p = plain.predict(image, return_probabilities=True).probabilities
+    p_flip = plain.predict(image.flip(-1), return_probabilities=True).probabilities
+    p_tta = tta.predict(image, return_probabilities=True).probabilities
+    assert p is not None
+    assert p_flip is not None
+    assert p_tta is not None
+    torch.testing.assert_close(p_tta, (p + p_flip.flip(-1)) / 2, atol=1e-6, rtol=0)
+    assert not torch.allclose(p, p_tta, atol=1e-4)  # the flip does change something
+
+
+def test_postprocess_and_threshold() -> None:
+    model = trained_tiny()
+    image = smooth_image(30, 40)
+    seen: list[tuple[int, ...]] = []
+
+    def swap(probs: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(probs.shape))
+        return probs.flip(0)
+
+    base = Segmenter(model, classes=CLASSES, **REF).predict(image, return_probabilities=True)
+    swapped = Segmenter(model, classes=CLASSES, postprocess=swap, **REF).predict(image)
+    assert seen == [(2, 30, 40)]  # class probabilities at the original size
+    assert base.probabilities is not None
+    assert torch.equal(swapped.mask, (base.probabilities[0] > 0.5).to(torch.uint8))
+    high = Segmenter(model, classes=CLASSES, threshold=0.9, **REF).predict(image)
+    assert torch.equal(high.mask, (base.probabilities[1] > 0.9).to(torch.uint8))
+
+    def bad(probs: torch.Tensor) -> torch.Tensor:
+        return probs[:1]
+
+    with pytest.raises(
+        ShapeError, match=r"postprocess must return a tensor of shape \(2, 30, 40\)"
+    ):
+        Segmenter(model, classes=CLASSES, postprocess=bad, **REF).predict(image)
+
+
+def test_every_input_kind_gives_the_same_mask_and_is_not_modified(tmp_path: Path) -> None:
+    seg = Segmenter(trained_tiny(), classes=CLASSES, image_size=(32, 32), mean=MEAN, std=STD)
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, size=(37, 45, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "x.png")
+    chw_uint8 = torch.from_numpy(array).permute(2, 0, 1)
+    chw_float = chw_uint8.float() / 255
+    rgba = np.concatenate([array, np.full((37, 45, 1), 7, np.uint8)], axis=2)
+    inputs: list[Any] = [
+        array,
+        rgba,
+        Image.fromarray(array),
+        Image.fromarray(rgba),
+        str(tmp_path / "x.png"),
+        tmp_path / "x.png",
+        chw_uint8,
+        chw_float,
+    ]
+    copies = [x.copy() if isinstance(x, np.ndarray) else x for x in inputs]
+    tensor_copies = [chw_uint8.clone(), chw_float.clone()]
+    expected = seg.predict(array).mask
+    for item in inputs:
+        pred = seg.predict(item)
+        assert torch.equal(pred.mask, expected), type(item)
+        assert pred.image is not None
+        assert pred.image.size == (45, 37)
+    for item, kept in zip(inputs, copies, strict=True):
+        if isinstance(item, np.ndarray):
+            np.testing.assert_array_equal(item, kept)
+    assert torch.equal(chw_uint8, tensor_copies[0])
+    assert torch.equal(chw_float, tensor_copies[1])
+    gray = rng.integers(0, 256, size=(20, 25), dtype=np.uint8)
+    g1 = seg.predict(gray).mask
+    assert torch.equal(g1, seg.predict(np.repeat(gray[:, :, None], 3, axis=2)).mask)
+    assert torch.equal(g1, seg.predict(gray[:, :, None]).mask)
+    assert torch.equal(g1, seg.predict(Image.fromarray(gray)).mask)
+
+
+def test_predict_batch_equals_predict_for_mixed_sizes() -> None:
+    model = trained_tiny()
+    images = [smooth_image(h, w, seed=i) for i, (h, w) in enumerate([(30, 40), (41, 17), (30, 40)])]
+    images.append(smooth_image(64, 64, seed=9))
+    for image_size in (None, (32, 32)):
+        seg = Segmenter(model, classes=CLASSES, image_size=image_size, batch_size=3, **REF)
+        batch = seg.predict_batch(iter(images), return_probabilities=True)
+        assert [p.size for p in batch] == [(30, 40), (41, 17), (30, 40), (64, 64)]
+        for image, pred in zip(images, batch, strict=True):
+            single = seg.predict(image, return_probabilities=True)
+            assert torch.equal(pred.mask, single.mask)
+            assert single.probabilities is not None
+            assert pred.probabilities is not None
+            torch.testing.assert_close(pred.probabilities, single.probabilities, atol=1e-5, rtol=0)
+    assert Segmenter(model, classes=CLASSES).predict_batch([]) == []
+
+
+def test_real_photos_keep_their_original_size(cats_voc: Path, tmp_path: Path) -> None:
+    seg = Segmenter(trained_tiny(), classes=CLASSES, image_size=(64, 64), mean=MEAN, std=STD)
+    paths = sorted((cats_voc / "JPEGImages").glob("*.jpg"))[::60][:4]
+    preds = seg.predict_batch(paths)
+    for path, pred in zip(paths, preds, strict=True):
+        width, height = open_image(path).size
+        assert pred.size == (height, width)
+        assert pred.overlay().size == (width, height)
+        saved = pred.save(tmp_path / f"{path.stem}.png")
+        np.testing.assert_array_equal(read_mask(saved), pred.mask.numpy())
+
+
+def test_prediction_visuals_are_pixel_exact(tmp_path: Path) -> None:
+    photo = Image.fromarray(np.array([[[100, 200, 50], [10, 20, 30]]], dtype=np.uint8))
+    mask = torch.tensor([[1, 0]], dtype=torch.uint8)
+    pred = Prediction(mask=mask, probabilities=None, classes=CLASSES, image=photo)
+    # Two classes -> the tutorial's black/green palette; out = floor(0.7*img + 0.3*colour + .5)
+    assert np.asarray(pred.overlay(alpha=0.3)).tolist() == [[[70, 178, 35], [7, 14, 21]]]
+    assert np.asarray(pred.overlay(alpha=0.3, palette=[0, 0, 0, 0, 128, 0])).tolist() == [
+        [[70, 178, 35], [7, 14, 21]]
+    ]
+    colour = pred.colorize()
+    assert colour.mode == "P"
+    assert np.asarray(colour.convert("RGB")).tolist() == [[[0, 128, 0], [0, 0, 0]]]
+    out = pred.save(tmp_path / "m.png")
+    with Image.open(out) as reread:
+        assert reread.mode == "P"
+        assert reread.getpalette()[:6] == [0, 0, 0, 0, 128, 0]  # type: ignore[index]
+    np.testing.assert_array_equal(read_mask(out), mask.numpy())
+    with pytest.raises(ConfigError, match=r"use a '\.png' file name"):
+        pred.save(tmp_path / "m.jpg")
+    voc = Prediction(
+        mask=torch.tensor([[1]], dtype=torch.uint8),
+        probabilities=None,
+        classes=["a", "b", "c"],
+        image=None,
+    )
+    assert voc.colorize().convert("RGB").getpixel((0, 0)) == (128, 0, 0)
+    with pytest.raises(ConfigError, match="no RGB or grayscale image"):
+        voc.overlay()
+
+
+def test_bad_inputs_get_clear_errors(tmp_path: Path) -> None:
+    seg = Segmenter(tiny(), classes=CLASSES)
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(MissingFileError, match=r"missing\.jpg"):
+        seg.predict(tmp_path / "missing.jpg")
+    with pytest.raises(DataError, match=r"notes\.jpg"):
+        seg.predict(tmp_path / "notes.jpg")
+    with pytest.raises(ShapeError, match=r"empty: 0x5 pixels"):
+        seg.predict(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(ShapeError, match=r"empty: 4x0 pixels"):
+        seg.predict(torch.zeros(3, 4, 0))
+    with pytest.raises(ShapeError, match="has 2 channels but the model takes 3"):
+        seg.predict(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ShapeError, match="has 5 channels but the model takes 3"):
+        seg.predict(torch.zeros(5, 4, 4))
+    with pytest.raises(ShapeError, match=r"got \(1, 3, 4, 4\); use predict_batch"):
+        seg.predict(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(DTypeError, match=r"must be uint8 .* got dtype float64"):
+        seg.predict(np.zeros((4, 4, 3)))
+    with pytest.raises(DataError, match=r"values in \[0, 1\], got 0\.\.255"):
+        seg.predict(torch.full((3, 4, 4), 255.0).index_fill_(1, torch.tensor([0]), 0.0))
+    with pytest.raises(NonFiniteError, match="image tensor contains NaN"):
+        seg.predict(torch.full((3, 4, 4), float("nan")))
+    with pytest.raises(DTypeError, match="got int"):
+        seg.predict(3)  # type: ignore[arg-type]
+
+
+class NaNModel(nn.Module):
+    in_channels = 3
+    num_classes = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] * float("nan")
+
+
+def test_non_finite_model_output() -> None:
+    seg = Segmenter(NaNModel(), classes=CLASSES, precision="bf16")
+    with pytest.raises(NonFiniteError, match=r"NaN or infinite logits; try precision='fp32'"):
+        seg.predict(torch.rand(3, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"classes": ["bg", "cat", "dog"]}, r"1 output channel\(s\), so classes must have 2"),
+        ({"classes": ["cat"]}, "between 2 and 256 labels"),
+        ({"mean": (0.5,)}, r"mean must hold 3 finite numbers"),
+        ({"std": (1.0, 1.0, 0.0)}, "std values must be > 0"),
+        ({"threshold": 1.0}, r"threshold must be a probability in \(0, 1\), got 1.0"),
+        ({"tile": (64, 64)}, r"0 <= overlap < size, got \(64, 64\)"),
+        ({"image_size": (0, 5)}, "image_size must be positive"),
+        ({"precision": "fp8"}, "precision must be one of"),
+        ({"device": "tpu:9"}, "device must be"),
+        ({"batch_size": 0}, "batch_size must be a positive int"),
+    ],
+)
+def test_bad_configuration(kwargs: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {"classes": CLASSES, **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        Segmenter(tiny(), **args)
+
+
+_FRESH_PROCESS = textwrap.dedent(
+    """
+    import sys, torch
+    from catseg.predict import Segmenter
+    seg = Segmenter.from_checkpoint(sys.argv[1], precision="fp32")
+    preds = seg.predict_batch([sys.argv[2], sys.argv[3]])
+    torch.save([p.mask for p in preds], sys.argv[4])
+    """
+)
+
+
+def test_checkpoint_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
+    model = trained_tiny(steps=2)  # the issue's "train 2 steps"
+    ckpt = save_checkpoint(
+        tmp_path / "cat.pt", model, classes=CLASSES, image_size=(48, 48), mean=MEAN, std=STD
+    )
+    photos = []
+    for i, size in enumerate([(70, 90), (51, 33)]):
+        arr = (smooth_image(*size, seed=i).permute(1, 2, 0) * 255).round().to(torch.uint8)
+        Image.fromarray(arr.numpy()).save(tmp_path / f"p{i}.png")
+        photos.append(tmp_path / f"p{i}.png")
+    subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, str(ckpt), *map(str, photos), str(tmp_path / "m")],
+        check=True,
+        timeout=120,
+    )
+    fresh = torch.load(tmp_path / "m", weights_only=True)
+    here = Segmenter(
+        model, classes=CLASSES, image_size=(48, 48), mean=MEAN, std=STD, precision="fp32"
+    )
+    loaded = Segmenter.from_checkpoint(ckpt, precision="fp32")
+    assert loaded.classes == CLASSES
+    assert loaded.image_size == (48, 48)
+    assert loaded.mean == pytest.approx(MEAN)
+    for photo, mask in zip(photos, fresh, strict=True):
+        assert torch.equal(mask, here.predict(photo).mask)
+        assert torch.equal(mask, loaded.predict(photo).mask)
+    assert Segmenter.from_checkpoint(ckpt, image_size=None).image_size is None
