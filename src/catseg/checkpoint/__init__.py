@@ -45,14 +45,9 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
-import math
 import os
-import pickle
 import sys
-import tempfile
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +56,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from catseg.errors import CatsegError, CheckpointError, ConfigError, MissingFileError
+from catseg.checkpoint._checks import check_meta, check_plain, check_weights_fit, unwrap
+from catseg.checkpoint._files import atomic_save, describe, read_archive
+from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.models import UNet
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "load_checkpoint", "save_checkpoint"]
@@ -70,20 +67,6 @@ FORMAT_VERSION = 1
 """Version of the checkpoint layout this catseg writes (and the newest it reads)."""
 
 _FORMAT_TAG = "catseg.checkpoint"
-_ZIP_MAGIC = b"PK\x03\x04"
-_LEAF_TYPES: tuple[type, ...] = (
-    type(None),
-    bool,
-    int,
-    float,
-    complex,
-    str,
-    bytes,
-    torch.Tensor,
-    torch.dtype,
-    torch.device,
-    torch.Size,
-)
 
 
 def _catseg_version() -> str:
@@ -162,109 +145,12 @@ class Checkpoint:
             raise CheckpointError(
                 f"the checkpoint's model config cannot be rebuilt by this catseg: {err}"
             ) from err
-        _check_weights_fit(model, self.state_dict, what="the checkpoint's weights")
+        check_weights_fit(model, self.state_dict, what="the checkpoint's weights")
         devices = {t.device for t in self.state_dict.values()}
         if len(devices) == 1:
             model = model.to(next(iter(devices)))
         model.load_state_dict(self.state_dict, strict=True)
         return model.eval()
-
-
-def _check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], *, what: str) -> None:
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k}: file {tuple(state[k].shape)} vs model {expected[k]}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != expected[k]
-    ]
-    if not (missing or unexpected or wrong):
-        return
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing (first: {', '.join(missing[:3])})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:3])})")
-    if wrong:
-        parts.append(f"{len(wrong)} with other shapes (first: {'; '.join(wrong[:3])})")
-    raise CheckpointError(f"{what} do not match the model config: {', '.join(parts)}")
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    # DataParallel / DistributedDataParallel keep the real model in .module,
-    # torch.compile in ._orig_mod; the checkpoint must hold the plain model's keys.
-    while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        elif isinstance(inner := getattr(model, "_orig_mod", None), nn.Module):
-            model = inner
-        else:
-            return model
-
-
-def _check_plain(value: Any, where: str) -> None:
-    """Refuse anything ``torch.load(weights_only=True)`` would not read back."""
-    stack: list[tuple[Any, str]] = [(value, where)]
-    while stack:
-        item, at = stack.pop()
-        if isinstance(item, _LEAF_TYPES):
-            continue
-        if isinstance(item, (dict, OrderedDict)):
-            for key, sub in item.items():
-                if not isinstance(key, (str, int, float, bool, type(None))):
-                    raise ConfigError(f"{at} has a key of type {type(key).__name__}: {key!r}")
-                stack.append((sub, f"{at}[{key!r}]"))
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            stack.extend((sub, f"{at}[{i}]") for i, sub in enumerate(item))
-        else:
-            raise ConfigError(
-                f"{at} is a {type(item).__module__}.{type(item).__qualname__}; checkpoints hold "
-                "only tensors, numbers, strings, None and dicts/lists/tuples of them "
-                "(convert NumPy arrays with torch.from_numpy, objects to dicts)"
-            )
-
-
-def _check_meta(
-    classes: Sequence[str],
-    image_size: Sequence[int] | None,
-    mean: Sequence[float],
-    std: Sequence[float],
-    num_classes: int,
-    in_channels: int,
-) -> tuple[list[str], tuple[int, int] | None, tuple[float, ...], tuple[float, ...]]:
-    if isinstance(classes, str) or not all(isinstance(c, str) and c for c in classes):
-        raise ConfigError(f"classes must be a sequence of non-empty strings, got {classes!r}")
-    names = list(classes)
-    wanted = 2 if num_classes == 1 else num_classes
-    if len(names) != wanted:
-        mode = "a binary (1-logit) model" if num_classes == 1 else f"{num_classes} logits"
-        raise ConfigError(
-            f"classes has {len(names)} names but {mode} needs {wanted} "
-            "(label 0 first, e.g. ['_background_', 'cat'])"
-        )
-    size: tuple[int, int] | None = None
-    if image_size is not None:
-        values = tuple(image_size)
-        if len(values) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
-        ):
-            raise ConfigError(
-                f"image_size must be None or (height, width) positive ints, got {image_size!r}"
-            )
-        size = (int(values[0]), int(values[1]))
-    norm: list[tuple[float, ...]] = []
-    for name, seq in (("mean", mean), ("std", std)):
-        floats = tuple(float(v) for v in seq)
-        if len(floats) != in_channels or not all(math.isfinite(v) for v in floats):
-            raise ConfigError(
-                f"{name} must hold {in_channels} finite numbers (one per input channel), "
-                f"got {tuple(seq)!r}"
-            )
-        norm.append(floats)
-    if not all(v > 0 for v in norm[1]):
-        raise ConfigError(f"std values must be > 0, got {norm[1]!r}")
-    return names, size, norm[0], norm[1]
 
 
 def save_checkpoint(
@@ -320,7 +206,7 @@ def save_checkpoint(
         >>> out.name, out.is_file()
         ('best.pt', True)
     """
-    plain = _unwrap(model)
+    plain = unwrap(model)
     if not isinstance(plain, UNet):
         raise ConfigError(
             f"save_checkpoint saves catseg.models.UNet models, got {type(plain).__qualname__}"
@@ -336,19 +222,19 @@ def save_checkpoint(
         reference = UNet.from_config({**config, "pretrained": False})
     state = {k: v.detach().to("cpu", copy=True) for k, v in plain.state_dict().items()}
     try:
-        _check_weights_fit(reference, state, what="the model's weights")
+        check_weights_fit(reference, state, what="the model's weights")
     except CheckpointError as err:
         raise CheckpointError(
             f"{err}; a model returned by fuse_for_inference() cannot be saved because its "
             "BatchNorm layers are folded into the convolutions — save the original model"
         ) from None
-    names, size, mean_t, std_t = _check_meta(
+    names, size, mean_t, std_t = check_meta(
         classes, image_size, mean, std, plain.num_classes, plain.in_channels
     )
     extra_d = dict(extra) if extra is not None else {}
-    _check_plain(extra_d, "extra")
+    check_plain(extra_d, "extra")
     train_d = dict(training_state) if training_state is not None else None
-    _check_plain(train_d, "training_state")
+    check_plain(train_d, "training_state")
     payload: dict[str, Any] = {
         "format": _FORMAT_TAG,
         "format_version": FORMAT_VERSION,
@@ -365,74 +251,8 @@ def save_checkpoint(
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(payload, target)
+    atomic_save(payload, target)
     return target
-
-
-def _atomic_save(payload: Any, target: Path) -> None:
-    if target.is_dir():
-        raise ConfigError(f"checkpoint path {target} is a folder; give a file name")
-    mode = (target.stat().st_mode & 0o777) if target.exists() else 0o644
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _describe(obj: Any) -> str:
-    if isinstance(obj, Mapping):
-        keys = list(obj.keys())
-        if keys and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return (
-                f"a plain state_dict ({len(keys)} tensors, first key {keys[0]!r}); load it with "
-                "model.load_state_dict(torch.load(path, weights_only=True)) on a model you "
-                "build yourself, or save it with catseg.checkpoint.save_checkpoint"
-            )
-        return f"a dict with keys {[str(k) for k in keys[:5]]} but no 'format' tag"
-    return f"a {type(obj).__qualname__}"
-
-
-def _read_archive(path: Path, map_location: str | torch.device | None) -> Any:
-    if not path.exists():
-        raise MissingFileError(f"checkpoint not found: {path}")
-    if not path.is_file():
-        raise CheckpointError(f"{path} is not a file (expected a catseg checkpoint)")
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if not head:
-        raise CheckpointError(f"{path} is empty (0 bytes), not a catseg checkpoint")
-    if head != _ZIP_MAGIC:
-        raise CheckpointError(
-            f"{path} is not a catseg checkpoint: it is not a torch.save zip archive "
-            f"(it starts with bytes {head!r})"
-        )
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{path} was refused by the safe loader (nothing in it was executed): it holds "
-            f"objects other than tensors and plain data, so it is not a catseg checkpoint or "
-            f"has been tampered with ({first_line})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is truncated or corrupt: {first_line}") from err
 
 
 def _field(data: Mapping[str, Any], key: str, kinds: tuple[type, ...], path: Path) -> Any:
@@ -480,9 +300,9 @@ def load_checkpoint(
         catseg.errors.CheckpointError: ...notes.pt is not a catseg checkpoint: ...
     """
     file = Path(path)
-    data = _read_archive(file, map_location)
+    data = read_archive(file, map_location)
     if not isinstance(data, Mapping) or data.get("format") != _FORMAT_TAG:
-        raise CheckpointError(f"{file} is not a catseg checkpoint: it holds {_describe(data)}")
+        raise CheckpointError(f"{file} is not a catseg checkpoint: it holds {describe(data)}")
     version = data.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{file} has an invalid format_version {version!r}")
