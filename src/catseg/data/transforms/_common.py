@@ -1,0 +1,116 @@
+"""Shared checks and helpers of the joint transforms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as nnf
+
+from catseg.errors import ConfigError, DTypeError, ShapeError
+
+__all__ = ["Compose", "Pair"]
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def _check_pair(image: torch.Tensor, mask: torch.Tensor) -> None:
+    if not isinstance(image, torch.Tensor) or not isinstance(mask, torch.Tensor):
+        raise DTypeError(
+            f"expected tensors (image, mask), got ({type(image).__name__}, {type(mask).__name__})"
+        )
+    if image.ndim != 3:
+        raise ShapeError(f"image must be (C, H, W), got shape {tuple(image.shape)}")
+    if mask.ndim != 2 or tuple(mask.shape) != tuple(image.shape[1:]):
+        raise ShapeError(
+            f"mask must be (H, W) = {tuple(image.shape[1:])} to match image "
+            f"{tuple(image.shape)}, got {tuple(mask.shape)}"
+        )
+    if not (image.dtype == torch.uint8 or image.is_floating_point()):
+        raise DTypeError(f"image must be float or uint8, got {image.dtype}")
+    if mask.is_floating_point() or mask.is_complex() or mask.dtype == torch.bool:
+        raise DTypeError(f"mask must be an integer label map, got {mask.dtype}")
+
+
+def _make_generator(seed: int | torch.Generator | None) -> torch.Generator | None:
+    if seed is None or isinstance(seed, torch.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be None, an int or a torch.Generator, got {seed!r}")
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+def _size_pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
+    if isinstance(size, int) and not isinstance(size, bool):
+        pair: tuple[int, ...] = (size, size)
+    elif isinstance(size, Sequence):
+        pair = tuple(size)
+    else:
+        raise ConfigError(f"{name} must be an int or (height, width), got {size!r}")
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise ConfigError(f"{name} must be an int or (height, width), got {size!r}")
+    if min(pair) < 1:
+        raise ConfigError(f"{name} must be positive, got {size!r}")
+    return (pair[0], pair[1])
+
+
+def _to_float(image: torch.Tensor) -> torch.Tensor:
+    return image.to(torch.float32) if image.dtype == torch.uint8 else image
+
+
+def _back(result: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    if like.dtype == torch.uint8:
+        return result.round().clamp_(0, 255).to(torch.uint8)
+    return result.to(like.dtype)
+
+
+def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> Pair:
+    if tuple(image.shape[1:]) == size:
+        return image.clone(), mask.clone()
+    source = _to_float(image)[None]
+    resized = nnf.interpolate(
+        source, size=size, mode="bilinear", align_corners=False, antialias=True
+    )
+    labels = nnf.interpolate(mask[None, None].to(torch.float64), size=size, mode="nearest-exact")
+    return _back(resized[0], image), labels[0, 0].to(mask.dtype)
+
+
+class Compose:
+    """Apply joint transforms one after the other.
+
+    Args:
+        transforms: Callables ``(image, mask) -> (image, mask)``.
+
+    Raises:
+        ConfigError: When an element is not callable.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.data.transforms import Compose, Normalize, Resize
+        >>> pipeline = Compose([Resize(4), Normalize([0.5] * 3, [0.5] * 3)])
+        >>> image, mask = pipeline(torch.ones(3, 8, 8), torch.zeros(8, 8, dtype=torch.int64))
+        >>> tuple(image.shape), float(image.max())
+        ((3, 4, 4), 1.0)
+    """
+
+    def __init__(self, transforms: Sequence[Callable[[torch.Tensor, torch.Tensor], Pair]]) -> None:
+        self.transforms = list(transforms)
+        for index, transform in enumerate(self.transforms):
+            if not callable(transform):
+                raise ConfigError(f"transforms[{index}] is not callable: {transform!r}")
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
+        for transform in self.transforms:
+            image, mask = transform(image, mask)
+        return image, mask
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(t) for t in self.transforms)
+        return f"Compose([{inner}])"

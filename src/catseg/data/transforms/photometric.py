@@ -1,0 +1,144 @@
+"""Photometric transforms: they change the image only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from catseg.data.transforms._common import (
+    Pair,
+    _back,
+    _check_pair,
+    _make_generator,
+    _to_float,
+    _uniform,
+)
+from catseg.errors import ConfigError, DTypeError, ShapeError
+
+__all__ = ["ColorJitter", "Normalize"]
+
+
+class ColorJitter:
+    """Randomly change brightness, contrast and saturation of the image only.
+
+    Each factor is drawn uniformly from ``[1 - amount, 1 + amount]`` and the three
+    adjustments are applied in a random order: brightness scales the pixels, contrast
+    blends with the mean grey level, saturation blends with the grey image
+    (ITU-R 601 luma). Values are clamped to [0, 1] (0..255 for uint8). The mask is
+    returned unchanged (a copy).
+
+    Args:
+        brightness: Amount in [0, 1].
+        contrast: Amount in [0, 1].
+        saturation: Amount in [0, 1].
+        seed: ``None``, an int or a ``torch.Generator`` (see the module notes).
+
+    Raises:
+        ConfigError: When an amount is outside [0, 1].
+        ShapeError: When saturation is used on an image without 3 channels.
+
+    Examples:
+        >>> import torch
+        >>> jitter = ColorJitter(brightness=0.5, seed=0)
+        >>> image, mask = jitter(torch.full((3, 2, 2), 0.5), torch.zeros(2, 2, dtype=torch.int64))
+        >>> 0.25 <= float(image[0, 0, 0]) <= 0.75
+        True
+    """
+
+    def __init__(
+        self,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        saturation: float = 0.0,
+        *,
+        seed: int | torch.Generator | None = None,
+    ) -> None:
+        for name, value in (
+            ("brightness", brightness),
+            ("contrast", contrast),
+            ("saturation", saturation),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
+        self.brightness = float(brightness)
+        self.contrast = float(contrast)
+        self.saturation = float(saturation)
+        self.generator = _make_generator(seed)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
+        _check_pair(image, mask)
+        if self.saturation > 0 and image.shape[0] != 3:
+            raise ShapeError(f"saturation needs a 3-channel image, got {tuple(image.shape)}")
+        top = 255.0 if image.dtype == torch.uint8 else 1.0
+        out = _to_float(image).clone()
+        order = torch.randperm(3, generator=self.generator).tolist()
+        for step in order:
+            if step == 0 and self.brightness > 0:
+                factor = _uniform(1 - self.brightness, 1 + self.brightness, self.generator)
+                out = (out * factor).clamp(0.0, top)
+            elif step == 1 and self.contrast > 0:
+                factor = _uniform(1 - self.contrast, 1 + self.contrast, self.generator)
+                grey = _luma(out).mean() if out.shape[0] == 3 else out.mean()
+                out = (grey + factor * (out - grey)).clamp(0.0, top)
+            elif step == 2 and self.saturation > 0:
+                factor = _uniform(1 - self.saturation, 1 + self.saturation, self.generator)
+                grey = _luma(out)[None]
+                out = (grey + factor * (out - grey)).clamp(0.0, top)
+        return _back(out, image), mask.clone()
+
+    def __repr__(self) -> str:
+        return (
+            f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, "
+            f"saturation={self.saturation})"
+        )
+
+
+def _luma(image: torch.Tensor) -> torch.Tensor:
+    return 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
+
+
+class Normalize:
+    """Subtract a per-channel mean and divide by a per-channel std (float images only).
+
+    Args:
+        mean: One value per channel.
+        std: One positive value per channel.
+
+    Raises:
+        ConfigError: When ``mean`` and ``std`` differ in length or a std is not positive.
+        ShapeError: On call, when the image's channel count differs from ``len(mean)``.
+        DTypeError: On call, when the image is not floating point.
+
+    Examples:
+        >>> import torch
+        >>> image, _ = Normalize([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])(
+        ...     torch.ones(3, 1, 1), torch.zeros(1, 1, dtype=torch.int64))
+        >>> image.flatten().tolist()
+        [2.0, 2.0, 2.0]
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        if len(mean) != len(std) or len(mean) == 0:
+            raise ConfigError(f"mean {list(mean)} and std {list(std)} must have the same length")
+        if any(s <= 0 for s in std):
+            raise ConfigError(f"std values must be > 0, got {list(std)}")
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
+        _check_pair(image, mask)
+        if not image.is_floating_point():
+            raise DTypeError(f"Normalize needs a float image in [0, 1], got {image.dtype}")
+        if image.shape[0] != len(self.mean):
+            raise ShapeError(
+                f"image has {image.shape[0]} channels, Normalize has {len(self.mean)} means"
+            )
+        mean = torch.tensor(self.mean, dtype=image.dtype).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=image.dtype).view(-1, 1, 1)
+        return (image - mean) / std, mask.clone()
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
