@@ -1,0 +1,200 @@
+"""labelme label lists and shape rasterisation (the rules of :mod:`catseg.data.labelme`)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+from catseg.errors import ConfigError, LabelmeError, MissingFileError
+
+__all__ = ["IGNORE_LABEL", "Labels", "rasterise", "read_labels"]
+
+#: The labelme label whose pixels become 255 ("ignore").
+IGNORE_LABEL = "__ignore__"
+_BACKGROUND = "_background_"
+_LINE_WIDTH = 10
+_POINT_RADIUS = 5
+_POINT_COUNTS: dict[str, tuple[int, int | None]] = {
+    "polygon": (3, None),
+    "oriented_rectangle": (4, 4),
+    "rectangle": (2, 2),
+    "circle": (2, 2),
+    "line": (2, 2),
+    "linestrip": (2, None),
+    "point": (1, 1),
+    "mask": (2, 2),
+}
+
+Labels = Sequence[str] | str | os.PathLike[str]
+
+
+def read_labels(labels: Labels) -> list[str]:
+    """Normalise a label list to class names in id order (``__ignore__`` removed).
+
+    Args:
+        labels: A sequence of names, or the path of a ``labels.txt`` (one name per line,
+            blank lines skipped). An optional leading ``__ignore__`` is dropped; the next
+            entry must be ``_background_``.
+
+    Returns:
+        Class names, index = class id, starting with ``"_background_"``.
+
+    Raises:
+        MissingFileError: When a labels file does not exist.
+        ConfigError: When ``_background_`` is not first, a name repeats, a name is empty,
+            or there are more than 255 classes.
+
+    Examples:
+        >>> read_labels(["__ignore__", "_background_", "cat"])
+        ['_background_', 'cat']
+    """
+    if isinstance(labels, (str, os.PathLike)):
+        path = Path(labels)
+        if not path.is_file():
+            raise MissingFileError(f"labels file not found: {path}")
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [name for name in names if name]
+        source = str(path)
+    else:
+        names = list(labels)
+        source = "labels"
+        if not all(isinstance(name, str) and name for name in names):
+            raise ConfigError(f"labels must be non-empty strings, got {names!r}")
+    if names and names[0] == IGNORE_LABEL:
+        names = names[1:]
+    if not names or names[0] != _BACKGROUND:
+        raise ConfigError(
+            f"{source} must start with '__ignore__' (optional) then '_background_', "
+            f"got {names[:3]!r}"
+        )
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates or IGNORE_LABEL in names:
+        raise ConfigError(f"{source} repeats label(s) {duplicates or [IGNORE_LABEL]}")
+    if len(names) > 255:
+        raise ConfigError(f"{source} has {len(names)} classes; at most 255 fit in a uint8 mask")
+    return names
+
+
+def _points(shape: dict[str, Any], index: int, kind: str, path: Path) -> list[tuple[float, float]]:
+    raw = shape.get("points")
+    try:
+        points = [(float(x), float(y)) for x, y in raw]  # type: ignore[union-attr]
+    except (TypeError, ValueError) as err:
+        raise LabelmeError(
+            f"{path}: shape {index} ({kind}) has malformed points {raw!r}; expected [[x, y], ...]"
+        ) from err
+    if not all(math.isfinite(v) for point in points for v in point):
+        raise LabelmeError(f"{path}: shape {index} ({kind}) has non-finite points {raw!r}")
+    low, high = _POINT_COUNTS[kind]
+    if len(points) < low or (high is not None and len(points) > high):
+        wanted = f"exactly {low}" if low == high else f"at least {low}"
+        raise LabelmeError(
+            f"{path}: shape {index} ({kind}) has {len(points)} point(s); {kind} needs {wanted}"
+        )
+    return points
+
+
+def _decode_bitmap(shape: dict[str, Any], index: int, path: Path) -> npt.NDArray[np.bool_]:
+    data = shape.get("mask")
+    if not isinstance(data, str):
+        raise LabelmeError(f"{path}: shape {index} (mask) has no base64 'mask' bitmap")
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data, validate=False))) as bitmap:
+            bitmap.load()
+            array = np.asarray(bitmap)
+    except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as err:
+        raise LabelmeError(f"{path}: shape {index} (mask) has an unreadable bitmap") from err
+    inside: npt.NDArray[np.bool_] = np.asarray(array != 0, dtype=np.bool_)
+    if inside.ndim == 3:
+        inside = np.asarray(inside.any(axis=2), dtype=np.bool_)
+    return inside
+
+
+def _paste_bitmap(
+    label: npt.NDArray[np.uint8],
+    bitmap: npt.NDArray[np.bool_],
+    points: list[tuple[float, float]],
+    value: int,
+) -> None:
+    (x1, y1), (x2, y2) = points
+    left, top = round(x1), round(y1)
+    if all(float(v).is_integer() for v in (x1, y1, x2, y2)):
+        bitmap = bitmap[: max(round(y2) - top + 1, 0), : max(round(x2) - left + 1, 0)]
+    height, width = label.shape
+    patch_h, patch_w = bitmap.shape
+    row0, col0 = max(top, 0), max(left, 0)
+    row1, col1 = min(top + patch_h, height), min(left + patch_w, width)
+    if row1 <= row0 or col1 <= col0:
+        return
+    window = bitmap[row0 - top : row1 - top, col0 - left : col1 - left]
+    label[row0:row1, col0:col1][window] = value
+
+
+def _draw_shape(
+    canvas: ImageDraw.ImageDraw, kind: str, points: list[tuple[float, float]], value: int
+) -> None:
+    if kind in ("polygon", "oriented_rectangle"):
+        canvas.polygon(points, fill=value, outline=value)
+    elif kind == "rectangle":
+        (xa, ya), (xb, yb) = points
+        canvas.rectangle(
+            (min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)), fill=value, outline=value
+        )
+    elif kind == "circle":
+        (cx, cy), (px, py) = points
+        radius = math.hypot(px - cx, py - cy)
+        box = (cx - radius, cy - radius, cx + radius, cy + radius)
+        canvas.ellipse(box, fill=value, outline=value)
+    elif kind == "line":
+        canvas.line(points, fill=value, width=_LINE_WIDTH)
+    elif kind == "linestrip":
+        canvas.line(points, fill=value, width=_LINE_WIDTH, joint="curve")
+    else:  # point
+        (cx, cy) = points[0]
+        box = (cx - _POINT_RADIUS, cy - _POINT_RADIUS, cx + _POINT_RADIUS, cy + _POINT_RADIUS)
+        canvas.ellipse(box, fill=value, outline=value)
+
+
+def rasterise(
+    doc: dict[str, Any], size: tuple[int, int], names: list[str], path: Path
+) -> npt.NDArray[np.uint8]:
+    width, height = size
+    ids = {name: index for index, name in enumerate(names)}
+    ids[IGNORE_LABEL] = 255
+    label = Image.new("L", (width, height), 0)
+    canvas = ImageDraw.Draw(label)
+    for index, shape in enumerate(doc.get("shapes", [])):
+        if not isinstance(shape, dict):
+            raise LabelmeError(f"{path}: shape {index} is not an object")
+        name = shape.get("label")
+        if name not in ids:
+            raise LabelmeError(
+                f"{path}: shape {index} has label {name!r}, which is not in the label list "
+                f"{[IGNORE_LABEL, *names]}"
+            )
+        kind = shape.get("shape_type") or "polygon"
+        if kind not in _POINT_COUNTS:
+            raise LabelmeError(
+                f"{path}: shape {index} has unknown shape_type {kind!r}; "
+                f"expected one of {sorted(_POINT_COUNTS)}"
+            )
+        points = _points(shape, index, kind, path)
+        value = ids[name]
+        if kind == "mask":
+            array = np.array(label, dtype=np.uint8)
+            _paste_bitmap(array, _decode_bitmap(shape, index, path), points, value)
+            label = Image.fromarray(array)
+            canvas = ImageDraw.Draw(label)
+        else:
+            _draw_shape(canvas, kind, points, value)
+    return np.array(label, dtype=np.uint8)
