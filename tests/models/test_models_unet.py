@@ -228,5 +228,10 @@ def test_instance_encoder_config_cannot_be_rebuilt() -> None:
         UNet.from_config(model.config)
 
 
+def test_instance_encoder_with_pretrained_raises() -> None:
+    with pytest.raises(ConfigError, match=r"pretrained=True applies to encoders given by name"):
+        UNet(encoder=ClassicEncoder(3, init_features=4, depth=2), pretrained=True)
+
+
 def test_list_encoders_has_builtins() -> None:
     assert {"unet", "resnet18", "resnet34", "resnet50"} <= set(list_encoders())

@@ -1,0 +1,166 @@
+"""The frozen, JSON-serialisable configuration of a :class:`~catseg.models.UNet`.
+
+Examples:
+    >>> from catseg.models.config import UNetConfig
+    >>> UNetConfig(encoder="resnet18").to_dict()["encoder"]
+    'resnet18'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from catseg.errors import ConfigError
+from catseg.models.blocks import (
+    ACTIVATIONS,
+    NORMS,
+    UPSAMPLES,
+    ActivationName,
+    NormName,
+    UpsampleName,
+    check_choice,
+)
+
+__all__ = ["UNetConfig"]
+
+_CLASSIC_DEFAULTS = (32, 4)
+
+
+def _check_int(name: str, value: object, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Everything needed to rebuild a :class:`UNet` (frozen, JSON-serialisable).
+
+    Attributes:
+        in_channels: Input channels.
+        num_classes: Output logit maps (1 = binary).
+        encoder: Registered encoder name.
+        init_features: Width of the first classic-encoder block (``"unet"`` only).
+        depth: Number of poolings of the classic encoder (``"unet"`` only).
+        decoder_channels: Width of each decoder stage, deepest first; None = default.
+        norm: Normalisation of the decoder (and of the classic encoder).
+        activation: Activation of the decoder (and of the classic encoder).
+        upsample: Decoder upsampling kind.
+        dropout: ``Dropout2d`` probability after each decoder (and classic) block.
+        pretrained: Passed to the encoder factory.
+        encoder_instance: Class name of an encoder passed as an instance (then the
+            config cannot rebuild the model); None for named encoders.
+
+    Raises:
+        ConfigError: On construction, naming the first invalid field.
+
+    Examples:
+        >>> cfg = UNetConfig(num_classes=3, decoder_channels=[64, 32, 16, 8])
+        >>> cfg.decoder_channels
+        (64, 32, 16, 8)
+        >>> UNetConfig.from_dict(cfg.to_dict()) == cfg
+        True
+    """
+
+    in_channels: int = 3
+    num_classes: int = 1
+    encoder: str = "unet"
+    init_features: int = 32
+    depth: int = 4
+    decoder_channels: tuple[int, ...] | None = None
+    norm: NormName = "batch"
+    activation: ActivationName = "relu"
+    upsample: UpsampleName = "transpose"
+    dropout: float = 0.0
+    pretrained: bool = False
+    encoder_instance: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_int("in_channels", self.in_channels)
+        _check_int("num_classes", self.num_classes)
+        _check_int("init_features", self.init_features)
+        _check_int("depth", self.depth)
+        if not isinstance(self.encoder, str) or not self.encoder:
+            raise ConfigError(f"encoder must be a non-empty name, got {self.encoder!r}")
+        if self.encoder != "unet" and (self.init_features, self.depth) != _CLASSIC_DEFAULTS:
+            raise ConfigError(
+                "init_features and depth configure the classic 'unet' encoder only; got "
+                f"init_features={self.init_features}, depth={self.depth} with encoder "
+                f"{self.encoder!r}"
+            )
+        widths: object = self.decoder_channels
+        if widths is not None:
+            if isinstance(widths, str | bytes) or not isinstance(widths, Sequence):
+                raise ConfigError(f"decoder_channels must be a sequence of ints, got {widths!r}")
+            for width in widths:
+                _check_int("each decoder_channels entry", width)
+            object.__setattr__(self, "decoder_channels", tuple(widths))
+        check_choice("norm", self.norm, NORMS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("upsample", self.upsample, UPSAMPLES)
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, int | float)
+            or not 0.0 <= self.dropout < 1.0
+        ):
+            raise ConfigError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.pretrained, bool):
+            raise ConfigError(f"pretrained must be True or False, got {self.pretrained!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a JSON-serialisable dict (tuples become lists).
+
+        Returns:
+            ``{field: value}`` for every field except ``encoder_instance``.
+
+        Raises:
+            ConfigError: If the model was built from an encoder instance.
+
+        Examples:
+            >>> UNetConfig().to_dict()["encoder"]
+            'unet'
+        """
+        if self.encoder_instance is not None:
+            raise ConfigError(
+                f"this UNet was built from an encoder instance ({self.encoder_instance}), so its "
+                "config cannot rebuild it; register the encoder by name with "
+                "@catseg.models.register_encoder('name') (or a 'catseg.encoders' entry point) "
+                "and build UNet(encoder='name')"
+            )
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del data["encoder_instance"]
+        if data["decoder_channels"] is not None:
+            data["decoder_channels"] = list(data["decoder_channels"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UNetConfig:
+        """Build a config from a mapping such as :meth:`to_dict`'s output.
+
+        Args:
+            data: Field values; missing fields take their defaults.
+
+        Returns:
+            The config.
+
+        Raises:
+            ConfigError: If ``data`` is not a mapping, has unknown keys (all named), or
+                an invalid value.
+
+        Examples:
+            >>> UNetConfig.from_dict({"num_classes": 2, "depht": 3})
+            Traceback (most recent call last):
+            ...
+            catseg.errors.ConfigError: unknown UNet config key(s) ['depht']; expected ...
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a UNet config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)} - {"encoder_instance"}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise ConfigError(
+                f"unknown UNet config key(s) {unknown}; expected keys {sorted(known)}"
+            )
+        return cls(**dict(data))
