@@ -77,7 +77,7 @@ def test_inputs_untouched_and_masks_integer(
     assert out_image.dtype == torch.float32
     assert out_image.shape[1:] == out_mask.shape
     assert out_mask.data_ptr() != mask.data_ptr()
-    assert set(out_mask.unique().tolist()) <= {0, 1, 2, 255}
+    assert set(torch.unique(out_mask).tolist()) <= {0, 1, 2, 255}
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,17 @@ def write_doc(
     return path
 
 
-def shape(kind: str | None, points: list[list[float]], label: str = "cat") -> dict[str, Any]:
+def shape(
+    kind: str | None, points: Sequence[Sequence[float]], label: str = "cat"
+) -> dict[str, Any]:
     return {"label": label, "points": points, "shape_type": kind, "group_id": None, "flags": {}}
 
 
 def disc(size: int, cx: float, cy: float, radius: float) -> np.ndarray:
     """Pixels whose centres lie within radius + 0.5 of the centre (hand rule for Pillow discs)."""
     yy, xx = np.mgrid[0:size, 0:size]
-    return ((xx - cx) ** 2 + (yy - cy) ** 2 < (radius + 0.5) ** 2).astype(np.uint8)
+    inside: np.ndarray = (xx - cx) ** 2 + (yy - cy) ** 2 < (radius + 0.5) ** 2
+    return inside.astype(np.uint8)
 
 
 # --- conformance with labelme's own output --------------------------------------------------
@@ -237,7 +241,7 @@ def test_image_data_preferred_over_image_path(tmp_path: Path) -> None:
 def test_windows_separators_in_image_path(tmp_path: Path) -> None:
     (tmp_path / "imgs").mkdir()
     Image.new("RGB", (4, 3), (7, 8, 9)).save(tmp_path / "imgs" / "x.png")
-    doc = {"imagePath": "imgs\\x.png", "imageData": None, "shapes": []}
+    doc: dict[str, Any] = {"imagePath": "imgs\\x.png", "imageData": None, "shapes": []}
     (tmp_path / "x.json").write_text(json.dumps(doc))
     image, _ = read_labelme(tmp_path / "x.json", LABELS)
     assert image.shape == (3, 4, 3)
