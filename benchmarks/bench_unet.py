@@ -12,6 +12,9 @@ Run: ``python benchmarks/bench_unet.py`` (``--quick`` for a smoke run). For the 
   fp32 and bf16 matmul peaks measured in the same run.
 
 Prints a markdown table; "× fp32" is the ratio to the fp32 NCHW row of the same mode.
+Variants are timed round-robin (each repeat runs every variant once) and keep their best
+time, and the matmul peaks are measured before and after the model runs (the higher one
+is kept), so load from other processes disturbs all rows alike.
 """
 
 from __future__ import annotations
@@ -145,35 +148,45 @@ def main() -> None:
 
     rows: list[list[object]] = []
 
-    def add(mode: str, v: Variant, seconds: float, base: float | None, flops: int) -> float:
+    def add(mode: str, v: Variant, seconds: float, base: float, flops: int) -> None:
         gflops = flops / seconds / 1e9
         rows.append(
             [
                 mode,
                 v.name,
                 batch / seconds,
-                (base / seconds) if base else 1.0,
+                base / seconds,
                 gflops,
                 100 * gflops / peak_fp32,
                 100 * gflops / peak_bf16,
             ]
         )
-        return seconds
 
-    base: float | None = None
-    for v in INFERENCE:
-        t = measure(inference_fn(model, x, v, device), warmup=1, repeats=repeats, device=device)
-        seconds = add("forward", v, t.best, base, fwd_flops)
-        base = base or seconds
+    # Round-robin: every repeat runs each variant once, so a burst of load from other
+    # processes hits all variants alike; each variant keeps its best time.
+    jobs: list[tuple[str, Variant, Callable[[], object], int]] = [
+        ("forward", v, inference_fn(model, x, v, device), fwd_flops) for v in INFERENCE
+    ]
     if not args.skip_train:
-        base = None
-        for v in TRAINING:
-            fn = train_fn(config, x, target, v, device)
-            t = measure(fn, warmup=1, repeats=repeats, device=device)
-            seconds = add("train step", v, t.best, base, train_flops)
-            base = base or seconds
+        jobs += [
+            ("train step", v, train_fn(config, x, target, v, device), train_flops) for v in TRAINING
+        ]
+    best = [measure(fn, warmup=1, repeats=1, device=device).best for _, _, fn, _ in jobs]
+    for _ in range(repeats - 1):
+        for i, (_, _, fn, _) in enumerate(jobs):
+            best[i] = min(best[i], measure(fn, warmup=0, repeats=1, device=device).best)
+    # peaks again after the model runs; keep the higher (less disturbed) measurement
+    peak_fp32 = max(peak_fp32, matmul_peak_gflops(torch.float32, n=peak_n, device=device))
+    peak_bf16 = max(peak_bf16, matmul_peak_gflops(torch.bfloat16, n=peak_n, device=device))
+    baselines: dict[str, float] = {}
+    for (mode, v, _, flops), seconds in zip(jobs, best, strict=True):
+        base = baselines.setdefault(mode, seconds)
+        add(mode, v, seconds, base, flops)
 
-    print(f"UNet(3, 1) (7,765,985 params), batch {batch} at {size}x{size}, best of {repeats}")
+    print(
+        f"UNet(3, 1) (7,765,985 params), batch {batch} at {size}x{size}, best of {repeats} "
+        "(variants timed round-robin)"
+    )
     print(f"{machine_description()}")
     print(
         f"Model: {fwd_flops / batch / 1e9:.1f} GFLOP/image forward, "
