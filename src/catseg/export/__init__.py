@@ -1,0 +1,47 @@
+"""Export a UNet (or a whole Segmenter) to ONNX and run the file with onnxruntime.
+
+:func:`to_onnx` writes one self-contained ``.onnx`` file: the network in fp32 eval
+mode with BatchNorm folded into the convolutions, taking ``images`` of shape
+``(batch, in_channels, height, width)`` and returning ``logits`` of shape
+``(batch, num_classes, height, width)``. With ``dynamic_size=True`` (the default) the
+batch, height and width are free, including sizes that are not multiples of the
+encoder's total stride: the UNet's pad-to-stride and crop-back are exported as shape
+operations, and :func:`to_onnx` checks the file against PyTorch at a second size before
+it replaces anything on disk.
+
+Everything needed to use the file again is stored in its ``metadata_props``, one
+JSON-encoded value per key:
+
+=================  ==========================================================
+key                value
+=================  ==========================================================
+``in_channels``    input channels of the network (int)
+``num_classes``    logit channels (int; 1 means binary)
+``model_config``   the UNet's ``UNetConfig.to_dict()`` (absent for encoder instances)
+``dynamic_size``   whether height and width are free (bool)
+``catseg_version`` version of catseg that wrote the file (str)
+``classes``        class names (Segmenter only)
+``image_size``     ``[height, width]`` the Segmenter resizes to, or ``null``
+``mean``, ``std``  normalisation of the Segmenter (lists of floats)
+``threshold``      binary threshold of the Segmenter (float)
+=================  ==========================================================
+
+:class:`OnnxRunner` loads such a file (or any ONNX model with one 4-D input) with
+onnxruntime and runs it on torch tensors; :meth:`Segmenter.from_onnx
+<catseg.predict.Segmenter.from_onnx>` builds on it.
+
+Both need the ``onnx`` extra (``pip install "catseg[onnx]"``: onnx, onnxscript and
+onnxruntime); importing this module does not import them.
+
+Examples:
+    >>> from catseg.export import INPUT_NAME, OUTPUT_NAME
+    >>> INPUT_NAME, OUTPUT_NAME
+    ('images', 'logits')
+"""
+
+from __future__ import annotations
+
+from catseg.export._onnx import INPUT_NAME, OUTPUT_NAME, to_onnx
+from catseg.export._runner import OnnxRunner
+
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "OnnxRunner", "to_onnx"]

@@ -1,0 +1,353 @@
+"""to_onnx: export a UNet or a Segmenter to one checked, self-describing ONNX file."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from catseg._runtime import require
+from catseg.errors import ConfigError, ShapeError
+from catseg.export._runner import OnnxRunner
+from catseg.models import UNet
+
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "to_onnx"]
+
+INPUT_NAME = "images"
+"""Name of the exported graph's input: ``(batch, in_channels, height, width)`` float32."""
+
+OUTPUT_NAME = "logits"
+"""Name of the exported graph's output: ``(batch, num_classes, height, width)`` float32."""
+
+MIN_OPSET = 18
+MAX_OPSET = 23
+_SEGMENTER_FIELDS = ("classes", "image_size", "mean", "std", "threshold")
+_DIM_NAMES = {0: "batch", 2: "height", 3: "width"}
+# Sizes used for tracing and for the post-export check; neither is a multiple of 2, so
+# every pad-to-stride branch of the model is traced and then exercised at another size.
+_TRACE_SIZE = (67, 93)
+_CHECK_SIZES = ((37, 53), (41, 29))
+_ATOL = 1e-4
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence one known-harmless deprecation warning raised inside torch.export itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+            category=FutureWarning,
+        )
+        yield
+
+
+def _catseg_version() -> str:
+    try:
+        return importlib_metadata.version("catseg")
+    except importlib_metadata.PackageNotFoundError:  # pragma: no cover - source checkout
+        return "unknown"
+
+
+def _jsonable(name: str, value: object) -> Any:
+    """Turn a Segmenter attribute into plain JSON data or raise ConfigError naming it."""
+    if isinstance(value, Tensor):
+        value = value.detach().cpu().tolist()
+    elif isinstance(value, tuple):
+        value = [_jsonable(name, v) for v in value]
+    elif hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
+        value = value.tolist()
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(
+            f"segmenter.{name} = {value!r} cannot be stored in the ONNX metadata as JSON"
+        ) from err
+    return value
+
+
+def _unpack(model_or_segmenter: object) -> tuple[UNet, dict[str, Any]]:
+    """Return the UNet and the Segmenter fields (empty for a bare UNet)."""
+    if isinstance(model_or_segmenter, UNet):
+        return model_or_segmenter, {}
+    model = getattr(model_or_segmenter, "model", None)
+    if isinstance(model, UNet) and all(
+        hasattr(model_or_segmenter, field) for field in _SEGMENTER_FIELDS
+    ):
+        fields = {f: _jsonable(f, getattr(model_or_segmenter, f)) for f in _SEGMENTER_FIELDS}
+        return model, fields
+    raise TypeError(
+        "to_onnx expects a catseg UNet or a Segmenter (an object with a UNet `.model` and "
+        f"{', '.join(f'`.{f}`' for f in _SEGMENTER_FIELDS)}), "
+        f"got {type(model_or_segmenter).__name__}"
+    )
+
+
+def _check_size(name: str, size: object) -> tuple[int, int]:
+    if (
+        not isinstance(size, Sequence)
+        or len(size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
+    ):
+        raise ConfigError(f"{name} must be (height, width) with two ints >= 1, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+@contextlib.contextmanager
+def _inference_module(model: UNet) -> Iterator[nn.Module]:
+    """Yield ``model`` in eval mode, restoring every submodule's mode afterwards.
+
+    A model that is not entirely fp32 on the CPU is copied instead (the file is fp32).
+    BatchNorm needs no folding here: the exporter's optimiser folds it into the
+    convolutions.
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(
+        t.is_floating_point() and (t.device.type, t.dtype) != ("cpu", torch.float32)
+        for t in tensors
+    ):
+        yield copy.deepcopy(model).to(device="cpu", dtype=torch.float32).eval()
+        return
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _rename_dims(graph: Any, renames: Mapping[str, str]) -> None:
+    """Rename the exporter's symbolic dims (``s77``) to ``batch``/``height``/``width``."""
+    ir = require("onnx_ir", "onnx")
+    if not renames:
+        return
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, renames)) + r")\b")
+
+    def rename(value: Any) -> None:
+        shape = value.shape
+        if shape is None:
+            return
+        dims: list[Any] = []
+        changed = False
+        for dim in shape:
+            if isinstance(dim, ir.SymbolicDim) and dim.value is not None:
+                new = pattern.sub(lambda m: renames[m.group(0)], dim.value)
+                changed |= new != dim.value
+                dims.append(ir.SymbolicDim(new))
+            else:
+                dims.append(dim)
+        if changed:
+            value.shape = ir.Shape(dims)
+
+    for value in graph.inputs:
+        rename(value)
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        for value in node.outputs:
+            rename(value)
+
+
+def _max_abs_diff(runner: OnnxRunner, module: nn.Module, x: Tensor) -> float:
+    with torch.inference_mode():
+        expected = module(x)
+    try:
+        got = runner(x)
+    except ShapeError:  # the graph cannot even run at this size
+        return float("inf")
+    if got.shape != expected.shape:
+        return float("inf")
+    return float((got - expected).abs().max())
+
+
+def to_onnx(
+    model_or_segmenter: object,
+    path: str | os.PathLike[str],
+    *,
+    opset: int = 18,
+    dynamic_size: bool = True,
+    example_size: tuple[int, int] | None = None,
+) -> Path:
+    """Export a UNet or a Segmenter's UNet to an ONNX file, atomically.
+
+    The exported network is a fused copy of the model (BatchNorm folded into the
+    convolutions, eval mode, fp32, CPU); the model passed in is not changed. A
+    Segmenter's ``classes``, ``image_size``, ``mean``, ``std`` and ``threshold`` are
+    stored in the file's metadata (see the module docstring), so :class:`OnnxRunner` and
+    ``Segmenter.from_onnx`` need nothing but the file. Before the file replaces
+    ``path``, it is run with onnxruntime and compared with the PyTorch model (max abs
+    diff ≤ 1e-4 on logits); with ``dynamic_size=True`` the comparison uses batch and
+    sizes other than the traced ones, so a graph that baked in the example size is
+    never written.
+
+    Args:
+        model_or_segmenter: A :class:`~catseg.models.UNet`, or a Segmenter (an object
+            with a UNet ``.model`` and ``.classes``, ``.image_size``, ``.mean``,
+            ``.std``, ``.threshold``).
+        path: Destination file; its folder is created if missing. An existing file
+            is replaced only once the new one is complete and checked.
+        opset: ONNX opset of the file, ``18`` (the exporter's native opset) to ``23``.
+        dynamic_size: If True, batch, height and width are free dimensions named
+            ``batch``, ``height`` and ``width``; if False the file accepts only batch 1
+            at ``example_size``.
+        example_size: ``(height, width)`` of the example input. With
+            ``dynamic_size=False`` it is the one size the file accepts (default: the
+            Segmenter's ``image_size``, else 256×256); with ``dynamic_size=True`` it is
+            only used for tracing (default 67×93, deliberately not a multiple of the
+            stride).
+
+    Returns:
+        The path written.
+
+    Raises:
+        TypeError: If ``model_or_segmenter`` is neither a UNet nor a Segmenter.
+        ConfigError: If ``opset`` is outside 18..23, ``example_size`` is not two
+            positive ints, a Segmenter field cannot be stored as JSON, or the exported
+            graph does not reproduce the PyTorch output (e.g. a custom encoder whose
+            forward depends on the example size).
+        OptionalDependencyError: If onnx, onnxscript or onnxruntime is not installed.
+
+    Shape:
+        The file maps ``images (N, in_channels, H, W)`` float32 to
+        ``logits (N, num_classes, H, W)`` float32.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import torch
+        >>> from catseg.models import UNet
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> model = UNet(3, 2, init_features=4, depth=2).eval()
+        >>> path = to_onnx(model, Path(folder.name) / "unet.onnx")
+        >>> runner = OnnxRunner(path)
+        >>> runner.num_classes, runner.in_channels, runner.metadata["num_classes"]
+        (2, 3, 2)
+        >>> x = torch.rand(2, 3, 37, 53)  # any batch and size
+        >>> bool((runner(x) - model(x)).abs().max() < 1e-4)
+        True
+        >>> folder.cleanup()
+    """
+    model, fields = _unpack(model_or_segmenter)
+    if (
+        not isinstance(opset, int)
+        or isinstance(opset, bool)
+        or not (MIN_OPSET <= opset <= MAX_OPSET)
+    ):
+        raise ConfigError(f"opset must be an int in {MIN_OPSET}..{MAX_OPSET}, got {opset!r}")
+    if example_size is not None:
+        example_size = _check_size("example_size", example_size)
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        require(name, "onnx")
+    path = Path(path)
+
+    in_channels = int(model.in_channels)
+    if dynamic_size:
+        height, width = example_size or _TRACE_SIZE
+        batch = 2
+    else:
+        image_size = fields.get("image_size")
+        default = tuple(image_size) if image_size is not None else (256, 256)
+        height, width = example_size or _check_size("segmenter.image_size", default)
+        batch = 1
+    generator = torch.Generator().manual_seed(0)
+    example = torch.rand(batch, in_channels, height, width, generator=generator)
+
+    meta: dict[str, Any] = {
+        "in_channels": in_channels,
+        "num_classes": int(model.num_classes),
+        "dynamic_size": bool(dynamic_size),
+        "catseg_version": _catseg_version(),
+    }
+    with contextlib.suppress(ConfigError):  # an encoder instance has no rebuildable config
+        meta["model_config"] = model.config.to_dict()
+    meta.update(fields)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _inference_module(model) as module:
+        program = _export_program(module, example, opset, dynamic_size, int(model.num_classes))
+        for key, value in meta.items():
+            program.model.metadata_props[key] = json.dumps(value)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            program.save(tmp, external_data=False)
+            _verify(tmp, module, in_channels, dynamic_size, (height, width))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def _export_program(
+    module: nn.Module, example: Tensor, opset: int, dynamic: bool, num_classes: int
+) -> Any:
+    """Run torch.onnx's exporter; name the free dims ``batch``, ``height``, ``width``."""
+    dynamic_shapes = None
+    if dynamic:
+        dynamic_shapes = ({axis: torch.export.Dim.DYNAMIC for axis in _DIM_NAMES},)
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            module,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+        )
+    if program is None:  # pragma: no cover - only the legacy exporter returns None
+        raise ConfigError("torch.onnx.export returned no program")
+    if dynamic:
+        ir = require("onnx_ir", "onnx")
+        graph = program.model.graph
+        dims: list[Any] = list(graph.inputs[0].shape or ())
+        renames = {
+            str(dims[axis].value): name
+            for axis, name in _DIM_NAMES.items()
+            if axis < len(dims) and isinstance(getattr(dims[axis], "value", None), str)
+        }
+        _rename_dims(graph, renames)
+        # The crop makes the output exactly (batch, C, height, width); the exporter only
+        # knows it as min(height, padded height), so say it (the check below confirms).
+        graph.outputs[0].shape = ir.Shape(
+            [
+                ir.SymbolicDim("batch"),
+                num_classes,
+                ir.SymbolicDim("height"),
+                ir.SymbolicDim("width"),
+            ]
+        )
+    return program
+
+
+def _verify(
+    file: Path, module: nn.Module, in_channels: int, dynamic: bool, size: tuple[int, int]
+) -> None:
+    """Raise ConfigError unless onnxruntime reproduces ``module`` on ``file``."""
+    runner = OnnxRunner(file, providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(1)
+    if dynamic:
+        check = next(s for s in _CHECK_SIZES if s != size)
+        x = torch.rand(1, in_channels, *check, generator=generator)
+    else:
+        x = torch.rand(1, in_channels, *size, generator=generator)
+    diff = _max_abs_diff(runner, module, x)
+    if not diff <= _ATOL:
+        raise ConfigError(
+            f"the exported ONNX graph does not reproduce the PyTorch model at input shape "
+            f"{tuple(x.shape)} (max abs diff {diff:.3g} > {_ATOL}); the model's forward "
+            "probably depends on the example size in Python code (export with "
+            "dynamic_size=False, or compute shapes with tensor operations)"
+        )

@@ -1,0 +1,338 @@
+"""ONNX export: onnxruntime reproduces PyTorch fp32 for every built-in encoder and size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+from catseg.errors import (
+    CheckpointError,
+    ConfigError,
+    DTypeError,
+    MissingFileError,
+    OptionalDependencyError,
+    ShapeError,
+)
+from catseg.export import INPUT_NAME, OUTPUT_NAME, OnnxRunner, to_onnx
+from catseg.models import UNet, list_encoders
+from catseg.models.encoders import ClassicEncoder
+
+# (batch, height, width): a multiple of every stride, two sizes that are not, and batch 2.
+SIZES = [(1, 64, 64), (1, 37, 53), (2, 45, 70)]
+NUM_CLASSES = 3
+
+
+def _randomize_batchnorm(model: nn.Module, seed: int) -> None:
+    """Give every BatchNorm non-trivial statistics so that folding them is really tested."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                assert module.running_mean is not None
+                assert module.running_var is not None
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+                module.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                module.bias.copy_(0.1 * torch.randn(n, generator=gen))
+
+
+def _small_unet(encoder: str, num_classes: int = NUM_CLASSES) -> UNet:
+    if encoder == "unet":
+        return UNet(3, num_classes, init_features=4, depth=4)  # total stride 16
+    probe = UNet(3, num_classes, encoder=encoder)
+    return UNet(3, num_classes, encoder=encoder, decoder_channels=[8] * len(probe.decoder))
+
+
+@dataclass
+class Exported:
+    encoder: str
+    model: UNet
+    runner: OnnxRunner
+    path: Path
+
+
+@pytest.fixture(scope="module", params=list_encoders())
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """Each built-in encoder exported once (dynamic size) and reused for every size."""
+    encoder = str(request.param)
+    torch.manual_seed(0)
+    model = _small_unet(encoder)
+    _randomize_batchnorm(model, seed=1)
+    model.eval()
+    path = to_onnx(model, tmp_path_factory.mktemp(encoder) / f"{encoder}.onnx")
+    return Exported(encoder, model, OnnxRunner(path, providers=["CPUExecutionProvider"]), path)
+
+
+@pytest.mark.parametrize(("batch", "height", "width"), SIZES)
+def test_onnxruntime_matches_pytorch_fp32(
+    exported: Exported, batch: int, height: int, width: int
+) -> None:
+    gen = torch.Generator().manual_seed(height * 1000 + width)
+    x = torch.rand(batch, 3, height, width, generator=gen)
+    before = x.clone()
+    with torch.no_grad():
+        expected = exported.model(x)  # the unfused fp32 model is the reference
+    got = exported.runner(x)
+    assert got.dtype == torch.float32
+    assert got.shape == (batch, NUM_CLASSES, height, width)
+    diff = (got - expected).abs().max().item()
+    assert diff <= 1e-4, f"{exported.encoder} at {tuple(x.shape)}: max abs diff {diff}"
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+    assert torch.equal(x, before)  # the input is not modified
+    if height == 37:  # a channels_last input gives the same logits
+        assert torch.equal(exported.runner(x.to(memory_format=torch.channels_last)), got)
+
+
+def test_exported_file_has_named_dynamic_dims_and_metadata(exported: Exported) -> None:
+    proto = onnx.load(str(exported.path))
+    (graph_input,) = proto.graph.input
+    (graph_output,) = proto.graph.output
+    assert graph_input.name == INPUT_NAME
+    assert graph_output.name == OUTPUT_NAME
+    in_dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    out_dims = [d.dim_param or d.dim_value for d in graph_output.type.tensor_type.shape.dim]
+    assert in_dims == ["batch", 3, "height", "width"]
+    assert out_dims == ["batch", NUM_CLASSES, "height", "width"]
+    assert proto.opset_import[0].version == 18
+    meta = exported.runner.metadata
+    assert meta["in_channels"] == 3
+    assert meta["num_classes"] == NUM_CLASSES
+    assert meta["dynamic_size"] is True
+    assert meta["model_config"] == exported.model.config.to_dict()
+    assert isinstance(meta["catseg_version"], str)
+    assert "classes" not in meta  # a bare UNet has no Segmenter fields
+    assert UNet.from_config(meta["model_config"]).config == exported.model.config
+
+
+@dataclass
+class FakeSegmenter:
+    """The attributes to_onnx reads from a catseg.predict.Segmenter (duck typed)."""
+
+    model: UNet
+    classes: list[str]
+    image_size: tuple[int, int] | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    threshold: float
+
+
+def test_segmenter_metadata_round_trip_and_atomic_replace(tmp_path: Path) -> None:
+    # binary, left in training mode, channels_last weights
+    model = UNet(3, 1, init_features=4, depth=2)
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    segmenter = FakeSegmenter(
+        model, ["_background_", "cat"], (96, 128), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 0.4
+    )
+    target = tmp_path / "nested" / "cat.onnx"
+    target.parent.mkdir()
+    target.write_bytes(b"old contents")
+
+    assert to_onnx(segmenter, target, opset=20) == target
+
+    assert sorted(p.name for p in target.parent.iterdir()) == ["cat.onnx"]  # no temp left
+    runner = OnnxRunner(target)
+    meta = runner.metadata
+    assert meta["classes"] == ["_background_", "cat"]
+    assert meta["image_size"] == [96, 128]
+    assert meta["mean"] == [0.485, 0.456, 0.406]
+    assert meta["std"] == [0.229, 0.224, 0.225]
+    assert meta["threshold"] == 0.4
+    assert meta["num_classes"] == 1
+    assert runner.num_classes == 1
+    assert all(isinstance(json.dumps(v), str) for v in meta.values())
+    assert onnx.load(str(target)).opset_import[0].version == 20
+    # the model passed in is untouched: still training, same weights
+    assert model.training
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    x = torch.rand(1, 3, 29, 41)
+    with torch.no_grad():
+        expected = model.eval()(x)
+    got = runner(x)
+    assert (got - expected).abs().max().item() <= 1e-4
+    assert torch.equal(got > 0, expected > 0)  # identical binary masks
+
+
+def test_static_export_of_encoder_instance(tmp_path: Path) -> None:
+    model = UNet(3, 2, encoder=ClassicEncoder(3, init_features=4, depth=2)).eval()
+    path = to_onnx(model, tmp_path / "static.onnx", dynamic_size=False, example_size=(40, 56))
+    runner = OnnxRunner(path)
+    assert "model_config" not in runner.metadata  # an instance has no rebuildable config
+    assert runner.metadata["dynamic_size"] is False
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        expected = model(x)
+    assert (runner(x) - expected).abs().max().item() <= 1e-4
+    with pytest.raises(ShapeError, match=r"static\.onnx expects input shape \[1, 3, 40, 56\]"):
+        runner(torch.rand(1, 3, 41, 56))
+
+
+def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import catseg.export._onnx as onnx_export
+
+    class DiskFullProgram:  # stands in for torch.onnx.ONNXProgram: the write dies half-way
+        def __init__(self) -> None:
+            self.model = SimpleNamespace(metadata_props={})
+
+        def save(self, destination: Path, *, external_data: bool) -> None:
+            Path(destination).write_bytes(b"half a model")
+            raise OSError("No space left on device")
+
+    monkeypatch.setattr(onnx_export, "_export_program", lambda *args: DiskFullProgram())
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"previous")
+    with pytest.raises(OSError, match="No space left"):
+        to_onnx(UNet(3, 1, init_features=4, depth=2), target)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # temp file removed
+
+
+# --- errors (no export needed) ----------------------------------------------------------
+
+
+def test_to_onnx_rejects_other_objects(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"expects a catseg UNet or a Segmenter.*got Conv2d"):
+        to_onnx(nn.Conv2d(3, 1, 1), tmp_path / "x.onnx")
+
+    class NoFields:
+        model = UNet(3, 1, init_features=4, depth=2)
+
+    with pytest.raises(TypeError, match="got NoFields"):
+        to_onnx(NoFields(), tmp_path / "x.onnx")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("opset", [12, 17, 24, 18.0, True])
+def test_to_onnx_rejects_bad_opset(tmp_path: Path, opset: Any) -> None:
+    with pytest.raises(ConfigError, match=r"opset must be an int in 18\.\.23, got"):
+        to_onnx(UNet(3, 1, init_features=4, depth=2), tmp_path / "x.onnx", opset=opset)
+
+
+@pytest.mark.parametrize("size", [(0, 16), (16,), (16.0, 16), "64x64"])
+def test_to_onnx_rejects_bad_example_size(tmp_path: Path, size: Any) -> None:
+    with pytest.raises(ConfigError, match=r"example_size must be \(height, width\)"):
+        to_onnx(UNet(3, 1, init_features=4, depth=2), tmp_path / "x.onnx", example_size=size)
+
+
+def test_to_onnx_rejects_segmenter_fields_that_are_not_json(tmp_path: Path) -> None:
+    segmenter = FakeSegmenter(
+        UNet(3, 1, init_features=4, depth=2), ["a"], None, (0.5,), (0.5,), 0.5
+    )
+    segmenter.threshold = object()  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match=r"segmenter\.threshold = <object"):
+        to_onnx(segmenter, tmp_path / "x.onnx")
+
+
+@pytest.mark.parametrize("missing", ["onnx", "onnxscript", "onnxruntime"])
+def test_missing_extra_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # makes `import <missing>` fail
+    with pytest.raises(
+        OptionalDependencyError, match=rf"'{missing}'.*pip install \"catseg\[onnx\]\""
+    ):
+        to_onnx(UNet(3, 1, init_features=4, depth=2), tmp_path / "x.onnx")
+    if missing == "onnxruntime":
+        with pytest.raises(OptionalDependencyError, match=r"catseg\[onnx\]"):
+            OnnxRunner(tmp_path / "x.onnx")
+
+
+def test_import_does_not_load_onnx() -> None:
+    code = (
+        "import sys, catseg.export; "
+        "print(sorted(m for m in ('onnx', 'onnxruntime', 'onnxscript') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def _save_graph(path: Path, inputs: list[Any], outputs: list[Any], nodes: list[Any]) -> Path:
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+@pytest.fixture
+def negate_runner(tmp_path: Path) -> OnnxRunner:
+    """A foreign (non-catseg) model: y = -x on (n, 2, h, w), no metadata."""
+    value = helper.make_tensor_value_info
+    path = _save_graph(
+        tmp_path / "negate.onnx",
+        [value("x", TensorProto.FLOAT, ["n", 2, "h", "w"])],
+        [value("y", TensorProto.FLOAT, ["n", 2, "h", "w"])],
+        [helper.make_node("Neg", ["x"], ["y"])],
+    )
+    return OnnxRunner(path)
+
+
+def test_runner_on_a_foreign_model(negate_runner: OnnxRunner) -> None:
+    assert negate_runner.metadata == {}
+    assert (negate_runner.in_channels, negate_runner.num_classes) == (2, 2)
+    assert (negate_runner.input_name, negate_runner.output_name) == ("x", "y")
+    x = torch.arange(12, dtype=torch.float32).reshape(1, 2, 2, 3)
+    assert torch.equal(negate_runner(x), -x)
+    assert "negate.onnx" in repr(negate_runner)
+
+
+def test_runner_rejects_bad_inputs(negate_runner: OnnxRunner) -> None:
+    with pytest.raises(TypeError, match=r"expects a torch\.Tensor, got ndarray"):
+        negate_runner(torch.zeros(1, 2, 3, 3).numpy())  # type: ignore[arg-type]
+    with pytest.raises(DTypeError, match=r"expects float32 images, got torch\.float64"):
+        negate_runner(torch.zeros(1, 2, 3, 3, dtype=torch.float64))
+    with pytest.raises(ShapeError, match=r"expects \(N, C, H, W\) images, got shape \(2, 3, 3\)"):
+        negate_runner(torch.zeros(2, 3, 3))
+    with pytest.raises(ShapeError, match=r"expects input shape \['n', 2, 'h', 'w'\].*axis 1"):
+        negate_runner(torch.zeros(1, 3, 3, 3))
+
+
+def test_runner_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match=r"ONNX file '.*nope\.onnx' does not exist"):
+        OnnxRunner(tmp_path / "nope.onnx")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07 this is not a protobuf")
+    with pytest.raises(CheckpointError, match=r"corrupt\.onnx' is not a loadable ONNX model"):
+        OnnxRunner(corrupt)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.onnx' is not a loadable ONNX model"):
+        OnnxRunner(empty)
+    value = helper.make_tensor_value_info
+    two_inputs = _save_graph(
+        tmp_path / "two.onnx",
+        [value("a", TensorProto.FLOAT, [1, 1, 2, 2]), value("b", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [value("y", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [helper.make_node("Add", ["a", "b"], ["y"])],
+    )
+    with pytest.raises(CheckpointError, match=r"must have one 4-D input"):
+        OnnxRunner(two_inputs)
+
+
+def test_runner_rejects_unknown_providers(tmp_path: Path) -> None:
+    value = helper.make_tensor_value_info
+    path = _save_graph(
+        tmp_path / "m.onnx",
+        [value("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [value("y", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [helper.make_node("Neg", ["x"], ["y"])],
+    )
+    with pytest.raises(ConfigError, match=r"\['NoSuchExecutionProvider'\] are not available"):
+        OnnxRunner(path, providers=["NoSuchExecutionProvider"])
+    with pytest.raises(ConfigError, match="providers must be a sequence of names"):
+        OnnxRunner(path, providers="CPUExecutionProvider")
+    assert OnnxRunner(path, providers=["CPUExecutionProvider"]).providers == [
+        "CPUExecutionProvider"
+    ]
