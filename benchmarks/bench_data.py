@@ -203,7 +203,10 @@ def main() -> None:
             inline["mem_kib"] / 1024,
         ],
     ]
-    print(f"### Data pipeline ({label}, {len(ids)} images at {SIZE}×{SIZE}, batch {BATCH})\n")
+    smoke = " — smoke run: the targets apply to the full run" if args.quick else ""
+    print(
+        f"### Data pipeline ({label}, {len(ids)} images at {SIZE}×{SIZE}, batch {BATCH}{smoke})\n"
+    )
     print(machine_description() + "\n")
     headers = ["pipeline", "first batch (s)", "epoch images/s", "memory growth (MiB)"]
     print(markdown_table(headers, rows))

@@ -299,6 +299,8 @@ def test_bad_json_and_labels(tmp_path: Path) -> None:
         read_labels(["cat", "_background_"])
     with pytest.raises(ConfigError, match=r"repeats label\(s\) \['cat'\]"):
         read_labels(["_background_", "cat", "cat"])
+    with pytest.raises(ConfigError, match="'__ignore__' may only be the first entry"):
+        read_labels(["_background_", "__ignore__"])
 
 
 # --- conversion and dataset --------------------------------------------------------------

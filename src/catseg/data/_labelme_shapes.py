@@ -78,8 +78,10 @@ def read_labels(labels: Labels) -> list[str]:
             f"got {names[:3]!r}"
         )
     duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates or IGNORE_LABEL in names:
-        raise ConfigError(f"{source} repeats label(s) {duplicates or [IGNORE_LABEL]}")
+    if duplicates:
+        raise ConfigError(f"{source} repeats label(s) {duplicates}")
+    if IGNORE_LABEL in names:
+        raise ConfigError(f"{source}: '{IGNORE_LABEL}' may only be the first entry")
     if len(names) > 255:
         raise ConfigError(f"{source} has {len(names)} classes; at most 255 fit in a uint8 mask")
     return names
