@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from catseg.errors import ConfigError, DTypeError, EncoderError, ShapeError
@@ -235,3 +237,21 @@ def test_instance_encoder_with_pretrained_raises() -> None:
 
 def test_list_encoders_has_builtins() -> None:
     assert {"unet", "resnet18", "resnet34", "resnet50"} <= set(list_encoders())
+
+
+@settings(max_examples=12, deadline=None)
+@given(height=st.integers(1, 40), width=st.integers(1, 40), depth=st.integers(1, 3))
+def test_any_size_equals_crop_of_explicitly_padded_input(
+    height: int, width: int, depth: int
+) -> None:
+    # Property: for every size, forward == crop(forward(zero-pad to the stride)).
+    torch.manual_seed(0)
+    model = UNet(2, 1, init_features=2, depth=depth).eval()
+    stride = 2**depth
+    x = torch.rand(1, 2, height, width)
+    padded = torch.zeros(1, 2, -(-height // stride) * stride, -(-width // stride) * stride)
+    padded[:, :, :height, :width] = x
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (1, 1, height, width)
+        torch.testing.assert_close(out, model(padded)[:, :, :height, :width])
