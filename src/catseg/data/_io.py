@@ -29,7 +29,6 @@ Examples:
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -113,29 +112,37 @@ def _open_checked(
     """Decode ``path`` (failures → DataError); also return the full upright (height, width)."""
     _check_file(path)
     try:
-        with warnings.catch_warnings():
-            # Pillow's guard: a warning above MAX_IMAGE_PIXELS, an error above twice that.
-            # Both stop here so a bomb never reaches the decoder.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with path.open("rb") as handle, Image.open(handle) as opened:
-                stored_width, stored_height = opened.size
-                transposed = (
-                    opened.getexif().get(_EXIF_ORIENTATION_TAG, 1) in _TRANSPOSING_ORIENTATIONS
+        # Pillow's guard warns above MAX_IMAGE_PIXELS and raises above twice that. The
+        # warning may surface as an exception (warnings filtered to "error"); otherwise
+        # the size check below refuses the file before decoding. No global warning
+        # filter is touched, so this is safe to call from several threads.
+        with path.open("rb") as handle, Image.open(handle) as opened:
+            stored_width, stored_height = opened.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and stored_width * stored_height > limit:
+                raise DataError(
+                    f"{path} is refused by Pillow's decompression-bomb guard "
+                    f"({stored_width}x{stored_height} = {stored_width * stored_height} pixels "
+                    f"> PIL.Image.MAX_IMAGE_PIXELS = {limit}); raise that limit yourself if "
+                    "the file is trusted"
                 )
-                full_size = (stored_width, stored_height) if transposed else opened.size[::-1]
-                if draft_size is not None and opened.format == "JPEG":
-                    height, width = draft_size
-                    if transposed:
-                        height, width = width, height
-                    opened.draft(opened.mode, (width, height))
-                opened.load()
-                decoded: Image.Image = opened.copy()
-                return decoded, (int(full_size[0]), int(full_size[1]))
+            transposed = opened.getexif().get(_EXIF_ORIENTATION_TAG, 1) in _TRANSPOSING_ORIENTATIONS
+            full_size = (stored_width, stored_height) if transposed else opened.size[::-1]
+            if draft_size is not None and opened.format == "JPEG":
+                height, width = draft_size
+                if transposed:
+                    height, width = width, height
+                opened.draft(opened.mode, (width, height))
+            opened.load()
+            decoded: Image.Image = opened.copy()
+            return decoded, (int(full_size[0]), int(full_size[1]))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DataError(
             f"{path} is refused by Pillow's decompression-bomb guard ({err}); "
             "raise PIL.Image.MAX_IMAGE_PIXELS yourself if the file is trusted"
         ) from err
+    except DataError:
+        raise
     except UnidentifiedImageError as err:
         raise DataError(f"{path} is not an image file Pillow can read") from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
