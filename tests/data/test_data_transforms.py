@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from catseg.data import transforms as tfm
@@ -201,3 +203,33 @@ def test_invalid_inputs() -> None:
         tfm.Resize(4)(image[0], mask)
     with pytest.raises(DTypeError, match="Normalize needs a float image"):
         tfm.Normalize([0.5] * 3, [0.5] * 3)(image.mul(255).to(torch.uint8), mask)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    height=st.integers(1, 12),
+    width=st.integers(1, 12),
+    multiple=st.integers(1, 8),
+    out_h=st.integers(1, 10),
+    out_w=st.integers(1, 10),
+)
+def test_properties_of_pad_flip_and_resize(
+    height: int, width: int, multiple: int, out_h: int, out_w: int
+) -> None:
+    generator = torch.Generator().manual_seed(height * 100 + width)
+    image = torch.rand(3, height, width, generator=generator)
+    mask = torch.randint(0, 4, (height, width), generator=generator)
+    padded, labels = tfm.PadToMultiple(multiple)(image, mask)
+    assert labels.shape[0] % multiple == 0
+    assert labels.shape[1] % multiple == 0
+    assert labels.shape[0] - height < multiple
+    assert labels.shape[1] - width < multiple
+    assert torch.equal(labels[:height, :width], mask)
+    assert torch.equal(padded[:, :height, :width], image)
+    assert int((labels == 255).sum()) == labels.numel() - mask.numel()
+    flip = tfm.RandomHorizontalFlip(p=1.0)
+    assert torch.equal(flip(*flip(image, mask))[1], mask)
+    resized, small = tfm.Resize((out_h, out_w))(image, mask)
+    assert set(torch.unique(small).tolist()) <= set(torch.unique(mask).tolist())
+    assert float(resized.min()) >= float(image.min()) - 1e-6
+    assert float(resized.max()) <= float(image.max()) + 1e-6

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from catseg.data._io import read_mask
 from catseg.data.synthetic import make_synthetic_voc
@@ -236,3 +237,29 @@ def test_cats_voc_splits_and_mask_values(cats_voc: Path) -> None:
     small_image, small_mask = VOCSegmentationDataset(cats_voc, "val", image_size=64)[0]
     assert tuple(small_image.shape) == (3, 64, 64)
     assert set(torch.unique(small_mask).tolist()) <= {0, 1, 255}
+
+
+def test_exif_rotated_photo_matches_upright_mask(tmp_path: Path) -> None:
+    root = make_voc(tmp_path, {})
+    stored = np.zeros((8, 16, 3), np.uint8)
+    stored[:, :8] = 255  # stored left half white: the top half once upright
+    photo = Image.fromarray(stored)
+    exif = photo.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    photo.save(root / "JPEGImages" / "phone.jpg", exif=exif, quality=100)
+    upright_mask = np.zeros((16, 8), np.uint8)  # drawn on the upright photo: 8 wide, 16 high
+    upright_mask[:8] = 1
+    save_palette_mask(upright_mask, root / "SegmentationClassPNG" / "phone.png")
+    image, mask = VOCSegmentationDataset(root)[0]
+    assert tuple(image.shape) == (3, 16, 8)
+    assert float(image[:, :8].mean()) > 0.9
+    assert float(image[:, 8:].mean()) < 0.1
+    assert torch.equal(mask, torch.from_numpy(upright_mask.astype(np.int64)))
+
+
+def test_works_in_a_dataloader_with_workers(synthetic: Path) -> None:
+    dataset = VOCSegmentationDataset(synthetic, "train", image_size=16, image_dtype="uint8")
+    loader = DataLoader(dataset, batch_size=3, num_workers=1)
+    batches = list(loader)
+    assert [tuple(images.shape) for images, _ in batches] == [(3, 3, 16, 16)] * 2
+    assert torch.equal(batches[0][1][0], dataset[0][1])
