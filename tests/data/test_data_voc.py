@@ -263,3 +263,15 @@ def test_works_in_a_dataloader_with_workers(synthetic: Path) -> None:
     batches = list(loader)
     assert [tuple(images.shape) for images, _ in batches] == [(3, 3, 16, 16)] * 2
     assert torch.equal(batches[0][1][0], dataset[0][1])
+
+
+def test_reads_labelme2voc_output(shared_data: Path) -> None:
+    root = shared_data / "labelme-semantic-example" / "data_dataset_voc"
+    dataset = VOCSegmentationDataset(root)  # no split files: every image with a mask
+    assert dataset.mask_dir.name == "SegmentationClass"
+    assert dataset.ids == ["2011_000003", "2011_000006", "2011_000025"]
+    assert len(dataset.class_names) == 21
+    for index, sample_id in enumerate(dataset.ids):
+        reference = np.load(root / "SegmentationClassNpy" / f"{sample_id}.npy")
+        expected = torch.from_numpy(np.where(reference == -1, 255, reference).astype(np.int64))
+        assert torch.equal(dataset[index][1], expected)
