@@ -170,6 +170,28 @@ def _draw_shape(
 def rasterise(
     doc: dict[str, Any], size: tuple[int, int], names: list[str], path: Path
 ) -> npt.NDArray[np.uint8]:
+    """Draw the shapes of a parsed labelme document into a class-index label map.
+
+    Args:
+        doc: The parsed JSON object (its ``"shapes"`` list is used).
+        size: Image ``(width, height)``.
+        names: Class names in id order (from :func:`read_labels`).
+        path: The JSON file, named in error messages.
+
+    Returns:
+        ``(height, width)`` uint8 label map, 255 for ``__ignore__``.
+
+    Raises:
+        LabelmeError: On an unknown label, unknown shape type, wrong point count,
+            malformed points or an unreadable mask bitmap (shape index and file named).
+
+    Examples:
+        >>> from pathlib import Path
+        >>> doc = {"shapes": [{"label": "cat", "points": [[0, 0], [1, 1]],
+        ...                    "shape_type": "rectangle"}]}
+        >>> rasterise(doc, (3, 2), ["_background_", "cat"], Path("x.json")).tolist()
+        [[1, 1, 0], [1, 1, 0]]
+    """
     width, height = size
     ids = {name: index for index, name in enumerate(names)}
     ids[IGNORE_LABEL] = 255
