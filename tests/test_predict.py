@@ -269,6 +269,9 @@ def test_every_input_kind_gives_the_same_mask_and_is_not_modified(tmp_path: Path
             np.testing.assert_array_equal(item, kept)
     assert torch.equal(chw_uint8, tensor_copies[0])
     assert torch.equal(chw_float, tensor_copies[1])
+    readonly = np.asarray(Image.fromarray(array))  # read-only view of PIL memory
+    assert not readonly.flags.writeable
+    assert torch.equal(seg.predict(readonly).mask, expected)
     gray = rng.integers(0, 256, size=(20, 25), dtype=np.uint8)
     g1 = seg.predict(gray).mask
     assert torch.equal(g1, seg.predict(np.repeat(gray[:, :, None], 3, axis=2)).mask)

@@ -96,6 +96,8 @@ def load_input(image: object, in_channels: int) -> tuple[torch.Tensor, Image.Ima
                 f"an image array must have shape (H, W) or (H, W, C), got {image.shape}"
             )
         _check_size(image.shape[0], image.shape[1], "the image array")
+        if not image.flags.writeable:  # e.g. np.asarray(pil_image); torch wants writable memory
+            image = image.copy()
         tensor = _channels(torch.from_numpy(image).permute(2, 0, 1), in_channels, "the image array")
     elif isinstance(image, torch.Tensor):
         if image.ndim != 3:
