@@ -15,6 +15,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 # --- errors -----------------------------------------------------------------
+# --- data -------------------------------------------------------------------
+from catseg.data import (
+    LabelmeDataset,
+    VOCSegmentationDataset,
+    labelme_to_voc,
+    make_synthetic_voc,
+    read_labelme,
+)
 from catseg.errors import (
     CatsegError,
     CheckpointError,
@@ -44,8 +52,6 @@ from catseg.metrics import (
     confusion_matrix,
     mean_iou,
 )
-
-# --- data -------------------------------------------------------------------
 
 # --- visualize --------------------------------------------------------------
 
@@ -82,6 +88,11 @@ __all__ = [
     "MeanIoU",
     "IoUResult",
     # data
+    "VOCSegmentationDataset",
+    "LabelmeDataset",
+    "read_labelme",
+    "labelme_to_voc",
+    "make_synthetic_voc",
     # visualize
     # checkpoint
     # predict
