@@ -180,8 +180,9 @@ def to_onnx(
 ) -> Path:
     """Export a UNet or a Segmenter's UNet to an ONNX file, atomically.
 
-    The exported network is a fused copy of the model (BatchNorm folded into the
-    convolutions, eval mode, fp32, CPU); the model passed in is not changed. A
+    The model is traced in eval mode (each submodule's mode is restored afterwards; a
+    model that is not fp32 on the CPU is copied first) and the exporter folds BatchNorm
+    into the convolutions; the model's weights are never changed. A
     Segmenter's ``classes``, ``image_size``, ``mean``, ``std`` and ``threshold`` are
     stored in the file's metadata (see the module docstring), so :class:`OnnxRunner` and
     ``Segmenter.from_onnx`` need nothing but the file. Before the file replaces
