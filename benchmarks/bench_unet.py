@@ -141,8 +141,8 @@ def main() -> None:
     target = (torch.rand(batch, 1, size, size, generator=gen) > 0.5).float().to(device)
 
     peak_n = 512 if args.quick else 2048
-    peak_fp32 = matmul_peak_gflops(torch.float32, n=peak_n, device=device)
-    peak_bf16 = matmul_peak_gflops(torch.bfloat16, n=peak_n, device=device)
+    peak_fp32 = matmul_peak_gflops(torch.float32, n=peak_n, repeats=10, device=device)
+    peak_bf16 = matmul_peak_gflops(torch.bfloat16, n=peak_n, repeats=10, device=device)
     fwd_flops = count_flops(model, x, train=False)
     train_flops = count_flops(UNet.from_config(config).to(device), x, train=True)
 
@@ -176,8 +176,12 @@ def main() -> None:
         for i, (_, _, fn, _) in enumerate(jobs):
             best[i] = min(best[i], measure(fn, warmup=0, repeats=1, device=device).best)
     # peaks again after the model runs; keep the higher (less disturbed) measurement
-    peak_fp32 = max(peak_fp32, matmul_peak_gflops(torch.float32, n=peak_n, device=device))
-    peak_bf16 = max(peak_bf16, matmul_peak_gflops(torch.bfloat16, n=peak_n, device=device))
+    peak_fp32 = max(
+        peak_fp32, matmul_peak_gflops(torch.float32, n=peak_n, repeats=10, device=device)
+    )
+    peak_bf16 = max(
+        peak_bf16, matmul_peak_gflops(torch.bfloat16, n=peak_n, repeats=10, device=device)
+    )
     baselines: dict[str, float] = {}
     for (mode, v, _, flops), seconds in zip(jobs, best, strict=True):
         base = baselines.setdefault(mode, seconds)
