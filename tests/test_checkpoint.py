@@ -48,7 +48,7 @@ def test_round_trip_restores_everything(tmp_path: Path) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model(torch.rand(1, 3, 8, 8)).sum().backward()
     opt.step()
-    training_state = {
+    training_state: dict[str, Any] = {
         "optimizer": opt.state_dict(),
         "epoch": 3,
         "torch_rng": torch.get_rng_state(),

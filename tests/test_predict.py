@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import subprocess
 import sys
 import textwrap
@@ -56,7 +57,7 @@ def _train(steps: int, num_classes: int) -> UNet:
         else:
             loss = F.cross_entropy(logits, target)
         opt.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
     return model.eval()
 
@@ -163,7 +164,8 @@ class Pointwise(nn.Module):
         self.conv = nn.Conv2d(3, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x) * 5
+        out: torch.Tensor = self.conv(x) * 5
+        return out
 
 
 def test_tiles_cover_the_image_and_blend_exactly() -> None:
@@ -323,7 +325,9 @@ def test_prediction_visuals_are_pixel_exact(tmp_path: Path) -> None:
     out = pred.save(tmp_path / "m.png")
     with Image.open(out) as reread:
         assert reread.mode == "P"
-        assert reread.getpalette()[:6] == [0, 0, 0, 0, 128, 0]  # type: ignore[index]
+        palette = reread.getpalette()
+        assert palette is not None
+        assert palette[:6] == [0, 0, 0, 0, 128, 0]
     np.testing.assert_array_equal(read_mask(out), mask.numpy())
     with pytest.raises(ConfigError, match=r"use a '\.png' file name"):
         pred.save(tmp_path / "m.jpg")
@@ -438,3 +442,49 @@ def test_checkpoint_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
         assert torch.equal(mask, here.predict(photo).mask)
         assert torch.equal(mask, loaded.predict(photo).mask)
     assert Segmenter.from_checkpoint(ckpt, image_size=None).image_size is None
+
+
+def _pointwise_onnx(path: Path, weight: torch.Tensor, metadata: dict[str, Any]) -> Path:
+    """A hand-built ONNX file: one 1x1 convolution, 3 channels -> 1 logit, dynamic size."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "w"], ["logits"])],
+        "pointwise",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        initializer=[numpy_helper.from_array(weight.numpy(), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    helper.set_model_props(model, {k: json.dumps(v) for k, v in metadata.items()})
+    onnx.save(model, path)
+    return path
+
+
+def test_from_onnx_runs_the_same_pipeline(tmp_path: Path) -> None:
+    torch_model = Pointwise(1)
+    assert torch_model.conv.bias is not None
+    torch.nn.init.zeros_(torch_model.conv.bias)
+    weight = torch_model.conv.weight.detach() * 5  # Pointwise scales its logits by 5
+    bare = _pointwise_onnx(tmp_path / "bare.onnx", weight, {})
+    with pytest.raises(ConfigError, match=r"no class names in its metadata.*pass classes="):
+        Segmenter.from_onnx(bare)
+    image = smooth_image(45, 70)
+    options: dict[str, Any] = {"mean": MEAN, "std": STD, "tta": True, "image_size": (32, 48)}
+    torch_seg = Segmenter(torch_model, classes=CLASSES, **options, **REF)
+    onnx_seg = Segmenter.from_onnx(bare, classes=CLASSES, **options)
+    assert onnx_seg.model is None
+    p_torch = torch_seg.predict(image, return_probabilities=True).probabilities
+    p_onnx = onnx_seg.predict(image, return_probabilities=True).probabilities
+    assert p_torch is not None
+    assert p_onnx is not None
+    torch.testing.assert_close(p_onnx, p_torch, atol=1e-5, rtol=0)
+    # Metadata written by to_onnx(segmenter) fills in classes, size, normalisation, threshold.
+    meta = {"classes": CLASSES, "image_size": [40, 40], "mean": MEAN, "std": STD, "threshold": 0.4}
+    loaded = Segmenter.from_onnx(_pointwise_onnx(tmp_path / "seg.onnx", weight, meta))
+    assert (loaded.classes, loaded.image_size, loaded.threshold) == (CLASSES, (40, 40), 0.4)
+    assert loaded.mean == pytest.approx(MEAN)
+    assert loaded.std == pytest.approx(STD)
+    assert Segmenter.from_onnx(tmp_path / "seg.onnx", image_size=None).image_size is None
