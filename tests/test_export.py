@@ -211,6 +211,13 @@ def test_to_onnx_rejects_other_objects(tmp_path: Path) -> None:
 
     with pytest.raises(TypeError, match="got NoFields"):
         to_onnx(NoFields(), tmp_path / "x.onnx")
+
+    class OnnxBacked:  # what Segmenter.from_onnx builds: no PyTorch model
+        model = None
+        classes, image_size, mean, std, threshold = ["a"], None, (0.0,), (1.0,), 0.5
+
+    with pytest.raises(TypeError, match=r"\.model is NoneType \(a Segmenter that runs an ONNX"):
+        to_onnx(OnnxBacked(), tmp_path / "x.onnx")
     assert not list(tmp_path.iterdir())
 
 

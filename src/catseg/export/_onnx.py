@@ -87,10 +87,15 @@ def _unpack(model_or_segmenter: object) -> tuple[UNet, dict[str, Any]]:
     ):
         fields = {f: _jsonable(f, getattr(model_or_segmenter, f)) for f in _SEGMENTER_FIELDS}
         return model, fields
+    detail = ""
+    if hasattr(model_or_segmenter, "model"):
+        detail = f" whose .model is {type(model).__name__}"
+        if model is None:
+            detail += " (a Segmenter that runs an ONNX file has no PyTorch model to export)"
     raise TypeError(
         "to_onnx expects a catseg UNet or a Segmenter (an object with a UNet `.model` and "
         f"{', '.join(f'`.{f}`' for f in _SEGMENTER_FIELDS)}), "
-        f"got {type(model_or_segmenter).__name__}"
+        f"got {type(model_or_segmenter).__name__}{detail}"
     )
 
 

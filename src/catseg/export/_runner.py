@@ -94,7 +94,14 @@ class OnnxRunner:
                     f"this onnxruntime offers {available}"
                 )
         try:
-            self._session = ort.InferenceSession(str(self.path), providers=chosen)
+            options = ort.SessionOptions()
+            # Idle worker threads sleep instead of spinning: a spinning pool would starve
+            # the PyTorch pre/post-processing that runs between two calls on the same cores.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=chosen
+            )
         except Exception as err:  # onnxruntime's errors derive from Exception directly
             raise CheckpointError(
                 f"{str(self.path)!r} is not a loadable ONNX model: {type(err).__name__}: {err}"
