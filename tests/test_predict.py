@@ -488,3 +488,19 @@ def test_from_onnx_runs_the_same_pipeline(tmp_path: Path) -> None:
     assert loaded.mean == pytest.approx(MEAN)
     assert loaded.std == pytest.approx(STD)
     assert Segmenter.from_onnx(tmp_path / "seg.onnx", image_size=None).image_size is None
+
+
+def test_grayscale_model_and_models_without_attributes() -> None:
+    gray_model = UNet(1, 1, init_features=4, depth=2)
+    seg = Segmenter(gray_model, classes=CLASSES, mean=(0.5,), std=(0.25,), **REF)
+    rgb = Image.fromarray(np.full((9, 11, 3), 128, np.uint8))
+    assert seg.predict(rgb).size == (9, 11)  # PIL images are converted to grayscale
+    assert seg.predict(torch.rand(1, 9, 11)).size == (9, 11)
+    with pytest.raises(ShapeError, match="has 3 channels but the model takes 1"):
+        seg.predict(np.zeros((9, 11, 3), np.uint8))
+    # A plain module: the class count is checked against its first output.
+    plain = nn.Conv2d(3, 2, 1)
+    with pytest.raises(ConfigError, match=r"2 output channel\(s\), so classes must have 2"):
+        Segmenter(plain, classes=["a", "b", "c"], **REF).predict(torch.rand(3, 4, 4))
+    pred = Segmenter(plain, classes=["a", "b"], **REF).predict(torch.rand(3, 4, 4))
+    assert pred.size == (4, 4)
