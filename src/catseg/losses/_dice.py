@@ -79,6 +79,14 @@ def _target_to_one_hot(
                 f"float target values must lie in [0, 1] (or equal ignore_index={ignore_index}), "
                 f"got range [{float(g.min())}, {float(g.max())}]"
             )
+        fractional = (g != 0) & (g != 1)
+        if bool(fractional.any()):
+            shown = [round(float(v), 5) for v in torch.unique(g[fractional])[:3]]
+            raise DataError(
+                f"a float target must hold only 0 and 1 (or ignore_index={ignore_index}), got "
+                f"values such as {shown}; a mask rescaled to [0, 1] (ToTensor turns label 1 "
+                "into 1/255 = 0.00392) must be loaded as an integer label map instead"
+            )
         return g, valid
     if target.dtype == torch.bool or target.is_complex():
         raise DTypeError(f"target must be an integer label map, got dtype {target.dtype}")
@@ -192,7 +200,8 @@ def soft_dice(
         DTypeError: If ``input`` is not floating point, or ``target`` has a dtype that
             is neither integer nor (binary mode) float.
         DataError: If ``target`` holds a label outside the classes that is not
-            ``ignore_index``, or a float target lies outside ``[0, 1]``.
+            ``ignore_index``, or a float target holds values other than 0 and 1 (e.g. a
+            mask rescaled to ``[0, 1]``).
 
     Shape:
         - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` with C ≥ 2 (multiclass).
