@@ -254,7 +254,7 @@ class UNet(nn.Module):
             x: Float batch ``(N, in_channels, H, W)``, any ``H, W >= 1``.
 
         Returns:
-            Logits ``(N, num_classes, H, W)`` (a cropped view when padding was needed).
+            Logits ``(N, num_classes, H, W)`` (a view, cropped back to ``H × W``).
 
         Raises:
             ShapeError: If ``x`` is not 4-D, has the wrong channel count, or is empty.
