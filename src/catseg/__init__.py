@@ -37,7 +37,6 @@ from catseg.errors import (
     ShapeError,
 )
 
-# --- models -----------------------------------------------------------------
 # --- losses -----------------------------------------------------------------
 from catseg.losses import (
     DiceLoss,
@@ -51,6 +50,19 @@ from catseg.metrics import (
     MeanIoU,
     confusion_matrix,
     mean_iou,
+)
+
+# --- models -----------------------------------------------------------------
+from catseg.models import (
+    Encoder,
+    EncoderFactory,
+    Registry,
+    UNet,
+    UNetConfig,
+    get_encoder,
+    list_encoders,
+    register_encoder,
+    validate_encoder,
 )
 
 # --- visualize --------------------------------------------------------------
@@ -78,6 +90,15 @@ __all__ = [
     "OptionalDependencyError",
     "ShapeError",
     # models
+    "UNet",
+    "UNetConfig",
+    "Encoder",
+    "EncoderFactory",
+    "Registry",
+    "register_encoder",
+    "get_encoder",
+    "list_encoders",
+    "validate_encoder",
     # losses
     "soft_dice",
     "SoftDice",
