@@ -115,14 +115,16 @@ def image_to_tensor(
         image_dtype: ``"float32"`` (divided by 255) or ``"uint8"``.
 
     Returns:
-        A new contiguous ``(3, H, W)`` tensor.
+        A new contiguous ``(3, H, W)`` tensor that shares no memory with ``pixels``.
 
     Examples:
         >>> import numpy as np
         >>> image_to_tensor(np.full((1, 1, 3), 255, dtype=np.uint8), "float32").flatten().tolist()
         [1.0, 1.0, 1.0]
     """
-    image = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    # Always a copy: for a 1-pixel-wide image the transpose is already contiguous, and a
+    # view would let an in-place transform write into the caller's (or the cache's) array.
+    image = torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C", copy=True))
     if image_dtype == "float32":
         return image.to(torch.float32).div_(255.0)
     return image
