@@ -392,6 +392,8 @@ def test_non_finite_model_output() -> None:
         ({"std": (1.0, 1.0, 0.0)}, "std values must be > 0"),
         ({"threshold": 1.0}, r"threshold must be a probability in \(0, 1\), got 1.0"),
         ({"tile": (64, 64)}, r"0 <= overlap < size, got \(64, 64\)"),
+        ({"tile": 512}, r"tile must be None or \(size, overlap\) as two ints, got 512"),
+        ({"image_size": 256}, r"image_size must be None or \(height, width\) as two ints"),
         ({"image_size": (0, 5)}, "image_size must be positive"),
         ({"precision": "fp8"}, "precision must be one of"),
         ({"device": "tpu:9"}, "device must be"),

@@ -58,9 +58,11 @@ def _check_norm(
     return floats
 
 
-def _check_pair(value: Sequence[int] | None, name: str, what: str) -> tuple[int, int] | None:
+def _check_pair(value: object, name: str, what: str) -> tuple[int, int] | None:
     if value is None:
         return None
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise ConfigError(f"{name} must be None or {what} as two ints, got {value!r}")
     pair = tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
         raise ConfigError(f"{name} must be None or {what} as two ints, got {value!r}")
