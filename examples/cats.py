@@ -1,0 +1,130 @@
+"""The cat tutorial, reproduced with catseg and its documented training recipe.
+
+data (cats-voc) -> UNet -> Dice (+ BCE) loss -> fit with validation -> best checkpoint
+-> Segmenter -> cat IoU at original resolution -> overlay PNGs.
+
+    python examples/cats.py                            # ../shared/data/cats-voc
+    python examples/cats.py --data DIR --out cats-out  # any binary VOC folder
+    python examples/cats.py --epochs 5                 # a quick look
+
+The recipe (see docs/guides/training.md) is chosen for the best held-out quality in a
+fixed CPU budget: a narrower UNet (``init_features=16``) at 160×160, bf16 autocast where
+the CPU has native bf16 and channels-last (both catseg defaults), AdamW with a one-cycle
+schedule peaking at 3e-3, random resized crops and horizontal flips on photos cached in
+memory as uint8, and binary cross-entropy plus soft Dice.
+
+Checkpoints go to ``<out>/checkpoints``; run the command again after an interruption and
+training continues from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from catseg.data import VOCSegmentationDataset
+from catseg.data.transforms import Compose, RandomHorizontalFlip, RandomResizedCrop
+from catseg.losses import DiceLoss
+from catseg.metrics import MeanIoU
+from catseg.models import UNet
+from catseg.predict import Segmenter
+from catseg.training import CheckpointMeta, fit
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 160
+
+
+class BCEDiceLoss(nn.Module):
+    """Binary cross-entropy plus soft Dice on one logit map; label 255 is ignored by both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dice = DiceLoss(mode="binary")
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        valid = (target != 255).float()
+        cat = (target == 1).float()
+        bce = nn.functional.binary_cross_entropy_with_logits(
+            logits[:, 0], cat, weight=valid, reduction="sum"
+        )
+        dice: Tensor = self.dice(logits, target)
+        return bce / valid.sum().clamp_min(1.0) + dice
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cats-voc")
+    parser.add_argument("--out", type=Path, default=Path("cats-output"))
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--overlays", type=int, default=4, help="val photos to draw")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.manual_seed(0)
+
+    # data: photos decoded once and cached as uint8; random crops + flips per sample
+    augment = Compose(
+        [
+            RandomResizedCrop(SIZE, scale=(0.3, 1.0), ratio=(0.6, 1.67), seed=0),
+            RandomHorizontalFlip(seed=1),
+        ]
+    )
+    train = VOCSegmentationDataset(
+        args.data, "train", transforms=augment, cache=True, image_dtype="uint8"
+    )
+    val = VOCSegmentationDataset(args.data, "val", image_size=SIZE, cache=True, image_dtype="uint8")
+    if len(train.class_names) != 2:
+        raise SystemExit(
+            f"expected a binary dataset (background + 1 class), got {train.class_names}"
+        )
+    # one worker prepares batches while the main process trains; it keeps its own cache
+    train_loader = DataLoader(
+        train, batch_size=16, shuffle=True, drop_last=True, num_workers=1, persistent_workers=True
+    )
+    val_loader = DataLoader(val, batch_size=16)
+
+    # model, loss, optimizer and a one-cycle schedule stepped every batch
+    model = UNet(num_classes=1, init_features=16, depth=4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=3e-3, total_steps=args.epochs * len(train_loader), pct_start=0.05
+    )
+    history = fit(
+        model,
+        train_loader,
+        loss_fn=BCEDiceLoss(),
+        optimizer=optimizer,
+        scheduler=schedule,
+        scheduler_interval="step",
+        epochs=args.epochs,
+        val_loader=val_loader,
+        checkpoint_dir=args.out / "checkpoints",
+        checkpoint_meta=CheckpointMeta(tuple(train.class_names), image_size=(SIZE, SIZE)),
+        seed=0,
+    )
+    print(history.to_markdown())
+    print(
+        f"best val mIoU at {SIZE}x{SIZE}: {history.best_val_miou:.4f} (epoch {history.best_epoch})"
+    )
+
+    # the best checkpoint alone rebuilds the predictor: model, classes, size, normalisation
+    segmenter = Segmenter.from_checkpoint(args.out / "checkpoints" / "best.pt")
+    photos = VOCSegmentationDataset(args.data, "val", image_dtype="uint8")  # original sizes
+    metric = MeanIoU(2)
+    for index in range(len(photos)):
+        image, mask = photos[index]
+        prediction = segmenter.predict(image)
+        metric.update(prediction.mask[None].long(), mask[None])
+        if index < args.overlays:
+            prediction.overlay(alpha=0.3).save(args.out / f"overlay_{photos.ids[index]}.png")
+            prediction.save(args.out / f"mask_{photos.ids[index]}.png")
+    print(f"val cat IoU at original resolution: {float(metric.compute().iou[1]):.4f}")
+    print(f"overlays in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
