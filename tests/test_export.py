@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -128,55 +127,75 @@ class FakeSegmenter:
     threshold: float
 
 
-def test_segmenter_metadata_round_trip_and_atomic_replace(tmp_path: Path) -> None:
-    # binary, left in training mode, channels_last weights
-    model = UNet(3, 1, init_features=4, depth=2)
+def test_static_segmenter_export_round_trip_and_atomic_replace(tmp_path: Path) -> None:
+    # One export covers: a Segmenter's metadata, a static file at the Segmenter's
+    # image_size, a binary model built from an encoder instance (no rebuildable config),
+    # a model left in training mode with channels_last weights, opset 20, and replacing
+    # an existing file in a folder that holds nothing else afterwards.
+    model = UNet(3, 1, encoder=ClassicEncoder(3, init_features=4, depth=2))
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     state = {k: v.clone() for k, v in model.state_dict().items()}
     segmenter = FakeSegmenter(
-        model, ["_background_", "cat"], (96, 128), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 0.4
+        model, ["_background_", "cat"], (40, 56), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 0.4
     )
-    target = tmp_path / "nested" / "cat.onnx"
-    target.parent.mkdir()
+    target = tmp_path / "cat.onnx"
     target.write_bytes(b"old contents")
 
-    assert to_onnx(segmenter, target, opset=20) == target
+    assert to_onnx(segmenter, target, opset=20, dynamic_size=False) == target
 
-    assert sorted(p.name for p in target.parent.iterdir()) == ["cat.onnx"]  # no temp left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.onnx"]  # no temp file left
+    proto = onnx.load(str(target))
+    assert proto.opset_import[0].version == 20
     runner = OnnxRunner(target)
-    meta = runner.metadata
-    assert meta["classes"] == ["_background_", "cat"]
-    assert meta["image_size"] == [96, 128]
-    assert meta["mean"] == [0.485, 0.456, 0.406]
-    assert meta["std"] == [0.229, 0.224, 0.225]
-    assert meta["threshold"] == 0.4
-    assert meta["num_classes"] == 1
-    assert runner.num_classes == 1
-    assert all(isinstance(json.dumps(v), str) for v in meta.values())
-    assert onnx.load(str(target)).opset_import[0].version == 20
+    assert runner.metadata == {
+        "in_channels": 3,
+        "num_classes": 1,
+        "dynamic_size": False,
+        "catseg_version": runner.metadata["catseg_version"],
+        "classes": ["_background_", "cat"],
+        "image_size": [40, 56],
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "threshold": 0.4,
+    }  # no "model_config": an encoder instance cannot be rebuilt from a config
+    assert isinstance(runner.metadata["catseg_version"], str)
+    assert (runner.in_channels, runner.num_classes) == (3, 1)
     # the model passed in is untouched: still training, same weights
-    assert model.training
+    assert all(m.training for m in model.modules())
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-    x = torch.rand(1, 3, 29, 41)
+    x = torch.rand(1, 3, 40, 56)
     with torch.no_grad():
         expected = model.eval()(x)
     got = runner(x)
     assert (got - expected).abs().max().item() <= 1e-4
     assert torch.equal(got > 0, expected > 0)  # identical binary masks
-
-
-def test_static_export_of_encoder_instance(tmp_path: Path) -> None:
-    model = UNet(3, 2, encoder=ClassicEncoder(3, init_features=4, depth=2)).eval()
-    path = to_onnx(model, tmp_path / "static.onnx", dynamic_size=False, example_size=(40, 56))
-    runner = OnnxRunner(path)
-    assert "model_config" not in runner.metadata  # an instance has no rebuildable config
-    assert runner.metadata["dynamic_size"] is False
-    x = torch.rand(1, 3, 40, 56)
-    with torch.no_grad():
-        expected = model(x)
-    assert (runner(x) - expected).abs().max().item() <= 1e-4
-    with pytest.raises(ShapeError, match=r"static\.onnx expects input shape \[1, 3, 40, 56\]"):
+    with pytest.raises(ShapeError, match=r"cat\.onnx expects input shape \[1, 3, 40, 56\]"):
         runner(torch.rand(1, 3, 41, 56))
+
+
+class SizeBakingEncoder(nn.Module):
+    """A custom encoder whose Python branch on the width is decided once, at tracing."""
+
+    out_channels = (4,)
+    reductions = (1,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        y = self.conv(x)
+        if x.shape[-1] > 80:  # true for the traced example (93 wide), false at 53
+            y = y * 2
+        return [y]
+
+
+def test_export_that_bakes_in_the_example_size_is_refused(tmp_path: Path) -> None:
+    model = UNet(3, 1, encoder=SizeBakingEncoder()).eval()
+    target = tmp_path / "baked.onnx"
+    with pytest.raises(ConfigError, match=r"does not reproduce the PyTorch model at input shape"):
+        to_onnx(model, target)
+    assert not list(tmp_path.iterdir())  # nothing written, no temp file left
 
 
 def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,6 +244,12 @@ def test_to_onnx_rejects_other_objects(tmp_path: Path) -> None:
 def test_to_onnx_rejects_bad_opset(tmp_path: Path, opset: Any) -> None:
     with pytest.raises(ConfigError, match=r"opset must be an int in 18\.\.23, got"):
         to_onnx(UNet(3, 1, init_features=4, depth=2), tmp_path / "x.onnx", opset=opset)
+
+
+def test_to_onnx_rejects_non_bool_dynamic_size(tmp_path: Path) -> None:
+    model = UNet(3, 1, init_features=4, depth=2)
+    with pytest.raises(ConfigError, match="dynamic_size must be True or False, got 'yes'"):
+        to_onnx(model, tmp_path / "x.onnx", dynamic_size="yes")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("size", [(0, 16), (16,), (16.0, 16), "64x64"])
