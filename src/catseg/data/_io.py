@@ -68,7 +68,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     ``CMYK`` and ``YCbCr`` go through Pillow's conversion; the alpha of ``RGBA``,
     ``LA``, ``PA`` and transparent palette images is dropped (colours kept as stored);
     16-bit grayscale (``I;16*`` and ``I``, as Pillow opens 16-bit PNGs) is scaled to
-    8 bit with ``round(v / 257)``, so 65535 becomes 255. The input is never modified.
+    8 bit with ``round(v / 257)``, so 65535 becomes 255; 32-bit float (``F``) is
+    refused, since it has no standard 8-bit scale. The input is never modified.
 
     Args:
         image: An open Pillow image of any mode.
@@ -77,7 +78,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
         A new image in mode ``"RGB"``, upright according to its EXIF orientation tag.
 
     Raises:
-        DataError: When the mode cannot be converted to RGB (the message names the mode).
+        DataError: When the mode cannot be converted to RGB, or is 32-bit float (``F``),
+            which has no standard 8-bit scale (the message names the mode and range).
 
     Examples:
         >>> from PIL import Image
@@ -95,6 +97,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode in _SIXTEEN_BIT_MODES:
         gray = Image.fromarray(_sixteen_bit_to_uint8(upright))
         return gray.convert("RGB")
+    if mode == "F":
+        values = np.asarray(upright)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        raise DataError(
+            f"a 32-bit float image (mode 'F', values in [{low:g}, {high:g}]) has no standard "
+            "0..255 scale, and Pillow's conversion would clip it (values in [0, 1] become "
+            "black); scale it to 8 bit yourself, e.g. Image.fromarray((values * 255)"
+            ".round().astype('uint8')) for values in [0, 1]"
+        )
     if mode == "P" and "transparency" in upright.info:
         return upright.convert("RGBA").convert("RGB")
     try:

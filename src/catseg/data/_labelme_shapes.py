@@ -42,9 +42,10 @@ def read_labels(labels: Labels) -> list[str]:
     """Normalise a label list to class names in id order (``__ignore__`` removed).
 
     Args:
-        labels: A sequence of names, or the path of a ``labels.txt`` (one name per line,
-            blank lines skipped). An optional leading ``__ignore__`` is dropped; the next
-            entry must be ``_background_``.
+        labels: A sequence of names, or the path of a ``labels.txt`` (UTF-8, a leading
+            byte-order mark is accepted; one name per line, blank lines skipped). An
+            optional leading ``__ignore__`` is dropped; the next entry must be
+            ``_background_``.
 
     Returns:
         Class names, index = class id, starting with ``"_background_"``.
@@ -62,7 +63,7 @@ def read_labels(labels: Labels) -> list[str]:
         path = Path(labels)
         if not path.is_file():
             raise MissingFileError(f"labels file not found: {path}")
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
         names = [name for name in names if name]
         source = str(path)
     else:

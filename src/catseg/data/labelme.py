@@ -17,6 +17,7 @@ Rasterisation follows labelme's semantic-segmentation rules (the behaviour of it
   top-left goes to the rounded first corner. With whole-number corners the patch is
   ``(y2 - y1 + 1) × (x2 - x1 + 1)`` taken from the bitmap's top-left, otherwise the
   whole bitmap; the paste is clipped to the image.
+* JSON files are read as UTF-8; a leading byte-order mark (Windows editors) is accepted.
 * The image comes from ``imageData`` when present, else from ``imagePath`` relative to
   the JSON file (Windows backslash separators accepted); EXIF orientation is applied.
 
@@ -89,7 +90,7 @@ def _read_document(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MissingFileError(f"labelme file not found: {path}")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise LabelmeError(f"{path} is not valid JSON: {err}") from err
     if not isinstance(doc, dict) or not isinstance(doc.get("shapes", []), list):

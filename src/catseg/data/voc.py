@@ -156,7 +156,7 @@ def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
 
 def _read_split(path: Path) -> list[str]:
     ids: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
         fields = line.split()
         if fields:
             ids.append(fields[0])
@@ -166,7 +166,9 @@ def _read_split(path: Path) -> list[str]:
 def _read_class_names(path: Path) -> list[str]:
     if not path.is_file():
         return []
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()
+    ]
 
 
 class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
