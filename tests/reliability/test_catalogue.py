@@ -269,6 +269,17 @@ def _bomb_in_predict(ctx: Ctx) -> Any:
     return segmenter().predict(png_header_only(ctx.tmp / "huge.png", 12_000, 10_000))
 
 
+def _float_tiff(ctx: Ctx) -> Any:
+    # A 32-bit float image in [0, 1] (microscopy, remote sensing): Pillow's own RGB
+    # conversion would clip it to black, a silent wrong answer.
+    Image.fromarray(np.full((3, 4), 0.5, np.float32)).save(ctx.tmp / "scan.tif")
+    return open_image(ctx.tmp / "scan.tif")
+
+
+def _float_pil_in_predict(ctx: Ctx) -> Any:
+    return segmenter().predict(Image.new("F", (4, 3), 0.75))
+
+
 # ------------------------------------------------------------------------- labelme rows
 def _labelme(shapes: list[dict[str, Any]], **fields: Any) -> Callable[[Ctx], Any]:
     def call(ctx: Ctx) -> Any:
@@ -276,6 +287,18 @@ def _labelme(shapes: list[dict[str, Any]], **fields: Any) -> Callable[[Ctx], Any
         return read_labelme(path, LABELS)[1].tolist()
 
     return call
+
+
+def _labelme_with_bom(ctx: Ctx) -> Any:
+    # Saved by a Windows editor: UTF-8 with a byte-order mark, labels.txt too.
+    path = write_labelme(
+        ctx.tmp / "annotations",
+        [{"label": "cat", "points": [[1, 1], [3, 2]], "shape_type": "rectangle"}],
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    labels = ctx.tmp / "labels.txt"
+    labels.write_bytes("\ufeff__ignore__\n_background_\ncat\n".encode())
+    return read_labelme(path, labels)[1][:4, :5].tolist()
 
 
 OUTSIDE = [[5, 3], [100, 3], [100, 100], [5, 100]]  # a quarter reaches far past the image
@@ -554,6 +577,10 @@ ROWS: list[Row] = [
         check=_equal(["猫 photo 1"])),
     Row("data-unicode-path-missing", _unicode_missing, "MissingFileError naming the path",
         MissingFileError, r"file not found: .*données chats/猫 absent\.jpg"),
+    Row("data-float32-tiff", _float_tiff, "DataError naming mode and range (not black)",
+        DataError, r"scan\.tif: a 32-bit float image \(mode 'F', values in \[0\.5, 0\.5\]\)"),
+    Row("predict-float32-PIL-image", _float_pil_in_predict, "DataError naming the mode",
+        DataError, r"mode 'F', values in \[0\.75, 0\.75\]"),
     Row("data-decompression-bomb-pillow-limit", _bomb(50_000, 50_000),
         "DataError naming the file", DataError, r"bomb\.png is refused by .*decompression-bomb"),
     Row("data-decompression-bomb-catseg-check", _bomb(12_000, 10_000),
@@ -570,6 +597,8 @@ ROWS: list[Row] = [
     Row("labelme-no-imagePath-no-imageData", _labelme([], imagePath=None, imageData=None),
         "LabelmeError naming the file", LabelmeError,
         r"a\.json has neither imageData nor imagePath"),
+    Row("labelme-json-and-labels-with-utf8-bom", _labelme_with_bom, "read as plain UTF-8",
+        check=_equal([[0] * 5, [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0] * 5])),
     Row("labelme-points-outside-image",
         _labelme([{"label": "cat", "points": OUTSIDE, "shape_type": "polygon"}]),
         "drawn and clipped to the image", check=_equal(OUTSIDE_MASK)),
