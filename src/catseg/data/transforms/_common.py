@@ -26,10 +26,22 @@ def _check_pair(image: torch.Tensor, mask: torch.Tensor) -> None:
             f"mask must be (H, W) = {tuple(image.shape[1:])} to match image "
             f"{tuple(image.shape)}, got {tuple(mask.shape)}"
         )
+    if image.shape[1] == 0 or image.shape[2] == 0:
+        raise ShapeError(f"image is empty: shape {tuple(image.shape)} has no pixels")
     if not (image.dtype == torch.uint8 or image.is_floating_point()):
         raise DTypeError(f"image must be float or uint8, got {image.dtype}")
     if mask.is_floating_point() or mask.is_complex() or mask.dtype == torch.bool:
         raise DTypeError(f"mask must be an integer label map, got {mask.dtype}")
+
+
+def _check_mask_fill(mask_fill: int, mask: torch.Tensor) -> None:
+    """Refuse a ``mask_fill`` the mask's integer dtype cannot hold (it would wrap around)."""
+    info = torch.iinfo(mask.dtype)
+    if not info.min <= mask_fill <= info.max:
+        raise DTypeError(
+            f"mask_fill={mask_fill} does not fit a {mask.dtype} mask (values "
+            f"{info.min}..{info.max}); use a wider mask dtype or another mask_fill"
+        )
 
 
 def _make_generator(seed: int | torch.Generator | None) -> torch.Generator | None:

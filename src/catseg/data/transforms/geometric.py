@@ -10,6 +10,7 @@ import torch.nn.functional as nnf
 from catseg.data.transforms._common import (
     Pair,
     _back,
+    _check_mask_fill,
     _check_pair,
     _make_generator,
     _resize_pair,
@@ -187,6 +188,7 @@ class RandomRotation:
 
     Raises:
         ConfigError: When ``degrees`` is negative or ``(min, max)`` is reversed.
+        DTypeError: When called on a mask whose dtype cannot hold ``mask_fill``.
 
     Examples:
         >>> import torch
@@ -223,6 +225,7 @@ class RandomRotation:
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
         _check_pair(image, mask)
+        _check_mask_fill(self.mask_fill, mask)
         angle = math.radians(_uniform(self.degrees[0], self.degrees[1], self.generator))
         height, width = int(image.shape[1]), int(image.shape[2])
         cos, sin = math.cos(angle), math.sin(angle)
@@ -259,6 +262,7 @@ class PadToMultiple:
 
     Raises:
         ConfigError: When ``multiple`` is not a positive int.
+        DTypeError: When called on a mask whose dtype cannot hold ``mask_fill``.
 
     Shape:
         ``(C, H, W), (H, W) -> (C, H', W'), (H', W')``, ``H' = ceil(H / multiple) * multiple``.
@@ -280,6 +284,7 @@ class PadToMultiple:
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
         _check_pair(image, mask)
+        _check_mask_fill(self.mask_fill, mask)
         height, width = int(image.shape[1]), int(image.shape[2])
         pad_h = -height % self.multiple
         pad_w = -width % self.multiple
