@@ -34,6 +34,7 @@ from reliability_builders import (
 
 from catseg.checkpoint import load_checkpoint, save_checkpoint
 from catseg.data import VOCSegmentationDataset, read_labelme
+from catseg.data import transforms as tfm
 from catseg.data._io import open_image, read_mask
 from catseg.errors import (
     CatsegError,
@@ -303,6 +304,17 @@ def _labelme_with_bom(ctx: Ctx) -> Any:
 
 OUTSIDE = [[5, 3], [100, 3], [100, 100], [5, 100]]  # a quarter reaches far past the image
 OUTSIDE_MASK = [[0] * 8] * 3 + [[0, 0, 0, 0, 0, 1, 1, 1]] * 3
+
+
+# ------------------------------------------------------------------------ transforms
+def _rotate_int8_mask(ctx: Ctx) -> Any:
+    # 255 ("ignore") does not fit an int8 mask: it used to wrap silently to -1.
+    mask = torch.zeros(5, 6, dtype=torch.int8)
+    return tfm.RandomRotation(30.0, seed=0)(torch.rand(3, 5, 6), mask)
+
+
+def _pad_empty_image(ctx: Ctx) -> Any:
+    return tfm.Resize(4)(torch.rand(3, 0, 6), torch.zeros(0, 6, dtype=torch.int64))
 
 
 # ------------------------------------------------------------------- loss / metric rows
@@ -602,6 +614,12 @@ ROWS: list[Row] = [
     Row("labelme-points-outside-image",
         _labelme([{"label": "cat", "points": OUTSIDE, "shape_type": "polygon"}]),
         "drawn and clipped to the image", check=_equal(OUTSIDE_MASK)),
+    # --- transforms --------------------------------------------------------------------
+    Row("transform-ignore-fill-overflows-int8-mask", _rotate_int8_mask,
+        "DTypeError naming fill and dtype", DTypeError,
+        r"mask_fill=255 does not fit a torch\.int8 mask \(values -128\.\.127\)"),
+    Row("transform-empty-image", _pad_empty_image, "ShapeError naming the shape", ShapeError,
+        r"image is empty: shape \(3, 0, 6\) has no pixels"),
     # --- losses and metrics ------------------------------------------------------------
     Row("loss-label-ge-num-classes", _loss_label_too_big, "DataError naming the label",
         DataError, r"target contains label 3; multiclass mode expects labels in \[0, 2\]"),
