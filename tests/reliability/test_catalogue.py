@@ -51,6 +51,7 @@ from catseg.losses import DiceLoss, soft_dice
 from catseg.metrics import MeanIoU, mean_iou
 from catseg.models import UNet
 from catseg.predict import Segmenter
+from catseg.visualize import overlay
 
 LABELS = ["__ignore__", "_background_", "cat"]
 CLASSES = ["_background_", "cat"]
@@ -552,6 +553,21 @@ def _truncated_checkpoint(ctx: Ctx) -> Any:
     return load_checkpoint(ctx.tmp / "copied_halfway.pt")
 
 
+def _tampered(**changes: Any) -> Callable[[Ctx], Any]:
+    def call(ctx: Ctx) -> Any:
+        payload = torch.load(save_checkpoint(ctx.tmp / "ok.pt", tiny(), **META), weights_only=True)
+        payload.update(changes)
+        torch.save(payload, ctx.tmp / "tampered.pt")
+        return load_checkpoint(ctx.tmp / "tampered.pt")
+
+    return call
+
+
+def _overlay_float_0_255(ctx: Ctx) -> Any:
+    image = torch.rand(3, 4, 5) * 255  # a float image that was never divided by 255
+    return overlay(image, torch.zeros(4, 5, dtype=torch.int64))
+
+
 ROWS: list[Row] = [
     # --- data: files on disk -----------------------------------------------------------
     Row("data-zero-byte-png", _zero_byte, "DataError naming the file", DataError,
@@ -700,6 +716,8 @@ ROWS: list[Row] = [
         torch.rand(3, 4, 4)), "NonFiniteError", NonFiniteError, r"NaN or infinite logits"),
     Row("predict-inf-logits", lambda ctx: segmenter(ConstantLogits(float("inf"))).predict(
         torch.rand(3, 4, 4)), "NonFiniteError", NonFiniteError, r"NaN or infinite logits"),
+    Row("overlay-float-image-0-255", _overlay_float_0_255,
+        "DataError (not a white image)", DataError, r"\[0, 1\].*uint8"),
     Row("predict-decompression-bomb", _bomb_in_predict, "DataError naming the file", DataError,
         r"huge\.png is refused by .*decompression-bomb"),
     # --- checkpoints -------------------------------------------------------------------
@@ -714,6 +732,15 @@ ROWS: list[Row] = [
     Row("checkpoint-whole-model-pickle", _tutorial_whole_model,
         "CheckpointError naming the file", CheckpointError,
         r"unet_model\.pth was refused by the safe loader"),
+    Row("checkpoint-tampered-mean", _tampered(mean=["x", 0.5, 0.5]),
+        "CheckpointError naming file and field", CheckpointError,
+        r"tampered\.pt is a corrupt catseg checkpoint: .*mean"),
+    Row("checkpoint-tampered-image-size", _tampered(image_size=["a", "b"]),
+        "CheckpointError naming file and field", CheckpointError,
+        r"tampered\.pt is a corrupt catseg checkpoint: .*image_size"),
+    Row("checkpoint-tampered-state-dict-keys", _tampered(state_dict={1: torch.zeros(1)}),
+        "CheckpointError naming file and field", CheckpointError,
+        r"tampered\.pt is a corrupt catseg checkpoint: .*state_dict"),
     Row("checkpoint-truncated-copy", _truncated_checkpoint, "CheckpointError naming the file",
         CheckpointError, r"copied_halfway\.pt is truncated or corrupt"),
 ]  # fmt: skip
