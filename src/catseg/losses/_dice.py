@@ -200,8 +200,9 @@ def soft_dice(
         DTypeError: If ``input`` is not floating point, or ``target`` has a dtype that
             is neither integer nor (binary mode) float.
         DataError: If ``target`` holds a label outside the classes that is not
-            ``ignore_index``, or a float target holds values other than 0 and 1 (e.g. a
-            mask rescaled to ``[0, 1]``).
+            ``ignore_index``, a float target holds values other than 0 and 1 (e.g. a
+            mask rescaled to ``[0, 1]``), or ``from_logits=False`` and ``input`` holds
+            values outside ``[0, 1]`` (logits passed as probabilities).
 
     Shape:
         - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` with C ≥ 2 (multiclass).
@@ -230,6 +231,14 @@ def soft_dice(
         raise DTypeError(f"input must be a floating-point tensor, got dtype {input.dtype}")
     if input.ndim != 4:
         raise ShapeError(f"input must have shape (N, C, H, W), got {tuple(input.shape)}")
+    if not from_logits and input.numel():
+        low, high = (float(v) for v in torch.aminmax(input.detach()))
+        if low < 0.0 or high > 1.0:
+            raise DataError(
+                f"from_logits=False expects probabilities in [0, 1], got input values in "
+                f"[{low:.4g}, {high:.4g}]; pass raw model outputs with from_logits=True "
+                "(the default)"
+            )
     channels = input.shape[1]
     if mode == "binary" and channels != 1:
         raise ShapeError(

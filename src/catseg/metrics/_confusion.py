@@ -111,6 +111,14 @@ def predicted_labels(
                 f"preds of shape {tuple(preds.shape)} contain NaN scores "
                 f"({int(torch.isnan(scores).sum())} values)"
             )
+        if not from_logits and scores.numel():
+            smallest, largest = (float(v) for v in torch.aminmax(scores))
+            if smallest < 0.0 or largest > 1.0:
+                raise DataError(
+                    f"from_logits=False expects probabilities in [0, 1], got scores in "
+                    f"[{smallest:.4g}, {largest:.4g}] (shape {tuple(preds.shape)}); pass "
+                    "logits with from_logits=True (the default)"
+                )
         probs = torch.sigmoid(scores) if from_logits else scores
         return (probs > threshold).to(torch.uint8), target
     if channels != num_classes:
@@ -207,7 +215,8 @@ def confusion_matrix(
             the channel count is neither 1 nor ``num_classes``.
         DTypeError: If ``target`` is not an integer tensor, or ``preds`` is neither an
             integer label map nor float scores.
-        DataError: If a label is outside ``[0, num_classes)`` and is not ``ignore_index``.
+        DataError: If a label is outside ``[0, num_classes)`` and is not ``ignore_index``,
+            or one-channel ``from_logits=False`` scores lie outside ``[0, 1]``.
         NonFiniteError: If the scores contain NaN.
 
     Shape:

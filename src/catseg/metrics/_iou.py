@@ -206,7 +206,8 @@ class MeanIoU:
                 count is neither 1 nor ``num_classes``.
             DTypeError: If ``target`` is not an integer tensor, or ``preds`` is neither
                 an integer label map nor float scores.
-            DataError: If a label is outside ``[0, num_classes)`` and not ``ignore_index``.
+            DataError: If a label is outside ``[0, num_classes)`` and not ``ignore_index``,
+                or one-channel ``from_logits=False`` scores lie outside ``[0, 1]``.
             NonFiniteError: If the scores contain NaN.
 
         Shape:
@@ -343,7 +344,8 @@ def mean_iou(
         ConfigError: If an option is outside its allowed values.
         ShapeError: If ``preds`` and ``target`` do not fit together.
         DTypeError: If a tensor has an unsupported dtype.
-        DataError: If a label is outside ``[0, num_classes)`` and not ``ignore_index``.
+        DataError: If a label is outside ``[0, num_classes)`` and not ``ignore_index``,
+            or one-channel ``from_logits=False`` scores lie outside ``[0, 1]``.
         NonFiniteError: If the scores contain NaN.
 
     Shape:
