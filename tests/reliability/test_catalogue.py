@@ -369,6 +369,16 @@ def _float_target_rescaled(ctx: Ctx) -> Any:
     return soft_dice(torch.zeros(1, 1, 2, 2), target)
 
 
+def _logits_as_probabilities(ctx: Ctx) -> Any:
+    logits = torch.tensor([[[[-2.0, 0.3], [1.5, -0.1]]]])
+    return soft_dice(logits, torch.tensor([[[0, 1], [1, 0]]]), from_logits=False)
+
+
+def _metric_logits_as_probabilities(ctx: Ctx) -> Any:
+    logits = torch.tensor([[[[-2.0, 0.3], [1.5, -0.1]]]])
+    return mean_iou(logits, torch.tensor([[[0, 1], [1, 0]]]), 2, from_logits=False)
+
+
 def _metric_float_target(ctx: Ctx) -> Any:
     return mean_iou(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), 2)
 
@@ -403,6 +413,20 @@ def _model_forward(shape: tuple[int, ...], dtype: torch.dtype) -> Callable[[Ctx]
         x = torch.rand(shape).to(dtype)
         with torch.no_grad():
             return tuple(tiny()(x).shape)
+
+    return call
+
+
+def _tiny_input(norm: str, train: bool) -> Callable[[Ctx], Any]:
+    # The deepest level of a 1x1 input is a single pixel: Group/InstanceNorm (and
+    # BatchNorm in training on a batch of one) cannot normalise one value.
+    def call(ctx: Ctx) -> Any:
+        torch.manual_seed(0)
+        model = UNet(3, 2, init_features=4, depth=2, norm=norm)  # type: ignore[arg-type]
+        model.train(train)
+        out = model(torch.rand(1, 3, 1, 1))
+        assert bool(torch.isfinite(out).all())
+        return tuple(out.shape)
 
     return call
 
@@ -651,6 +675,12 @@ ROWS: list[Row] = [
     Row("loss-float-target-rescaled-to-0-1", _float_target_rescaled,
         "DataError naming the value", DataError,
         r"float target must hold only 0 and 1 .*values such as \[0\.00392\]"),
+    Row("loss-logits-passed-as-probabilities", _logits_as_probabilities,
+        "DataError naming the range", DataError,
+        r"from_logits=False expects probabilities in \[0, 1\], got input values in \[-2, 1\.5\]"),
+    Row("metric-logits-passed-as-probabilities", _metric_logits_as_probabilities,
+        "DataError naming range and shape", DataError,
+        r"got scores in \[-2, 1\.5\] \(shape \(1, 1, 2, 2\)\)"),
     Row("metric-float-target", _metric_float_target, "DTypeError naming dtype", DTypeError,
         r"target must be an integer label map .*torch\.float32"),
     Row("loss-uint8-input", _loss_uint8_input, "DTypeError naming dtype", DTypeError,
@@ -675,6 +705,12 @@ ROWS: list[Row] = [
         check=_equal((1, 1, 1, 1))),
     Row("model-7x3-image", _model_forward((2, 3, 7, 3), torch.float32), "logits (2,1,7,3)",
         check=_equal((2, 1, 7, 3))),
+    Row("model-group-norm-1x1-image", _tiny_input("group", train=False), "logits (1,2,1,1)",
+        check=_equal((1, 2, 1, 1))),
+    Row("model-instance-norm-1x1-image", _tiny_input("instance", train=False),
+        "logits (1,2,1,1)", check=_equal((1, 2, 1, 1))),
+    Row("model-batch-norm-training-batch-of-one-1x1", _tiny_input("batch", train=True),
+        "logits (1,2,1,1)", check=_equal((1, 2, 1, 1))),
     Row("model-250x333-image", _model_forward((1, 3, 250, 333), torch.float32),
         "logits (1,1,250,333): no 'sizes of tensors must match'",
         check=_equal((1, 1, 250, 333))),
