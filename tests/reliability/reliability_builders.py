@@ -9,17 +9,32 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pytest
+import torch
 from PIL import Image
 
 from catseg.visualize import VOC_PALETTE
 
 EXIF_ORIENTATION = 0x0112
+
+
+@pytest.fixture(autouse=True)
+def single_threaded_torch() -> Iterator[None]:
+    """Run torch on one thread (tiny models; a loaded 2-core CI box).
+
+    Imported by each reliability test module (a second leaf ``conftest.py`` beside
+    tests/models/conftest.py would clash when both folders are named on the command line).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def png_header_only(path: Path, width: int, height: int) -> Path:

@@ -27,6 +27,7 @@ from reliability_builders import (
     png_header_only,
     random_sample,
     save_palette_mask,
+    single_threaded_torch,  # noqa: F401  (autouse fixture)
     write_dist,
     write_labelme,
     write_voc,

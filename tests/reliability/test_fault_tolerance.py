@@ -20,7 +20,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reliability_builders import random_sample, tree_snapshot, write_voc
+from reliability_builders import (
+    random_sample,
+    single_threaded_torch,  # noqa: F401  (autouse fixture)
+    tree_snapshot,
+    write_voc,
+)
 from torch.utils.data import DataLoader
 
 from catseg.data import VOCSegmentationDataset

@@ -19,6 +19,7 @@ from PIL import Image
 from reliability_builders import (
     EXIF_ORIENTATION,
     random_sample,
+    single_threaded_torch,  # noqa: F401  (autouse fixture)
     tree_snapshot,
     write_labelme,
     write_voc,

@@ -24,6 +24,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reliability_builders import single_threaded_torch  # noqa: F401  (autouse fixture)
 
 from catseg.data import transforms as tfm
 from catseg.losses import DiceLoss, soft_dice
