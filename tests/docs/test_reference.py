@@ -185,3 +185,16 @@ def test_search_index_is_built(site: Path) -> None:
     assert "" in locations  # the home page
     assert any(loc.startswith("reference/") for loc in locations)
     assert any("DiceLoss" in doc.get("title", "") for doc in index["docs"])
+
+
+def test_no_sphinx_role_is_left_verbatim(site: Path) -> None:
+    """docs/griffe_sphinx_roles.py turns ``:class:`X``` in docstrings into links or code."""
+    role = re.compile(r":(?:class|func|meth|attr|mod|data|exc|obj):")
+    pages = [
+        str(p.relative_to(site))
+        for p in sorted((site / "reference").rglob("*.html"))
+        if role.search(p.read_text(encoding="utf-8"))
+    ]
+    assert pages == []
+    linked = html_page(site, "reference/models.md").read_text(encoding="utf-8")
+    assert 'href="#catseg.models.Encoder"' in linked or "#catseg.models.Encoder" in linked
