@@ -59,6 +59,12 @@ def default_device(device: str | torch.device) -> str | torch.device:
     return device
 
 
+def bind_device(device: torch.device) -> None:
+    """Make ``device`` this process's current CUDA device (nccl collectives use it)."""
+    if is_distributed() and device.type == "cuda":
+        torch.cuda.set_device(device)
+
+
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """Wrap ``model`` in DistributedDataParallel when distributed, else return it."""
     if not is_distributed():

@@ -215,6 +215,7 @@ def fit(
     """
     _check_args(epochs, grad_clip, scheduler_interval)
     dev = resolve_device(ddp.default_device(device))
+    ddp.bind_device(dev)
     dtype = resolve_precision(precision, dev)
     net = ddp.unwrap(model)
     if seed is not None:
