@@ -34,7 +34,7 @@ import argparse
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,8 +135,8 @@ class BudgetLoader(DataLoader[Any]):
     budget: TimeBudget
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        for batch in super().__iter__():
-            if self.budget.spent():
+        for step, batch in enumerate(super().__iter__()):
+            if step > 0 and self.budget.spent():  # an epoch has at least one batch
                 return
             self.budget.images += int(batch[0].shape[0])
             yield batch
@@ -202,11 +202,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true", help="20-second smoke run")
+    parser.add_argument("--size", type=int, default=None, help="override the input size")
+    parser.add_argument("--features", type=int, default=None, help="override init_features")
+    parser.add_argument("--depth", type=int, default=None, help="override the UNet depth")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     minutes = 1 / 3 if args.quick else args.minutes
     recipe = RECIPES[args.recipe]
+    overrides = {"image_size": args.size, "init_features": args.features, "depth": args.depth}
+    recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
 
     torch.manual_seed(args.seed)
     model = UNet(num_classes=1, init_features=recipe.init_features, depth=recipe.depth)
