@@ -21,13 +21,20 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from catseg.data._io import load_rgb, read_mask
+from catseg.data._samples import image_to_tensor, parse_image_size, resize_sample
 from catseg.errors import ConfigError, DataError, MissingFileError
 
-__all__ = ["IMAGE_SUFFIXES", "JointTransform", "VOCSegmentationDataset"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "JointTransform",
+    "VOCSegmentationDataset",
+    "image_to_tensor",
+    "parse_image_size",
+    "resize_sample",
+]
 
 #: File name endings (lower case) recognised as images in ``JPEGImages``.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -37,97 +44,6 @@ JointTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torc
 _MASK_DIRS = ("SegmentationClassPNG", "SegmentationClass")
 _INVALID = -1
 _SHOWN_IDS = 5
-
-
-def parse_image_size(
-    value: int | Sequence[int] | None, name: str = "image_size"
-) -> tuple[int, int] | None:
-    """Normalise an image size argument to ``(height, width)``.
-
-    Args:
-        value: ``None``, an int (square) or a ``(height, width)`` pair of positive ints.
-        name: Argument name used in the error message.
-
-    Returns:
-        ``None`` or ``(height, width)``.
-
-    Raises:
-        ConfigError: When the value is not a positive int or a pair of them.
-
-    Examples:
-        >>> parse_image_size(32), parse_image_size((24, 40)), parse_image_size(None)
-        ((32, 32), (24, 40), None)
-    """
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        pair: tuple[int, ...] = (value, value)
-    elif isinstance(value, Sequence):
-        pair = tuple(value)
-    else:
-        raise ConfigError(f"{name} must be an int or (height, width), got {value!r}")
-    if len(pair) != 2 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair
-    ):
-        raise ConfigError(
-            f"{name} must be an int or (height, width) of positive ints, got {value!r}"
-        )
-    return (pair[0], pair[1])
-
-
-def resize_sample(
-    image: Image.Image, mask: npt.NDArray[np.uint8], size: tuple[int, int] | None
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-    """Resize an RGB image (antialiased bilinear) and its mask (nearest) to ``size``.
-
-    Args:
-        image: RGB Pillow image.
-        mask: ``(H, W)`` uint8 label map.
-        size: Target ``(height, width)``; ``None`` keeps the sizes.
-
-    Returns:
-        ``(pixels (h, w, 3) uint8, mask (h, w) uint8)`` as new arrays.
-
-    Examples:
-        >>> import numpy as np
-        >>> from PIL import Image
-        >>> mask = np.array([[0, 0, 0, 0], [0, 1, 0, 0]], dtype=np.uint8)
-        >>> pixels, small = resize_sample(Image.new("RGB", (4, 2)), mask, (1, 2))
-        >>> pixels.shape, small.tolist()
-        ((1, 2, 3), [[1, 0]])
-    """
-    if size is not None:
-        height, width = size
-        if image.size != (width, height):
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-        if mask.shape != (height, width):
-            mask = np.array(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
-    return np.array(image, dtype=np.uint8), mask
-
-
-def image_to_tensor(
-    pixels: npt.NDArray[np.uint8], image_dtype: Literal["float32", "uint8"]
-) -> torch.Tensor:
-    """Turn ``(H, W, 3)`` uint8 pixels into a ``(3, H, W)`` tensor (float32 in [0, 1] or uint8).
-
-    Args:
-        pixels: ``(H, W, 3)`` uint8 array.
-        image_dtype: ``"float32"`` (divided by 255) or ``"uint8"``.
-
-    Returns:
-        A new contiguous ``(3, H, W)`` tensor that shares no memory with ``pixels``.
-
-    Examples:
-        >>> import numpy as np
-        >>> image_to_tensor(np.full((1, 1, 3), 255, dtype=np.uint8), "float32").flatten().tolist()
-        [1.0, 1.0, 1.0]
-    """
-    # Always a copy: for a 1-pixel-wide image the transpose is already contiguous, and a
-    # view would let an in-place transform write into the caller's (or the cache's) array.
-    image = torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C", copy=True))
-    if image_dtype == "float32":
-        return image.to(torch.float32).div_(255.0)
-    return image
 
 
 def _find_root(root: Path) -> Path:
@@ -219,8 +135,9 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     Raises:
         MissingFileError: When the root, image folder, mask folder or split file is
-            missing, or (with ``on_error="raise"``) split ids lack an image or a mask
-            (the first few ids are listed).
+            missing, ``split=None`` finds no image with a mask (e.g. masks saved as JPEG),
+            or (with ``on_error="raise"``) split ids lack an image or a mask (the first
+            few ids are listed).
         ConfigError: When an argument is invalid or a name in ``classes`` is unknown.
         DataError: On access, when a file is unreadable, an image and its mask differ
             in size (both files and sizes named), or a mask holds an id outside
@@ -274,6 +191,8 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self._skipped: list[str] = []
         if split is None:
             ids = sorted(set(images) & set(masks))
+            if not ids:
+                raise MissingFileError(self._nothing_matches(images, masks))
         else:
             ids = self._split_ids(split, images, masks)
         self.ids: list[str] = ids
@@ -291,6 +210,22 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 return self.root / name
         raise MissingFileError(
             f"{self.root} has no mask folder; expected SegmentationClassPNG/ or SegmentationClass/"
+        )
+
+    def _nothing_matches(self, images: dict[str, Path], masks: dict[str, Path]) -> str:
+        others = sorted(
+            {p.suffix.lower() for p in self.mask_dir.iterdir() if p.is_file()} - {".png", ""}
+        )
+        hint = (
+            f"; {self.mask_dir.name}/ holds {', '.join(others)} files, but masks must be PNG "
+            "(lossless) files named like their image"
+            if others
+            else "; masks must be PNG files named like their image (cat_1.jpg -> cat_1.png)"
+        )
+        return (
+            f"{self.root} has no image with a mask: {len(images)} image(s) in "
+            f"{self.image_dir.name}/, {len(masks)} PNG mask(s) in {self.mask_dir.name}/, "
+            f"none with matching names{hint}"
         )
 
     def _split_ids(self, split: str, images: dict[str, Path], masks: dict[str, Path]) -> list[str]:
