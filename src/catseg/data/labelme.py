@@ -61,7 +61,8 @@ from torch.utils.data import Dataset
 
 from catseg.data._io import load_rgb, to_rgb
 from catseg.data._labelme_shapes import IGNORE_LABEL, Labels, rasterise, read_labels
-from catseg.data.voc import JointTransform, image_to_tensor, parse_image_size, resize_sample
+from catseg.data._samples import image_to_tensor, parse_image_size, resize_sample
+from catseg.data.voc import JointTransform
 from catseg.errors import ConfigError, DataError, LabelmeError, MissingFileError
 
 __all__ = ["IGNORE_LABEL", "LabelmeDataset", "labelme_to_voc", "read_labelme", "read_labels"]

@@ -27,14 +27,7 @@ from catseg.data._io import load_rgb, read_mask
 from catseg.data._samples import image_to_tensor, parse_image_size, resize_sample
 from catseg.errors import ConfigError, DataError, MissingFileError
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "JointTransform",
-    "VOCSegmentationDataset",
-    "image_to_tensor",
-    "parse_image_size",
-    "resize_sample",
-]
+__all__ = ["IMAGE_SUFFIXES", "JointTransform", "VOCSegmentationDataset"]
 
 #: File name endings (lower case) recognised as images in ``JPEGImages``.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
