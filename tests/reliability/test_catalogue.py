@@ -162,6 +162,17 @@ def _mask_smaller_than_image(ctx: Ctx) -> Any:
     return VOCSegmentationDataset(root, image_size=8)[0]
 
 
+def _jpeg_masks(ctx: Ctx) -> Any:
+    # Masks saved as JPEG (lossy: class ids get smeared) are not masks; no pair matches.
+    root = ctx.tmp / "voc"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationClass").mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(root / "JPEGImages" / f"cat{i}.jpg")
+        Image.new("L", (8, 8)).save(root / "SegmentationClass" / f"cat{i}.jpg")
+    return VOCSegmentationDataset(root)
+
+
 def _rgb_mask(colours: list[tuple[int, int, int]]) -> Callable[[Ctx], Any]:
     def call(ctx: Ctx) -> Any:
         rgb = np.zeros((2, 3, 3), np.uint8)  # black = background
@@ -608,6 +619,8 @@ ROWS: list[Row] = [
     Row("data-mask-smaller-than-image", _mask_smaller_than_image,
         "DataError naming both files and sizes", DataError,
         r"image .*small\.png is 10x12 \(WxH\) but mask .*small\.png is 5x6"),
+    Row("data-masks-saved-as-jpeg", _jpeg_masks, "MissingFileError (not an empty dataset)",
+        MissingFileError, r"voc has no image with a mask: 3 image\(s\) .* holds \.jpg files"),
     Row("data-rgb-mask-known-colours", _rgb_mask([(128, 0, 0), (192, 128, 128), (224, 224, 192)]),
         "VOC colours decoded to ids 1, 15, 255", check=_equal([[1, 15, 255], [0, 0, 0]])),
     Row("data-rgb-mask-unknown-colours", _rgb_mask([(128, 0, 0), (1, 2, 3)]),
