@@ -28,8 +28,10 @@ Examples:
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +39,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from catseg.errors import ConfigError, DataError, MissingFileError
 
-__all__ = ["load_rgb", "open_image", "read_mask", "to_rgb"]
+__all__ = ["decode_image_bytes", "load_rgb", "open_image", "read_mask", "to_rgb"]
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 # EXIF orientations 5-8 rotate by 90 degrees: stored width/height are swapped.
@@ -122,17 +124,25 @@ def _open_checked(
 ) -> tuple[Image.Image, tuple[int, int]]:
     """Decode ``path`` (failures → DataError); also return the full upright (height, width)."""
     _check_file(path)
+    with path.open("rb") as handle:
+        return _decode(handle, str(path), draft_size)
+
+
+def _decode(
+    stream: BinaryIO, name: str, draft_size: tuple[int, int] | None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode an open binary stream; errors are DataErrors whose message starts with ``name``."""
     try:
         # Pillow's guard warns above MAX_IMAGE_PIXELS and raises above twice that. The
         # warning may surface as an exception (warnings filtered to "error"); otherwise
         # the size check below refuses the file before decoding. No global warning
         # filter is touched, so this is safe to call from several threads.
-        with path.open("rb") as handle, Image.open(handle) as opened:
+        with Image.open(stream) as opened:
             stored_width, stored_height = opened.size
             limit = Image.MAX_IMAGE_PIXELS
             if limit is not None and stored_width * stored_height > limit:
                 raise DataError(
-                    f"{path} is refused by Pillow's decompression-bomb guard "
+                    f"{name} is refused by Pillow's decompression-bomb guard "
                     f"({stored_width}x{stored_height} = {stored_width * stored_height} pixels "
                     f"> PIL.Image.MAX_IMAGE_PIXELS = {limit}); raise that limit yourself if "
                     "the file is trusted"
@@ -149,15 +159,48 @@ def _open_checked(
             return decoded, (int(full_size[0]), int(full_size[1]))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DataError(
-            f"{path} is refused by Pillow's decompression-bomb guard ({err}); "
+            f"{name} is refused by Pillow's decompression-bomb guard ({err}); "
             "raise PIL.Image.MAX_IMAGE_PIXELS yourself if the file is trusted"
         ) from err
     except DataError:
         raise
     except UnidentifiedImageError as err:
-        raise DataError(f"{path} is not an image file Pillow can read") from err
+        raise DataError(f"{name} is not an image file Pillow can read") from err
     except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise DataError(f"{path} is truncated or corrupt: {err}") from err
+        raise DataError(f"{name} is truncated or corrupt: {err}") from err
+
+
+def decode_image_bytes(data: bytes, name: str) -> Image.Image:
+    """Decode an image held in memory (e.g. labelme's ``imageData``) as upright RGB.
+
+    The same rules and guards as :func:`open_image` apply, decompression bombs included.
+
+    Args:
+        data: The encoded image (PNG, JPEG, ...).
+        name: What to call the data in error messages, e.g. ``"a.json: imageData"``.
+
+    Returns:
+        A new RGB image with the EXIF orientation applied.
+
+    Raises:
+        DataError: When the bytes are empty, not an image, truncated, too large for the
+            decompression-bomb guard, or of an unconvertible mode (``name`` is named).
+
+    Examples:
+        >>> import io
+        >>> from PIL import Image
+        >>> buffer = io.BytesIO()
+        >>> Image.new("L", (3, 2), 9).save(buffer, format="PNG")
+        >>> decode_image_bytes(buffer.getvalue(), "inline").getpixel((0, 0))
+        (9, 9, 9)
+    """
+    if not data:
+        raise DataError(f"{name} is empty (0 bytes); expected an image")
+    image, _ = _decode(io.BytesIO(data), name, None)
+    try:
+        return to_rgb(image)
+    except DataError as err:
+        raise DataError(f"{name}: {err}") from err
 
 
 def open_image(

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import os
 import random
@@ -56,10 +55,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
-from catseg.data._io import load_rgb, to_rgb
+from catseg.data._io import decode_image_bytes, load_rgb
 from catseg.data._labelme_shapes import IGNORE_LABEL, Labels, rasterise, read_labels
 from catseg.data._samples import image_to_tensor, parse_image_size, resize_sample
 from catseg.data.voc import JointTransform
@@ -73,11 +72,12 @@ def _load_image(doc: dict[str, Any], path: Path) -> Image.Image:
     if data:
         try:
             raw = base64.b64decode(data, validate=False)
-            with Image.open(io.BytesIO(raw)) as opened:
-                opened.load()
-                return to_rgb(opened)
-        except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as err:
+        except (binascii.Error, TypeError, ValueError) as err:
             raise LabelmeError(f"{path}: imageData is not a readable base64 image") from err
+        try:
+            return decode_image_bytes(raw, f"{path}: imageData")
+        except DataError as err:
+            raise LabelmeError(str(err)) from err
     image_path = doc.get("imagePath")
     if not isinstance(image_path, str) or not image_path:
         raise LabelmeError(f"{path} has neither imageData nor imagePath; cannot find the image")
@@ -118,7 +118,9 @@ def read_labelme(
         MissingFileError: When the JSON, the labels file or the image is missing.
         LabelmeError: When the JSON is malformed, a label is not in ``labels`` (label and
             file named), a shape has the wrong number of points or an unknown type
-            (shape index and file named), or there is neither imageData nor imagePath.
+            (shape index and file named), there is neither imageData nor imagePath, or
+            imageData is not a readable image (corrupt, or refused by the
+            decompression-bomb guard).
         DataError: When the image file is unreadable.
         ConfigError: When ``labels`` is malformed.
 
