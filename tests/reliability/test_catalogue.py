@@ -12,6 +12,7 @@ catch it), and so does a silent wrong answer (the check compares values).
 
 from __future__ import annotations
 
+import base64
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -313,6 +314,13 @@ def _labelme_with_bom(ctx: Ctx) -> Any:
     labels = ctx.tmp / "labels.txt"
     labels.write_bytes("\ufeff__ignore__\n_background_\ncat\n".encode())
     return read_labelme(path, labels)[1][:4, :5].tolist()
+
+
+def _labelme_bomb(ctx: Ctx) -> Any:
+    # A decompression bomb inlined as base64 imageData (used to escape as a bare PIL error).
+    raw = png_header_only(ctx.tmp / "bomb.png", 50_000, 50_000).read_bytes()
+    path = write_labelme(ctx.tmp / "annotations", [], imageData=base64.b64encode(raw).decode())
+    return read_labelme(path, LABELS)
 
 
 OUTSIDE = [[5, 3], [100, 3], [100, 100], [5, 100]]  # a quarter reaches far past the image
@@ -663,6 +671,9 @@ ROWS: list[Row] = [
     Row("labelme-no-imagePath-no-imageData", _labelme([], imagePath=None, imageData=None),
         "LabelmeError naming the file", LabelmeError,
         r"a\.json has neither imageData nor imagePath"),
+    Row("labelme-decompression-bomb-in-imageData", _labelme_bomb,
+        "LabelmeError naming the file", LabelmeError,
+        r"a\.json: imageData is refused by .*decompression-bomb guard"),
     Row("labelme-json-and-labels-with-utf8-bom", _labelme_with_bom, "read as plain UTF-8",
         check=_equal([[0] * 5, [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0] * 5])),
     Row("labelme-points-outside-image",
