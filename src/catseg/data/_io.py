@@ -39,7 +39,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from catseg.errors import ConfigError, DataError, MissingFileError
 
-__all__ = ["decode_image_bytes", "load_rgb", "open_image", "read_mask", "to_rgb"]
+__all__ = ["decode_bytes", "decode_image_bytes", "load_rgb", "open_image", "read_mask", "to_rgb"]
 
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 # EXIF orientations 5-8 rotate by 90 degrees: stored width/height are swapped.
@@ -170,6 +170,33 @@ def _decode(
         raise DataError(f"{name} is truncated or corrupt: {err}") from err
 
 
+def decode_bytes(data: bytes, name: str) -> Image.Image:
+    """Decode an image held in memory in its stored mode (e.g. a labelme mask bitmap).
+
+    Args:
+        data: The encoded image.
+        name: What to call the data in error messages.
+
+    Returns:
+        A new, fully loaded image in the mode it was stored in (no conversion, no EXIF).
+
+    Raises:
+        DataError: When the bytes are empty, not an image, truncated or too large for
+            the decompression-bomb guard (``name`` is named).
+
+    Examples:
+        >>> import io
+        >>> from PIL import Image
+        >>> buffer = io.BytesIO()
+        >>> Image.new("1", (3, 2), 1).save(buffer, format="PNG")
+        >>> decode_bytes(buffer.getvalue(), "bitmap").mode
+        '1'
+    """
+    if not data:
+        raise DataError(f"{name} is empty (0 bytes); expected an image")
+    return _decode(io.BytesIO(data), name, None)[0]
+
+
 def decode_image_bytes(data: bytes, name: str) -> Image.Image:
     """Decode an image held in memory (e.g. labelme's ``imageData``) as upright RGB.
 
@@ -194,9 +221,7 @@ def decode_image_bytes(data: bytes, name: str) -> Image.Image:
         >>> decode_image_bytes(buffer.getvalue(), "inline").getpixel((0, 0))
         (9, 9, 9)
     """
-    if not data:
-        raise DataError(f"{name} is empty (0 bytes); expected an image")
-    image, _ = _decode(io.BytesIO(data), name, None)
+    image = decode_bytes(data, name)
     try:
         return to_rgb(image)
     except DataError as err:

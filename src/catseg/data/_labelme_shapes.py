@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -13,9 +12,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
-from catseg.errors import ConfigError, LabelmeError, MissingFileError
+from catseg.data._io import decode_bytes
+from catseg.errors import ConfigError, DataError, LabelmeError, MissingFileError
 
 __all__ = ["IGNORE_LABEL", "Labels", "rasterise", "read_labels"]
 
@@ -112,11 +112,13 @@ def _decode_bitmap(shape: dict[str, Any], index: int, path: Path) -> npt.NDArray
     if not isinstance(data, str):
         raise LabelmeError(f"{path}: shape {index} (mask) has no base64 'mask' bitmap")
     try:
-        with Image.open(io.BytesIO(base64.b64decode(data, validate=False))) as bitmap:
-            bitmap.load()
-            array = np.asarray(bitmap)
-    except (binascii.Error, UnidentifiedImageError, OSError, ValueError) as err:
+        raw = base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError) as err:
         raise LabelmeError(f"{path}: shape {index} (mask) has an unreadable bitmap") from err
+    try:
+        array = np.asarray(decode_bytes(raw, f"{path}: shape {index} (mask) bitmap"))
+    except DataError as err:
+        raise LabelmeError(f"{err} (an unreadable bitmap)") from err
     inside: npt.NDArray[np.bool_] = np.asarray(array != 0, dtype=np.bool_)
     if inside.ndim == 3:
         inside = np.asarray(inside.any(axis=2), dtype=np.bool_)
