@@ -323,6 +323,17 @@ def _labelme_bomb(ctx: Ctx) -> Any:
     return read_labelme(path, LABELS)
 
 
+def _labelme_mask_shape_bomb(ctx: Ctx) -> Any:
+    raw = png_header_only(ctx.tmp / "bomb.png", 50_000, 50_000).read_bytes()
+    shape = {
+        "label": "cat",
+        "shape_type": "mask",
+        "points": [[0, 0], [3, 3]],
+        "mask": base64.b64encode(raw).decode(),
+    }
+    return read_labelme(write_labelme(ctx.tmp / "annotations", [shape]), LABELS)
+
+
 OUTSIDE = [[5, 3], [100, 3], [100, 100], [5, 100]]  # a quarter reaches far past the image
 OUTSIDE_MASK = [[0] * 8] * 3 + [[0, 0, 0, 0, 0, 1, 1, 1]] * 3
 
@@ -674,6 +685,9 @@ ROWS: list[Row] = [
     Row("labelme-decompression-bomb-in-imageData", _labelme_bomb,
         "LabelmeError naming the file", LabelmeError,
         r"a\.json: imageData is refused by .*decompression-bomb guard"),
+    Row("labelme-decompression-bomb-in-mask-shape", _labelme_mask_shape_bomb,
+        "LabelmeError naming file and shape", LabelmeError,
+        r"a\.json: shape 0 \(mask\) bitmap is refused by .*decompression-bomb guard"),
     Row("labelme-json-and-labels-with-utf8-bom", _labelme_with_bom, "read as plain UTF-8",
         check=_equal([[0] * 5, [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0] * 5])),
     Row("labelme-points-outside-image",
