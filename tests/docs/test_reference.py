@@ -198,3 +198,21 @@ def test_no_sphinx_role_is_left_verbatim(site: Path) -> None:
     assert pages == []
     linked = html_page(site, "reference/models.md").read_text(encoding="utf-8")
     assert 'href="#catseg.models.Encoder"' in linked or "#catseg.models.Encoder" in linked
+
+
+def test_every_internal_link_and_image_of_the_site_resolves(site: Path) -> None:
+    """What a browser follows: href/src of every page point at files that exist."""
+    attr = re.compile(r'\b(?:href|src)="([^"#?]*)(?:[#?][^"]*)?"')
+    broken = set()
+    for page in site.rglob("*.html"):
+        if page.name == "404.html":
+            continue  # served from any depth, so its links are absolute
+        for target in attr.findall(page.read_text(encoding="utf-8")):
+            if not target or re.match(r"^(?:[a-z]+:|//)", target):
+                continue  # same-page anchor, external or data: URL
+            path = (page.parent / target).resolve()
+            if path.is_dir():
+                path = path / "index.html"
+            if not path.is_file():
+                broken.add(f"{page.relative_to(site)} -> {target}")
+    assert sorted(broken) == []
