@@ -72,7 +72,7 @@ class Segmenter(Pipeline):
         tta: Average the probabilities of the image and its horizontal mirror.
         tile: ``(size, overlap)`` to run on overlapping ``size × size`` tiles blended
             with linear weight ramps over the overlap, which bounds memory for very
-            large images (e.g. ``(512, 64)``); ``None`` runs the whole image at once.
+            large images (e.g. ``(1024, 256)``); ``None`` runs the whole image at once.
         postprocess: Optional callable on the class probabilities ``(K, H, W)`` at the
             original size, returning probabilities of the same shape (e.g. smoothing).
         channels_last: Run convolutions in channels-last memory format.
