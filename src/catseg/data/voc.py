@@ -14,7 +14,7 @@ Examples:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -63,12 +63,17 @@ def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     return found
 
 
-def _read_split(path: Path) -> list[str]:
+def _read_split(path: Path, known: Container[str]) -> list[str]:
+    """Ids of a split file, one per line.
+
+    A whole line is the id when it names a known image (ids may hold spaces, as in
+    ``labelme_to_voc`` output), else its first field (VOC's ``<id> <flag>`` lines).
+    """
     ids: list[str] = []
     for line in path.read_text(encoding="utf-8-sig").splitlines():
-        fields = line.split()
-        if fields:
-            ids.append(fields[0])
+        whole = line.strip()
+        if whole:
+            ids.append(whole if whole in known else whole.split()[0])
     return ids
 
 
@@ -229,7 +234,7 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             raise MissingFileError(
                 f"split file not found: {split_file} (available splits: {available or 'none'})"
             )
-        ids = _read_split(split_file)
+        ids = _read_split(split_file, images)
         missing_image = [i for i in ids if i not in images]
         missing_mask = [i for i in ids if i in images and i not in masks]
         if self.on_error == "raise":
