@@ -35,7 +35,7 @@ from reliability_builders import (
 )
 
 from catseg.checkpoint import load_checkpoint, save_checkpoint
-from catseg.data import VOCSegmentationDataset, read_labelme
+from catseg.data import VOCSegmentationDataset, labelme_to_voc, read_labelme
 from catseg.data import transforms as tfm
 from catseg.data._io import open_image, read_mask
 from catseg.errors import (
@@ -265,6 +265,19 @@ def _unicode_dataset(ctx: Ctx) -> Any:
     got_image, got_mask = dataset[0]
     assert torch.equal(got_mask, torch.from_numpy(mask).long())
     assert torch.equal((got_image * 255).round().byte().permute(1, 2, 0), torch.from_numpy(image))
+    return dataset.ids
+
+
+def _labelme_round_trip_with_spaces(ctx: Ctx) -> Any:
+    source = ctx.tmp / "mes annotations"
+    for stem in ("my cat 1", "chat été", "plain"):
+        path = write_labelme(
+            source, [{"label": "cat", "points": [[0, 0], [1, 1]], "shape_type": "rectangle"}]
+        )
+        path.rename(source / f"{stem}.json")
+    out = labelme_to_voc(source, ctx.tmp / "voc été", LABELS, val_fraction=0.0)
+    dataset = VOCSegmentationDataset(out, "trainval")
+    assert all(int(dataset[i][1].sum()) == 4 for i in range(len(dataset)))
     return dataset.ids
 
 
@@ -660,6 +673,8 @@ ROWS: list[Row] = [
         check=_equal(((3, 3, 7), (3, 7)))),
     Row("data-unicode-and-space-path", _unicode_dataset, "loads, exact values",
         check=_equal(["猫 photo 1"])),
+    Row("data-labelme-to-voc-ids-with-spaces", _labelme_round_trip_with_spaces,
+        "split files keep whole ids", check=_equal(["chat été", "my cat 1", "plain"])),
     Row("data-unicode-path-missing", _unicode_missing, "MissingFileError naming the path",
         MissingFileError, r"file not found: .*données chats/猫 absent\.jpg"),
     Row("data-float32-tiff", _float_tiff, "DataError naming mode and range (not black)",
