@@ -25,7 +25,7 @@ from reliability_builders import (
     write_voc,
 )
 
-from catseg.data import VOCSegmentationDataset, labelme_to_voc
+from catseg.data import VOCSegmentationDataset, labelme_to_voc, make_synthetic_voc
 from catseg.data import transforms as tfm
 from catseg.data._io import to_rgb
 from catseg.errors import DataError
@@ -281,3 +281,15 @@ def test_labelme_to_voc_leaves_its_source_folder_unchanged(tmp_path: Path) -> No
     out = labelme_to_voc(source, tmp_path / "voc", ["_background_", "cat"])
     assert tree_snapshot(source) == before
     assert VOCSegmentationDataset(out)[0][1].sum() == 12  # the 4x3 rectangle is class 1
+
+
+def test_make_synthetic_voc_refuses_a_non_empty_folder_and_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "JPEGImages" / "synth_0000.jpg").write_bytes(b"my own photo")
+    before = tree_snapshot(tmp_path)
+    with pytest.raises(DataError, match=r"data exists and is not an empty folder; refusing"):
+        make_synthetic_voc(root, n=4, size=16)
+    assert tree_snapshot(tmp_path) == before
