@@ -69,6 +69,7 @@ class Recipe:
     weight_decay: float
     one_cycle: bool
     augment: bool
+    crop_scale: tuple[float, float]
     loss: Literal["dice", "bce+dice"]
     precision: Literal["auto", "fp32"]
     channels_last: bool
@@ -78,13 +79,13 @@ class Recipe:
 RECIPES = {
     "tutorial": Recipe(
         image_size=256, init_features=32, depth=4, batch_size=16, optimizer="adam", lr=1e-4,
-        weight_decay=0.0, one_cycle=False, augment=False, loss="dice", precision="fp32",
-        channels_last=False, num_workers=0,
+        weight_decay=0.0, one_cycle=False, augment=False, crop_scale=(1.0, 1.0), loss="dice",
+        precision="fp32", channels_last=False, num_workers=0,
     ),
     "catseg": Recipe(
         image_size=160, init_features=16, depth=4, batch_size=16, optimizer="adamw", lr=3e-3,
-        weight_decay=1e-4, one_cycle=True, augment=True, loss="bce+dice", precision="auto",
-        channels_last=True, num_workers=1,
+        weight_decay=1e-4, one_cycle=True, augment=True, crop_scale=(0.3, 1.0),
+        loss="bce+dice", precision="auto", channels_last=True, num_workers=1,
     ),
 }  # fmt: skip
 
@@ -148,7 +149,7 @@ def build_loader(data: Path, recipe: Recipe, budget: TimeBudget, seed: int) -> B
         # cache the photos at their own size; crops and flips are drawn per sample
         transforms = Compose(
             [
-                RandomResizedCrop(size, scale=(0.3, 1.0), ratio=(0.6, 1.67), seed=seed),
+                RandomResizedCrop(size, scale=recipe.crop_scale, ratio=(0.6, 1.67), seed=seed),
                 RandomHorizontalFlip(seed=seed + 1),
             ]
         )
@@ -205,12 +206,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="override the input size")
     parser.add_argument("--features", type=int, default=None, help="override init_features")
     parser.add_argument("--depth", type=int, default=None, help="override the UNet depth")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the batch size")
+    parser.add_argument("--min-scale", type=float, default=None, help="override the crop scale")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     minutes = 1 / 3 if args.quick else args.minutes
     recipe = RECIPES[args.recipe]
-    overrides = {"image_size": args.size, "init_features": args.features, "depth": args.depth}
+    overrides = {
+        "image_size": args.size,
+        "init_features": args.features,
+        "depth": args.depth,
+        "batch_size": args.batch_size,
+        "crop_scale": None if args.min_scale is None else (args.min_scale, 1.0),
+    }
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
 
     torch.manual_seed(args.seed)
