@@ -16,6 +16,12 @@ __version__ = "0.1.0"
 
 # --- errors -----------------------------------------------------------------
 # --- data -------------------------------------------------------------------
+# --- checkpoint -------------------------------------------------------------
+from catseg.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from catseg.data import (
     LabelmeDataset,
     VOCSegmentationDataset,
@@ -37,9 +43,6 @@ from catseg.errors import (
     ShapeError,
 )
 
-# --- visualize --------------------------------------------------------------
-# --- checkpoint -------------------------------------------------------------
-# --- predict ----------------------------------------------------------------
 # --- training ---------------------------------------------------------------
 # --- export -----------------------------------------------------------------
 from catseg.export import (
@@ -72,6 +75,21 @@ from catseg.models import (
     list_encoders,
     register_encoder,
     validate_encoder,
+)
+
+# --- predict ----------------------------------------------------------------
+from catseg.predict import (
+    Prediction,
+    Segmenter,
+)
+
+# --- visualize --------------------------------------------------------------
+from catseg.visualize import (
+    BINARY_PALETTE,
+    VOC_PALETTE,
+    colorize,
+    get_palette,
+    overlay,
 )
 
 __all__ = [
@@ -114,8 +132,18 @@ __all__ = [
     "labelme_to_voc",
     "make_synthetic_voc",
     # visualize
+    "VOC_PALETTE",
+    "BINARY_PALETTE",
+    "get_palette",
+    "colorize",
+    "overlay",
     # checkpoint
+    "save_checkpoint",
+    "load_checkpoint",
+    "Checkpoint",
     # predict
+    "Segmenter",
+    "Prediction",
     # training
     # export
     "to_onnx",
