@@ -195,7 +195,7 @@ def train_model(
     AdamW with a cosine decay laid over the time budget; Dice loss; the fast path.
     """
     torch.manual_seed(seed)
-    augment = Compose([RandomResizedCrop(size, scale=(0.6, 1.0)), RandomHorizontalFlip()])
+    augment = Compose([RandomResizedCrop(size, scale=(0.5, 1.0)), RandomHorizontalFlip()])
     train = VOCSegmentationDataset(
         root, "train", image_size=size, transforms=augment, cache=True, image_dtype="uint8"
     )
@@ -492,7 +492,7 @@ def main() -> None:
     parser.add_argument(
         "--train-minutes", type=float, default=5.0, help="training budget without --checkpoint"
     )
-    parser.add_argument("--train-size", type=int, default=160, help="training size (square)")
+    parser.add_argument("--train-size", type=int, default=128, help="training size (square)")
     parser.add_argument("--quickstart-seconds", type=float, default=60.0)
     parser.add_argument("--benchmarks", type=Path, default=HERE / "benchmarks.md")
     parser.add_argument("--only", nargs="+", choices=FIGURES, default=list(FIGURES))
