@@ -43,7 +43,6 @@ from catseg.errors import (
     ShapeError,
 )
 
-# --- training ---------------------------------------------------------------
 # --- export -----------------------------------------------------------------
 from catseg.export import (
     to_onnx,
@@ -81,6 +80,16 @@ from catseg.models import (
 from catseg.predict import (
     Prediction,
     Segmenter,
+)
+
+# --- training ---------------------------------------------------------------
+from catseg.training import (
+    CheckpointMeta,
+    EpochRecord,
+    History,
+    evaluate,
+    fit,
+    train_one_epoch,
 )
 
 # --- visualize --------------------------------------------------------------
@@ -145,6 +154,12 @@ __all__ = [
     "Segmenter",
     "Prediction",
     # training
+    "fit",
+    "train_one_epoch",
+    "evaluate",
+    "History",
+    "EpochRecord",
+    "CheckpointMeta",
     # export
     "to_onnx",
 ]
