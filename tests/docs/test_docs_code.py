@@ -40,7 +40,11 @@ def python_blocks(text: str) -> list[str]:
     return blocks
 
 
-PAGES = sorted(p for p in DOCS.rglob("*.md") if python_blocks(p.read_text(encoding="utf-8")))
+PAGES = sorted(
+    p
+    for p in [*DOCS.rglob("*.md"), REPO_ROOT / "README.md"]
+    if python_blocks(p.read_text(encoding="utf-8"))
+)
 
 
 def test_fence_parser_finds_blocks_and_honours_skip() -> None:
@@ -51,7 +55,7 @@ def test_fence_parser_finds_blocks_and_honours_skip() -> None:
     assert python_blocks(text) == ["x = 1"]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO_ROOT)) for p in PAGES])
 def test_docs_page_code_runs(
     page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
 ) -> None:
