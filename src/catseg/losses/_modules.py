@@ -76,6 +76,21 @@ class SoftDice(nn.Module):
 
         Returns:
             The scalar coefficient.
+
+        Raises:
+            ConfigError: If ``class_weights`` has the wrong length for ``input``.
+            ShapeError: If ``input`` is not 4-D or has the wrong channel count for ``mode``.
+            ShapeError: If ``target`` does not match the batch and spatial shape of ``input``.
+            DTypeError: If ``input`` is not floating point.
+            DTypeError: If ``target`` is neither integer nor (binary mode) float.
+            DataError: If ``target`` holds a label outside the classes other than ``ignore_index``.
+            DataError: If a float ``target`` holds values other than 0 and 1.
+            DataError: If ``from_logits=False`` and ``input`` lies outside ``[0, 1]``.
+
+        Shape:
+            - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
+            - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
+            - output: ``()``.
         """
         return soft_dice(
             input,
@@ -145,5 +160,20 @@ class DiceLoss(SoftDice):
 
         Returns:
             The scalar loss ``1 - coefficient``.
+
+        Raises:
+            ConfigError: If ``class_weights`` has the wrong length for ``input``.
+            ShapeError: If ``input`` is not 4-D or has the wrong channel count for ``mode``.
+            ShapeError: If ``target`` does not match the batch and spatial shape of ``input``.
+            DTypeError: If ``input`` is not floating point.
+            DTypeError: If ``target`` is neither integer nor (binary mode) float.
+            DataError: If ``target`` holds a label outside the classes other than ``ignore_index``.
+            DataError: If a float ``target`` holds values other than 0 and 1.
+            DataError: If ``from_logits=False`` and ``input`` lies outside ``[0, 1]``.
+
+        Shape:
+            - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
+            - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
+            - output: ``()``.
         """
         return 1.0 - super().forward(input, target)

@@ -257,8 +257,14 @@ class UNet(nn.Module):
             Logits ``(N, num_classes, H, W)`` (a view, cropped back to ``H × W``).
 
         Raises:
-            ShapeError: If ``x`` is not 4-D, has the wrong channel count, or is empty.
+            ShapeError: If ``x`` is not 4-D.
+            ShapeError: If ``x`` does not have ``in_channels`` channels.
+            ShapeError: If ``x`` is empty (a zero batch, height or width).
             DTypeError: If ``x`` is not a floating-point tensor.
+
+        Shape:
+            - x: ``(N, in_channels, H, W)``, any ``H, W >= 1``.
+            - output: ``(N, num_classes, H, W)``.
         """
         self._check_input(x)
         height, width = x.shape[-2], x.shape[-1]

@@ -62,7 +62,19 @@ class Encoder(Protocol):
         ...
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """Return the feature maps, shallow → deep."""
+        """Return the feature maps, shallow → deep.
+
+        Args:
+            x: Float batch whose height and width are multiples of ``reductions[-1]``
+                (the UNet pads its input to guarantee it).
+
+        Returns:
+            One map per entry of ``out_channels``, shallow → deep.
+
+        Shape:
+            - x: ``(N, C, H, W)``.
+            - output ``i``: ``(N, out_channels[i], H / reductions[i], W / reductions[i])``.
+        """
         ...
 
 
@@ -77,7 +89,16 @@ class EncoderFactory(Protocol):
     """
 
     def __call__(self, *, in_channels: int = 3, pretrained: bool = False) -> Encoder:
-        """Build the encoder for ``in_channels`` input channels."""
+        """Build the encoder for ``in_channels`` input channels.
+
+        Args:
+            in_channels: Channels of the images the encoder will receive.
+            pretrained: Load pretrained weights; a factory without weights raises
+                :class:`~catseg.errors.EncoderError` (catseg never downloads).
+
+        Returns:
+            A new encoder following the :class:`Encoder` protocol.
+        """
         ...
 
 
