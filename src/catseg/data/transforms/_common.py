@@ -12,6 +12,7 @@ from catseg.errors import ConfigError, DTypeError, ShapeError
 __all__ = ["Compose", "Pair"]
 
 Pair = tuple[torch.Tensor, torch.Tensor]
+"""One sample as joint transforms take and return it: ``(image (C, H, W), mask (H, W))``."""
 
 
 def _check_pair(image: torch.Tensor, mask: torch.Tensor) -> None:
