@@ -265,6 +265,16 @@ def _field(data: Mapping[str, Any], key: str, kinds: tuple[type, ...], path: Pat
     return value
 
 
+def _numbers(data: Mapping[str, Any], key: str, path: Path) -> tuple[float, ...]:
+    values = _field(data, key, (list, tuple), path)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise CheckpointError(
+            f"{path} is a corrupt catseg checkpoint: field {key!r} is {list(values)!r}, "
+            "expected a list of numbers"
+        )
+    return tuple(float(v) for v in values)
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, map_location: str | torch.device | None = None
 ) -> Checkpoint:
@@ -317,8 +327,17 @@ def load_checkpoint(
         raise CheckpointError(
             f"{file} is a corrupt catseg checkpoint: state_dict holds non-tensors"
         )
+    if not all(isinstance(k, str) for k in state):
+        keys = [k for k in state if not isinstance(k, str)][:3]
+        raise CheckpointError(
+            f"{file} is a corrupt catseg checkpoint: state_dict has non-string keys {keys!r}"
+        )
     size = data.get("image_size")
-    if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2):
+    if size is not None and not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+    ):
         raise CheckpointError(f"{file} is a corrupt catseg checkpoint: image_size is {size!r}")
     training = data.get("training_state")
     return Checkpoint(
@@ -326,8 +345,8 @@ def load_checkpoint(
         state_dict=dict(state),
         classes=[str(c) for c in _field(data, "classes", (list, tuple), file)],
         image_size=(int(size[0]), int(size[1])) if size is not None else None,
-        mean=tuple(float(v) for v in _field(data, "mean", (list, tuple), file)),
-        std=tuple(float(v) for v in _field(data, "std", (list, tuple), file)),
+        mean=_numbers(data, "mean", file),
+        std=_numbers(data, "std", file),
         extra=dict(_field(data, "extra", (dict,), file)),
         training_state=dict(training) if isinstance(training, Mapping) else None,
         format_version=version,
