@@ -13,7 +13,7 @@ from torch import nn
 
 from catseg._runtime import Precision, resolve_device, resolve_precision
 from catseg.checkpoint import load_checkpoint
-from catseg.errors import ConfigError
+from catseg.errors import CheckpointError, ConfigError
 from catseg.predict._inputs import ImageInput
 from catseg.predict._pipeline import Pipeline, Postprocess
 from catseg.predict._prediction import Prediction
@@ -210,8 +210,12 @@ class Segmenter(Pipeline):
             True
         """
         ckpt = load_checkpoint(path, map_location="cpu")
+        try:
+            model = ckpt.build_model()
+        except CheckpointError as err:
+            raise CheckpointError(f"{os.fspath(path)}: {err}") from err
         return cls(
-            ckpt.build_model(),
+            model,
             classes=ckpt.classes,
             image_size=ckpt.image_size if image_size is KEEP else image_size,
             mean=ckpt.mean,
