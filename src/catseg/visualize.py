@@ -33,7 +33,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
-from catseg.errors import ConfigError, DTypeError, ShapeError
+from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
 
 __all__ = [
     "BINARY_PALETTE",
@@ -208,7 +208,16 @@ def _image_to_uint8_rgb(image: npt.ArrayLike | torch.Tensor | Image.Image) -> np
         if tensor.dtype == torch.uint8:
             array = tensor.permute(1, 2, 0).numpy()
         elif tensor.is_floating_point():
-            scaled = (tensor.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+            values = tensor.float()
+            if values.numel() and not bool(torch.isfinite(values).all()):
+                raise NonFiniteError("the image tensor contains NaN or infinite values")
+            if values.numel() and (float(values.min()) < 0.0 or float(values.max()) > 1.0):
+                raise DataError(
+                    "a float image tensor must hold values in [0, 1], got "
+                    f"{float(values.min()):g}..{float(values.max()):g}; pass 0..255 images "
+                    "as uint8"
+                )
+            scaled = (values * 255.0).round().to(torch.uint8)
             array = scaled.permute(1, 2, 0).numpy()
         else:
             raise DTypeError(f"an image tensor must be uint8 or float, got {tensor.dtype}")
@@ -264,6 +273,9 @@ def overlay(
         DTypeError: If the image array is not uint8 or the mask does not hold integers.
         ConfigError: If ``alpha`` is outside [0, 1], a label has no palette colour or the
             palette is malformed.
+        DataError: If a float image tensor holds values outside [0, 1] (pass 0..255
+            images as uint8).
+        NonFiniteError: If a float image tensor holds NaN or infinity.
 
     Shape:
         - image: ``(H, W, C)`` array, ``(C, H, W)`` tensor or a ``W × H`` PIL image.
