@@ -21,6 +21,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
@@ -157,6 +158,15 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList(stages)
         self.head = nn.Conv2d(previous, num_classes, 1)
         self._fused = False
+        self._spatial_norm = any(
+            isinstance(m, (nn.GroupNorm, nn.InstanceNorm2d)) for m in self.modules()
+        )
+        self._batch_norm = any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules()
+        )
+
+    def _single_pixel_fails(self, batch: int) -> bool:
+        return self._spatial_norm or (self._batch_norm and self.training and batch == 1)
 
     def _stage(self, in_ch: int, skip: int, out: int, factor: int) -> DecoderStage:
         cfg = self.config
@@ -246,9 +256,25 @@ class UNet(nn.Module):
                 f"UNet expects a floating-point input, got {x.dtype}; convert uint8 images "
                 "with x.float() / 255"
             )
+        weight = next(self.parameters(), None)
+        if (
+            weight is not None
+            and x.dtype != weight.dtype
+            and not torch.is_autocast_enabled(x.device.type)
+        ):
+            raise DTypeError(
+                f"UNet got a {x.dtype} input but its parameters are {weight.dtype}; convert "
+                f"the input with x.to({weight.dtype}) (or the model with model.to({x.dtype})), "
+                "or run it under torch.autocast"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         """Return logits of the same height and width as ``x``.
+
+        When the padded input would leave a single pixel at the deepest level and the
+        model normalises over space (GroupNorm, InstanceNorm, or BatchNorm in training on
+        a batch of one image), the width is padded by one more stride, so that tiny inputs
+        such as 1 × 1 work too.
 
         Args:
             x: Float batch ``(N, in_channels, H, W)``, any ``H, W >= 1``.
@@ -261,6 +287,8 @@ class UNet(nn.Module):
             ShapeError: If ``x`` does not have ``in_channels`` channels.
             ShapeError: If ``x`` is empty (a zero batch, height or width).
             DTypeError: If ``x`` is not a floating-point tensor.
+            DTypeError: If, outside autocast, ``x`` has another dtype than the parameters
+                (e.g. a float64 batch into a float32 model).
 
         Shape:
             - x: ``(N, in_channels, H, W)``, any ``H, W >= 1``.
@@ -270,6 +298,14 @@ class UNet(nn.Module):
         height, width = x.shape[-2], x.shape[-1]
         pad_h = (-height) % self.stride
         pad_w = (-width) % self.stride
+        if (
+            self._single_pixel_fails(x.shape[0])
+            and height + pad_h == self.stride
+            and width + pad_w == self.stride
+        ):
+            # The deepest level would be one pixel, which Group/InstanceNorm (and
+            # BatchNorm training on one image) cannot normalise: give it two.
+            pad_w += self.stride
         # Pad and crop unconditionally (both are no-ops for multiples of the stride): a
         # Python branch on the size would be traced once by torch.export / ONNX export and
         # bake "no padding" into a graph meant to take any height and width.
