@@ -15,7 +15,8 @@ Recipes:
   (``init_features=16``) at 128×128 with the fast path (bf16 autocast where native,
   channels-last), batch 8, AdamW with a one-cycle schedule laid over the *time* budget
   (warm-up over the first 5 %, cosine decay to zero at the end), random resized crops
-  (scale 0.5–1) and horizontal flips on images cached in memory as uint8, BCE + Dice loss.
+  (scale 0.5–1), horizontal flips and colour jitter (0.3) on images cached in memory as
+  uint8, BCE + Dice loss; evaluation averages the horizontal flip (`tta=True`).
 
 Usage::
 
@@ -45,7 +46,12 @@ from torch.utils.data import DataLoader
 
 from catseg.checkpoint import save_checkpoint
 from catseg.data import VOCSegmentationDataset
-from catseg.data.transforms import Compose, RandomHorizontalFlip, RandomResizedCrop
+from catseg.data.transforms import (
+    ColorJitter,
+    Compose,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+)
 from catseg.losses import DiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
@@ -74,6 +80,8 @@ class Recipe:
     precision: Literal["auto", "fp32"]
     channels_last: bool
     num_workers: int
+    jitter: float = 0.0
+    tta: bool = False
 
 
 RECIPES = {
@@ -86,6 +94,7 @@ RECIPES = {
         image_size=128, init_features=16, depth=4, batch_size=8, optimizer="adamw", lr=3e-3,
         weight_decay=1e-4, one_cycle=True, augment=True, crop_scale=(0.5, 1.0),
         loss="bce+dice", precision="auto", channels_last=True, num_workers=1,
+        jitter=0.3, tta=True,
     ),
 }  # fmt: skip
 
@@ -151,6 +160,11 @@ def build_loader(data: Path, recipe: Recipe, budget: TimeBudget, seed: int) -> B
             [
                 RandomResizedCrop(size, scale=recipe.crop_scale, ratio=(0.6, 1.67), seed=seed),
                 RandomHorizontalFlip(seed=seed + 1),
+                *(
+                    [ColorJitter(recipe.jitter, recipe.jitter, recipe.jitter, seed=seed + 2)]
+                    if recipe.jitter > 0
+                    else []
+                ),
             ]
         )
         dataset = VOCSegmentationDataset(
@@ -185,6 +199,7 @@ def evaluate_original_resolution(
         image_size=(recipe.image_size, recipe.image_size),
         precision=recipe.precision,
         channels_last=recipe.channels_last,
+        tta=recipe.tta,
     )
     metric = MeanIoU(2)
     for index in range(len(val)):
