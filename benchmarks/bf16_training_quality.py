@@ -1,7 +1,8 @@
 """Does bf16 training cost quality? One cat model trained twice for the same steps.
 
-Trains the cat recipe's model, data augmentation and schedule (with the soft Dice loss) from the same seed on ``cats-voc`` train for ``--epochs`` epochs,
-once with ``precision="bf16"`` autocast and once in fp32 (both channels-last, same data
+Trains the cat recipe's model, data augmentation and schedule (with the soft Dice loss)
+from the same seed on ``cats-voc`` train for ``--epochs`` epochs, once with ``precision="bf16"``
+autocast and once in fp32 (both channels-last, same data
 order, same one-cycle schedule), then measures the val cat IoU at original resolution
 with an fp32 Segmenter. Prints a markdown table; the last line is
 ``bf16 IoU <a> fp32 IoU <b> difference <c>``.
