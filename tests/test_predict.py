@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import json
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from catseg.errors import (
 )
 from catseg.models import UNet
 from catseg.predict import Prediction, Segmenter
-from catseg.predict._tiling import tile_starts
+from catseg.predict._tiling import tile_starts, tiled_scores
 
 CLASSES = ["_background_", "cat"]
 MEAN = (0.485, 0.456, 0.406)
@@ -153,6 +154,28 @@ def test_bf16_and_tiled_masks_agree_with_fp32_on_a_large_image() -> None:
     assert (m_tiled == m_whole).float().mean() >= 0.9995
 
 
+def test_tiles_follow_the_model_stride_so_tile_cores_equal_the_whole_image() -> None:
+    """Aligned tiles share the whole image's pooling grid: away from inner tile edges
+    (beyond the receptive field) the tiled probabilities are the whole-image ones."""
+    model = trained_tiny()
+    assert model.stride == 4
+    image = smooth_image(300, 300)
+    kwargs: dict[str, Any] = {"classes": CLASSES, "mean": MEAN, "std": STD, **REF}
+    whole = Segmenter(model, **kwargs).predict(image, return_probabilities=True)
+    tiled = Segmenter(model, tile=(128, 18), **kwargs)
+    # steps of 128 - 18 = 110 are rounded down to 108: tiles start at 0, 108, 216
+    got = tiled.predict(image, return_probabilities=True)
+    assert whole.probabilities is not None
+    assert got.probabilities is not None
+    core = (slice(140, 200), slice(140, 200))  # inside tile (1, 1) only
+    expected = whole.probabilities[1][core]
+    torch.testing.assert_close(got.probabilities[1][core], expected, atol=1e-5, rtol=0)
+    # the same tiles started at 110 (off the stride grid) do not reproduce the whole image
+    x = (image - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+    unaligned = tiled_scores(tiled._scores, x, size=128, overlap=18, batch_size=4, align=1)
+    assert (unaligned[0][core] - expected).abs().max() > 1e-2
+
+
 class Pointwise(nn.Module):
     """A per-pixel model: tiling and batching cannot change its output at all."""
 
@@ -170,12 +193,16 @@ class Pointwise(nn.Module):
 
 def test_tiles_cover_the_image_and_blend_exactly() -> None:
     for length in (1, 5, 100, 513, 1000):
-        starts = tile_starts(length, 128, 32)
-        covered = torch.zeros(length, dtype=torch.bool)
-        for s in starts:
-            covered[s : s + 128] = True
-            assert s + min(128, length) <= length
-        assert bool(covered.all())
+        for align in (1, 16, 100):
+            starts = tile_starts(length, 128, 32, align)
+            covered = torch.zeros(length, dtype=torch.bool)
+            for s in starts:
+                covered[s : s + 128] = True
+                assert s % align == 0
+                assert s < length
+            assert bool(covered.all())
+            step = 128 - 32 if align == 1 else max(align, 96 // align * align)
+            assert all(b - a == step for a, b in itertools.pairwise(starts))
     model = Pointwise(3)
     image = smooth_image(300, 410)
     names = ["a", "b", "c"]

@@ -399,16 +399,17 @@ def test_uint8_batches_equal_float_batches_over_255() -> None:
     masks = torch.randint(0, 2, (4, 8, 8))
     before = images.clone()
     losses = []
-    for batch in (images, images.float() / 255):
+    pairs = [(images, masks), (images.float() / 255, masks), (images, masks.to(torch.uint8))]
+    for batch, target in pairs:
         torch.manual_seed(0)
         model = nn.Conv2d(3, 1, 3, padding=1)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         losses.append(
             train_one_epoch(
-                model, [(batch, masks)], DiceLoss(), opt, device="cpu", precision="fp32"
+                model, [(batch, target)], DiceLoss(), opt, device="cpu", precision="fp32"
             )
         )
-    assert losses[0] == losses[1]
+    assert losses[0] == losses[1] == losses[2]  # uint8 masks are widened on the device
     assert torch.equal(images, before)  # the caller's batch is not modified
 
 

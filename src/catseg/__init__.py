@@ -24,6 +24,7 @@ from catseg.checkpoint import (
 )
 from catseg.data import (
     LabelmeDataset,
+    SegmentationLoader,
     VOCSegmentationDataset,
     labelme_to_voc,
     make_synthetic_voc,
@@ -136,6 +137,7 @@ __all__ = [
     "IoUResult",
     # data
     "VOCSegmentationDataset",
+    "SegmentationLoader",
     "LabelmeDataset",
     "read_labelme",
     "labelme_to_voc",

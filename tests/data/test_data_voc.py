@@ -128,6 +128,18 @@ def test_classes_keeps_named_class_only(tmp_path: Path) -> None:
     assert swapped[0][1].tolist() == [[0, 2], [1, 255]]
     with pytest.raises(ConfigError, match=r"unknown: \['horse'\]"):
         VOCSegmentationDataset(root, classes=["horse"])
+    small = VOCSegmentationDataset(root, classes=["cat"], mask_dtype="uint8")[0][1]
+    assert small.dtype == torch.uint8
+    assert small.tolist() == [[0, 0], [1, 255]]
+
+
+def test_uint8_masks_equal_int64_masks(synthetic: Path) -> None:
+    wide = VOCSegmentationDataset(synthetic, "train", image_size=16)
+    narrow = VOCSegmentationDataset(synthetic, "train", image_size=16, mask_dtype="uint8")
+    for index in range(len(wide)):
+        mask = narrow[index][1]
+        assert mask.dtype == torch.uint8
+        assert torch.equal(mask.long(), wide[index][1])
 
 
 def test_classes_needs_class_names_file(tmp_path: Path) -> None:
@@ -203,6 +215,7 @@ def test_transforms_applied_last(tmp_path: Path) -> None:
     [
         ({"on_error": "ignore"}, "on_error must be 'raise' or 'skip', got 'ignore'"),
         ({"image_dtype": "float16"}, "image_dtype must be 'float32' or 'uint8', got 'float16'"),
+        ({"mask_dtype": "int32"}, "mask_dtype must be 'int64' or 'uint8', got 'int32'"),
         ({"image_size": (0, 4)}, r"image_size .*got \(0, 4\)"),
     ],
 )

@@ -367,5 +367,8 @@ def test_labelme_dataset_matches_reader(tmp_path: Path) -> None:
     assert image[:, 0, 0].tolist() == [10, 20, 30]
     assert mask.dtype == torch.int64
     assert int(mask.sum()) == 2 * 16
+    narrow = LabelmeDataset(tmp_path, LABELS, mask_dtype="uint8")[0][1]
+    assert narrow.dtype == torch.uint8
+    assert torch.equal(narrow.long(), mask)
     with pytest.raises(IndexError, match="out of range"):
         dataset[1]

@@ -4,6 +4,8 @@
 * :func:`read_labelme`, :func:`labelme_to_voc` and :class:`LabelmeDataset` handle
   labelme annotations with labelme's own rasterisation rules.
 * :func:`make_synthetic_voc` writes a tiny learnable toy dataset.
+* :class:`SegmentationLoader` is a DataLoader with sensible defaults whose worker
+  processes keep sharing the training process's memory.
 * :mod:`catseg.data.transforms` holds joint image + mask transforms on tensors.
 
 Examples:
@@ -19,11 +21,13 @@ from __future__ import annotations
 from catseg.data import transforms
 from catseg.data._io import open_image, read_mask, to_rgb
 from catseg.data.labelme import LabelmeDataset, labelme_to_voc, read_labelme, read_labels
+from catseg.data.loader import SegmentationLoader
 from catseg.data.synthetic import make_synthetic_voc
 from catseg.data.voc import VOCSegmentationDataset
 
 __all__ = [
     "LabelmeDataset",
+    "SegmentationLoader",
     "VOCSegmentationDataset",
     "labelme_to_voc",
     "make_synthetic_voc",

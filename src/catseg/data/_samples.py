@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +12,13 @@ from PIL import Image
 
 from catseg.errors import ConfigError
 
-__all__ = ["image_to_tensor", "parse_image_size", "resize_sample"]
+__all__ = [
+    "check_dtypes",
+    "image_to_tensor",
+    "mask_to_tensor",
+    "parse_image_size",
+    "resize_sample",
+]
 
 
 def parse_image_size(
@@ -104,3 +110,37 @@ def image_to_tensor(
     if image_dtype == "float32":
         return image.to(torch.float32).div_(255.0)
     return image
+
+
+def mask_to_tensor(mask: npt.NDArray[Any], mask_dtype: Literal["int64", "uint8"]) -> torch.Tensor:
+    """Turn an ``(H, W)`` label map with values in 0..255 into an int64 or uint8 tensor.
+
+    Args:
+        mask: ``(H, W)`` integer array whose values fit in 0..255 (255 = ignore).
+        mask_dtype: ``"int64"`` (what losses index with) or ``"uint8"`` (8× smaller
+            batches; the training loop widens them on the device).
+
+    Returns:
+        A new ``(H, W)`` tensor that shares no memory with ``mask``.
+
+    Examples:
+        >>> import numpy as np
+        >>> mask_to_tensor(np.array([[0, 255]], dtype=np.uint8), "int64")
+        tensor([[  0, 255]])
+        >>> mask_to_tensor(np.array([[1, 255]]), "uint8").dtype
+        torch.uint8
+    """
+    target = np.int64 if mask_dtype == "int64" else np.uint8
+    return torch.from_numpy(np.array(mask, dtype=target, copy=True))
+
+
+def check_dtypes(image_dtype: object, mask_dtype: object) -> None:
+    """Refuse unknown ``image_dtype`` / ``mask_dtype`` values with a message naming them.
+
+    Raises:
+        ConfigError: When either value is not one of the documented choices.
+    """
+    if image_dtype not in ("float32", "uint8"):
+        raise ConfigError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
+    if mask_dtype not in ("int64", "uint8"):
+        raise ConfigError(f"mask_dtype must be 'int64' or 'uint8', got {mask_dtype!r}")

@@ -60,7 +60,13 @@ from torch.utils.data import Dataset
 
 from catseg.data._io import decode_image_bytes, load_rgb
 from catseg.data._labelme_shapes import IGNORE_LABEL, Labels, rasterise, read_labels
-from catseg.data._samples import image_to_tensor, parse_image_size, resize_sample
+from catseg.data._samples import (
+    check_dtypes,
+    image_to_tensor,
+    mask_to_tensor,
+    parse_image_size,
+    resize_sample,
+)
 from catseg.data.voc import JointTransform
 from catseg.errors import ConfigError, DataError, LabelmeError, MissingFileError
 
@@ -260,6 +266,8 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         image_size: Output ``(height, width)`` or int; ``None`` keeps each image's size.
         transforms: Optional joint callable ``(image, mask) -> (image, mask)``.
         image_dtype: ``"float32"`` in [0, 1] or ``"uint8"``.
+        mask_dtype: ``"int64"`` or ``"uint8"`` (8× smaller batches; the training loop
+            widens them on the device).
 
     Attributes:
         files: The JSON files in item order.
@@ -272,7 +280,7 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         ConfigError: When an argument is invalid.
 
     Shape:
-        ``image (3, H, W)`` and ``mask (H, W)`` int64 (255 = ignore).
+        ``image (3, H, W)`` and ``mask (H, W)`` int64 or uint8 (255 = ignore).
 
     Examples:
         >>> import tempfile
@@ -294,9 +302,9 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         image_size: int | tuple[int, int] | None = None,
         transforms: JointTransform | None = None,
         image_dtype: Literal["float32", "uint8"] = "float32",
+        mask_dtype: Literal["int64", "uint8"] = "int64",
     ) -> None:
-        if image_dtype not in ("float32", "uint8"):
-            raise ConfigError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
+        check_dtypes(image_dtype, mask_dtype)
         if transforms is not None and not callable(transforms):
             raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
         self.root = Path(root)
@@ -305,6 +313,7 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.image_size = parse_image_size(image_size)
         self.transforms = transforms
         self.image_dtype: Literal["float32", "uint8"] = image_dtype
+        self.mask_dtype: Literal["int64", "uint8"] = mask_dtype
 
     def __len__(self) -> int:
         return len(self.files)
@@ -322,7 +331,7 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         pixels, mask = read_labelme(self.files[index], self.class_names)
         pixels, mask = resize_sample(Image.fromarray(pixels), mask, self.image_size)
         image = image_to_tensor(pixels, self.image_dtype)
-        labels = torch.from_numpy(mask.astype(np.int64))
+        labels = mask_to_tensor(mask, self.mask_dtype)
         if self.transforms is not None:
             image, labels = self.transforms(image, labels)
         return image, labels

@@ -24,7 +24,13 @@ import torch
 from torch.utils.data import Dataset
 
 from catseg.data._io import load_rgb, read_mask
-from catseg.data._samples import image_to_tensor, parse_image_size, resize_sample
+from catseg.data._samples import (
+    check_dtypes,
+    image_to_tensor,
+    mask_to_tensor,
+    parse_image_size,
+    resize_sample,
+)
 from catseg.errors import ConfigError, DataError, MissingFileError
 
 __all__ = ["IMAGE_SUFFIXES", "JointTransform", "VOCSegmentationDataset"]
@@ -121,6 +127,9 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             (per process: DataLoader workers keep their own record).
         image_dtype: ``"float32"`` gives images in [0, 1]; ``"uint8"`` gives 0..255 and
             leaves the conversion to the training loop (4× less memory per batch).
+        mask_dtype: ``"int64"`` gives masks ready for losses; ``"uint8"`` keeps them
+            8× smaller until the training loop widens them on the device (values and
+            255 unchanged).
 
     Attributes:
         root: The folder holding ``JPEGImages``.
@@ -143,7 +152,7 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     Shape:
         Items are ``image (3, H, W)`` float32 in [0, 1] (or uint8) and ``mask (H, W)``
-        int64, with ``(H, W) = image_size`` when given.
+        int64 (or uint8), with ``(H, W) = image_size`` when given.
 
     Examples:
         >>> import tempfile
@@ -167,11 +176,11 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         cache: bool = False,
         on_error: Literal["raise", "skip"] = "raise",
         image_dtype: Literal["float32", "uint8"] = "float32",
+        mask_dtype: Literal["int64", "uint8"] = "int64",
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        if image_dtype not in ("float32", "uint8"):
-            raise ConfigError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
+        check_dtypes(image_dtype, mask_dtype)
         if transforms is not None and not callable(transforms):
             raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
         self.root = _find_root(Path(root))
@@ -181,6 +190,7 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.cache = bool(cache)
         self.on_error: Literal["raise", "skip"] = on_error
         self.image_dtype: Literal["float32", "uint8"] = image_dtype
+        self.mask_dtype: Literal["int64", "uint8"] = mask_dtype
         self.mask_dir = self._find_mask_dir()
         self.image_dir = self.root / "JPEGImages"
 
@@ -335,9 +345,9 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                     f"mask {self._masks[index]} holds ids {bad[:8]} outside class_names "
                     f"({len(self.class_names)} classes) and 255"
                 )
-            mask = torch.from_numpy(mapped)
+            mask = mask_to_tensor(mapped, self.mask_dtype)
         else:
-            mask = torch.from_numpy(raw_mask.astype(np.int64))
+            mask = mask_to_tensor(raw_mask, self.mask_dtype)
         image = image_to_tensor(pixels, self.image_dtype)
         if self.transforms is not None:
             image, mask = self.transforms(image, mask)

@@ -113,6 +113,7 @@ class Pipeline:
                 f"tile must be (size, overlap) with size >= 1 and 0 <= overlap < size, got {tile!r}"
             )
         self._tile = pair
+        self._tile_align = 1
         if postprocess is not None and not callable(postprocess):
             raise ConfigError(f"postprocess must be callable, got {type(postprocess).__qualname__}")
         self._postprocess = postprocess
@@ -267,7 +268,12 @@ class Pipeline:
             size, overlap = self._tile
             return [
                 tiled_scores(
-                    self._scores, t, size=size, overlap=overlap, batch_size=self._batch_size
+                    self._scores,
+                    t,
+                    size=size,
+                    overlap=overlap,
+                    batch_size=self._batch_size,
+                    align=self._tile_align,
                 )
                 for t in tensors
             ]

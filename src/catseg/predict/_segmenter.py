@@ -73,6 +73,9 @@ class Segmenter(Pipeline):
         tile: ``(size, overlap)`` to run on overlapping ``size × size`` tiles blended
             with linear weight ramps over the overlap, which bounds memory for very
             large images (e.g. ``(1024, 256)``); ``None`` runs the whole image at once.
+            Tiles start at multiples of the model's ``stride`` attribute when it has one
+            (a :class:`~catseg.models.UNet` does), so they share the whole image's
+            pooling grid and differ from it only near their inner edges.
         postprocess: Optional callable on the class probabilities ``(K, H, W)`` at the
             original size, returning probabilities of the same shape (e.g. smoothing).
         channels_last: Run convolutions in channels-last memory format.
@@ -139,6 +142,9 @@ class Segmenter(Pipeline):
         )
         self._autocast_dtype = dtype
         self._channels_last = bool(channels_last)
+        stride = getattr(model, "stride", None)
+        if isinstance(stride, int) and not isinstance(stride, bool) and stride >= 1:
+            self._tile_align = stride  # tiles share the whole image's pooling grid
         fuser = getattr(model, "fuse_for_inference", None)
         module: nn.Module = fuser() if fuse and callable(fuser) else model
         if module is model:
