@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import torch
 from _common import machine_description, markdown_table
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader
 
 from catseg.checkpoint import save_checkpoint
@@ -52,7 +52,7 @@ from catseg.data.transforms import (
     RandomHorizontalFlip,
     RandomResizedCrop,
 )
-from catseg.losses import DiceLoss
+from catseg.losses import BCEDiceLoss, DiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
@@ -97,23 +97,6 @@ RECIPES = {
         jitter=0.3, tta=True,
     ),
 }  # fmt: skip
-
-
-class BCEDiceLoss(nn.Module):
-    """Binary cross-entropy plus soft Dice on one logit map; label 255 is ignored by both."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dice = DiceLoss(mode="binary")
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        valid = (target != 255).float()
-        cat = (target == 1).float()
-        bce = nn.functional.binary_cross_entropy_with_logits(
-            logits[:, 0], cat, weight=valid, reduction="sum"
-        )
-        dice: Tensor = self.dice(logits, target)
-        return bce / valid.sum().clamp_min(1.0) + dice
 
 
 class TimeBudget:
@@ -223,6 +206,12 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=None, help="override the UNet depth")
     parser.add_argument("--batch-size", type=int, default=None, help="override the batch size")
     parser.add_argument("--min-scale", type=float, default=None, help="override the crop scale")
+    parser.add_argument("--lr", type=float, default=None, help="override the peak lr")
+    parser.add_argument("--wd", type=float, default=None, help="override the weight decay")
+    parser.add_argument("--jitter", type=float, default=None, help="override colour jitter")
+    parser.add_argument(
+        "--ema", type=float, default=None, help="also evaluate an EMA of the weights (decay)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -234,6 +223,9 @@ def main() -> None:
         "depth": args.depth,
         "batch_size": args.batch_size,
         "crop_scale": None if args.min_scale is None else (args.min_scale, 1.0),
+        "lr": args.lr,
+        "weight_decay": args.wd,
+        "jitter": args.jitter,
     }
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -252,6 +244,13 @@ def main() -> None:
     scheduler = (
         torch.optim.lr_scheduler.LambdaLR(optimizer, budget.one_cycle) if recipe.one_cycle else None
     )
+
+    ema = None
+    if args.ema:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
+        optimizer.register_step_post_hook(lambda *_: ema.update_parameters(model))
 
     def stop_when_spent(record: EpochRecord) -> bool:
         return budget.spent()
@@ -276,6 +275,9 @@ def main() -> None:
     classes = list(loader.dataset.class_names)  # type: ignore[attr-defined]
     start = time.perf_counter()
     iou = evaluate_original_resolution(model, args.data, recipe, classes)
+    if ema is not None:
+        ema_iou = evaluate_original_resolution(ema.module, args.data, recipe, classes)
+        print(f"raw weights IoU {iou:.4f}, EMA({args.ema}) IoU {ema_iou:.4f}")
     eval_seconds = time.perf_counter() - start
     if args.save is not None:
         meta = CheckpointMeta(tuple(classes), (recipe.image_size, recipe.image_size))

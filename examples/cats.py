@@ -26,12 +26,10 @@ import logging
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from catseg.data import VOCSegmentationDataset
+from catseg.data import SegmentationLoader, VOCSegmentationDataset
 from catseg.data.transforms import ColorJitter, Compose, RandomHorizontalFlip, RandomResizedCrop
-from catseg.losses import DiceLoss
+from catseg.losses import BCEDiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
@@ -39,23 +37,6 @@ from catseg.training import CheckpointMeta, fit
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 128
-
-
-class BCEDiceLoss(nn.Module):
-    """Binary cross-entropy plus soft Dice on one logit map; label 255 is ignored by both."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dice = DiceLoss(mode="binary")
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        valid = (target != 255).float()
-        cat = (target == 1).float()
-        bce = nn.functional.binary_cross_entropy_with_logits(
-            logits[:, 0], cat, weight=valid, reduction="sum"
-        )
-        dice: Tensor = self.dice(logits, target)
-        return bce / valid.sum().clamp_min(1.0) + dice
 
 
 def main() -> None:
@@ -76,19 +57,19 @@ def main() -> None:
             ColorJitter(0.3, 0.3, 0.3, seed=2),
         ]
     )
-    train = VOCSegmentationDataset(
-        args.data, "train", transforms=augment, cache=True, image_dtype="uint8"
-    )
-    val = VOCSegmentationDataset(args.data, "val", image_size=SIZE, cache=True, image_dtype="uint8")
+    small = {"cache": True, "image_dtype": "uint8", "mask_dtype": "uint8"}
+    train = VOCSegmentationDataset(args.data, "train", transforms=augment, **small)
+    val = VOCSegmentationDataset(args.data, "val", image_size=SIZE, **small)
     if len(train.class_names) != 2:
         raise SystemExit(
             f"expected a binary dataset (background + 1 class), got {train.class_names}"
         )
-    # one worker prepares batches while the main process trains; it keeps its own cache
-    train_loader = DataLoader(
-        train, batch_size=8, shuffle=True, drop_last=True, num_workers=1, persistent_workers=True
+    # one worker prepares batches while the main process trains (it keeps its own cache,
+    # and SegmentationLoader keeps it alive across epochs)
+    train_loader = SegmentationLoader(
+        train, batch_size=8, shuffle=True, drop_last=True, num_workers=1
     )
-    val_loader = DataLoader(val, batch_size=16)
+    val_loader = SegmentationLoader(val, batch_size=16, num_workers=0)
 
     # model, loss, optimizer and a one-cycle schedule stepped every batch
     model = UNet(num_classes=1, init_features=16, depth=4)

@@ -51,6 +51,7 @@ from catseg.export import (
 
 # --- losses -----------------------------------------------------------------
 from catseg.losses import (
+    BCEDiceLoss,
     DiceLoss,
     SoftDice,
     soft_dice,
@@ -130,6 +131,7 @@ __all__ = [
     "soft_dice",
     "SoftDice",
     "DiceLoss",
+    "BCEDiceLoss",
     # metrics
     "confusion_matrix",
     "mean_iou",

@@ -32,6 +32,9 @@ numerator and the denominator; the value never reaches :func:`torch.nn.functiona
 Everything is computed in float32 (or float64 when the input is float64), also when
 the input is bfloat16/float16.
 
+:class:`BCEDiceLoss` adds binary cross-entropy (same ignore rule) to the Dice loss for
+one-logit models.
+
 Examples:
     >>> import torch
     >>> from catseg.losses import DiceLoss
@@ -43,7 +46,8 @@ Examples:
 
 from __future__ import annotations
 
+from catseg.losses._combined import BCEDiceLoss
 from catseg.losses._dice import DiceMode, ReductionScope, soft_dice
 from catseg.losses._modules import DiceLoss, SoftDice
 
-__all__ = ["DiceLoss", "DiceMode", "ReductionScope", "SoftDice", "soft_dice"]
+__all__ = ["BCEDiceLoss", "DiceLoss", "DiceMode", "ReductionScope", "SoftDice", "soft_dice"]
