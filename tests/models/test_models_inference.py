@@ -145,3 +145,24 @@ def test_torch_compile_inductor() -> None:
     x = torch.rand(1, 3, 20, 28)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("encoder", ["unet", "resnet18"])
+def test_the_conv_on_raw_pixels_runs_in_fp32_under_autocast(encoder: str) -> None:
+    from catseg.models.blocks import StemConv2d
+
+    sizes = {"init_features": 4, "depth": 2} if encoder == "unet" else {}
+    model = UNet(3, 1, encoder=encoder, **sizes).eval()  # type: ignore[arg-type]
+    stems = [m for m in model.modules() if isinstance(m, StemConv2d)]
+    assert len(stems) == 1  # exactly the first convolution
+    stem = stems[0]
+    assert stem.in_channels == 3
+    x = torch.rand(2, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = stem(x)
+    exact = torch.nn.functional.conv2d(
+        x, stem.weight, stem.bias, stem.stride, stem.padding, stem.dilation, stem.groups
+    )
+    assert low.dtype == torch.bfloat16
+    assert torch.equal(low, exact.to(torch.bfloat16))  # fp32 math, one final rounding
+    torch.testing.assert_close(stem(x), exact)  # outside autocast: a plain Conv2d

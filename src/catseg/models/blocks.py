@@ -28,6 +28,7 @@ __all__ = [
     "ConvBlock",
     "DecoderStage",
     "NormName",
+    "StemConv2d",
     "UpsampleName",
     "make_activation",
     "make_norm",
@@ -121,6 +122,64 @@ def make_activation(activation: ActivationName) -> nn.Module:
     return nn.SiLU(inplace=True)
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast casts to on ``device_type`` right now, or ``None`` when off."""
+    try:
+        if not torch.is_autocast_enabled(device_type):
+            return None
+        return torch.get_autocast_dtype(device_type)
+    except (TypeError, AttributeError):  # torch < 2.4 has per-device functions only
+        if device_type == "cpu":
+            on = torch.is_autocast_cpu_enabled()
+            return torch.get_autocast_cpu_dtype() if on else None
+        on = torch.is_autocast_enabled()
+        return torch.get_autocast_gpu_dtype() if on else None
+
+
+class StemConv2d(nn.Conv2d):
+    """A :class:`~torch.nn.Conv2d` that computes in float32 even under autocast.
+
+    Meant for the first convolution of a network, the one that reads the raw pixels.
+    Under bf16 autocast the input image and the weights would be rounded to bf16's
+    8-bit mantissa; for this layer that rounding is the largest single source of
+    disagreement between bf16 and fp32 predictions (on a cats model, keeping it in fp32
+    raised bf16/fp32 mask agreement from about 99.88 % to 99.95 % of pixels). With only
+    ``in_channels · k²`` products per output it costs next to nothing. The output is
+    returned in the autocast dtype, so the rest of the network runs as before. Outside
+    autocast it is a plain ``Conv2d`` (parameters, state-dict names and export unchanged).
+
+    Examples:
+        >>> import torch
+        >>> conv = StemConv2d(3, 4, 3, padding=1)
+        >>> x = torch.rand(1, 3, 8, 8)
+        >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+        ...     y = conv(x)
+        >>> y.dtype
+        torch.bfloat16
+        >>> reference = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
+        >>> bool((y.float() - reference).abs().max() <= reference.abs().max() / 128)
+        True
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        """Convolve ``input`` in float32 and return it in the autocast dtype (if any).
+
+        Args:
+            input: ``(N, in_channels, H, W)``.
+
+        Returns:
+            ``(N, out_channels, H', W')``.
+        """
+        dtype = _autocast_dtype(input.device.type)
+        if dtype is None:
+            out: Tensor = super().forward(input)
+            return out
+        with torch.autocast(device_type=input.device.type, enabled=False):
+            bias = None if self.bias is None else self.bias.float()
+            out = self._conv_forward(input.float(), self.weight.float(), bias)
+        return out.to(dtype)
+
+
 class ConvBlock(nn.Sequential):
     """Two 3×3 convolutions (padding 1), each followed by a norm and an activation.
 
@@ -134,6 +193,8 @@ class ConvBlock(nn.Sequential):
         norm: Normalisation name (see :data:`NormName`).
         activation: Activation name (see :data:`ActivationName`).
         dropout: Probability of a final ``Dropout2d``; ``0`` adds no layer.
+        stem: Make the first convolution a :class:`StemConv2d` (float32 under
+            autocast), for the block that reads the raw pixels.
 
     Raises:
         ConfigError: If a channel count is < 1, ``dropout`` is outside ``[0, 1)``, or
@@ -157,6 +218,7 @@ class ConvBlock(nn.Sequential):
         norm: NormName = "batch",
         activation: ActivationName = "relu",
         dropout: float = 0.0,
+        stem: bool = False,
     ) -> None:
         if in_channels < 1 or out_channels < 1:
             raise ConfigError(
@@ -164,8 +226,9 @@ class ConvBlock(nn.Sequential):
             )
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+        first = StemConv2d if stem else nn.Conv2d
         layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=True),
+            first(in_channels, out_channels, 3, padding=1, bias=True),
             make_norm(norm, out_channels),
             make_activation(activation),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=True),

@@ -72,7 +72,14 @@ class ClassicEncoder(nn.Module):
         self.reductions: tuple[int, ...] = tuple(2**i for i in range(depth + 1))
         widths = (in_channels, *self.out_channels)
         self.blocks = nn.ModuleList(
-            ConvBlock(widths[i], widths[i + 1], norm=norm, activation=activation, dropout=dropout)
+            ConvBlock(
+                widths[i],
+                widths[i + 1],
+                norm=norm,
+                activation=activation,
+                dropout=dropout,
+                stem=i == 0,  # the convolution on raw pixels stays fp32 under autocast
+            )
             for i in range(depth + 1)
         )
         self.pool = nn.MaxPool2d(2)

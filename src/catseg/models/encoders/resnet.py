@@ -30,6 +30,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from catseg.errors import ConfigError, EncoderError
+from catseg.models.blocks import StemConv2d
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNetEncoder", "resnet18", "resnet34", "resnet50"]
 
@@ -181,7 +182,8 @@ class ResNetEncoder(nn.Module):
         block_cls: type[BasicBlock] | type[Bottleneck] = (
             BasicBlock if block == "basic" else Bottleneck
         )
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        # the convolution on raw pixels stays fp32 under autocast (see StemConv2d)
+        self.conv1 = StemConv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
