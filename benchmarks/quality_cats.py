@@ -13,7 +13,7 @@ Recipes:
   soft Dice loss.
 * ``catseg`` — the documented catseg recipe (docs/guides/training.md): a narrower UNet
   (``init_features=16``) at 128×128 with the fast path (bf16 autocast where native,
-  channels-last), batch 8, AdamW with a one-cycle schedule laid over the *time* budget
+  channels-last), batch 4, AdamW with a one-cycle schedule laid over the *time* budget
   (warm-up over the first 5 %, cosine decay to zero at the end), random resized crops
   (scale 0.5–1), horizontal flips and colour jitter (0.3) on images cached in memory as
   uint8, BCE + Dice loss; evaluation averages the horizontal flip (`tta=True`).
@@ -91,7 +91,7 @@ RECIPES = {
         precision="fp32", channels_last=False, num_workers=0,
     ),
     "catseg": Recipe(
-        image_size=128, init_features=16, depth=4, batch_size=8, optimizer="adamw", lr=3e-3,
+        image_size=128, init_features=16, depth=4, batch_size=4, optimizer="adamw", lr=2e-3,
         weight_decay=1e-4, one_cycle=True, augment=True, crop_scale=(0.5, 1.0),
         loss="bce+dice", precision="auto", channels_last=True, num_workers=1,
         jitter=0.3, tta=True,
