@@ -119,10 +119,7 @@ class SegmentationLoader(DataLoader[Any]):
             drop_last=drop_last,
             worker_init_fn=worker_init_fn,
             generator=generator,
-            persistent_workers=(
-                workers > 0 if persistent_workers is None else bool(persistent_workers)
-            )
-            and workers > 0,
+            persistent_workers=workers > 0 and persistent_workers is not False,
         )
 
     def __iter__(self) -> _BaseDataLoaderIter:
