@@ -202,6 +202,30 @@ def test_cache_keeps_decoded_items(tmp_path: Path) -> None:
     assert torch.equal(first[1], second[1])
 
 
+@pytest.mark.parametrize(
+    ("names", "classes"),
+    [
+        (None, None),
+        (["_background_", "dog", "cat"], None),
+        (["_background_", "dog", "cat"], ["cat"]),
+    ],
+)
+@pytest.mark.parametrize("mask_dtype", ["int64", "uint8"])
+def test_editing_an_item_never_changes_the_cache(
+    tmp_path: Path, names: list[str] | None, classes: list[str] | None, mask_dtype: str
+) -> None:
+    mask = np.array([[0, 1], [2, 255]])
+    root = make_voc(tmp_path, {"a": mask}, class_names=names)
+    dataset = VOCSegmentationDataset(root, classes=classes, cache=True, mask_dtype=mask_dtype)
+    image, labels = dataset[0]
+    expected = labels.tolist()
+    image.fill_(0.5)
+    labels.fill_(7)
+    again_image, again_labels = dataset[0]
+    assert again_labels.tolist() == expected
+    assert not bool((again_image == 0.5).all())
+
+
 def test_transforms_applied_last(tmp_path: Path) -> None:
     root = make_voc(tmp_path, {"a": np.array([[0, 1, 2, 3]] * 2)})
     dataset = VOCSegmentationDataset(root, transforms=RandomHorizontalFlip(p=1.0))

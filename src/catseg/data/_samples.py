@@ -112,16 +112,22 @@ def image_to_tensor(
     return image
 
 
-def mask_to_tensor(mask: npt.NDArray[Any], mask_dtype: Literal["int64", "uint8"]) -> torch.Tensor:
+def mask_to_tensor(
+    mask: npt.NDArray[Any], mask_dtype: Literal["int64", "uint8"], *, owned: bool = False
+) -> torch.Tensor:
     """Turn an ``(H, W)`` label map with values in 0..255 into an int64 or uint8 tensor.
 
     Args:
         mask: ``(H, W)`` integer array whose values fit in 0..255 (255 = ignore).
         mask_dtype: ``"int64"`` (what losses index with) or ``"uint8"`` (8× smaller
             batches; the training loop widens them on the device).
+        owned: ``True`` when ``mask`` is a fresh array that nobody else holds (such as
+            the result of a class mapping): then it is used as it is when it already has
+            the wanted dtype, instead of being copied.
 
     Returns:
-        A new ``(H, W)`` tensor that shares no memory with ``mask``.
+        An ``(H, W)`` tensor. With ``owned=False`` (the default) it shares no memory with
+        ``mask``, so a cached array can never be changed through it.
 
     Examples:
         >>> import numpy as np
@@ -129,8 +135,13 @@ def mask_to_tensor(mask: npt.NDArray[Any], mask_dtype: Literal["int64", "uint8"]
         tensor([[  0, 255]])
         >>> mask_to_tensor(np.array([[1, 255]]), "uint8").dtype
         torch.uint8
+        >>> fresh = np.array([[1, 0]], dtype=np.int64)
+        >>> bool(np.shares_memory(mask_to_tensor(fresh, "int64", owned=True).numpy(), fresh))
+        True
     """
     target = np.int64 if mask_dtype == "int64" else np.uint8
+    if owned:
+        return torch.from_numpy(np.ascontiguousarray(mask, dtype=target))
     return torch.from_numpy(np.array(mask, dtype=target, copy=True))
 
 

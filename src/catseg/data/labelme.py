@@ -331,7 +331,7 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         pixels, mask = read_labelme(self.files[index], self.class_names)
         pixels, mask = resize_sample(Image.fromarray(pixels), mask, self.image_size)
         image = image_to_tensor(pixels, self.image_dtype)
-        labels = mask_to_tensor(mask, self.mask_dtype)
+        labels = mask_to_tensor(mask, self.mask_dtype, owned=True)  # read afresh per item
         if self.transforms is not None:
             image, labels = self.transforms(image, labels)
         return image, labels

@@ -345,7 +345,7 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                     f"mask {self._masks[index]} holds ids {bad[:8]} outside class_names "
                     f"({len(self.class_names)} classes) and 255"
                 )
-            mask = mask_to_tensor(mapped, self.mask_dtype)
+            mask = mask_to_tensor(mapped, self.mask_dtype, owned=True)  # a fresh array
         else:
             mask = mask_to_tensor(raw_mask, self.mask_dtype)
         image = image_to_tensor(pixels, self.image_dtype)
