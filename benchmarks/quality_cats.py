@@ -24,6 +24,10 @@ Usage::
     python benchmarks/quality_cats.py --recipe tutorial     # the tutorial, same budget
     python benchmarks/quality_cats.py --minutes 2 --save cats.pt
     python benchmarks/quality_cats.py --quick               # 20-second smoke run
+    python benchmarks/quality_cats.py --progressive 0.5 --min-scale 0.75  # a variant
+
+The overrides (``--help`` lists them) change one part of the recipe each; the training
+guide's table says what each variant measured.
 
 Prints a markdown table and, as its last line, ``val cat IoU <x> images/s <y>`` (training
 images per second over the whole budget, data loading included).
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from _common import machine_description, markdown_table
 from torch import nn
 from torch.utils.data import DataLoader
@@ -51,6 +56,7 @@ from catseg.data.transforms import (
     Compose,
     RandomHorizontalFlip,
     RandomResizedCrop,
+    RandomRotation,
 )
 from catseg.losses import BCEDiceLoss, DiceLoss
 from catseg.metrics import MeanIoU
@@ -82,6 +88,11 @@ class Recipe:
     num_workers: int
     jitter: float = 0.0
     tta: bool = False
+    decoder_channels: tuple[int, ...] | None = None
+    upsample: Literal["transpose", "bilinear"] = "transpose"
+    dice_weight: float = 1.0
+    rotate: float = 0.0
+    dropout: float = 0.0
 
 
 RECIPES = {
@@ -126,13 +137,25 @@ class BudgetLoader(DataLoader[Any]):
     """A DataLoader whose epochs end early once the time budget is spent."""
 
     budget: TimeBudget
+    small_until: float = 0.0  # share of the budget trained at 3/4 of the size
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         for step, batch in enumerate(super().__iter__()):
             if step > 0 and self.budget.spent():  # an epoch has at least one batch
                 return
             self.budget.images += int(batch[0].shape[0])
+            if self.budget.elapsed() < self.small_until * self.budget.seconds:
+                batch = _shrink(batch)
             yield batch
+
+
+def _shrink(batch: Any) -> Any:
+    """Resize a uint8 (images, masks) batch to 3/4 of its size (progressive resizing)."""
+    images, masks = batch
+    size = [max(1, round(s * 0.75)) for s in images.shape[-2:]]
+    small = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True)
+    small_masks = F.interpolate(masks[:, None].float(), size=size, mode="nearest")
+    return small.round().clamp(0, 255).to(images.dtype), small_masks[:, 0].to(masks.dtype)
 
 
 def build_loader(data: Path, recipe: Recipe, budget: TimeBudget, seed: int) -> BudgetLoader:
@@ -143,6 +166,7 @@ def build_loader(data: Path, recipe: Recipe, budget: TimeBudget, seed: int) -> B
             [
                 RandomResizedCrop(size, scale=recipe.crop_scale, ratio=(0.6, 1.67), seed=seed),
                 RandomHorizontalFlip(seed=seed + 1),
+                *([RandomRotation(recipe.rotate, seed=seed + 3)] if recipe.rotate > 0 else []),
                 *(
                     [ColorJitter(recipe.jitter, recipe.jitter, recipe.jitter, seed=seed + 2)]
                     if recipe.jitter > 0
@@ -210,6 +234,17 @@ def main() -> None:
     parser.add_argument("--wd", type=float, default=None, help="override the weight decay")
     parser.add_argument("--jitter", type=float, default=None, help="override colour jitter")
     parser.add_argument(
+        "--decoder", type=str, default=None, help="override decoder widths, e.g. 64,32,16,16"
+    )
+    parser.add_argument("--upsample", choices=["transpose", "bilinear"], default=None)
+    parser.add_argument("--rotate", type=float, default=None, help="random rotation (degrees)")
+    parser.add_argument("--dropout", type=float, default=None, help="UNet Dropout2d")
+    parser.add_argument(
+        "--progressive", type=float, default=None, help="share of the time at 3/4 size"
+    )
+    parser.add_argument("--workers", type=int, default=None, help="override loader workers")
+    parser.add_argument("--dice-weight", type=float, default=None, help="Dice term weight")
+    parser.add_argument(
         "--ema", type=float, default=None, help="also evaluate an EMA of the weights (decay)"
     )
     args = parser.parse_args()
@@ -226,21 +261,39 @@ def main() -> None:
         "lr": args.lr,
         "weight_decay": args.wd,
         "jitter": args.jitter,
+        "decoder_channels": None
+        if args.decoder is None
+        else tuple(int(w) for w in args.decoder.split(",")),
+        "upsample": args.upsample,
+        "dice_weight": args.dice_weight,
+        "num_workers": args.workers,
+        "rotate": args.rotate,
+        "dropout": args.dropout,
     }
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
 
     torch.manual_seed(args.seed)
-    model = UNet(num_classes=1, init_features=recipe.init_features, depth=recipe.depth)
+    model = UNet(
+        num_classes=1,
+        init_features=recipe.init_features,
+        depth=recipe.depth,
+        decoder_channels=recipe.decoder_channels,
+        upsample=recipe.upsample,
+        dropout=recipe.dropout,
+    )
     if recipe.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     else:
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
         )
-    loss_fn: nn.Module = BCEDiceLoss() if recipe.loss == "bce+dice" else DiceLoss()
+    loss_fn: nn.Module = (
+        BCEDiceLoss(dice_weight=recipe.dice_weight) if recipe.loss == "bce+dice" else DiceLoss()
+    )
 
     budget = TimeBudget(minutes * 60)
     loader = build_loader(args.data, recipe, budget, args.seed)
+    loader.small_until = args.progressive or 0.0
     scheduler = (
         torch.optim.lr_scheduler.LambdaLR(optimizer, budget.one_cycle) if recipe.one_cycle else None
     )
