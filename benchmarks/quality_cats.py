@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from _common import machine_description, markdown_table
 from torch import nn
 from torch.utils.data import DataLoader
@@ -57,6 +56,7 @@ from catseg.data.transforms import (
     RandomHorizontalFlip,
     RandomResizedCrop,
     RandomRotation,
+    Resize,
 )
 from catseg.losses import BCEDiceLoss, DiceLoss
 from catseg.metrics import MeanIoU
@@ -150,12 +150,12 @@ class BudgetLoader(DataLoader[Any]):
 
 
 def _shrink(batch: Any) -> Any:
-    """Resize a uint8 (images, masks) batch to 3/4 of its size (progressive resizing)."""
+    """Resize an (images, masks) batch to 3/4 of its size (progressive resizing)."""
     images, masks = batch
-    size = [max(1, round(s * 0.75)) for s in images.shape[-2:]]
-    small = F.interpolate(images.float(), size=size, mode="bilinear", antialias=True)
-    small_masks = F.interpolate(masks[:, None].float(), size=size, mode="nearest")
-    return small.round().clamp(0, 255).to(images.dtype), small_masks[:, 0].to(masks.dtype)
+    height, width = images.shape[-2:]
+    resize = Resize((max(1, round(height * 0.75)), max(1, round(width * 0.75))))
+    pairs = [resize(image, mask) for image, mask in zip(images, masks, strict=True)]
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
 def build_loader(data: Path, recipe: Recipe, budget: TimeBudget, seed: int) -> BudgetLoader:
