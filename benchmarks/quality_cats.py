@@ -93,6 +93,7 @@ class Recipe:
     dice_weight: float = 1.0
     rotate: float = 0.0
     dropout: float = 0.0
+    encoder: str = "unet"
 
 
 RECIPES = {
@@ -228,6 +229,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="override the input size")
     parser.add_argument("--features", type=int, default=None, help="override init_features")
     parser.add_argument("--depth", type=int, default=None, help="override the UNet depth")
+    parser.add_argument("--encoder", type=str, default=None, help="override the encoder name")
     parser.add_argument("--batch-size", type=int, default=None, help="override the batch size")
     parser.add_argument("--min-scale", type=float, default=None, help="override the crop scale")
     parser.add_argument("--lr", type=float, default=None, help="override the peak lr")
@@ -269,14 +271,16 @@ def main() -> None:
         "num_workers": args.workers,
         "rotate": args.rotate,
         "dropout": args.dropout,
+        "encoder": args.encoder,
     }
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
 
     torch.manual_seed(args.seed)
+    classic = recipe.encoder == "unet"  # init_features and depth size the classic encoder
     model = UNet(
         num_classes=1,
-        init_features=recipe.init_features,
-        depth=recipe.depth,
+        encoder=recipe.encoder,
+        **({"init_features": recipe.init_features, "depth": recipe.depth} if classic else {}),
         decoder_channels=recipe.decoder_channels,
         upsample=recipe.upsample,
         dropout=recipe.dropout,
