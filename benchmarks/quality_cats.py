@@ -105,7 +105,7 @@ RECIPES = {
     "catseg": Recipe(
         image_size=128, init_features=16, depth=4, batch_size=4, optimizer="adamw", lr=2e-3,
         weight_decay=1e-4, one_cycle=True, augment=True, crop_scale=(0.5, 1.0),
-        loss="bce+dice", precision="auto", channels_last=True, num_workers=1,
+        loss="bce+dice", precision="auto", channels_last=True, num_workers=0,
         jitter=0.3, tta=True,
     ),
 }  # fmt: skip
