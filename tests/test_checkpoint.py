@@ -292,6 +292,18 @@ _KILL_WRITER = textwrap.dedent(
 )
 
 
+def _partial_temp_file(folder: Path) -> bool:
+    """Whether *folder* holds a temp file with over 1 MB written (it may vanish meanwhile)."""
+    for path in folder.iterdir():
+        if path.name.endswith(".tmp"):
+            try:
+                if path.stat().st_size > 1_000_000:
+                    return True
+            except FileNotFoundError:  # renamed into place between iterdir() and stat()
+                pass
+    return False
+
+
 def test_killed_writer_leaves_the_old_file_loadable(tmp_path: Path) -> None:
     target = tmp_path / "ck.pt"
     save_checkpoint(target, trained_tiny(), **META)
@@ -304,9 +316,7 @@ def test_killed_writer_leaves_the_old_file_loadable(tmp_path: Path) -> None:
             assert proc.stdout.readline().strip() == "ready"
             deadline = time.monotonic() + 60
             # Kill as soon as the temp file holds part of the 48 MB: mid-write.
-            while not any(
-                p.name.endswith(".tmp") and p.stat().st_size > 1_000_000 for p in tmp_path.iterdir()
-            ):
+            while not _partial_temp_file(tmp_path):
                 assert time.monotonic() < deadline, "the writer never started a save"
                 time.sleep(0.001)
         finally:
