@@ -73,6 +73,8 @@ def main() -> int:
                 "pytest",
                 "-q",
                 "-x",
+                "-p",
+                "no:benchmark",
                 "-n",
                 "8",
                 "-p",

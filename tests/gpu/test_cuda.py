@@ -70,7 +70,7 @@ def test_dice_and_miou_on_cuda_equal_cpu() -> None:
     logits = torch.randn(2, 3, 32, 32, generator=gen)
     target = torch.randint(0, 3, (2, 32, 32), generator=gen)
     target[:, :2] = 255
-    loss = DiceLoss()
+    loss = DiceLoss(mode="multiclass")
     torch.testing.assert_close(loss(logits.cuda(), target.cuda()).cpu(), loss(logits, target))
     a, b = MeanIoU(3), MeanIoU(3)
     a.update(logits, target)
