@@ -72,7 +72,6 @@ def main() -> int:
                 "-m",
                 "pytest",
                 "-q",
-                "-x",
                 "-p",
                 "no:benchmark",
                 "-n",
@@ -82,7 +81,7 @@ def main() -> int:
                 "--ignore=tests/docs",
                 "tests",
             ],
-            150,
+            240,
         ),
         (
             "bench-unet",
