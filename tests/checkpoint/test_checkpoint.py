@@ -141,7 +141,10 @@ def test_fused_model_is_refused(tmp_path: Path) -> None:
         ({"classes": "cat"}, "classes must be a list of class names, got 'cat'"),
         ({"classes": ["bg", "bg"]}, "classes must be distinct, got 'bg' twice"),
         ({"mean": (0.5, 0.5)}, r"mean and std must have the same length"),
-        ({"mean": (0.5, 0.5), "std": (1.0, 1.0)}, r"mean and std must have 3 entries .*\(0.5, 0.5\)"),
+        (
+            {"mean": (0.5, 0.5), "std": (1.0, 1.0)},
+            r"mean and std must have 3 entries .*\(0.5, 0.5\)",
+        ),
         ({"std": (1.0, 0.0, 1.0)}, r"std\[1\] must be a finite number in \(0.0, inf\], got 0.0"),
         ({"mean": (0.5, float("nan"), 0.5)}, r"mean\[1\] must be a finite number, got nan"),
         ({"image_size": (32, 0)}, r"image_size must be an int or \(height, width\) of positive"),

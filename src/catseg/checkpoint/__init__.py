@@ -29,7 +29,7 @@ flushed to disk and renamed over the destination, so a crash or a kill during th
 save leaves the previous checkpoint intact.
 
 Loading treats the file as untrusted input and bounds the work it may cause: the
-archive is checked before unpickling (no compressed entries, at most 1 MiB of pickled
+archive is checked before unpickling (no compressed entries, at most 512 KiB of pickled
 metadata beside the weights), every field is walked once within a budget of items,
 nesting and characters (so shared-reference "list bombs" are refused in milliseconds),
 tensors must be dense, non-quantized and (for weights) real, and

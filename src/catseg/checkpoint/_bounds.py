@@ -36,11 +36,13 @@ __all__ = [
     "walk_plain",
 ]
 
-MAX_METADATA_BYTES = 1 << 20
+MAX_METADATA_BYTES = 1 << 19
 """Largest pickled metadata (``data.pkl``: everything but the tensor bytes) a file may hold.
 
-PyTorch's safe unpickler runs in Python at about 1 MB/s, so this bounds the time a load
-takes; catseg's own checkpoints hold 10-200 kB (weights are stored beside it)."""
+PyTorch's safe unpickler runs in Python, at about 1 MB/s for the worst mix of opcodes,
+so this bounds the time a load takes. catseg's own checkpoints hold 10-170 kB (a ResNet-34
+with its AdamW state and 1000 epochs of history: 160 kB); the weights are stored beside
+it and do not count."""
 MAX_ITEMS = 200_000
 """Most containers and values one load may visit, shared references counted each time."""
 MAX_DEPTH = 32
@@ -129,57 +131,78 @@ def walk_plain(
         >>> walk_plain(bomb, "extra", Budget(), CheckpointError)
         Traceback (most recent call last):
         ...
-        catseg.errors.CheckpointError: extra holds more than 200000 items ...
+        catseg.errors.CheckpointError: extra...holds more than 200000 items ...
     """
-    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    # Entries are (item, parent entry, key in parent, depth); the path of an item is only
+    # spelled out when it is reported, so a walk costs no string building.
+    stack: list[_Entry] = [(value, None, where, 0)]
     while stack:
-        item, at, depth = stack.pop()
+        entry = stack.pop()
+        item, _, _, depth = entry
         budget.items -= 1
         if budget.items < 0:
-            raise fail(
-                f"{where} holds more than {MAX_ITEMS} items (counting shared references each "
-                "time they appear); store large arrays as tensors"
-            )
+            raise fail(_too_many(where))
         if isinstance(item, (str, bytes)):
             budget.chars -= len(item)
             if budget.chars < 0:
                 raise fail(f"{where} holds more than {MAX_CHARS} characters of strings")
         elif isinstance(item, int) and not isinstance(item, bool):
             if not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
-                raise fail(f"{at} is an int of {item.bit_length()} bits (at most 64)")
+                raise fail(f"{_path(entry)} is an int of {item.bit_length()} bits (at most 64)")
         elif isinstance(item, torch.Tensor):
             problem = tensor_check(item)
             if problem is not None:
-                raise fail(f"{at} {problem}")
+                raise fail(f"{_path(entry)} {problem}")
         elif isinstance(item, _SCALARS):
             continue
         elif depth >= MAX_DEPTH:
-            raise fail(f"{at} is nested more than {MAX_DEPTH} levels deep")
-        elif type(item) in (dict, OrderedDict, list, tuple, set, frozenset, torch.Size):
-            _push(stack, item, at, depth, budget, fail)
+            raise fail(f"{_path(entry)} is nested more than {MAX_DEPTH} levels deep")
+        elif type(item) in _CONTAINERS:
+            _push(stack, entry, budget, fail)
         else:
             raise fail(
-                f"{at} is a {type(item).__module__}.{type(item).__qualname__}; checkpoints hold "
-                "only tensors, numbers, strings, None and dicts/lists/tuples of them "
-                "(convert NumPy arrays with torch.from_numpy, objects to dicts)"
+                f"{_path(entry)} is a {type(item).__module__}.{type(item).__qualname__}; "
+                "checkpoints hold only tensors, numbers, strings, None and dicts/lists/tuples "
+                "of them (convert NumPy arrays with torch.from_numpy, objects to dicts)"
             )
 
 
+_Entry = tuple[Any, Any, Any, int]
+_KEY = object()
+_CONTAINERS = (dict, OrderedDict, list, tuple, set, frozenset, torch.Size)
+
+
+def _path(entry: _Entry) -> str:
+    keys: list[str] = []
+    node: _Entry | None = entry
+    while node is not None:
+        _, parent, key, _ = node
+        if parent is None:
+            keys.append(key)
+        else:
+            keys.append(" (a key)" if key is _KEY else f"[{short(key)}]")
+        node = parent
+    return "".join(reversed(keys))
+
+
 def _push(
-    stack: list[tuple[Any, str, int]],
-    item: Any,
-    at: str,
-    depth: int,
-    budget: Budget,
-    fail: Callable[[str], CatsegError],
+    stack: list[_Entry], entry: _Entry, budget: Budget, fail: Callable[[str], CatsegError]
 ) -> None:
+    item, _, _, depth = entry
     if len(item) > budget.items:
-        raise fail(f"{at} holds {len(item)} items, more than the {MAX_ITEMS} a checkpoint may")
+        raise fail(_too_many(_path(entry)))
     if isinstance(item, dict):
         for key, sub in item.items():
             if not isinstance(key, (str, int, float, bool, type(None))):
-                raise fail(f"{at} has a key of type {type(key).__name__}")
-            stack.append((key, at, depth + 1))
-            stack.append((sub, f"{at}[{short(key)}]", depth + 1))
+                raise fail(f"{_path(entry)} has a key of type {type(key).__name__}")
+            stack.append((key, entry, _KEY, depth + 1))
+            stack.append((sub, entry, key, depth + 1))
     else:
-        stack.extend((sub, f"{at}[{i}]", depth + 1) for i, sub in enumerate(item))
+        stack.extend((sub, entry, i, depth + 1) for i, sub in enumerate(item))
+
+
+def _too_many(where: str) -> str:
+    return (
+        f"{where} holds more than {MAX_ITEMS} items (counting shared references each time "
+        "they appear); store large arrays as tensors"
+    )

@@ -217,5 +217,8 @@ def read_archive(path: Path, map_location: object) -> Any:
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
+    _, marker, detail = text.partition("WeightsUnpickler error:")
+    if marker:  # torch's own advice (weights_only=False ...) must not be followed here
+        text = detail.strip()
     line = text.splitlines()[0] if text else type(err).__name__
     return line if len(line) <= 300 else line[:300] + "..."
