@@ -129,7 +129,7 @@ def read_dataset_facts(dataset: object, where: str = "the dataset", depth: int =
         ConfigError: If parts disagree, or a transform's effect on the size is unknown.
 
     Examples:
-        >>> from torch.utils.data import ChainDataset, ConcatDataset
+        >>> from torch.utils.data import ConcatDataset, Subset
         >>> class Cats:
         ...     class_names = ["_background_", "cat"]
         ...     image_size = 64
