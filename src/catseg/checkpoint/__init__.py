@@ -14,7 +14,6 @@ File layout (format version 1) — one ``torch.save`` zip archive holding a dict
     format            "catseg.checkpoint"
     format_version    1
     catseg_version    version of catseg that wrote the file
-    model_class       "UNet"
     model_config      UNetConfig.to_dict()
     state_dict        the weights (CPU tensors)
     classes           class names, label 0 first
@@ -23,9 +22,19 @@ File layout (format version 1) — one ``torch.save`` zip archive holding a dict
     extra             user metadata (plain data)
     training_state    optimizer/scheduler/epoch/RNG state, or None
 
+Files written by catseg before 0.2 also hold ``model_class`` ("UNet"); it is ignored.
+
 Writes are atomic: the file is written to a temporary file in the same folder,
 flushed to disk and renamed over the destination, so a crash or a kill during the
 save leaves the previous checkpoint intact.
+
+Loading treats the file as untrusted input and bounds the work it may cause: the
+archive is checked before unpickling (no compressed entries, at most 512 KiB of pickled
+metadata beside the weights), every field is walked once within a budget of items,
+nesting and characters (so shared-reference "list bombs" are refused in milliseconds),
+tensors must be dense, non-quantized and (for weights) real, and
+:meth:`Checkpoint.build_model` bounds the model a config may build and checks it
+against the weights present before allocating anything.
 
 Examples:
     >>> import tempfile
@@ -45,10 +54,9 @@ Examples:
 
 from __future__ import annotations
 
-import importlib.metadata
+import math
 import os
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +64,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from catseg.checkpoint._checks import check_meta, check_plain, check_weights_fit, unwrap
+from catseg._modules import unwrap_model
+from catseg._version import catseg_version
+from catseg.checkpoint._bounds import MAX_NAME_CHARS, Budget, short, walk_plain
+from catseg.checkpoint._checks import (
+    check_config_bounds,
+    check_meta,
+    check_plain,
+    check_weights_fit,
+    weight_problem,
+)
 from catseg.checkpoint._files import atomic_save, describe, read_archive
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.models import UNet
@@ -67,17 +84,6 @@ FORMAT_VERSION = 1
 """Version of the checkpoint layout this catseg writes (and the newest it reads)."""
 
 _FORMAT_TAG = "catseg.checkpoint"
-
-
-def _catseg_version() -> str:
-    package = sys.modules.get("catseg")
-    version = getattr(package, "__version__", None)
-    if isinstance(version, str):
-        return version
-    try:  # pragma: no cover - catseg.checkpoint is always imported through the package
-        return importlib.metadata.version("catseg")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -133,19 +139,25 @@ class Checkpoint:
 
         Raises:
             CheckpointError: If the config cannot be rebuilt (e.g. an encoder that is
-                not registered here), or the weights do not fit the rebuilt model (the
-                message names the first missing/unexpected keys and mismatched shapes).
+                not registered here), asks for a model over catseg's size limits, or the
+                weights do not fit the rebuilt model (the message names the first
+                missing/unexpected keys and mismatched shapes). All of this is checked on
+                the ``meta`` device, before any memory is allocated for the model.
         """
         config = dict(self.model_config)
+        check_config_bounds(config, _config_error)
         if "pretrained" in config:
             config["pretrained"] = False
         try:
-            model = UNet.from_config(config)
+            with torch.device("meta"):
+                reference = UNet.from_config(config)
         except CatsegError as err:
             raise CheckpointError(
                 f"the checkpoint's model config cannot be rebuilt by this catseg: {err}"
             ) from err
-        check_weights_fit(model, self.state_dict, what="the checkpoint's weights")
+        check_weights_fit(reference, self.state_dict, what="the checkpoint's weights")
+        _check_weight_kinds(reference, self.state_dict)
+        model = UNet.from_config(config)
         devices = {t.device for t in self.state_dict.values()}
         if len(devices) == 1:
             model = model.to(next(iter(devices)))
@@ -158,7 +170,7 @@ def save_checkpoint(
     model: nn.Module,
     *,
     classes: Sequence[str],
-    image_size: tuple[int, int] | None,
+    image_size: int | tuple[int, int] | None,
     mean: Sequence[float],
     std: Sequence[float],
     extra: Mapping[str, Any] | None = None,
@@ -177,7 +189,8 @@ def save_checkpoint(
         model: A :class:`~catseg.models.UNet` built from a registered encoder name.
         classes: Class names, label 0 first. ``num_classes`` names for a multiclass
             model; two names (background, foreground) for a binary 1-logit model.
-        image_size: ``(height, width)`` the model was trained at, or ``None``.
+        image_size: ``(height, width)`` the model was trained at (an int for a square),
+            or ``None``.
         mean: Per-input-channel mean used to normalise [0, 1] pixels in training.
         std: Per-input-channel standard deviation (all > 0).
         extra: Optional user metadata: dicts/lists/tuples of numbers, strings,
@@ -206,7 +219,7 @@ def save_checkpoint(
         >>> out.name, out.is_file()
         ('best.pt', True)
     """
-    plain = unwrap(model)
+    plain = unwrap_model(model)
     if not isinstance(plain, UNet):
         raise ConfigError(
             f"save_checkpoint saves catseg.models.UNet models, got {type(plain).__qualname__}"
@@ -231,6 +244,9 @@ def save_checkpoint(
     names, size, mean_t, std_t = check_meta(
         classes, image_size, mean, std, plain.num_classes, plain.in_channels
     )
+    for name, value in (("extra", extra), ("training_state", training_state)):
+        if value is not None and not isinstance(value, Mapping):
+            raise ConfigError(f"{name} must be a dict or None, got {type(value).__name__}")
     extra_d = dict(extra) if extra is not None else {}
     check_plain(extra_d, "extra")
     train_d = dict(training_state) if training_state is not None else None
@@ -238,8 +254,7 @@ def save_checkpoint(
     payload: dict[str, Any] = {
         "format": _FORMAT_TAG,
         "format_version": FORMAT_VERSION,
-        "catseg_version": _catseg_version(),
-        "model_class": "UNet",
+        "catseg_version": catseg_version(),
         "model_config": config,
         "state_dict": state,
         "classes": names,
@@ -255,24 +270,117 @@ def save_checkpoint(
     return target
 
 
-def _field(data: Mapping[str, Any], key: str, kinds: tuple[type, ...], path: Path) -> Any:
-    value = data.get(key)
-    if not isinstance(value, kinds):
-        raise CheckpointError(
-            f"{path} is a corrupt catseg checkpoint: field {key!r} is "
-            f"{type(value).__name__}, expected {' or '.join(k.__name__ for k in kinds)}"
-        )
-    return value
+def _config_error(message: str) -> CheckpointError:
+    return CheckpointError(f"the checkpoint's {message}")
 
 
-def _numbers(data: Mapping[str, Any], key: str, path: Path) -> tuple[float, ...]:
-    values = _field(data, key, (list, tuple), path)
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise CheckpointError(
-            f"{path} is a corrupt catseg checkpoint: field {key!r} is {list(values)!r}, "
-            "expected a list of numbers"
+def _check_weight_kinds(reference: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse weights of another kind (float vs integer) than the model's, naming the first."""
+    for name, expected in reference.state_dict().items():
+        given = state[name]
+        problem = weight_problem(given)
+        if problem is None and expected.is_floating_point() != given.is_floating_point():
+            kind = "floating-point" if expected.is_floating_point() else "integer"
+            problem = f"is {given.dtype}, but the model needs a {kind} tensor"
+        if problem is not None:
+            raise CheckpointError(f"the checkpoint's weight {name!r} {problem}")
+
+
+class _Reader:
+    """Checks the fields of one loaded payload, each error naming the file and the field."""
+
+    def __init__(self, file: Path, data: Mapping[str, Any]) -> None:
+        self.file = file
+        self.data = data
+
+    def corrupt(self, message: str) -> CheckpointError:
+        return CheckpointError(f"{self.file} is a corrupt catseg checkpoint: {message}")
+
+    def unsafe(self, message: str) -> CheckpointError:
+        return CheckpointError(f"{self.file} cannot be loaded safely: {message}")
+
+    def field(self, key: str, kinds: tuple[type, ...]) -> Any:
+        value = self.data.get(key)
+        if not isinstance(value, kinds):
+            raise self.corrupt(
+                f"field {key!r} is {type(value).__name__}, expected "
+                f"{' or '.join(k.__name__ for k in kinds)}"
+            )
+        return value
+
+    def walk(self) -> None:
+        if len(self.data) > 64:
+            raise self.unsafe(f"it has {len(self.data)} top-level fields (a checkpoint has 12)")
+        budget = Budget()
+        for key, value in self.data.items():
+            if not isinstance(key, str) or len(key) > MAX_NAME_CHARS:
+                raise self.corrupt(f"it has a top-level key {short(key)}")
+            walk_plain(value, f"field {key!r}", budget, self.unsafe)
+
+    def names(self, key: str, values: Any, check: Callable[[str], bool]) -> list[str]:
+        for item in values:
+            if not isinstance(item, str) or not 0 < len(item) <= MAX_NAME_CHARS or not check(item):
+                raise self.corrupt(
+                    f"{key} holds {short(item)}; expected non-empty strings of at most "
+                    f"{MAX_NAME_CHARS} characters"
+                )
+        return list(values)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = self.field("state_dict", (dict,))
+        self.names("state_dict keys", list(state), lambda _: True)
+        for key, tensor in state.items():
+            if not isinstance(tensor, torch.Tensor):
+                raise self.corrupt(f"state_dict holds non-tensors ({key!r} is {short(tensor)})")
+            problem = weight_problem(tensor)
+            if problem is not None:
+                raise self.corrupt(f"state_dict[{key!r}] {problem}")
+        return dict(state)
+
+    def image_size(self) -> tuple[int, int] | None:
+        size = self.data.get("image_size")
+        if size is None:
+            return None
+        if not (
+            isinstance(size, (list, tuple))
+            and len(size) == 2
+            and all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 20 for v in size
+            )
+        ):
+            raise self.corrupt(
+                f"image_size is {short(size)}, expected None or [height, width] positive ints"
+            )
+        return (int(size[0]), int(size[1]))
+
+    def numbers(self, key: str, positive: bool) -> tuple[float, ...]:
+        values = self.field(key, (list, tuple))
+        ok = all(
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and (v > 0 or not positive)
+            for v in values
         )
-    return tuple(float(v) for v in values)
+        if not ok or not values:
+            wanted = "positive finite numbers" if positive else "finite numbers"
+            raise self.corrupt(f"field {key!r} is {short(values)}, expected a list of {wanted}")
+        return tuple(float(v) for v in values)
+
+    def version(self) -> tuple[int, str]:
+        version = self.data.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CheckpointError(f"{self.file} has an invalid format_version {short(version)}")
+        writer = self.data.get("catseg_version", "unknown")
+        if not isinstance(writer, str) or len(writer) > 64:
+            raise self.corrupt(f"catseg_version is {short(writer)}, expected a version string")
+        if version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{self.file} has checkpoint format version {version} (written by catseg "
+                f"{writer}); this catseg reads versions up to {FORMAT_VERSION}: upgrade catseg "
+                "to load it"
+            )
+        return version, writer
 
 
 def load_checkpoint(
@@ -282,22 +390,27 @@ def load_checkpoint(
 
     The file is read with ``torch.load(weights_only=True)``: nothing but tensors and
     plain Python data is ever built, so a file crafted to run code is refused
-    before any of it runs.
+    before any of it runs. The file is also treated as hostile in size: loading takes
+    time and memory proportional to the file, never more (see the module's notes).
 
     Args:
         path: The checkpoint file.
-        map_location: Where to put the tensors (as in :func:`torch.load`); ``None``
-            keeps the CPU tensors the file holds.
+        map_location: The device to put the tensors on: ``"cpu"`` (or ``None``, the
+            default), ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device` that this
+            machine has. Tensors never go where the file says; they go here.
 
     Returns:
         The file's contents as a :class:`Checkpoint`.
 
     Raises:
         MissingFileError: If the file does not exist.
-        CheckpointError: If the file is empty, truncated or corrupt; not a catseg
-            checkpoint (e.g. a plain state_dict or another kind of file); holds
-            pickled objects outside the safe set; or was written with a newer
-            format version than this catseg reads. The message says what was found.
+        CheckpointError: If ``map_location`` is not a device of this machine; the file
+            is empty, truncated or corrupt; not a catseg checkpoint (e.g. a plain
+            state_dict or another kind of file); holds pickled objects outside the safe
+            set; holds more than a checkpoint may (nesting, items, metadata size) or
+            tensors that cannot be weights (sparse, quantized, complex); or was written
+            with a newer format version than this catseg reads. The message says what
+            was found.
 
     Examples:
         >>> import tempfile
@@ -311,44 +424,27 @@ def load_checkpoint(
     """
     file = Path(path)
     data = read_archive(file, map_location)
-    if not isinstance(data, Mapping) or data.get("format") != _FORMAT_TAG:
+    if not isinstance(data, dict) or data.get("format") != _FORMAT_TAG:
         raise CheckpointError(f"{file} is not a catseg checkpoint: it holds {describe(data)}")
-    version = data.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{file} has an invalid format_version {version!r}")
-    writer = str(data.get("catseg_version", "unknown"))
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{file} has checkpoint format version {version} (written by catseg {writer}); "
-            f"this catseg reads versions up to {FORMAT_VERSION}: upgrade catseg to load it"
-        )
-    state = _field(data, "state_dict", (dict,), file)
-    if not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(
-            f"{file} is a corrupt catseg checkpoint: state_dict holds non-tensors"
-        )
-    if not all(isinstance(k, str) for k in state):
-        keys = [k for k in state if not isinstance(k, str)][:3]
-        raise CheckpointError(
-            f"{file} is a corrupt catseg checkpoint: state_dict has non-string keys {keys!r}"
-        )
-    size = data.get("image_size")
-    if size is not None and not (
-        isinstance(size, (list, tuple))
-        and len(size) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
-    ):
-        raise CheckpointError(f"{file} is a corrupt catseg checkpoint: image_size is {size!r}")
+    reader = _Reader(file, data)
+    version, writer = reader.version()
+    reader.walk()
+    state = reader.state_dict()
+    config = dict(reader.field("model_config", (dict,)))
+    reader.names("model_config keys", list(config), str.isidentifier)
+    check_config_bounds(config, reader.unsafe)
     training = data.get("training_state")
+    if training is not None and not isinstance(training, dict):
+        raise reader.corrupt(f"field 'training_state' is {type(training).__name__}, expected dict")
     return Checkpoint(
-        model_config=dict(_field(data, "model_config", (dict,), file)),
-        state_dict=dict(state),
-        classes=[str(c) for c in _field(data, "classes", (list, tuple), file)],
-        image_size=(int(size[0]), int(size[1])) if size is not None else None,
-        mean=_numbers(data, "mean", file),
-        std=_numbers(data, "std", file),
-        extra=dict(_field(data, "extra", (dict,), file)),
-        training_state=dict(training) if isinstance(training, Mapping) else None,
+        model_config=config,
+        state_dict=state,
+        classes=reader.names("classes", reader.field("classes", (list, tuple)), lambda _: True),
+        image_size=reader.image_size(),
+        mean=reader.numbers("mean", positive=False),
+        std=reader.numbers("std", positive=True),
+        extra=dict(reader.field("extra", (dict,))),
+        training_state=dict(training) if training is not None else None,
         format_version=version,
         catseg_version=writer,
     )

@@ -2,34 +2,48 @@
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from catseg.errors import CheckpointError, ConfigError
+from catseg._validation import check_class_names, check_mean_std, check_optional_size
+from catseg.checkpoint._bounds import Budget, short, tensor_problem, walk_plain
+from catseg.errors import CatsegError, CheckpointError, ConfigError
 
-__all__ = ["check_meta", "check_plain", "check_weights_fit", "unwrap"]
+__all__ = [
+    "MAX_CHANNELS",
+    "MAX_CLASSES",
+    "MAX_DEPTH_STAGES",
+    "MAX_WIDTH",
+    "check_config_bounds",
+    "check_meta",
+    "check_plain",
+    "check_weights_fit",
+    "weight_problem",
+]
 
-LEAF_TYPES: tuple[type, ...] = (
-    type(None),
-    bool,
-    int,
-    float,
-    complex,
-    str,
-    bytes,
-    torch.Tensor,
-    torch.dtype,
-    torch.device,
-    torch.Size,
-)
+MAX_CHANNELS = 1024
+"""Most input channels a checkpoint's model config may ask for."""
+MAX_CLASSES = 65_536
+"""Most classes (output maps) a checkpoint's model config may ask for."""
+MAX_DEPTH_STAGES = 12
+"""Deepest classic encoder (number of poolings) a checkpoint's config may ask for."""
+MAX_WIDTH = 65_536
+"""Widest layer (channels) a checkpoint's config may ask for."""
+_MAX_DECODER_STAGES = 32
+
+
+def _numel(shape: Sequence[int]) -> int:
+    total = 1
+    for size in shape:
+        total *= int(size)
+    return total
 
 
 def check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], *, what: str) -> None:
+    """Refuse weights whose names or shapes differ from ``model``'s (which may be on meta)."""
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -47,54 +61,77 @@ def check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], *, wh
         parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:3])})")
     if wrong:
         parts.append(f"{len(wrong)} with other shapes (first: {'; '.join(wrong[:3])})")
-    raise CheckpointError(f"{what} do not match the model config: {', '.join(parts)}")
+    wanted = sum(_numel(shape) for shape in expected.values())
+    held = sum(t.numel() for t in state.values())
+    raise CheckpointError(
+        f"{what} do not match the model config: {', '.join(parts)} (the config builds "
+        f"{wanted} weight values, the file holds {held})"
+    )
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    # DataParallel / DistributedDataParallel keep the real model in .module,
-    # torch.compile in ._orig_mod; the checkpoint must hold the plain model's keys.
-    while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        elif isinstance(inner := getattr(model, "_orig_mod", None), nn.Module):
-            model = inner
-        else:
-            return model
+def weight_problem(tensor: torch.Tensor) -> str | None:
+    """Why a tensor cannot be a model weight, or ``None`` if it can."""
+    problem = tensor_problem(tensor)
+    if problem is not None:
+        return problem
+    if tensor.is_complex():
+        return f"is a complex tensor ({tensor.dtype}); model weights are real"
+    return None
+
+
+def check_config_bounds(config: Mapping[str, Any], fail: Callable[[str], CatsegError]) -> None:
+    """Refuse a model config that would build an absurdly large model, before building it.
+
+    Only the sizes are checked here (ints of the known fields); everything else is checked
+    by :class:`~catseg.models.config.UNetConfig` when the model is built.
+    """
+
+    def bounded(key: str, limit: int) -> int | None:
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None
+        if value > limit:
+            raise fail(f"model_config {key}={short(value)} is over the limit of {limit}")
+        return value
+
+    bounded("in_channels", MAX_CHANNELS)
+    bounded("num_classes", MAX_CLASSES)
+    depth = bounded("depth", MAX_DEPTH_STAGES)
+    features = bounded("init_features", MAX_WIDTH)
+    if depth is not None and features is not None and features * 2**depth > MAX_WIDTH:
+        raise fail(
+            f"model_config init_features={features}, depth={depth} gives a deepest layer of "
+            f"{features * 2**depth} channels, over the limit of {MAX_WIDTH}"
+        )
+    widths = config.get("decoder_channels")
+    if isinstance(widths, (list, tuple)):
+        if len(widths) > _MAX_DECODER_STAGES:
+            raise fail(
+                f"model_config decoder_channels has {len(widths)} entries, over the limit of "
+                f"{_MAX_DECODER_STAGES}"
+            )
+        for width in widths:
+            if isinstance(width, int) and not isinstance(width, bool) and width > MAX_WIDTH:
+                raise fail(
+                    f"model_config decoder_channels holds {width}, over the limit of {MAX_WIDTH}"
+                )
 
 
 def check_plain(value: Any, where: str) -> None:
-    """Refuse anything ``torch.load(weights_only=True)`` would not read back."""
-    stack: list[tuple[Any, str]] = [(value, where)]
-    while stack:
-        item, at = stack.pop()
-        if isinstance(item, LEAF_TYPES):
-            continue
-        if isinstance(item, (dict, OrderedDict)):
-            for key, sub in item.items():
-                if not isinstance(key, (str, int, float, bool, type(None))):
-                    raise ConfigError(f"{at} has a key of type {type(key).__name__}: {key!r}")
-                stack.append((sub, f"{at}[{key!r}]"))
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            stack.extend((sub, f"{at}[{i}]") for i, sub in enumerate(item))
-        else:
-            raise ConfigError(
-                f"{at} is a {type(item).__module__}.{type(item).__qualname__}; checkpoints hold "
-                "only tensors, numbers, strings, None and dicts/lists/tuples of them "
-                "(convert NumPy arrays with torch.from_numpy, objects to dicts)"
-            )
+    """Refuse anything ``load_checkpoint`` would not read back (a ConfigError naming it)."""
+    walk_plain(value, where, Budget(), ConfigError)
 
 
 def check_meta(
     classes: Sequence[str],
-    image_size: Sequence[int] | None,
+    image_size: object,
     mean: Sequence[float],
     std: Sequence[float],
     num_classes: int,
     in_channels: int,
 ) -> tuple[list[str], tuple[int, int] | None, tuple[float, ...], tuple[float, ...]]:
-    if isinstance(classes, str) or not all(isinstance(c, str) and c for c in classes):
-        raise ConfigError(f"classes must be a sequence of non-empty strings, got {classes!r}")
-    names = list(classes)
+    """The arguments of ``save_checkpoint`` that describe the model, checked and normalised."""
+    names = check_class_names("classes", classes)
     wanted = 2 if num_classes == 1 else num_classes
     if len(names) != wanted:
         mode = "a binary (1-logit) model" if num_classes == 1 else f"{num_classes} logits"
@@ -102,25 +139,11 @@ def check_meta(
             f"classes has {len(names)} names but {mode} needs {wanted} "
             "(label 0 first, e.g. ['_background_', 'cat'])"
         )
-    size: tuple[int, int] | None = None
-    if image_size is not None:
-        values = tuple(image_size)
-        if len(values) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
-        ):
-            raise ConfigError(
-                f"image_size must be None or (height, width) positive ints, got {image_size!r}"
-            )
-        size = (int(values[0]), int(values[1]))
-    norm: list[tuple[float, ...]] = []
-    for name, seq in (("mean", mean), ("std", std)):
-        floats = tuple(float(v) for v in seq)
-        if len(floats) != in_channels or not all(math.isfinite(v) for v in floats):
-            raise ConfigError(
-                f"{name} must hold {in_channels} finite numbers (one per input channel), "
-                f"got {tuple(seq)!r}"
-            )
-        norm.append(floats)
-    if not all(v > 0 for v in norm[1]):
-        raise ConfigError(f"std values must be > 0, got {norm[1]!r}")
-    return names, size, norm[0], norm[1]
+    size = check_optional_size("image_size", image_size)
+    mean_t, std_t = check_mean_std(mean, std)
+    if len(mean_t) != in_channels:
+        raise ConfigError(
+            f"mean and std must have {in_channels} entries (one per input channel), "
+            f"got {tuple(mean)!r}"
+        )
+    return names, size, mean_t, std_t

@@ -6,15 +6,26 @@ import contextlib
 import os
 import pickle
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from catseg.checkpoint._bounds import MAX_METADATA_BYTES, short
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
 
-__all__ = ["ZIP_MAGIC", "atomic_save", "describe", "read_archive"]
+__all__ = [
+    "MAX_RECORDS",
+    "ZIP_MAGIC",
+    "atomic_save",
+    "check_archive",
+    "check_map_location",
+    "describe",
+    "read_archive",
+]
 
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -30,6 +41,7 @@ def atomic_save(payload: Any, target: Path) -> None:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        _check_metadata_size(tmp)
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
@@ -44,20 +56,135 @@ def atomic_save(payload: Any, target: Path) -> None:
             os.close(dir_fd)
 
 
+def _check_metadata_size(path: Path) -> None:
+    with zipfile.ZipFile(path) as archive:
+        sizes = [i.file_size for i in archive.infolist() if i.filename.endswith("/data.pkl")]
+    if sizes and sizes[0] > MAX_METADATA_BYTES:
+        raise ConfigError(
+            f"extra and training_state pickle to {sizes[0]} bytes, more than the "
+            f"{MAX_METADATA_BYTES} a checkpoint may hold beside its weights; store large "
+            "lists of numbers as tensors"
+        )
+
+
 def describe(obj: Any) -> str:
     if isinstance(obj, Mapping):
         keys = list(obj.keys())
         if keys and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return (
-                f"a plain state_dict ({len(keys)} tensors, first key {keys[0]!r}); load it with "
-                "model.load_state_dict(torch.load(path, weights_only=True)) on a model you "
+                f"a plain state_dict ({len(keys)} tensors, first key {short(keys[0])}); load "
+                "it with model.load_state_dict(torch.load(path, weights_only=True)) on a model you "
                 "build yourself, or save it with catseg.checkpoint.save_checkpoint"
             )
-        return f"a dict with keys {[str(k) for k in keys[:5]]} but no 'format' tag"
+        return f"a dict with keys {short(keys[:5])} but no 'format' tag"
     return f"a {type(obj).__qualname__}"
 
 
-def read_archive(path: Path, map_location: str | torch.device | None) -> Any:
+MAX_RECORDS = 50_000
+"""Most entries (one per tensor storage) the zip archive of a checkpoint may hold."""
+_EOCD = b"PK\x05\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
+
+
+def check_map_location(value: object) -> torch.device:
+    """The device ``map_location`` names, if this machine has it; ``None`` is the CPU."""
+    if value is None:
+        return torch.device("cpu")
+    if not isinstance(value, (str, torch.device)):
+        raise CheckpointError(
+            f"map_location must be None, a device name such as 'cpu' or 'cuda:0', or a "
+            f"torch.device; got {short(value)} of type {type(value).__name__}"
+        )
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise CheckpointError(
+            f"map_location {short(value)} is not a device name; expected e.g. 'cpu', 'cuda' "
+            "or 'cuda:0'"
+        ) from None
+    if device.type == "cpu":
+        return device
+    if device.type == "meta":
+        raise CheckpointError(
+            "map_location='meta' would load weights without values; use 'cpu' or an accelerator"
+        )
+    accelerator = torch.accelerator.current_accelerator(check_available=True)
+    count = torch.accelerator.device_count() if accelerator is not None else 0
+    if accelerator is None or accelerator.type != device.type:
+        found = f"only {accelerator.type!r} and 'cpu'" if accelerator is not None else "'cpu'"
+        raise CheckpointError(
+            f"map_location={str(device)!r}: this machine has no {device.type!r} device "
+            f"({found} available); use map_location='cpu'"
+        )
+    if device.index is not None and device.index >= count:
+        raise CheckpointError(
+            f"map_location={str(device)!r}: this machine has {count} {device.type} "
+            f"device(s) (indices 0..{count - 1})"
+        )
+    return device
+
+
+def _record_count(path: Path, size: int) -> int | None:
+    """Entries declared by the zip's end-of-central-directory record (None if unreadable)."""
+    with path.open("rb") as handle:
+        tail_start = max(0, size - (1 << 16) - 22)
+        handle.seek(tail_start)
+        tail = handle.read()
+        at = tail.rfind(_EOCD)
+        if at < 0 or len(tail) < at + 22:
+            return None
+        count = int.from_bytes(tail[at + 10 : at + 12], "little")
+        locator = tail.rfind(_EOCD64_LOCATOR, 0, at)
+        if count != 0xFFFF or locator < 0:
+            return count
+        handle.seek(int.from_bytes(tail[locator + 8 : locator + 16], "little"))
+        record = handle.read(56)
+        return int.from_bytes(record[32:40], "little") if len(record) == 56 else None
+
+
+def check_archive(path: Path) -> None:
+    """Refuse, before unpickling, archives whose reading could not be bounded.
+
+    Too many entries, compressed entries (``torch.save`` never compresses; a compressed
+    entry can expand a small file into gigabytes), entries that declare more bytes than
+    the file has, and pickled metadata over :data:`MAX_METADATA_BYTES`.
+    """
+    size = path.stat().st_size
+    count = _record_count(path, size)
+    if count is not None and count > MAX_RECORDS:
+        raise CheckpointError(
+            f"{path} is not a catseg checkpoint: its archive declares {count} entries "
+            f"(at most {MAX_RECORDS})"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise CheckpointError(f"{path} is truncated or corrupt: {err}") from None
+    declared = 0
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(
+                f"{path} is not a catseg checkpoint: archive entry {short(info.filename)} is "
+                "compressed (torch.save writes uncompressed archives)"
+            )
+        declared += info.file_size
+        if info.filename.endswith("/data.pkl") and info.file_size > MAX_METADATA_BYTES:
+            raise CheckpointError(
+                f"{path} holds {info.file_size} bytes of pickled metadata, more than the "
+                f"{MAX_METADATA_BYTES} a catseg checkpoint may (the weights are stored "
+                "beside it and do not count)"
+            )
+    if declared > size:
+        raise CheckpointError(
+            f"{path} is truncated or corrupt: its entries declare {declared} bytes but the "
+            f"file has {size}"
+        )
+
+
+def read_archive(path: Path, map_location: object) -> Any:
+    """``torch.load(weights_only=True)`` of a checked archive; every failure a CheckpointError."""
+    device = check_map_location(map_location)
     if not path.exists():
         raise MissingFileError(f"checkpoint not found: {path}")
     if not path.is_file():
@@ -71,15 +198,27 @@ def read_archive(path: Path, map_location: str | torch.device | None) -> Any:
             f"{path} is not a catseg checkpoint: it is not a torch.save zip archive "
             f"(it starts with bytes {head!r})"
         )
+    check_archive(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # A hostile file may hold tensors (quantized ...) whose rebuilding warns; they
+            # are refused right after loading with a message that says what they are.
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"{path} was refused by the safe loader (nothing in it was executed): it holds "
             f"objects other than tensors and plain data, so it is not a catseg checkpoint or "
-            f"has been tampered with ({first_line})"
+            f"has been tampered with ({_first_line(err)})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is truncated or corrupt: {first_line}") from err
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError) as err:
+        raise CheckpointError(f"{path} is truncated or corrupt: {_first_line(err)}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    _, marker, detail = text.partition("WeightsUnpickler error:")
+    if marker:  # torch's own advice (weights_only=False ...) must not be followed here
+        text = detail.strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return line if len(line) <= 300 else line[:300] + "..."

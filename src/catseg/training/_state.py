@@ -12,18 +12,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from catseg.checkpoint._dataset import read_dataset_facts
 from catseg.errors import ConfigError
 
 __all__ = ["CheckpointMeta"]
-
-
-def _innermost_dataset(dataset: object) -> object:
-    # Subset, ConcatDataset-like wrappers and user wrappers keep the real one in .dataset
-    seen = 0
-    while not hasattr(dataset, "class_names") and hasattr(dataset, "dataset") and seen < 8:
-        dataset = dataset.dataset
-        seen += 1
-    return dataset
 
 
 def _default_classes(num_classes: int | None) -> tuple[str, ...]:
@@ -59,14 +51,18 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
     @classmethod
     def from_dataset(cls, dataset: object, *, num_classes: int | None = None) -> CheckpointMeta:
-        """Read ``class_names`` and ``image_size`` from a dataset, with safe fallbacks.
+        """Read ``class_names`` and ``image_size`` from a dataset, or refuse to guess.
 
-        Wrappers such as :class:`torch.utils.data.Subset` are looked through (their
-        ``.dataset``). Without ``class_names`` the names are ``("_background_",
-        "foreground")`` for a binary model and ``class_0 ... class_{K-1}`` otherwise.
-        ``mean``/``std`` are taken from ``dataset.mean``/``dataset.std`` when present and
-        are otherwise the identity (0, 1): datasets of :mod:`catseg.data` give images in
-        [0, 1] without normalisation.
+        The values are read through :class:`torch.utils.data.Subset`, every part of a
+        :class:`torch.utils.data.ConcatDataset` (the parts must agree) and other
+        wrappers with a ``.dataset``; ``image_size`` is the size *after* the dataset's
+        ``transforms`` (a ``Resize`` or ``RandomResizedCrop`` in a ``Compose`` sets it,
+        ``PadToMultiple`` rounds it up). Where the truth cannot be read, a
+        :class:`~catseg.errors.ConfigError` says to pass the values explicitly. Without
+        ``class_names`` the names are ``("_background_", "foreground")`` for a binary
+        model and ``class_0 ... class_{K-1}`` otherwise. ``mean``/``std`` are taken from
+        ``dataset.mean``/``dataset.std`` when present and are otherwise the identity
+        (0, 1): datasets of :mod:`catseg.data` give images in [0, 1] without normalisation.
 
         Args:
             dataset: The training dataset, e.g. a ``VOCSegmentationDataset``.
@@ -75,28 +71,27 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         Returns:
             The metadata.
 
+        Raises:
+            ConfigError: If the parts of a ``ConcatDataset`` disagree on the classes or
+                the size, or a transform's effect on the image size is unknown; pass
+                ``checkpoint_meta=CheckpointMeta(...)`` to ``fit`` instead.
+
         Examples:
             >>> CheckpointMeta.from_dataset(object(), num_classes=3).classes
             ('class_0', 'class_1', 'class_2')
         """
-        inner = _innermost_dataset(dataset)
-        names = getattr(inner, "class_names", None)
-        classes = (
-            tuple(str(n) for n in names)
-            if isinstance(names, Sequence) and len(names) > 0
-            else _default_classes(num_classes)
-        )
-        size = getattr(inner, "image_size", None)
-        image_size: tuple[int, int] | None = None
-        if isinstance(size, int) and not isinstance(size, bool):
-            image_size = (size, size)
-        elif isinstance(size, Sequence) and len(size) == 2:
-            image_size = (int(size[0]), int(size[1]))
+        facts = read_dataset_facts(dataset)
+        classes = facts.class_names or _default_classes(num_classes)
+        inner = dataset  # normalisation: read as before (issue 17 moves it to the model)
+        for _ in range(32):
+            if hasattr(inner, "mean") or getattr(inner, "dataset", inner) is inner:
+                break
+            inner = getattr(inner, "dataset", inner)
         mean = getattr(inner, "mean", None)
         std = getattr(inner, "std", None)
         if isinstance(mean, Sequence) and isinstance(std, Sequence):
-            return cls(classes, image_size, tuple(map(float, mean)), tuple(map(float, std)))
-        return cls(classes, image_size)
+            return cls(classes, facts.image_size, tuple(map(float, mean)), tuple(map(float, std)))
+        return cls(classes, facts.image_size)
 
     def check(self, model: nn.Module) -> None:
         """Check the class count against ``model.num_classes`` (when the model has one).

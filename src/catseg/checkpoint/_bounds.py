@@ -1,0 +1,208 @@
+"""Bounds on what a checkpoint may hold, checked before any of it is used.
+
+A checkpoint is untrusted input. Unpickling is linear in the size of the file, but the
+objects it yields may not be: a list that holds the same list twice, nested forty deep,
+is a few hundred bytes in the file and 2**40 items to anything that walks or copies it
+(``repr``, ``copy.deepcopy``, ``==``). Every field is therefore walked once here with a
+budget that counts each *visit* (shared references are counted every time they are
+reached), a nesting limit, a character budget for strings and a 64-bit limit for ints;
+tensors must be plain dense (strided) tensors whose elements fit their storage.
+
+The same walk runs when saving (raising :class:`~catseg.errors.ConfigError` that names
+the argument), so every file catseg writes is one catseg reads back.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from catseg.errors import CatsegError
+
+__all__ = [
+    "MAX_CHARS",
+    "MAX_DEPTH",
+    "MAX_ITEMS",
+    "MAX_METADATA_BYTES",
+    "MAX_NAME_CHARS",
+    "Budget",
+    "short",
+    "tensor_problem",
+    "walk_plain",
+]
+
+MAX_METADATA_BYTES = 1 << 19
+"""Largest pickled metadata (``data.pkl``: everything but the tensor bytes) a file may hold.
+
+PyTorch's safe unpickler runs in Python, at about 1 MB/s for the worst mix of opcodes,
+so this bounds the time a load takes. catseg's own checkpoints hold 10-170 kB (a ResNet-34
+with its AdamW state and 1000 epochs of history: 160 kB); the weights are stored beside
+it and do not count."""
+MAX_ITEMS = 200_000
+"""Most containers and values one load may visit, shared references counted each time."""
+MAX_DEPTH = 32
+"""Deepest nesting of dicts/lists/tuples in any field."""
+MAX_CHARS = 4_000_000
+"""Most characters of strings (and bytes) one load may visit, shared ones counted each time."""
+MAX_NAME_CHARS = 1024
+"""Longest class name, weight name or config string."""
+_INT_RANGE = (-(1 << 63), (1 << 64) - 1)
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 2
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlong = 40
+
+_SCALARS = (type(None), bool, float, complex, torch.dtype, torch.device)
+
+
+def short(value: object) -> str:
+    """A bounded ``repr`` for messages: a few items, a few levels, long strings cut.
+
+    Examples:
+        >>> short(["x" * 100, [1, [2, [3]]], 4, 5, 6])
+        "['xxxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxx', [1, [...]], 4, 5, ...]"
+        >>> short(10**5000)
+        '<int that cannot be printed>'
+    """
+    try:
+        return _SHORT.repr(value)
+    except ValueError:  # an int too long to print (over 4300 digits) somewhere inside
+        return f"<{type(value).__name__} that cannot be printed>"
+
+
+@dataclass
+class Budget:
+    """What is left to visit in one load (or save); shared by all the fields walked."""
+
+    items: int = MAX_ITEMS
+    chars: int = MAX_CHARS
+
+
+def tensor_problem(tensor: torch.Tensor) -> str | None:
+    """Why a tensor cannot be part of a checkpoint, or ``None`` if it can.
+
+    Examples:
+        >>> tensor_problem(torch.zeros(2)) is None
+        True
+        >>> tensor_problem(torch.zeros(1).expand(10**6))
+        'declares 1000000 elements over a storage of 1 (overlapping strides)'
+    """
+    if tensor.layout != torch.strided:
+        return f"is a {str(tensor.layout).replace('torch.', '')} tensor (only dense tensors)"
+    if tensor.is_quantized:
+        return f"is a quantized tensor ({tensor.dtype}; only float and integer tensors)"
+    if tensor.device.type == "meta":
+        return "is a meta tensor (it holds no values)"
+    capacity = tensor.untyped_storage().nbytes() // max(tensor.element_size(), 1)
+    if tensor.numel() > capacity:
+        return (
+            f"declares {tensor.numel()} elements over a storage of {capacity} (overlapping strides)"
+        )
+    return None
+
+
+def walk_plain(
+    value: Any,
+    where: str,
+    budget: Budget,
+    fail: Callable[[str], CatsegError],
+    *,
+    tensor_check: Callable[[torch.Tensor], str | None] = tensor_problem,
+) -> None:
+    """Check that ``value`` is plain data within the budget; raise ``fail(message)`` if not.
+
+    Plain data: ``None``, bools, ints (64-bit), floats, complex, strings, bytes, tensors
+    (``tensor_check`` is asked about each), ``torch.dtype``/``torch.device``/``torch.Size``
+    and dicts (string or number keys), lists and tuples of them, nested at most
+    :data:`MAX_DEPTH` deep. The walk is iterative and stops as soon as the budget is spent.
+
+    Examples:
+        >>> from catseg.errors import CheckpointError
+        >>> bomb: list = [0]
+        >>> for _ in range(30):  # 2**31 items to walk, 30 lists in memory
+        ...     bomb = [bomb, bomb]
+        >>> walk_plain(bomb, "extra", Budget(), CheckpointError)
+        Traceback (most recent call last):
+        ...
+        catseg.errors.CheckpointError: extra...holds more than 200000 items ...
+    """
+    # Entries are (item, parent entry, key in parent, depth); the path of an item is only
+    # spelled out when it is reported, so a walk costs no string building.
+    stack: list[_Entry] = [(value, None, where, 0)]
+    while stack:
+        entry = stack.pop()
+        item, _, _, depth = entry
+        budget.items -= 1
+        if budget.items < 0:
+            raise fail(_too_many(where))
+        if isinstance(item, (str, bytes)):
+            budget.chars -= len(item)
+            if budget.chars < 0:
+                raise fail(f"{where} holds more than {MAX_CHARS} characters of strings")
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
+                raise fail(f"{_path(entry)} is an int of {item.bit_length()} bits (at most 64)")
+        elif isinstance(item, torch.Tensor):
+            problem = tensor_check(item)
+            if problem is not None:
+                raise fail(f"{_path(entry)} {problem}")
+        elif isinstance(item, _SCALARS):
+            continue
+        elif depth >= MAX_DEPTH:
+            raise fail(f"{_path(entry)} is nested more than {MAX_DEPTH} levels deep")
+        elif type(item) in _CONTAINERS:
+            _push(stack, entry, budget, fail)
+        else:
+            raise fail(
+                f"{_path(entry)} is a {type(item).__module__}.{type(item).__qualname__}; "
+                "checkpoints hold only tensors, numbers, strings, None and dicts/lists/tuples "
+                "of them (convert NumPy arrays with torch.from_numpy, objects to dicts)"
+            )
+
+
+_Entry = tuple[Any, Any, Any, int]
+_KEY = object()
+_CONTAINERS = (dict, OrderedDict, list, tuple, set, frozenset, torch.Size)
+
+
+def _path(entry: _Entry) -> str:
+    keys: list[str] = []
+    node: _Entry | None = entry
+    while node is not None:
+        _, parent, key, _ = node
+        if parent is None:
+            keys.append(key)
+        else:
+            keys.append(" (a key)" if key is _KEY else f"[{short(key)}]")
+        node = parent
+    return "".join(reversed(keys))
+
+
+def _push(
+    stack: list[_Entry], entry: _Entry, budget: Budget, fail: Callable[[str], CatsegError]
+) -> None:
+    item, _, _, depth = entry
+    if len(item) > budget.items:
+        raise fail(_too_many(_path(entry)))
+    if isinstance(item, dict):
+        for key, sub in item.items():
+            if not isinstance(key, (str, int, float, bool, type(None))):
+                raise fail(f"{_path(entry)} has a key of type {type(key).__name__}")
+            stack.append((key, entry, _KEY, depth + 1))
+            stack.append((sub, entry, key, depth + 1))
+    else:
+        stack.extend((sub, entry, i, depth + 1) for i, sub in enumerate(item))
+
+
+def _too_many(where: str) -> str:
+    return (
+        f"{where} holds more than {MAX_ITEMS} items (counting shared references each time "
+        "they appear); store large arrays as tensors"
+    )
