@@ -192,10 +192,9 @@ def merge_deprecated(
     if run_part:
         run = RunOptions(**run_part)
         new.append("run=" + _spelling("RunOptions", run_part))
-    old = ", ".join(f"{name}=" for name in deprecated)
     warnings.warn(
-        f"fit({old}...) is deprecated and will be removed in catseg 0.3; write "
-        f"fit(..., {', '.join(new)}) instead",
+        f"fit() keywords {', '.join(deprecated)} are deprecated and will be removed in "
+        f"catseg 0.3; write fit(..., {', '.join(new)}) instead",
         FutureWarning,
         stacklevel=3,
     )
