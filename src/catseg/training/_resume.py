@@ -140,10 +140,11 @@ def _scheduler_changes(saved: Mapping[str, Any], scheduler: Scheduler | None) ->
     if not isinstance(old, dict) or not isinstance(new, dict):  # pragma: no cover - dicts
         return []
     kind = type(scheduler).__name__
+    changed = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    public = [key for key in changed if not key.startswith("_")]  # the constructor's names
     return [
         f"{kind} {key}={old.get(key, '<unset>')!r} (now {new.get(key, '<unset>')!r})"
-        for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
+        for key in (public or changed)
     ]
 
 
