@@ -32,7 +32,7 @@ from catseg.losses import BCEDiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import fit
+from catseg.training import RunOptions, fit
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 128
@@ -70,10 +70,8 @@ def train_and_score(data: Path, precision: str, epochs: int, seed: int) -> tuple
         loss_fn=BCEDiceLoss(),
         optimizer=optimizer,
         scheduler=schedule,
-        scheduler_interval="step",
         epochs=epochs,
-        precision=precision,
-        seed=seed,
+        run=RunOptions(precision=precision, seed=seed, scheduler_interval="step"),
         progress=False,
     )
     seconds = time.perf_counter() - start

@@ -27,6 +27,7 @@ from _common import markdown_table
 
 from catseg import DiceLoss, Segmenter, UNet, VOCSegmentationDataset, fit
 from catseg.data import make_synthetic_voc
+from catseg.training import RunOptions
 
 DEVICE = torch.device("cuda")
 
@@ -65,8 +66,7 @@ def fit_rows(size: int, batch: int, epochs: int) -> list[list[object]]:
                 val_loader=DataLoader(val, batch_size=batch),
                 loss_fn=DiceLoss(),
                 epochs=epochs,
-                device="cuda",
-                precision=precision,  # type: ignore[arg-type]
+                run=RunOptions(device="cuda", precision=precision),  # type: ignore[arg-type]
                 progress=False,
             )
             last = history.records[-1]

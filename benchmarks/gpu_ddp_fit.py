@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from catseg import DiceLoss, MeanIoU, UNet, VOCSegmentationDataset, fit
 from catseg.data import make_synthetic_voc
+from catseg.training import RunOptions
 
 
 def main() -> int:
@@ -47,7 +48,7 @@ def main() -> int:
         metric=MeanIoU(2),
         loss_fn=DiceLoss(),
         epochs=args.epochs,
-        device=device,
+        run=RunOptions(device=device),
         progress=False,
     )
     flat = torch.cat([p.detach().flatten() for p in model.parameters()]).to(device)

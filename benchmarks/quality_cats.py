@@ -62,7 +62,7 @@ from catseg.losses import BCEDiceLoss, DiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import CheckpointMeta, EpochRecord, fit
+from catseg.training import CheckpointMeta, EpochRecord, RunOptions, fit
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cats-voc"
@@ -318,12 +318,14 @@ def main() -> None:
         loss_fn=loss_fn,
         optimizer=optimizer,
         scheduler=scheduler,
-        scheduler_interval="step",
         epochs=100_000,  # the time budget ends training
-        precision=recipe.precision,
-        channels_last=recipe.channels_last,
+        run=RunOptions(
+            precision=recipe.precision,
+            channels_last=recipe.channels_last,
+            seed=args.seed,
+            scheduler_interval="step",
+        ),
         callbacks=[stop_when_spent],
-        seed=args.seed,
         progress=False,
     )
     train_seconds = budget.elapsed()

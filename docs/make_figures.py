@@ -57,7 +57,7 @@ from catseg.data.transforms import Compose, RandomHorizontalFlip, RandomResizedC
 from catseg.losses import DiceLoss
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import EpochRecord, fit
+from catseg.training import EpochRecord, RunOptions, fit
 from catseg.visualize import overlay
 
 HERE = Path(__file__).resolve().parent
@@ -222,10 +222,9 @@ def train_model(
         loss_fn=DiceLoss(),
         optimizer=optimizer,
         scheduler=scheduler,
-        scheduler_interval="step",
         epochs=100_000,  # the time budget ends training
+        run=RunOptions(seed=seed, scheduler_interval="step"),
         callbacks=[stop],
-        seed=seed,
         progress=False,
     )
     return model, list(train.class_names)

@@ -16,7 +16,9 @@ plus soft Dice, and flip test-time augmentation when predicting.
 80 epochs take about 10 minutes on a 2-core CPU with native bf16.
 
 Checkpoints go to ``<out>/checkpoints``; run the command again after an interruption and
-training continues from the last finished epoch.
+training continues from the last finished epoch. A different ``--epochs`` changes the
+one-cycle schedule, so ``fit`` refuses to resume and says so: use another ``--out`` or
+delete the folder to start fresh.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from catseg.losses import BCEDiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import CheckpointMeta, fit
+from catseg.training import CheckpointMeta, CheckpointOptions, RunOptions, fit
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 128
@@ -84,14 +86,14 @@ def main() -> None:
         loss_fn=BCEDiceLoss(),
         optimizer=optimizer,
         scheduler=schedule,
-        scheduler_interval="step",
         epochs=args.epochs,
         val_loader=val_loader,
-        checkpoint_dir=args.out / "checkpoints",
-        checkpoint_meta=CheckpointMeta(tuple(train.class_names), image_size=(SIZE, SIZE)),
-        seed=0,
+        checkpoint=CheckpointOptions(
+            args.out / "checkpoints",
+            meta=CheckpointMeta(tuple(train.class_names), image_size=(SIZE, SIZE)),
+        ),
+        run=RunOptions(seed=0, scheduler_interval="step"),
     )
-    print(history.to_markdown())
     print(
         f"best val mIoU at {SIZE}x{SIZE}: {history.best_val_miou:.4f} (epoch {history.best_epoch})"
     )

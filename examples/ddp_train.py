@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from catseg.data import VOCSegmentationDataset, make_synthetic_voc
 from catseg.losses import DiceLoss
 from catseg.models import UNet
-from catseg.training import fit
+from catseg.training import CheckpointOptions, RunOptions, fit
 
 
 def main() -> None:
@@ -76,12 +76,14 @@ def main() -> None:
         optimizer=torch.optim.AdamW(model.parameters(), lr=3e-3),
         epochs=args.epochs,
         val_loader=DataLoader(val, batch_size=16),
-        checkpoint_dir=args.out / "checkpoints",
-        seed=0,
+        checkpoint=CheckpointOptions(args.out / "checkpoints"),
+        run=RunOptions(seed=0),
     )
-    if rank == 0:
-        print(history.to_markdown())
-        print(f"{history.world_size} processes, best val mIoU {history.best_val_miou:.4f}")
+    if rank == 0:  # fit already showed every epoch (bar or log line): only the summary here
+        print(
+            f"{history.world_size} processes, best val mIoU {history.best_val_miou:.4f} "
+            f"(epoch {history.best_epoch})"
+        )
     if launched:
         dist.destroy_process_group()
 

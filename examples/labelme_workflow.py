@@ -26,7 +26,7 @@ from catseg.data.transforms import RandomHorizontalFlip
 from catseg.losses import DiceLoss
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import fit
+from catseg.training import CheckpointOptions, RunOptions, fit
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO.parent / "shared" / "data" / "labelme-semantic-example"
@@ -72,11 +72,10 @@ def main() -> None:
         optimizer=torch.optim.AdamW(model.parameters(), lr=3e-3),
         epochs=args.epochs,
         val_loader=DataLoader(val, batch_size=2),
-        checkpoint_dir=args.out / "checkpoints",
-        resume=False,
-        seed=0,
+        checkpoint=CheckpointOptions(args.out / "checkpoints", resume=False),
+        run=RunOptions(seed=0),
     )
-    print(history.to_markdown())
+    print(f"last val mIoU {history.val_miou[-1]:.4f} after {len(history)} epochs")
 
     # 4. predict a validation photo at its own size and draw the classes over it
     segmenter = Segmenter.from_checkpoint(args.out / "checkpoints" / "last.pt")

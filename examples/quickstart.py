@@ -28,7 +28,7 @@ from catseg.data.transforms import RandomHorizontalFlip
 from catseg.losses import DiceLoss
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import fit
+from catseg.training import CheckpointOptions, RunOptions, fit
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 Data = VOCSegmentationDataset | Subset[Pair]
@@ -100,14 +100,11 @@ def main() -> None:
         loss_fn=DiceLoss(mode="binary" if binary else "multiclass"),
         optimizer=optimizer,
         scheduler=schedule,
-        scheduler_interval="step",
         epochs=epochs,
         val_loader=val_loader,
-        checkpoint_dir=out / "checkpoints",
-        resume=False,
-        seed=0,
+        checkpoint=CheckpointOptions(out / "checkpoints", resume=False),
+        run=RunOptions(seed=0, scheduler_interval="step"),
     )
-    print(history.to_markdown())
     print(f"val mIoU {history.best_val_miou:.4f} (best epoch {history.best_epoch} of {epochs})")
 
     # predict one validation photo at its own size with the best checkpoint

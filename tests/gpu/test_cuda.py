@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from catseg import DiceLoss, MeanIoU, Segmenter, UNet, VOCSegmentationDataset, fit
 from catseg.checkpoint import load_checkpoint
 from catseg.data import make_synthetic_voc
+from catseg.training import CheckpointOptions, RunOptions
 
 pytestmark = pytest.mark.gpu
 
@@ -95,9 +96,8 @@ def test_fit_on_cuda_trains_and_saves_a_cpu_loadable_checkpoint(
         val_loader=DataLoader(val, batch_size=8),
         loss_fn=DiceLoss(),
         epochs=3,
-        device="cuda",
-        precision=precision,  # type: ignore[arg-type]
-        checkpoint_dir=tmp_path / "ckpt",
+        run=RunOptions(device="cuda", precision=precision),  # type: ignore[arg-type]
+        checkpoint=CheckpointOptions(tmp_path / "ckpt"),
         progress=False,
     )
     assert history.device.startswith("cuda")

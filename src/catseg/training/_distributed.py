@@ -26,6 +26,7 @@ from torch.utils.data import (
 )
 from torch.utils.data.sampler import BatchSampler
 
+from catseg._modules import unwrap_model
 from catseg.errors import ConfigError
 
 T = TypeVar("T")
@@ -75,16 +76,6 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
         torch.cuda.set_device(device)
         return DistributedDataParallel(model, device_ids=[device])
     return DistributedDataParallel(model)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DataParallel/DistributedDataParallel wrapper (or ``model``)."""
-    inner = getattr(model, "module", None)
-    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) and isinstance(
-        inner, nn.Module
-    ):
-        return inner
-    return model
 
 
 def barrier() -> None:
@@ -145,7 +136,7 @@ def broadcast_buffers(model: nn.Module) -> None:
     """
     if not is_distributed():
         return
-    for buffer in unwrap(model).buffers():
+    for buffer in unwrap_model(model).buffers():
         dist.broadcast(buffer.data, src=0)
 
 

@@ -17,17 +17,21 @@ class EpochRecord:
     Attributes:
         epoch: Epoch number, counted from 1.
         train_loss: Mean training loss over every image of the epoch (all processes).
-        val_miou: Validation mIoU after the epoch, or ``None`` without a validation loader
-            (``nan`` when no foreground class occurs in predictions or ground truth).
+        val_miou: Validation score after the epoch (the mIoU of the default
+            :class:`~catseg.metrics.MeanIoU`, or what another metric's ``compute`` gives),
+            or ``None`` without a validation loader (``nan`` when no foreground class
+            occurs in predictions or ground truth).
         seconds: Wall-clock time of the whole epoch (training and validation).
         images_per_second: Training images per second (all processes together).
         lr: Learning rate of the first parameter group at the end of the epoch.
+        val_loss: Mean of ``loss_fn`` over every validation image (all processes), or
+            ``None`` without a validation loader.
 
     Examples:
         >>> record = EpochRecord(epoch=1, train_loss=0.5, val_miou=0.8, seconds=2.0,
-        ...                      images_per_second=32.0, lr=1e-3)
-        >>> record.to_dict()["val_miou"]
-        0.8
+        ...                      images_per_second=32.0, lr=1e-3, val_loss=0.3)
+        >>> record.to_dict()["val_miou"], record.to_dict()["val_loss"]
+        (0.8, 0.3)
     """
 
     epoch: int
@@ -36,6 +40,7 @@ class EpochRecord:
     seconds: float
     images_per_second: float
     lr: float
+    val_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-serialisable dict.
@@ -55,10 +60,13 @@ class EpochRecord:
         Returns:
             The record.
 
+        ``val_loss`` may be missing (records written before it existed).
+
         Raises:
             KeyError: If a key is missing.
         """
         miou = data["val_miou"]
+        val_loss = data.get("val_loss")
         return cls(
             epoch=int(data["epoch"]),
             train_loss=float(data["train_loss"]),
@@ -66,6 +74,7 @@ class EpochRecord:
             seconds=float(data["seconds"]),
             images_per_second=float(data["images_per_second"]),
             lr=float(data["lr"]),
+            val_loss=None if val_loss is None else float(val_loss),
         )
 
 
@@ -124,6 +133,11 @@ class History:
     def val_miou(self) -> list[float | None]:
         """Validation mIoU of each epoch (``None`` without validation)."""
         return [r.val_miou for r in self.records]
+
+    @property
+    def val_loss(self) -> list[float | None]:
+        """Validation loss of each epoch (``None`` without validation)."""
+        return [r.val_loss for r in self.records]
 
     @property
     def seconds(self) -> list[float]:
@@ -196,18 +210,19 @@ class History:
 
         Examples:
             >>> print(History(records=(EpochRecord(1, 0.25, None, 2.0, 16.0, 1e-3),)).to_markdown())
-            | epoch | train loss | val mIoU | seconds | images/s | lr |
-            |---:|---:|---:|---:|---:|---:|
-            | 1 | 0.2500 | - | 2.0 | 16.0 | 0.001 |
+            | epoch | train loss | val mIoU | val loss | seconds | images/s | lr |
+            |---:|---:|---:|---:|---:|---:|---:|
+            | 1 | 0.2500 | - | - | 2.0 | 16.0 | 0.001 |
         """
         lines = [
-            "| epoch | train loss | val mIoU | seconds | images/s | lr |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| epoch | train loss | val mIoU | val loss | seconds | images/s | lr |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in self.records:
             miou = "-" if r.val_miou is None else f"{r.val_miou:.4f}"
+            val_loss = "-" if r.val_loss is None else f"{r.val_loss:.4f}"
             lines.append(
-                f"| {r.epoch} | {r.train_loss:.4f} | {miou} | {r.seconds:.1f} "
+                f"| {r.epoch} | {r.train_loss:.4f} | {miou} | {val_loss} | {r.seconds:.1f} "
                 f"| {r.images_per_second:.1f} | {r.lr:.3g} |"
             )
         return "\n".join(lines)

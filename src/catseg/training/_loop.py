@@ -6,20 +6,51 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from catseg._modules import unwrap_model
 from catseg._runtime import Precision, autocast, resolve_device, resolve_precision
+from catseg._validation import check_finite_float
 from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
-from catseg.metrics import IoUResult, MeanIoU
 from catseg.training import _distributed as ddp
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(logits, masks) -> scalar``: logits are fp32 ``(N, C, H, W)``, masks as loaded."""
+
+ResultT = TypeVar("ResultT", covariant=True)
+
+
+@runtime_checkable
+class ValidationMetric(Protocol[ResultT]):
+    """What :func:`evaluate` and :func:`fit` need of a metric: ``reset``, ``update``, ``compute``.
+
+    :class:`~catseg.metrics.MeanIoU` is one (its ``compute`` returns an
+    :class:`~catseg.metrics.IoUResult`); a torchmetrics metric or your own class with the
+    same three methods is another. ``update`` receives fp32 logits ``(N, C, H, W)`` and the
+    masks as the loader gives them. Under torch.distributed each process sees its shard of
+    the data, so ``compute`` must combine the processes itself (MeanIoU and torchmetrics
+    do). :func:`fit` keeps the checkpoint with the highest score: the ``miou`` attribute of
+    the result if it has one, else the result itself (a number or a one-element tensor).
+
+    Examples:
+        >>> from catseg.metrics import MeanIoU
+        >>> isinstance(MeanIoU(2), ValidationMetric)
+        True
+    """
+
+    def reset(self) -> None:
+        """Forget everything seen so far."""
+
+    def update(self, preds: Tensor, target: Tensor, /) -> None:
+        """Add one batch of predictions (fp32 logits) and targets."""
+
+    def compute(self) -> ResultT:
+        """The result over everything since the last ``reset``."""
 
 
 def _split_batch(batch: object, step: int) -> tuple[Tensor, Tensor]:
@@ -36,6 +67,13 @@ def _split_batch(batch: object, step: int) -> tuple[Tensor, Tensor]:
             "expected (Tensor, Tensor)"
         )
     return images, masks
+
+
+def _check_scalar(loss: object) -> Tensor:
+    if not isinstance(loss, Tensor) or loss.ndim != 0:
+        shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+        raise ShapeError(f"loss_fn must return a scalar tensor, got {shape}")
+    return loss
 
 
 def prepare_batch(
@@ -65,12 +103,10 @@ def prepare_batch(
         raise DTypeError(f"images must be uint8 or floating point, got {images.dtype}")
     if channels_last:
         out = out.contiguous(memory_format=torch.channels_last)
-    if masks.dtype == torch.bool or (not masks.is_floating_point() and masks.dtype != torch.int64):
-        target = masks.to(device, dtype=torch.int64, non_blocking=True)
-    elif masks.is_floating_point() or masks.dtype == torch.int64:
+    if masks.is_floating_point() or masks.dtype == torch.int64:
         target = masks.to(device, non_blocking=True)
-    else:  # pragma: no cover - every dtype is handled above
-        raise DTypeError(f"masks must be integer label maps, got {masks.dtype}")
+    else:  # bool, uint8 and the other integer types are widened on the device
+        target = masks.to(device, dtype=torch.int64, non_blocking=True)
     return out, target
 
 
@@ -87,7 +123,6 @@ class EpochStats:
 
     loss: float
     images: int
-    steps: int
     seconds: float
 
 
@@ -110,16 +145,12 @@ def run_train_epoch(
     start = time.perf_counter()
     loss_sum = 0.0
     count = 0
-    steps = 0
     for step, batch in enumerate(loader, start=1):
         images, masks = _split_batch(batch, step)
         x, y = prepare_batch(images, masks, device, channels_last=channels_last)
         with autocast(device, dtype):
             logits = model(x)
-        loss = loss_fn(logits.float(), y)
-        if not isinstance(loss, Tensor) or loss.ndim != 0:
-            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-            raise ShapeError(f"loss_fn must return a scalar tensor, got {shape}")
+        loss = _check_scalar(loss_fn(logits.float(), y))
         n = x.shape[0]
         totals = torch.stack([loss.detach().float() * n, torch.tensor(float(n), device=device)])
         ddp.all_reduce_sum(totals)
@@ -147,11 +178,10 @@ def run_train_epoch(
             scheduler.step()
         loss_sum += batch_loss
         count += int(batch_count)
-        steps += 1
     if count == 0:
         raise DataError(f"the training loader yielded no images in epoch {epoch}")
     seconds = ddp.max_over_processes(time.perf_counter() - start, device)
-    return EpochStats(loss=loss_sum / count, images=count, steps=steps, seconds=seconds)
+    return EpochStats(loss=loss_sum / count, images=count, seconds=seconds)
 
 
 def train_one_epoch(
@@ -226,13 +256,13 @@ def train_one_epoch(
     """
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
-    if grad_clip is not None and not grad_clip > 0:
-        raise ConfigError(f"grad_clip must be > 0 or None, got {grad_clip!r}")
+    if grad_clip is not None:
+        grad_clip = check_finite_float("grad_clip", grad_clip, low=0.0, low_open=True)
     if dtype == torch.float16 and scaler is None:
         scaler = torch.amp.GradScaler(dev.type)
     if dtype != torch.float16:
         scaler = None
-    prepare_model(ddp.unwrap(model), dev, channels_last=channels_last)
+    prepare_model(unwrap_model(model), dev, channels_last=channels_last)
     stats = run_train_epoch(
         model,
         loader,
@@ -252,12 +282,12 @@ def train_one_epoch(
 def evaluate(
     model: nn.Module,
     loader: Iterable[Any],
-    metric: MeanIoU,
+    metric: ValidationMetric[ResultT],
     *,
     device: str | torch.device = "auto",
     precision: Precision = "auto",
     channels_last: bool = True,
-) -> IoUResult:
+) -> ResultT:
     """Run ``model`` over ``loader`` and return the metric over the whole set.
 
     The model runs in eval mode under :func:`torch.inference_mode` (its previous
@@ -270,22 +300,27 @@ def evaluate(
     the result for the whole set.
 
     Args:
-        model: Module mapping images to logits (a DDP wrapper is unwrapped).
+        model: Module mapping images to logits (DDP, DataParallel and ``torch.compile``
+            wrappers are looked through).
         loader: Iterable of ``(images, masks)`` batches.
-        metric: The metric to fill, e.g. ``MeanIoU(2)`` for a one-logit binary model.
+        metric: The metric to fill, e.g. ``MeanIoU(2)`` for a one-logit binary model, or
+            any :class:`ValidationMetric`.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
         channels_last: Use the channels-last memory format for model and inputs.
 
     Returns:
-        ``metric.compute()``: an :class:`~catseg.metrics.IoUResult` with ``miou``,
-        per-class ``iou`` and ``dice`` and the confusion matrix.
+        ``metric.compute()``: for :class:`~catseg.metrics.MeanIoU` an
+        :class:`~catseg.metrics.IoUResult` with ``miou``, per-class ``iou`` and ``dice``
+        and the confusion matrix.
 
     Raises:
-        DataError: If a batch is not an ``(images, masks)`` pair.
+        DataError: If a batch is not an ``(images, masks)`` pair, or the loader yields no
+            images at all (on every process together).
         ShapeError: If images are not 4-D or masks do not match them.
-        ConfigError: If ``device`` or ``precision`` is invalid, or the loader cannot be
-            sharded under torch.distributed.
+        ConfigError: If ``metric`` lacks ``reset``/``update``/``compute``, ``device`` or
+            ``precision`` is invalid, or the loader cannot be sharded under
+            torch.distributed.
 
     Shape:
         images ``(N, C, H, W)`` uint8 or float; masks ``(N, H, W)`` integer class indices.
@@ -302,23 +337,73 @@ def evaluate(
         >>> 0.0 <= result.miou <= 1.0 or result.miou != result.miou
         True
     """
+    check_metric(metric)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
-    net = ddp.unwrap(model)
     if isinstance(loader, torch.utils.data.DataLoader):
         loader = ddp.shard_eval_loader(loader)
+    result, _ = run_evaluation(
+        model, loader, metric, device=dev, dtype=dtype, channels_last=channels_last
+    )
+    return result
+
+
+def check_metric(metric: object) -> None:
+    """Refuse an object that is not a :class:`ValidationMetric`.
+
+    Raises:
+        ConfigError: Naming the missing methods.
+    """
+    missing = [m for m in ("reset", "update", "compute") if not callable(getattr(metric, m, None))]
+    if missing:
+        raise ConfigError(
+            f"metric must have reset(), update(preds, target) and compute() (e.g. "
+            f"catseg.metrics.MeanIoU), got {type(metric).__name__} without {', '.join(missing)}"
+        )
+
+
+def run_evaluation(
+    model: nn.Module,
+    loader: Iterable[Any],
+    metric: ValidationMetric[ResultT],
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    channels_last: bool,
+    loss_fn: LossFn | None = None,
+) -> tuple[ResultT, float | None]:
+    """One pass in eval mode: the metric's result and the mean loss (with ``loss_fn``).
+
+    The image count and the loss are summed over processes (every process gets the
+    numbers of the whole set); the engine of :func:`evaluate` and ``fit``.
+    """
+    net = unwrap_model(model)
     was_training = net.training
-    prepare_model(net, dev, channels_last=channels_last)
+    prepare_model(net, device, channels_last=channels_last)
     net.eval()
     metric.reset()
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss x images, images
     try:
         for step, batch in enumerate(loader, start=1):
             images, masks = _split_batch(batch, step)
-            x, y = prepare_batch(images, masks, dev, channels_last=channels_last)
-            with torch.inference_mode(), autocast(dev, dtype):
+            x, y = prepare_batch(images, masks, device, channels_last=channels_last)
+            with torch.inference_mode(), autocast(device, dtype):
                 logits = net(x)
             # the metric's state lives outside inference mode (it may be all-reduced later)
-            metric.update(logits.float(), y)
+            scores = logits.float()
+            if loss_fn is not None:
+                with torch.inference_mode():
+                    loss = _check_scalar(loss_fn(scores, y))
+                totals[0] += loss.double() * x.shape[0]
+            metric.update(scores, y)
+            totals[1] += x.shape[0]
     finally:
         net.train(was_training)
-    return metric.compute()
+    loss_sum, count = ddp.all_reduce_sum(totals).tolist()
+    if count == 0:
+        raise DataError(
+            "the evaluation loader yielded no images: check the validation split "
+            "(and, under torch.distributed, that it has at least one image)"
+        )
+    result = metric.compute()
+    return result, None if loss_fn is None else loss_sum / count

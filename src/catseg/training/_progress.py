@@ -12,6 +12,8 @@ logger = logging.getLogger("catseg.training")
 
 def _format(record: EpochRecord) -> dict[str, str]:
     out = {"loss": f"{record.train_loss:.4f}"}
+    if record.val_loss is not None:
+        out["val_loss"] = f"{record.val_loss:.4f}"
     if record.val_miou is not None:
         out["val_mIoU"] = f"{record.val_miou:.4f}"
     out["img/s"] = f"{record.images_per_second:.1f}"

@@ -35,14 +35,18 @@ from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.training import (
     CheckpointMeta,
+    CheckpointOptions,
     EpochRecord,
     History,
+    RunOptions,
     evaluate,
     fit,
     train_one_epoch,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+FP32 = RunOptions(precision="fp32", seed=0)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +108,7 @@ def test_fit_reaches_high_miou_and_writes_checkpoints(
     history = fit(
         model, train, loss_fn=DiceLoss(), epochs=12, val_loader=val,
         optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2),
-        checkpoint_dir=tmp_path, precision="fp32", seed=0, progress=False,
+        checkpoint=CheckpointOptions(tmp_path), run=FP32, progress=False,
     )  # fmt: skip
     assert history.epochs == list(range(1, 13))
     assert history.best_val_miou is not None
@@ -160,8 +164,8 @@ def _train_curve(
     train, val = loaders(train_set, val_set)
     return fit(
         model, train, loss_fn=DiceLoss(), epochs=epochs, optimizer=optimizer,
-        scheduler=scheduler, val_loader=val, checkpoint_dir=ckpt, precision="fp32",
-        seed=0, progress=False, callbacks=callbacks,  # type: ignore[arg-type]
+        scheduler=scheduler, val_loader=val, checkpoint=CheckpointOptions(ckpt), run=FP32,
+        progress=False, callbacks=callbacks,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -199,10 +203,11 @@ def test_resume_false_starts_over(
 ) -> None:
     model = small_unet()
     train, _ = loaders(train_set, val_set)
-    fit(model, train, loss_fn=DiceLoss(), epochs=1, checkpoint_dir=tmp_path, progress=False)
+    fit(model, train, loss_fn=DiceLoss(), epochs=1, checkpoint=CheckpointOptions(tmp_path),
+        progress=False)  # fmt: skip
     history = fit(
-        small_unet(), train, loss_fn=DiceLoss(), epochs=1, checkpoint_dir=tmp_path,
-        resume=False, progress=False,
+        small_unet(), train, loss_fn=DiceLoss(), epochs=1,
+        checkpoint=CheckpointOptions(tmp_path, resume=False), progress=False,
     )  # fmt: skip
     assert history.epochs == [1]
 
@@ -211,10 +216,11 @@ def test_resume_with_another_model_is_refused(
     train_set: VOCSegmentationDataset, val_set: VOCSegmentationDataset, tmp_path: Path
 ) -> None:
     train, _ = loaders(train_set, val_set)
-    fit(small_unet(), train, loss_fn=DiceLoss(), epochs=1, checkpoint_dir=tmp_path, progress=False)
+    ckpt = CheckpointOptions(tmp_path)
+    fit(small_unet(), train, loss_fn=DiceLoss(), epochs=1, checkpoint=ckpt, progress=False)
     wider = UNet(num_classes=1, init_features=6, depth=2)
     with pytest.raises(CheckpointError, match=r"(?s)last\.pt.*size mismatch.*resume=False"):
-        fit(wider, train, loss_fn=DiceLoss(), epochs=2, checkpoint_dir=tmp_path, progress=False)
+        fit(wider, train, loss_fn=DiceLoss(), epochs=2, checkpoint=ckpt, progress=False)
 
 
 _KILL_WORKER = textwrap.dedent(
@@ -225,7 +231,7 @@ _KILL_WORKER = textwrap.dedent(
     from catseg.data import VOCSegmentationDataset
     from catseg.losses import DiceLoss
     from catseg.models import UNet
-    from catseg.training import fit
+    from catseg.training import CheckpointOptions, RunOptions, fit
 
     root, ckpt, marker = (Path(a) for a in sys.argv[1:4])
     torch.set_num_threads(1)
@@ -244,7 +250,8 @@ _KILL_WORKER = textwrap.dedent(
 
     torch.manual_seed(0)
     model = UNet(num_classes=1, init_features=8, depth=2)
-    fit(model, loader, loss_fn=loss_fn, epochs=4, checkpoint_dir=ckpt, seed=0, progress=False)
+    fit(model, loader, loss_fn=loss_fn, epochs=4, checkpoint=CheckpointOptions(ckpt),
+        run=RunOptions(seed=0), progress=False)
     """
 )
 
@@ -280,7 +287,10 @@ def test_sigkill_mid_epoch_then_resume(
     torch.manual_seed(0)
     model = UNet(num_classes=1, init_features=8, depth=2)
     loader = DataLoader(train_set, batch_size=8, shuffle=True)
-    history = fit(model, loader, loss_fn=DiceLoss(), epochs=4, checkpoint_dir=ckpt, progress=False)
+    history = fit(
+        model, loader, loss_fn=DiceLoss(), epochs=4, checkpoint=CheckpointOptions(ckpt),
+        progress=False,
+    )  # fmt: skip
     assert history.epochs == [1, 2, 3, 4]
     assert load_checkpoint(ckpt / "last.pt").extra["epoch"] == 4
 
@@ -294,14 +304,14 @@ def test_nan_loss_stops_with_epoch_and_step(
 
     def loss_fn(logits: Tensor, target: Tensor) -> Tensor:
         nonlocal calls
-        calls += 1
+        calls += logits.requires_grad  # training steps only: fit also gives the val loss
         loss: Tensor = dice(logits, target)
         return loss * math.nan if calls == len(train) + 2 else loss  # epoch 2, step 2
 
     model = small_unet()
     with pytest.raises(NonFiniteError, match=r"loss is nan at epoch 2, step 2"):
-        fit(model, train, loss_fn=loss_fn, epochs=3, val_loader=val, checkpoint_dir=tmp_path,
-            progress=False)  # fmt: skip
+        fit(model, train, loss_fn=loss_fn, epochs=3, val_loader=val,
+            checkpoint=CheckpointOptions(tmp_path), progress=False)  # fmt: skip
     kept = load_checkpoint(tmp_path / "last.pt")
     assert kept.extra["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in kept.state_dict.values() if t.is_floating_point())
@@ -371,7 +381,7 @@ def test_precision_path_follows_cpu_capability(
     history = fit(
         probe, DataLoader(subset, batch_size=8), loss_fn=loss_fn, epochs=1,
         val_loader=DataLoader(torch.utils.data.Subset(val_set, range(4)), batch_size=4),
-        precision=precision, device="cpu", progress=False,  # type: ignore[arg-type]
+        run=RunOptions(precision=precision, device="cpu"), progress=False,  # type: ignore[arg-type]
     )  # fmt: skip
     assert history.precision == expected
     # inputs: float32 channels-last; logits in the autocast dtype; loss always sees fp32
@@ -386,7 +396,7 @@ def test_channels_last_can_be_turned_off(train_set: VOCSegmentationDataset) -> N
     subset = torch.utils.data.Subset(train_set, range(8))
     history = fit(
         probe, DataLoader(subset, batch_size=4), loss_fn=DiceLoss(), epochs=1,
-        channels_last=False, precision="fp32", progress=False,
+        run=RunOptions(channels_last=False, precision="fp32"), progress=False,
     )  # fmt: skip
     assert not history.channels_last
     assert {s[1] for s in probe.seen} == {False}
@@ -435,7 +445,8 @@ def test_one_cycle_steps_per_batch(train_set: VOCSegmentationDataset) -> None:
     optimizer, schedule = one_cycle(list(model.parameters()))
     history = fit(
         model, loader, loss_fn=DiceLoss(), epochs=2, optimizer=optimizer,
-        scheduler=schedule, scheduler_interval="step", progress=False,  # type: ignore[arg-type]
+        scheduler=schedule, run=RunOptions(scheduler_interval="step"),  # type: ignore[arg-type]
+        progress=False,
     )  # fmt: skip
     # a twin schedule stepped 4 and 8 times (2 epochs x 4 batches) gives the recorded lrs
     twin_opt, twin = one_cycle([torch.zeros(1, requires_grad=True)])
@@ -495,7 +506,7 @@ def test_checkpoint_meta_explicit_and_checked(
     loader = DataLoader(torch.utils.data.Subset(train_set, range(4)), batch_size=4)
     meta = CheckpointMeta(("bg", "thing"), image_size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3)
     fit(UNet(num_classes=1, init_features=4, depth=2), loader, loss_fn=DiceLoss(), epochs=1,
-        checkpoint_dir=tmp_path, checkpoint_meta=meta, progress=False)  # fmt: skip
+        checkpoint=CheckpointOptions(tmp_path, meta=meta), progress=False)  # fmt: skip
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert (ckpt.classes, ckpt.image_size) == (["bg", "thing"], (32, 32))
     assert (tuple(ckpt.mean), tuple(ckpt.std)) == ((0.5,) * 3, (0.25,) * 3)
@@ -503,7 +514,7 @@ def test_checkpoint_meta_explicit_and_checked(
     wrong = CheckpointMeta(("bg", "a", "b"))
     with pytest.raises(ConfigError, match=r"3 names but a binary \(1-logit\) model needs 2"):
         fit(UNet(num_classes=1, init_features=4, depth=2), loader, loss_fn=DiceLoss(),
-            epochs=1, checkpoint_dir=tmp_path / "x", checkpoint_meta=wrong)  # fmt: skip
+            epochs=1, checkpoint=CheckpointOptions(tmp_path / "x", meta=wrong))  # fmt: skip
 
 
 def test_checkpoint_meta_from_dataset_reads_wrappers(train_set: VOCSegmentationDataset) -> None:
@@ -522,19 +533,73 @@ def one_item_loader() -> DataLoader[tuple[Tensor, Tensor]]:
 
 
 @pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: RunOptions(grad_clip=-1.0), r"grad_clip must be a finite number in \(0.0, inf\]"),
+        (lambda: RunOptions(grad_clip=math.nan), "grad_clip must be a finite number"),
+        (lambda: RunOptions(seed=1.5), "seed must be an int, got 1.5"),
+        (lambda: RunOptions(scheduler_interval="batch"), "scheduler_interval must be one of"),
+        (lambda: RunOptions(precision="fp8"), "precision must be one of"),
+        (lambda: RunOptions(device="gpu0"), "'gpu0'"),
+        (lambda: RunOptions(channels_last=1), "channels_last must be True or False"),
+        (lambda: CheckpointOptions(3), "directory must be a folder path"),
+        (lambda: CheckpointOptions("x", resume=None), "resume must be True or False"),
+        (lambda: CheckpointOptions("x", meta=("a", "b")), "meta must be a CheckpointMeta"),
+    ],
+)
+def test_options_reject_bad_values(make: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        make()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"epochs": 0}, "epochs must be an int >= 1, got 0"),
-        ({"epochs": 1, "grad_clip": -1.0}, "grad_clip must be > 0"),
-        ({"epochs": 1, "scheduler_interval": "batch"}, "scheduler_interval must be"),
-        ({"epochs": 1, "precision": "fp8"}, "precision must be one of"),
-        ({"epochs": 1, "device": "gpu0"}, "'gpu0'"),
+        ({"epochs": 2.0}, "epochs must be an int, got 2.0"),
+        ({"epochs": 1, "progress": "yes"}, "progress must be True or False"),
+        ({"epochs": 1, "callbacks": print}, "callbacks must be a list or tuple"),
+        ({"epochs": 1, "callbacks": [1]}, r"callbacks\[0\] must be callable"),
+        ({"epochs": 1, "metric": object()}, "metric must have reset"),
+        ({"epochs": 1, "optimizer": "adam"}, "optimizer must be a torch Optimizer"),
+        ({"epochs": 1, "scheduler": 3}, "scheduler must be a torch learning-rate scheduler"),
+        ({"epochs": 1, "checkpoint": "runs"}, r"write checkpoint=CheckpointOptions\('runs'\)"),
+        ({"epochs": 1, "run": {"seed": 0}}, "run must be a RunOptions"),
     ],
 )
 def test_fit_rejects_bad_arguments(kwargs: dict[str, object], match: str) -> None:
     loader = one_item_loader()
+    kwargs.setdefault("progress", False)
     with pytest.raises(ConfigError, match=match):
-        fit(nn.Conv2d(3, 1, 1), loader, loss_fn=DiceLoss(), progress=False, **kwargs)  # type: ignore[arg-type]
+        fit(nn.Conv2d(3, 1, 1), loader, loss_fn=DiceLoss(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_deprecated_keywords_warn_with_the_new_spelling_and_still_work(
+    train_set: VOCSegmentationDataset, tmp_path: Path
+) -> None:
+    loader = DataLoader(torch.utils.data.Subset(train_set, range(8)), batch_size=4, shuffle=True)
+    new = fit(
+        small_unet(), loader, loss_fn=DiceLoss(), epochs=2, progress=False,
+        checkpoint=CheckpointOptions(tmp_path / "new"),
+        run=RunOptions(precision="fp32", seed=0, grad_clip=1.0),
+    )  # fmt: skip
+    expected = (
+        r"fit\(\) keywords checkpoint_dir, precision, seed, grad_clip are deprecated .*"
+        r"checkpoint=CheckpointOptions\(directory=PosixPath\('.*old'\)\), "
+        r"run=RunOptions\(precision='fp32', grad_clip=1.0, seed=0\)\) instead"
+    )
+    with pytest.warns(FutureWarning, match=expected) as caught:
+        old = fit(
+            small_unet(), loader, loss_fn=DiceLoss(), epochs=2, progress=False,
+            checkpoint_dir=tmp_path / "old", precision="fp32", seed=0, grad_clip=1.0,
+        )  # fmt: skip
+    assert caught[0].filename == __file__  # the warning points at the caller's line
+    assert old.train_loss == new.train_loss
+    assert (tmp_path / "old" / "last.pt").is_file()
+    with pytest.raises(ConfigError, match="got run= and the deprecated keywords seed"):
+        fit(small_unet(), loader, loss_fn=DiceLoss(), epochs=1, run=FP32, seed=0)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="unexpected keyword argument 'lr'"):
+        fit(small_unet(), loader, loss_fn=DiceLoss(), epochs=1, lr=0.1)  # type: ignore[call-arg]
 
 
 def test_default_metric_needs_num_classes() -> None:
@@ -564,3 +629,200 @@ def test_bad_batches_are_named() -> None:
 
     with pytest.raises(ShapeError, match=r"scalar tensor, got \(1,\)"):
         train_one_epoch(model, [(torch.zeros(1, 3, 4, 4), mask)], not_scalar, opt, device="cpu")
+
+
+# --- resuming with changed arguments (issue 21: examples/cats.py --epochs crashed) ----------
+
+
+def _tiny_fit(
+    train_set: VOCSegmentationDataset,
+    ckpt: Path,
+    *,
+    epochs: int,
+    schedule: object = None,
+    interval: str = "epoch",
+    batch_size: int = 4,
+    resume: bool = True,
+) -> History:
+    """A fresh 'process' (model, optimizer, scheduler built from the arguments), then fit."""
+    loader = DataLoader(
+        torch.utils.data.Subset(train_set, range(8)), batch_size=batch_size, shuffle=True
+    )
+    model = small_unet()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scheduler = None if schedule is None else schedule(optimizer, epochs, len(loader))  # type: ignore[operator]
+    return fit(
+        model, loader, loss_fn=DiceLoss(), epochs=epochs, optimizer=optimizer,
+        scheduler=scheduler, checkpoint=CheckpointOptions(ckpt, resume=resume),
+        run=RunOptions(precision="fp32", seed=0, scheduler_interval=interval),  # type: ignore[arg-type]
+        progress=False,
+    )  # fmt: skip
+
+
+def _one_cycle(opt: torch.optim.Optimizer, epochs: int, steps: int) -> object:
+    return torch.optim.lr_scheduler.OneCycleLR(opt, 1e-2, total_steps=epochs * steps)
+
+
+def _cosine(opt: torch.optim.Optimizer, epochs: int, steps: int) -> object:
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+
+
+def _linear(opt: torch.optim.Optimizer, epochs: int, steps: int) -> object:
+    return torch.optim.lr_scheduler.LinearLR(opt, total_iters=epochs * steps)
+
+
+def _plateau(opt: torch.optim.Optimizer, epochs: int, steps: int) -> object:
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=epochs)
+
+
+def _step_lr(opt: torch.optim.Optimizer, epochs: int, steps: int) -> object:
+    return torch.optim.lr_scheduler.StepLR(opt, step_size=epochs // 2, gamma=0.5)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "interval", "changed"),
+    [
+        (_one_cycle, "step", r"OneCycleLR total_steps=4 \(now 6\)"),  # the cats.py crash
+        (_one_cycle, "epoch", r"OneCycleLR total_steps=4 \(now 6\)"),
+        (_linear, "step", r"LinearLR total_iters=4 \(now 6\)"),
+        (_cosine, "epoch", r"CosineAnnealingLR T_max=2 \(now 3\)"),
+        (_plateau, "epoch", r"ReduceLROnPlateau patience=2 \(now 3\)"),
+    ],
+)
+def test_resume_with_a_schedule_built_for_other_epochs_is_refused(
+    train_set: VOCSegmentationDataset, tmp_path: Path, schedule: object, interval: str,
+    changed: str,
+) -> None:  # fmt: skip
+    _tiny_fit(train_set, tmp_path, epochs=2, schedule=schedule, interval=interval)
+    message = (
+        rf"(?s)cannot resume from .*last\.pt: the run was started with other arguments "
+        rf"\(epochs=2\): .*{changed}.*resume=False.*deleting"
+    )
+    with pytest.raises(CheckpointError, match=message):
+        _tiny_fit(train_set, tmp_path, epochs=3, schedule=schedule, interval=interval)
+    # nothing was loaded or written by the refused call; starting fresh works
+    assert load_checkpoint(tmp_path / "last.pt").extra["epoch"] == 2
+    fresh = _tiny_fit(
+        train_set, tmp_path, epochs=3, schedule=schedule, interval=interval, resume=False
+    )
+    assert fresh.epochs == [1, 2, 3]
+
+
+def test_resume_with_more_epochs_continues_like_a_straight_run(
+    train_set: VOCSegmentationDataset, tmp_path: Path
+) -> None:
+    def halve_every_epoch(opt: torch.optim.Optimizer, epochs: int, steps: int) -> object:
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # no epochs in it
+
+    straight = _tiny_fit(train_set, tmp_path / "a", epochs=4, schedule=halve_every_epoch)
+    _tiny_fit(train_set, tmp_path / "b", epochs=2, schedule=halve_every_epoch)
+    longer = _tiny_fit(train_set, tmp_path / "b", epochs=4, schedule=halve_every_epoch)
+    assert longer.epochs == [1, 2, 3, 4]
+    assert longer.train_loss == pytest.approx(straight.train_loss, rel=1e-5)
+    assert [r.lr for r in longer.records] == pytest.approx([5e-3, 2.5e-3, 1.25e-3, 6.25e-4])
+    run = load_checkpoint(tmp_path / "b" / "last.pt").training_state["run"]  # type: ignore[index]
+    assert run == {
+        "epochs": 4, "steps_per_epoch": 2, "batch_size": 4, "world_size": 1,
+        "scheduler": "StepLR", "scheduler_interval": "epoch",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "changed"),
+    [
+        ({"epochs": 3}, {"epochs": 2}, r"epochs: 3 already finished \(now epochs=2\)"),
+        (
+            {"batch_size": 4},
+            {"batch_size": 2},
+            r"steps_per_epoch=2 \(now 4\); batch_size=4 \(now 2\)",
+        ),
+        ({}, {"schedule": _step_lr}, r"scheduler: no scheduler \(now StepLR\)"),
+        ({"schedule": _step_lr}, {}, r"scheduler: StepLR \(now no scheduler\)"),
+        (
+            {"schedule": _step_lr},
+            {"schedule": _cosine},
+            r"scheduler: StepLR \(now CosineAnnealingLR\)",
+        ),
+        (
+            {"schedule": _linear},
+            {"schedule": _linear, "interval": "step"},
+            r"scheduler_interval='epoch' \(now 'step'\)\. Pass",
+        ),
+    ],
+)
+def test_resume_with_changed_arguments_names_them(
+    train_set: VOCSegmentationDataset, tmp_path: Path, first: dict[str, object],
+    second: dict[str, object], changed: str,
+) -> None:  # fmt: skip
+    _tiny_fit(train_set, tmp_path, **{"epochs": 2, **first})  # type: ignore[arg-type]
+    with pytest.raises(CheckpointError, match=rf"(?s)other arguments.*{changed}.*resume=False"):
+        _tiny_fit(train_set, tmp_path, **{"epochs": 2, **second})  # type: ignore[arg-type]
+
+
+# --- metrics of any kind, validation loss, empty loaders ----------------------------------------
+
+
+class PixelAccuracy:
+    """A metric that is not MeanIoU: fraction of pixels whose one-logit prediction is right."""
+
+    def __init__(self) -> None:
+        self.right = 0
+        self.total = 0
+
+    def reset(self) -> None:
+        self.right = self.total = 0
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        keep = target != 255
+        self.right += int(((preds[:, 0] > 0).long() == target)[keep].sum())
+        self.total += int(keep.sum())
+
+    def compute(self) -> Tensor:
+        return torch.tensor(self.right / self.total)
+
+
+def test_fit_takes_any_metric_and_records_the_validation_loss(
+    train_set: VOCSegmentationDataset, val_set: VOCSegmentationDataset, tmp_path: Path
+) -> None:
+    val = DataLoader(val_set, batch_size=len(val_set))
+    model = small_unet()
+    history = fit(
+        model, DataLoader(torch.utils.data.Subset(train_set, range(16)), batch_size=8),
+        loss_fn=DiceLoss(), epochs=2, val_loader=val, metric=PixelAccuracy(),
+        checkpoint=CheckpointOptions(tmp_path), run=FP32, progress=False,
+    )  # fmt: skip
+    # by hand, with the final weights (the last epoch's numbers)
+    images = torch.stack([val_set[i][0] for i in range(len(val_set))]).float() / 255
+    masks = torch.stack([val_set[i][1] for i in range(len(val_set))])
+    model.eval()
+    with torch.no_grad():
+        logits = model(images)
+    keep = masks != 255
+    accuracy = float(((logits[:, 0] > 0).long() == masks)[keep].float().mean())
+    assert history.val_miou[-1] == pytest.approx(accuracy, abs=1e-6)
+    assert history.val_loss[-1] == pytest.approx(float(DiceLoss()(logits, masks)), rel=1e-4)
+    assert all(v is not None and 0 < v < 1 for v in history.val_loss)
+    assert load_checkpoint(tmp_path / "best.pt").extra["val_loss"] == pytest.approx(
+        history.records[history.epochs.index(history.best_epoch)].val_loss  # type: ignore[arg-type]
+    )
+    assert "| val loss |" in history.to_markdown()
+
+
+def test_a_metric_without_a_number_is_refused(train_set: VOCSegmentationDataset) -> None:
+    class Named(PixelAccuracy):
+        def compute(self) -> dict[str, float]:  # type: ignore[override]
+            return {"acc": 1.0}
+
+    loader = DataLoader(torch.utils.data.Subset(train_set, range(4)), batch_size=4)
+    with pytest.raises(ConfigError, match="compute\\(\\) returned dict; fit needs a number"):
+        fit(small_unet(), loader, loss_fn=DiceLoss(), epochs=1, val_loader=loader,
+            metric=Named(), progress=False)  # fmt: skip
+
+
+def test_empty_evaluation_loader_is_an_error(train_set: VOCSegmentationDataset) -> None:
+    empty = DataLoader(torch.utils.data.Subset(train_set, []), batch_size=4)
+    with pytest.raises(DataError, match="evaluation loader yielded no images"):
+        evaluate(small_unet(), empty, MeanIoU(2), device="cpu")
+    loader = DataLoader(torch.utils.data.Subset(train_set, range(4)), batch_size=4)
+    with pytest.raises(DataError, match="evaluation loader yielded no images"):
+        fit(small_unet(), loader, loss_fn=DiceLoss(), epochs=1, val_loader=empty, progress=False)
