@@ -282,7 +282,9 @@ def evaluate(
         per-class ``iou`` and ``dice`` and the confusion matrix.
 
     Raises:
-        DataError: If a batch is not an ``(images, masks)`` pair.
+        DataError: If a batch is not an ``(images, masks)`` pair, a mask holds a label
+            outside the metric's classes that is not its ``ignore_index``, or the loader
+            yields no batch on any process (``metric.compute()`` has no data: no NaN).
         ShapeError: If images are not 4-D or masks do not match them.
         ConfigError: If ``device`` or ``precision`` is invalid, or the loader cannot be
             sharded under torch.distributed.
