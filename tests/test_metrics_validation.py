@@ -147,6 +147,10 @@ def test_confusion_matrix_validates_threshold_like_mean_iou(threshold: Any) -> N
         ({"absent": None}, r"absent must be one of 'nan', 'zero', 'one'; got None"),
         ({"num_classes": True}, r"num_classes must be an int, got True"),
         ({"num_classes": 0, "mode": "multilabel"}, r"num_classes must be a positive int, got 0"),
+        (
+            {"ignore_index": 1, "mode": "multilabel"},
+            r"ignore_index must not be 0 or 1 in multilabel mode .* got 1",
+        ),
     ],
 )
 def test_every_option_is_checked_at_construction(options: dict[str, Any], match: str) -> None:
