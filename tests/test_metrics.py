@@ -240,9 +240,8 @@ def test_binary_scores_threshold_and_probabilities() -> None:
 
 def test_compute_reset_and_repeat() -> None:
     metric = MeanIoU(3)
-    empty = metric.compute()
-    assert math.isnan(empty.miou)
-    assert empty.confusion.shape == (3, 3)
+    with pytest.raises(DataError, match=r"compute\(\) has no data: update\(\) received no"):
+        metric.compute()
     metric.update(TOY_PRED.clamp(max=2), TOY_TARGET)
     first = metric.compute()
     second = metric.compute()
@@ -251,7 +250,8 @@ def test_compute_reset_and_repeat() -> None:
     with pytest.raises(AttributeError):
         first.miou = 0.0  # type: ignore[misc]
     metric.reset()
-    assert int(metric.compute().confusion.sum()) == 0
+    with pytest.raises(DataError, match=r"no data.*created or reset\(\)"):
+        metric.compute()
     assert "MeanIoU(num_classes=3" in repr(metric)
 
 
@@ -276,12 +276,12 @@ def test_label_dtypes_accepted() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"num_classes": 1}, r"num_classes must be an int >= 2 .* got 1"),
-        ({"num_classes": 2.0}, r"num_classes must be an int >= 2 .* got 2.0"),
-        ({"num_classes": 3, "absent": "skip"}, r"absent must be one of .* got 'skip'"),
-        ({"num_classes": 3, "threshold": 1.5}, r"threshold must be a float in \[0, 1\], got 1.5"),
+        ({"num_classes": 1}, r"num_classes must be an int >= 2, got 1 counting the background"),
+        ({"num_classes": 2.0}, r"num_classes must be an int, got 2.0"),
+        ({"num_classes": 3, "absent": "skip"}, r"absent must be one of .*; got 'skip'"),
+        ({"num_classes": 3, "threshold": 1.5}, r"threshold must be a finite .*\), got 1.5"),
         ({"num_classes": 3, "ignore_index": "void"}, r"ignore_index must be an int or None"),
-        ({"num_classes": 3, "per_image": "yes"}, r"per_image must be a bool, got 'yes'"),
+        ({"num_classes": 3, "per_image": "yes"}, r"per_image must be True or False, got 'yes'"),
     ],
 )
 def test_bad_arguments_raise_in_init(kwargs: dict[str, object], match: str) -> None:
@@ -325,7 +325,8 @@ def test_bad_inputs_raise_clear_errors() -> None:
     with pytest.raises(NonFiniteError, match="contain NaN scores"):
         MeanIoU(2).update(nan_scores[:, 2:], target.clamp(max=1))
     # A failed update leaves the state untouched.
-    assert int(metric.compute().confusion.sum()) == 0
+    with pytest.raises(DataError, match="no data"):
+        metric.compute()
 
 
 @pytest.mark.gpu
@@ -333,8 +334,8 @@ def test_state_lives_on_device_of_first_update() -> None:
     metric = MeanIoU(3)
     target = torch.randint(0, 3, (2, 8, 8))
     metric.update(torch.randn(2, 3, 8, 8, device="cuda"), target.cuda())
-    assert metric._tensors is not None
-    assert metric._tensors[0].device.type == "cuda"
+    assert metric._totals is not None
+    assert metric._totals.confusion.device.type == "cuda"
     metric.update(torch.randn(2, 3, 8, 8), target)  # a CPU batch is added on the GPU state
     assert int(metric.compute().confusion.sum()) == 256
 

@@ -262,3 +262,21 @@ def check_mean_std(
             f"mean and std must have 1 or {channels} entries (one per channel), got {mean!r}"
         )
     return out[0], out[1]
+
+
+def check_optional_int(name: str, value: object) -> int | None:
+    """``value`` as an int, or ``None`` (bools and floats are refused).
+
+    Examples:
+        >>> check_optional_int("ignore_index", 255), check_optional_int("ignore_index", None)
+        (255, None)
+        >>> check_optional_int("ignore_index", "void")
+        Traceback (most recent call last):
+        ...
+        catseg.errors.ConfigError: ignore_index must be an int or None, got 'void'
+    """
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise ConfigError(f"{name} must be an int or None, got {value!r}")
+    return operator.index(value)  # type: ignore[arg-type]

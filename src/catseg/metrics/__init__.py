@@ -1,10 +1,11 @@
-"""Segmentation metrics: confusion matrix, per-class IoU and Dice/F1, mean IoU.
+"""Segmentation metrics: confusion matrix, per-class IoU, Dice/F1, precision, recall, mIoU.
 
 The default is the Pascal VOC / mmseg definition: one confusion matrix over the whole
 dataset, pixels labelled 255 ignored, mean over the classes present in prediction or
 ground truth, and (catseg's choice, as the tutorial states) the background left out.
 Other libraries' definitions are named options of :class:`MeanIoU`; the guide
-"Losses and metrics" compares them side by side.
+"Losses and metrics" compares them side by side. ``mode="multilabel"`` scores K
+independent labels per pixel against multi-hot targets.
 
 Examples:
     >>> import torch
@@ -17,7 +18,9 @@ Examples:
 
 from __future__ import annotations
 
-from catseg.metrics._confusion import confusion_matrix
-from catseg.metrics._iou import AbsentMode, IoUResult, MeanIoU, mean_iou
+from catseg.metrics._confusion import MetricMode
+from catseg.metrics._iou import AbsentMode, MeanIoU, mean_iou
+from catseg.metrics._matrix import confusion_matrix
+from catseg.metrics._scores import IoUResult
 
-__all__ = ["AbsentMode", "IoUResult", "MeanIoU", "confusion_matrix", "mean_iou"]
+__all__ = ["AbsentMode", "IoUResult", "MeanIoU", "MetricMode", "confusion_matrix", "mean_iou"]

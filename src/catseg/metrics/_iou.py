@@ -1,8 +1,9 @@
-"""Mean IoU: the stateful :class:`MeanIoU`, the functional :func:`mean_iou` and the result."""
+"""Mean IoU: the stateful :class:`MeanIoU` and the functional :func:`mean_iou`."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -10,81 +11,110 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from catseg.errors import ConfigError
-from catseg.metrics._confusion import (
-    check_ignore_index,
-    check_num_classes,
-    confusion_from_labels,
-    predicted_labels,
-)
+from catseg._validation import check_bool, check_choice
+from catseg.errors import DataError
+from catseg.metrics._confusion import MetricMode, check_options
+from catseg.metrics._matrix import batch_confusion
+from catseg.metrics._scores import IoUResult, class_scores, nan_mean
 
 __all__ = ["AbsentMode", "IoUResult", "MeanIoU", "mean_iou"]
 
 AbsentMode = Literal["nan", "zero", "one"]
 """What a class absent from both prediction and target scores: no IoU, 0 or 1."""
 
-_ABSENT = ("nan", "zero", "one")
+_ABSENT: tuple[AbsentMode, ...] = ("nan", "zero", "one")
+
+_Map = Callable[[Tensor], Tensor]
 
 
-@dataclass(frozen=True, eq=False)
-class IoUResult:
-    """What :meth:`MeanIoU.compute` returns.
+@dataclass
+class _PerImageSums:
+    """``per_image=True`` state: per class, sums over images of each per-image score.
 
-    Attributes:
-        miou: Mean IoU over the classes used (foreground only unless
-            ``include_background=True``); NaN when no used class has an IoU.
-        iou: Per-class IoU, float64, background included (``NaN`` for a class with no
-            IoU under ``absent="nan"``).
-        dice: Per-class Dice/F1 ``2|P∩G| / (|P| + |G|)`` from the same counts, float64.
-        confusion: The dataset-level confusion matrix ``[target, pred]``, int64.
-        mdice: Mean Dice/F1 over the same classes as ``miou``.
-
-    Shape:
-        - iou, dice: ``(num_classes,)``.
-        - confusion: ``(num_classes, num_classes)``.
-
-    Examples:
-        >>> import torch
-        >>> from catseg.metrics import mean_iou
-        >>> result = mean_iou(torch.tensor([[[0, 1], [1, 1]]]),
-        ...                   torch.tensor([[[0, 1], [0, 1]]]), num_classes=2)
-        >>> result.miou, result.iou.tolist(), result.dice.tolist()
-        (0.6666666666666666, [0.5, 0.6666666666666666], [0.6666666666666666, 0.8])
+    ``scored[c]`` counts the images in which class ``c`` has a score; the per-class
+    result is ``sum / scored``.
     """
 
-    miou: float
     iou: Tensor
     dice: Tensor
+    precision: Tensor
+    recall: Tensor
+    scored: Tensor
+
+    @classmethod
+    def of_batch(cls, per_image: Tensor, absent: str, *, multilabel: bool) -> _PerImageSums:
+        """Sums over the images of a batch of per-image confusion counts."""
+        scores = class_scores(per_image, absent, multilabel=multilabel)
+        scored = scores.scored()
+
+        def total(values: Tensor) -> Tensor:
+            return torch.where(scored, values, 0.0).sum(0)
+
+        return cls(
+            iou=total(scores.iou),
+            dice=total(scores.dice),
+            precision=total(scores.precision),
+            recall=total(scores.recall),
+            scored=scored.sum(0),
+        )
+
+    def map(self, fn: _Map) -> _PerImageSums:
+        return _PerImageSums(
+            fn(self.iou), fn(self.dice), fn(self.precision), fn(self.recall), fn(self.scored)
+        )
+
+    def add(self, other: _PerImageSums) -> None:
+        for mine, theirs in (
+            (self.iou, other.iou),
+            (self.dice, other.dice),
+            (self.precision, other.precision),
+            (self.recall, other.recall),
+            (self.scored, other.scored),
+        ):
+            mine += theirs.to(mine.device)
+
+
+@dataclass
+class _Totals:
+    """Everything :class:`MeanIoU` accumulates; every field is summed across ranks.
+
+    ``pixels`` counts the target pixels passed to ``update`` (ignored ones included):
+    zero means the metric has seen no data.
+    """
+
     confusion: Tensor
-    mdice: float
+    pixels: Tensor
+    per_image: _PerImageSums | None = None
 
+    @classmethod
+    def zeros(cls, shape: tuple[int, ...], per_image: bool, device: torch.device) -> _Totals:
+        confusion = torch.zeros(shape, dtype=torch.int64, device=device)
+        pixels = torch.zeros((), dtype=torch.int64, device=device)
+        if not per_image:
+            return cls(confusion, pixels)
+        zero = torch.zeros(shape[0], dtype=torch.float64, device=device)
+        count = torch.zeros(shape[0], dtype=torch.int64, device=device)
+        sums = _PerImageSums(zero, zero.clone(), zero.clone(), zero.clone(), count)
+        return cls(confusion, pixels, sums)
 
-def _fill_absent(values: Tensor, absent_mask: Tensor, absent: str) -> Tensor:
-    fill = {"nan": math.nan, "zero": 0.0, "one": 1.0}[absent]
-    return values.masked_fill(absent_mask, fill)
+    def map(self, fn: _Map) -> _Totals:
+        sums = None if self.per_image is None else self.per_image.map(fn)
+        return _Totals(fn(self.confusion), fn(self.pixels), sums)
 
-
-def _scores(confusion: Tensor, absent: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-class ``(iou, dice, absent_mask)`` from (..., C, C) confusion counts, float64."""
-    counts = confusion.to(torch.float64)
-    tp = torch.diagonal(counts, dim1=-2, dim2=-1)
-    gt = counts.sum(-1)
-    pr = counts.sum(-2)
-    union = gt + pr - tp
-    absent_mask = union == 0
-    iou = _fill_absent(tp / union, absent_mask, absent)
-    dice = _fill_absent(2.0 * tp / (gt + pr), absent_mask, absent)
-    return iou, dice, absent_mask
-
-
-def _mean(values: Tensor) -> float:
-    if values.numel() == 0 or bool(torch.isnan(values).all()):
-        return math.nan
-    return float(torch.nanmean(values))
+    def add(self, other: _Totals) -> None:
+        self.confusion += other.confusion.to(self.confusion.device)
+        self.pixels += other.pixels.to(self.pixels.device)
+        if self.per_image is not None and other.per_image is not None:
+            self.per_image.add(other.per_image)
 
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_reduce(tensor: Tensor) -> Tensor:
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
 
 
 class MeanIoU:
@@ -92,14 +122,23 @@ class MeanIoU:
 
     Every :meth:`update` adds a batch to a dataset-level confusion matrix (one
     ``torch.bincount``); :meth:`compute` turns it into per-class IoU
-    ``|P∩G| / |P∪G|`` and Dice/F1 and their means. By default a class absent from
-    both prediction and ground truth has no IoU and does not enter the mean, pixels
-    labelled 255 are ignored and the background (class 0) is left out of the mean.
+    ``|P∩G| / |P∪G|``, Dice/F1, precision and recall and the means. By default a
+    class absent from both prediction and ground truth has no IoU and does not enter
+    the mean, pixels labelled 255 are ignored and the background (class 0) is left out
+    of the mean.
 
     ``absent="zero"``/``"one"`` give such classes 0 or 1 instead (``"one"`` is smp's
     convention). ``per_image=True`` computes IoU per image and class and averages the
     (image, class) pairs that have one, like torchmetrics' ``segmentation.MeanIoU``;
     the per-class ``iou`` is then the mean over images in which the class has an IoU.
+
+    ``mode="multilabel"`` scores K independent labels per pixel: ``(N, K, H, W)``
+    scores (sigmoid, then ``> threshold`` per label) against multi-hot ``(N, K, H, W)``
+    targets of 0 and 1, where ``ignore_index`` skips that pixel for that label. Each
+    label gets a binary confusion matrix over the dataset, and ``miou`` is the mean
+    over all K labels (torchmetrics' ``MultilabelJaccardIndex(average="macro")``;
+    ``include_background`` has no effect: every label is a foreground label). With
+    K = 1 it equals the binary metric ``MeanIoU(2)`` on one-channel scores.
 
     State lives on the device of the first :meth:`update`. When ``torch.distributed``
     is initialised (and ``sync=True``), :meth:`compute` sums the state over all ranks;
@@ -107,16 +146,18 @@ class MeanIoU:
 
     Args:
         num_classes: Number of classes, background included (``2`` for a model with
-            one logit channel).
+            one logit channel); multilabel: the number of labels K ≥ 1.
         ignore_index: Target value whose pixels are skipped; ``None`` counts all.
-        include_background: Include class 0 in ``miou``/``mdice``.
-        threshold: Probability threshold for one-channel scores.
-        from_logits: One-channel scores are logits (sigmoid applied before the
+        include_background: Include class 0 in ``miou``/``mdice`` (multiclass only).
+        threshold: Probability threshold for sigmoid scores, in (0, 1).
+        from_logits: Sigmoid scores are logits (sigmoid applied before the
             threshold); ``False``: they are probabilities.
         absent: Score of a class absent from prediction and target: ``"nan"`` (no
             score, left out of the mean), ``"zero"`` or ``"one"``.
-        per_image: Average per-image IoUs instead of using one dataset-level matrix.
+        per_image: Average per-image scores instead of using one dataset-level matrix.
         sync: Sum the state across ranks in :meth:`compute` when distributed.
+        mode: ``"multiclass"`` (one label per pixel; binary is two classes) or
+            ``"multilabel"``.
 
     Raises:
         ConfigError: If an argument is outside its allowed values (naming it).
@@ -130,6 +171,14 @@ class MeanIoU:
         >>> result = metric.compute()
         >>> [round(v, 4) for v in result.iou.tolist()], round(result.miou, 4)
         ([0.0, 0.3333, 0.6667], 0.5)
+
+        Two labels per pixel ("cat", "indoors"), the second ignored in one pixel:
+
+        >>> multi = MeanIoU(2, mode="multilabel")
+        >>> logits = torch.tensor([[[[4.0, -4.0]], [[4.0, 4.0]]]])
+        >>> multi.update(logits, torch.tensor([[[[1, 1]], [[1, 255]]]]))
+        >>> multi.compute().iou.tolist()                 # cat: 1 / 2, indoors: 1 / 1
+        [0.5, 1.0]
     """
 
     def __init__(
@@ -143,40 +192,32 @@ class MeanIoU:
         absent: AbsentMode = "nan",
         per_image: bool = False,
         sync: bool = True,
+        mode: MetricMode = "multiclass",
     ) -> None:
-        check_num_classes(num_classes)
-        check_ignore_index(ignore_index)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ConfigError(f"threshold must be a float in [0, 1], got {threshold!r}")
-        if not 0.0 <= threshold <= 1.0:
-            raise ConfigError(f"threshold must be a float in [0, 1], got {threshold!r}")
-        if absent not in _ABSENT:
-            raise ConfigError(f"absent must be one of {_ABSENT}, got {absent!r}")
-        for name, flag in (
-            ("include_background", include_background),
-            ("from_logits", from_logits),
-            ("per_image", per_image),
-            ("sync", sync),
-        ):
-            if not isinstance(flag, bool):
-                raise ConfigError(f"{name} must be a bool, got {flag!r}")
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.include_background = include_background
-        self.threshold = float(threshold)
-        self.from_logits = from_logits
-        self.absent: AbsentMode = absent
-        self.per_image = per_image
-        self.sync = sync
-        # [confusion] or, per image, [confusion, iou_sum, dice_sum, count]
-        self._tensors: list[Tensor] | None = None
+        (
+            self.num_classes,
+            self.ignore_index,
+            self.threshold,
+            self.from_logits,
+            self.mode,
+        ) = check_options(num_classes, ignore_index, threshold, from_logits, mode)
+        self.include_background = check_bool("include_background", include_background)
+        self.absent: AbsentMode = check_choice("absent", absent, _ABSENT)
+        self.per_image = check_bool("per_image", per_image)
+        self.sync = check_bool("sync", sync)
+        self._totals: _Totals | None = None
 
     def __repr__(self) -> str:
+        mode = "" if self.mode == "multiclass" else f", mode={self.mode!r}"
         return (
             f"MeanIoU(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
             f"include_background={self.include_background}, absent={self.absent!r}, "
-            f"per_image={self.per_image})"
+            f"per_image={self.per_image}{mode})"
         )
+
+    @property
+    def _multilabel(self) -> bool:
+        return self.mode == "multilabel"
 
     def reset(self) -> None:
         """Forget every update.
@@ -187,10 +228,11 @@ class MeanIoU:
             >>> metric = MeanIoU(2)
             >>> metric.update(torch.ones(1, 2, 2, dtype=torch.long), torch.ones(1, 2, 2).long())
             >>> metric.reset()
-            >>> int(metric.compute().confusion.sum())
-            0
+            >>> metric.update(torch.zeros(1, 1, 2, dtype=torch.long), torch.ones(1, 1, 2).long())
+            >>> metric.compute().confusion.tolist()      # only the second update counts
+            [[0, 0], [2, 0]]
         """
-        self._tensors = None
+        self._totals = None
 
     @torch.no_grad()
     def update(self, preds: Tensor, target: Tensor) -> None:
@@ -198,22 +240,27 @@ class MeanIoU:
 
         Args:
             preds: Integer label map, or scores: arg-max over C ≥ 2 channels, sigmoid
-                (if ``from_logits``) and ``> threshold`` for one channel.
-            target: Integer label map (``ignore_index`` pixels are skipped).
+                (if ``from_logits``) and ``> threshold`` for one channel; multilabel:
+                ``(N, K, H, W)`` scores (sigmoid and threshold per label) or a {0, 1} map.
+            target: Integer label map (``ignore_index`` pixels are skipped); multilabel:
+                multi-hot ``(N, K, H, W)`` map of 0 and 1 (or bool).
 
         Raises:
             ShapeError: If ``preds`` and ``target`` do not fit together or the channel
                 count is neither 1 nor ``num_classes``.
             DTypeError: If ``target`` is not an integer tensor, or ``preds`` is neither
                 an integer label map nor float scores.
-            DataError: If a label is outside ``[0, num_classes)`` and not ``ignore_index``,
-                or one-channel ``from_logits=False`` scores lie outside ``[0, 1]``.
+            DataError: If a target label is outside ``[0, num_classes)`` (multilabel:
+                not 0 or 1) and not ``ignore_index``, whatever the prediction (a
+                negative label in a signed mask included), a predicted label is outside
+                that range, or ``from_logits=False`` scores lie outside ``[0, 1]``.
             NonFiniteError: If the scores contain NaN.
 
         Shape:
             - preds: ``(N, H, W)`` labels, ``(N, num_classes, H, W)`` or ``(N, 1, H, W)``
-              scores.
-            - target: ``(N, H, W)`` (``(N, 1, H, W)`` is squeezed).
+              scores; multilabel ``(N, K, H, W)``.
+            - target: ``(N, H, W)`` (``(N, 1, H, W)`` is squeezed); multilabel
+              ``(N, K, H, W)``.
 
         Examples:
             >>> import torch
@@ -224,55 +271,57 @@ class MeanIoU:
             >>> metric.compute().miou                    # foreground IoU = 1 / 2
             0.5
         """
-        labels, target = predicted_labels(
-            preds, target, self.num_classes, threshold=self.threshold, from_logits=self.from_logits
+        counts = batch_confusion(
+            preds,
+            target,
+            self.num_classes,
+            self.ignore_index,
+            threshold=self.threshold,
+            from_logits=self.from_logits,
+            mode=self.mode,
+            per_image=self.per_image,
         )
-        target = target.to(labels.device)
-        if not self.per_image:
-            batch = confusion_from_labels(labels, target, self.num_classes, self.ignore_index)
-            self._accumulate([batch])
-            return
-        per_image = confusion_from_labels(
-            labels, target, self.num_classes, self.ignore_index, per_image=True
-        )
-        iou, dice, _ = _scores(per_image, self.absent)
-        scored = ~torch.isnan(iou)
-        self._accumulate(
-            [
-                per_image.sum(0),
-                torch.where(scored, iou, 0.0).sum(0),
-                torch.where(scored, dice, 0.0).sum(0),
-                scored.sum(0),
-            ]
-        )
-
-    def _accumulate(self, values: list[Tensor]) -> None:
-        if self._tensors is None:
-            self._tensors = values
-            return
-        for current, value in zip(self._tensors, values, strict=True):
-            current += value.to(current.device)
-
-    def _state(self) -> list[Tensor]:
-        if self._tensors is not None:
-            return self._tensors
-        c = self.num_classes
-        device = torch.device("cpu")
-        if _distributed() and dist.get_backend() == "nccl":
-            device = torch.device("cuda", torch.cuda.current_device())
-        state = [torch.zeros(c, c, dtype=torch.int64, device=device)]
+        pixels = torch.full((), target.numel(), dtype=torch.int64, device=counts.device)
         if self.per_image:
-            zero = torch.zeros(c, dtype=torch.float64, device=device)
-            state += [zero, zero.clone(), torch.zeros(c, dtype=torch.int64, device=device)]
-        return state
+            sums = _PerImageSums.of_batch(counts, self.absent, multilabel=self._multilabel)
+            batch = _Totals(counts.sum(0), pixels, sums)
+        else:
+            batch = _Totals(counts, pixels)
+        if self._totals is None:
+            self._totals = batch
+        else:
+            self._totals.add(batch)
+
+    def _confusion_shape(self) -> tuple[int, ...]:
+        k = self.num_classes
+        return (k, 2, 2) if self._multilabel else (k, k)
+
+    def _synced_totals(self) -> _Totals:
+        """A CPU copy of the state, summed over all ranks when distributed."""
+        if self._totals is not None:
+            totals = self._totals.map(torch.clone)
+        else:
+            device = torch.device("cpu")
+            if _distributed() and dist.get_backend() == "nccl":
+                device = torch.device("cuda", torch.cuda.current_device())
+            totals = _Totals.zeros(self._confusion_shape(), self.per_image, device)
+        if self.sync and _distributed():
+            totals = totals.map(_all_reduce)
+        return totals.map(lambda t: t.cpu())
 
     @torch.no_grad()
     def compute(self) -> IoUResult:
-        """Turn the accumulated state into IoU, Dice/F1 and their means.
+        """Turn the accumulated state into IoU, Dice/F1, precision, recall and means.
 
         Returns:
-            An :class:`IoUResult` (tensors on the CPU). Before any update every class
-            is absent, so ``miou`` is NaN under ``absent="nan"``.
+            An :class:`IoUResult` (tensors on the CPU). When every target pixel was
+            ``ignore_index``, every class is absent (``miou`` is NaN under
+            ``absent="nan"``).
+
+        Raises:
+            DataError: If no target pixel was passed to :meth:`update` since the metric
+                was created or :meth:`reset` (on any rank, when distributed): an empty
+                data loader gives this, and there is nothing to average.
 
         Examples:
             >>> import torch
@@ -282,31 +331,51 @@ class MeanIoU:
             >>> metric.compute().miou                    # mean of 0.5 (class 1) and 1.0
             0.75
         """
-        state = [t.clone() for t in self._state()]
-        if self.sync and _distributed():
-            for tensor in state:
-                dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        state = [t.cpu() for t in state]
-        confusion = state[0]
-        first = 0 if self.include_background else 1
-        if not self.per_image:
-            iou, dice, _ = _scores(confusion, self.absent)
-            return IoUResult(
-                miou=_mean(iou[first:]),
-                iou=iou,
-                dice=dice,
-                confusion=confusion,
-                mdice=_mean(dice[first:]),
+        totals = self._synced_totals()
+        if int(totals.pixels) == 0:
+            where = " on any process" if self.sync and _distributed() else ""
+            raise DataError(
+                f"{self!r}.compute() has no data: update() received no target pixel{where} "
+                "since the metric was created or reset() (an empty data loader or dataset "
+                "gives this); there is nothing to average"
             )
-        iou_sum, dice_sum, count = state[1], state[2], state[3].to(torch.float64)
-        iou = iou_sum / count
-        dice = dice_sum / count
-        total = count[first:].sum()
-        nan = torch.tensor(math.nan, dtype=torch.float64)
-        miou = iou_sum[first:].sum() / total if total > 0 else nan
-        mdice = dice_sum[first:].sum() / total if total > 0 else nan
+        if totals.per_image is None:
+            return self._dataset_result(totals.confusion)
+        return self._per_image_result(totals.confusion, totals.per_image)
+
+    def _first_class(self) -> int:
+        """Index of the first class that enters the means."""
+        return 0 if self.include_background or self._multilabel else 1
+
+    def _dataset_result(self, confusion: Tensor) -> IoUResult:
+        scores = class_scores(confusion, self.absent, multilabel=self._multilabel)
+        first = self._first_class()
         return IoUResult(
-            miou=float(miou), iou=iou, dice=dice, confusion=confusion, mdice=float(mdice)
+            miou=nan_mean(scores.iou[first:]),
+            iou=scores.iou,
+            dice=scores.dice,
+            confusion=confusion,
+            mdice=nan_mean(scores.dice[first:]),
+            precision=scores.precision,
+            recall=scores.recall,
+        )
+
+    def _per_image_result(self, confusion: Tensor, sums: _PerImageSums) -> IoUResult:
+        first = self._first_class()
+        count = sums.scored.to(torch.float64)
+        total = count[first:].sum()
+
+        def pooled(values: Tensor) -> float:
+            return float(values[first:].sum() / total) if total > 0 else math.nan
+
+        return IoUResult(
+            miou=pooled(sums.iou),
+            iou=sums.iou / count,
+            dice=sums.dice / count,
+            confusion=confusion,
+            mdice=pooled(sums.dice),
+            precision=sums.precision / count,
+            recall=sums.recall / count,
         )
 
 
@@ -321,6 +390,7 @@ def mean_iou(
     from_logits: bool = True,
     absent: AbsentMode = "nan",
     per_image: bool = False,
+    mode: MetricMode = "multiclass",
 ) -> IoUResult:
     """Mean IoU of one set of predictions (the functional form of :class:`MeanIoU`).
 
@@ -328,14 +398,15 @@ def mean_iou(
 
     Args:
         preds: Integer label map or scores (see :meth:`MeanIoU.update`).
-        target: Integer label map.
-        num_classes: Number of classes, background included.
+        target: Integer label map; multilabel: multi-hot ``(N, K, H, W)`` map.
+        num_classes: Number of classes, background included; multilabel: labels K.
         ignore_index: Target value whose pixels are skipped; ``None`` counts all.
-        include_background: Include class 0 in the means.
-        threshold: Probability threshold for one-channel scores.
-        from_logits: One-channel scores are logits rather than probabilities.
+        include_background: Include class 0 in the means (multiclass only).
+        threshold: Probability threshold for sigmoid scores, in (0, 1).
+        from_logits: Sigmoid scores are logits rather than probabilities.
         absent: ``"nan"``, ``"zero"`` or ``"one"`` for classes absent from both.
-        per_image: Average per-image IoUs instead of one dataset-level matrix.
+        per_image: Average per-image scores instead of one dataset-level matrix.
+        mode: ``"multiclass"`` or ``"multilabel"`` (K labels, multi-hot targets).
 
     Returns:
         An :class:`IoUResult`.
@@ -344,13 +415,16 @@ def mean_iou(
         ConfigError: If an option is outside its allowed values.
         ShapeError: If ``preds`` and ``target`` do not fit together.
         DTypeError: If a tensor has an unsupported dtype.
-        DataError: If a label is outside ``[0, num_classes)`` and not ``ignore_index``,
-            or one-channel ``from_logits=False`` scores lie outside ``[0, 1]``.
+        DataError: If a target label is outside ``[0, num_classes)`` (multilabel: not
+            0 or 1) and not ``ignore_index``, a predicted label is out of range,
+            ``from_logits=False`` scores lie outside ``[0, 1]``, or the batch holds no
+            pixel at all.
         NonFiniteError: If the scores contain NaN.
 
     Shape:
-        - preds: ``(N, H, W)`` labels or ``(N, C, H, W)`` scores.
-        - target: ``(N, H, W)``.
+        - preds: ``(N, H, W)`` labels or ``(N, C, H, W)`` scores; multilabel
+          ``(N, K, H, W)``.
+        - target: ``(N, H, W)``; multilabel ``(N, K, H, W)``.
 
     Examples:
         >>> import torch
@@ -371,6 +445,7 @@ def mean_iou(
         absent=absent,
         per_image=per_image,
         sync=False,
+        mode=mode,
     )
     metric.update(preds, target)
     return metric.compute()

@@ -315,8 +315,9 @@ def evaluate(
         and the confusion matrix.
 
     Raises:
-        DataError: If a batch is not an ``(images, masks)`` pair, or the loader yields no
-            images at all (on every process together).
+        DataError: If a batch is not an ``(images, masks)`` pair, a mask holds a label
+            outside the metric's classes that is not its ``ignore_index``, or the loader
+            yields no images at all (on every process together).
         ShapeError: If images are not 4-D or masks do not match them.
         ConfigError: If ``metric`` lacks ``reset``/``update``/``compute``, ``device`` or
             ``precision`` is invalid, or the loader cannot be sharded under
