@@ -18,7 +18,7 @@ from catseg.losses._inputs import (
     sigmoid_target,
 )
 from catseg.losses._options import LossMode, OverlapOptions, ReductionScope, check_term_weights
-from catseg.losses._overlap import class_mean, soft_sums, weights_for
+from catseg.losses._overlap import class_mean, class_sums, sigmoid_sums, weights_for
 
 __all__ = ["BCEDiceLoss", "DiceCELoss", "DiceCEOptions", "dice_ce_loss"]
 
@@ -41,15 +41,14 @@ def _weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
 def _multiclass_terms(
     x: Tensor, target: Tensor, ignore_index: int | None, weights: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Cross-entropy (weighted mean over valid pixels) and the Dice inputs ``(p, g, valid)``."""
+    """Cross-entropy (weighted mean over valid pixels) and ``(p, labels, valid)`` for Dice."""
     labels, valid = class_labels(target, x.shape, ignore_index)
     log_p = torch.log_softmax(x, dim=1)
     nll = -log_p.gather(1, labels.unsqueeze(1)).squeeze(1)
     pixel_weights = valid.to(x.dtype)
     if weights is not None:
         pixel_weights = pixel_weights * weights.to(device=x.device, dtype=x.dtype)[labels]
-    g = F.one_hot(labels, num_classes=x.shape[1]).permute(0, 3, 1, 2).to(x.dtype)
-    return _weighted_mean(nll, pixel_weights), log_p.exp(), g, valid.unsqueeze(1)
+    return _weighted_mean(nll, pixel_weights), log_p.exp(), labels, valid
 
 
 def _sigmoid_terms(
@@ -72,10 +71,11 @@ def _dice_ce(input: Tensor, target: Tensor, opts: DiceCEOptions) -> Tensor:
     with no_autocast(input.device):
         x = input.to(compute_dtype(input))
         if o.mode == "multiclass":
-            ce, probs, g, valid = _multiclass_terms(x, target, o.ignore_index, weights)
+            ce, probs, labels, valid = _multiclass_terms(x, target, o.ignore_index, weights)
+            sums = class_sums(probs, labels, valid, o.reduction_scope)
         else:
             ce, probs, g, valid = _sigmoid_terms(x, target, o.mode, o.ignore_index, weights)
-        sums = soft_sums(probs, g, valid, o.reduction_scope)
+            sums = sigmoid_sums(probs, g, valid, o.reduction_scope)
         dice = class_mean(dice_score(o.smooth, o.eps)(*sums), weights, o.first_class)
         return opts.ce_weight * ce + opts.dice_weight * (1.0 - dice)
 

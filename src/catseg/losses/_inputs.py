@@ -25,7 +25,6 @@ __all__ = [
     "class_labels",
     "compute_dtype",
     "no_autocast",
-    "overlap_target",
     "sigmoid_target",
 ]
 
@@ -192,18 +191,3 @@ def class_labels(
         valid = torch.ones_like(labels, dtype=torch.bool)
     _check_label_range(labels, c, "multiclass", ignore_index)
     return labels, valid
-
-
-def overlap_target(
-    target: Tensor, input_shape: torch.Size, mode: LossMode, ignore_index: int | None
-) -> tuple[Tensor, Tensor]:
-    """``(g, valid)``: float one-hot/multi-hot ``(N, C, H, W)``; bool valid, broadcastable.
-
-    ``valid`` is ``(N, 1, H, W)`` for binary and multiclass (one decision per pixel) and
-    ``(N, K, H, W)`` for multilabel (one per pixel and label).
-    """
-    if mode != "multiclass":
-        return sigmoid_target(target, input_shape, mode, ignore_index)
-    labels, valid = class_labels(target, input_shape, ignore_index)
-    g = torch.nn.functional.one_hot(labels, num_classes=input_shape[1]).permute(0, 3, 1, 2)
-    return g.float(), valid.unsqueeze(1)

@@ -10,11 +10,9 @@ multiclass: of ``|g - p|`` with softmax probabilities). Written from the paper's
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from catseg._validation import check_bool
@@ -47,19 +45,25 @@ class LovaszOptions:
 
 
 def _jaccard_increments(fg_sorted: Tensor) -> Tensor:
-    """Row-wise weights of the sorted errors: increments of the Jaccard loss of each prefix."""
-    total = fg_sorted.sum(1, keepdim=True)
-    intersection = total - fg_sorted.cumsum(1)
-    union = total + (1.0 - fg_sorted).cumsum(1)
-    jaccard = 1.0 - intersection / union
-    return torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+    """Row-wise weights of the sorted errors: increments of the Jaccard loss of each prefix.
+
+    For the prefix of the ``i`` largest errors: intersection = foreground outside the
+    prefix, union = all foreground + background inside the prefix (``i - cum_fg``).
+    """
+    with torch.no_grad():  # piecewise constant in the errors: no gradient flows here
+        cum_fg = fg_sorted.cumsum(1)
+        total = cum_fg[:, -1:]
+        position = torch.arange(1, fg_sorted.shape[1] + 1, device=fg_sorted.device)
+        jaccard = 1.0 - (total - cum_fg) / (total + position.to(cum_fg.dtype) - cum_fg)
+        return torch.diff(jaccard, dim=1, prepend=torch.zeros_like(jaccard[:, :1]))
 
 
 def _lovasz_rows(errors: Tensor, fg: Tensor) -> Tensor:
     """The Lovász loss of each row of ``errors`` ``(R, P)`` against foreground ``fg``.
 
-    Ignored entries carry error ``-inf`` and ``fg = 0``: they sort last, where they
-    change no weight of a counted entry, and ``relu`` turns them into zeros.
+    Ignored entries carry error ``-1`` and ``fg = 0``: they sort after every positive
+    error, so they change no weight of an entry that counts, and ``relu`` makes them 0
+    (as it does every error <= 0, whatever its place).
     """
     errors_sorted, order = torch.sort(errors, dim=1, descending=True)
     weights = _jaccard_increments(fg.gather(1, order))
@@ -67,25 +71,41 @@ def _lovasz_rows(errors: Tensor, fg: Tensor) -> Tensor:
 
 
 def _hide(errors: Tensor, valid: Tensor) -> Tensor:
-    # Ignored entries get -inf (NaN stays NaN: NaN - inf is NaN).
-    return torch.where(valid, errors, errors - math.inf)
+    """Errors with ignored entries set to -1 (``NaN · 0`` stays NaN), in one fused op."""
+    keep = valid.to(errors.dtype)
+    return torch.addcmul(keep - 1.0, errors, keep)
 
 
 def _hinge_errors(x: Tensor, target: Tensor, opts: LovaszOptions) -> tuple[Tensor, ...]:
-    """Binary/multilabel: hinge errors ``1 - x·(2g - 1)``; every channel with data counts."""
-    g, valid = sigmoid_target(target, x.shape, opts.mode, opts.ignore_index)
+    """Binary/multilabel: hinge errors ``1 - x·(2g - 1)``; every channel with data counts.
+
+    ``x`` is ``(N, C, H, W)``, or ``(C, N, H, W)`` when ``opts.per_image`` is False (the
+    rows to sort are then contiguous); the outputs have the layout of ``x``.
+    """
+    shape = x.shape if opts.per_image else x.transpose(0, 1).shape
+    g, valid = sigmoid_target(target, shape, opts.mode, opts.ignore_index)
     g = g.to(device=x.device, dtype=x.dtype)
+    if not opts.per_image:
+        g, valid = g.transpose(0, 1), valid.transpose(0, 1)
     errors = _hide(1.0 - x * (2.0 * g - 1.0), valid)
     return errors, g * valid, valid
 
 
 def _softmax_errors(x: Tensor, target: Tensor, opts: LovaszOptions) -> tuple[Tensor, ...]:
-    """Multiclass: errors ``|g - p|``; a class counts where it is present in the target."""
-    labels, valid = class_labels(target, x.shape, opts.ignore_index)
-    fg = F.one_hot(labels, num_classes=x.shape[1]).permute(0, 3, 1, 2).to(x.dtype)
-    fg = fg * valid.unsqueeze(1)
-    errors = _hide((fg - torch.softmax(x, dim=1)).abs(), valid.unsqueeze(1))
-    return errors, fg, fg > 0
+    """Multiclass: errors ``|g - p|``; a class counts where it is present in the target.
+
+    Layout of ``x`` and of the outputs as for :func:`_hinge_errors`.
+    """
+    dim = 1 if opts.per_image else 0
+    shape = x.shape if opts.per_image else x.transpose(0, 1).shape
+    labels, valid = class_labels(target, shape, opts.ignore_index)
+    view = [1, 1, 1, 1]
+    view[dim] = -1
+    classes = torch.arange(x.shape[dim], device=x.device).view(view)
+    is_fg = (labels.unsqueeze(dim) == classes) & valid.unsqueeze(dim)
+    fg = is_fg.to(x.dtype)
+    errors = _hide((torch.softmax(x, dim=dim) - fg).abs(), valid.unsqueeze(dim))
+    return errors, fg, is_fg
 
 
 def _lovasz(input: Tensor, target: Tensor, opts: LovaszOptions) -> Tensor:
@@ -93,20 +113,16 @@ def _lovasz(input: Tensor, target: Tensor, opts: LovaszOptions) -> Tensor:
     n, c = input.shape[:2]
     with no_autocast(input.device):
         x = input.to(compute_dtype(input))
+        if not opts.per_image:  # class-major, so that each class's row is contiguous
+            x = x.transpose(0, 1).contiguous()
         make = _softmax_errors if opts.mode == "multiclass" else _hinge_errors
         errors, fg, counts = make(x, target, opts)
-        if opts.per_image:  # rows: (image, class)
-            groups, rows = n, (errors.reshape(n * c, -1), fg.reshape(n * c, -1))
-        else:  # rows: class, over the whole batch
-            groups = 1
-            rows = (errors.transpose(0, 1).reshape(c, -1), fg.transpose(0, 1).reshape(c, -1))
-        losses = _lovasz_rows(*rows).reshape(groups, c)
-        counted = counts.expand(n, c, *counts.shape[2:]).flatten(2).any(-1)  # (N, C)
-        if not opts.per_image:
-            counted = counted.any(0, keepdim=True)
+        groups, rows = (n, n * c) if opts.per_image else (1, c)
+        losses = _lovasz_rows(errors.reshape(rows, -1), fg.reshape(rows, -1))
+        counted = counts.expand(*errors.shape).reshape(rows, -1).any(-1).reshape(groups, c)
         weights = counted.to(x.dtype)
         # mean over the counted classes of a group, then over the groups that have one
-        per_group = (losses * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        per_group = (losses.reshape(groups, c) * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         used = counted.any(1).to(x.dtype)
         return (per_group * used).sum() / used.sum().clamp_min(1.0)
 
