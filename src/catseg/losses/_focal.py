@@ -78,9 +78,9 @@ def _multiclass_focal(x: Tensor, target: Tensor, opts: FocalOptions) -> tuple[Te
 def _sigmoid_focal(x: Tensor, target: Tensor, opts: FocalOptions) -> tuple[Tensor, Tensor]:
     g, valid = sigmoid_target(target, x.shape, opts.mode, opts.ignore_index)
     g = g.to(device=x.device, dtype=x.dtype)
-    p = torch.sigmoid(x)
-    p_t = p * g + (1.0 - p) * (1.0 - g)
-    loss = _modulate(F.binary_cross_entropy_with_logits(x, g, reduction="none"), p_t, opts.gamma)
+    # p_t = sigmoid(x) where g = 1, 1 - sigmoid(x) = sigmoid(-x) where g = 0; BCE = -log p_t
+    log_p_t = F.logsigmoid(x * (2.0 * g - 1.0))
+    loss = _modulate(-log_p_t, log_p_t.exp(), opts.gamma)
     if isinstance(opts.alpha, float):
         loss = loss * (opts.alpha * g + (1.0 - opts.alpha) * (1.0 - g))
     return loss, valid
