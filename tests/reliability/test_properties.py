@@ -6,7 +6,7 @@ Already covered, and not repeated here:
   1-3 (tests/models/test_models_unet.py);
 * metric result independent of how the batch is split into updates
   (tests/test_metrics.py);
-* Dice loss in [0, 1] for logits with integer targets (tests/test_losses.py);
+* Dice loss in [0, 1] for logits with integer targets (tests/losses/test_dice.py);
 * PadToMultiple / flip / Resize mask values (tests/data/test_data_transforms.py).
 
 Here: output size over random *configurations* (channels, classes, depth, norm,

@@ -1,10 +1,17 @@
-"""Soft Dice coefficient and Dice loss: one implementation behind a function and two modules.
+"""Segmentation losses: Dice, Dice + cross-entropy, focal, Tversky, Jaccard and Lovász.
+
+Every loss is a function and an ``nn.Module`` sharing one implementation (the module
+checks its options once, at construction), takes logits, knows the three modes
+``"binary"`` (one sigmoid channel), ``"multiclass"`` (softmax over C ≥ 2 channels) and
+``"multilabel"`` (K independent sigmoid channels, multi-hot targets ``(N, K, H, W)``),
+and leaves out the pixels whose target equals ``ignore_index`` (255 by default).
 
 The soft Dice coefficient of a class is
 
 ``D = (2·Σp·g + s) / (Σp + Σg + s)``
 
-where ``p`` are probabilities, ``g`` the one-hot target and ``s`` the ``smooth`` term
+where ``p`` are probabilities, ``g`` the one-hot (multiclass) or multi-hot (binary,
+multilabel) target and ``s`` the ``smooth`` term
 (``1.0`` by default, the tutorial's value). With ``squared=True`` the denominator is
 ``Σp² + Σg² + s``. The denominator is clamped to at least ``eps`` so that ``smooth=0``
 never divides by zero.
@@ -32,8 +39,8 @@ numerator and the denominator; the value never reaches :func:`torch.nn.functiona
 Everything is computed in float32 (or float64 when the input is float64), also when
 the input is bfloat16/float16.
 
-:class:`BCEDiceLoss` adds binary cross-entropy (same ignore rule) to the Dice loss for
-one-logit models.
+:class:`DiceCELoss` adds (binary) cross-entropy (same ignore rule) to the Dice loss;
+:class:`BCEDiceLoss` is its binary case under the historical name.
 
 Examples:
     >>> import torch
@@ -46,8 +53,31 @@ Examples:
 
 from __future__ import annotations
 
-from catseg.losses._combined import BCEDiceLoss
-from catseg.losses._dice import DiceMode, ReductionScope, soft_dice
+from catseg.losses._dice import soft_dice
+from catseg.losses._dice_ce import BCEDiceLoss, DiceCELoss, dice_ce_loss
+from catseg.losses._focal import FocalLoss, focal_loss
+from catseg.losses._jaccard import JaccardLoss, jaccard_loss
+from catseg.losses._lovasz import LovaszLoss, lovasz_loss
 from catseg.losses._modules import DiceLoss, SoftDice
+from catseg.losses._options import DiceMode, LossMode, ReductionScope
+from catseg.losses._tversky import TverskyLoss, tversky_loss
 
-__all__ = ["BCEDiceLoss", "DiceLoss", "DiceMode", "ReductionScope", "SoftDice", "soft_dice"]
+__all__ = [
+    "BCEDiceLoss",
+    "DiceCELoss",
+    "DiceLoss",
+    "DiceMode",
+    "FocalLoss",
+    "JaccardLoss",
+    "LossMode",
+    "LovaszLoss",
+    "ReductionScope",
+    "SoftDice",
+    "TverskyLoss",
+    "dice_ce_loss",
+    "focal_loss",
+    "jaccard_loss",
+    "lovasz_loss",
+    "soft_dice",
+    "tversky_loss",
+]

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from catseg.losses._dice import DiceMode, ReductionScope, check_options, soft_dice
+from catseg.losses._dice import dice_coefficient
+from catseg.losses._options import DiceMode, OptionView, OverlapOptions, ReductionScope
 
 __all__ = ["DiceLoss", "SoftDice"]
 
@@ -14,8 +15,12 @@ __all__ = ["DiceLoss", "SoftDice"]
 class SoftDice(nn.Module):
     """Module returning the soft Dice coefficient (see :func:`soft_dice`).
 
+    The options are checked once, here, and kept in ``options``; the attributes
+    ``mode``, ``smooth`` ... read them and cannot be reassigned.
+
     Args:
-        mode: ``"binary"`` (one logit channel) or ``"multiclass"`` (C ≥ 2 channels).
+        mode: ``"binary"`` (one logit channel), ``"multiclass"`` (C ≥ 2 channels) or
+            ``"multilabel"`` (K independent sigmoid channels).
         from_logits: Apply sigmoid/softmax inside; ``False`` takes probabilities.
         smooth: Added to numerator and denominator.
         eps: Lower bound of the denominator.
@@ -30,8 +35,10 @@ class SoftDice(nn.Module):
             construction, naming the option and the value).
 
     Shape:
-        - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
-        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
+        - input: ``(N, 1, H, W)`` (binary), ``(N, C, H, W)`` (multiclass) or
+          ``(N, K, H, W)`` (multilabel).
+        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode, or
+          ``(N, K, H, W)`` multi-hot in multilabel mode.
         - output: ``()``.
 
     Examples:
@@ -41,6 +48,16 @@ class SoftDice(nn.Module):
         >>> metric(torch.ones(1, 1, 2, 2), torch.ones(1, 2, 2, dtype=torch.long))
         tensor(1.)
     """
+
+    mode = OptionView()
+    from_logits = OptionView()
+    smooth = OptionView()
+    eps = OptionView()
+    squared = OptionView()
+    ignore_index = OptionView()
+    class_weights = OptionView()
+    include_background = OptionView()
+    reduction_scope = OptionView()
 
     def __init__(
         self,
@@ -56,23 +73,25 @@ class SoftDice(nn.Module):
         reduction_scope: ReductionScope = "batch",
     ) -> None:
         super().__init__()
-        weights = check_options(mode, smooth, eps, reduction_scope, ignore_index, class_weights)
-        self.mode: DiceMode = mode
-        self.from_logits = from_logits
-        self.smooth = float(smooth)
-        self.eps = float(eps)
-        self.squared = squared
-        self.ignore_index = ignore_index
-        self.class_weights: Tensor | None = weights
-        self.include_background = include_background
-        self.reduction_scope: ReductionScope = reduction_scope
+        self.options = OverlapOptions.checked(
+            mode=mode,
+            smooth=smooth,
+            ignore_index=ignore_index,
+            class_weights=class_weights,
+            include_background=include_background,
+            reduction_scope=reduction_scope,
+            from_logits=from_logits,
+            eps=eps,
+            squared=squared,
+        )
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """Soft Dice coefficient of ``input`` against ``target``.
 
         Args:
             input: Logits or probabilities ``(N, C, H, W)``.
-            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``).
+            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``; multilabel:
+                multi-hot ``(N, K, H, W)``).
 
         Returns:
             The scalar coefficient.
@@ -92,25 +111,14 @@ class SoftDice(nn.Module):
             - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
             - output: ``()``.
         """
-        return soft_dice(
-            input,
-            target,
-            mode=self.mode,
-            from_logits=self.from_logits,
-            smooth=self.smooth,
-            eps=self.eps,
-            squared=self.squared,
-            ignore_index=self.ignore_index,
-            class_weights=self.class_weights,
-            include_background=self.include_background,
-            reduction_scope=self.reduction_scope,
-        )
+        return dice_coefficient(input, target, self.options)
 
     def extra_repr(self) -> str:
+        o = self.options
         return (
-            f"mode={self.mode!r}, from_logits={self.from_logits}, smooth={self.smooth}, "
-            f"squared={self.squared}, ignore_index={self.ignore_index}, "
-            f"reduction_scope={self.reduction_scope!r}"
+            f"mode={o.mode!r}, from_logits={o.from_logits}, smooth={o.smooth}, "
+            f"squared={o.squared}, ignore_index={o.ignore_index}, "
+            f"reduction_scope={o.reduction_scope!r}"
         )
 
 
@@ -121,7 +129,8 @@ class DiceLoss(SoftDice):
     tutorial's loss: binary, logits in, ``smooth=1.0``, summed over the batch.
 
     Args:
-        mode: ``"binary"`` (one logit channel) or ``"multiclass"`` (C ≥ 2 channels).
+        mode: ``"binary"`` (one logit channel), ``"multiclass"`` (C ≥ 2 channels) or
+            ``"multilabel"`` (K independent sigmoid channels).
         from_logits: Apply sigmoid/softmax inside; ``False`` takes probabilities.
         smooth: Added to numerator and denominator.
         eps: Lower bound of the denominator.
@@ -135,8 +144,10 @@ class DiceLoss(SoftDice):
         ConfigError: If an option is outside its allowed values.
 
     Shape:
-        - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
-        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
+        - input: ``(N, 1, H, W)`` (binary), ``(N, C, H, W)`` (multiclass) or
+          ``(N, K, H, W)`` (multilabel).
+        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode, or
+          ``(N, K, H, W)`` multi-hot in multilabel mode.
         - output: ``()``.
 
     Examples:
@@ -156,7 +167,8 @@ class DiceLoss(SoftDice):
 
         Args:
             input: Logits or probabilities ``(N, C, H, W)``.
-            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``).
+            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``; multilabel:
+                multi-hot ``(N, K, H, W)``).
 
         Returns:
             The scalar loss ``1 - coefficient``.

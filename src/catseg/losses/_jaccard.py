@@ -1,0 +1,148 @@
+"""Soft Jaccard (IoU) loss: :func:`jaccard_loss` and :class:`JaccardLoss`, one implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from catseg.losses._options import LossMode, OverlapOptions, ReductionScope
+from catseg.losses._overlap import Score, overlap_value
+
+__all__ = ["JaccardLoss", "jaccard_loss"]
+
+
+def _jaccard_score(smooth: float, eps: float) -> Score:
+    def score(tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor:
+        return (tp + smooth) / (sum_p + sum_g - tp + smooth).clamp_min(eps)
+
+    return score
+
+
+def _jaccard(input: Tensor, target: Tensor, opts: OverlapOptions) -> Tensor:
+    return 1.0 - overlap_value(input, target, opts, _jaccard_score(opts.smooth, opts.eps))
+
+
+def jaccard_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: LossMode = "binary",
+    smooth: float = 1.0,
+    ignore_index: int | None = 255,
+    class_weights: Sequence[float] | Tensor | None = None,
+    include_background: bool = True,
+    reduction_scope: ReductionScope = "batch",
+) -> Tensor:
+    """Soft Jaccard (IoU) loss ``1 - J`` from logits, in ``[0, 1]``.
+
+    Per class ``J = (TP + s) / (ΣP + ΣG - TP + s)`` with ``TP = Σp·g``, ``ΣP = Σp``,
+    ``ΣG = Σg`` over the pixels that are not ignored; the same sums, scopes, class
+    weights and empty-class rule as :func:`~catseg.losses.soft_dice` (an empty class
+    with nothing predicted scores 1 with ``smooth > 0``). Dice and Jaccard are monotone
+    in each other (``J = D / (2 - D)`` for ``smooth = 0``) but weigh errors differently:
+    the Jaccard loss punishes a mediocre overlap more.
+
+    Args:
+        input: Logits, one channel (binary), C ≥ 2 (multiclass) or K ≥ 1 (multilabel).
+        target: As for :func:`~catseg.losses.soft_dice`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        smooth: Added to numerator and denominator.
+        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
+        class_weights: One weight per input channel for the class average.
+        include_background: Multiclass only: keep channel 0 in the class average.
+        reduction_scope: ``"batch"`` (sums over the batch) or ``"image"``.
+
+    Returns:
+        The scalar loss (float32, or float64 for float64 input).
+
+    Raises:
+        ConfigError: If an option is invalid (naming it and the value).
+        ShapeError: If ``input``/``target`` shapes do not fit ``mode``.
+        DTypeError: If ``input`` is not floating point or ``target`` has a wrong dtype.
+        DataError: If ``target`` holds a value other than the labels and ``ignore_index``.
+
+    Shape:
+        - input: ``(N, C, H, W)``.
+        - target: ``(N, H, W)``; binary also ``(N, 1, H, W)``; multilabel ``(N, K, H, W)``.
+        - output: ``()``.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import jaccard_loss
+        >>> logits = torch.zeros(1, 1, 1, 2)                  # p = 0.5
+        >>> jaccard_loss(logits, torch.tensor([[[1, 0]]]), smooth=0.0)  # 1 - 0.5 / 1.5
+        tensor(0.6667)
+    """
+    opts = OverlapOptions.checked(
+        mode=mode,
+        smooth=smooth,
+        ignore_index=ignore_index,
+        class_weights=class_weights,
+        include_background=include_background,
+        reduction_scope=reduction_scope,
+    )
+    return _jaccard(input, target, opts)
+
+
+class JaccardLoss(nn.Module):
+    """Module form of :func:`jaccard_loss` (options checked once, kept in ``options``).
+
+    Args:
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        smooth: Added to numerator and denominator.
+        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
+        class_weights: One weight per input channel for the class average.
+        include_background: Multiclass only: keep channel 0 in the class average.
+        reduction_scope: ``"batch"`` or ``"image"``.
+
+    Raises:
+        ConfigError: If an option is invalid (naming it and the value).
+
+    Shape:
+        - input: ``(N, C, H, W)`` logits.
+        - target: as for :func:`jaccard_loss`.
+        - output: ``()``.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import JaccardLoss
+        >>> loss_fn = JaccardLoss(mode="multiclass", smooth=0.0)
+        >>> loss_fn(torch.zeros(1, 2, 1, 2), torch.tensor([[[0, 1]]]))  # 1 - 0.5 / 1.5
+        tensor(0.6667)
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: LossMode = "binary",
+        smooth: float = 1.0,
+        ignore_index: int | None = 255,
+        class_weights: Sequence[float] | Tensor | None = None,
+        include_background: bool = True,
+        reduction_scope: ReductionScope = "batch",
+    ) -> None:
+        super().__init__()
+        self.options = OverlapOptions.checked(
+            mode=mode,
+            smooth=smooth,
+            ignore_index=ignore_index,
+            class_weights=class_weights,
+            include_background=include_background,
+            reduction_scope=reduction_scope,
+        )
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """The soft Jaccard loss of ``input`` (logits) against ``target``.
+
+        Args:
+            input: Logits ``(N, C, H, W)``.
+            target: Labels, as for :func:`jaccard_loss`.
+
+        Returns:
+            The scalar loss.
+        """
+        return _jaccard(input, target, self.options)
+
+    def extra_repr(self) -> str:
+        return self.options.describe()
