@@ -90,7 +90,7 @@ def _load_image(doc: dict[str, Any], path: Path) -> Image.Image:
     resolved = path.parent / image_path.replace("\\", "/")
     if not resolved.is_file():
         raise MissingFileError(f"{path}: imagePath {image_path!r} not found at {resolved}")
-    return load_rgb(resolved)[0]
+    return load_rgb(resolved).image
 
 
 def _read_document(path: Path) -> dict[str, Any]:

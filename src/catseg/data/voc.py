@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from catseg.data._io import load_rgb, read_mask
+from catseg.data._masks import align_mask
 from catseg.data._samples import (
     check_dtypes,
     image_to_tensor,
@@ -321,13 +322,8 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def _decode(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
         image_path, mask_path = self._images[index], self._masks[index]
-        image, full_size = load_rgb(image_path, draft_size=self.image_size)
-        mask = read_mask(mask_path)
-        if mask.shape != full_size:
-            raise DataError(
-                f"image {image_path} is {full_size[1]}x{full_size[0]} (WxH) but mask "
-                f"{mask_path} is {mask.shape[1]}x{mask.shape[0]}; they must match"
-            )
+        image, full_size, orientation = load_rgb(image_path, draft_size=self.image_size)
+        mask = align_mask(read_mask(mask_path), orientation, full_size, image_path, mask_path)
         return resize_sample(image, mask, self.image_size)
 
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
