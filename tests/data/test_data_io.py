@@ -103,7 +103,10 @@ def test_draft_respects_exif_rotation(tmp_path: Path) -> None:
 
 def test_draft_size_validated(tmp_path: Path) -> None:
     Image.new("RGB", (4, 4)).save(tmp_path / "a.jpg")
-    with pytest.raises(ConfigError, match=r"draft_size must be an int or \(height, width\) of positive ints, got \(0, 4\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"draft_size must be an int or \(height, width\) of positive ints, got \(0, 4\)",
+    ):
         open_image(tmp_path / "a.jpg", draft_size=(0, 4))
 
 

@@ -4,7 +4,7 @@ Decoding a hostile or damaged file can fail in many ways inside Pillow's plugins
 (``OSError``, ``SyntaxError`` from a broken EXIF block, ``struct.error``,
 ``ValueError``, ``ZeroDivisionError``, ``IndexError``, ``EOFError``, decompression-bomb
 errors ...). :func:`decode_stream` catches all of them (not ``KeyboardInterrupt`` and
-other ``BaseException``\\s) and raises one :class:`~catseg.errors.DataError` whose
+other ``BaseException`` subclasses) and raises one :class:`~catseg.errors.DataError` whose
 message starts with the file's name, so ``on_error="skip"`` and ``except DataError``
 always work.
 
@@ -115,7 +115,7 @@ def _orientation(opened: Image.Image) -> int:
 
 
 def _is_deep(opened: Image.Image) -> bool:
-    for tile in opened.tile:
+    for tile in getattr(opened, "tile", None) or ():  # ImageFile only
         args = tile.args
         rawmode = args if isinstance(args, str) else args[0] if isinstance(args, tuple) else ""
         if isinstance(rawmode, str) and ";16" in rawmode and not opened.mode.startswith("I"):
@@ -194,9 +194,7 @@ def decode_stream(
     except UnidentifiedImageError as err:
         raise DataError(f"{name} is not an image file Pillow can read") from err
     except Exception as err:  # any failure inside a decoder plugin: see the module notes
-        raise DataError(
-            f"{name} is truncated or corrupt ({type(err).__name__}: {err})"
-        ) from err
+        raise DataError(f"{name} is truncated or corrupt ({type(err).__name__}: {err})") from err
 
 
 def decode_file(
