@@ -238,7 +238,10 @@ def test_transforms_applied_last(tmp_path: Path) -> None:
     ("kwargs", "pattern"),
     [
         ({"on_error": "ignore"}, "on_error must be one of 'raise', 'skip'; got 'ignore'"),
-        ({"image_dtype": "float16"}, "image_dtype must be one of 'float32', 'uint8'; got 'float16'"),
+        (
+            {"image_dtype": "float16"},
+            "image_dtype must be one of 'float32', 'uint8'; got 'float16'",
+        ),
         ({"mask_dtype": "int32"}, "mask_dtype must be one of 'int64', 'uint8'; got 'int32'"),
         ({"image_size": (0, 4)}, r"image_size .*got \(0, 4\)"),
     ],

@@ -109,8 +109,21 @@ def check_file(path: Path) -> None:
         raise DataError(f"{path} is empty (0 bytes); expected an image file")
 
 
-def _orientation(opened: Image.Image) -> int:
-    value = opened.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+def _orientation(opened: Image.Image, name: str) -> int:
+    """The EXIF orientation (1 when absent or out of range); a corrupt block is refused."""
+    raw = opened.info.get("exif")
+    try:
+        if isinstance(raw, bytes) and raw:
+            exif = Image.Exif()
+            exif.load(raw)  # parsed here, not lazily by whoever reads the image later
+        else:
+            exif = opened.getexif()
+        value = exif.get(_EXIF_ORIENTATION_TAG, 1)
+    except Exception as err:  # SyntaxError, struct.error ... from a broken TIFF header
+        raise DataError(
+            f"{name} has a corrupt EXIF block ({type(err).__name__}: {err}), so its "
+            "orientation is unknown; re-save the photo without the broken metadata"
+        ) from err
     return value if isinstance(value, int) and value in range(1, 9) else 1
 
 
@@ -139,10 +152,10 @@ def _load(
 ) -> Decoded:
     stored_width, stored_height = opened.size
     _check_pixels(name, stored_width, stored_height)
-    orientation = _orientation(opened)
+    deep = _is_deep(opened)  # before anything loads the pixels (PNG getexif may)
+    orientation = _orientation(opened, name)
     transposed = orientation in TRANSPOSING_ORIENTATIONS
     size = (stored_width, stored_height) if transposed else (stored_height, stored_width)
-    deep = _is_deep(opened)
     if draft_size is not None and opened.format == "JPEG":
         height, width = draft_size
         if transposed:
@@ -174,8 +187,9 @@ def decode_stream(
         The :class:`Decoded` image and facts about the file.
 
     Raises:
-        DataError: When the data is not an image, is truncated or corrupt (a broken EXIF
-            block included), or is larger than ``PIL.Image.MAX_IMAGE_PIXELS``.
+        DataError: When the data is not an image, is truncated or corrupt, has a corrupt
+            EXIF block (its orientation would be unknown), or is larger than
+            ``PIL.Image.MAX_IMAGE_PIXELS``.
     """
     try:
         # Pillow's guard warns above MAX_IMAGE_PIXELS and raises above twice that. The
