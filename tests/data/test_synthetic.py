@@ -95,7 +95,7 @@ def test_refuses_non_empty_root(tmp_path: Path) -> None:
         ({"size": (32, "a")}, r"size must be an int or \(height, width\)"),
         (
             {"val_fraction": 1.0},
-            r"val_fraction must be a finite number in \[0\.0, 1\.0\), got 1\.0",
+            r"val_fraction must be a finite number in \[0\.0, 1\.0\), got 1",
         ),
         ({"void_width": -1}, "void_width must be an int >= 0, got -1"),
     ],
