@@ -109,21 +109,27 @@ def check_file(path: Path) -> None:
         raise DataError(f"{path} is empty (0 bytes); expected an image file")
 
 
-def _orientation(opened: Image.Image, name: str) -> int:
-    """The EXIF orientation (1 when absent or out of range); a corrupt block is refused."""
+def _raw_orientation(opened: Image.Image, name: str) -> int | None:
+    """The orientation from EXIF bytes found at open time (JPEG); a corrupt block is refused.
+
+    ``None`` when the file carried no EXIF bytes before decoding (PNG keeps its eXIf chunk
+    after the pixels, so it is read once the image is loaded).
+    """
     raw = opened.info.get("exif")
+    if not isinstance(raw, bytes) or not raw:
+        return None
     try:
-        if isinstance(raw, bytes) and raw:
-            exif = Image.Exif()
-            exif.load(raw)  # parsed here, not lazily by whoever reads the image later
-        else:
-            exif = opened.getexif()
-        value = exif.get(_EXIF_ORIENTATION_TAG, 1)
+        exif = Image.Exif()
+        exif.load(raw)  # parsed here, not lazily by whoever reads the image later
+        return _valid(exif.get(_EXIF_ORIENTATION_TAG, 1))
     except Exception as err:  # SyntaxError, struct.error ... from a broken TIFF header
         raise DataError(
             f"{name} has a corrupt EXIF block ({type(err).__name__}: {err}), so its "
             "orientation is unknown; re-save the photo without the broken metadata"
         ) from err
+
+
+def _valid(value: object) -> int:
     return value if isinstance(value, int) and value in range(1, 9) else 1
 
 
@@ -152,16 +158,19 @@ def _load(
 ) -> Decoded:
     stored_width, stored_height = opened.size
     _check_pixels(name, stored_width, stored_height)
-    deep = _is_deep(opened)  # before anything loads the pixels (PNG getexif may)
-    orientation = _orientation(opened, name)
-    transposed = orientation in TRANSPOSING_ORIENTATIONS
-    size = (stored_width, stored_height) if transposed else (stored_height, stored_width)
+    deep = _is_deep(opened)  # before the pixels are loaded (the tile list goes then)
+    early = _raw_orientation(opened, name)
     if draft_size is not None and opened.format == "JPEG":
         height, width = draft_size
-        if transposed:
+        if early in TRANSPOSING_ORIENTATIONS:
             height, width = width, height
         opened.draft(opened.mode, (width, height))
     opened.load()
+    orientation = (
+        early if early is not None else _valid(opened.getexif().get(_EXIF_ORIENTATION_TAG, 1))
+    )
+    transposed = orientation in TRANSPOSING_ORIENTATIONS
+    size = (stored_width, stored_height) if transposed else (stored_height, stored_width)
     image: Image.Image = opened.copy()
     if upright and orientation != 1:
         image = ImageOps.exif_transpose(image, in_place=False)
