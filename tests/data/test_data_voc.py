@@ -244,6 +244,9 @@ def test_transforms_applied_last(tmp_path: Path) -> None:
         ),
         ({"mask_dtype": "int32"}, "mask_dtype must be one of 'int64', 'uint8'; got 'int32'"),
         ({"image_size": (0, 4)}, r"image_size .*got \(0, 4\)"),
+        ({"image_size": 16.0}, r"image_size must be an int or \(height, width\) .*got 16\.0"),
+        ({"cache": "no"}, r"cache must be True or False, got 'no'"),
+        ({"split": 3}, r"split must be a split name \(str\) or None, got 3"),
     ],
 )
 def test_bad_arguments(synthetic: Path, kwargs: dict[str, object], pattern: str) -> None:
