@@ -85,7 +85,7 @@ def test_cmyk_tiff_file(tmp_path: Path) -> None:
 
 def test_draft_decodes_jpeg_at_reduced_scale(tmp_path: Path) -> None:
     Image.new("RGB", (800, 400), (50, 100, 150)).save(tmp_path / "wide.jpg")
-    image, full = load_rgb(tmp_path / "wide.jpg", draft_size=(100, 200))
+    image, full, _ = load_rgb(tmp_path / "wide.jpg", draft_size=(100, 200))
     assert image.size == (200, 100)  # scale 1/4: still >= (h=100, w=200)
     assert full == (400, 800)
     assert open_image(tmp_path / "wide.jpg", draft_size=(101, 200)).size == (400, 200)
@@ -96,14 +96,17 @@ def test_draft_respects_exif_rotation(tmp_path: Path) -> None:
     exif = image.getexif()
     exif[EXIF_ORIENTATION] = 6
     image.save(tmp_path / "rot.jpg", exif=exif)
-    out, full = load_rgb(tmp_path / "rot.jpg", draft_size=(200, 100))
+    out, full, _ = load_rgb(tmp_path / "rot.jpg", draft_size=(200, 100))
     assert full == (800, 400)
     assert out.size == (100, 200)  # upright width 100, height 200: scale 1/4
 
 
 def test_draft_size_validated(tmp_path: Path) -> None:
     Image.new("RGB", (4, 4)).save(tmp_path / "a.jpg")
-    with pytest.raises(ConfigError, match=r"draft_size must be \(height, width\).*\(0, 4\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"draft_size must be an int or \(height, width\) of positive ints, got \(0, 4\)",
+    ):
         open_image(tmp_path / "a.jpg", draft_size=(0, 4))
 
 

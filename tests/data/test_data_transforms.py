@@ -173,19 +173,77 @@ def test_compose_applies_in_order() -> None:
     assert labels.tolist() == [[int(mask[1, 1]), 255], [255, 255]]
 
 
+NAN, INF = float("nan"), float("inf")
+
+
 @pytest.mark.parametrize(
     ("build", "pattern"),
     [
-        (lambda: tfm.Resize(0), r"size must be positive, got 0"),
+        (
+            lambda: tfm.Resize(0),
+            r"size must be an int or \(height, width\) of positive ints, got 0",
+        ),
+        (lambda: tfm.Resize(2.5), r"size must be .* got 2\.5"),  # type: ignore[arg-type]
+        (lambda: tfm.Resize((4, 4.0)), r"size must be .* got \(4, 4\.0\)"),  # type: ignore[arg-type]
         (lambda: tfm.RandomResizedCrop(4, scale=(0.5, 0.2)), r"scale .*\(0\.5, 0\.2\)"),
         (lambda: tfm.RandomResizedCrop(4, ratio=(0.0, 1.0)), r"ratio .*\(0\.0, 1\.0\)"),
-        (lambda: tfm.RandomHorizontalFlip(p=1.5), r"p must be in \[0, 1\], got 1\.5"),
-        (lambda: tfm.RandomRotation(-3.0), r"degrees must be >= 0, got -3\.0"),
-        (lambda: tfm.ColorJitter(brightness=2.0), r"brightness must be in \[0, 1\], got 2\.0"),
-        (lambda: tfm.Normalize([0.5], [0.0]), r"std values must be > 0, got \[0\.0\]"),
+        (
+            lambda: tfm.RandomResizedCrop(4, scale=(NAN, 1.0)),
+            r"scale\[0\] must be a finite number in \[0\.0, 1\.0\], got nan",
+        ),
+        (
+            lambda: tfm.RandomResizedCrop(4, ratio=(0.5, INF)),
+            r"ratio\[1\] must be a finite number in \[0\.0, inf\], got inf",
+        ),
+        (
+            lambda: tfm.RandomResizedCrop(4, scale=0.5),
+            r"scale must be a \(min, max\) pair of numbers, got 0\.5",
+        ),  # type: ignore[arg-type]
+        (
+            lambda: tfm.RandomHorizontalFlip(p=1.5),
+            r"p must be a finite number in \[0\.0, 1\.0\], got 1\.5",
+        ),
+        (lambda: tfm.RandomHorizontalFlip(p=NAN), r"p must be a finite number .* got nan"),
+        (lambda: tfm.RandomHorizontalFlip(p="0.5"), r"p must be a finite number .* got '0\.5'"),  # type: ignore[arg-type]
+        (
+            lambda: tfm.RandomRotation(-3.0),
+            r"degrees must be a finite number in \[0\.0, inf\], got -3\.0",
+        ),
+        (lambda: tfm.RandomRotation(NAN), r"degrees must be a finite number .* got nan"),
+        (lambda: tfm.RandomRotation(INF), r"degrees must be a finite number .* got inf"),
+        (lambda: tfm.RandomRotation((0.0, NAN)), r"degrees\[1\] must be a finite number, got nan"),
+        (
+            lambda: tfm.RandomRotation((10.0, -10.0)),
+            r"degrees must be \(min, max\) with min <= max",
+        ),
+        (
+            lambda: tfm.RandomRotation(10, image_fill=NAN),
+            r"image_fill must be a finite number, got nan",
+        ),
+        (lambda: tfm.RandomRotation(10, mask_fill=254.7), r"mask_fill must be an int, got 254\.7"),  # type: ignore[arg-type]
+        (lambda: tfm.RandomRotation(10, mask_fill=True), r"mask_fill must be an int, got True"),
+        (
+            lambda: tfm.ColorJitter(brightness=2.0),
+            r"brightness must be a finite number in \[0\.0, 1\.0\], got 2\.0",
+        ),
+        (lambda: tfm.ColorJitter(contrast=NAN), r"contrast must be a finite number .* got nan"),
+        (
+            lambda: tfm.Normalize([0.5], [0.0]),
+            r"std\[0\] must be a finite number in \(0\.0, inf\], got 0\.0",
+        ),
+        (lambda: tfm.Normalize([NAN], [1.0]), r"mean\[0\] must be a finite number, got nan"),
+        (lambda: tfm.Normalize([0.5, 0.5], [1.0]), r"mean and std must have the same length"),
         (lambda: tfm.PadToMultiple(0), r"multiple must be a positive int, got 0"),
-        (lambda: tfm.RandomHorizontalFlip(seed="x"), r"seed must be .* got 'x'"),  # type: ignore[arg-type]
+        (lambda: tfm.PadToMultiple(8.0), r"multiple must be a positive int, got 8\.0"),  # type: ignore[arg-type]
+        (
+            lambda: tfm.PadToMultiple(8, image_fill=INF),
+            r"image_fill must be a finite number, got inf",
+        ),
+        (lambda: tfm.PadToMultiple(8, mask_fill=NAN), r"mask_fill must be an int, got nan"),  # type: ignore[arg-type]
+        (lambda: tfm.RandomHorizontalFlip(seed="x"), r"seed must be an int, got 'x'"),  # type: ignore[arg-type]
+        (lambda: tfm.RandomHorizontalFlip(seed=1.5), r"seed must be an int, got 1\.5"),  # type: ignore[arg-type]
         (lambda: tfm.Compose([1]), r"transforms\[0\] is not callable"),  # type: ignore[list-item]
+        (lambda: tfm.Compose(tfm.Resize(4)), r"transforms must be a list of callables, got Resize"),  # type: ignore[arg-type]
     ],
 )
 def test_invalid_arguments(build: Callable[[], object], pattern: str) -> None:

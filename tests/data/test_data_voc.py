@@ -237,10 +237,16 @@ def test_transforms_applied_last(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"on_error": "ignore"}, "on_error must be 'raise' or 'skip', got 'ignore'"),
-        ({"image_dtype": "float16"}, "image_dtype must be 'float32' or 'uint8', got 'float16'"),
-        ({"mask_dtype": "int32"}, "mask_dtype must be 'int64' or 'uint8', got 'int32'"),
+        ({"on_error": "ignore"}, "on_error must be one of 'raise', 'skip'; got 'ignore'"),
+        (
+            {"image_dtype": "float16"},
+            "image_dtype must be one of 'float32', 'uint8'; got 'float16'",
+        ),
+        ({"mask_dtype": "int32"}, "mask_dtype must be one of 'int64', 'uint8'; got 'int32'"),
         ({"image_size": (0, 4)}, r"image_size .*got \(0, 4\)"),
+        ({"image_size": 16.0}, r"image_size must be an int or \(height, width\) .*got 16\.0"),
+        ({"cache": "no"}, r"cache must be True or False, got 'no'"),
+        ({"split": 3}, r"split must be a split name \(str\) or None, got 3"),
     ],
 )
 def test_bad_arguments(synthetic: Path, kwargs: dict[str, object], pattern: str) -> None:

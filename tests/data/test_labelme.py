@@ -372,3 +372,101 @@ def test_labelme_dataset_matches_reader(tmp_path: Path) -> None:
     assert torch.equal(narrow.long(), mask)
     with pytest.raises(IndexError, match="out of range"):
         dataset[1]
+
+
+# --- hostile files --------------------------------------------------------------------------
+
+
+def test_image_path_outside_the_folder_is_refused_unless_opted_in(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.new("RGB", (4, 3), (5, 6, 7)).save(tmp_path / "images" / "a.png")
+    doc = {"imagePath": "../images/a.png", "imageData": None, "shapes": []}
+    json_path = tmp_path / "labels" / "a.json"
+    json_path.write_text(json.dumps(doc))
+    with pytest.raises(LabelmeError, match=r"a\.json: imagePath '\.\./images/a\.png' resolves"):
+        read_labelme(json_path, LABELS)
+    image, _ = read_labelme(json_path, LABELS, image_root=tmp_path)
+    assert image.shape == (3, 4, 3)
+    assert image[0, 0].tolist() == [5, 6, 7]
+    with pytest.raises(LabelmeError, match="outside"):
+        labelme_to_voc(tmp_path / "labels", tmp_path / "out", LABELS)
+    assert not (tmp_path / "out").exists()
+    out = labelme_to_voc(tmp_path / "labels", tmp_path / "out", LABELS, image_root=tmp_path)
+    assert (out / "JPEGImages" / "a.jpg").is_file()
+    with pytest.raises(LabelmeError, match="outside"):
+        LabelmeDataset(tmp_path / "labels", LABELS)[0]
+    assert LabelmeDataset(tmp_path / "labels", LABELS, image_root=tmp_path)[0][1].shape == (3, 4)
+
+
+def test_absolute_and_symlinked_image_paths_are_confined(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (2, 2)).save(secret)
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    (folder / "abs.json").write_text(json.dumps({"imagePath": str(secret), "shapes": []}))
+    with pytest.raises(LabelmeError, match=r"abs\.json: imagePath .* outside"):
+        read_labelme(folder / "abs.json", LABELS)
+    (folder / "link.png").symlink_to(secret)
+    (folder / "link.json").write_text(json.dumps({"imagePath": "link.png", "shapes": []}))
+    with pytest.raises(LabelmeError, match=r"link\.json: imagePath 'link\.png' resolves .*outside"):
+        read_labelme(folder / "link.json", LABELS)
+
+
+def test_ids_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+    write_doc(tmp_path, [], name="cat")
+    (tmp_path / "cat.JSON").write_text((tmp_path / "cat.json").read_text())
+    write_doc(tmp_path, [], name="Cat")
+    with pytest.raises(DataError, match=r"Cat\.json and .*cat\.JSON give ids that differ only"):
+        labelme_to_voc(tmp_path, tmp_path.parent / "voc-case", LABELS)
+
+
+@pytest.mark.parametrize(
+    ("shapes", "pattern"),
+    [
+        ([shape("polygon", [[0, 0], [1e308, 0], [0, 1e308]])], r"points\[1\]\[0\] = 1e\+308 lies"),
+        ([shape("rectangle", [[0, 0], [-2e5, 3]])], r"points\[1\]\[0\] = -200000\.0 lies"),
+        ([shape("circle", [[5, 5], [5, 1e6]])], r"shape 0 \(circle\): points\[1\]\[1\]"),
+        ([shape("polygon", [[0, 0], [10**400, 0], [0, 1]])], r"integer of 1329 bits"),
+        ([shape("polygon", [[True, 0], [1, 0], [0, 1]])], r"points\[0\]\[0\] must be a JSON"),
+        ([shape("polygon", [["1", 0], [1, 0], [0, 1]])], r"must be a JSON number, got '1'"),
+        ([{"label": ["cat"], "points": [[0, 0], [1, 0], [0, 1]]}], r"a label must be a string"),
+        ([{"label": "cat", "points": [[0, 0]], "shape_type": ["point"]}], r"unknown shape_type"),
+        ({"cat": 1}, r"shapes must be a list, got dict"),
+    ],
+    ids=["1e308", "far-outside", "huge-circle", "bigint", "bool", "string", "label-list",
+         "type-list", "shapes-dict"],
+)  # fmt: skip
+def test_extreme_numbers_and_wrong_types_name_file_and_field(
+    tmp_path: Path, shapes: Any, pattern: str
+) -> None:
+    path = write_doc(tmp_path, [])
+    doc = json.loads(path.read_text())
+    doc["shapes"] = shapes
+    path.write_text(json.dumps(doc))
+    with pytest.raises(LabelmeError, match=rf"sample\.json.*{pattern}"):
+        read_labelme(path, LABELS)
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("[" * 100_000 + "]" * 100_000, r"deep\.json is nested too deeply"),
+        ('{"shapes": [], "imagePath": 5}', r"deep\.json: imagePath must be a string, got int 5"),
+        ('{"shapes": [], "imageData": [1]}', r"imageData must be a base64 string or null"),
+        ('{"shapes": [[0, ' + "9" * 5000 + "]]}", r"deep\.json is not valid JSON"),
+        ("[1, 2]", r"deep\.json is not a labelme file .*got a JSON list"),
+    ],
+    ids=["nesting", "imagePath-int", "imageData-list", "5000-digit-int", "top-level-list"],
+)
+def test_hostile_documents(tmp_path: Path, text: str, pattern: str) -> None:
+    (tmp_path / "deep.json").write_text(text)
+    with pytest.raises(LabelmeError, match=pattern):
+        read_labelme(tmp_path / "deep.json", LABELS)
+
+
+def test_points_within_the_margin_still_draw_like_labelme(tmp_path: Path) -> None:
+    path = write_doc(tmp_path, [shape("rectangle", [[-99_000, -5], [3, 99_000]])])
+    _, mask = read_labelme(path, LABELS)
+    assert mask[:, :4].tolist() == [[1] * 4] * 10
+    assert int(mask[:, 4:].sum()) == 0

@@ -91,7 +91,9 @@ def test_defaults() -> None:
     [
         ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
         ({"num_workers": -1}, "num_workers must be an int >= 0, got -1"),
-        ({"num_workers": 1.5}, r"num_workers must be an int >= 0, got 1\.5"),
+        ({"num_workers": 1.5}, r"num_workers must be an int, got 1\.5"),
+        ({"batch_size": True}, r"batch_size must be an int, got True"),
+        ({"shuffle": "yes"}, r"shuffle must be True or False, got 'yes'"),
         ({"shuffle": True, "sampler": [0, 1]}, "cannot be combined with a sampler"),
     ],
 )

@@ -93,7 +93,10 @@ def test_refuses_non_empty_root(tmp_path: Path) -> None:
         ({"n": 0}, "n must be a positive int, got 0"),
         ({"size": 8}, "size must be at least 16 pixels on each side, got 8"),
         ({"size": (32, "a")}, r"size must be an int or \(height, width\)"),
-        ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\), got 1\.0"),
+        (
+            {"val_fraction": 1.0},
+            r"val_fraction must be a finite number in \[0\.0, 1\.0\), got 1",
+        ),
         ({"void_width": -1}, "void_width must be an int >= 0, got -1"),
     ],
 )

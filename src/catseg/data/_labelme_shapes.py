@@ -21,6 +21,9 @@ __all__ = ["IGNORE_LABEL", "Labels", "rasterise", "read_labels"]
 
 #: The labelme label whose pixels become 255 ("ignore").
 IGNORE_LABEL = "__ignore__"
+#: How far (pixels) outside the image a point may lie; beyond, Pillow's rasteriser
+#: overflows (shapes silently vanish) or stalls (huge circles), so the file is refused.
+COORDINATE_MARGIN = 100_000
 _BACKGROUND = "_background_"
 _LINE_WIDTH = 10
 _POINT_RADIUS = 5
@@ -88,22 +91,47 @@ def read_labels(labels: Labels) -> list[str]:
     return names
 
 
-def _points(shape: dict[str, Any], index: int, kind: str, path: Path) -> list[tuple[float, float]]:
-    raw = shape.get("points")
+def _coordinate(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise LabelmeError(f"{where} must be a JSON number, got {value!r}")
     try:
-        points = [(float(x), float(y)) for x, y in raw]  # type: ignore[union-attr]
-    except (TypeError, ValueError) as err:
-        raise LabelmeError(
-            f"{path}: shape {index} ({kind}) has malformed points {raw!r}; expected [[x, y], ...]"
-        ) from err
-    if not all(math.isfinite(v) for point in points for v in point):
-        raise LabelmeError(f"{path}: shape {index} ({kind}) has non-finite points {raw!r}")
+        number = float(value)
+    except OverflowError as err:  # an integer too large for a float
+        bits = int(value).bit_length()
+        raise LabelmeError(f"{where} is an integer of {bits} bits, out of range") from err
+    if not math.isfinite(number):
+        raise LabelmeError(f"{where} is not finite: {value!r}")
+    return number
+
+
+def _points(
+    shape: dict[str, Any], index: int, kind: str, path: Path, size: tuple[int, int]
+) -> list[tuple[float, float]]:
+    raw = shape.get("points")
+    where = f"{path}: shape {index} ({kind})"
+    if not isinstance(raw, list) or not all(isinstance(p, list) and len(p) == 2 for p in raw):
+        shown = repr(raw) if len(repr(raw)) <= 80 else repr(raw)[:77] + "..."
+        raise LabelmeError(f"{where} has malformed points {shown}; expected [[x, y], ...]")
+    points = [
+        (
+            _coordinate(x, f"{where}: points[{i}][0]"),
+            _coordinate(y, f"{where}: points[{i}][1]"),
+        )
+        for i, (x, y) in enumerate(raw)
+    ]
+    width, height = size
+    for i, (x, y) in enumerate(points):
+        for axis, value, extent in ((0, x, width), (1, y, height)):
+            if not -COORDINATE_MARGIN <= value <= extent + COORDINATE_MARGIN:
+                raise LabelmeError(
+                    f"{where}: points[{i}][{axis}] = {value!r} lies more than "
+                    f"{COORDINATE_MARGIN} pixels outside the {width}x{height} image; "
+                    "Pillow cannot draw it reliably"
+                )
     low, high = _POINT_COUNTS[kind]
     if len(points) < low or (high is not None and len(points) > high):
         wanted = f"exactly {low}" if low == high else f"at least {low}"
-        raise LabelmeError(
-            f"{path}: shape {index} ({kind}) has {len(points)} point(s); {kind} needs {wanted}"
-        )
+        raise LabelmeError(f"{where} has {len(points)} point(s); {kind} needs {wanted}")
     return points
 
 
@@ -185,8 +213,10 @@ def rasterise(
         ``(height, width)`` uint8 label map, 255 for ``__ignore__``.
 
     Raises:
-        LabelmeError: On an unknown label, unknown shape type, wrong point count,
-            malformed points or an unreadable mask bitmap (shape index and file named).
+        LabelmeError: On an unknown or non-string label, unknown shape type, wrong point
+            count, malformed, non-numeric or out-of-range points (more than
+            ``COORDINATE_MARGIN`` pixels outside the image) or an unreadable mask bitmap
+            (shape index, field and file named).
 
     Examples:
         >>> from pathlib import Path
@@ -204,18 +234,22 @@ def rasterise(
         if not isinstance(shape, dict):
             raise LabelmeError(f"{path}: shape {index} is not an object")
         name = shape.get("label")
+        if not isinstance(name, str):
+            raise LabelmeError(
+                f"{path}: shape {index} has label {name!r}; a label must be a string"
+            )
         if name not in ids:
             raise LabelmeError(
                 f"{path}: shape {index} has label {name!r}, which is not in the label list "
                 f"{[IGNORE_LABEL, *names]}"
             )
         kind = shape.get("shape_type") or "polygon"
-        if kind not in _POINT_COUNTS:
+        if not isinstance(kind, str) or kind not in _POINT_COUNTS:
             raise LabelmeError(
                 f"{path}: shape {index} has unknown shape_type {kind!r}; "
                 f"expected one of {sorted(_POINT_COUNTS)}"
             )
-        points = _points(shape, index, kind, path)
+        points = _points(shape, index, kind, path, size)
         value = ids[name]
         if kind == "mask":
             array = np.array(label, dtype=np.uint8)

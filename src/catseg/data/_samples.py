@@ -10,10 +10,12 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
+from catseg._validation import check_choice, check_optional_size
 from catseg.errors import ConfigError
 
 __all__ = [
     "check_dtypes",
+    "check_transforms",
     "image_to_tensor",
     "mask_to_tensor",
     "parse_image_size",
@@ -34,27 +36,14 @@ def parse_image_size(
         ``None`` or ``(height, width)``.
 
     Raises:
-        ConfigError: When the value is not a positive int or a pair of them.
+        ConfigError: When the value is not a positive int or a pair of them (the wording
+            of :func:`catseg._validation.check_size`).
 
     Examples:
         >>> parse_image_size(32), parse_image_size((24, 40)), parse_image_size(None)
         ((32, 32), (24, 40), None)
     """
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        pair: tuple[int, ...] = (value, value)
-    elif isinstance(value, Sequence):
-        pair = tuple(value)
-    else:
-        raise ConfigError(f"{name} must be an int or (height, width), got {value!r}")
-    if len(pair) != 2 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair
-    ):
-        raise ConfigError(
-            f"{name} must be an int or (height, width) of positive ints, got {value!r}"
-        )
-    return (pair[0], pair[1])
+    return check_optional_size(name, value)
 
 
 def resize_sample(
@@ -151,7 +140,15 @@ def check_dtypes(image_dtype: object, mask_dtype: object) -> None:
     Raises:
         ConfigError: When either value is not one of the documented choices.
     """
-    if image_dtype not in ("float32", "uint8"):
-        raise ConfigError(f"image_dtype must be 'float32' or 'uint8', got {image_dtype!r}")
-    if mask_dtype not in ("int64", "uint8"):
-        raise ConfigError(f"mask_dtype must be 'int64' or 'uint8', got {mask_dtype!r}")
+    check_choice("image_dtype", image_dtype, ("float32", "uint8"))
+    check_choice("mask_dtype", mask_dtype, ("int64", "uint8"))
+
+
+def check_transforms(transforms: object) -> None:
+    """Refuse a ``transforms`` argument that is neither ``None`` nor callable.
+
+    Raises:
+        ConfigError: Naming the type received.
+    """
+    if transforms is not None and not callable(transforms):
+        raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")

@@ -18,8 +18,15 @@ Rasterisation follows labelme's semantic-segmentation rules (the behaviour of it
   ``(y2 - y1 + 1) × (x2 - x1 + 1)`` taken from the bitmap's top-left, otherwise the
   whole bitmap; the paste is clipped to the image.
 * JSON files are read as UTF-8; a leading byte-order mark (Windows editors) is accepted.
-* The image comes from ``imageData`` when present, else from ``imagePath`` relative to
-  the JSON file (Windows backslash separators accepted); EXIF orientation is applied.
+* The image comes from ``imageData`` when present (used as stored, as labelme shows
+  it), else from ``imagePath`` relative to the JSON file (Windows backslash separators
+  accepted; EXIF orientation applied, as labelme does when it opens an image file). An
+  ``imagePath`` that resolves outside the folder being read is refused unless the
+  caller names a wider ``image_root``.
+* Points are JSON numbers within 100 000 pixels of the image (further out, Pillow's
+  rasteriser overflows or stalls); a field of the wrong JSON type, an out-of-range
+  number or a document nested too deeply raises :class:`~catseg.errors.LabelmeError`
+  naming the file and the field.
 
 Labels follow labelme's ``labels.txt``: an optional first entry ``__ignore__`` (→ 255),
 then ``_background_`` (→ 0), then the classes in id order (1, 2, ...). ``__ignore__``
@@ -42,15 +49,12 @@ Examples:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -58,55 +62,35 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from catseg.data._io import decode_image_bytes, load_rgb
+from catseg._validation import check_finite_float, check_int
+from catseg.data._labelme_io import (
+    check_distinct_ids,
+    image_root_or,
+    json_files,
+    load_image,
+    read_document,
+)
 from catseg.data._labelme_shapes import IGNORE_LABEL, Labels, rasterise, read_labels
 from catseg.data._samples import (
     check_dtypes,
+    check_transforms,
     image_to_tensor,
     mask_to_tensor,
     parse_image_size,
     resize_sample,
 )
 from catseg.data.voc import JointTransform
-from catseg.errors import ConfigError, DataError, LabelmeError, MissingFileError
+from catseg.errors import DataError
+from catseg.visualize import VOC_PALETTE
 
 __all__ = ["IGNORE_LABEL", "LabelmeDataset", "labelme_to_voc", "read_labelme", "read_labels"]
 
 
-def _load_image(doc: dict[str, Any], path: Path) -> Image.Image:
-    data = doc.get("imageData")
-    if data:
-        try:
-            raw = base64.b64decode(data, validate=False)
-        except (binascii.Error, TypeError, ValueError) as err:
-            raise LabelmeError(f"{path}: imageData is not a readable base64 image") from err
-        try:
-            return decode_image_bytes(raw, f"{path}: imageData")
-        except DataError as err:
-            raise LabelmeError(str(err)) from err
-    image_path = doc.get("imagePath")
-    if not isinstance(image_path, str) or not image_path:
-        raise LabelmeError(f"{path} has neither imageData nor imagePath; cannot find the image")
-    resolved = path.parent / image_path.replace("\\", "/")
-    if not resolved.is_file():
-        raise MissingFileError(f"{path}: imagePath {image_path!r} not found at {resolved}")
-    return load_rgb(resolved)[0]
-
-
-def _read_document(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise MissingFileError(f"labelme file not found: {path}")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise LabelmeError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(doc, dict) or not isinstance(doc.get("shapes", []), list):
-        raise LabelmeError(f"{path} is not a labelme file (expected an object with 'shapes')")
-    return doc
-
-
 def read_labelme(
-    json_path: str | os.PathLike[str], labels: Labels
+    json_path: str | os.PathLike[str],
+    labels: Labels,
+    *,
+    image_root: str | os.PathLike[str] | None = None,
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """Read one labelme JSON file as an RGB image and a class-index mask.
 
@@ -115,6 +99,10 @@ def read_labelme(
     Args:
         json_path: The labelme ``.json`` file.
         labels: Class names, ``labels.txt`` style (see :func:`read_labels`).
+        image_root: The folder ``imagePath`` may point into; ``None`` means the JSON
+            file's own folder. An ``imagePath`` that resolves outside it (``../``,
+            an absolute path, a symbolic link leading out) is refused; pass e.g. the
+            common parent to read a sibling ``images/`` folder.
 
     Returns:
         ``(image, mask)``: ``image`` an ``(H, W, 3)`` uint8 RGB array, ``mask`` an
@@ -126,7 +114,9 @@ def read_labelme(
             file named), a shape has the wrong number of points or an unknown type
             (shape index and file named), there is neither imageData nor imagePath, or
             imageData is not a readable image (corrupt, or refused by the
-            decompression-bomb guard).
+            decompression-bomb guard), ``imagePath`` resolves outside ``image_root``, a
+            field has the wrong JSON type, a coordinate is out of range, or the JSON is
+            nested too deeply (the file and field are named).
         DataError: When the image file is unreadable.
         ConfigError: When ``labels`` is malformed.
 
@@ -147,21 +137,11 @@ def read_labelme(
     """
     path = Path(json_path)
     names = read_labels(labels)
-    doc = _read_document(path)
-    image = _load_image(doc, path)
+    root = image_root_or(image_root, path.parent)
+    doc = read_document(path)
+    image = load_image(doc, path, root)
     mask = rasterise(doc, image.size, names, path)
     return np.array(image, dtype=np.uint8), mask
-
-
-def _json_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise MissingFileError(f"labelme folder not found: {folder}")
-    files = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() == ".json" and not p.name.startswith(".")
-    )
-    if not files:
-        raise DataError(f"{folder} holds no labelme .json files")
-    return files
 
 
 def labelme_to_voc(
@@ -171,6 +151,7 @@ def labelme_to_voc(
     *,
     val_fraction: float = 0.2,
     seed: int = 0,
+    image_root: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Convert a folder of labelme JSON files into a Pascal VOC segmentation folder.
 
@@ -188,12 +169,15 @@ def labelme_to_voc(
         labels: Class names, ``labels.txt`` style (see :func:`read_labels`).
         val_fraction: Share of the ids in ``val.txt``, in [0, 1).
         seed: Seed of the split shuffle.
+        image_root: The folder ``imagePath`` entries may point into; ``None`` means
+            ``src_dir`` (see :func:`read_labelme`).
 
     Returns:
         ``dst_dir`` as a :class:`~pathlib.Path`.
 
     Raises:
-        DataError: When ``dst_dir`` exists and is not empty, or ``src_dir`` has no JSON.
+        DataError: When ``dst_dir`` exists and is not empty, ``src_dir`` has no JSON, or
+            two JSON names differ only in case (both named).
         ConfigError: When ``val_fraction`` is outside [0, 1) or ``labels`` is malformed.
         LabelmeError: As for :func:`read_labelme` (the file is named).
         MissingFileError: When ``src_dir`` or an image is missing.
@@ -212,14 +196,16 @@ def labelme_to_voc(
         ['_background_', 'cat']
     """
     source, destination = Path(src_dir), Path(dst_dir)
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    val_fraction = check_finite_float(
+        "val_fraction", val_fraction, low=0.0, high=1.0, high_open=True
+    )
+    seed = check_int("seed", seed)
     names = read_labels(labels)
+    root = image_root_or(image_root, source)
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise DataError(f"{destination} exists and is not empty; refusing to overwrite it")
-    files = _json_files(source)
-
-    from catseg.visualize import VOC_PALETTE  # lazy: keeps catseg.data import-cycle free
+    files = json_files(source)
+    check_distinct_ids(files)
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
@@ -228,7 +214,7 @@ def labelme_to_voc(
             (staging / folder).mkdir(parents=True)
         ids = []
         for file in files:
-            pixels, mask = read_labelme(file, names)
+            pixels, mask = read_labelme(file, names, image_root=root)
             Image.fromarray(pixels).save(staging / "JPEGImages" / f"{file.stem}.jpg", quality=95)
             png = Image.fromarray(mask)
             png.putpalette(VOC_PALETTE)
@@ -268,6 +254,8 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         image_dtype: ``"float32"`` in [0, 1] or ``"uint8"``.
         mask_dtype: ``"int64"`` or ``"uint8"`` (8× smaller batches; the training loop
             widens them on the device).
+        image_root: The folder ``imagePath`` entries may point into; ``None`` means
+            ``root`` (see :func:`read_labelme`).
 
     Attributes:
         files: The JSON files in item order.
@@ -303,13 +291,14 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         transforms: JointTransform | None = None,
         image_dtype: Literal["float32", "uint8"] = "float32",
         mask_dtype: Literal["int64", "uint8"] = "int64",
+        image_root: str | os.PathLike[str] | None = None,
     ) -> None:
         check_dtypes(image_dtype, mask_dtype)
-        if transforms is not None and not callable(transforms):
-            raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
+        check_transforms(transforms)
         self.root = Path(root)
+        self.image_root = image_root_or(image_root, self.root)
         self.class_names = read_labels(labels)
-        self.files = _json_files(self.root)
+        self.files = json_files(self.root)
         self.image_size = parse_image_size(image_size)
         self.transforms = transforms
         self.image_dtype: Literal["float32", "uint8"] = image_dtype
@@ -328,7 +317,7 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         size = len(self)
         if not -size <= index < size:
             raise IndexError(f"index {index} out of range for a dataset of {size} items")
-        pixels, mask = read_labelme(self.files[index], self.class_names)
+        pixels, mask = read_labelme(self.files[index], self.class_names, image_root=self.image_root)
         pixels, mask = resize_sample(Image.fromarray(pixels), mask, self.image_size)
         image = image_to_tensor(pixels, self.image_dtype)
         labels = mask_to_tensor(mask, self.mask_dtype, owned=True)  # read afresh per item

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
+from catseg._validation import check_bool, check_int
 from catseg.errors import ConfigError
 
 __all__ = ["SegmentationLoader", "default_num_workers"]
@@ -41,12 +42,6 @@ def default_num_workers() -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return min(4, cores // 2)
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 class SegmentationLoader(DataLoader[Any]):
@@ -103,9 +98,15 @@ class SegmentationLoader(DataLoader[Any]):
         collate_fn: Callable[[list[Any]], Any] | None = None,
         worker_init_fn: Callable[[int], None] | None = None,
     ) -> None:
-        _check_int(batch_size, "batch_size", 1)
+        batch_size = check_int("batch_size", batch_size, minimum=1)
         workers = default_num_workers() if num_workers is None else num_workers
-        _check_int(workers, "num_workers", 0)
+        workers = check_int("num_workers", workers, minimum=0)
+        shuffle = check_bool("shuffle", shuffle)
+        drop_last = check_bool("drop_last", drop_last)
+        if pin_memory is not None:
+            pin_memory = check_bool("pin_memory", pin_memory)
+        if persistent_workers is not None:
+            persistent_workers = check_bool("persistent_workers", persistent_workers)
         if shuffle and sampler is not None:
             raise ConfigError("shuffle=True cannot be combined with a sampler; shuffle in it")
         super().__init__(

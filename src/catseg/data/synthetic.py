@@ -25,7 +25,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
 
+from catseg._validation import check_finite_float, check_int, check_positive_int, check_size
 from catseg.errors import ConfigError, DataError
+from catseg.visualize import VOC_PALETTE
 
 __all__ = ["SYNTHETIC_CLASS_NAMES", "make_synthetic_voc"]
 
@@ -33,15 +35,8 @@ __all__ = ["SYNTHETIC_CLASS_NAMES", "make_synthetic_voc"]
 SYNTHETIC_CLASS_NAMES: tuple[str, ...] = ("_background_", "blob")
 
 
-def _parse_size(size: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(size, bool):
-        raise ConfigError(f"size must be an int or (height, width), got {size!r}")
-    if isinstance(size, int):
-        pair = (size, size)
-    elif isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, int) for v in size):
-        pair = (size[0], size[1])
-    else:
-        raise ConfigError(f"size must be an int or (height, width), got {size!r}")
+def _parse_size(size: object) -> tuple[int, int]:
+    pair = check_size("size", size)
     if min(pair) < 16:
         raise ConfigError(f"size must be at least 16 pixels on each side, got {size!r}")
     return pair
@@ -178,18 +173,16 @@ def make_synthetic_voc(
         >>> tuple(image.shape), sorted(mask.unique().tolist())
         ((3, 32, 32), [0, 1, 255])
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"n must be a positive int, got {n!r}")
+    n = check_positive_int("n", n)
     height, width = _parse_size(size)
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    if isinstance(void_width, bool) or not isinstance(void_width, int) or void_width < 0:
-        raise ConfigError(f"void_width must be an int >= 0, got {void_width!r}")
+    seed = check_int("seed", seed, minimum=0)
+    val_fraction = check_finite_float(
+        "val_fraction", val_fraction, low=0.0, high=1.0, high_open=True
+    )
+    void_width = check_int("void_width", void_width, minimum=0)
     out = Path(root)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} exists and is not an empty folder; refusing to write into it")
-
-    from catseg.visualize import VOC_PALETTE  # lazy: keeps catseg.data import-cycle free
 
     image_dir = out / "JPEGImages"
     mask_dir = out / "SegmentationClassPNG"

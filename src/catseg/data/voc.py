@@ -23,9 +23,12 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
+from catseg._validation import check_bool, check_choice
 from catseg.data._io import load_rgb, read_mask
+from catseg.data._masks import align_mask
 from catseg.data._samples import (
     check_dtypes,
+    check_transforms,
     image_to_tensor,
     mask_to_tensor,
     parse_image_size,
@@ -178,16 +181,16 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         image_dtype: Literal["float32", "uint8"] = "float32",
         mask_dtype: Literal["int64", "uint8"] = "int64",
     ) -> None:
-        if on_error not in ("raise", "skip"):
-            raise ConfigError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        check_choice("on_error", on_error, ("raise", "skip"))
         check_dtypes(image_dtype, mask_dtype)
-        if transforms is not None and not callable(transforms):
-            raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
+        check_transforms(transforms)
+        if split is not None and not isinstance(split, str):
+            raise ConfigError(f"split must be a split name (str) or None, got {split!r}")
         self.root = _find_root(Path(root))
         self.split = split
         self.image_size = parse_image_size(image_size)
         self.transforms = transforms
-        self.cache = bool(cache)
+        self.cache = check_bool("cache", cache)
         self.on_error: Literal["raise", "skip"] = on_error
         self.image_dtype: Literal["float32", "uint8"] = image_dtype
         self.mask_dtype: Literal["int64", "uint8"] = mask_dtype
@@ -321,13 +324,8 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def _decode(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
         image_path, mask_path = self._images[index], self._masks[index]
-        image, full_size = load_rgb(image_path, draft_size=self.image_size)
-        mask = read_mask(mask_path)
-        if mask.shape != full_size:
-            raise DataError(
-                f"image {image_path} is {full_size[1]}x{full_size[0]} (WxH) but mask "
-                f"{mask_path} is {mask.shape[1]}x{mask.shape[0]}; they must match"
-            )
+        image, full_size, orientation = load_rgb(image_path, draft_size=self.image_size)
+        mask = align_mask(read_mask(mask_path), orientation, full_size, image_path, mask_path)
         return resize_sample(image, mask, self.image_size)
 
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as nnf
 
+from catseg._validation import check_finite_float, check_int, check_size
 from catseg.errors import ConfigError, DTypeError, ShapeError
 
 __all__ = ["Compose", "Pair"]
@@ -48,29 +49,30 @@ def _check_mask_fill(mask_fill: int, mask: torch.Tensor) -> None:
 def _make_generator(seed: int | torch.Generator | None) -> torch.Generator | None:
     if seed is None or isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be None, an int or a torch.Generator, got {seed!r}")
     generator = torch.Generator()
-    generator.manual_seed(seed)
+    generator.manual_seed(check_int("seed", seed))
     return generator
+
+
+def _pair_of_floats(
+    name: str, value: object, *, low: float | None = None, high: float | None = None
+) -> tuple[float, float]:
+    """A ``(min, max)`` pair of finite numbers in ``[low, high]`` with ``min <= max``."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ConfigError(f"{name} must be a (min, max) pair of numbers, got {value!r}")
+    first = check_finite_float(f"{name}[0]", value[0], low=low, high=high)
+    second = check_finite_float(f"{name}[1]", value[1], low=low, high=high)
+    if first > second:
+        raise ConfigError(f"{name} must be (min, max) with min <= max, got {value!r}")
+    return (first, second)
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
     return low + (high - low) * float(torch.rand((), generator=generator))
 
 
-def _size_pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
-    if isinstance(size, int) and not isinstance(size, bool):
-        pair: tuple[int, ...] = (size, size)
-    elif isinstance(size, Sequence):
-        pair = tuple(size)
-    else:
-        raise ConfigError(f"{name} must be an int or (height, width), got {size!r}")
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise ConfigError(f"{name} must be an int or (height, width), got {size!r}")
-    if min(pair) < 1:
-        raise ConfigError(f"{name} must be positive, got {size!r}")
-    return (pair[0], pair[1])
+def _size_pair(size: object, name: str) -> tuple[int, int]:
+    return check_size(name, size)
 
 
 def _to_float(image: torch.Tensor) -> torch.Tensor:
@@ -101,7 +103,7 @@ class Compose:
         transforms: Callables ``(image, mask) -> (image, mask)``.
 
     Raises:
-        ConfigError: When an element is not callable.
+        ConfigError: When ``transforms`` is not a list or an element is not callable.
 
     Examples:
         >>> import torch
@@ -113,6 +115,10 @@ class Compose:
     """
 
     def __init__(self, transforms: Sequence[Callable[[torch.Tensor, torch.Tensor], Pair]]) -> None:
+        if callable(transforms) or not isinstance(transforms, Sequence):
+            raise ConfigError(
+                f"transforms must be a list of callables, got {type(transforms).__name__}"
+            )
         self.transforms = list(transforms)
         for index, transform in enumerate(self.transforms):
             if not callable(transform):

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as nnf
 
+from catseg._validation import (
+    check_finite_float,
+    check_int,
+    check_positive_int,
+    check_probability,
+)
 from catseg.data.transforms._common import (
     Pair,
     _back,
     _check_mask_fill,
     _check_pair,
     _make_generator,
+    _pair_of_floats,
     _resize_pair,
     _size_pair,
     _to_float,
@@ -97,12 +105,11 @@ class RandomResizedCrop:
         seed: int | torch.Generator | None = None,
     ) -> None:
         self.size = _size_pair(size, "size")
-        if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
-            raise ConfigError(f"scale must be (min, max) with 0 < min <= max <= 1, got {scale!r}")
-        if len(ratio) != 2 or not 0.0 < ratio[0] <= ratio[1]:
-            raise ConfigError(f"ratio must be (min, max) with 0 < min <= max, got {ratio!r}")
-        self.scale = (float(scale[0]), float(scale[1]))
-        self.ratio = (float(ratio[0]), float(ratio[1]))
+        self.scale = _pair_of_floats("scale", scale, low=0.0, high=1.0)
+        self.ratio = _pair_of_floats("ratio", ratio, low=0.0)
+        if self.scale[0] == 0.0 or self.ratio[0] == 0.0:
+            name, value = ("scale", scale) if self.scale[0] == 0.0 else ("ratio", ratio)
+            raise ConfigError(f"{name} must be (min, max) with 0 < min <= max, got {value!r}")
         self.generator = _make_generator(seed)
 
     def _box(self, height: int, width: int) -> tuple[int, int, int, int]:
@@ -146,7 +153,7 @@ class RandomHorizontalFlip:
         seed: ``None``, an int or a ``torch.Generator`` (see the module notes).
 
     Raises:
-        ConfigError: When ``p`` is outside [0, 1].
+        ConfigError: When ``p`` is not a number in [0, 1].
 
     Examples:
         >>> import torch
@@ -157,9 +164,7 @@ class RandomHorizontalFlip:
     """
 
     def __init__(self, p: float = 0.5, *, seed: int | torch.Generator | None = None) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ConfigError(f"p must be in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = check_probability("p", p, open_interval=False)
         self.generator = _make_generator(seed)
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
@@ -187,7 +192,8 @@ class RandomRotation:
         seed: ``None``, an int or a ``torch.Generator`` (see the module notes).
 
     Raises:
-        ConfigError: When ``degrees`` is negative or ``(min, max)`` is reversed.
+        ConfigError: When ``degrees`` is negative, not finite or ``(min, max)`` is reversed,
+            ``image_fill`` is not a finite number or ``mask_fill`` not an int.
         DTypeError: When called on a mask whose dtype cannot hold ``mask_fill``.
 
     Examples:
@@ -210,16 +216,13 @@ class RandomRotation:
         mask_fill: int = 255,
         seed: int | torch.Generator | None = None,
     ) -> None:
-        if isinstance(degrees, tuple):
-            if len(degrees) != 2 or degrees[0] > degrees[1]:
-                raise ConfigError(f"degrees must be (min, max) with min <= max, got {degrees!r}")
-            self.degrees = (float(degrees[0]), float(degrees[1]))
+        if isinstance(degrees, Sequence) and not isinstance(degrees, (str, bytes)):
+            self.degrees = _pair_of_floats("degrees", degrees)
         else:
-            if degrees < 0:
-                raise ConfigError(f"degrees must be >= 0, got {degrees!r}")
-            self.degrees = (-float(degrees), float(degrees))
-        self.image_fill = float(image_fill)
-        self.mask_fill = int(mask_fill)
+            limit = check_finite_float("degrees", degrees, low=0.0)
+            self.degrees = (-limit, limit)
+        self.image_fill = check_finite_float("image_fill", image_fill)
+        self.mask_fill = check_int("mask_fill", mask_fill)
         self.generator = _make_generator(seed)
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
@@ -261,7 +264,8 @@ class PadToMultiple:
         mask_fill: Value of padded mask pixels (255 = ignore).
 
     Raises:
-        ConfigError: When ``multiple`` is not a positive int.
+        ConfigError: When ``multiple`` is not a positive int, ``image_fill`` is not a
+            finite number or ``mask_fill`` not an int.
         DTypeError: When called on a mask whose dtype cannot hold ``mask_fill``.
 
     Shape:
@@ -275,11 +279,9 @@ class PadToMultiple:
     """
 
     def __init__(self, multiple: int, *, image_fill: float = 0.0, mask_fill: int = 255) -> None:
-        if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
-            raise ConfigError(f"multiple must be a positive int, got {multiple!r}")
-        self.multiple = multiple
-        self.image_fill = float(image_fill)
-        self.mask_fill = int(mask_fill)
+        self.multiple = check_positive_int("multiple", multiple)
+        self.image_fill = check_finite_float("image_fill", image_fill)
+        self.mask_fill = check_int("mask_fill", mask_fill)
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from catseg._validation import check_finite_float, check_mean_std
 from catseg.data.transforms._common import (
     Pair,
     _back,
@@ -14,7 +15,7 @@ from catseg.data.transforms._common import (
     _to_float,
     _uniform,
 )
-from catseg.errors import ConfigError, DTypeError, ShapeError
+from catseg.errors import DTypeError, ShapeError
 
 __all__ = ["ColorJitter", "Normalize"]
 
@@ -35,7 +36,7 @@ class ColorJitter:
         seed: ``None``, an int or a ``torch.Generator`` (see the module notes).
 
     Raises:
-        ConfigError: When an amount is outside [0, 1].
+        ConfigError: When an amount is not a number in [0, 1].
         ShapeError: When saturation is used on an image without 3 channels.
 
     Examples:
@@ -54,16 +55,9 @@ class ColorJitter:
         *,
         seed: int | torch.Generator | None = None,
     ) -> None:
-        for name, value in (
-            ("brightness", brightness),
-            ("contrast", contrast),
-            ("saturation", saturation),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {value!r}")
-        self.brightness = float(brightness)
-        self.contrast = float(contrast)
-        self.saturation = float(saturation)
+        self.brightness = check_finite_float("brightness", brightness, low=0.0, high=1.0)
+        self.contrast = check_finite_float("contrast", contrast, low=0.0, high=1.0)
+        self.saturation = check_finite_float("saturation", saturation, low=0.0, high=1.0)
         self.generator = _make_generator(seed)
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
@@ -107,7 +101,8 @@ class Normalize:
         std: One positive value per channel.
 
     Raises:
-        ConfigError: When ``mean`` and ``std`` differ in length or a std is not positive.
+        ConfigError: When ``mean`` and ``std`` differ in length, a value is not finite or
+            a std is not positive.
         ShapeError: On call, when the image's channel count differs from ``len(mean)``.
         DTypeError: On call, when the image is not floating point.
 
@@ -120,12 +115,9 @@ class Normalize:
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        if len(mean) != len(std) or len(mean) == 0:
-            raise ConfigError(f"mean {list(mean)} and std {list(std)} must have the same length")
-        if any(s <= 0 for s in std):
-            raise ConfigError(f"std values must be > 0, got {list(std)}")
-        self.mean = [float(m) for m in mean]
-        self.std = [float(s) for s in std]
+        means, stds = check_mean_std(mean, std)
+        self.mean = list(means)
+        self.std = list(stds)
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
