@@ -87,8 +87,8 @@ def _unpack(model_or_segmenter: object) -> tuple[UNet, dict[str, Any]]:
         if model is None:
             detail += " (a Segmenter that runs an ONNX file has no PyTorch model to export)"
     raise ConfigError(
-        "model_or_segmenter must be a catseg UNet or a Segmenter (an object with a UNet `.model` and "
-        f"{', '.join(f'`.{f}`' for f in _SEGMENTER_FIELDS)}), "
+        "model_or_segmenter must be a catseg UNet or a Segmenter (an object with a UNet "
+        f"`.model` and {', '.join(f'`.{f}`' for f in _SEGMENTER_FIELDS)}), "
         f"got {type(model_or_segmenter).__name__}{detail}"
     )
 

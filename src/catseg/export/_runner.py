@@ -275,8 +275,15 @@ def _optional_size(name: str, value: object) -> object:
     return check.check_size(name, value)
 
 
-def _norm(name: str, value: object) -> object:
-    low = 0.0 if name.endswith("'std'") else None
+def _mean(name: str, value: object) -> object:
+    return _norm(name, value, None)
+
+
+def _std(name: str, value: object) -> object:
+    return _norm(name, value, 0.0)
+
+
+def _norm(name: str, value: object, low: float | None) -> object:
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{name} must be a non-empty list of numbers, got {value!r}")
     for i, v in enumerate(value):
@@ -316,8 +323,8 @@ _METADATA_CHECKS: dict[str, Any] = {
     "model_config": _mapping,
     "classes": _classes,
     "image_size": _optional_size,
-    "mean": _norm,
-    "std": _norm,
+    "mean": _mean,
+    "std": _std,
     "threshold": check.check_probability,
 }
 

@@ -160,7 +160,7 @@ class SegmenterOptions:
     """
 
     classes: Sequence[str] | None = None
-    image_size: tuple[int, int] | int | None | Keep = KEEP
+    image_size: tuple[int, int] | int | Keep | None = KEEP
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
     threshold: float | None = None

@@ -75,8 +75,10 @@ class Pipeline:
     """
 
     def __init__(self, backend: Backend, options: SegmenterOptions) -> None:
-        assert options.classes is not None and options.mean is not None  # resolved
-        assert options.std is not None and options.threshold is not None
+        assert options.classes is not None
+        assert options.mean is not None
+        assert options.std is not None
+        assert options.threshold is not None
         self.backend = backend
         self.options = options
         self.classes = list(options.classes)
@@ -84,6 +86,7 @@ class Pipeline:
         self.num_outputs = backend.num_outputs
         self.image_size = options.image_size if isinstance(options.image_size, tuple) else None
         device, shape = backend.device, (1, self.in_channels, 1, 1)
+        self.threshold = float(options.threshold)
         self.mean = torch.tensor(options.mean, dtype=torch.float32, device=device).view(shape)
         self.std = torch.tensor(options.std, dtype=torch.float32, device=device).view(shape)
 
@@ -164,7 +167,7 @@ class Pipeline:
     def _decide(self, probs: torch.Tensor) -> torch.Tensor:
         """Label maps ``(N, H, W)`` uint8 from class probabilities ``(N, K, H, W)``."""
         if len(self.classes) == 2 and self.num_outputs == 1:
-            return (probs[:, -1] > self.options.threshold).to(torch.uint8)
+            return (probs[:, -1] > self.threshold).to(torch.uint8)
         # max(dim).indices is the arg-max (first of equal maxima), much faster on the CPU
         return probs.max(dim=1).indices.to(torch.uint8)
 
@@ -242,9 +245,9 @@ class Pipeline:
         ]  # built while the device works
         self._raise_if_not_finite(flags)
         out: list[Prediction | None] = [None] * len(images)
-        for group, (masks, group_probs) in zip(groups, finished, strict=True):
-            masks = masks.cpu()
-            kept = group_probs.cpu() if return_probabilities and group_probs is not None else None
+        for group, (device_masks, device_probs) in zip(groups, finished, strict=True):
+            masks = device_masks.cpu()
+            kept = device_probs.cpu() if return_probabilities and device_probs is not None else None
             for j, index in enumerate(group):
                 out[index] = Prediction(
                     mask=masks[j].clone(),
