@@ -14,7 +14,8 @@ For one chunk of images (at most ``batch_size``):
 
 The host waits for the device only at the end of a chunk (and before a ``postprocess``
 hook), so on a GPU reading the next inputs and building the overlay images overlap with
-the device's work.
+the device's work. The PIL image of an array or tensor input (for overlays) is made
+only when :attr:`Prediction.image` is first read.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ from typing import TypeVar
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from PIL import Image
 
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
 from catseg.predict._backend import Backend
-from catseg.predict._inputs import display_image, load_input
+from catseg.predict._inputs import load_input
 from catseg.predict._options import SegmenterOptions
 from catseg.predict._prediction import Prediction
 from catseg.predict._tiling import tiled_scores
@@ -239,20 +239,20 @@ class Pipeline:
             self.finish(p, _size(tensors[group[0]]), return_probabilities)
             for p, group in zip(probs, groups, strict=True)
         ]
-        displays: list[Image.Image | None] = [
-            image if isinstance(image, Image.Image) else display_image(tensor)
-            for tensor, image in loaded
-        ]  # built while the device works
         self._raise_if_not_finite(flags)
         out: list[Prediction | None] = [None] * len(images)
         for group, (device_masks, device_probs) in zip(groups, finished, strict=True):
             masks = device_masks.cpu()
             kept = device_probs.cpu() if return_probabilities and device_probs is not None else None
             for j, index in enumerate(group):
-                out[index] = Prediction(
-                    mask=masks[j].clone(),
-                    probabilities=None if kept is None else kept[j].clone(),
-                    classes=list(self.classes),
-                    image=displays[index],
-                )
+                tensor, image = loaded[index]
+                probabilities = None if kept is None else kept[j].clone()
+                if image is not None:
+                    out[index] = Prediction(
+                        masks[j].clone(), probabilities, list(self.classes), image
+                    )
+                else:  # the PIL image is made only if someone asks for it
+                    out[index] = Prediction.with_pixels(
+                        masks[j].clone(), probabilities, list(self.classes), tensor
+                    )
         return [p for p in out if p is not None]
