@@ -84,8 +84,9 @@ class Prediction:
 
         Examples:
             >>> import torch
-            >>> pred = Prediction.with_pixels(torch.zeros(1, 2, dtype=torch.uint8), None,
-            ...                               ["bg", "cat"], torch.full((3, 1, 2), 255, dtype=torch.uint8))
+            >>> white = torch.full((3, 1, 2), 255, dtype=torch.uint8)
+            >>> mask = torch.zeros(1, 2, dtype=torch.uint8)
+            >>> pred = Prediction.with_pixels(mask, None, ["bg", "cat"], white)
             >>> pred.image.size, pred.image.getpixel((1, 0))
             ((2, 1), (255, 255, 255))
         """
