@@ -36,7 +36,7 @@ from PIL import Image
 
 from catseg.data import open_image
 from catseg.models import UNet
-from catseg.predict import Segmenter
+from catseg.predict import Segmenter, SegmenterOptions
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["_background_", "cat"]
@@ -106,26 +106,26 @@ def build(
     full_size: bool = False,
 ) -> Segmenter:
     """The Segmenter under test: from --checkpoint, else a random-init default UNet."""
-    options = {
-        "precision": precision,
-        "fuse": fuse,
-        "channels_last": channels_last,
-        "tile": tile,
-        "device": args.device,
-        "batch_size": args.batch_size,
-    }
+    options = SegmenterOptions(
+        precision=precision,  # type: ignore[arg-type]
+        fuse=fuse,
+        channels_last=channels_last,
+        tile=tile,
+        device=args.device,
+        batch_size=args.batch_size,
+    )
     if args.checkpoint is not None:
         if full_size:
-            return Segmenter.from_checkpoint(args.checkpoint, image_size=None, **options)
-        return Segmenter.from_checkpoint(args.checkpoint, **options)
+            return Segmenter.from_checkpoint(args.checkpoint, options, image_size=None)
+        return Segmenter.from_checkpoint(args.checkpoint, options)
     size = (args.image_size, args.image_size) if args.image_size > 0 and not full_size else None
     return Segmenter(
         random_model(),
+        options,
         classes=CLASSES,
         image_size=size,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        **options,
     )
 
 

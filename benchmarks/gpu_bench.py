@@ -27,6 +27,7 @@ from _common import markdown_table
 
 from catseg import DiceLoss, Segmenter, UNet, VOCSegmentationDataset, fit
 from catseg.data import make_synthetic_voc
+from catseg.predict import SegmenterOptions
 from catseg.training import RunOptions
 
 DEVICE = torch.device("cuda")
@@ -83,11 +84,11 @@ def segmenter_rows(size: int, batch: int, n: int) -> list[list[object]]:
         torch.manual_seed(0)
         seg = Segmenter(
             UNet(3, 2),
+            SegmenterOptions(batch_size=batch),
             classes=["bg", "fg"],
             image_size=(size, size),
             device="cuda",
             precision=precision,  # type: ignore[arg-type]
-            batch_size=batch,
         )
         t = timed(lambda s=seg: s.predict_batch(photos), 3)
         rows.append([precision, n / t])
@@ -137,11 +138,11 @@ def smp_rows(size: int, batch: int, n: int) -> tuple[list[list[object]], str]:
     photos = [gen.integers(0, 256, (768, 1024, 3), dtype=np.uint8) for _ in range(n)]
     seg = Segmenter(
         UNet(3, 2, encoder="resnet34"),
+        SegmenterOptions(batch_size=batch),
         classes=["bg", "fg"],
         image_size=(size, size),
         device="cuda",
         precision="bf16",
-        batch_size=batch,
     )
     mean = torch.tensor([0.485, 0.456, 0.406], device=DEVICE).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225], device=DEVICE).view(1, 3, 1, 1)

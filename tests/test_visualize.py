@@ -139,7 +139,9 @@ def test_errors_name_the_problem() -> None:
     photo = np.zeros((2, 2, 3), dtype=np.uint8)
     with pytest.raises(ShapeError, match=r"image is 2x2 .* mask is 3x2"):
         overlay(photo, np.zeros((3, 2), dtype=np.uint8))
-    with pytest.raises(ConfigError, match=r"alpha must be a number in \[0, 1\], got 1.5"):
+    with pytest.raises(
+        ConfigError, match=r"alpha must be a finite number in \[0\.0, 1\.0\], got 1\.5"
+    ):
         overlay(photo, np.zeros((2, 2), dtype=np.uint8), alpha=1.5)
     with pytest.raises(ConfigError, match=r"labels 0\.\.2 but the palette has colours for 0\.\.1"):
         colorize(np.array([[0, 2]]), palette=SEED_PALETTE)
@@ -159,3 +161,15 @@ def test_errors_name_the_problem() -> None:
         overlay(photo.astype(np.float32), np.zeros((2, 2), dtype=np.uint8))
     with pytest.raises(ShapeError, match=r"got \(2, 2, 2\)"):
         overlay(photo[:, :, :2], np.zeros((2, 2), dtype=np.uint8))
+
+
+def test_alpha_and_palette_are_checked_by_the_shared_rules() -> None:
+    photo = np.zeros((2, 2, 3), dtype=np.uint8)
+    mask = np.zeros((2, 2), dtype=np.uint8)
+    for bad in (float("nan"), float("inf"), "0.3", True):
+        with pytest.raises(ConfigError, match=r"alpha must be a finite number in \[0\.0, 1\.0\]"):
+            overlay(photo, mask, alpha=bad)  # type: ignore[arg-type]
+    # numpy scalars are numbers too: 0.5 of black over black stays black
+    assert overlay(photo, mask, alpha=np.float32(0.5)).getpixel((0, 0)) == (0, 0, 0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="palette must be 'voc', 'binary' or a flat sequence"):
+        colorize(mask, palette=3)  # type: ignore[arg-type]

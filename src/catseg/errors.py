@@ -20,6 +20,7 @@ __all__ = [
     "DTypeError",
     "DataError",
     "EncoderError",
+    "ExportError",
     "LabelmeError",
     "MissingFileError",
     "NonFiniteError",
@@ -114,6 +115,20 @@ class EncoderError(CatsegError, ValueError):
 
     Examples:
         >>> issubclass(EncoderError, ValueError)
+        True
+    """
+
+
+class ExportError(CatsegError, RuntimeError):
+    """Exporting a model failed, or ONNX Runtime failed to run an exported model.
+
+    Raised when the exported graph does not reproduce the PyTorch model (the export
+    check) and when onnxruntime fails on an input. A model *file* that cannot be used
+    at all (not loadable, malformed metadata) is a :class:`CheckpointError`, like a bad
+    checkpoint.
+
+    Examples:
+        >>> issubclass(ExportError, RuntimeError)
         True
     """
 

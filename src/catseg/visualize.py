@@ -33,6 +33,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
+from catseg._validation import check_finite_float
 from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
 
 __all__ = [
@@ -108,18 +109,25 @@ def get_palette(name: PaletteName) -> tuple[int, ...]:
 def _check_palette(palette: PaletteName | Sequence[int]) -> tuple[int, ...]:
     if isinstance(palette, str):
         return get_palette(palette)
-    values = tuple(palette)
+    if not isinstance(palette, (Sequence, np.ndarray)):
+        raise ConfigError(
+            f"palette must be 'voc', 'binary' or a flat sequence of ints r0, g0, b0, r1, ..., "
+            f"got {type(palette).__name__}"
+        )
+    values: tuple[object, ...] = tuple(palette)
     if not values or len(values) % 3 != 0 or len(values) > 768:
         raise ConfigError(
             "palette must hold 3 ints per colour and at most 256 colours (1 to 768 ints, a "
             f"multiple of 3), got {len(values)} values"
         )
+    colours: list[int] = []
     for value in values:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise ConfigError(f"palette values must be ints in 0..255, got {value!r}")
         if not 0 <= int(value) <= 255:
             raise ConfigError(f"palette values must be in 0..255, got {int(value)}")
-    return tuple(int(v) for v in values)
+        colours.append(int(value))
+    return tuple(colours)
 
 
 def _mask_to_uint8(
@@ -195,44 +203,45 @@ def colorize(
     return image
 
 
+def _tensor_to_uint8(tensor: torch.Tensor) -> npt.NDArray[np.uint8]:
+    tensor = tensor.detach().cpu()
+    if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
+        raise ShapeError(
+            f"an image tensor must have shape (C, H, W) with C in (1, 3), got {tuple(tensor.shape)}"
+        )
+    if tensor.dtype == torch.uint8:
+        return tensor.permute(1, 2, 0).numpy()
+    if not tensor.is_floating_point():
+        raise DTypeError(f"an image tensor must be uint8 or float, got {tensor.dtype}")
+    values = tensor.float()
+    if values.numel() and not bool(torch.isfinite(values).all()):
+        raise NonFiniteError("the image tensor contains NaN or infinite values")
+    if values.numel() and (float(values.min()) < 0.0 or float(values.max()) > 1.0):
+        raise DataError(
+            "a float image tensor must hold values in [0, 1], got "
+            f"{float(values.min()):g}..{float(values.max()):g}; pass 0..255 images as uint8"
+        )
+    return (values * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _array_to_uint8(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise DTypeError(f"an image array must be uint8 (H, W, C), got dtype {array.dtype}")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ShapeError(
+            f"an image array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+            f"got {tuple(array.shape)}"
+        )
+    return array[:, :, :3]
+
+
 def _image_to_uint8_rgb(image: npt.ArrayLike | torch.Tensor | Image.Image) -> npt.NDArray[np.uint8]:
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    if isinstance(image, torch.Tensor):
-        tensor = image.detach().cpu()
-        if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
-            raise ShapeError(
-                f"an image tensor must have shape (C, H, W) with C in (1, 3), "
-                f"got {tuple(tensor.shape)}"
-            )
-        if tensor.dtype == torch.uint8:
-            array = tensor.permute(1, 2, 0).numpy()
-        elif tensor.is_floating_point():
-            values = tensor.float()
-            if values.numel() and not bool(torch.isfinite(values).all()):
-                raise NonFiniteError("the image tensor contains NaN or infinite values")
-            if values.numel() and (float(values.min()) < 0.0 or float(values.max()) > 1.0):
-                raise DataError(
-                    "a float image tensor must hold values in [0, 1], got "
-                    f"{float(values.min()):g}..{float(values.max()):g}; pass 0..255 images "
-                    "as uint8"
-                )
-            scaled = (values * 255.0).round().to(torch.uint8)
-            array = scaled.permute(1, 2, 0).numpy()
-        else:
-            raise DTypeError(f"an image tensor must be uint8 or float, got {tensor.dtype}")
-    else:
-        array = np.asarray(image)
-        if array.dtype != np.uint8:
-            raise DTypeError(f"an image array must be uint8 (H, W, C), got dtype {array.dtype}")
-        if array.ndim == 2:
-            array = array[:, :, None]
-        if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-            raise ShapeError(
-                f"an image array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
-                f"got {tuple(array.shape)}"
-            )
-        array = array[:, :, :3]
+    array = _tensor_to_uint8(image) if isinstance(image, torch.Tensor) else _array_to_uint8(image)
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
     return np.ascontiguousarray(array, dtype=np.uint8)
@@ -290,8 +299,7 @@ def overlay(
         >>> out.getpixel((0, 0)), out.getpixel((1, 0))
         ((70, 178, 35), (7, 14, 21))
     """
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"alpha must be a number in [0, 1], got {alpha!r}")
+    alpha = check_finite_float("alpha", alpha, low=0.0, high=1.0)
     colours = _check_palette(palette)
     labels = _mask_to_uint8(mask, len(colours) // 3)
     rgb = _image_to_uint8_rgb(image)

@@ -9,8 +9,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from importlib import metadata as importlib_metadata
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from catseg._runtime import require
-from catseg.errors import ConfigError, ShapeError
+from catseg._validation import check_bool, check_size
+from catseg._version import catseg_version
+from catseg.errors import CheckpointError, ConfigError, ExportError
 from catseg.export._runner import OnnxRunner
 from catseg.models import UNet
 
@@ -53,13 +54,6 @@ def _quiet_exporter() -> Iterator[None]:
         yield
 
 
-def _catseg_version() -> str:
-    try:
-        return importlib_metadata.version("catseg")
-    except importlib_metadata.PackageNotFoundError:  # pragma: no cover - source checkout
-        return "unknown"
-
-
 def _jsonable(name: str, value: object) -> Any:
     """Turn a Segmenter attribute into plain JSON data or raise ConfigError naming it."""
     if isinstance(value, Tensor):
@@ -92,21 +86,11 @@ def _unpack(model_or_segmenter: object) -> tuple[UNet, dict[str, Any]]:
         detail = f" whose .model is {type(model).__name__}"
         if model is None:
             detail += " (a Segmenter that runs an ONNX file has no PyTorch model to export)"
-    raise TypeError(
-        "to_onnx expects a catseg UNet or a Segmenter (an object with a UNet `.model` and "
-        f"{', '.join(f'`.{f}`' for f in _SEGMENTER_FIELDS)}), "
+    raise ConfigError(
+        "model_or_segmenter must be a catseg UNet or a Segmenter (an object with a UNet "
+        f"`.model` and {', '.join(f'`.{f}`' for f in _SEGMENTER_FIELDS)}), "
         f"got {type(model_or_segmenter).__name__}{detail}"
     )
-
-
-def _check_size(name: str, size: object) -> tuple[int, int]:
-    if (
-        not isinstance(size, Sequence)
-        or len(size) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
-    ):
-        raise ConfigError(f"{name} must be (height, width) with two ints >= 1, got {size!r}")
-    return int(size[0]), int(size[1])
 
 
 @contextlib.contextmanager
@@ -174,7 +158,7 @@ def _compare(runner: OnnxRunner, module: nn.Module, x: Tensor) -> tuple[float, f
     tolerance = _ATOL * max(1.0, float(expected.abs().max()))
     try:
         got = runner(x)
-    except ShapeError:  # the graph cannot even run at this size
+    except ExportError:  # the graph cannot even run at this size
         return float("inf"), tolerance
     if got.shape != expected.shape:
         return float("inf"), tolerance
@@ -223,12 +207,13 @@ def to_onnx(
         The path written.
 
     Raises:
-        TypeError: If ``model_or_segmenter`` is neither a UNet nor a Segmenter.
-        ConfigError: If ``opset`` is outside 18..23, ``dynamic_size`` is not a bool,
-            ``example_size`` is not two positive ints, a Segmenter field cannot be
-            stored as JSON, or the exported
-            graph does not reproduce the PyTorch output (e.g. a custom encoder whose
-            forward depends on the example size).
+        ConfigError: If ``model_or_segmenter`` is neither a UNet nor a Segmenter,
+            ``path`` is not a path, ``opset`` is outside 18..23, ``dynamic_size`` is not
+            a bool, ``example_size`` is not two positive ints, or a Segmenter field
+            cannot be stored as JSON.
+        ExportError: If the exported graph does not reproduce the PyTorch output (e.g.
+            a custom encoder whose forward depends on the example size) or the
+            exporter fails.
         OptionalDependencyError: If onnx, onnxscript or onnxruntime is not installed.
 
     Shape:
@@ -252,16 +237,17 @@ def to_onnx(
         >>> folder.cleanup()
     """
     model, fields = _unpack(model_or_segmenter)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     if (
         not isinstance(opset, int)
         or isinstance(opset, bool)
         or not (MIN_OPSET <= opset <= MAX_OPSET)
     ):
         raise ConfigError(f"opset must be an int in {MIN_OPSET}..{MAX_OPSET}, got {opset!r}")
-    if not isinstance(dynamic_size, bool):
-        raise ConfigError(f"dynamic_size must be True or False, got {dynamic_size!r}")
+    dynamic_size = check_bool("dynamic_size", dynamic_size)
     if example_size is not None:
-        example_size = _check_size("example_size", example_size)
+        example_size = check_size("example_size", example_size)
     for name in ("onnx", "onnxscript", "onnxruntime"):
         require(name, "onnx")
     path = Path(path)
@@ -273,7 +259,7 @@ def to_onnx(
     else:
         image_size = fields.get("image_size")
         default = tuple(image_size) if image_size is not None else (256, 256)
-        height, width = example_size or _check_size("segmenter.image_size", default)
+        height, width = example_size or check_size("segmenter.image_size", default)
         batch = 1
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(batch, in_channels, height, width, generator=generator)
@@ -282,8 +268,11 @@ def to_onnx(
         "in_channels": in_channels,
         "num_classes": int(model.num_classes),
         "dynamic_size": bool(dynamic_size),
-        "catseg_version": _catseg_version(),
+        "catseg_version": catseg_version(),
     }
+    stride = getattr(model, "stride", None)
+    if isinstance(stride, int) and not isinstance(stride, bool) and stride >= 1:
+        meta["stride"] = stride
     with contextlib.suppress(ConfigError):  # an encoder instance has no rebuildable config
         meta["model_config"] = model.config.to_dict()
     meta.update(fields)
@@ -312,19 +301,25 @@ def _export_program(
     dynamic_shapes = None
     if dynamic:
         dynamic_shapes = ({axis: torch.export.Dim.DYNAMIC for axis in _DIM_NAMES},)
-    with _quiet_exporter(), torch.no_grad():
-        program = torch.onnx.export(
-            module,
-            (example,),
-            dynamo=True,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes=dynamic_shapes,
-            verbose=False,
-        )
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=dynamic_shapes,
+                verbose=False,
+            )
+    except Exception as err:  # torch.export raises many unrelated types
+        raise ExportError(
+            f"torch.onnx.export failed on {type(module).__name__} at input shape "
+            f"{tuple(example.shape)}: {type(err).__name__}: {err}"
+        ) from err
     if program is None:  # pragma: no cover - only the legacy exporter returns None
-        raise ConfigError("torch.onnx.export returned no program")
+        raise ExportError("torch.onnx.export returned no program")
     if dynamic:
         ir = require("onnx_ir", "onnx")
         graph = program.model.graph
@@ -351,8 +346,11 @@ def _export_program(
 def _verify(
     file: Path, module: nn.Module, in_channels: int, dynamic: bool, size: tuple[int, int]
 ) -> None:
-    """Raise ConfigError unless onnxruntime reproduces ``module`` on ``file``."""
-    runner = OnnxRunner(file, providers=["CPUExecutionProvider"])
+    """Raise ExportError unless onnxruntime reproduces ``module`` on ``file``."""
+    try:
+        runner = OnnxRunner(file, providers=["CPUExecutionProvider"])
+    except CheckpointError as err:
+        raise ExportError(f"onnxruntime cannot load the exported graph: {err}") from err
     generator = torch.Generator().manual_seed(1)
     if dynamic:
         check = next(s for s in _CHECK_SIZES if s != size)
@@ -361,7 +359,7 @@ def _verify(
         x = torch.rand(1, in_channels, *size, generator=generator)
     diff, tolerance = _compare(runner, module, x)
     if not diff <= tolerance:
-        raise ConfigError(
+        raise ExportError(
             f"the exported ONNX graph does not reproduce the PyTorch model at input shape "
             f"{tuple(x.shape)} (max abs diff {diff:.3g} > {tolerance:.3g}); the model's forward "
             "probably depends on the example size in Python code (export with "

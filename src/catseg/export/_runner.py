@@ -11,8 +11,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from catseg import _validation as check
 from catseg._runtime import require
-from catseg.errors import CheckpointError, ConfigError, DTypeError, MissingFileError, ShapeError
+from catseg.errors import (
+    CheckpointError,
+    ConfigError,
+    DTypeError,
+    ExportError,
+    MissingFileError,
+    ShapeError,
+)
 
 __all__ = ["OnnxRunner"]
 
@@ -36,12 +44,16 @@ class OnnxRunner:
         num_classes: Logit channels, from the output shape or the metadata.
         in_channels: Input channels, from the input shape or the metadata; None if
             neither tells.
+        stride: The model's total stride from the ``stride`` metadata; None if absent.
 
     Raises:
         MissingFileError: If ``path`` does not exist.
         CheckpointError: If the file is not a loadable ONNX model, does not have
-            exactly one 4-D input, or its number of classes cannot be determined.
-        ConfigError: If a requested provider is not available.
+            exactly one 4-D input, its number of classes cannot be determined, or a
+            catseg metadata value is malformed (the message names the key, the value
+            and what is expected).
+        ConfigError: If ``path`` or ``providers`` has the wrong type, or a requested
+            provider is not available.
         OptionalDependencyError: If onnxruntime is not installed.
 
     Shape:
@@ -74,6 +86,8 @@ class OnnxRunner:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: Sequence[str] | None = None):
+        if not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         ort = require("onnxruntime", "onnx")
         self.path = Path(path)
         if not self.path.is_file():
@@ -84,8 +98,14 @@ class OnnxRunner:
                 p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
             ]
         else:
-            if isinstance(providers, str):
-                raise ConfigError(f"providers must be a sequence of names, got {providers!r}")
+            if (
+                isinstance(providers, str)
+                or not isinstance(providers, Sequence)
+                or not all(isinstance(p, str) for p in providers)
+            ):
+                raise ConfigError(
+                    f"providers must be None or a sequence of provider names, got {providers!r}"
+                )
             chosen = list(providers)
             missing = [p for p in chosen if p not in available]
             if missing or not chosen:
@@ -110,6 +130,7 @@ class OnnxRunner:
         self.metadata: dict[str, Any] = _parse_metadata(
             self._session.get_modelmeta().custom_metadata_map
         )
+        _check_metadata(self.metadata, self.path)
 
         inputs = self._session.get_inputs()
         outputs = self._session.get_outputs()
@@ -134,6 +155,42 @@ class OnnxRunner:
                 f"{out_shape}, no 'num_classes' metadata)"
             )
         self.num_classes: int = num_classes
+        self.stride: int | None = _meta_int(self.metadata, "stride")
+
+    @property
+    def input_shape(self) -> list[int | str | None]:
+        """The graph input's shape: an int per fixed axis, a name or ``None`` per free one.
+
+        Examples:
+            >>> OnnxRunner.static_dim("height") is None, OnnxRunner.static_dim(3)
+            (True, 3)
+        """
+        return list(self._input_shape)
+
+    @staticmethod
+    def static_dim(dim: object) -> int | None:
+        """``dim`` if it is a fixed size (a positive int), else ``None``.
+
+        Examples:
+            >>> OnnxRunner.static_dim(0) is None
+            True
+        """
+        return _static_dim(dim)
+
+    def segmenter_fields(self) -> dict[str, Any]:
+        """The Segmenter settings stored in the metadata (validated), by name.
+
+        Keys present among ``classes``, ``image_size``, ``mean``, ``std`` and
+        ``threshold``; ``image_size`` is a tuple or ``None``.
+
+        Examples:
+            >>> "classes" in OnnxRunner.segmenter_fields.__doc__
+            True
+        """
+        fields = {k: self.metadata[k] for k in _SEGMENTER_KEYS if k in self.metadata}
+        if fields.get("image_size") is not None:
+            fields["image_size"] = tuple(fields["image_size"])
+        return fields
 
     def __repr__(self) -> str:
         return (
@@ -151,17 +208,16 @@ class OnnxRunner:
             float32 logits on ``x``'s device.
 
         Raises:
-            TypeError: If ``x`` is not a tensor.
-            DTypeError: If ``x`` is not float32.
-            ShapeError: If ``x`` is not 4-D, has the wrong channel count, has a size
-                the file does not accept (static files take one size), or onnxruntime
-                fails on it.
+            DTypeError: If ``x`` is not a float32 tensor.
+            ShapeError: If ``x`` is not 4-D, has the wrong channel count, or has a size
+                the file does not accept (static files take one size).
+            ExportError: If onnxruntime fails on it.
 
         Shape:
             ``(N, in_channels, H, W) -> (N, num_classes, H, W)``.
         """
         if not isinstance(x, Tensor):
-            raise TypeError(f"OnnxRunner expects a torch.Tensor, got {type(x).__name__}")
+            raise DTypeError(f"OnnxRunner expects a torch.Tensor, got {type(x).__name__}")
         if x.dtype != torch.float32:
             raise DTypeError(f"OnnxRunner expects float32 images, got {x.dtype}")
         if x.ndim != 4:
@@ -182,7 +238,7 @@ class OnnxRunner:
         try:
             (out,) = self._session.run([self.output_name], {self.input_name: array})
         except Exception as err:  # onnxruntime's errors derive from Exception directly
-            raise ShapeError(
+            raise ExportError(
                 f"onnxruntime could not run {self.path.name} on input shape {tuple(x.shape)}: "
                 f"{type(err).__name__}: {err}"
             ) from err
@@ -206,3 +262,83 @@ def _parse_metadata(props: Mapping[str, str]) -> dict[str, Any]:
         except ValueError:
             parsed[key] = text
     return parsed
+
+
+_SEGMENTER_KEYS = ("classes", "image_size", "mean", "std", "threshold")
+
+
+def _optional_size(name: str, value: object) -> object:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise ConfigError(f"{name} must be null or [height, width] of positive ints, got {value!r}")
+    return check.check_size(name, value)
+
+
+def _mean(name: str, value: object) -> object:
+    return _norm(name, value, None)
+
+
+def _std(name: str, value: object) -> object:
+    return _norm(name, value, 0.0)
+
+
+def _norm(name: str, value: object, low: float | None) -> object:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{name} must be a non-empty list of numbers, got {value!r}")
+    for i, v in enumerate(value):
+        check.check_finite_float(f"{name}[{i}]", v, low=low, low_open=low is not None)
+    return value
+
+
+def _bool(name: str, value: object) -> object:
+    return check.check_bool(name, value)
+
+
+def _string(name: str, value: object) -> object:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _mapping(name: str, value: object) -> object:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object, got {value!r}")
+    return value
+
+
+def _classes(name: str, value: object) -> object:
+    names = check.check_class_names(name, value)
+    if not 2 <= len(names) <= 256:
+        raise ConfigError(f"{name} must name between 2 and 256 labels, got {len(names)}")
+    return names
+
+
+_METADATA_CHECKS: dict[str, Any] = {
+    "in_channels": check.check_positive_int,
+    "num_classes": check.check_positive_int,
+    "stride": check.check_positive_int,
+    "dynamic_size": _bool,
+    "catseg_version": _string,
+    "model_config": _mapping,
+    "classes": _classes,
+    "image_size": _optional_size,
+    "mean": _mean,
+    "std": _std,
+    "threshold": check.check_probability,
+}
+
+
+def _check_metadata(meta: Mapping[str, Any], path: Path) -> None:
+    """Raise CheckpointError naming the key unless every catseg metadata value is valid."""
+    for key, rule in _METADATA_CHECKS.items():
+        if key in meta:
+            try:
+                rule(f"metadata {key!r}", meta[key])
+            except ConfigError as err:
+                raise CheckpointError(f"{str(path)!r} has malformed ONNX metadata: {err}") from None
+    if "mean" in meta and "std" in meta and len(meta["mean"]) != len(meta["std"]):
+        raise CheckpointError(
+            f"{str(path)!r} has malformed ONNX metadata: 'mean' and 'std' must have the same "
+            f"length, got {meta['mean']!r} and {meta['std']!r}"
+        )

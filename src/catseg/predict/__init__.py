@@ -18,8 +18,16 @@ Examples:
 from __future__ import annotations
 
 from catseg.predict._inputs import ImageInput
-from catseg.predict._pipeline import Postprocess
+from catseg.predict._options import KEEP, Keep, Postprocess, SegmenterOptions
 from catseg.predict._prediction import Prediction
-from catseg.predict._segmenter import KEEP, Segmenter
+from catseg.predict._segmenter import Segmenter
 
-__all__ = ["KEEP", "ImageInput", "Postprocess", "Prediction", "Segmenter"]
+__all__ = [
+    "KEEP",
+    "ImageInput",
+    "Keep",
+    "Postprocess",
+    "Prediction",
+    "Segmenter",
+    "SegmenterOptions",
+]

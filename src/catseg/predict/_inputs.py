@@ -14,7 +14,7 @@ from PIL import Image
 from catseg.data._io import open_image, to_rgb
 from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
 
-__all__ = ["ImageInput", "load_input"]
+__all__ = ["ImageInput", "display_image", "load_input"]
 
 ImageInput: TypeAlias = (
     str | os.PathLike[str] | Image.Image | npt.NDArray[np.generic] | torch.Tensor
@@ -69,6 +69,46 @@ def _pil_to_tensor(image: Image.Image, in_channels: int) -> tuple[torch.Tensor, 
     return tensor, rgb
 
 
+def _from_array(image: npt.NDArray[np.generic], in_channels: int) -> torch.Tensor:
+    if image.dtype != np.uint8:
+        raise DTypeError(
+            f"an image array must be uint8 (H, W, C) with values 0..255, got dtype "
+            f"{image.dtype}; pass float images as a (C, H, W) torch tensor in [0, 1]"
+        )
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3:
+        raise ShapeError(f"an image array must have shape (H, W) or (H, W, C), got {image.shape}")
+    _check_size(image.shape[0], image.shape[1], "the image array")
+    if not image.flags.writeable:  # e.g. np.asarray(pil_image); torch wants writable memory
+        image = image.copy()
+    return _channels(torch.from_numpy(image).permute(2, 0, 1), in_channels, "the image array")
+
+
+def _from_tensor(image: torch.Tensor, in_channels: int) -> torch.Tensor:
+    if image.ndim != 3:
+        hint = "; use predict_batch for a batch" if image.ndim == 4 else ""
+        raise ShapeError(
+            f"an image tensor must have shape (C, H, W), got {tuple(image.shape)}{hint}"
+        )
+    _check_size(image.shape[1], image.shape[2], "the image tensor")
+    tensor = image.detach()
+    if tensor.dtype != torch.uint8:
+        if not tensor.is_floating_point():
+            raise DTypeError(
+                f"an image tensor must be uint8 (0..255) or float (0..1), got {tensor.dtype}"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteError("the image tensor contains NaN or infinite values")
+        low, high = float(tensor.min()), float(tensor.max())
+        if low < 0.0 or high > 1.0:
+            raise DataError(
+                f"a float image tensor must hold values in [0, 1], got {low:g}..{high:g}; "
+                "pass 0..255 images as uint8"
+            )
+    return _channels(tensor, in_channels, "the image tensor")
+
+
 def load_input(image: object, in_channels: int) -> tuple[torch.Tensor, Image.Image | None]:
     """Read one image into a ``(in_channels, H, W)`` tensor (uint8 or float in [0, 1]).
 
@@ -76,60 +116,25 @@ def load_input(image: object, in_channels: int) -> tuple[torch.Tensor, Image.Ima
     must only use out-of-place operations on it.
 
     Returns:
-        The tensor, and a PIL image of the input for overlays (``None`` when the
-        input has neither 1 nor 3 channels).
+        The tensor, and the PIL image it was read from for files and PIL inputs
+        (``None`` for arrays and tensors: :func:`display_image` makes one on demand).
     """
     if isinstance(image, (str, os.PathLike)):
         return _pil_to_tensor(open_image(Path(image)), in_channels)
     if isinstance(image, Image.Image):
         return _pil_to_tensor(image, in_channels)
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise DTypeError(
-                f"an image array must be uint8 (H, W, C) with values 0..255, got dtype "
-                f"{image.dtype}; pass float images as a (C, H, W) torch tensor in [0, 1]"
-            )
-        if image.ndim == 2:
-            image = image[:, :, None]
-        if image.ndim != 3:
-            raise ShapeError(
-                f"an image array must have shape (H, W) or (H, W, C), got {image.shape}"
-            )
-        _check_size(image.shape[0], image.shape[1], "the image array")
-        if not image.flags.writeable:  # e.g. np.asarray(pil_image); torch wants writable memory
-            image = image.copy()
-        tensor = _channels(torch.from_numpy(image).permute(2, 0, 1), in_channels, "the image array")
-    elif isinstance(image, torch.Tensor):
-        if image.ndim != 3:
-            hint = "; use predict_batch for a batch" if image.ndim == 4 else ""
-            raise ShapeError(
-                f"an image tensor must have shape (C, H, W), got {tuple(image.shape)}{hint}"
-            )
-        _check_size(image.shape[1], image.shape[2], "the image tensor")
-        tensor = image.detach()
-        if tensor.dtype != torch.uint8:
-            if not tensor.is_floating_point():
-                raise DTypeError(
-                    f"an image tensor must be uint8 (0..255) or float (0..1), got {tensor.dtype}"
-                )
-            if not bool(torch.isfinite(tensor).all()):
-                raise NonFiniteError("the image tensor contains NaN or infinite values")
-            low, high = float(tensor.min()), float(tensor.max())
-            if low < 0.0 or high > 1.0:
-                raise DataError(
-                    f"a float image tensor must hold values in [0, 1], got {low:g}..{high:g}; "
-                    "pass 0..255 images as uint8"
-                )
-        tensor = _channels(tensor, in_channels, "the image tensor")
-    else:
-        raise DTypeError(
-            "an image must be a file path, a PIL image, a uint8 (H, W, C) NumPy array or a "
-            f"(C, H, W) torch tensor, got {type(image).__qualname__}"
-        )
-    return tensor, _display_image(tensor)
+        return _from_array(image, in_channels), None
+    if isinstance(image, torch.Tensor):
+        return _from_tensor(image, in_channels), None
+    raise DTypeError(
+        "an image must be a file path, a PIL image, a uint8 (H, W, C) NumPy array or a "
+        f"(C, H, W) torch tensor, got {type(image).__qualname__}"
+    )
 
 
-def _display_image(tensor: torch.Tensor) -> Image.Image | None:
+def display_image(tensor: torch.Tensor) -> Image.Image | None:
+    """A PIL image of a loaded ``(C, H, W)`` input for overlays; ``None`` unless C is 1 or 3."""
     if tensor.shape[0] not in (1, 3):
         return None
     cpu = tensor.detach().cpu()

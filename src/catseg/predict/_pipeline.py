@@ -1,300 +1,258 @@
-"""The machinery behind Segmenter: configuration checks, pre/post-processing, batching."""
+"""Pipeline: images in, predictions out, with the heavy steps on the model's device.
+
+For one chunk of images (at most ``batch_size``):
+
+1. read each input into a ``(C, H, W)`` uint8 or float tensor on the CPU (no copy for
+   arrays and tensors);
+2. per group of images with the same size and dtype: upload them as they are (uint8
+   stays uint8, a quarter of the bytes of float32), then scale to [0, 1], resize and
+   normalise the whole group at once on the device;
+3. per group of the same model input size: one forward pass (or tiles), probabilities
+   in fp32;
+4. per group again: resize the probabilities back to the original size, threshold or
+   arg-max, all on the device; then one copy of the uint8 masks to the host.
+
+The host waits for the device only at the end of a chunk (and before a ``postprocess``
+hook), so on a GPU reading the next inputs and building the overlay images overlap with
+the device's work. The PIL image of an array or tensor input (for overlays) is made
+only when :attr:`Prediction.image` is first read.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from PIL import Image
-from torch import nn
 
-from catseg._runtime import autocast
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
+from catseg.predict._backend import Backend
 from catseg.predict._inputs import load_input
+from catseg.predict._options import SegmenterOptions
 from catseg.predict._prediction import Prediction
 from catseg.predict._tiling import tiled_scores
 
-__all__ = ["Pipeline", "Postprocess"]
+__all__ = ["Pipeline", "group_indices"]
 
-Postprocess = Callable[[torch.Tensor], torch.Tensor]
-"""Hook on the class probabilities ``(K, H, W)`` returning new ones of the same shape."""
+K = TypeVar("K", bound=Hashable)
 
 
-def _check_classes(classes: Sequence[str], num_outputs: int | None) -> list[str]:
-    if isinstance(classes, str) or not all(isinstance(c, str) and c for c in classes):
-        raise ConfigError(f"classes must be a sequence of non-empty strings, got {classes!r}")
-    names = list(classes)
-    if not 2 <= len(names) <= 256:
+def group_indices(keys: Sequence[K]) -> dict[K, list[int]]:
+    """Indices of equal keys, groups in order of first appearance.
+
+    Examples:
+        >>> group_indices(["a", "b", "a"])
+        {'a': [0, 2], 'b': [1]}
+    """
+    groups: dict[K, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    return groups
+
+
+def check_class_count(classes: Sequence[str], num_outputs: int) -> None:
+    """Raise ConfigError unless ``classes`` fits a model with ``num_outputs`` logits."""
+    wanted = 2 if num_outputs == 1 else num_outputs
+    if len(classes) != wanted:
         raise ConfigError(
-            f"classes must name between 2 and 256 labels (background first; a binary model "
-            f"has two, e.g. ['_background_', 'cat']), got {len(names)}: {names!r}"
+            f"the model has {num_outputs} output channel(s), so classes must have "
+            f"{wanted} names, got {len(classes)}: {list(classes)!r}"
         )
-    if num_outputs is not None:
-        wanted = 2 if num_outputs == 1 else num_outputs
-        if len(names) != wanted:
-            raise ConfigError(
-                f"the model has {num_outputs} output channel(s), so classes must have "
-                f"{wanted} names, got {len(names)}: {names!r}"
-            )
-    return names
 
 
-def _check_norm(
-    values: Sequence[float] | None, default: float, channels: int, name: str
-) -> tuple[float, ...]:
-    if values is None:
-        return (default,) * channels
-    floats = tuple(float(v) for v in values)
-    if len(floats) != channels or not all(math.isfinite(v) for v in floats):
-        raise ConfigError(
-            f"{name} must hold {channels} finite numbers (one per input channel), got "
-            f"{tuple(values)!r}"
-        )
-    if name == "std" and not all(v > 0 for v in floats):
-        raise ConfigError(f"std values must be > 0, got {floats!r}")
-    return floats
-
-
-def _check_pair(value: object, name: str, what: str) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Sequence) or isinstance(value, str):
-        raise ConfigError(f"{name} must be None or {what} as two ints, got {value!r}")
-    pair = tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise ConfigError(f"{name} must be None or {what} as two ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
+def _size(image: torch.Tensor) -> tuple[int, int]:
+    return int(image.shape[1]), int(image.shape[2])
 
 
 class Pipeline:
-    """Shared state and steps of a Segmenter (PyTorch or ONNX forward pass)."""
+    """The steps between images and :class:`Prediction` objects for one model.
 
-    _module: nn.Module | None
-    _forward: Callable[[torch.Tensor], torch.Tensor]
-    _autocast_dtype: torch.dtype | None
-    _channels_last: bool
+    Args:
+        backend: The forward pass and what is known about the model.
+        options: Fully resolved options (classes, mean and std set; ``image_size`` a
+            size or ``None``; ``threshold`` a float).
+    """
 
-    def _configure(
-        self,
-        *,
-        in_channels: int,
-        num_outputs: int | None,
-        classes: Sequence[str],
-        image_size: Sequence[int] | None,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
-        threshold: float,
-        device: torch.device,
-        tta: bool,
-        tile: Sequence[int] | None,
-        postprocess: Postprocess | None,
-        batch_size: int,
-    ) -> None:
-        self._classes = _check_classes(classes, num_outputs)
-        self._num_outputs = num_outputs
-        self._in_channels = in_channels
-        size = _check_pair(image_size, "image_size", "(height, width)")
-        if size is not None and min(size) < 1:
-            raise ConfigError(f"image_size must be positive, got {image_size!r}")
-        self._image_size = size
-        self._mean = _check_norm(mean, 0.0, in_channels, "mean")
-        self._std = _check_norm(std, 1.0, in_channels, "std")
-        if isinstance(threshold, bool) or not 0.0 < float(threshold) < 1.0:
-            raise ConfigError(f"threshold must be a probability in (0, 1), got {threshold!r}")
-        self._threshold = float(threshold)
-        self._device = device
-        self._tta = bool(tta)
-        pair = _check_pair(tile, "tile", "(size, overlap)")
-        if pair is not None and not (pair[0] >= 1 and 0 <= pair[1] < pair[0]):
-            raise ConfigError(
-                f"tile must be (size, overlap) with size >= 1 and 0 <= overlap < size, got {tile!r}"
+    def __init__(self, backend: Backend, options: SegmenterOptions) -> None:
+        assert options.classes is not None
+        assert options.mean is not None
+        assert options.std is not None
+        assert options.threshold is not None
+        self.backend = backend
+        self.options = options
+        self.classes = list(options.classes)
+        self.in_channels = len(options.mean)
+        self.num_outputs = backend.num_outputs
+        self.image_size = options.image_size if isinstance(options.image_size, tuple) else None
+        device, shape = backend.device, (1, self.in_channels, 1, 1)
+        self.threshold = float(options.threshold)
+        self.mean = torch.tensor(options.mean, dtype=torch.float32, device=device).view(shape)
+        self.std = torch.tensor(options.std, dtype=torch.float32, device=device).view(shape)
+
+    # ------------------------------------------------------------------ device steps
+    def prepare(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """Same-size ``(C, H, W)`` uint8 or float images -> normalised ``(N, C, h, w)`` float32.
+
+        The images go to the device as they are; the conversion runs there.
+        """
+        device = self.backend.device
+        x = torch.stack([image.to(device, non_blocking=True) for image in images])
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        if self.image_size is not None and tuple(x.shape[2:]) != self.image_size:
+            x = F.interpolate(
+                x, size=self.image_size, mode="bilinear", align_corners=False, antialias=True
             )
-        self._tile = pair
-        self._tile_align = 1
-        if postprocess is not None and not callable(postprocess):
-            raise ConfigError(f"postprocess must be callable, got {type(postprocess).__qualname__}")
-        self._postprocess = postprocess
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-        self._batch_size = batch_size
-        shape = (in_channels, 1, 1)
-        self._mean_t = torch.tensor(self._mean, dtype=torch.float32, device=device).view(shape)
-        self._std_t = torch.tensor(self._std, dtype=torch.float32, device=device).view(shape)
+        return (x - self.mean) / self.std
 
-    # ------------------------------------------------------------------ properties
-    @property
-    def classes(self) -> list[str]:
-        """Class names, label 0 first (a copy)."""
-        return list(self._classes)
+    def scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """Per-pixel probabilities ``(N, K', h, w)`` in fp32 of a normalised batch.
 
-    @property
-    def image_size(self) -> tuple[int, int] | None:
-        """``(height, width)`` images are resized to before the model, or ``None``."""
-        return self._image_size
+        Raises NonFiniteError at once for NaN or infinite logits (see :meth:`_scores`).
+        """
+        probs, finite = self._scores(batch)
+        self._raise_if_not_finite([finite])
+        return probs
 
-    @property
-    def mean(self) -> tuple[float, ...]:
-        """Per-channel normalisation mean."""
-        return self._mean
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        """Per-channel normalisation standard deviation."""
-        return self._std
-
-    @property
-    def threshold(self) -> float:
-        """Foreground probability threshold of a binary model."""
-        return self._threshold
-
-    @property
-    def device(self) -> torch.device:
-        """The device the model runs on."""
-        return self._device
-
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        """The autocast dtype ``precision`` resolved to, ``None`` for plain fp32."""
-        return self._autocast_dtype
-
-    @property
-    def model(self) -> nn.Module | None:
-        """The Segmenter's own (possibly fused) copy of the model; ``None`` for ONNX."""
-        return self._module
-
-    def __repr__(self) -> str:
-        precision = "fp32" if self._autocast_dtype is None else str(self._autocast_dtype)[6:]
-        return (
-            f"Segmenter(classes={self._classes!r}, image_size={self._image_size}, "
-            f"device={str(self._device)!r}, precision={precision!r}, tta={self._tta}, "
-            f"tile={self._tile})"
-        )
-
-    # ------------------------------------------------------------------ forward pass
-    def _torch_forward(self, x: torch.Tensor) -> torch.Tensor:
-        assert self._module is not None  # set whenever this forward is used
-        if self._channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self._device, self._autocast_dtype):
-            logits = self._module(x)
-        if not isinstance(logits, torch.Tensor):
-            raise ShapeError(f"the model must return a logits tensor, got {type(logits)}")
-        return logits.float()
-
-    def _scores(self, batch: torch.Tensor) -> torch.Tensor:
-        """Per-pixel probabilities ``(N, K', h, w)`` of the model's K' outputs, in fp32."""
+    def _scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probabilities and a device flag telling whether every logit was finite."""
         n = batch.shape[0]
-        inputs = torch.cat([batch, batch.flip(-1)]) if self._tta else batch
-        logits = self._forward(inputs)
+        inputs = torch.cat([batch, batch.flip(-1)]) if self.options.tta else batch
+        logits = self.backend.forward(inputs)
         if (
             logits.ndim != 4
             or logits.shape[0] != inputs.shape[0]
-            or logits.shape[2:] != (inputs.shape[2:])
+            or logits.shape[2:] != inputs.shape[2:]
         ):
             raise ShapeError(
                 f"the model returned shape {tuple(logits.shape)} for input "
                 f"{tuple(inputs.shape)}; expected (N, K, H, W) logits of the input's size"
             )
-        if self._num_outputs is None:
-            _check_classes(self._classes, logits.shape[1])
-            self._num_outputs = int(logits.shape[1])
-        elif logits.shape[1] != self._num_outputs:
+        if self.num_outputs is None:
+            check_class_count(self.classes, int(logits.shape[1]))
+            self.num_outputs = int(logits.shape[1])
+        elif logits.shape[1] != self.num_outputs:
             raise ShapeError(
-                f"the model returned {logits.shape[1]} channels, expected {self._num_outputs}"
+                f"the model returned {logits.shape[1]} channels, expected {self.num_outputs}"
             )
-        if not bool(torch.isfinite(logits).all()):
-            hint = "" if self._autocast_dtype is None else "; try precision='fp32'"
-            raise NonFiniteError(f"the model output contains NaN or infinite logits{hint}")
+        finite = torch.isfinite(logits).all()
         probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
-        if self._tta:
+        if self.options.tta:
             probs = (probs[:n] + probs[n:].flip(-1)) / 2
-        return probs
+        return probs, finite
 
-    def _prepare(self, image: torch.Tensor) -> torch.Tensor:
-        """(C, H, W) uint8/float -> normalised float32 (C, h, w) on the device."""
-        x = image.to(self._device, non_blocking=True)
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        if self._image_size is not None and tuple(x.shape[1:]) != self._image_size:
-            x = F.interpolate(
-                x[None],
-                size=self._image_size,
-                mode="bilinear",
-                align_corners=False,
-                antialias=True,
-            )[0]
-        return (x - self._mean_t) / self._std_t
+    def _raise_if_not_finite(self, flags: list[torch.Tensor]) -> None:
+        if flags and not bool(torch.stack([f.cpu() for f in flags]).all()):
+            hint = "" if self.backend.autocast_dtype is None else "; try precision='fp32'"
+            raise NonFiniteError(f"the model output contains NaN or infinite logits{hint}")
 
-    def _finish(
-        self,
-        probs: torch.Tensor,
-        size: tuple[int, int],
-        image: Image.Image | None,
-        return_probabilities: bool,
-    ) -> Prediction:
-        """Model-size probabilities (K', h, w) -> Prediction at the original size."""
-        if tuple(probs.shape[1:]) != size:
-            probs = F.interpolate(
-                probs[None], size=size, mode="bilinear", align_corners=False, antialias=True
-            )[0].clamp(0.0, 1.0)
-        if probs.shape[0] == 1:
-            probs = torch.cat([1.0 - probs, probs])
-        if self._postprocess is not None:
-            out = self._postprocess(probs)
-            if not isinstance(out, torch.Tensor) or out.shape != probs.shape:
-                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ShapeError(
-                    f"postprocess must return a tensor of shape {tuple(probs.shape)}, got {got}"
-                )
-            if not bool(torch.isfinite(out).all()):
-                raise NonFiniteError("postprocess returned NaN or infinite probabilities")
-            probs = out.float()
-        if len(self._classes) == 2 and self._num_outputs == 1:
-            mask = probs[1] > self._threshold
-        else:
-            mask = probs.argmax(dim=0)
-        return Prediction(
-            mask=mask.to(device="cpu", dtype=torch.uint8),
-            probabilities=probs.cpu() if return_probabilities else None,
-            classes=list(self._classes),
-            image=image,
-        )
+    def _forward_group(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Probabilities of one batch of one model input size (tiled when asked for)."""
+        if self.options.tile is None:
+            return self._scores(batch)
+        size, overlap = self.options.tile
+        tiles = [
+            tiled_scores(
+                self.scores,
+                image,
+                size=size,
+                overlap=overlap,
+                batch_size=self.options.batch_size,
+                align=self.backend.stride,
+            )
+            for image in batch
+        ]
+        return torch.stack(tiles), None
 
-    def _run_group(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Probabilities at model size for preprocessed images of one common size."""
-        if self._tile is not None:
-            size, overlap = self._tile
-            return [
-                tiled_scores(
-                    self._scores,
-                    t,
-                    size=size,
-                    overlap=overlap,
-                    batch_size=self._batch_size,
-                    align=self._tile_align,
-                )
-                for t in tensors
-            ]
-        return list(self._scores(torch.stack(tensors)))
+    def _decide(self, probs: torch.Tensor) -> torch.Tensor:
+        """Label maps ``(N, H, W)`` uint8 from class probabilities ``(N, K, H, W)``."""
+        if len(self.classes) == 2 and self.num_outputs == 1:
+            return (probs[:, -1] > self.threshold).to(torch.uint8)
+        # max(dim).indices is the arg-max (first of equal maxima), much faster on the CPU
+        return probs.max(dim=1).indices.to(torch.uint8)
 
-    def _predict_chunk(self, images: list[Any], return_probabilities: bool) -> list[Prediction]:
-        loaded = [load_input(image, self._in_channels) for image in images]
-        prepared = [self._prepare(tensor) for tensor, _ in loaded]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for index, x in enumerate(prepared):
-            groups.setdefault(tuple(x.shape), []).append(index)
-        scores: list[torch.Tensor | None] = [None] * len(images)
-        for indices in groups.values():
-            for index, probs in zip(
-                indices, self._run_group([prepared[i] for i in indices]), strict=True
-            ):
-                scores[index] = probs
+    def _postprocess(self, probs: torch.Tensor) -> torch.Tensor:
+        """Apply the user's hook to each image's ``(K, H, W)`` probabilities."""
+        hook = self.options.postprocess
+        assert hook is not None
         out = []
-        for (tensor, display), maybe in zip(loaded, scores, strict=True):
-            assert maybe is not None  # every index belongs to one group
-            probs = maybe
-            size = (int(tensor.shape[1]), int(tensor.shape[2]))
-            out.append(self._finish(probs, size, display, return_probabilities))
-        return out
+        for image_probs in probs:
+            result = hook(image_probs)
+            if not isinstance(result, torch.Tensor) or result.shape != image_probs.shape:
+                got = (
+                    tuple(result.shape)
+                    if isinstance(result, torch.Tensor)
+                    else type(result).__name__
+                )
+                raise ShapeError(
+                    f"postprocess must return a tensor of shape {tuple(image_probs.shape)}, "
+                    f"got {got}"
+                )
+            if not bool(torch.isfinite(result).all()):
+                raise NonFiniteError("postprocess returned NaN or infinite probabilities")
+            out.append(result.to(device=probs.device, dtype=torch.float32))
+        return torch.stack(out)
+
+    def finish(
+        self, probs: torch.Tensor, size: tuple[int, int], keep: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Model-size probabilities ``(N, K', h, w)`` -> masks (and probabilities) at ``size``.
+
+        Returns device tensors: uint8 masks ``(N, H, W)`` and, when ``keep`` or a
+        postprocess hook needs them, probabilities ``(N, K, H, W)`` (``K = 2`` for a
+        one-logit model), else ``None``.
+        """
+        if tuple(probs.shape[2:]) != size:
+            probs = F.interpolate(
+                probs, size=size, mode="bilinear", align_corners=False, antialias=True
+            ).clamp_(0.0, 1.0)
+        if not keep and self.options.postprocess is None:
+            return self._decide(probs), None
+        if probs.shape[1] == 1:
+            probs = torch.cat([1.0 - probs, probs], dim=1)
+        if self.options.postprocess is not None:
+            probs = self._postprocess(probs)
+        return self._decide(probs), probs
+
+    # ------------------------------------------------------------------ one chunk
+    def run(self, images: Sequence[object], return_probabilities: bool) -> list[Prediction]:
+        """Segment one chunk of images (at most ``batch_size``), results in input order."""
+        loaded = [load_input(image, self.in_channels) for image in images]
+        tensors = [tensor for tensor, _ in loaded]
+        groups = list(group_indices([(tuple(t.shape), t.dtype) for t in tensors]).values())
+        prepared = [self.prepare([tensors[i] for i in group]) for group in groups]
+        flags: list[torch.Tensor] = []
+        probs: list[torch.Tensor] = [torch.empty(0)] * len(groups)
+        by_input = group_indices([tuple(x.shape[1:]) for x in prepared])
+        for members in by_input.values():
+            batch = torch.cat([prepared[g] for g in members])
+            group_probs, finite = self._forward_group(batch)
+            if finite is not None:
+                flags.append(finite)
+            start = 0
+            for g in members:
+                probs[g] = group_probs[start : start + len(groups[g])]
+                start += len(groups[g])
+        if self.options.postprocess is not None:
+            self._raise_if_not_finite(flags)  # the hook must not see NaN
+        finished = [
+            self.finish(p, _size(tensors[group[0]]), return_probabilities)
+            for p, group in zip(probs, groups, strict=True)
+        ]
+        self._raise_if_not_finite(flags)
+        out: list[Prediction | None] = [None] * len(images)
+        for group, (device_masks, device_probs) in zip(groups, finished, strict=True):
+            masks = device_masks.cpu()
+            kept = device_probs.cpu() if return_probabilities and device_probs is not None else None
+            for j, index in enumerate(group):
+                tensor, image = loaded[index]
+                probabilities = None if kept is None else kept[j].clone()
+                if image is not None:
+                    out[index] = Prediction(
+                        masks[j].clone(), probabilities, list(self.classes), image
+                    )
+                else:  # the PIL image is made only if someone asks for it
+                    out[index] = Prediction.with_pixels(
+                        masks[j].clone(), probabilities, list(self.classes), tensor
+                    )
+        return [p for p in out if p is not None]

@@ -11,12 +11,13 @@ import torch
 from PIL import Image
 
 from catseg.errors import ConfigError
+from catseg.predict._inputs import display_image
 from catseg.visualize import PaletteName, colorize, overlay
 
 __all__ = ["Prediction"]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class Prediction:
     """A segmentation of one image, at the image's original size.
 
@@ -28,7 +29,9 @@ class Prediction:
             ``return_probabilities=True``.
         classes: Class names, label 0 first.
         image: The input image as an RGB (or grayscale) PIL image, used by
-            :meth:`overlay`; ``None`` if the input had neither 1 nor 3 channels.
+            :meth:`overlay`; ``None`` if the input had neither 1 nor 3 channels. For
+            array and tensor inputs the Segmenter makes it on first use, from its own
+            copy of the pixels.
 
     Shape:
         - mask: ``(H, W)`` uint8, on the CPU.
@@ -45,7 +48,62 @@ class Prediction:
     mask: torch.Tensor
     probabilities: torch.Tensor | None
     classes: list[str]
-    image: Image.Image | None
+
+    def __init__(
+        self,
+        mask: torch.Tensor,
+        probabilities: torch.Tensor | None,
+        classes: list[str],
+        image: Image.Image | None = None,
+    ) -> None:
+        object.__setattr__(self, "mask", mask)
+        object.__setattr__(self, "probabilities", probabilities)
+        object.__setattr__(self, "classes", classes)
+        object.__setattr__(self, "_image", image)
+        object.__setattr__(self, "_pixels", None)
+
+    @classmethod
+    def with_pixels(
+        cls,
+        mask: torch.Tensor,
+        probabilities: torch.Tensor | None,
+        classes: list[str],
+        pixels: torch.Tensor,
+    ) -> Prediction:
+        """A Prediction whose :attr:`image` is made from ``pixels`` on first use.
+
+        Args:
+            mask: As the attribute.
+            probabilities: As the attribute.
+            classes: As the attribute.
+            pixels: The input ``(C, H, W)``, uint8 or float in [0, 1]; it is copied, so
+                later changes to the caller's array do not show.
+
+        Returns:
+            The prediction.
+
+        Examples:
+            >>> import torch
+            >>> white = torch.full((3, 1, 2), 255, dtype=torch.uint8)
+            >>> mask = torch.zeros(1, 2, dtype=torch.uint8)
+            >>> pred = Prediction.with_pixels(mask, None, ["bg", "cat"], white)
+            >>> pred.image.size, pred.image.getpixel((1, 0))
+            ((2, 1), (255, 255, 255))
+        """
+        prediction = cls(mask, probabilities, classes)
+        if pixels.shape[0] in (1, 3):
+            object.__setattr__(prediction, "_pixels", pixels.detach().to("cpu", copy=True))
+        return prediction
+
+    @property
+    def image(self) -> Image.Image | None:
+        """The input as a PIL image for overlays (see the class attributes)."""
+        pixels = self.__dict__["_pixels"]
+        if self.__dict__["_image"] is None and pixels is not None:
+            object.__setattr__(self, "_image", display_image(pixels))
+            object.__setattr__(self, "_pixels", None)
+        image: Image.Image | None = self.__dict__["_image"]
+        return image
 
     @property
     def size(self) -> tuple[int, int]:

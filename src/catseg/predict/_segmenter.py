@@ -2,37 +2,125 @@
 
 from __future__ import annotations
 
-import copy
-import enum
+import dataclasses
 import os
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from catseg._runtime import Precision, resolve_device, resolve_precision
+from catseg._runtime import Precision
 from catseg.checkpoint import load_checkpoint
 from catseg.errors import CheckpointError, ConfigError
+from catseg.export._runner import OnnxRunner
+from catseg.predict._backend import Backend, onnx_backend, torch_backend
 from catseg.predict._inputs import ImageInput
-from catseg.predict._pipeline import Pipeline, Postprocess
+from catseg.predict._options import (
+    KEEP,
+    Keep,
+    Postprocess,
+    SegmenterOptions,
+    merge_options,
+)
+from catseg.predict._pipeline import Pipeline, check_class_count
 from catseg.predict._prediction import Prediction
 
-__all__ = ["KEEP", "Segmenter"]
+__all__ = ["Segmenter"]
+
+_MOVED_TO_OPTIONS = ("batch_size", "channels_last", "fuse")
 
 
-class _Keep(enum.Enum):
-    KEEP = "keep"
+def _take_deprecated(options: SegmenterOptions, given: dict[str, Any]) -> SegmenterOptions:
+    """Fold the keywords that moved to SegmenterOptions into ``options``, with a warning."""
+    unknown = sorted(set(given) - set(_MOVED_TO_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"Segmenter got unexpected keyword argument(s) {unknown}; the settings are the "
+            f"fields of SegmenterOptions: {[f.name for f in dataclasses.fields(options)]}"
+        )
+    if not given:
+        return options
+    changed = dataclasses.replace(options, **given)  # validates them first
+    names = ", ".join(sorted(given))
+    warnings.warn(
+        f"the Segmenter keyword argument(s) {names} are deprecated and will be removed in "
+        f"catseg 1.0; set them in options=SegmenterOptions(...) instead "
+        "(Segmenter.from_checkpoint keeps these keywords)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return changed
 
-    def __repr__(self) -> str:
-        return "KEEP"
+
+def _tile_hint(size: int, stride: int) -> int:
+    """The multiple of ``stride`` nearest to ``size`` (at least ``stride``)."""
+    return max(stride, round(size / stride) * stride)
 
 
-KEEP = _Keep.KEEP
-"""Default of ``image_size`` in :meth:`Segmenter.from_checkpoint`: use the file's value."""
+def _resolve(options: SegmenterOptions, backend: Backend) -> SegmenterOptions:
+    """``options`` with the "from the source" fields filled in and checked against the model."""
+    stored = backend.stored
+    classes = options.classes if options.classes is not None else stored.get("classes")
+    if classes is None:
+        where = (
+            f"{backend.name} has no class names in its metadata (exported from a bare model?); "
+            if backend.module is None
+            else ""
+        )
+        raise ConfigError(f"{where}pass classes=[...], label 0 first")
+    image_size = stored.get("image_size") if options.image_size is KEEP else options.image_size
+    mean = options.mean if options.mean is not None else stored.get("mean")
+    std = options.std if options.std is not None else stored.get("std")
+    channels = backend.in_channels or len(mean or std or (0.0,) * 3)
+    for name, values in (("mean", mean), ("std", std)):
+        if values is not None and len(values) != channels:
+            raise ConfigError(
+                f"{name} must hold {channels} numbers (one per input channel), got "
+                f"{tuple(values)!r}"
+            )
+    threshold = options.threshold
+    resolved = dataclasses.replace(
+        options,
+        classes=classes,
+        image_size=image_size,
+        mean=mean if mean is not None else (0.0,) * channels,
+        std=std if std is not None else (1.0,) * channels,
+        threshold=threshold if threshold is not None else stored.get("threshold", 0.5),
+    )
+    if backend.num_outputs is not None:
+        assert resolved.classes is not None
+        check_class_count(resolved.classes, backend.num_outputs)
+    _check_geometry(resolved, backend)
+    return resolved
 
 
-class Segmenter(Pipeline):
+def _check_geometry(options: SegmenterOptions, backend: Backend) -> None:
+    """Tiles of at least one stride; a fixed-size ONNX file gets exactly its size."""
+    if options.tile is not None and options.tile[0] < backend.stride:
+        size, overlap = options.tile
+        hint = _tile_hint(size, backend.stride)
+        raise ConfigError(
+            f"tile size {size} is smaller than the model's stride {backend.stride}: a tile "
+            f"must span at least one cell of the model's pooling grid; use a multiple of "
+            f"{backend.stride}, e.g. tile=({hint}, {min(overlap, hint // 2)})"
+        )
+    if backend.static_size is not None:
+        if options.image_size != backend.static_size:
+            raise ConfigError(
+                f"{backend.name} accepts only {backend.static_size[0]}x{backend.static_size[1]} "
+                f"(H x W) inputs, so image_size must be {backend.static_size}, got "
+                f"{options.image_size!r} (export with dynamic_size=True for any size)"
+            )
+        if options.tile is not None:
+            raise ConfigError(
+                f"{backend.name} accepts only one input size, so it cannot run on tiles; "
+                f"pass tile=None (export with dynamic_size=True to tile)"
+            )
+
+
+class Segmenter:
     """A trained segmentation model ready to segment images of any size.
 
     ``predict`` reads the image (file, PIL image, array or tensor), scales pixels to
@@ -41,52 +129,58 @@ class Segmenter(Pipeline):
     averaged), turns logits into probabilities in fp32 (sigmoid for a 1-logit binary
     model, softmax otherwise), resizes the probabilities back to the **original** size
     (bilinear), applies ``postprocess`` and takes the argmax (or ``p > threshold`` for
-    a binary model).
+    a binary model). Everything after reading runs on the model's device, a group of
+    same-size images at a time: uint8 pixels are uploaded as they are and only the
+    uint8 masks come back.
 
     The fast path is on by default: eval mode, :func:`torch.inference_mode`,
     BatchNorm folded into the convolutions (``fuse=True``, for models with a
     ``fuse_for_inference`` method), ``channels_last`` memory format and, with
     ``precision="auto"``, bf16 autocast on CUDA GPUs with bf16 and on CPUs with native
-    bf16 (plain fp32 elsewhere). ``precision="fp32", fuse=False, channels_last=False``
-    is the plain reference path.
+    bf16 (plain fp32 elsewhere). ``SegmenterOptions(precision="fp32", fuse=False,
+    channels_last=False)`` is the plain reference path.
 
-    The Segmenter works on its own copy of the model: the model passed in is never
-    modified (not even switched to eval mode), and later changes to it are not seen.
+    A Segmenter is built from a forward **backend** and one :class:`SegmenterOptions`:
+    the backend is a PyTorch module, or an :class:`~catseg.export.OnnxRunner` (whose
+    file's metadata supplies class names, input size and normalisation). The keyword
+    arguments override single fields of ``options``; :meth:`from_checkpoint` and
+    :meth:`from_onnx` build the backend from a file. The Segmenter works on its own copy
+    of a module: the model passed in is never modified (not even switched to eval
+    mode), and later changes to it are not seen.
 
     Args:
-        model: A module mapping ``(N, C, H, W)`` float images to ``(N, K, H, W)`` logits,
-            typically a :class:`~catseg.models.UNet`. ``K = 1`` is binary (sigmoid), ``K >= 2``
-            multiclass (softmax).
-        classes: Class names, label 0 first: ``K`` names, or two (background, foreground)
-            for a binary model. Mask values index this list.
+        backend: A module mapping ``(N, C, H, W)`` float images to ``(N, K, H, W)``
+            logits, typically a :class:`~catseg.models.UNet` (``K = 1`` is binary,
+            sigmoid; ``K >= 2`` multiclass, softmax), or an
+            :class:`~catseg.export.OnnxRunner`.
+        options: All settings (see :class:`SegmenterOptions` for each field); ``None``
+            means the defaults.
+        classes: Class names, label 0 first (``K`` names, or two for a binary model);
+            needed unless the backend's file stores them.
         image_size: ``(height, width)`` to resize every image to before the model (the
-            training size), or ``None`` to run at the original size. Masks are always
-            returned at the original size.
-        mean: Per-channel mean subtracted from [0, 1] pixels; ``None`` means zeros
-            (no normalisation, as in the cat tutorial).
-        std: Per-channel standard deviation the pixels are divided by; ``None`` means ones.
-        threshold: Foreground probability above which a pixel of a binary model is
-            foreground. Ignored by multiclass models.
+            training size), or ``None`` for the original size.
+        mean: Per-channel mean subtracted from [0, 1] pixels (default zeros).
+        std: Per-channel standard deviation the pixels are divided by (default ones).
+        threshold: Foreground probability threshold of a binary model (default 0.5).
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ... .
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
         tta: Average the probabilities of the image and its horizontal mirror.
-        tile: ``(size, overlap)`` to run on overlapping ``size × size`` tiles blended
-            with linear weight ramps over the overlap, which bounds memory for very
-            large images (e.g. ``(1024, 256)``); ``None`` runs the whole image at once.
-            Tiles start at multiples of the model's ``stride`` attribute when it has one
-            (a :class:`~catseg.models.UNet` does), so they share the whole image's
-            pooling grid and differ from it only near their inner edges.
-        postprocess: Optional callable on the class probabilities ``(K, H, W)`` at the
-            original size, returning probabilities of the same shape (e.g. smoothing).
-        channels_last: Run convolutions in channels-last memory format.
-        fuse: Fold BatchNorm into convolutions (models with ``fuse_for_inference``).
-        batch_size: Number of images (or tiles) per forward pass in
-            :meth:`predict_batch` and tiled inference.
+        tile: ``(size, overlap)`` for tiled inference of very large images (e.g.
+            ``(1024, 256)``); tiles start at multiples of the model's ``stride``.
+        postprocess: Callable on the class probabilities ``(K, H, W)`` at the original
+            size, returning probabilities of the same shape (e.g. smoothing).
+        **moved: ``batch_size``, ``channels_last`` and ``fuse`` are still accepted here
+            but deprecated: set them in ``options``.
+
+    A keyword left at ``None`` (``KEEP`` for ``image_size``) keeps the value in
+    ``options``; to clear a field that ``options`` sets, use
+    :func:`dataclasses.replace` on the options.
 
     Raises:
         ConfigError: If an argument is invalid (the message names it and the value):
             class count not matching the model, ``mean``/``std`` of the wrong length,
-            ``threshold`` outside (0, 1), bad ``tile``, unknown device or precision.
+            ``threshold`` outside (0, 1), a tile smaller than the model's stride,
+            unknown device or precision, a backend of another type.
 
     Examples:
         >>> import torch
@@ -98,98 +192,104 @@ class Segmenter(Pipeline):
         (torch.Size([50, 70]), torch.uint8)
         >>> seg.predict(torch.rand(3, 20, 30), return_probabilities=True).probabilities.shape
         torch.Size([2, 20, 30])
+
+        One options object describes the whole set-up and can be reused:
+
+        >>> from catseg.predict import SegmenterOptions
+        >>> plain = SegmenterOptions(classes=["_background_", "cat"], precision="fp32",
+        ...                          fuse=False, channels_last=False, batch_size=4)
+        >>> reference = Segmenter(model, plain)
+        >>> reference.options.batch_size, reference.options.mean
+        (4, (0.0, 0.0, 0.0))
+        >>> bool((reference.predict(torch.rand(3, 9, 9)).mask <= 1).all())
+        True
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        backend: nn.Module | OnnxRunner,
+        options: SegmenterOptions | None = None,
         *,
-        classes: Sequence[str],
-        image_size: tuple[int, int] | None = None,
+        classes: Sequence[str] | None = None,
+        image_size: tuple[int, int] | Keep | None = KEEP,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        threshold: float = 0.5,
-        device: str | torch.device = "auto",
-        precision: Precision = "auto",
-        tta: bool = False,
+        threshold: float | None = None,
+        device: str | torch.device | None = None,
+        precision: Precision | None = None,
+        tta: bool | None = None,
         tile: tuple[int, int] | None = None,
         postprocess: Postprocess | None = None,
-        channels_last: bool = True,
-        fuse: bool = True,
-        batch_size: int = 8,
+        **moved: Any,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__qualname__}")
-        in_channels = getattr(model, "in_channels", None)
-        if not isinstance(in_channels, int):
-            in_channels = len(mean) if mean is not None else 3
-        num_outputs = getattr(model, "num_classes", None)
-        resolved = resolve_device(device)
-        dtype = resolve_precision(precision, resolved)
-        self._configure(
-            in_channels=in_channels,
-            num_outputs=num_outputs if isinstance(num_outputs, int) else None,
-            classes=classes,
-            image_size=image_size,
-            mean=mean,
-            std=std,
-            threshold=threshold,
-            device=resolved,
-            tta=tta,
-            tile=tile,
-            postprocess=postprocess,
-            batch_size=batch_size,
+        merged = merge_options(
+            options,
+            {
+                "classes": classes,
+                "image_size": image_size,
+                "mean": mean,
+                "std": std,
+                "threshold": threshold,
+                "device": device,
+                "precision": precision,
+                "tta": tta,
+                "tile": tile,
+                "postprocess": postprocess,
+            },
         )
-        self._autocast_dtype = dtype
-        self._channels_last = bool(channels_last)
-        stride = getattr(model, "stride", None)
-        if isinstance(stride, int) and not isinstance(stride, bool) and stride >= 1:
-            self._tile_align = stride  # tiles share the whole image's pooling grid
-        fuser = getattr(model, "fuse_for_inference", None)
-        module: nn.Module = fuser() if fuse and callable(fuser) else model
-        if module is model:
-            module = copy.deepcopy(model)
-        module = module.eval().requires_grad_(False).to(resolved)
-        if self._channels_last:
-            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self._module: nn.Module | None = module
-        self._forward: Callable[[torch.Tensor], torch.Tensor] = self._torch_forward
+        merged = _take_deprecated(merged, moved)
+        if isinstance(backend, nn.Module):
+            self._backend = torch_backend(backend, merged)
+        elif isinstance(backend, OnnxRunner):
+            self._backend = onnx_backend(backend, merged)
+        else:
+            raise ConfigError(
+                "backend must be a torch.nn.Module or a catseg.export.OnnxRunner, got "
+                f"{type(backend).__qualname__}"
+            )
+        self._options = _resolve(merged, self._backend)
+        self._pipeline = Pipeline(self._backend, self._options)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_checkpoint(
         cls,
         path: str | os.PathLike[str],
+        options: SegmenterOptions | None = None,
         *,
-        image_size: tuple[int, int] | _Keep | None = KEEP,
-        threshold: float = 0.5,
-        device: str | torch.device = "auto",
-        precision: Precision = "auto",
-        tta: bool = False,
+        image_size: tuple[int, int] | Keep | None = KEEP,
+        threshold: float | None = None,
+        device: str | torch.device | None = None,
+        precision: Precision | None = None,
+        tta: bool | None = None,
         tile: tuple[int, int] | None = None,
         postprocess: Postprocess | None = None,
-        channels_last: bool = True,
-        fuse: bool = True,
-        batch_size: int = 8,
+        channels_last: bool | None = None,
+        fuse: bool | None = None,
+        batch_size: int | None = None,
     ) -> Segmenter:
         """Rebuild a Segmenter from a checkpoint file alone.
 
         Model, weights, class names, input size and normalisation come from the file
-        (see :func:`catseg.checkpoint.load_checkpoint`, which never runs code from it).
+        (see :func:`catseg.checkpoint.load_checkpoint`, which never runs code from it),
+        unless ``options`` sets them.
 
         Args:
             path: A file written by :func:`catseg.checkpoint.save_checkpoint`.
-            image_size: Leave out to use the checkpoint's training size; ``None`` runs at
-                the original image size; ``(height, width)`` uses that size.
+            options: Settings, as in :class:`Segmenter`; its ``classes``, ``image_size``,
+                ``mean`` and ``std`` default to the file's.
+            image_size: Leave out to use the checkpoint's training size (or the one in
+                ``options``); ``None`` runs at the original image size;
+                ``(height, width)`` uses that size.
             threshold: As in :class:`Segmenter`.
             device: As in :class:`Segmenter`.
             precision: As in :class:`Segmenter`.
             tta: As in :class:`Segmenter`.
             tile: As in :class:`Segmenter`.
             postprocess: As in :class:`Segmenter`.
-            channels_last: As in :class:`Segmenter`.
-            fuse: As in :class:`Segmenter`.
-            batch_size: As in :class:`Segmenter`.
+            channels_last: As in :class:`SegmenterOptions`.
+            fuse: As in :class:`SegmenterOptions`.
+            batch_size: As in :class:`SegmenterOptions`.
 
         Returns:
             A ready Segmenter.
@@ -215,54 +315,65 @@ class Segmenter(Pipeline):
             >>> Segmenter.from_checkpoint(path, image_size=None).image_size is None
             True
         """
+        merged = merge_options(
+            options,
+            {
+                "image_size": image_size,
+                "threshold": threshold,
+                "device": device,
+                "precision": precision,
+                "tta": tta,
+                "tile": tile,
+                "postprocess": postprocess,
+                "channels_last": channels_last,
+                "fuse": fuse,
+                "batch_size": batch_size,
+            },
+        )
         ckpt = load_checkpoint(path, map_location="cpu")
         try:
             model = ckpt.build_model()
         except CheckpointError as err:
             raise CheckpointError(f"{os.fspath(path)}: {err}") from err
-        return cls(
-            model,
-            classes=ckpt.classes,
-            image_size=ckpt.image_size if image_size is KEEP else image_size,
-            mean=ckpt.mean,
-            std=ckpt.std,
-            threshold=threshold,
-            device=device,
-            precision=precision,
-            tta=tta,
-            tile=tile,
-            postprocess=postprocess,
-            channels_last=channels_last,
-            fuse=fuse,
-            batch_size=batch_size,
+        merged = dataclasses.replace(
+            merged,
+            classes=merged.classes if merged.classes is not None else ckpt.classes,
+            image_size=ckpt.image_size if merged.image_size is KEEP else merged.image_size,
+            mean=merged.mean if merged.mean is not None else ckpt.mean,
+            std=merged.std if merged.std is not None else ckpt.std,
         )
+        return cls(model, merged)
 
     @classmethod
     def from_onnx(
         cls,
         path: str | os.PathLike[str],
+        options: SegmenterOptions | None = None,
         *,
         classes: Sequence[str] | None = None,
-        image_size: tuple[int, int] | _Keep | None = KEEP,
+        image_size: tuple[int, int] | Keep | None = KEEP,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         threshold: float | None = None,
-        tta: bool = False,
+        tta: bool | None = None,
         tile: tuple[int, int] | None = None,
         postprocess: Postprocess | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         providers: Sequence[str] | None = None,
     ) -> Segmenter:
         """Run an ONNX file (from :func:`catseg.export.to_onnx`) with onnxruntime.
 
+        The same as ``Segmenter(OnnxRunner(path, providers=providers), options, ...)``.
         Pre- and post-processing are the same as for a PyTorch model; only the forward
-        pass runs in onnxruntime (fp32; ``precision``, ``fuse`` and ``channels_last`` do
-        not apply). Class names, input size, normalisation and threshold are read from
-        the file's metadata when it was exported from a Segmenter; arguments given here
-        take precedence.
+        pass runs in onnxruntime (fp32 on the CPU; ``precision``, ``fuse`` and
+        ``channels_last`` do not apply). Class names, input size, normalisation and
+        threshold are read from the file's metadata when it was exported from a
+        Segmenter; arguments (and ``options``) take precedence. A file exported with
+        ``dynamic_size=False`` runs one image at a time at its one size.
 
         Args:
             path: The ``.onnx`` file.
+            options: Settings, as in :class:`Segmenter`.
             classes: Class names; needed when the file carries none (a bare UNet export).
             image_size: Leave out to use the file's; ``None`` or ``(height, width)`` as in
                 :meth:`from_checkpoint`.
@@ -272,7 +383,7 @@ class Segmenter(Pipeline):
             tta: As in :class:`Segmenter`.
             tile: As in :class:`Segmenter`.
             postprocess: As in :class:`Segmenter`.
-            batch_size: As in :class:`Segmenter`.
+            batch_size: As in :class:`SegmenterOptions`.
             providers: onnxruntime execution providers (default: CUDA if present, CPU).
 
         Returns:
@@ -281,9 +392,11 @@ class Segmenter(Pipeline):
         Raises:
             OptionalDependencyError: If onnxruntime is not installed (extra ``onnx``).
             MissingFileError: If the file does not exist.
-            CheckpointError: If the file is not a usable ONNX segmentation model.
+            CheckpointError: If the file is not a usable ONNX segmentation model or its
+                metadata is malformed (naming the key and the value).
             ConfigError: If the file has no class names and none are given, or an
-                argument is invalid.
+                argument is invalid (e.g. an ``image_size`` other than a fixed-size
+                file's).
 
         Examples:
             >>> import tempfile
@@ -299,47 +412,84 @@ class Segmenter(Pipeline):
             >>> bool((onnx_seg.predict(x).mask == seg.predict(x).mask).all())
             True
         """
-        from catseg.export import OnnxRunner  # onnxruntime is an optional extra
-
-        runner = OnnxRunner(path, providers=providers)
-        meta = runner.metadata
-        if classes is None:
-            classes = meta.get("classes")
-            if classes is None:
-                raise ConfigError(
-                    f"{path} has no class names in its metadata (exported from a bare model?); "
-                    "pass classes=[...], label 0 first"
-                )
-        if image_size is KEEP:
-            stored = meta.get("image_size")
-            image_size = (int(stored[0]), int(stored[1])) if stored is not None else None
-        mean = mean if mean is not None else meta.get("mean")
-        std = std if std is not None else meta.get("std")
-        if threshold is None:
-            threshold = float(meta.get("threshold", 0.5))
-        in_channels = runner.in_channels
-        if in_channels is None:
-            in_channels = len(mean) if mean is not None else 3
-        seg = cls.__new__(cls)
-        seg._configure(
-            in_channels=in_channels,
-            num_outputs=runner.num_classes,
-            classes=classes,
-            image_size=image_size,
-            mean=mean,
-            std=std,
-            threshold=threshold,
-            device=torch.device("cpu"),
-            tta=tta,
-            tile=tile,
-            postprocess=postprocess,
-            batch_size=batch_size,
+        merged = merge_options(
+            options,
+            {
+                "classes": classes,
+                "image_size": image_size,
+                "mean": mean,
+                "std": std,
+                "threshold": threshold,
+                "tta": tta,
+                "tile": tile,
+                "postprocess": postprocess,
+                "batch_size": batch_size,
+            },
         )
-        seg._autocast_dtype = None
-        seg._channels_last = False
-        seg._module = None
-        seg._forward = runner
-        return seg
+        return cls(OnnxRunner(path, providers=providers), merged)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def options(self) -> SegmenterOptions:
+        """The settings in use, every field resolved (the file's values filled in).
+
+        ``Segmenter(model, seg.options)`` builds an equal Segmenter;
+        ``dataclasses.replace(seg.options, tta=True)`` a variant.
+        """
+        return self._options
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, label 0 first (a copy)."""
+        return list(self._pipeline.classes)
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(height, width)`` images are resized to before the model, or ``None``."""
+        return self._pipeline.image_size
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel normalisation mean."""
+        assert self._options.mean is not None
+        return tuple(self._options.mean)
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel normalisation standard deviation."""
+        assert self._options.std is not None
+        return tuple(self._options.std)
+
+    @property
+    def threshold(self) -> float:
+        """Foreground probability threshold of a binary model."""
+        assert self._options.threshold is not None
+        return self._options.threshold
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model (and the pre- and post-processing) runs on."""
+        return self._backend.device
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype ``precision`` resolved to, ``None`` for plain fp32."""
+        return self._backend.autocast_dtype
+
+    @property
+    def model(self) -> nn.Module | None:
+        """The Segmenter's own (possibly fused) copy of the model; ``None`` for ONNX."""
+        return self._backend.module
+
+    def __repr__(self) -> str:
+        dtype = self._backend.autocast_dtype
+        precision = "fp32" if dtype is None else str(dtype).removeprefix("torch.")
+        precision = {"bfloat16": "bf16", "float16": "fp16"}.get(precision, precision)
+        return (
+            f"Segmenter(classes={self.classes!r}, image_size={self.image_size}, "
+            f"device={str(self.device)!r}, precision={precision!r}, tta={self._options.tta}, "
+            f"tile={self._options.tile})"
+        )
 
     # ------------------------------------------------------------------ public API
     def predict(self, image: ImageInput, *, return_probabilities: bool = False) -> Prediction:
@@ -415,9 +565,9 @@ class Segmenter(Pipeline):
         with torch.inference_mode():
             for image in images:
                 pending.append(image)
-                if len(pending) == self._batch_size:
-                    results.extend(self._predict_chunk(pending, return_probabilities))
+                if len(pending) == self._options.batch_size:
+                    results.extend(self._pipeline.run(pending, return_probabilities))
                     pending = []
             if pending:
-                results.extend(self._predict_chunk(pending, return_probabilities))
+                results.extend(self._pipeline.run(pending, return_probabilities))
         return results

@@ -19,6 +19,7 @@ from catseg.errors import (
     CheckpointError,
     ConfigError,
     DTypeError,
+    ExportError,
     MissingFileError,
     OptionalDependencyError,
     ShapeError,
@@ -26,6 +27,7 @@ from catseg.errors import (
 from catseg.export import INPUT_NAME, OUTPUT_NAME, OnnxRunner, to_onnx
 from catseg.models import UNet, list_encoders
 from catseg.models.encoders import ClassicEncoder
+from catseg.predict import Segmenter
 
 # (batch, height, width): a multiple of every stride, two sizes that are not, and batch 2.
 SIZES = [(1, 64, 64), (1, 37, 53), (2, 45, 70)]
@@ -157,6 +159,7 @@ def test_static_segmenter_export_round_trip_and_atomic_replace(tmp_path: Path) -
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
         "threshold": 0.4,
+        "stride": 4,
     }  # no "model_config": an encoder instance cannot be rebuilt from a config
     assert isinstance(runner.metadata["catseg_version"], str)
     assert (runner.in_channels, runner.num_classes) == (3, 1)
@@ -171,6 +174,16 @@ def test_static_segmenter_export_round_trip_and_atomic_replace(tmp_path: Path) -
     assert torch.equal(got > 0, expected > 0)  # identical binary masks
     with pytest.raises(ShapeError, match=r"cat\.onnx expects input shape \[1, 3, 40, 56\]"):
         runner(torch.rand(1, 3, 41, 56))
+    # A Segmenter runs the fixed-size file one image at a time, at its one size only.
+    with pytest.raises(ConfigError, match=r"accepts only 40x56 \(H x W\) inputs, so image_size"):
+        Segmenter(runner, image_size=None)
+    seg = Segmenter(runner)
+    images = [torch.rand(3, 30 + i, 50) for i in range(3)]
+    masks = [p.mask for p in seg.predict_batch(images)]
+    model.eval()
+    reference = Segmenter(model, seg.options, precision="fp32")
+    for mask, image in zip(masks, images, strict=True):
+        assert (mask == reference.predict(image).mask).float().mean() > 0.999
 
 
 class SizeBakingEncoder(nn.Module):
@@ -193,7 +206,7 @@ class SizeBakingEncoder(nn.Module):
 def test_export_that_bakes_in_the_example_size_is_refused(tmp_path: Path) -> None:
     model = UNet(3, 1, encoder=SizeBakingEncoder()).eval()
     target = tmp_path / "baked.onnx"
-    with pytest.raises(ConfigError, match=r"does not reproduce the PyTorch model at input shape"):
+    with pytest.raises(ExportError, match=r"does not reproduce the PyTorch model at input shape"):
         to_onnx(model, target)
     assert not list(tmp_path.iterdir())  # nothing written, no temp file left
 
@@ -222,20 +235,22 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_to_onnx_rejects_other_objects(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match=r"expects a catseg UNet or a Segmenter.*got Conv2d"):
+    with pytest.raises(
+        ConfigError, match=r"model_or_segmenter must be a catseg UNet or a Segm.*Conv2d"
+    ):
         to_onnx(nn.Conv2d(3, 1, 1), tmp_path / "x.onnx")
 
     class NoFields:
         model = UNet(3, 1, init_features=4, depth=2)
 
-    with pytest.raises(TypeError, match="got NoFields"):
+    with pytest.raises(ConfigError, match="got NoFields"):
         to_onnx(NoFields(), tmp_path / "x.onnx")
 
     class OnnxBacked:  # what Segmenter.from_onnx builds: no PyTorch model
         model = None
         classes, image_size, mean, std, threshold = ["a"], None, (0.0,), (1.0,), 0.5
 
-    with pytest.raises(TypeError, match=r"\.model is NoneType \(a Segmenter that runs an ONNX"):
+    with pytest.raises(ConfigError, match=r"\.model is NoneType \(a Segmenter that runs an ONNX"):
         to_onnx(OnnxBacked(), tmp_path / "x.onnx")
     assert not list(tmp_path.iterdir())
 
@@ -254,7 +269,7 @@ def test_to_onnx_rejects_non_bool_dynamic_size(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size", [(0, 16), (16,), (16.0, 16), "64x64"])
 def test_to_onnx_rejects_bad_example_size(tmp_path: Path, size: Any) -> None:
-    with pytest.raises(ConfigError, match=r"example_size must be \(height, width\)"):
+    with pytest.raises(ConfigError, match=r"example_size must be an int or \(height, width\)"):
         to_onnx(UNet(3, 1, init_features=4, depth=2), tmp_path / "x.onnx", example_size=size)
 
 
@@ -321,7 +336,7 @@ def test_runner_on_a_foreign_model(negate_runner: OnnxRunner) -> None:
 
 
 def test_runner_rejects_bad_inputs(negate_runner: OnnxRunner) -> None:
-    with pytest.raises(TypeError, match=r"expects a torch\.Tensor, got ndarray"):
+    with pytest.raises(DTypeError, match=r"expects a torch\.Tensor, got ndarray"):
         negate_runner(torch.zeros(1, 2, 3, 3).numpy())  # type: ignore[arg-type]
     with pytest.raises(DTypeError, match=r"expects float32 images, got torch\.float64"):
         negate_runner(torch.zeros(1, 2, 3, 3, dtype=torch.float64))
@@ -363,8 +378,76 @@ def test_runner_rejects_unknown_providers(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"\['NoSuchExecutionProvider'\] are not available"):
         OnnxRunner(path, providers=["NoSuchExecutionProvider"])
-    with pytest.raises(ConfigError, match="providers must be a sequence of names"):
+    with pytest.raises(ConfigError, match="providers must be None or a sequence of provider names"):
         OnnxRunner(path, providers="CPUExecutionProvider")
     assert OnnxRunner(path, providers=["CPUExecutionProvider"]).providers == [
         "CPUExecutionProvider"
     ]
+
+
+def test_to_onnx_rejects_a_path_of_another_type() -> None:
+    with pytest.raises(ConfigError, match=r"path must be a str or os\.PathLike, got int"):
+        to_onnx(UNet(3, 1, init_features=4, depth=2), 3)  # type: ignore[arg-type]
+
+
+def test_onnxruntime_failure_is_an_export_error(tmp_path: Path) -> None:
+    """A graph that runs at one size only: onnxruntime fails at run time -> ExportError."""
+    value = helper.make_tensor_value_info
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 1, 2, 2])
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "g",
+        [value("x", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        [value("y", TensorProto.FLOAT, [1, 1, 2, 2])],
+        initializer=[shape],
+    )
+    path = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    runner = OnnxRunner(path)
+    assert runner(torch.ones(1, 1, 2, 2)).shape == (1, 1, 2, 2)
+    with pytest.raises(ExportError, match=r"onnxruntime could not run fixed\.onnx on input shape"):
+        runner(torch.ones(1, 1, 3, 3))
+    assert issubclass(ExportError, RuntimeError)
+
+
+def _with_metadata(tmp_path: Path, name: str, meta: dict[str, str]) -> Path:
+    value = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["y"])],
+        "g",
+        [value("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [value("y", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    helper.set_model_props(model, meta)
+    onnx.save(model, str(tmp_path / name))
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "message"),
+    [
+        ("threshold", '"high"', r"metadata 'threshold' must be a finite number in \(0\.0, 1\.0\)"),
+        ("threshold", "1.5", r"metadata 'threshold' must be .*, got 1\.5"),
+        ("image_size", '["a", "b"]', r"metadata 'image_size' must be an int or \(height, width\)"),
+        ("image_size", "[0, 8]", r"metadata 'image_size' must be .*, got \[0, 8\]"),
+        ("image_size", "[8]", r"metadata 'image_size' must be null or \[height, width\]"),
+        ("classes", '"cat"', r"metadata 'classes' must be a list of class names, got 'cat'"),
+        ("classes", '["bg", 3]', r"metadata 'classes' must hold non-empty strings, got 3"),
+        ("mean", "[0.5, NaN, 0.5]", r"metadata 'mean'\[1\] must be a finite number, got nan"),
+        ("std", "[0.5, 0.0, 0.5]", r"metadata 'std'\[1\] must be a finite number in \(0\.0"),
+        ("in_channels", "-3", r"metadata 'in_channels' must be a positive int, got -3"),
+        ("num_classes", '"two"', r"metadata 'num_classes' must be a positive int, got 'two'"),
+        ("stride", "2.5", r"metadata 'stride' must be a positive int, got 2\.5"),
+        ("dynamic_size", '"yes"', r"metadata 'dynamic_size' must be True or False, got 'yes'"),
+    ],
+)
+def test_malformed_metadata_names_the_key(
+    tmp_path: Path, key: str, text: str, message: str
+) -> None:
+    # Before: float("high") and int("a") escaped as bare ValueErrors from from_onnx.
+    path = _with_metadata(tmp_path, "meta.onnx", {key: text})
+    with pytest.raises(
+        CheckpointError, match=rf"meta\.onnx' has malformed ONNX metadata: {message}"
+    ):
+        OnnxRunner(path)

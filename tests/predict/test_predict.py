@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import itertools
 import json
@@ -29,13 +30,14 @@ from catseg.errors import (
     ShapeError,
 )
 from catseg.models import UNet
-from catseg.predict import Prediction, Segmenter
+from catseg.predict import Prediction, Segmenter, SegmenterOptions
 from catseg.predict._tiling import tile_starts, tiled_scores
 
 CLASSES = ["_background_", "cat"]
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-REF: dict[str, Any] = {"precision": "fp32", "fuse": False, "channels_last": False}
+REF = SegmenterOptions(precision="fp32", fuse=False, channels_last=False)
+"""The plain reference path: fp32, no BatchNorm folding, NCHW."""
 
 
 def tiny(num_classes: int = 1, seed: int = 0) -> UNet:
@@ -97,7 +99,7 @@ def reference_probabilities(
 def test_matches_hand_written_pipeline(image_size: tuple[int, int] | None) -> None:
     model = trained_tiny()
     image = smooth_image(57, 83)
-    seg = Segmenter(model, classes=CLASSES, image_size=image_size, mean=MEAN, std=STD, **REF)
+    seg = Segmenter(model, classes=CLASSES, image_size=image_size, mean=MEAN, std=STD, options=REF)
     pred = seg.predict(image, return_probabilities=True)
     expected = reference_probabilities(model, image, image_size)
     assert pred.mask.shape == (57, 83)
@@ -115,7 +117,7 @@ def test_fast_path_agrees_with_reference_and_leaves_model_alone() -> None:
     model = trained_tiny().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     image = smooth_image(64, 96)
-    ref = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, **REF)
+    ref = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, options=REF)
     fast = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, precision="fp32")
     assert fast.model is not None
     assert getattr(fast.model, "is_fused", False)
@@ -160,7 +162,7 @@ def test_tiles_follow_the_model_stride_so_tile_cores_equal_the_whole_image() -> 
     model = trained_tiny()
     assert model.stride == 4
     image = smooth_image(300, 300)
-    kwargs: dict[str, Any] = {"classes": CLASSES, "mean": MEAN, "std": STD, **REF}
+    kwargs: dict[str, Any] = {"classes": CLASSES, "mean": MEAN, "std": STD, "options": REF}
     whole = Segmenter(model, **kwargs).predict(image, return_probabilities=True)
     tiled = Segmenter(model, tile=(128, 18), **kwargs)
     # steps of 128 - 18 = 110 are rounded down to 108: tiles start at 0, 108, 216
@@ -172,7 +174,7 @@ def test_tiles_follow_the_model_stride_so_tile_cores_equal_the_whole_image() -> 
     torch.testing.assert_close(got.probabilities[1][core], expected, atol=1e-5, rtol=0)
     # the same tiles started at 110 (off the stride grid) do not reproduce the whole image
     x = (image - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-    unaligned = tiled_scores(tiled._scores, x, size=128, overlap=18, batch_size=4, align=1)
+    unaligned = tiled_scores(tiled._pipeline.scores, x, size=128, overlap=18, batch_size=4, align=1)
     assert (unaligned[0][core] - expected).abs().max() > 1e-2
 
 
@@ -206,10 +208,10 @@ def test_tiles_cover_the_image_and_blend_exactly() -> None:
     model = Pointwise(3)
     image = smooth_image(300, 410)
     names = ["a", "b", "c"]
-    whole = Segmenter(model, classes=names, **REF).predict(image, return_probabilities=True)
-    tiled = Segmenter(model, classes=names, tile=(128, 32), batch_size=3, **REF).predict(
-        image, return_probabilities=True
-    )
+    whole = Segmenter(model, classes=names, options=REF).predict(image, return_probabilities=True)
+    tiled = Segmenter(
+        model, classes=names, tile=(128, 32), options=dataclasses.replace(REF, batch_size=3)
+    ).predict(image, return_probabilities=True)
     assert whole.probabilities is not None
     assert tiled.probabilities is not None
     torch.testing.assert_close(tiled.probabilities, whole.probabilities, atol=1e-6, rtol=0)
@@ -218,7 +220,7 @@ def test_tiles_cover_the_image_and_blend_exactly() -> None:
 
 def test_multiclass_argmax_and_probabilities() -> None:
     model = trained_tiny(num_classes=3)
-    seg = Segmenter(model, classes=["bg", "cat", "dog"], **REF)
+    seg = Segmenter(model, classes=["bg", "cat", "dog"], options=REF)
     pred = seg.predict(smooth_image(40, 50), return_probabilities=True)
     assert pred.probabilities is not None
     assert pred.probabilities.shape == (3, 40, 50)
@@ -229,8 +231,8 @@ def test_multiclass_argmax_and_probabilities() -> None:
 def test_tta_averages_the_horizontal_flip() -> None:
     model = trained_tiny()
     image = smooth_image(33, 47)
-    plain = Segmenter(model, classes=CLASSES, **REF)
-    tta = Segmenter(model, classes=CLASSES, tta=True, **REF)
+    plain = Segmenter(model, classes=CLASSES, options=REF)
+    tta = Segmenter(model, classes=CLASSES, tta=True, options=REF)
     p = plain.predict(image, return_probabilities=True).probabilities
     p_flip = plain.predict(image.flip(-1), return_probabilities=True).probabilities
     p_tta = tta.predict(image, return_probabilities=True).probabilities
@@ -250,12 +252,12 @@ def test_postprocess_and_threshold() -> None:
         seen.append(tuple(probs.shape))
         return probs.flip(0)
 
-    base = Segmenter(model, classes=CLASSES, **REF).predict(image, return_probabilities=True)
-    swapped = Segmenter(model, classes=CLASSES, postprocess=swap, **REF).predict(image)
+    base = Segmenter(model, classes=CLASSES, options=REF).predict(image, return_probabilities=True)
+    swapped = Segmenter(model, classes=CLASSES, postprocess=swap, options=REF).predict(image)
     assert seen == [(2, 30, 40)]  # class probabilities at the original size
     assert base.probabilities is not None
     assert torch.equal(swapped.mask, (base.probabilities[0] > 0.5).to(torch.uint8))
-    high = Segmenter(model, classes=CLASSES, threshold=0.9, **REF).predict(image)
+    high = Segmenter(model, classes=CLASSES, threshold=0.9, options=REF).predict(image)
     assert torch.equal(high.mask, (base.probabilities[1] > 0.9).to(torch.uint8))
 
     def bad(probs: torch.Tensor) -> torch.Tensor:
@@ -264,7 +266,7 @@ def test_postprocess_and_threshold() -> None:
     with pytest.raises(
         ShapeError, match=r"postprocess must return a tensor of shape \(2, 30, 40\)"
     ):
-        Segmenter(model, classes=CLASSES, postprocess=bad, **REF).predict(image)
+        Segmenter(model, classes=CLASSES, postprocess=bad, options=REF).predict(image)
 
 
 def test_every_input_kind_gives_the_same_mask_and_is_not_modified(tmp_path: Path) -> None:
@@ -313,7 +315,12 @@ def test_predict_batch_equals_predict_for_mixed_sizes() -> None:
     images = [smooth_image(h, w, seed=i) for i, (h, w) in enumerate([(30, 40), (41, 17), (30, 40)])]
     images.append(smooth_image(64, 64, seed=9))
     for image_size in (None, (32, 32)):
-        seg = Segmenter(model, classes=CLASSES, image_size=image_size, batch_size=3, **REF)
+        seg = Segmenter(
+            model,
+            classes=CLASSES,
+            image_size=image_size,
+            options=dataclasses.replace(REF, batch_size=3),
+        )
         batch = seg.predict_batch(iter(images), return_probabilities=True)
         assert [p.size for p in batch] == [(30, 40), (41, 17), (30, 40), (64, 64)]
         for image, pred in zip(images, batch, strict=True):
@@ -415,22 +422,118 @@ def test_non_finite_model_output() -> None:
     [
         ({"classes": ["bg", "cat", "dog"]}, r"1 output channel\(s\), so classes must have 2"),
         ({"classes": ["cat"]}, "between 2 and 256 labels"),
-        ({"mean": (0.5,)}, r"mean must hold 3 finite numbers"),
-        ({"std": (1.0, 1.0, 0.0)}, "std values must be > 0"),
-        ({"threshold": 1.0}, r"threshold must be a probability in \(0, 1\), got 1.0"),
+        ({"classes": ["cat", "cat"]}, "classes must be distinct, got 'cat' twice"),
+        ({"mean": (0.5,)}, r"mean must hold 3 numbers \(one per input channel\), got \(0\.5,\)"),
+        ({"std": (1.0, 1.0, 0.0)}, r"std\[2\] must be a finite number in \(0\.0, inf\], got 0\.0"),
+        ({"mean": (0.5, float("nan"), 0.5)}, r"mean\[1\] must be a finite number, got nan"),
+        ({"threshold": 1.0}, r"threshold must be a finite number in \(0\.0, 1\.0\), got 1\.0"),
+        ({"threshold": float("nan")}, r"threshold must be a finite number in .*, got nan"),
         ({"tile": (64, 64)}, r"0 <= overlap < size, got \(64, 64\)"),
-        ({"tile": 512}, r"tile must be None or \(size, overlap\) as two ints, got 512"),
-        ({"image_size": 256}, r"image_size must be None or \(height, width\) as two ints"),
-        ({"image_size": (0, 5)}, "image_size must be positive"),
+        ({"tile": 512}, r"tile must be None or \(size, overlap\): two ints .*, got 512"),
+        ({"tile": (64.5, 8)}, r"tile must be None or \(size, overlap\).*, got \(64\.5, 8\)"),
+        (
+            {"tile": (64, float("inf"))},
+            r"tile must be None or \(size, overlap\).*, got \(64, inf\)",
+        ),
+        (
+            {"image_size": (0, 5)},
+            r"image_size must be an int or \(height, width\) of positive ints",
+        ),
+        ({"image_size": (32.5, 32)}, r"image_size must be an int or \(height, width\)"),
+        ({"tta": "no"}, "tta must be True or False, got 'no'"),
+        ({"tta": 1}, "tta must be True or False, got 1"),
         ({"precision": "fp8"}, "precision must be one of"),
         ({"device": "tpu:9"}, "device must be"),
-        ({"batch_size": 0}, "batch_size must be a positive int"),
+        ({"device": 3}, "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got 3"),
+        ({"postprocess": 3}, "postprocess must be None or a callable, got int"),
+        ({"options": {"tta": True}}, "options must be a SegmenterOptions or None, got dict"),
+        ({"clases": CLASSES}, r"unexpected keyword argument\(s\) \['clases'\]"),
     ],
 )
 def test_bad_configuration(kwargs: dict[str, Any], message: str) -> None:
     args: dict[str, Any] = {"classes": CLASSES, **kwargs}
     with pytest.raises(ConfigError, match=message):
         Segmenter(tiny(), **args)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("batch_size", 0, "batch_size must be a positive int, got 0"),
+        ("batch_size", 2.5, "batch_size must be a positive int, got 2.5"),
+        ("batch_size", True, "batch_size must be a positive int, got True"),
+        ("fuse", "yes", "fuse must be True or False, got 'yes'"),
+        ("channels_last", None, "channels_last must be True or False, got None"),
+        ("classes", "cat", "classes must be a list of class names, got 'cat'"),
+    ],
+)
+def test_options_validate_each_field_once(field: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SegmenterOptions(**{field: value})
+
+
+def test_one_options_object_for_every_constructor(tmp_path: Path) -> None:
+    model = trained_tiny()
+    options = SegmenterOptions(
+        classes=CLASSES, image_size=(40, 40), mean=MEAN, std=STD, threshold=0.4,
+        precision="fp32", tta=True, batch_size=2,
+    )  # fmt: skip
+    seg = Segmenter(model, options)
+    resolved = seg.options
+    assert resolved == dataclasses.replace(options)  # all fields were given: nothing to fill
+    assert (seg.classes, seg.image_size, seg.threshold, seg.mean) == (CLASSES, (40, 40), 0.4, MEAN)
+    # a keyword overrides one field of the options, the rest stays
+    other = Segmenter(model, options, threshold=0.7, image_size=None)
+    assert (other.threshold, other.image_size, other.options.tta) == (0.7, None, True)
+    # the resolved options rebuild an equal Segmenter
+    image = smooth_image(45, 61)
+    again = Segmenter(model, seg.options)
+    assert torch.equal(again.predict(image).mask, seg.predict(image).mask)
+    # a checkpoint fills in what the options leave open; the options win over the file
+    ckpt = save_checkpoint(
+        tmp_path / "c.pt", model, classes=["bg", "fg"], image_size=(32, 32), mean=MEAN, std=STD
+    )
+    from_file = Segmenter.from_checkpoint(ckpt, SegmenterOptions(precision="fp32", tta=True))
+    assert (from_file.classes, from_file.image_size, from_file.options.tta) == (
+        ["bg", "fg"], (32, 32), True,
+    )  # fmt: skip
+    mine = Segmenter.from_checkpoint(ckpt, options)
+    assert (mine.classes, mine.image_size) == (CLASSES, (40, 40))
+    assert torch.equal(mine.predict(image).mask, seg.predict(image).mask)
+
+
+def test_moved_keywords_still_work_with_a_deprecation_warning() -> None:
+    image = smooth_image(33, 47)
+    with pytest.warns(
+        DeprecationWarning, match=r"batch_size, channels_last, fuse .*SegmenterOptions"
+    ):
+        old = Segmenter(
+            trained_tiny(), classes=CLASSES, precision="fp32",
+            batch_size=3, fuse=False, channels_last=False,
+        )  # fmt: skip
+    assert (old.options.batch_size, old.options.fuse, old.options.channels_last) == (
+        3,
+        False,
+        False,
+    )
+    new = Segmenter(trained_tiny(), classes=CLASSES, options=REF)
+    assert torch.equal(old.predict(image).mask, new.predict(image).mask)
+
+
+def test_backend_must_be_a_module_or_an_onnx_runner() -> None:
+    with pytest.raises(ConfigError, match=r"backend must be a torch\.nn\.Module or .*got str"):
+        Segmenter("model.pt", classes=CLASSES)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("tile", "hint"), [((2, 0), r"tile=\(4, 0\)"), ((3, 2), r"tile=\(4, 2\)")])
+def test_tiles_smaller_than_the_stride_are_refused_with_the_nearest_size(
+    tile: tuple[int, int], hint: str
+) -> None:
+    # Before: tiles of 2 pixels advanced by the stride (4) and left gaps; the blend
+    # divided 0 by 0 there and the mask came from NaN probabilities.
+    with pytest.raises(ConfigError, match=rf"tile size {tile[0]} is smaller than the model's "
+                       rf"stride 4.*{hint}"):  # fmt: skip
+        Segmenter(tiny(), classes=CLASSES, tile=tile)
 
 
 _FRESH_PROCESS = textwrap.dedent(
@@ -502,7 +605,7 @@ def test_from_onnx_runs_the_same_pipeline(tmp_path: Path) -> None:
         Segmenter.from_onnx(bare)
     image = smooth_image(45, 70)
     options: dict[str, Any] = {"mean": MEAN, "std": STD, "tta": True, "image_size": (32, 48)}
-    torch_seg = Segmenter(torch_model, classes=CLASSES, **options, **REF)
+    torch_seg = Segmenter(torch_model, classes=CLASSES, **options, options=REF)
     onnx_seg = Segmenter.from_onnx(bare, classes=CLASSES, **options)
     assert onnx_seg.model is None
     p_torch = torch_seg.predict(image, return_probabilities=True).probabilities
@@ -521,7 +624,7 @@ def test_from_onnx_runs_the_same_pipeline(tmp_path: Path) -> None:
 
 def test_grayscale_model_and_models_without_attributes() -> None:
     gray_model = UNet(1, 1, init_features=4, depth=2)
-    seg = Segmenter(gray_model, classes=CLASSES, mean=(0.5,), std=(0.25,), **REF)
+    seg = Segmenter(gray_model, classes=CLASSES, mean=(0.5,), std=(0.25,), options=REF)
     rgb = Image.fromarray(np.full((9, 11, 3), 128, np.uint8))
     assert seg.predict(rgb).size == (9, 11)  # PIL images are converted to grayscale
     assert seg.predict(torch.rand(1, 9, 11)).size == (9, 11)
@@ -530,6 +633,21 @@ def test_grayscale_model_and_models_without_attributes() -> None:
     # A plain module: the class count is checked against its first output.
     plain = nn.Conv2d(3, 2, 1)
     with pytest.raises(ConfigError, match=r"2 output channel\(s\), so classes must have 2"):
-        Segmenter(plain, classes=["a", "b", "c"], **REF).predict(torch.rand(3, 4, 4))
-    pred = Segmenter(plain, classes=["a", "b"], **REF).predict(torch.rand(3, 4, 4))
+        Segmenter(plain, classes=["a", "b", "c"], options=REF).predict(torch.rand(3, 4, 4))
+    pred = Segmenter(plain, classes=["a", "b"], options=REF).predict(torch.rand(3, 4, 4))
     assert pred.size == (4, 4)
+
+
+def test_overlay_image_is_made_on_first_use_from_a_copy() -> None:
+    """Arrays and tensors: the PIL image is built lazily (half the GPU end-to-end time
+    went into building it eagerly), from the Segmenter's own copy of the pixels."""
+    photo = np.zeros((6, 8, 3), np.uint8)
+    photo[:, 4:] = 200
+    pred = Segmenter(tiny(), classes=CLASSES, options=REF).predict(photo)
+    assert pred.__dict__["_image"] is None  # not built yet
+    photo[:] = 7  # the caller reuses the array afterwards
+    assert pred.image is not None
+    np.testing.assert_array_equal(np.asarray(pred.image)[:, :4], 0)
+    np.testing.assert_array_equal(np.asarray(pred.image)[:, 4:], 200)
+    assert pred.image is pred.image  # made once
+    assert pred.overlay(alpha=0.0).getpixel((5, 0)) == (200, 200, 200)
