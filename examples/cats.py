@@ -4,7 +4,7 @@ data (cats-voc) -> UNet -> Dice (+ BCE) loss -> fit with validation -> best chec
 -> Segmenter -> cat IoU at original resolution -> overlay PNGs.
 
     python examples/cats.py                   # the shared cats-voc, 80 epochs
-    python examples/cats.py --epochs 5        # a quick look (a few minutes on 2 cores)
+    python examples/cats.py --epochs 5        # a quick look
     python examples/cats.py --data DIR --out cats-out  # any binary VOC folder
 
 The data is found like the tests find it: ``--data``, else
@@ -17,7 +17,9 @@ the CPU has native bf16 and channels-last (both catseg defaults), batch 4, AdamW
 one-cycle schedule peaking at 2e-3, random resized crops (scale 0.5-1), horizontal
 flips and colour jitter (0.3) on photos cached in memory as uint8, binary cross-entropy
 plus soft Dice, and flip test-time augmentation when predicting. The 80 epochs take
-about ten minutes on a 2-core CPU with native bf16, longer without it.
+about ten minutes on a quiet 2-core CPU with native bf16, and much longer without it: on
+a 2-core development machine without bf16 that other jobs kept busy, one epoch took
+4.5 minutes. Start with ``--epochs 5`` to see how fast your machine is.
 
 Checkpoints go to ``<out>/checkpoints``. Run the same command again after an
 interruption and training continues from the last finished epoch. The one-cycle
