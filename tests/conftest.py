@@ -1,4 +1,4 @@
-"""Shared fixtures: locating ../shared/data and keeping torch small and deterministic."""
+"""Shared fixtures: locating the shared data (README, "The cat data") and seeding torch."""
 
 from __future__ import annotations
 
@@ -11,15 +11,27 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+SHARED_DATA_ENV = "CATSEG_SHARED_DATA"
+HOW_TO_GET_SHARED_DATA = (
+    f"set {SHARED_DATA_ENV}=/path/to/data (the folder holding cats-voc/), or place the shared "
+    f"data folder at {REPO_ROOT.parent / 'shared' / 'data'} (../shared/data beside the "
+    "checkout); see 'The cat data' in README.md"
+)
+
+
 def shared_data_root() -> Path | None:
-    """The shared data folder: $CATSEG_SHARED_DATA, else ../shared/data beside the repo."""
-    env = os.environ.get("CATSEG_SHARED_DATA")
-    candidates = [Path(env)] if env else []
-    candidates += [
+    """The shared data folder, found with the same rules as the examples (examples/_data.py).
+
+    ``$CATSEG_SHARED_DATA`` when set (``None`` if it is not a folder), else ``shared/data``
+    beside the checkout, else one level further up (a git worktree beside the data).
+    """
+    env = os.environ.get(SHARED_DATA_ENV)
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    for candidate in (
         REPO_ROOT.parent / "shared" / "data",
-        REPO_ROOT.parent.parent / "shared" / "data",
-    ]
-    for candidate in candidates:
+        REPO_ROOT.parents[1] / "shared" / "data",
+    ):
         if candidate.is_dir():
             return candidate
     return None
@@ -27,15 +39,20 @@ def shared_data_root() -> Path | None:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Path to ../shared/data; skips when absent, fails when CATSEG_REQUIRE_SHARED_DATA=1."""
+    """The shared data folder; skips (saying how to get it) when absent.
+
+    With ``CATSEG_REQUIRE_SHARED_DATA=1`` (CI) a missing folder fails instead.
+    """
     root = shared_data_root()
     if root is None:
+        env = os.environ.get(SHARED_DATA_ENV)
+        found = f"{SHARED_DATA_ENV}={env} is not a folder" if env else "not found"
         reason = (
-            "shared data not found: set CATSEG_SHARED_DATA or place it at ../shared/data "
-            f"(looked beside {REPO_ROOT})"
+            f"shared cat data (Oxford-IIIT Pet photos in VOC layout) {found}: "
+            f"{HOW_TO_GET_SHARED_DATA}"
         )
         if os.environ.get("CATSEG_REQUIRE_SHARED_DATA") == "1":
-            pytest.fail(f"CATSEG_REQUIRE_SHARED_DATA=1 but {reason}")
+            pytest.fail(f"CATSEG_REQUIRE_SHARED_DATA=1 but the {reason}")
         pytest.skip(reason)
     return root
 

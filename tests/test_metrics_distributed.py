@@ -93,6 +93,7 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not built in")
 def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     args = (2, str(tmp_path / "init"), str(tmp_path))

@@ -310,6 +310,7 @@ def _partial_temp_file(folder: Path) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_killed_writer_leaves_the_old_file_loadable(tmp_path: Path) -> None:
     target = tmp_path / "ck.pt"
     save_checkpoint(target, trained_tiny(), **META)

@@ -3,8 +3,9 @@
 Blocks of one page run in order in one namespace (like a notebook), in a temporary
 working directory. A block preceded by the line ``<!-- docs-test: skip -->`` is shown
 but not run (used only for commands that need a GPU, several processes or hours).
-The environment variable ``CATSEG_SHARED_DATA`` is set for the blocks so that pages
-can use the real cat photos.
+Pages that use the real cat photos (their text names ``CATSEG_SHARED_DATA``) run with
+that variable set to the shared data folder found by ``tests/conftest.py``, and skip
+(saying how to get the data) without it; every other page runs without the data.
 """
 
 from __future__ import annotations
@@ -55,14 +56,29 @@ def test_fence_parser_finds_blocks_and_honours_skip() -> None:
     assert python_blocks(text) == ["x = 1"]
 
 
+def test_pages_that_use_the_shared_data_say_so() -> None:
+    assert needs_shared_data('```python\nos.environ.get("CATSEG_SHARED_DATA")\n```\n')
+    assert not needs_shared_data("CATSEG_SHARED_DATA in prose\n```python\nx = 1\n```\n")
+    assert needs_shared_data((REPO_ROOT / "README.md").read_text(encoding="utf-8"))
+
+
+def needs_shared_data(text: str) -> bool:
+    """Whether a page's code uses the shared data (it names ``CATSEG_SHARED_DATA``)."""
+    return any("CATSEG_SHARED_DATA" in block for block in python_blocks(text))
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO_ROOT)) for p in PAGES])
 def test_docs_page_code_runs(
-    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_data: Path
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
+    text = page.read_text(encoding="utf-8")
+    if needs_shared_data(text):
+        shared_data = request.getfixturevalue("shared_data")  # skips, saying how to get it
+        monkeypatch.setenv("CATSEG_SHARED_DATA", str(shared_data))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CATSEG_SHARED_DATA", str(shared_data))
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
-    for index, block in enumerate(python_blocks(page.read_text(encoding="utf-8"))):
+    for index, block in enumerate(python_blocks(text)):
         code = compile(block, f"{page.relative_to(REPO_ROOT)} (block {index + 1})", "exec")
         exec(code, namespace)  # running our own docs is the point
     assert os.getcwd() == str(tmp_path)

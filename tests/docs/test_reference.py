@@ -125,6 +125,7 @@ def test_defining_path_resolves_to_the_public_module() -> None:
     assert defining_path("ConfigError") == "catseg.errors.ConfigError"
 
 
+@pytest.mark.slow
 def test_every_public_name_is_rendered_on_a_reference_page(site: Path) -> None:
     html = reference_html(site)
     missing = [
@@ -135,12 +136,14 @@ def test_every_public_name_is_rendered_on_a_reference_page(site: Path) -> None:
     assert not missing, "not rendered on any reference page:\n" + "\n".join(missing)
 
 
+@pytest.mark.slow
 def test_every_public_name_is_linked_from_the_api_overview(site: Path) -> None:
     overview = html_page(site, "reference/index.md").read_text(encoding="utf-8")
     missing = [name for name in top_level_names() if f'#{defining_path(name)}"' not in overview]
     assert not missing, f"docs/reference/index.md does not link: {missing}"
 
 
+@pytest.mark.slow
 def test_every_nav_page_exists_and_is_rendered(site: Path) -> None:
     pages = list(nav_pages(load_nav()))
     assert "index.md" in pages
@@ -158,6 +161,7 @@ def test_every_reference_page_is_in_the_nav() -> None:
     assert [p for p in outside if p not in pages] == []
 
 
+@pytest.mark.slow
 def test_images_referenced_by_pages_exist_and_are_small(site: Path) -> None:
     problems = []
     found = 0
@@ -179,6 +183,7 @@ def test_images_referenced_by_pages_exist_and_are_small(site: Path) -> None:
     assert found >= 1, "no page shows a picture (the home page should)"
 
 
+@pytest.mark.slow
 def test_search_index_is_built(site: Path) -> None:
     index = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))
     locations = {doc["location"].split("#")[0] for doc in index["docs"]}
@@ -187,6 +192,7 @@ def test_search_index_is_built(site: Path) -> None:
     assert any("DiceLoss" in doc.get("title", "") for doc in index["docs"])
 
 
+@pytest.mark.slow
 def test_no_sphinx_role_is_left_verbatim(site: Path) -> None:
     """docs/griffe_sphinx_roles.py turns ``:class:`X``` in docstrings into links or code."""
     role = re.compile(r":(?:class|func|meth|attr|mod|data|exc|obj):")
@@ -200,6 +206,7 @@ def test_no_sphinx_role_is_left_verbatim(site: Path) -> None:
     assert 'href="#catseg.models.Encoder"' in linked or "#catseg.models.Encoder" in linked
 
 
+@pytest.mark.slow
 def test_every_internal_link_and_image_of_the_site_resolves(site: Path) -> None:
     """What a browser follows: href/src of every page point at files that exist."""
     attr = re.compile(r'\b(?:href|src)="([^"#?]*)(?:[#?][^"]*)?"')

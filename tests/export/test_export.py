@@ -76,6 +76,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return Exported(encoder, model, OnnxRunner(path, providers=["CPUExecutionProvider"]), path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("batch", "height", "width"), SIZES)
 def test_onnxruntime_matches_pytorch_fp32(
     exported: Exported, batch: int, height: int, width: int
@@ -96,6 +97,7 @@ def test_onnxruntime_matches_pytorch_fp32(
         assert torch.equal(exported.runner(x.to(memory_format=torch.channels_last)), got)
 
 
+@pytest.mark.slow
 def test_exported_file_has_named_dynamic_dims_and_metadata(exported: Exported) -> None:
     proto = onnx.load(str(exported.path))
     (graph_input,) = proto.graph.input
@@ -129,6 +131,7 @@ class FakeSegmenter:
     threshold: float
 
 
+@pytest.mark.slow
 def test_static_segmenter_export_round_trip_and_atomic_replace(tmp_path: Path) -> None:
     # One export covers: a Segmenter's metadata, a static file at the Segmenter's
     # image_size, a binary model built from an encoder instance (no rebuildable config),

@@ -275,6 +275,7 @@ def test_example_plugin_via_dist_info(
     check_example_model()
 
 
+@pytest.mark.slow
 def test_example_plugin_via_pip_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forget_tiny: None
 ) -> None:

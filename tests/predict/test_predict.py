@@ -547,6 +547,7 @@ _FRESH_PROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
     model = trained_tiny(steps=2)  # the "train 2 steps"
     ckpt = save_checkpoint(
@@ -595,6 +596,7 @@ def _pointwise_onnx(path: Path, weight: torch.Tensor, metadata: dict[str, Any]) 
     return path
 
 
+@pytest.mark.slow
 def test_from_onnx_runs_the_same_pipeline(tmp_path: Path) -> None:
     torch_model = Pointwise(1)
     assert torch_model.conv.bias is not None

@@ -93,6 +93,7 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic_voc(root, n=N_IMAGES, size=32, seed=1, val_fraction=VAL_FRACTION)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(synthetic_root: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     cmd = [

@@ -100,6 +100,7 @@ def reference_iou(model: nn.Module, dataset: VOCSegmentationDataset) -> float:
 # --- fit ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fit_reaches_high_miou_and_writes_checkpoints(
     train_set: VOCSegmentationDataset, val_set: VOCSegmentationDataset, tmp_path: Path
 ) -> None:
@@ -173,6 +174,7 @@ class InterruptError(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_continues_epoch_count_and_loss_curve(
     train_set: VOCSegmentationDataset, val_set: VOCSegmentationDataset, tmp_path: Path
 ) -> None:
@@ -256,6 +258,7 @@ _KILL_WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(
     synthetic_root: Path, train_set: VOCSegmentationDataset, tmp_path: Path
 ) -> None:
