@@ -14,6 +14,7 @@ from torch import nn
 from catseg._runtime import Precision, resolve_device, resolve_precision
 from catseg.checkpoint import load_checkpoint
 from catseg.errors import CheckpointError, ConfigError
+from catseg.models.preprocessing import resolve_mean_std
 from catseg.predict._inputs import ImageInput
 from catseg.predict._pipeline import Pipeline, Postprocess
 from catseg.predict._prediction import Prediction
@@ -120,6 +121,7 @@ class Segmenter(Pipeline):
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__qualname__}")
+        mean, std = resolve_mean_std(model, mean, std, what="the Segmenter's mean/std")
         in_channels = getattr(model, "in_channels", None)
         if not isinstance(in_channels, int):
             in_channels = len(mean) if mean is not None else 3

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from catseg._runtime import Precision, resolve_device, resolve_precision
 from catseg.checkpoint import load_checkpoint, save_checkpoint
+from catseg.models.preprocessing import record_preprocessing
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.metrics import MeanIoU
 from catseg.training import _distributed as ddp
@@ -230,6 +231,7 @@ def fit(
     meta = checkpoint_meta or CheckpointMeta.from_dataset(
         train_loader.dataset, num_classes=getattr(net, "num_classes", None)
     )
+    record_preprocessing(net, meta.mean, meta.std, what="the training data's normalisation")
     ckpt_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
     if ckpt_dir is not None:
         meta.check(net)

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from catseg.errors import ConfigError
+from catseg.models.preprocessing import find_normalization
 
 __all__ = ["CheckpointMeta"]
 
@@ -64,9 +65,10 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         Wrappers such as :class:`torch.utils.data.Subset` are looked through (their
         ``.dataset``). Without ``class_names`` the names are ``("_background_",
         "foreground")`` for a binary model and ``class_0 ... class_{K-1}`` otherwise.
-        ``mean``/``std`` are taken from ``dataset.mean``/``dataset.std`` when present and
-        are otherwise the identity (0, 1): datasets of :mod:`catseg.data` give images in
-        [0, 1] without normalisation.
+        ``mean``/``std`` are taken from ``dataset.mean``/``dataset.std`` when present,
+        else from a ``Normalize`` inside the dataset's transforms (see
+        :func:`catseg.models.preprocessing.find_normalization`), and are otherwise the
+        identity (0, 1): datasets of :mod:`catseg.data` give images in [0, 1].
 
         Args:
             dataset: The training dataset, e.g. a ``VOCSegmentationDataset``.
@@ -96,6 +98,9 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         std = getattr(inner, "std", None)
         if isinstance(mean, Sequence) and isinstance(std, Sequence):
             return cls(classes, image_size, tuple(map(float, mean)), tuple(map(float, std)))
+        found = find_normalization(dataset)
+        if found is not None:
+            return cls(classes, image_size, tuple(found[0]), tuple(found[1]))
         return cls(classes, image_size)
 
     def check(self, model: nn.Module) -> None:
