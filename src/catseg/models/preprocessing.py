@@ -468,7 +468,7 @@ def find_normalization(dataset: object) -> tuple[list[float], list[float]] | Non
             pending[:0] = list(nested)
             continue
         if type(item).__name__ == "Normalize" and hasattr(item, "mean") and hasattr(item, "std"):
-            mean = [float(v) for v in item.mean]  # type: ignore[attr-defined]
-            std = [float(v) for v in item.std]  # type: ignore[attr-defined]
+            mean = [float(v) for v in item.mean]
+            std = [float(v) for v in item.std]
             found = _compose(found, mean, std)
     return found

@@ -136,7 +136,7 @@ class UNet(nn.Module):
             activation=activation,
             upsample=upsample,
             dropout=dropout,
-            encoder_options={} if encoder_options is None else encoder_options,
+            encoder_options={} if encoder_options is None else dict(encoder_options),
             encoder_instance=None if is_named else type(encoder).__name__,
         )
         cfg = self.config

@@ -18,9 +18,9 @@ from torch.utils.data import DataLoader
 
 from catseg._runtime import Precision, resolve_device, resolve_precision
 from catseg.checkpoint import load_checkpoint, save_checkpoint
-from catseg.models.preprocessing import record_preprocessing
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.metrics import MeanIoU
+from catseg.models.preprocessing import record_preprocessing
 from catseg.training import _distributed as ddp
 from catseg.training._history import Callback, EpochRecord, History
 from catseg.training._loop import LossFn, evaluate, prepare_model, run_train_epoch

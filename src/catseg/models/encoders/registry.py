@@ -482,8 +482,7 @@ options: ['activation', 'depth', 'dropout', 'init_features', 'norm']
                 plural = "s" if len(unknown) > 1 else ""
                 listed = ", ".join(repr(k) for k in unknown)
                 raise ConfigError(
-                    f"encoder {name!r} has no option{plural} {listed}; accepted options: "
-                    f"{accepted}"
+                    f"encoder {name!r} has no option{plural} {listed}; accepted options: {accepted}"
                 )
         try:
             encoder = factory(in_channels=in_channels, **kwargs)
@@ -592,7 +591,9 @@ def get_encoder(
         ...
         catseg.errors.EncoderError: unknown encoder 'resnet_34'; did you mean 'resnet34'? ...
     """
-    return _DEFAULT_REGISTRY.get(name, in_channels=in_channels, options=options, pretrained=pretrained)
+    return _DEFAULT_REGISTRY.get(
+        name, in_channels=in_channels, options=options, pretrained=pretrained
+    )
 
 
 def list_encoders() -> list[str]:

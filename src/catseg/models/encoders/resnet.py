@@ -3,7 +3,8 @@
 The module tree is ``conv1``, ``bn1``, ``layer1`` … ``layer4`` (no ``fc``), with
 basic blocks ``conv1/bn1/conv2/bn2`` and bottleneck blocks ``conv1..3/bn1..3`` (the
 stride on the 3×3 convolution), and projection shortcuts named
-``downsample.0`` (1×1 convolution) / ``downsample.1`` (BatchNorm). Weights load in one call (see :mod:`catseg.models.weights`)::
+``downsample.0`` (1×1 convolution) / ``downsample.1`` (BatchNorm), so torchvision's
+files fit. Weights load in one call (see :mod:`catseg.models.weights`)::
 
     UNet(3, 1, encoder="resnet34", encoder_weights="resnet34-b627a593.pth")  # a file
     UNet(3, 1, encoder="resnet34", encoder_weights="torchvision")  # torchvision's enum
@@ -25,6 +26,7 @@ Examples:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Literal
 
@@ -237,13 +239,13 @@ class ResNetEncoder(nn.Module):
                 f"{list(self.weight_sources)}"
             )
         try:
-            import torchvision.models as tv_models  # noqa: PLC0415 - optional dependency
+            tv_models = importlib.import_module("torchvision.models")  # optional dependency
         except Exception as err:  # ImportError, or torchvision's ops failing to load
             raise OptionalDependencyError(
                 f'encoder_weights="torchvision" needs torchvision ({type(err).__name__}: '
-                f'{err}); install it with pip install torchvision, or pass the .pth file path'
+                f"{err}); install it with pip install torchvision, or pass the .pth file's path"
             ) from err
-        enum = tv_models.get_model_weights(self.arch).DEFAULT  # type: ignore[attr-defined]
+        enum = tv_models.get_model_weights(self.arch).DEFAULT
         try:
             state: Mapping[str, Tensor] = enum.get_state_dict(progress=False)
         except Exception as err:

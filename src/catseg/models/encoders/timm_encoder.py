@@ -21,14 +21,15 @@ The stem rule of :mod:`catseg.models.weights` adapts the first convolution to
 ``in_channels``, as for the ResNets.
 
 Examples:
-    >>> from catseg.models.encoders.timm_encoder import resolve_timm
-    >>> factory = resolve_timm("resnet18")  # doctest: +SKIP
-    >>> factory(in_channels=1).reductions  # doctest: +SKIP
-    (2, 4, 8, 16, 32)
+    >>> from catseg.models.encoders.registry import encoder_options
+    >>> factory = TimmFactory("convnext_atto")  # what resolve_timm returns; timm not imported
+    >>> factory, encoder_options(factory)
+    (TimmFactory('convnext_atto'), ['drop_path_rate', 'out_indices'])
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,7 +48,7 @@ _PREFIX = "body."
 
 def _timm() -> ModuleType:
     try:
-        import timm  # noqa: PLC0415 - optional dependency, imported on first use
+        timm = importlib.import_module("timm")  # optional dependency, imported on first use
     except Exception as err:  # ImportError, or torchvision's compiled ops failing to load
         raise OptionalDependencyError(
             f'"timm:..." encoders need timm ({type(err).__name__}: {err}); install it with '
@@ -101,7 +102,7 @@ class TimmEncoder(nn.Module):
         if drop_path_rate is not None:
             self._create_args["drop_path_rate"] = float(drop_path_rate)
         self.body = self._create(in_chans=in_channels, pretrained=False)
-        info = self.body.feature_info
+        info: Any = self.body.feature_info
         self.out_channels: tuple[int, ...] = tuple(int(c) for c in info.channels())
         self.reductions: tuple[int, ...] = tuple(int(r) for r in info.reduction())
         cfg: Mapping[str, Any] = getattr(self.body, "pretrained_cfg", None) or {}
@@ -185,7 +186,7 @@ class TimmEncoder(nn.Module):
             CheckpointError: If the file does not fit the timm model (the first missing,
                 unexpected and mismatched keys are named).
         """
-        from catseg.models.weights import check_state_keys, read_weights_file  # noqa: PLC0415
+        from catseg.models.weights import check_state_keys, read_weights_file
 
         state, record = read_weights_file(path)
         if record is not None or all(k.startswith(_PREFIX) for k in state):
