@@ -66,7 +66,9 @@ def _fit(model: UNet, data: Dataset, **kwargs: object) -> None:
 
 
 def _bn_buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in module.state_dict().items() if "running" in k or "batches" in k}
+    return {
+        k: v.clone() for k, v in module.state_dict().items() if "running" in k or "batches" in k
+    }
 
 
 def test_frozen_encoder_batchnorm_statistics_do_not_move_under_fit() -> None:

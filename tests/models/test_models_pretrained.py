@@ -102,9 +102,10 @@ def test_classic_options_given_twice_conflict() -> None:
     with pytest.raises(ConfigError, match=r"depth is given twice: depth=3 and encoder_options"):
         UNetConfig(depth=3, encoder_options={"depth": 2})
     # the old keyword route and the options route build the same model
-    assert UNet(init_features=4, depth=2).config == UNet(
-        encoder_options={"init_features": 4, "depth": 2}
-    ).config
+    assert (
+        UNet(init_features=4, depth=2).config
+        == UNet(encoder_options={"init_features": 4, "depth": 2}).config
+    )
 
 
 def test_unet_goes_through_the_registry() -> None:
