@@ -80,7 +80,8 @@ def test_frozen_encoder_batchnorm_statistics_do_not_move_under_fit() -> None:
     head = model.head.weight.clone()
     _fit(model, Blobs())
     after = _bn_buffers(model.encoder)
-    assert before.keys() == after.keys() and len(before) > 0
+    assert before.keys() == after.keys()
+    assert len(before) > 0
     for key in before:
         assert torch.equal(before[key], after[key]), key  # bit-exact
     for key, value in model.encoder.named_parameters():
@@ -199,4 +200,5 @@ def test_to_onnx_of_a_bare_unet_stores_its_preprocessing(tmp_path: Path) -> None
     model.preprocessing = Preprocessing((0.1, 0.2, 0.3), (0.5, 0.5, 0.5))
     path = to_onnx(model, tmp_path / "m.onnx")
     seg = Segmenter.from_onnx(path, classes=["bg", "fg"])
-    assert seg.mean == (0.1, 0.2, 0.3) and seg.std == (0.5, 0.5, 0.5)
+    assert seg.mean == (0.1, 0.2, 0.3)
+    assert seg.std == (0.5, 0.5, 0.5)

@@ -55,7 +55,8 @@ def tv_file(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
 
 def test_encoder_options_round_trip_through_config_and_checkpoint(tmp_path: Path) -> None:
     model = UNet(1, 2, encoder="unet", encoder_options={"init_features": 4, "depth": 2})
-    assert model.config.init_features == 4 and model.config.depth == 2
+    assert model.config.init_features == 4
+    assert model.config.depth == 2
     assert model.encoder.out_channels == (4, 8, 16)
     data = model.config.to_dict()
     assert json.loads(json.dumps(data)) == data

@@ -54,4 +54,5 @@ def test_named_source_torchvision_uses_its_cache(tmp_path: Path, monkeypatch: An
     loaded = model.encoder.state_dict()
     assert torch.equal(loaded["conv1.weight"], state["conv1.weight"].sum(1, keepdim=True))
     assert torch.equal(loaded["layer4.1.bn2.running_var"], state["layer4.1.bn2.running_var"])
-    assert model.preprocessing is not None and len(model.preprocessing.mean) == 1
+    assert model.preprocessing is not None
+    assert len(model.preprocessing.mean) == 1
