@@ -60,7 +60,7 @@ from catseg.checkpoint._checks import check_meta, check_plain, check_weights_fit
 from catseg.checkpoint._files import atomic_save, describe, read_archive
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.models import UNet
-from catseg.models.preprocessing import merge_preprocessing
+from catseg.models.preprocessing import merge_preprocessing, resolve_mean_std
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -233,7 +233,7 @@ def save_checkpoint(
     names, size, mean_t, std_t = check_meta(
         classes, image_size, mean, std, plain.num_classes, plain.in_channels
     )
-    config = merge_preprocessing(config, mean_t, std_t, what="save_checkpoint's mean/std")
+    resolve_mean_std(plain, mean_t, std_t, what="save_checkpoint's mean/std")
     extra_d = dict(extra) if extra is not None else {}
     check_plain(extra_d, "extra")
     train_d = dict(training_state) if training_state is not None else None

@@ -221,8 +221,8 @@ class Registry:
             >>> registry.add_family("tv", {"r18": resnet18, "r34": resnet34}.__getitem__)
             >>> registry.get("tv:r34").layer3[5].conv2.weight.shape[0]
             256
-            >>> registry.names()
-            ['tv:<name>']
+            >>> registry.names(), registry.families()
+            ([], ['tv'])
         """
         _check_word("encoder family prefix", prefix)
         if not callable(resolver):
@@ -327,9 +327,9 @@ class Registry:
         return found
 
     def names(self) -> list[str]:
-        """All names: registered ones, families and (unloaded) entry-point plugins, sorted.
+        """All names: registered ones and (unloaded) entry-point plugins, sorted.
 
-        A family is listed as ``"prefix:<name>"``.
+        Families are listed by :meth:`families`, not here.
 
         Returns:
             Sorted, de-duplicated names.
@@ -340,10 +340,23 @@ class Registry:
         """
         with self._lock:
             names = set(self._factories)
-            names.update(f"{p}{FAMILY_SEPARATOR}<name>" for p in self._families)
-        for name in self._entry_points():
-            names.add(name + "<name>" if name.endswith(FAMILY_SEPARATOR) else name)
+        names.update(n for n in self._entry_points() if not n.endswith(FAMILY_SEPARATOR))
         return sorted(names)
+
+    def families(self) -> list[str]:
+        """The family prefixes (registered and entry points), each serving ``"prefix:<member>"``.
+
+        Returns:
+            Sorted prefixes, without the ``:``.
+
+        Examples:
+            >>> Registry(entry_point_group=None).families()
+            []
+        """
+        with self._lock:
+            prefixes = set(self._families)
+        prefixes.update(n[:-1] for n in self._entry_points() if n.endswith(FAMILY_SEPARATOR))
+        return sorted(prefixes)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()
@@ -354,7 +367,11 @@ class Registry:
         if not candidates:
             hint = difflib.get_close_matches(str(name), self.names(), n=1, cutoff=0.5)
             did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
-            raise EncoderError(f"unknown encoder {name!r}; {did_you_mean}available: {self.names()}")
+            families = [f"{p}:<name>" for p in self.families()]
+            also = f"; families: {families}" if families else ""
+            raise EncoderError(
+                f"unknown encoder {name!r}; {did_you_mean}available: {self.names()}{also}"
+            )
         if len(candidates) > 1:
             described = "; ".join(_describe_entry_point(ep) for ep in candidates)
             raise EncoderError(f"encoder {key!r} is claimed by several plugins: {described}")
@@ -597,11 +614,12 @@ def get_encoder(
 
 
 def list_encoders() -> list[str]:
-    """Names accepted by ``UNet(encoder=...)``: built-ins, registered, families, plugins.
+    """Names accepted by ``UNet(encoder=...)``: built-ins, registered and plugins.
+
+    Families (``"timm:<model>"``) are listed by ``default_registry().families()``.
 
     Returns:
-        Sorted names (plugins are listed without being imported; a family as
-        ``"prefix:<name>"``).
+        Sorted names (plugins are listed without being imported).
 
     Examples:
         >>> {"unet", "resnet18", "resnet34", "resnet50"} <= set(list_encoders())
