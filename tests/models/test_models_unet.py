@@ -121,11 +121,15 @@ def test_unknown_encoder_did_you_mean() -> None:
         UNet(encoder="resnet19")
 
 
-def test_pretrained_without_source_raises() -> None:
-    with pytest.raises(EncoderError, match=r"'resnet18': pretrained=True needs a weights source"):
-        UNet(encoder="resnet18", pretrained=True)
-    with pytest.raises(EncoderError, match=r"'unet' has no pretrained weights"):
-        UNet(pretrained=True)
+def test_unknown_encoder_option_lists_accepted_ones() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"encoder 'unet' has no option 'pretrained'; accepted options: "
+        r"\['activation', 'depth', 'dropout', 'init_features', 'norm'\]",
+    ):
+        UNet(encoder_options={"pretrained": True})
+    with pytest.raises(ConfigError, match=r"encoder 'resnet18' has no option 'width'; accepted "):
+        UNet(encoder="resnet18", encoder_options={"width": 3})
 
 
 def test_wrong_channel_count_names_shape() -> None:
@@ -196,7 +200,8 @@ def test_config_to_dict_is_plain_json() -> None:
         "activation": "relu",
         "upsample": "transpose",
         "dropout": 0.0,
-        "pretrained": False,
+        "encoder_options": {},
+        "preprocessing": None,
     }
     assert json.loads(json.dumps(data)) == data
     assert UNetConfig.from_dict(data) == cfg
@@ -213,8 +218,9 @@ def test_from_config_unknown_keys_are_named() -> None:
         UNet.from_config({"depht": 3, "colour": "red"})
     with pytest.raises(ConfigError, match=r"must be a mapping, got list"):
         UNetConfig.from_dict([1, 2])  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"pretrained must be True or False, got 'yes'"):
-        UNet.from_config({"pretrained": "yes"})
+    # configs written before encoder_options carry "pretrained": accepted, and ignored
+    old = UNet.from_config({"init_features": 4, "depth": 2, "pretrained": False})
+    assert old.config == UNetConfig(init_features=4, depth=2)
 
 
 def test_instance_encoder_config_cannot_be_rebuilt() -> None:
@@ -230,9 +236,9 @@ def test_instance_encoder_config_cannot_be_rebuilt() -> None:
         UNet.from_config(model.config)
 
 
-def test_instance_encoder_with_pretrained_raises() -> None:
-    with pytest.raises(ConfigError, match=r"pretrained=True applies to encoders given by name"):
-        UNet(encoder=ClassicEncoder(3, init_features=4, depth=2), pretrained=True)
+def test_instance_encoder_with_options_raises() -> None:
+    with pytest.raises(ConfigError, match=r"encoder_options apply to encoders given by name"):
+        UNet(encoder=ClassicEncoder(3, init_features=4, depth=2), encoder_options={"depth": 2})
 
 
 def test_list_encoders_has_builtins() -> None:

@@ -20,3 +20,9 @@ def test_discovered_through_the_entry_point() -> None:
     model = UNet(3, 2, encoder="tiny").eval()
     with torch.no_grad():
         assert model(torch.rand(1, 3, 45, 61)).shape == (1, 2, 45, 61)
+
+
+def test_options_are_recorded() -> None:
+    model = UNet(3, 1, encoder="tiny", encoder_options={"widths": [4, 8, 16]})
+    assert model.encoder.out_channels == (4, 8, 16)
+    assert UNet.from_config(model.config.to_dict()).encoder.out_channels == (4, 8, 16)

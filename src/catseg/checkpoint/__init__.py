@@ -77,6 +77,7 @@ from catseg.checkpoint._checks import (
 from catseg.checkpoint._files import atomic_save, describe, read_archive
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.models import UNet
+from catseg.models.preprocessing import merge_preprocessing, resolve_mean_std
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -149,6 +150,7 @@ class Checkpoint:
         if "pretrained" in config:
             config["pretrained"] = False
         try:
+            config = merge_preprocessing(config, self.mean, self.std, what="the file's mean/std")
             with torch.device("meta"):
                 reference = UNet.from_config(config)
         except CatsegError as err:
@@ -244,6 +246,7 @@ def save_checkpoint(
     names, size, mean_t, std_t = check_meta(
         classes, image_size, mean, std, plain.num_classes, plain.in_channels
     )
+    resolve_mean_std(plain, mean_t, std_t, what="save_checkpoint's mean/std")
     for name, value in (("extra", extra), ("training_state", training_state)):
         if value is not None and not isinstance(value, Mapping):
             raise ConfigError(f"{name} must be a dict or None, got {type(value).__name__}")

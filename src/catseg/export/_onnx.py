@@ -74,7 +74,8 @@ def _jsonable(name: str, value: object) -> Any:
 def _unpack(model_or_segmenter: object) -> tuple[UNet, dict[str, Any]]:
     """Return the UNet and the Segmenter fields (empty for a bare UNet)."""
     if isinstance(model_or_segmenter, UNet):
-        return model_or_segmenter, {}
+        record = model_or_segmenter.preprocessing  # the normalisation travels with the file
+        return model_or_segmenter, {} if record is None else record.to_dict()
     model = getattr(model_or_segmenter, "model", None)
     if isinstance(model, UNet) and all(
         hasattr(model_or_segmenter, field) for field in _SEGMENTER_FIELDS

@@ -13,22 +13,37 @@ from __future__ import annotations
 from catseg.models.encoders import (
     Encoder,
     EncoderFactory,
+    PretrainedEncoder,
     Registry,
     get_encoder,
     list_encoders,
     register_encoder,
+    register_encoder_family,
     validate_encoder,
 )
+from catseg.models.finetune import freeze_encoder, param_groups, unfreeze_encoder
+from catseg.models.preprocessing import IMAGENET, Preprocessing
 from catseg.models.unet import UNet, UNetConfig
+from catseg.models.weights import EncoderWeights, adapt_stem_weight, load_encoder_weights
 
 __all__ = [
+    "IMAGENET",
     "Encoder",
     "EncoderFactory",
+    "EncoderWeights",
+    "Preprocessing",
+    "PretrainedEncoder",
     "Registry",
     "UNet",
     "UNetConfig",
+    "adapt_stem_weight",
+    "freeze_encoder",
     "get_encoder",
     "list_encoders",
+    "load_encoder_weights",
+    "param_groups",
     "register_encoder",
+    "register_encoder_family",
+    "unfreeze_encoder",
     "validate_encoder",
 ]

@@ -24,6 +24,8 @@ import itertools
 import torch
 from torch import nn
 
+from catseg.errors import ConfigError
+
 __all__ = ["fold_batchnorms", "fuse_conv_bn"]
 
 
@@ -37,7 +39,7 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         bn: A BatchNorm with running statistics.
 
     Raises:
-        ValueError: If ``bn`` tracks no running statistics or the widths differ.
+        ConfigError: If ``bn`` tracks no running statistics or the widths differ.
 
     Examples:
         >>> conv, bn = nn.Conv2d(1, 2, 1, bias=False), nn.BatchNorm2d(2)
@@ -46,9 +48,14 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         True
     """
     if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("cannot fold a BatchNorm without running statistics")
+        raise ConfigError(
+            "cannot fold a BatchNorm without running statistics (track_running_stats=False)"
+        )
     if bn.num_features != conv.out_channels:
-        raise ValueError(f"BatchNorm width {bn.num_features} != conv width {conv.out_channels}")
+        raise ConfigError(
+            f"cannot fold a BatchNorm of width {bn.num_features} into a convolution with "
+            f"{conv.out_channels} output channels; the widths must match"
+        )
     with torch.no_grad():
         weight = conv.weight
         scale = torch.rsqrt(bn.running_var.double() + bn.eps)

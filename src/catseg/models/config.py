@@ -23,10 +23,27 @@ from catseg.models.blocks import (
     UpsampleName,
     check_choice,
 )
+from catseg.models.preprocessing import Preprocessing, check_preprocessing
 
 __all__ = ["UNetConfig"]
 
 _CLASSIC_DEFAULTS = (32, 4)
+_CLASSIC = "unet"
+_LEGACY_KEYS = ("pretrained",)  # written by catseg <= 0.x configs; weights come from the file
+
+
+def _plain(name: str, value: object) -> Any:
+    """``value`` as JSON-like data (tuples become lists), or a ConfigError naming ``name``."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _plain(f"{name}[{k!r}]", v) for k, v in value.items()}
+    raise ConfigError(
+        f"{name} must be JSON-like (str, int, float, bool, None, lists, dicts with str keys) "
+        f"so that the config can be saved, got {type(value).__name__}: {value!r}"
+    )
 
 
 def _check_int(name: str, value: object, minimum: int = 1) -> None:
@@ -41,7 +58,9 @@ class UNetConfig:
     Attributes:
         in_channels: Input channels.
         num_classes: Output logit maps (1 = binary).
-        encoder: Registered encoder name.
+        encoder: Registered encoder name (``"prefix:member"`` for a family).
+        encoder_options: Keyword options of the encoder factory (JSON-like values); for
+            ``"unet"``, ``init_features`` and ``depth`` given here move to their fields.
         init_features: Width of the first classic-encoder block (``"unet"`` only).
         depth: Number of poolings of the classic encoder (``"unet"`` only).
         decoder_channels: Width of each decoder stage, deepest first; None = default.
@@ -49,7 +68,10 @@ class UNetConfig:
         activation: Activation of the decoder (and of the classic encoder).
         upsample: Decoder upsampling kind.
         dropout: ``Dropout2d`` probability after each decoder (and classic) block.
-        pretrained: Passed to the encoder factory.
+        preprocessing: The per-channel mean/std the model expects on ``[0, 1]`` pixels
+            (:class:`~catseg.models.Preprocessing`), or ``None`` (identity): set from
+            pretrained weights, by :func:`~catseg.training.fit` from the dataset's
+            ``Normalize``, or by hand.
         encoder_instance: Class name of an encoder passed as an instance (then the
             config cannot rebuild the model); None for named encoders.
 
@@ -74,17 +96,19 @@ class UNetConfig:
     activation: ActivationName = "relu"
     upsample: UpsampleName = "transpose"
     dropout: float = 0.0
-    pretrained: bool = False
+    encoder_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    preprocessing: Preprocessing | None = None
     encoder_instance: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _check_int("in_channels", self.in_channels)
         _check_int("num_classes", self.num_classes)
-        _check_int("init_features", self.init_features)
-        _check_int("depth", self.depth)
         if not isinstance(self.encoder, str) or not self.encoder:
             raise ConfigError(f"encoder must be a non-empty name, got {self.encoder!r}")
-        if self.encoder != "unet" and (self.init_features, self.depth) != _CLASSIC_DEFAULTS:
+        self._normalise_options()
+        _check_int("init_features", self.init_features)
+        _check_int("depth", self.depth)
+        if self.encoder != _CLASSIC and (self.init_features, self.depth) != _CLASSIC_DEFAULTS:
             raise ConfigError(
                 "init_features and depth configure the classic 'unet' encoder only; got "
                 f"init_features={self.init_features}, depth={self.depth} with encoder "
@@ -106,8 +130,57 @@ class UNetConfig:
             or not 0.0 <= self.dropout < 1.0
         ):
             raise ConfigError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.pretrained, bool):
-            raise ConfigError(f"pretrained must be True or False, got {self.pretrained!r}")
+        object.__setattr__(
+            self, "preprocessing", check_preprocessing(self.preprocessing, self.in_channels)
+        )
+
+    def _normalise_options(self) -> None:
+        options = self.encoder_options
+        if not isinstance(options, Mapping):
+            raise ConfigError(
+                f"encoder_options must be a mapping of option names to values, got {options!r}"
+            )
+        plain: dict[str, Any] = _plain("encoder_options", dict(options))
+        if self.encoder == _CLASSIC:
+            for key, default in zip(("init_features", "depth"), _CLASSIC_DEFAULTS, strict=True):
+                if key not in plain:
+                    continue
+                value = plain.pop(key)
+                current = getattr(self, key)
+                if current not in (default, value):
+                    raise ConfigError(
+                        f"{key} is given twice: {key}={current} and encoder_options[{key!r}]"
+                        f"={value!r}; give it once"
+                    )
+                object.__setattr__(self, key, value)
+        object.__setattr__(self, "encoder_options", plain)
+
+    def factory_options(self) -> dict[str, Any]:
+        """The keyword options passed to the encoder factory.
+
+        For ``"unet"`` they are ``init_features``, ``depth``, ``norm``, ``activation``
+        and ``dropout`` (the UNet's convenient arguments), updated by
+        ``encoder_options``; for other encoders, ``encoder_options`` alone.
+
+        Returns:
+            A new dict.
+
+        Examples:
+            >>> UNetConfig(init_features=8, depth=2).factory_options()["depth"]
+            2
+            >>> UNetConfig(encoder="resnet18").factory_options()
+            {}
+        """
+        if self.encoder != _CLASSIC:
+            return dict(self.encoder_options)
+        classic: dict[str, Any] = {
+            "init_features": self.init_features,
+            "depth": self.depth,
+            "norm": self.norm,
+            "activation": self.activation,
+            "dropout": self.dropout,
+        }
+        return {**classic, **self.encoder_options}
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-serialisable dict (tuples become lists).
@@ -133,6 +206,9 @@ class UNetConfig:
         del data["encoder_instance"]
         if data["decoder_channels"] is not None:
             data["decoder_channels"] = list(data["decoder_channels"])
+        data["encoder_options"] = _plain("encoder_options", self.encoder_options)
+        if self.preprocessing is not None:
+            data["preprocessing"] = self.preprocessing.to_dict()
         return data
 
     @classmethod
@@ -140,7 +216,9 @@ class UNetConfig:
         """Build a config from a mapping such as :meth:`to_dict`'s output.
 
         Args:
-            data: Field values; missing fields take their defaults.
+            data: Field values; missing fields take their defaults. The key
+                ``pretrained`` of configs written by earlier versions is accepted and
+                ignored (the weights come with the checkpoint).
 
         Returns:
             The config.
@@ -158,9 +236,9 @@ class UNetConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"a UNet config must be a mapping, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)} - {"encoder_instance"}
-        unknown = sorted(str(k) for k in data if k not in known)
+        unknown = sorted(str(k) for k in data if k not in known and k not in _LEGACY_KEYS)
         if unknown:
             raise ConfigError(
                 f"unknown UNet config key(s) {unknown}; expected keys {sorted(known)}"
             )
-        return cls(**dict(data))
+        return cls(**{k: v for k, v in data.items() if k not in _LEGACY_KEYS})

@@ -18,6 +18,7 @@ Examples:
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -30,8 +31,9 @@ from catseg.models._fuse import fold_batchnorms
 from catseg.models.blocks import ActivationName, DecoderStage, NormName, UpsampleName
 from catseg.models.config import UNetConfig
 from catseg.models.encoders.base import Encoder, check_encoder_attributes
-from catseg.models.encoders.classic import ClassicEncoder, unet_encoder
 from catseg.models.encoders.registry import default_registry
+from catseg.models.preprocessing import Preprocessing, check_preprocessing
+from catseg.models.weights import EncoderWeights, load_encoder_weights
 
 __all__ = ["UNet", "UNetConfig", "count_parameters"]
 
@@ -49,18 +51,30 @@ class UNet(nn.Module):
     Args:
         in_channels: Input channels.
         num_classes: Logit maps; 1 = binary (sigmoid), >= 2 = multiclass (softmax).
-        encoder: A registered name (:func:`~catseg.models.list_encoders`) or an
-            ``nn.Module`` following :class:`~catseg.models.Encoder` (then
-            ``config.to_dict()`` raises; register it by name to checkpoint it).
-        init_features: Width of the first classic-encoder block (``"unet"`` only).
+        encoder: A registered name (:func:`~catseg.models.list_encoders`; a family
+            member such as ``"timm:convnext_atto"``) or an ``nn.Module`` following
+            :class:`~catseg.models.Encoder` (then ``config.to_dict()`` raises; register
+            it by name to checkpoint it).
+        encoder_options: Keyword options of the encoder factory (recorded in the
+            config, so :meth:`from_config` and checkpoints rebuild the same encoder);
+            an unknown option raises :class:`~catseg.errors.ConfigError` listing the
+            accepted ones.
+        encoder_weights: Pretrained encoder weights, loaded strictly once the encoder
+            is built: a file path (torchvision ``.pth``, ``.safetensors``, or a catseg
+            checkpoint whose encoder is reused), a state dict, or a named source of the
+            encoder (``"torchvision"`` for the ResNets, ``"timm"`` for timm backbones).
+            ``in_channels != 3`` adapts the first convolution by the stem rule, and the
+            mean/std the weights expect are recorded in ``config.preprocessing`` (see
+            :mod:`catseg.models.weights`). Not recorded in the config: a checkpoint
+            holds the weights themselves.
+        init_features: Width of the first classic-encoder block (``"unet"`` only; an
+            option of that encoder).
         depth: Number of poolings of the classic encoder (``"unet"`` only).
         decoder_channels: Width of each decoder stage, deepest first.
         norm: Normalisation in the decoder and the classic encoder.
         activation: Activation in the decoder and the classic encoder.
         upsample: ``"transpose"`` (learned) or ``"bilinear"`` (+ 1×1 conv).
         dropout: ``Dropout2d`` probability after each decoder/classic block.
-        pretrained: Ask the encoder factory for pretrained weights (the built-ins
-            download nothing and raise :class:`~catseg.errors.EncoderError`).
 
     Attributes:
         in_channels: Input channels.
@@ -69,10 +83,14 @@ class UNet(nn.Module):
         stride: Total stride; inputs are padded to a multiple of it.
 
     Raises:
-        ConfigError: On invalid options (named), a ``decoder_channels`` of the wrong length,
-            or ``pretrained=True`` with an encoder instance.
+        ConfigError: On invalid options (named), an option the encoder does not accept,
+            a ``decoder_channels`` of the wrong length, or ``encoder_options`` with an
+            encoder instance.
         EncoderError: If the encoder name is unknown, the plugin is broken, or the
             encoder breaks the protocol.
+        CheckpointError: If ``encoder_weights`` cannot be read or does not fit the
+            encoder (the first missing, unexpected and mismatched keys are named).
+        MissingFileError: If ``encoder_weights`` is neither a file nor a named source.
 
     Shape:
         ``(N, in_channels, H, W)`` float, any ``H, W >= 1`` → ``(N, num_classes, H, W)``.
@@ -85,6 +103,8 @@ class UNet(nn.Module):
         >>> small = UNet(1, 3, encoder="resnet18").eval()
         >>> small(torch.rand(2, 1, 31, 45)).shape
         torch.Size([2, 3, 31, 45])
+        >>> UNet(encoder="unet", encoder_options={"init_features": 4, "depth": 2}).stride
+        4
     """
 
     def __init__(
@@ -93,6 +113,8 @@ class UNet(nn.Module):
         num_classes: int = 1,
         *,
         encoder: str | Encoder = "unet",
+        encoder_options: Mapping[str, Any] | None = None,
+        encoder_weights: EncoderWeights | None = None,
         init_features: int = 32,
         depth: int = 4,
         decoder_channels: Sequence[int] | None = None,
@@ -100,7 +122,6 @@ class UNet(nn.Module):
         activation: ActivationName = "relu",
         upsample: UpsampleName = "transpose",
         dropout: float = 0.0,
-        pretrained: bool = False,
     ) -> None:
         super().__init__()
         is_named = isinstance(encoder, str)
@@ -115,35 +136,30 @@ class UNet(nn.Module):
             activation=activation,
             upsample=upsample,
             dropout=dropout,
-            pretrained=pretrained,
+            encoder_options={} if encoder_options is None else dict(encoder_options),
             encoder_instance=None if is_named else type(encoder).__name__,
         )
         cfg = self.config
         self.in_channels = in_channels
         self.num_classes = num_classes
-        if isinstance(encoder, str) and encoder == "unet":
-            if pretrained:
-                unet_encoder(pretrained=True)  # raises the EncoderError explaining why
-            built: object = ClassicEncoder(
-                in_channels,
-                init_features=init_features,
-                depth=depth,
-                norm=norm,
-                activation=activation,
-                dropout=dropout,
+        self._encoder_frozen = False
+        if isinstance(encoder, str):
+            built: object = default_registry().get(
+                cfg.encoder, in_channels=in_channels, options=cfg.factory_options()
             )
-        elif isinstance(encoder, str):
-            built = default_registry().get(encoder, in_channels=in_channels, pretrained=pretrained)
         else:
-            if pretrained:
+            if cfg.encoder_options:
                 raise ConfigError(
-                    "pretrained=True applies to encoders given by name; load weights into the "
+                    "encoder_options apply to encoders given by name; configure the "
                     f"{type(encoder).__name__} instance before passing it"
                 )
             built = encoder
         channels, reductions = check_encoder_attributes(built)
         self.encoder = cast(nn.Module, built)
         self.stride = reductions[-1]
+        if encoder_weights is not None:
+            record = load_encoder_weights(self.encoder, encoder_weights, in_channels=in_channels)
+            self.config = dataclasses.replace(self.config, preprocessing=record)
         widths = self._decoder_widths(channels, reductions, cfg.decoder_channels, is_named)
         stages: list[DecoderStage] = []
         previous = channels[-1]
@@ -206,6 +222,51 @@ class UNet(nn.Module):
         return tuple(widths)
 
     @property
+    def preprocessing(self) -> Preprocessing | None:
+        """The mean/std this model expects on ``[0, 1]`` pixels (``config.preprocessing``).
+
+        Set from pretrained weights, by :func:`~catseg.training.fit` from the training
+        dataset's ``Normalize``, or by assigning a :class:`~catseg.models.Preprocessing`
+        (or ``None``); checkpoints, ONNX metadata and the Segmenter read it.
+
+        Examples:
+            >>> from catseg.models import Preprocessing
+            >>> model = UNet(init_features=4, depth=2)
+            >>> model.preprocessing = Preprocessing(mean=(0.5,) * 3, std=(0.25,) * 3)
+            >>> model.config.to_dict()["preprocessing"]
+            {'mean': [0.5, 0.5, 0.5], 'std': [0.25, 0.25, 0.25]}
+        """
+        return self.config.preprocessing
+
+    @preprocessing.setter
+    def preprocessing(self, value: Preprocessing | None) -> None:
+        record = check_preprocessing(value, self.in_channels)
+        self.config = dataclasses.replace(self.config, preprocessing=record)
+
+    @property
+    def encoder_frozen(self) -> bool:
+        """True after :func:`~catseg.models.freeze_encoder` (until unfrozen)."""
+        return self._encoder_frozen
+
+    def train(self, mode: bool = True) -> UNet:
+        """Set training mode; a frozen encoder stays in eval mode.
+
+        After :func:`~catseg.models.freeze_encoder` the encoder's BatchNorm running
+        statistics must not move, so ``model.train()`` (as called by
+        :func:`~catseg.training.fit`) leaves the encoder in eval mode.
+
+        Args:
+            mode: Training (True) or evaluation (False).
+
+        Returns:
+            The model itself.
+        """
+        super().train(mode)
+        if mode and self._encoder_frozen:
+            self.encoder.eval()
+        return self
+
+    @property
     def is_fused(self) -> bool:
         """True for a model returned by :meth:`fuse_for_inference` (inference only)."""
         return self._fused
@@ -227,13 +288,19 @@ class UNet(nn.Module):
 
         Examples:
             >>> model = UNet(1, 2, init_features=4, depth=2)
+            >>> model.preprocessing = Preprocessing(mean=(0.5,), std=(0.2,))
             >>> clone = UNet.from_config(model.config.to_dict())
             >>> clone.config == model.config
             True
         """
         config = UNetConfig.from_dict(cfg) if not isinstance(cfg, UNetConfig) else cfg
         data = config.to_dict()  # raises for encoder instances
-        return cls(**data)
+        preprocessing = data.pop("preprocessing")
+        model = cls(**data)
+        model.preprocessing = (
+            None if preprocessing is None else Preprocessing.from_dict(preprocessing)
+        )
+        return model
 
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):

@@ -15,6 +15,7 @@ from catseg._runtime import Precision
 from catseg.checkpoint import load_checkpoint
 from catseg.errors import CheckpointError, ConfigError
 from catseg.export._runner import OnnxRunner
+from catseg.models.preprocessing import resolve_mean_std
 from catseg.predict._backend import Backend, onnx_backend, torch_backend
 from catseg.predict._inputs import ImageInput
 from catseg.predict._options import (
@@ -239,6 +240,15 @@ class Segmenter:
         )
         merged = _take_deprecated(merged, moved)
         if isinstance(backend, nn.Module):
+            # the model's recorded normalisation wins; a different one given here is an error
+            mean_r, std_r = resolve_mean_std(
+                backend, merged.mean, merged.std, what="the Segmenter's mean/std"
+            )
+            merged = dataclasses.replace(
+                merged,
+                mean=None if mean_r is None else tuple(float(v) for v in mean_r),
+                std=None if std_r is None else tuple(float(v) for v in std_r),
+            )
             self._backend = torch_backend(backend, merged)
         elif isinstance(backend, OnnxRunner):
             self._backend = onnx_backend(backend, merged)

@@ -23,6 +23,7 @@ from catseg._validation import check_bool, check_int
 from catseg.checkpoint import save_checkpoint
 from catseg.errors import ConfigError
 from catseg.metrics import MeanIoU
+from catseg.models.preprocessing import record_preprocessing
 from catseg.training import _distributed as ddp
 from catseg.training._history import Callback, EpochRecord, History
 from catseg.training._loop import (
@@ -162,6 +163,9 @@ class TrainingRun:
     def _meta(self, options: CheckpointOptions | None, loader: DataLoader[Any]) -> CheckpointMeta:
         meta = (options.meta if options is not None else None) or CheckpointMeta.from_dataset(
             loader.dataset, num_classes=getattr(self.net, "num_classes", None)
+        )
+        record_preprocessing(
+            self.net, meta.mean, meta.std, what="the training data's normalisation"
         )
         if options is not None:
             meta.check(self.net)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from catseg.checkpoint._dataset import read_dataset_facts
 from catseg.errors import ConfigError
+from catseg.models.preprocessing import find_normalization
 
 __all__ = ["CheckpointMeta"]
 
@@ -61,8 +62,10 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         :class:`~catseg.errors.ConfigError` says to pass the values explicitly. Without
         ``class_names`` the names are ``("_background_", "foreground")`` for a binary
         model and ``class_0 ... class_{K-1}`` otherwise. ``mean``/``std`` are taken from
-        ``dataset.mean``/``dataset.std`` when present and are otherwise the identity
-        (0, 1): datasets of :mod:`catseg.data` give images in [0, 1] without normalisation.
+        ``dataset.mean``/``dataset.std`` when present, else from a ``Normalize`` inside
+        the dataset's transforms (see
+        :func:`catseg.models.preprocessing.find_normalization`), and are otherwise the
+        identity (0, 1): datasets of :mod:`catseg.data` give images in [0, 1].
 
         Args:
             dataset: The training dataset, e.g. a ``VOCSegmentationDataset``.
@@ -74,7 +77,8 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         Raises:
             ConfigError: If the parts of a ``ConcatDataset`` disagree on the classes or
                 the size, or a transform's effect on the image size is unknown; pass
-                ``checkpoint_meta=CheckpointMeta(...)`` to ``fit`` instead.
+                ``checkpoint=CheckpointOptions(..., meta=CheckpointMeta(...))`` to ``fit``
+                instead.
 
         Examples:
             >>> CheckpointMeta.from_dataset(object(), num_classes=3).classes
@@ -82,7 +86,7 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         """
         facts = read_dataset_facts(dataset)
         classes = facts.class_names or _default_classes(num_classes)
-        inner = dataset  # normalisation: read as before (issue 17 moves it to the model)
+        inner = dataset  # a dataset's own mean/std attributes come first
         for _ in range(32):
             if hasattr(inner, "mean") or getattr(inner, "dataset", inner) is inner:
                 break
@@ -91,6 +95,9 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         std = getattr(inner, "std", None)
         if isinstance(mean, Sequence) and isinstance(std, Sequence):
             return cls(classes, facts.image_size, tuple(map(float, mean)), tuple(map(float, std)))
+        found = find_normalization(dataset)
+        if found is not None:
+            return cls(classes, facts.image_size, tuple(found[0]), tuple(found[1]))
         return cls(classes, facts.image_size)
 
     def check(self, model: nn.Module) -> None:

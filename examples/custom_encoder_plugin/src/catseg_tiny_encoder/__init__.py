@@ -39,8 +39,11 @@ class TinyEncoder(nn.Module):
         return features
 
 
-def tiny_encoder(*, in_channels: int = 3, pretrained: bool = False) -> TinyEncoder:
-    """The factory the entry point names: ``(*, in_channels=3, pretrained=False) -> Encoder``."""
-    if pretrained:
-        raise ValueError("the 'tiny' example encoder has no pretrained weights")
-    return TinyEncoder(in_channels)
+def tiny_encoder(*, in_channels: int = 3, widths: list[int] | None = None) -> TinyEncoder:
+    """The factory the entry point names: ``(*, in_channels=3, **options) -> Encoder``.
+
+    ``widths`` is an option: ``UNet(encoder="tiny", encoder_options={"widths": [4, 8, 16]})``
+    passes it here and records it in the model's config, so checkpoints rebuild it.
+    """
+    chosen = (8, 16, 32) if widths is None else (widths[0], widths[1], widths[2])
+    return TinyEncoder(in_channels, chosen)

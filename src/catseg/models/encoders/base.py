@@ -21,7 +21,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
@@ -29,7 +29,13 @@ from torch import Tensor, nn
 
 from catseg.errors import EncoderError
 
-__all__ = ["Encoder", "EncoderFactory", "check_encoder_attributes", "validate_encoder"]
+__all__ = [
+    "Encoder",
+    "EncoderFactory",
+    "PretrainedEncoder",
+    "check_encoder_attributes",
+    "validate_encoder",
+]
 
 
 @runtime_checkable
@@ -81,6 +87,11 @@ class Encoder(Protocol):
 class EncoderFactory(Protocol):
     """A callable that builds an :class:`Encoder`; what ``register_encoder`` registers.
 
+    It is called as ``factory(in_channels=..., **options)``: its keyword parameters
+    besides ``in_channels`` are the encoder's options (``UNet(encoder_options=...)``),
+    read from its signature, recorded in the UNet's config and replayed by
+    ``UNet.from_config``. Options must be JSON-like values (numbers, strings, lists).
+
     Examples:
         >>> from catseg.models.encoders.resnet import resnet18
         >>> factory: EncoderFactory = resnet18
@@ -88,16 +99,57 @@ class EncoderFactory(Protocol):
         1
     """
 
-    def __call__(self, *, in_channels: int = 3, pretrained: bool = False) -> Encoder:
+    def __call__(self, *, in_channels: int = 3) -> Encoder:
         """Build the encoder for ``in_channels`` input channels.
 
         Args:
             in_channels: Channels of the images the encoder will receive.
-            pretrained: Load pretrained weights; a factory without weights raises
-                :class:`~catseg.errors.EncoderError` (catseg never downloads).
 
         Returns:
             A new encoder following the :class:`Encoder` protocol.
+        """
+        ...
+
+
+@runtime_checkable
+class PretrainedEncoder(Encoder, Protocol):
+    """Optional members an encoder declares so that ``UNet(encoder_weights=...)`` works.
+
+    None is required: an encoder without them still loads a state dict or a file whose
+    keys match its own; these add named sources, the stem rule, dropped classifier
+    keys and the mean/std its weights expect (see :mod:`catseg.models.weights`). A
+    file format that differs from the module tree (timm's) can be read by an optional
+    ``read_weights_file(path) -> Mapping[str, Tensor] | None`` method.
+
+    Attributes:
+        weights_preprocessing: The :class:`~catseg.models.Preprocessing` (mean/std of
+            ``[0, 1]`` RGB pixels) the pretrained weights expect, or ``None``.
+        weight_sources: Names accepted as ``encoder_weights`` (e.g. ``("torchvision",)``).
+        stem_weight: State-dict key of the convolution on raw pixels, adapted by the
+            stem rule when ``in_channels`` differs from the weights'.
+        ignored_weights: Key prefixes dropped from weight files (a classifier head).
+
+    Examples:
+        >>> from catseg.models.encoders import get_encoder
+        >>> isinstance(get_encoder("resnet18"), PretrainedEncoder)
+        True
+        >>> isinstance(get_encoder("unet"), PretrainedEncoder)
+        False
+    """
+
+    weights_preprocessing: Any
+    weight_sources: tuple[str, ...]
+    stem_weight: str | None
+    ignored_weights: tuple[str, ...]
+
+    def load_weight_source(self, source: str) -> Mapping[str, Tensor]:
+        """Return the weights of a named source, keyed like this encoder, for RGB input.
+
+        Args:
+            source: One of ``weight_sources``.
+
+        Returns:
+            A state dict (the stem for 3 input channels).
         """
         ...
 

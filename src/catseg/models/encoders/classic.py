@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from catseg.errors import ConfigError, EncoderError
+from catseg.errors import ConfigError
 from catseg.models.blocks import ActivationName, ConvBlock, NormName
 
 __all__ = ["ClassicEncoder", "unet_encoder"]
@@ -102,29 +102,46 @@ class ClassicEncoder(nn.Module):
         return features
 
 
-def unet_encoder(*, in_channels: int = 3, pretrained: bool = False) -> ClassicEncoder:
-    """Factory of the ``"unet"`` encoder with the tutorial's widths (32 → 512).
+def unet_encoder(
+    *,
+    in_channels: int = 3,
+    init_features: int = 32,
+    depth: int = 4,
+    norm: NormName = "batch",
+    activation: ActivationName = "relu",
+    dropout: float = 0.0,
+) -> ClassicEncoder:
+    """Factory of the ``"unet"`` encoder (the tutorial's widths 32 → 512 by default).
 
-    ``UNet(encoder="unet")`` builds :class:`ClassicEncoder` itself so that its
-    ``init_features``, ``depth``, ``norm``, ``activation`` and ``dropout`` apply.
+    ``UNet(init_features=..., depth=..., norm=..., activation=..., dropout=...)``
+    passes its arguments here as the encoder's options; there are no pretrained
+    weights for this encoder.
 
     Args:
         in_channels: Input channels.
-        pretrained: Must be False: there are no pretrained weights for this encoder.
+        init_features: Width of the first block; each block doubles it.
+        depth: Number of max-poolings.
+        norm: Normalisation name.
+        activation: Activation name.
+        dropout: Dropout probability at the end of each block.
 
     Returns:
         A fresh :class:`ClassicEncoder`.
 
     Raises:
-        EncoderError: If ``pretrained`` is True.
+        ConfigError: If an option is invalid (named).
 
     Examples:
         >>> unet_encoder(in_channels=1).reductions
         (1, 2, 4, 8, 16)
+        >>> unet_encoder(init_features=8, depth=2).out_channels
+        (8, 16, 32)
     """
-    if pretrained:
-        raise EncoderError(
-            "encoder 'unet' has no pretrained weights (pretrained=True); train it from scratch "
-            "or choose a ResNet encoder and load weights into model.encoder"
-        )
-    return ClassicEncoder(in_channels)
+    return ClassicEncoder(
+        in_channels,
+        init_features=init_features,
+        depth=depth,
+        norm=norm,
+        activation=activation,
+        dropout=dropout,
+    )

@@ -3,15 +3,16 @@
 The module tree is ``conv1``, ``bn1``, ``layer1`` … ``layer4`` (no ``fc``), with
 basic blocks ``conv1/bn1/conv2/bn2`` and bottleneck blocks ``conv1..3/bn1..3`` (the
 stride on the 3×3 convolution), and projection shortcuts named
-``downsample.0`` (1×1 convolution) / ``downsample.1`` (BatchNorm). A state dict of a
-torchvision ResNet of the same depth therefore loads with ``strict=True`` once its
-``fc.*`` entries are dropped::
+``downsample.0`` (1×1 convolution) / ``downsample.1`` (BatchNorm), so torchvision's
+files fit. Weights load in one call (see :mod:`catseg.models.weights`)::
 
-    state = torch.load("resnet34.pth", weights_only=True)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    model.encoder.load_state_dict(state, strict=True)
+    UNet(3, 1, encoder="resnet34", encoder_weights="resnet34-b627a593.pth")  # a file
+    UNet(3, 1, encoder="resnet34", encoder_weights="torchvision")  # torchvision's enum
 
-catseg downloads nothing: ``pretrained=True`` raises :class:`~catseg.errors.EncoderError`.
+``fc.*`` is dropped, any ``in_channels`` works by the stem rule, and the model records
+the ImageNet mean/std the weights expect. The ``"torchvision"`` source needs
+torchvision installed and uses its weight enums and download cache; catseg itself
+downloads nothing.
 
 Feature maps: the stem (``conv1``-``bn1``-ReLU) at stride 2, then ``layer1`` … ``layer4``
 at strides 4, 8, 16 and 32.
@@ -25,12 +26,15 @@ Examples:
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
 from typing import Literal
 
 from torch import Tensor, nn
 
-from catseg.errors import ConfigError, EncoderError
+from catseg.errors import ConfigError, EncoderError, OptionalDependencyError
 from catseg.models.blocks import StemConv2d
+from catseg.models.preprocessing import IMAGENET, Preprocessing
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNetEncoder", "resnet18", "resnet34", "resnet50"]
 
@@ -147,11 +151,17 @@ class ResNetEncoder(nn.Module):
         block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"`` (ResNet-50 and deeper).
         layers: Number of blocks in ``layer1`` … ``layer4``.
         in_channels: Input channels of ``conv1``.
+        arch: torchvision's name for the same network (``"resnet34"``), which enables
+            the ``"torchvision"`` weight source; ``None`` for none.
 
     Attributes:
         out_channels: ``(64, 64, 128, 256, 512)`` for basic blocks,
             ``(64, 256, 512, 1024, 2048)`` for bottlenecks.
         reductions: ``(2, 4, 8, 16, 32)``.
+        weights_preprocessing: The ImageNet mean/std of torchvision's weights.
+        weight_sources: ``("torchvision",)`` when ``arch`` is set.
+        stem_weight: ``"conv1.weight"``, adapted by the stem rule for ``in_channels != 3``.
+        ignored_weights: ``("fc.",)``: the classifier of a torchvision file is dropped.
 
     Raises:
         ConfigError: If ``block`` is unknown, ``layers`` does not have 4 positive
@@ -171,6 +181,7 @@ class ResNetEncoder(nn.Module):
         layers: tuple[int, int, int, int],
         *,
         in_channels: int = 3,
+        arch: str | None = None,
     ) -> None:
         super().__init__()
         if block not in ("basic", "bottleneck"):
@@ -200,6 +211,49 @@ class ResNetEncoder(nn.Module):
         expansion = block_cls.expansion
         self.out_channels: tuple[int, ...] = (64, *(w * expansion for w in (64, 128, 256, 512)))
         self.reductions: tuple[int, ...] = (2, 4, 8, 16, 32)
+        self.arch = arch
+        self.weights_preprocessing: Preprocessing = IMAGENET
+        self.weight_sources: tuple[str, ...] = ("torchvision",) if arch else ()
+        self.stem_weight = "conv1.weight"
+        self.ignored_weights: tuple[str, ...] = ("fc.",)
+
+    def load_weight_source(self, source: str) -> Mapping[str, Tensor]:
+        """Return the RGB state dict of a named source (``"torchvision"``).
+
+        Uses torchvision's ``<Arch>_Weights.DEFAULT`` enum, so the file comes from (or
+        goes to) torchvision's download cache (``$TORCH_HOME/hub/checkpoints``).
+
+        Args:
+            source: ``"torchvision"``.
+
+        Returns:
+            torchvision's state dict, ``fc.*`` included (the loader drops it).
+
+        Raises:
+            OptionalDependencyError: If torchvision is not installed.
+            EncoderError: If the source is unknown or the weights cannot be fetched.
+        """
+        if source not in self.weight_sources or self.arch is None:
+            raise EncoderError(
+                f"ResNet encoder {self.arch!r} has no weight source {source!r}; sources: "
+                f"{list(self.weight_sources)}"
+            )
+        try:
+            tv_models = importlib.import_module("torchvision.models")  # optional dependency
+        except Exception as err:  # ImportError, or torchvision's ops failing to load
+            raise OptionalDependencyError(
+                f'encoder_weights="torchvision" needs torchvision ({type(err).__name__}: '
+                f"{err}); install it with pip install torchvision, or pass the .pth file's path"
+            ) from err
+        enum = tv_models.get_model_weights(self.arch).DEFAULT
+        try:
+            state: Mapping[str, Tensor] = enum.get_state_dict(progress=False)
+        except Exception as err:
+            raise EncoderError(
+                f"torchvision could not provide the {self.arch} weights {enum} "
+                f"({type(err).__name__}: {err}); download the file once or pass its path"
+            ) from err
+        return state
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Return the stem output and the four stage outputs.
@@ -218,75 +272,49 @@ class ResNetEncoder(nn.Module):
         return [stem, f1, f2, f3, f4]
 
 
-def _no_download(name: str, pretrained: bool) -> None:
-    if pretrained:
-        raise EncoderError(
-            f"encoder {name!r}: pretrained=True needs a weights source and catseg downloads "
-            "nothing; build with pretrained=False, then load torchvision weights with "
-            "model.encoder.load_state_dict(state_dict_without_fc, strict=True)"
-        )
-
-
-def resnet18(*, in_channels: int = 3, pretrained: bool = False) -> ResNetEncoder:
+def resnet18(*, in_channels: int = 3) -> ResNetEncoder:
     """ResNet-18 encoder (basic blocks ``(2, 2, 2, 2)``; 11,176,512 parameters).
 
     Args:
-        in_channels: Input channels (torchvision weights need 3).
-        pretrained: Must be False (nothing is downloaded).
+        in_channels: Input channels (pretrained weights are adapted by the stem rule).
 
     Returns:
-        The encoder.
-
-    Raises:
-        EncoderError: If ``pretrained`` is True.
+        The encoder (random weights; load weights with ``UNet(encoder_weights=...)``).
 
     Examples:
         >>> sum(p.numel() for p in resnet18().parameters())
         11176512
     """
-    _no_download("resnet18", pretrained)
-    return ResNetEncoder("basic", (2, 2, 2, 2), in_channels=in_channels)
+    return ResNetEncoder("basic", (2, 2, 2, 2), in_channels=in_channels, arch="resnet18")
 
 
-def resnet34(*, in_channels: int = 3, pretrained: bool = False) -> ResNetEncoder:
+def resnet34(*, in_channels: int = 3) -> ResNetEncoder:
     """ResNet-34 encoder (basic blocks ``(3, 4, 6, 3)``; 21,284,672 parameters).
 
     Args:
-        in_channels: Input channels (torchvision weights need 3).
-        pretrained: Must be False (nothing is downloaded).
+        in_channels: Input channels (pretrained weights are adapted by the stem rule).
 
     Returns:
-        The encoder.
-
-    Raises:
-        EncoderError: If ``pretrained`` is True.
+        The encoder (random weights; load weights with ``UNet(encoder_weights=...)``).
 
     Examples:
         >>> resnet34().layer3[5].conv2.weight.shape
         torch.Size([256, 256, 3, 3])
     """
-    _no_download("resnet34", pretrained)
-    return ResNetEncoder("basic", (3, 4, 6, 3), in_channels=in_channels)
+    return ResNetEncoder("basic", (3, 4, 6, 3), in_channels=in_channels, arch="resnet34")
 
 
-def resnet50(*, in_channels: int = 3, pretrained: bool = False) -> ResNetEncoder:
+def resnet50(*, in_channels: int = 3) -> ResNetEncoder:
     """ResNet-50 encoder (bottlenecks ``(3, 4, 6, 3)``; 23,508,032 parameters).
 
     Args:
-        in_channels: Input channels (torchvision weights need 3).
-        pretrained: Must be False (nothing is downloaded).
+        in_channels: Input channels (pretrained weights are adapted by the stem rule).
 
     Returns:
-        The encoder.
-
-    Raises:
-        EncoderError: If ``pretrained`` is True.
+        The encoder (random weights; load weights with ``UNet(encoder_weights=...)``).
 
     Examples:
-        >>> resnet50(pretrained=True)
-        Traceback (most recent call last):
-        ...
-        catseg.errors.EncoderError: encoder 'resnet50': pretrained=True needs a weights source ...
+        >>> resnet50().weight_sources
+        ('torchvision',)
     """
-    _no_download("resnet50", pretrained)
-    return ResNetEncoder("bottleneck", (3, 4, 6, 3), in_channels=in_channels)
+    return ResNetEncoder("bottleneck", (3, 4, 6, 3), in_channels=in_channels, arch="resnet50")

@@ -1,0 +1,474 @@
+"""The normalisation a model expects, recorded in its config: :class:`Preprocessing`.
+
+Pixels enter catseg as floats in ``[0, 1]`` (see :mod:`catseg.data`); a model trained
+on normalised images expects ``(x - mean) / std`` per channel. That pair travels with
+the model in ``UNet.config.preprocessing``, so a checkpoint, an ONNX file's metadata,
+:func:`~catseg.training.fit` and :class:`~catseg.predict.Segmenter` all read it from one
+place:
+
+* ``UNet(..., encoder_weights=...)`` records the mean/std the pretrained weights expect
+  (ImageNet's for the torchvision ResNets, the pretrained config's for timm backbones);
+* a randomly initialised model records nothing (``None``, read as the identity);
+* :func:`~catseg.training.fit` records the ``Normalize`` found in the training dataset's
+  transforms into a model that records nothing, and raises
+  :class:`~catseg.errors.ConfigError` naming both values when they disagree.
+
+Examples:
+    >>> from catseg.models.preprocessing import IMAGENET, Preprocessing
+    >>> IMAGENET.mean
+    (0.485, 0.456, 0.406)
+    >>> IMAGENET.for_channels(1)
+    Preprocessing(mean=(0.449,), std=(0.226,))
+    >>> Preprocessing.from_dict(IMAGENET.to_dict()) == IMAGENET
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from catseg._validation import check_mean_std
+from catseg.errors import ConfigError
+
+__all__ = [
+    "IMAGENET",
+    "Preprocessing",
+    "check_preprocessing",
+    "find_normalization",
+    "merge_preprocessing",
+    "preprocessing_of",
+    "record_preprocessing",
+    "resolve_mean_std",
+    "same_preprocessing",
+]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Per-channel ``mean``/``std`` applied to ``[0, 1]`` pixels before the model.
+
+    Attributes:
+        mean: One value per input channel (or one value for all channels).
+        std: One positive value per input channel (or one for all).
+
+    Raises:
+        ConfigError: If a value is not finite, a std is not > 0, or the lengths differ.
+
+    Examples:
+        >>> import torch
+        >>> p = Preprocessing(mean=(0.5,), std=(0.25,))
+        >>> p(torch.full((1, 1, 2, 2), 0.75))[0, 0, 0, 0].item()
+        1.0
+        >>> Preprocessing(mean=(0.5,), std=(0.0,))
+        Traceback (most recent call last):
+        ...
+        catseg.errors.ConfigError: std[0] must be a finite number in (0.0, inf], got 0.0
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        mean, std = check_mean_std(self.mean, self.std)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+
+    @classmethod
+    def identity(cls, channels: int = 3) -> Preprocessing:
+        """Mean 0 and std 1 for ``channels`` channels (pixels used as they are).
+
+        Args:
+            channels: Number of input channels.
+
+        Returns:
+            The identity record.
+
+        Examples:
+            >>> Preprocessing.identity(2)
+            Preprocessing(mean=(0.0, 0.0), std=(1.0, 1.0))
+        """
+        return cls((0.0,) * channels, (1.0,) * channels)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when every mean is 0 and every std is 1."""
+        return all(m == 0.0 for m in self.mean) and all(s == 1.0 for s in self.std)
+
+    def for_channels(self, channels: int) -> Preprocessing:
+        """Adapt an RGB record to ``channels`` inputs by the stem rule.
+
+        The same rule adapts the first convolution of pretrained weights (see
+        :func:`catseg.models.weights.adapt_stem_weight`): one channel takes the average
+        of the three means and of the three stds (a grey image); more channels repeat
+        the values cyclically. A record that already has ``channels`` entries (or one
+        entry) is returned unchanged.
+
+        Args:
+            channels: Number of input channels of the model.
+
+        Returns:
+            The adapted record.
+
+        Examples:
+            >>> Preprocessing((0.1, 0.2, 0.3), (1.0, 2.0, 3.0)).for_channels(4)
+            Preprocessing(mean=(0.1, 0.2, 0.3, 0.1), std=(1.0, 2.0, 3.0, 1.0))
+        """
+        size = len(self.mean)
+        if size in (1, channels):
+            return self
+        if channels == 1:
+            return Preprocessing(
+                (round(sum(self.mean) / size, 6),), (round(sum(self.std) / size, 6),)
+            )
+        return Preprocessing(
+            tuple(self.mean[i % size] for i in range(channels)),
+            tuple(self.std[i % size] for i in range(channels)),
+        )
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Return ``(x - mean) / std`` over the channel axis (dim 1 of ``(N, C, H, W)``).
+
+        Args:
+            x: Float batch of ``[0, 1]`` pixels, ``(N, C, H, W)``.
+
+        Returns:
+            The normalised batch (a new tensor).
+        """
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return (x - mean) / std
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """Return ``{"mean": [...], "std": [...]}`` (JSON-serialisable).
+
+        Returns:
+            The record as plain lists.
+
+        Examples:
+            >>> Preprocessing((0.5,), (0.5,)).to_dict()
+            {'mean': [0.5], 'std': [0.5]}
+        """
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: Preprocessing | Mapping[str, Any]) -> Preprocessing:
+        """Build a record from :meth:`to_dict`'s output (or return a record unchanged).
+
+        Args:
+            data: A mapping with exactly the keys ``mean`` and ``std``.
+
+        Returns:
+            The record.
+
+        Raises:
+            ConfigError: If ``data`` is not such a mapping or its values are invalid.
+
+        Examples:
+            >>> Preprocessing.from_dict({"mean": [0.5], "sdt": [1]})
+            Traceback (most recent call last):
+            ...
+            catseg.errors.ConfigError: preprocessing must be a mapping with keys ['mean', \
+'std'], got {'mean': [0.5], 'sdt': [1]}
+        """
+        if isinstance(data, Preprocessing):
+            return data
+        if not isinstance(data, Mapping) or set(data) != {"mean", "std"}:
+            raise ConfigError(
+                f"preprocessing must be a mapping with keys ['mean', 'std'], got {data!r}"
+            )
+        return cls(tuple(data["mean"]), tuple(data["std"]))
+
+    def __str__(self) -> str:
+        return f"mean={list(self.mean)}, std={list(self.std)}"
+
+
+IMAGENET = Preprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+"""The ImageNet statistics torchvision's and most timm weights were trained with."""
+
+
+def check_preprocessing(value: object, in_channels: int) -> Preprocessing | None:
+    """Validate a preprocessing record (a :class:`Preprocessing`, its dict or ``None``).
+
+    Args:
+        value: The record, its :meth:`Preprocessing.to_dict` form, or ``None``.
+        in_channels: Input channels of the model; a record must have that many entries
+            (or one).
+
+    Returns:
+        The record, or ``None``.
+
+    Raises:
+        ConfigError: If the record is invalid or has the wrong number of channels.
+
+    Examples:
+        >>> check_preprocessing({"mean": [0.5, 0.5], "std": [1, 1]}, 3)
+        Traceback (most recent call last):
+        ...
+        catseg.errors.ConfigError: preprocessing has 2 channels (mean=[0.5, 0.5], \
+std=[1.0, 1.0]) but the model has in_channels=3; give 1 or 3 values
+    """
+    if value is None:
+        return None
+    record = Preprocessing.from_dict(value)  # type: ignore[arg-type]
+    if len(record.mean) not in (1, in_channels):
+        raise ConfigError(
+            f"preprocessing has {len(record.mean)} channels ({record}) but the model has "
+            f"in_channels={in_channels}; give 1 or {in_channels} values"
+        )
+    return record
+
+
+def preprocessing_of(model: object) -> Preprocessing | None:
+    """The preprocessing record of ``model`` (``model.config.preprocessing``), if any.
+
+    Args:
+        model: Usually a :class:`~catseg.models.UNet`; anything else records nothing.
+
+    Returns:
+        The record, or ``None``.
+
+    Examples:
+        >>> from catseg.models import UNet
+        >>> preprocessing_of(UNet(init_features=4, depth=2)) is None
+        True
+    """
+    config = getattr(model, "config", None)
+    record = getattr(config, "preprocessing", None)
+    return record if isinstance(record, Preprocessing) else None
+
+
+def _as_record(mean: Sequence[float], std: Sequence[float]) -> Preprocessing:
+    return Preprocessing(tuple(mean), tuple(std))
+
+
+def same_preprocessing(a: Preprocessing, b: Preprocessing, channels: int) -> bool:
+    """True when two records normalise ``channels`` channels the same (within 1e-6).
+
+    Args:
+        a: A record.
+        b: Another record.
+        channels: Input channels (a one-value record is broadcast).
+
+    Returns:
+        Whether they agree.
+
+    Examples:
+        >>> same_preprocessing(Preprocessing((0.5,), (1.0,)),
+        ...                    Preprocessing((0.5, 0.5), (1.0, 1.0)), 2)
+        True
+    """
+
+    def expand(values: tuple[float, ...]) -> tuple[float, ...]:
+        return values * channels if len(values) == 1 else values
+
+    pairs = ((expand(a.mean), expand(b.mean)), (expand(a.std), expand(b.std)))
+    return all(
+        len(x) == len(y) and all(abs(u - v) <= 1e-6 for u, v in zip(x, y, strict=True))
+        for x, y in pairs
+    )
+
+
+def resolve_mean_std(
+    model: object,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    *,
+    what: str = "mean/std",
+) -> tuple[Sequence[float] | None, Sequence[float] | None]:
+    """The mean/std to use with ``model``: its record, or the given values if they agree.
+
+    Used by :class:`~catseg.predict.Segmenter`, :func:`~catseg.checkpoint.save_checkpoint`
+    and :func:`~catseg.training.fit`, so that the normalisation recorded in a model's
+    config can never be silently replaced by another one.
+
+    Args:
+        model: The model (its ``config.preprocessing`` is read).
+        mean: Mean given by the caller, or ``None``.
+        std: Std given by the caller, or ``None``.
+        what: How the caller's values are named in the error message.
+
+    Returns:
+        ``(mean, std)``: the caller's values when given (and consistent), otherwise the
+        model's record, otherwise ``(None, None)``.
+
+    Raises:
+        ConfigError: If the caller's values differ from the model's record; the message
+            names both.
+
+    Examples:
+        >>> from catseg.models import UNet
+        >>> from catseg.models.preprocessing import IMAGENET
+        >>> model = UNet(init_features=4, depth=2)
+        >>> model.preprocessing = IMAGENET
+        >>> resolve_mean_std(model, None, None)
+        ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        >>> resolve_mean_std(model, (0.0,) * 3, (1.0,) * 3)
+        Traceback (most recent call last):
+        ...
+        catseg.errors.ConfigError: mean/std (mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0]) \
+differ from the preprocessing recorded in the model's config (mean=[0.485, 0.456, 0.406], \
+std=[0.229, 0.224, 0.225])...
+    """
+    record = preprocessing_of(model)
+    if mean is None and std is None:
+        return (record.mean, record.std) if record is not None else (None, None)
+    if record is None or mean is None or std is None:
+        return mean, std
+    given = _as_record(mean, std)
+    channels = max(len(record.mean), len(given.mean))
+    if not same_preprocessing(given, record, channels):
+        raise ConfigError(
+            f"{what} ({given}) differ from the preprocessing recorded in the model's config "
+            f"({record}); the model expects its inputs normalised as recorded. Normalise "
+            "with the recorded values (e.g. catseg.data.transforms.Normalize(mean, std) in "
+            "the dataset's transforms), or set model.preprocessing to the normalisation "
+            "really used (None = identity)"
+        )
+    return mean, std
+
+
+def record_preprocessing(
+    model: object, mean: Sequence[float], std: Sequence[float], *, what: str
+) -> None:
+    """Record ``mean``/``std`` in a model that records nothing; check them otherwise.
+
+    :func:`~catseg.training.fit` calls this with the normalisation of the training
+    data, so a model trained on normalised images always carries that normalisation
+    into its checkpoints, its ONNX file and its Segmenter. An identity normalisation is
+    not recorded (``None`` already means identity).
+
+    Args:
+        model: The model (usually a :class:`~catseg.models.UNet`; other modules are
+            left alone).
+        mean: The mean the model is trained with.
+        std: The std the model is trained with.
+        what: How the values are named in the error message.
+
+    Raises:
+        ConfigError: If the model already records other values (both are named).
+
+    Examples:
+        >>> from catseg.models import UNet
+        >>> model = UNet(init_features=4, depth=2)
+        >>> record_preprocessing(model, (0.5,) * 3, (0.2,) * 3, what="the data's")
+        >>> model.preprocessing
+        Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+    """
+    resolve_mean_std(model, mean, std, what=what)
+    given = _as_record(mean, std)
+    config = getattr(model, "config", None)
+    if (
+        preprocessing_of(model) is None
+        and not given.is_identity
+        and hasattr(config, "preprocessing")
+        and hasattr(model, "in_channels")
+    ):
+        model.preprocessing = given  # type: ignore[attr-defined]
+
+
+def merge_preprocessing(
+    config: Mapping[str, Any], mean: Sequence[float], std: Sequence[float], *, what: str
+) -> dict[str, Any]:
+    """A model-config dict whose ``preprocessing`` agrees with ``mean``/``std``.
+
+    Used where a config dict and separate mean/std meet (checkpoints): a config that
+    records nothing gets them (unless they are the identity); one that records other
+    values raises.
+
+    Args:
+        config: ``UNetConfig.to_dict()`` output (not modified).
+        mean: The mean stored beside the config.
+        std: The std stored beside the config.
+        what: How ``mean``/``std`` are named in the error message.
+
+    Returns:
+        A new dict.
+
+    Raises:
+        ConfigError: If the config records other values (both are named).
+
+    Examples:
+        >>> merge_preprocessing({"in_channels": 1}, [0.5], [0.2], what="mean/std")
+        {'in_channels': 1, 'preprocessing': {'mean': [0.5], 'std': [0.2]}}
+    """
+    data = dict(config)
+    given = _as_record(mean, std)
+    recorded = data.get("preprocessing")
+    if recorded is None:
+        data["preprocessing"] = None if given.is_identity else given.to_dict()
+        return data
+    record = Preprocessing.from_dict(recorded)
+    channels = max(len(record.mean), len(given.mean))
+    if not same_preprocessing(given, record, channels):
+        raise ConfigError(
+            f"{what} ({given}) differ from the preprocessing recorded in the model's config "
+            f"({record}); they must be the same normalisation"
+        )
+    return data
+
+
+def _compose(
+    first: tuple[list[float], list[float]] | None, mean: list[float], std: list[float]
+) -> tuple[list[float], list[float]]:
+    """Two normalisations in a row, as one: ``((x - m1) / s1 - m2) / s2``."""
+    if first is None:
+        return mean, std
+    m1, s1 = first
+    if len(m1) != len(mean):
+        raise ConfigError(f"two Normalize transforms of different lengths: {m1} then {mean}")
+    return (
+        [a + b * s for a, b, s in zip(m1, mean, s1, strict=True)],
+        [s * t for s, t in zip(s1, std, strict=True)],
+    )
+
+
+def find_normalization(dataset: object) -> tuple[list[float], list[float]] | None:
+    """The ``Normalize`` inside a dataset's transforms, as ``(mean, std)``, or ``None``.
+
+    Looks through wrappers that keep the real dataset in ``.dataset`` (``Subset`` ...),
+    then walks ``dataset.transforms`` (or ``.transform``) and any nested ``Compose``
+    (``.transforms`` lists). A transform counts as a normalisation when its class is
+    called ``Normalize`` and it has ``mean`` and ``std`` (catseg's and torchvision's);
+    several in a row are composed into one.
+
+    Args:
+        dataset: A dataset.
+
+    Returns:
+        ``(mean, std)`` lists, or ``None`` if the transforms normalise nothing.
+
+    Examples:
+        >>> from catseg.data.transforms import Compose, Normalize, Resize
+        >>> class Data:
+        ...     transforms = Compose([Resize(8), Normalize([0.5] * 3, [0.25] * 3)])
+        >>> find_normalization(Data())
+        ([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+        >>> find_normalization(object()) is None
+        True
+    """
+    for _ in range(8):
+        if hasattr(dataset, "transforms") or hasattr(dataset, "transform"):
+            break
+        inner = getattr(dataset, "dataset", None)
+        if inner is None:
+            break
+        dataset = inner
+    found: tuple[list[float], list[float]] | None = None
+    pending: list[object] = [getattr(dataset, "transforms", getattr(dataset, "transform", None))]
+    while pending:
+        item = pending.pop(0)
+        nested = getattr(item, "transforms", None)
+        if isinstance(nested, list | tuple):
+            pending[:0] = list(nested)
+            continue
+        if type(item).__name__ == "Normalize" and hasattr(item, "mean") and hasattr(item, "std"):
+            mean = [float(v) for v in item.mean]
+            std = [float(v) for v in item.std]
+            found = _compose(found, mean, std)
+    return found

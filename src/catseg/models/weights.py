@@ -1,0 +1,330 @@
+"""Pretrained encoder weights in one call: ``UNet(..., encoder_weights=...)``.
+
+``encoder_weights`` is one of:
+
+* a **file path**: a torchvision ``.pth`` state dict, a ``.safetensors`` file (needs the
+  ``safetensors`` package), or a catseg checkpoint whose ``encoder.*`` weights (and
+  recorded preprocessing) are reused. Files are read with
+  ``torch.load(weights_only=True)``: nothing but tensors and plain data is built;
+* a **state dict** (a mapping of names to tensors), keyed like the encoder;
+* a **named source** the encoder declares in ``weight_sources`` (``"torchvision"`` for
+  the built-in ResNets, ``"timm"`` for timm backbones): the encoder's
+  ``load_weight_source(name)`` fetches it with that library's own loading and cache.
+
+Then, always in this order:
+
+1. keys starting with one of the encoder's ``ignored_weights`` prefixes are dropped
+   (the classifier: ``fc.*`` for ResNets);
+2. **the stem rule** adapts the first convolution (the encoder's ``stem_weight``) when
+   the model's ``in_channels`` differs from the weights': one channel takes the sum over
+   the weights' channels (so a grey image gives the same stem output as that image
+   repeated to RGB), ``k`` channels repeat the weights' channels cyclically and rescale
+   them by ``3 / k`` (so an input whose channels are equal gives the same output);
+3. keys are matched strictly: any missing, unexpected or mismatched-shape key raises
+   :class:`~catseg.errors.CheckpointError` naming the first of each and the source
+   (BatchNorm ``num_batches_tracked`` counters, absent from old torchvision files,
+   start at 0);
+4. the weights are copied into the encoder (the caller's tensors are not modified),
+   and the preprocessing the weights expect (the catseg checkpoint's record, else the
+   encoder's ``weights_preprocessing``) is returned, adapted to ``in_channels`` by the
+   same rule.
+
+Examples:
+    >>> import torch
+    >>> weight = torch.randn(8, 3, 7, 7)
+    >>> grey = torch.rand(1, 1, 16, 16)
+    >>> one = torch.conv2d(grey, adapt_stem_weight(weight, 1))
+    >>> rgb = torch.conv2d(grey.expand(1, 3, 16, 16), weight)
+    >>> torch.allclose(one, rgb, atol=1e-5)
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import Tensor, nn
+
+from catseg.errors import CheckpointError, ConfigError, MissingFileError, OptionalDependencyError
+from catseg.models.preprocessing import Preprocessing
+
+__all__ = [
+    "EncoderWeights",
+    "adapt_stem_weight",
+    "check_state_keys",
+    "load_encoder_weights",
+    "read_weights_file",
+]
+
+EncoderWeights = Union[str, "os.PathLike[str]", Mapping[str, Tensor]]
+"""What ``UNet(encoder_weights=...)`` accepts: a path, a named source or a state dict."""
+
+_CHECKPOINT_TAG = "catseg.checkpoint"
+_SHOWN = 5
+
+
+def adapt_stem_weight(weight: Tensor, in_channels: int) -> Tensor:
+    """Adapt a first-convolution weight ``(out, c, kh, kw)`` to ``in_channels`` inputs.
+
+    The stem rule: ``in_channels == c`` keeps the weight; ``1`` sums over the ``c``
+    channels; any other count repeats the ``c`` channels cyclically and multiplies by
+    ``c / in_channels``. A new tensor is returned.
+
+    Args:
+        weight: The pretrained weight (4-D).
+        in_channels: Input channels of the model.
+
+    Returns:
+        The weight ``(out, in_channels, kh, kw)``.
+
+    Examples:
+        >>> import torch
+        >>> w = torch.arange(3.0).view(1, 3, 1, 1)
+        >>> adapt_stem_weight(w, 1).flatten().tolist()
+        [3.0]
+        >>> adapt_stem_weight(w, 6).flatten().tolist()
+        [0.0, 0.5, 1.0, 0.0, 0.5, 1.0]
+    """
+    channels = weight.shape[1]
+    if in_channels == channels:
+        return weight.clone()
+    if in_channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    index = torch.arange(in_channels, device=weight.device) % channels
+    return weight[:, index] * (channels / in_channels)
+
+
+def _check_tensors(data: Mapping[Any, Any], where: str) -> dict[str, Tensor]:
+    bad = [k for k, v in data.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(
+            f"{where} is not a state dict (names → tensors): entries {bad[:_SHOWN]!r} are "
+            f"not; top-level keys: {list(data)[:_SHOWN]!r}"
+        )
+    return dict(data)
+
+
+def _from_catseg_checkpoint(
+    data: Mapping[str, Any], where: str
+) -> tuple[dict[str, Tensor], Preprocessing | None]:
+    state = data.get("state_dict")
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{where} is a catseg checkpoint without a state_dict")
+    encoder = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+    if not encoder:
+        raise CheckpointError(f"{where} is a catseg checkpoint with no encoder.* weights")
+    record = None
+    config = data.get("model_config")
+    if isinstance(config, Mapping) and config.get("preprocessing") is not None:
+        record = Preprocessing.from_dict(config["preprocessing"])
+    elif isinstance(data.get("mean"), list | tuple) and isinstance(data.get("std"), list | tuple):
+        legacy = Preprocessing(tuple(data["mean"]), tuple(data["std"]))
+        record = None if legacy.is_identity else legacy
+    return _check_tensors(encoder, where), record
+
+
+def read_weights_file(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, Tensor], Preprocessing | None]:
+    """Read a weights file safely: a state dict, a ``.safetensors`` file or a catseg checkpoint.
+
+    Args:
+        path: The file.
+
+    Returns:
+        ``(state_dict, preprocessing)``: the weights, and the preprocessing a catseg
+        checkpoint records (``None`` for other files).
+
+    Raises:
+        MissingFileError: If the file does not exist.
+        OptionalDependencyError: For a ``.safetensors`` file without ``safetensors``.
+        CheckpointError: If the file is unreadable, holds pickled objects outside
+            ``torch.load(weights_only=True)``'s safe set, or is not a state dict.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> path = Path(tempfile.mkdtemp()) / "w.pth"
+        >>> torch.save({"conv1.weight": torch.zeros(1)}, path)
+        >>> state, record = read_weights_file(path)
+        >>> list(state), record
+        (['conv1.weight'], None)
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise MissingFileError(f"encoder weights file {file} does not exist")
+    if file.suffix == ".safetensors":
+        try:
+            load_file = importlib.import_module("safetensors.torch").load_file
+        except ImportError as err:
+            raise OptionalDependencyError(
+                f"reading {file} needs the safetensors package: pip install safetensors"
+            ) from err
+        try:
+            return _check_tensors(load_file(str(file), device="cpu"), str(file)), None
+        except CheckpointError:
+            raise
+        except Exception as err:
+            raise CheckpointError(f"{file} is not a readable safetensors file: {err}") from err
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError, BadZipFile, KeyError ...
+        raise CheckpointError(
+            f"{file} cannot be read safely as encoder weights (torch.load with "
+            f"weights_only=True): {type(err).__name__}: {str(err).splitlines()[0]}"
+        ) from err
+    if not isinstance(data, Mapping):
+        raise CheckpointError(f"{file} holds a {type(data).__name__}, expected a state dict")
+    if data.get("format") == _CHECKPOINT_TAG:
+        return _from_catseg_checkpoint(data, str(file))
+    return _check_tensors(data, str(file)), None
+
+
+def _resolve(
+    encoder: nn.Module, weights: object
+) -> tuple[dict[str, Tensor], Preprocessing | None, str]:
+    """The raw state dict of ``weights``, its recorded preprocessing and a description."""
+    sources: tuple[str, ...] = tuple(getattr(encoder, "weight_sources", ()))
+    name = type(encoder).__name__
+    if isinstance(weights, Mapping):
+        return _check_tensors(weights, "encoder_weights"), None, "the given state dict"
+    if isinstance(weights, str) and weights in sources:
+        loaded = encoder.load_weight_source(weights)  # type: ignore[operator]
+        return _check_tensors(loaded, f"source {weights!r}"), None, f"source {weights!r}"
+    if not isinstance(weights, str | os.PathLike):
+        raise ConfigError(
+            "encoder_weights must be a file path, a state dict or a named source "
+            f"({list(sources)} for {name}), got {type(weights).__name__}"
+        )
+    file = Path(weights)
+    if not file.is_file():
+        raise MissingFileError(
+            f"encoder_weights {os.fspath(weights)!r} is neither a file nor a weight source of "
+            f"{name} (sources: {list(sources)})"
+        )
+    reader = getattr(encoder, "read_weights_file", None)
+    if callable(reader):  # encoders whose files differ from their module tree (timm)
+        custom = reader(file)
+        if custom is not None:
+            return _check_tensors(custom, str(file)), None, str(file)
+    state, record = read_weights_file(file)
+    return state, record, str(file)
+
+
+def _first(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN])
+    return shown + (f" (+{len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else "")
+
+
+def check_state_keys(
+    expected: Mapping[str, Tensor], state: Mapping[str, Tensor], where: str
+) -> None:
+    """Raise unless ``state`` has exactly the keys and shapes of ``expected``.
+
+    Args:
+        expected: The reference state dict (e.g. ``module.state_dict()``).
+        state: The weights to load.
+        where: The source, named in the message (a file path, ``"the given state dict"``).
+
+    Raises:
+        CheckpointError: Naming the first missing, unexpected and mismatched-shape keys
+            (at most five of each) and ``where``.
+
+    Examples:
+        >>> import torch
+        >>> check_state_keys({"a": torch.zeros(2)}, {"a": torch.zeros(3), "b": torch.zeros(1)},
+        ...                  "w.pth")
+        Traceback (most recent call last):
+        ...
+        catseg.errors.CheckpointError: the weights from w.pth do not fit: unexpected keys: b; \
+shape mismatches (weights vs model): a (3,) vs (2,)
+    """
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    parts = [
+        f"{label}: {_first(keys)}"
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches (weights vs model)", mismatched),
+        )
+        if keys
+    ]
+    if parts:
+        raise CheckpointError(f"the weights from {where} do not fit: " + "; ".join(parts))
+
+
+def _match(
+    encoder: nn.Module, state: dict[str, Tensor], in_channels: int, where: str
+) -> dict[str, Tensor]:
+    expected = encoder.state_dict()
+    ignored = tuple(getattr(encoder, "ignored_weights", ()))
+    state = {k: v for k, v in state.items() if not (ignored and k.startswith(ignored))}
+    stem = getattr(encoder, "stem_weight", None)
+    if isinstance(stem, str) and stem in state and stem in expected:
+        have, want = state[stem], expected[stem]
+        if have.ndim == 4 and have.shape[1] != want.shape[1] == in_channels:
+            state[stem] = adapt_stem_weight(have, in_channels)
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value)
+    check_state_keys(
+        expected, state, f"{where} into {type(encoder).__name__} (in_channels={in_channels})"
+    )
+    return state
+
+
+def load_encoder_weights(
+    encoder: nn.Module, weights: EncoderWeights, *, in_channels: int
+) -> Preprocessing | None:
+    """Load ``weights`` into ``encoder`` strictly and return the preprocessing they expect.
+
+    See the module documentation for the accepted sources and the rules.
+
+    Args:
+        encoder: The encoder (modified in place: its parameters and buffers).
+        weights: A file path, a state dict or a named source of the encoder.
+        in_channels: Input channels of the model (for the stem rule).
+
+    Returns:
+        The preprocessing the weights expect for ``in_channels`` channels (the catseg
+        checkpoint's record, else the encoder's ``weights_preprocessing``), or ``None``.
+
+    Raises:
+        ConfigError: If ``weights`` has an unsupported type.
+        MissingFileError: If a path does not exist and is not a named source.
+        CheckpointError: If the file is unreadable or its keys do not match (the first
+            missing, unexpected and mismatched keys are named, with the file).
+        OptionalDependencyError: If the source needs a library that is not installed.
+
+    Examples:
+        >>> from catseg.models.encoders import get_encoder
+        >>> source = get_encoder("resnet18").state_dict()
+        >>> encoder = get_encoder("resnet18", in_channels=1)
+        >>> load_encoder_weights(encoder, source, in_channels=1)
+        Preprocessing(mean=(0.449,), std=(0.226,))
+        >>> load_encoder_weights(encoder, {"conv1.weight": source["conv1.weight"]},
+        ...                      in_channels=1)
+        Traceback (most recent call last):
+        ...
+        catseg.errors.CheckpointError: the weights from the given state dict into \
+ResNetEncoder (in_channels=1) do not fit: missing keys: bn1.weight, ...
+    """
+    raw, record, where = _resolve(encoder, weights)
+    state = _match(encoder, raw, in_channels, where)
+    with torch.no_grad():
+        encoder.load_state_dict(state, strict=True)
+    if record is None:
+        declared = getattr(encoder, "weights_preprocessing", None)
+        record = declared if isinstance(declared, Preprocessing) else None
+    return None if record is None else record.for_channels(in_channels)
