@@ -110,7 +110,8 @@ def main() -> int:
         f"{today}. Every figure is measured side by side with its baseline in the same run "
         "and reported as a ratio, because absolute numbers on shared machines are noisy. "
         "The chart is drawn from this page by `python docs/make_figures.py --only chart`. "
-        "Figures from another machine: [a 2-core Xeon with AMX](benchmarks-xeon-amx.md).\n\n"
+        "Figures from other machines: [a 2-core Xeon with AMX](benchmarks-xeon-amx.md), "
+        "[an NVIDIA H200](benchmarks-gpu-h200.md).\n\n"
         f"{machine_description()}\n" + "\n".join(sections)
     )
     args.output.write_text(page, encoding="utf-8")

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-# --- errors -----------------------------------------------------------------
-# --- data -------------------------------------------------------------------
-# --- checkpoint -------------------------------------------------------------
 from catseg.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -37,64 +34,64 @@ from catseg.errors import (
     DataError,
     DTypeError,
     EncoderError,
+    ExportError,
     LabelmeError,
     MissingFileError,
     NonFiniteError,
     OptionalDependencyError,
     ShapeError,
 )
-
-# --- export -----------------------------------------------------------------
 from catseg.export import (
     to_onnx,
 )
-
-# --- losses -----------------------------------------------------------------
 from catseg.losses import (
     BCEDiceLoss,
+    DiceCELoss,
     DiceLoss,
+    FocalLoss,
+    JaccardLoss,
+    LovaszLoss,
     SoftDice,
+    TverskyLoss,
     soft_dice,
 )
-
-# --- metrics ----------------------------------------------------------------
 from catseg.metrics import (
     IoUResult,
     MeanIoU,
     confusion_matrix,
     mean_iou,
 )
-
-# --- models -----------------------------------------------------------------
 from catseg.models import (
     Encoder,
     EncoderFactory,
+    Preprocessing,
     Registry,
     UNet,
     UNetConfig,
+    freeze_encoder,
     get_encoder,
     list_encoders,
+    param_groups,
     register_encoder,
+    register_encoder_family,
+    unfreeze_encoder,
     validate_encoder,
 )
-
-# --- predict ----------------------------------------------------------------
 from catseg.predict import (
     Prediction,
     Segmenter,
+    SegmenterOptions,
 )
-
-# --- training ---------------------------------------------------------------
 from catseg.training import (
     CheckpointMeta,
+    CheckpointOptions,
     EpochRecord,
     History,
+    RunOptions,
     evaluate,
     fit,
     train_one_epoch,
 )
-
-# --- visualize --------------------------------------------------------------
 from catseg.visualize import (
     BINARY_PALETTE,
     VOC_PALETTE,
@@ -112,6 +109,7 @@ __all__ = [
     "DTypeError",
     "DataError",
     "EncoderError",
+    "ExportError",
     "LabelmeError",
     "MissingFileError",
     "NonFiniteError",
@@ -120,18 +118,28 @@ __all__ = [
     # models
     "UNet",
     "UNetConfig",
+    "Preprocessing",
     "Encoder",
     "EncoderFactory",
     "Registry",
     "register_encoder",
+    "register_encoder_family",
     "get_encoder",
     "list_encoders",
     "validate_encoder",
+    "freeze_encoder",
+    "unfreeze_encoder",
+    "param_groups",
     # losses
     "soft_dice",
     "SoftDice",
     "DiceLoss",
     "BCEDiceLoss",
+    "DiceCELoss",
+    "FocalLoss",
+    "TverskyLoss",
+    "JaccardLoss",
+    "LovaszLoss",
     # metrics
     "confusion_matrix",
     "mean_iou",
@@ -156,6 +164,7 @@ __all__ = [
     "Checkpoint",
     # predict
     "Segmenter",
+    "SegmenterOptions",
     "Prediction",
     # training
     "fit",
@@ -164,6 +173,8 @@ __all__ = [
     "History",
     "EpochRecord",
     "CheckpointMeta",
+    "CheckpointOptions",
+    "RunOptions",
     # export
     "to_onnx",
 ]

@@ -22,8 +22,8 @@ from catseg.models import (
     param_groups,
     unfreeze_encoder,
 )
-from catseg.predict import Segmenter
-from catseg.training import CheckpointMeta, fit
+from catseg.predict import Segmenter, SegmenterOptions
+from catseg.training import CheckpointMeta, CheckpointOptions, RunOptions, fit
 
 
 class Blobs(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -51,17 +51,15 @@ class Blobs(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return image, mask
 
 
-def _fit(model: UNet, data: Dataset, **kwargs: object) -> None:
+def _fit(model: UNet, data: Dataset, checkpoint_dir: Path | None = None) -> None:
     fit(
         model,
         DataLoader(data, batch_size=4, shuffle=True),
         loss_fn=DiceLoss(),
         epochs=1,
-        precision="fp32",
-        device="cpu",
+        run=RunOptions(precision="fp32", device="cpu", seed=0),
+        checkpoint=None if checkpoint_dir is None else CheckpointOptions(checkpoint_dir),
         progress=False,
-        seed=0,
-        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -147,7 +145,13 @@ def test_fit_records_the_datasets_normalize_and_segmenter_reproduces_it(tmp_path
     assert got is not None
     assert (got[1] - expected).abs().max().item() <= 1e-4
     # the in-memory Segmenter reads the same record
-    direct = Segmenter(model, classes=["bg", "blob"], precision="fp32", device="cpu", fuse=False)
+    direct = Segmenter(
+        model,
+        SegmenterOptions(fuse=False),
+        classes=["bg", "blob"],
+        precision="fp32",
+        device="cpu",
+    )
     assert direct.mean == tuple(mean)
 
 
