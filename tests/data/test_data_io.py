@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catseg.data._io import load_rgb, open_image, read_mask, to_rgb
+from catseg.data import open_image, read_mask, to_rgb
+from catseg.data._io import load_rgb  # private: no public path
 from catseg.errors import ConfigError, DataError, MissingFileError
 
 EXIF_ORIENTATION = 0x0112

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from catseg.data._io import read_mask
+from catseg.data import read_mask
 from catseg.data.synthetic import make_synthetic_voc
 from catseg.data.transforms import RandomHorizontalFlip
 from catseg.data.voc import VOCSegmentationDataset

@@ -15,8 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from catseg.data import VOCSegmentationDataset
-from catseg.data._io import open_image, read_mask, to_rgb
+from catseg.data import VOCSegmentationDataset, open_image, read_mask, to_rgb
 from catseg.errors import CatsegError, DataError
 from catseg.visualize import VOC_PALETTE
 

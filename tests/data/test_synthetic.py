@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from catseg.data._io import read_mask
+from catseg.data import read_mask
 from catseg.data.synthetic import make_synthetic_voc
 from catseg.data.voc import VOCSegmentationDataset
 from catseg.errors import ConfigError, DataError

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pytest
-import torch
 from PIL import Image
 
 from catseg.visualize import VOC_PALETTE
@@ -25,16 +24,12 @@ EXIF_ORIENTATION = 0x0112
 
 
 @pytest.fixture(autouse=True)
-def single_threaded_torch() -> Iterator[None]:
-    """Run torch on one thread (tiny models; a loaded 2-core CI box).
+def single_threaded_torch(one_thread: None) -> None:
+    """Apply the shared ``one_thread`` fixture (tests/conftest.py) to each module importing this.
 
     Imported by each reliability test module (a second leaf ``conftest.py`` beside
     tests/models/conftest.py would clash when both folders are named on the command line).
     """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def png_header_only(path: Path, width: int, height: int) -> Path:

@@ -35,9 +35,8 @@ from reliability_builders import (
 )
 
 from catseg.checkpoint import load_checkpoint, save_checkpoint
-from catseg.data import VOCSegmentationDataset, labelme_to_voc, read_labelme
+from catseg.data import VOCSegmentationDataset, labelme_to_voc, open_image, read_labelme, read_mask
 from catseg.data import transforms as tfm
-from catseg.data._io import open_image, read_mask
 from catseg.errors import (
     CatsegError,
     CheckpointError,

@@ -27,9 +27,8 @@ from reliability_builders import (
     single_threaded_torch,  # noqa: F401  (autouse fixture)
 )
 
-from catseg.data import VOCSegmentationDataset, labelme_to_voc, read_labelme
+from catseg.data import VOCSegmentationDataset, labelme_to_voc, open_image, read_labelme, read_mask
 from catseg.data import transforms as tfm
-from catseg.data._io import open_image, read_mask
 from catseg.errors import CatsegError, ConfigError, DataError, LabelmeError
 from catseg.models import UNet
 from catseg.predict import Segmenter

@@ -4,7 +4,7 @@ Covered elsewhere and not repeated here:
 
 * a checkpoint write killed mid-way (SIGKILL of the writer process) or failing
   (disk full) leaves the previous file loadable:
-  tests/test_checkpoint.py::test_killed_writer_leaves_the_old_file_loadable and
+  tests/checkpoint/test_checkpoint.py::test_killed_writer_leaves_the_old_file_loadable and
   ::test_failed_save_keeps_the_old_file;
 * a training run killed with SIGKILL mid-epoch resumes from ``last.pt`` and ends
   with the same number of epochs: tests/test_training.py::test_sigkill_mid_epoch_then_resume;

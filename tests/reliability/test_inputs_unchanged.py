@@ -25,9 +25,8 @@ from reliability_builders import (
     write_voc,
 )
 
-from catseg.data import VOCSegmentationDataset, labelme_to_voc, make_synthetic_voc
+from catseg.data import VOCSegmentationDataset, labelme_to_voc, make_synthetic_voc, to_rgb
 from catseg.data import transforms as tfm
-from catseg.data._io import to_rgb
 from catseg.errors import DataError
 from catseg.losses import DiceLoss, soft_dice
 from catseg.metrics import MeanIoU, confusion_matrix, mean_iou

@@ -1,6 +1,7 @@
 """fit under torch.distributed: a real 2-process gloo torchrun, and the helpers in-process.
 
-Run as a script (``python -m torch.distributed.run ... tests/test_distributed_training.py``)
+Run as a script
+(``python -m torch.distributed.run ... tests/training/test_distributed_training.py``),
 this file is the worker of :func:`test_torchrun_two_processes`.
 """
 
@@ -33,12 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 N_IMAGES, VAL_FRACTION = 41, 0.22  # 32 train (even: no DistributedSampler padding), 9 val (odd)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class RecordingDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):

@@ -16,7 +16,7 @@ from torchmetrics.classification import MulticlassF1Score, MulticlassPrecision, 
 
 from catseg.metrics import MeanIoU, mean_iou
 
-# The toy case of tests/test_metrics.py: 4 classes, two 1x3 images, class 3 nowhere.
+# The toy case of tests/metrics/test_metrics.py: 4 classes, two 1x3 images, class 3 nowhere.
 TOY_TARGET = torch.tensor([[[0, 0, 1]], [[1, 1, 2]]])
 TOY_PRED = torch.tensor([[[0, 0, 1]], [[1, 0, 2]]])
 
