@@ -9,9 +9,14 @@ Examples:
 
 from __future__ import annotations
 
+from typing import Any, TypeVar, cast
+
+import torch
 from torch import nn
 
-__all__ = ["unwrap_model"]
+__all__ = ["to_channels_last", "unwrap_model"]
+
+_ModuleT = TypeVar("_ModuleT", bound=nn.Module)
 
 _MAX_WRAPPERS = 32
 
@@ -48,3 +53,26 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
         model = inner
     return model
+
+
+def to_channels_last(module: _ModuleT) -> _ModuleT:
+    """Convert ``module``'s 4-D parameters and buffers to channels-last, in place; return it.
+
+    ``Module.to(memory_format=...)`` works on every supported torch, but only newer torch
+    stubs declare that overload; this one typed call keeps ``mypy --strict`` clean on both.
+
+    Args:
+        module: The module to convert (modified in place, as ``Module.to`` does).
+
+    Returns:
+        ``module`` itself.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> conv = to_channels_last(nn.Conv2d(3, 4, 3))
+        >>> conv.weight.is_contiguous(memory_format=torch.channels_last)
+        True
+    """
+    converted: _ModuleT = cast(Any, module).to(memory_format=torch.channels_last)
+    return converted

@@ -101,6 +101,20 @@ def _check_label_range(labels: Tensor, num_labels: int, mode: str, ignore: int |
             )
 
 
+def _checked_labels(
+    target: Tensor, num_labels: int, mode: str, ignore_index: int | None
+) -> tuple[Tensor, Tensor]:
+    """``(labels, valid)`` of an integer target: int64 labels with ignored pixels set to 0."""
+    labels = target.long()
+    if ignore_index is not None:
+        valid = labels != ignore_index
+        labels = labels.masked_fill(~valid, 0)
+    else:
+        valid = torch.ones_like(labels, dtype=torch.bool)
+    _check_label_range(labels, num_labels, mode, ignore_index)
+    return labels, valid
+
+
 def _float_zero_one(target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor]:
     g = target if target.dtype == torch.float64 else target.float()
     if ignore_index is not None:
@@ -130,13 +144,7 @@ def _zero_one(target: Tensor, mode: str, ignore_index: int | None) -> tuple[Tens
         return target.float(), torch.ones_like(target, dtype=torch.bool)
     if target.is_floating_point():
         return _float_zero_one(target, ignore_index)
-    labels = target.long()
-    if ignore_index is not None:
-        valid = labels != ignore_index
-        labels = labels.masked_fill(~valid, 0)
-    else:
-        valid = torch.ones_like(labels, dtype=torch.bool)
-    _check_label_range(labels, 2, mode, ignore_index)
+    labels, valid = _checked_labels(target, 2, mode, ignore_index)
     return labels.float(), valid
 
 
@@ -183,11 +191,4 @@ def class_labels(
     n, c, h, w = input_shape
     if tuple(target.shape) != (n, h, w):
         raise _shape_error(target, (n, h, w), input_shape)
-    labels = target.long()
-    if ignore_index is not None:
-        valid = labels != ignore_index
-        labels = labels.masked_fill(~valid, 0)
-    else:
-        valid = torch.ones_like(labels, dtype=torch.bool)
-    _check_label_range(labels, c, "multiclass", ignore_index)
-    return labels, valid
+    return _checked_labels(target, c, "multiclass", ignore_index)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from catseg._modules import to_channels_last
 from catseg._runtime import autocast, resolve_device, resolve_precision
 from catseg.errors import ConfigError, ShapeError
 from catseg.export._runner import OnnxRunner
@@ -88,7 +89,7 @@ def torch_backend(model: nn.Module, options: SegmenterOptions) -> Backend:
         module = copy.deepcopy(model)
     module = module.eval().requires_grad_(False).to(device)
     if options.channels_last:
-        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        module = to_channels_last(module)
     return Backend(
         forward=_TorchForward(module, device, dtype, options.channels_last),
         device=device,

@@ -178,7 +178,10 @@ def _rebuild(loader: DataLoader[Any], sampler: Sampler[int]) -> DataLoader[Any]:
     )
 
 
-def _plain_sampler(loader: DataLoader[Any], role: str) -> object:
+def _sampler_to_replace(loader: DataLoader[Any], role: str) -> object | None:
+    """The plain sampler that sharding replaces; ``None`` when ``loader`` needs no sharding."""
+    if not is_distributed():
+        return None
     if isinstance(loader.dataset, IterableDataset):
         raise ConfigError(
             f"the {role} loader reads an IterableDataset, which torch.distributed cannot shard "
@@ -190,7 +193,7 @@ def _plain_sampler(loader: DataLoader[Any], role: str) -> object:
             f"sampler, got a custom batch_sampler {type(loader.batch_sampler).__name__}; "
             "give it a torch.utils.data.DistributedSampler yourself"
         )
-    return loader.sampler
+    return None if isinstance(loader.sampler, DistributedSampler) else loader.sampler
 
 
 def shard_train_loader(loader: DataLoader[Any], *, seed: int) -> DataLoader[Any]:
@@ -204,10 +207,8 @@ def shard_train_loader(loader: DataLoader[Any], *, seed: int) -> DataLoader[Any]
     Raises:
         ConfigError: If the loader cannot be sharded (custom sampler, IterableDataset).
     """
-    if not is_distributed():
-        return loader
-    sampler = _plain_sampler(loader, "train")
-    if isinstance(sampler, DistributedSampler):
+    sampler = _sampler_to_replace(loader, "train")
+    if sampler is None:
         return loader
     if not isinstance(sampler, (RandomSampler, SequentialSampler)):
         raise ConfigError(
@@ -229,10 +230,8 @@ def shard_eval_loader(loader: DataLoader[Any]) -> DataLoader[Any]:
     Raises:
         ConfigError: If the loader cannot be sharded (custom sampler, IterableDataset).
     """
-    if not is_distributed():
-        return loader
-    sampler = _plain_sampler(loader, "validation")
-    if isinstance(sampler, DistributedSampler):
+    sampler = _sampler_to_replace(loader, "validation")
+    if sampler is None:
         return loader
     length = len(loader.dataset)  # type: ignore[arg-type]
     return _rebuild(loader, ShardSampler(length, rank=rank(), world_size=world_size()))

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from catseg._modules import unwrap_model
+from catseg._modules import to_channels_last, unwrap_model
 from catseg._runtime import Precision, autocast, resolve_device, resolve_precision
 from catseg._validation import check_finite_float
 from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
@@ -114,7 +114,7 @@ def prepare_model(model: nn.Module, device: torch.device, *, channels_last: bool
     """Move ``model`` (in place, as ``Module.to`` does) to ``device`` and memory format."""
     model.to(device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        to_channels_last(model)
 
 
 @dataclass(frozen=True)
