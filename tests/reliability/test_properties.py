@@ -5,7 +5,7 @@ Already covered, and not repeated here:
 * UNet output size for the classic encoder with 2 input channels and 1 class, depth
   1-3 (tests/models/test_models_unet.py);
 * metric result independent of how the batch is split into updates
-  (tests/test_metrics.py);
+  (tests/metrics/test_metrics.py);
 * Dice loss in [0, 1] for logits with integer targets (tests/losses/test_dice.py);
 * PadToMultiple / flip / Resize mask values (tests/data/test_data_transforms.py).
 

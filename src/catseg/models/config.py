@@ -114,6 +114,11 @@ class UNetConfig:
                 f"init_features={self.init_features}, depth={self.depth} with encoder "
                 f"{self.encoder!r}"
             )
+        if self.encoder_instance is not None and not isinstance(self.encoder_instance, str):
+            raise ConfigError(
+                "encoder_instance must be a class name (str) or None, "
+                f"got {self.encoder_instance!r}"
+            )
         widths: object = self.decoder_channels
         if widths is not None:
             if isinstance(widths, str | bytes) or not isinstance(widths, Sequence):

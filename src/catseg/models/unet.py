@@ -131,12 +131,20 @@ class UNet(nn.Module):
             encoder=encoder if isinstance(encoder, str) else type(encoder).__name__,
             init_features=init_features,
             depth=depth,
-            decoder_channels=None if decoder_channels is None else tuple(decoder_channels),
+            decoder_channels=(  # anything else is refused, naming it, by UNetConfig
+                tuple(decoder_channels)
+                if isinstance(decoder_channels, Sequence)
+                else cast(Any, decoder_channels)
+            ),
             norm=norm,
             activation=activation,
             upsample=upsample,
             dropout=dropout,
-            encoder_options={} if encoder_options is None else dict(encoder_options),
+            encoder_options=(
+                dict(encoder_options)
+                if isinstance(encoder_options, Mapping)
+                else cast(Any, {} if encoder_options is None else encoder_options)
+            ),
             encoder_instance=None if is_named else type(encoder).__name__,
         )
         cfg = self.config
