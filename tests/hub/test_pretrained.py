@@ -379,6 +379,9 @@ def test_repo_id_loads_from_the_hub_cache_offline(
     seg = Segmenter(model, classes=CLASSES, image_size=(64, 64), precision="fp32")
     cache = _hub_cache(tmp_path, seg.save_pretrained(tmp_path / "upload"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # already imported: it read the environment then
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.chdir(tmp_path)  # "catlab/cat-unet" is not a local path here
     again = Segmenter.from_pretrained("catlab/cat-unet", cache_dir=cache, precision="fp32")
     assert again.classes == CLASSES
@@ -453,3 +456,17 @@ def test_nan_miou_history_is_recorded_as_null(tmp_path: Path) -> None:
         tmp_path / "m", UNet(3, 1, init_features=4, depth=2), classes=CLASSES, history=history
     )
     assert json.loads((folder / "config.json").read_text())["training"]["best_val_miou"] is None
+
+
+def test_importing_catseg_and_hub_pulls_in_neither_safetensors_nor_the_hub() -> None:
+    import subprocess
+
+    code = (
+        "import sys, torch\n"
+        "before = set(sys.modules)\n"
+        "import catseg, catseg.hub, catseg.predict\n"
+        "added = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "print(sorted(added & {'safetensors', 'huggingface_hub'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
