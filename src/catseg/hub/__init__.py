@@ -115,10 +115,11 @@ def load_pretrained(
         ConfigError: If ``source`` is a file.
 
     Examples:
-        >>> load_pretrained("no/such-folder-here", cache_dir="/nonexistent")
+        >>> import tempfile
+        >>> load_pretrained(Path(tempfile.mkdtemp()) / "missing")
         Traceback (most recent call last):
         ...
-        catseg.errors...Error: ...
+        catseg.errors.MissingFileError: model folder .../missing does not exist ...
     """
     folder = locate(source, revision=revision, cache_dir=cache_dir)
     config = read_config(folder)
