@@ -6,7 +6,8 @@ import dataclasses
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -27,6 +28,11 @@ from catseg.predict._options import (
 )
 from catseg.predict._pipeline import Pipeline, check_class_count
 from catseg.predict._prediction import Prediction
+
+if TYPE_CHECKING:
+    from catseg.metrics import IoUResult
+    from catseg.training import History
+    from catseg.visualize import PaletteName
 
 __all__ = ["Segmenter"]
 
@@ -437,6 +443,139 @@ class Segmenter:
             },
         )
         return cls(OnnxRunner(path, providers=providers), merged)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | os.PathLike[str],
+        options: SegmenterOptions | None = None,
+        *,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        device: str | torch.device | None = None,
+        precision: Precision | None = None,
+    ) -> Segmenter:
+        """Load a model folder written by :meth:`save_pretrained`, or a hub repo id.
+
+        Model, weights, classes, input size, normalisation and threshold come from the
+        folder (see :func:`catseg.hub.load_pretrained`, which never runs code from it),
+        unless ``options`` sets them.
+
+        Args:
+            source: A model folder, or a Hugging Face Hub repo id ``"user/name"``
+                (needs the ``hub`` extra; downloaded into the hub's cache).
+            options: Settings, as in :class:`Segmenter`; its ``classes``, ``image_size``,
+                ``mean``, ``std`` and ``threshold`` default to the folder's.
+            revision: Hub branch, tag or commit (repo ids only).
+            cache_dir: Hub cache folder (repo ids only).
+            device: As in :class:`Segmenter`.
+            precision: As in :class:`Segmenter`.
+
+        Returns:
+            A ready Segmenter.
+
+        Raises:
+            MissingFileError: If the folder or one of its files is missing.
+            CheckpointError: If a file is malformed, newer than this catseg, or the
+                config does not match the weights (the file and field are named).
+            OptionalDependencyError: If safetensors (extra ``safetensors``) or
+                huggingface_hub (extra ``hub``, repo ids) is not installed.
+            ConfigError: If an override is invalid.
+
+        Examples:
+            >>> import tempfile
+            >>> from pathlib import Path
+            >>> import torch
+            >>> from catseg.models import UNet
+            >>> seg = Segmenter(UNet(3, 1, init_features=4, depth=2),
+            ...                 classes=["_background_", "cat"], image_size=(32, 32))
+            >>> folder = seg.save_pretrained(Path(tempfile.mkdtemp()) / "cat-unet")
+            >>> again = Segmenter.from_pretrained(folder)
+            >>> x = torch.rand(3, 40, 52)
+            >>> again.classes, bool((again.predict(x).mask == seg.predict(x).mask).all())
+            (['_background_', 'cat'], True)
+        """
+        from catseg.hub import load_pretrained
+
+        merged = merge_options(options, {"device": device, "precision": precision})
+        loaded = load_pretrained(source, revision=revision, cache_dir=cache_dir)
+        if loaded.mode == "multilabel" and "mode" not in {
+            f.name for f in dataclasses.fields(merged)
+        }:
+            raise ConfigError(
+                f"{loaded.folder} holds a multilabel model, which this catseg's Segmenter "
+                "does not run; upgrade catseg"
+            )
+        threshold = loaded.threshold if isinstance(loaded.threshold, float) else None
+        fill: dict[str, Any] = {
+            "classes": merged.classes if merged.classes is not None else loaded.classes,
+            "image_size": loaded.image_size if merged.image_size is KEEP else merged.image_size,
+            "mean": merged.mean if merged.mean is not None else loaded.mean,
+            "std": merged.std if merged.std is not None else loaded.std,
+            "threshold": merged.threshold if merged.threshold is not None else threshold,
+        }
+        if loaded.mode == "multilabel":  # the multilabel Segmenter's fields
+            fill["mode"] = "multilabel"
+            if merged.threshold is None:
+                fill["threshold"] = loaded.threshold
+        return cls(loaded.model, dataclasses.replace(merged, **fill))
+
+    def save_pretrained(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        history: History | None = None,
+        evaluation: IoUResult | None = None,
+        palette: PaletteName | Sequence[int] | None = None,
+        overwrite: bool = False,
+    ) -> Path:
+        """Write this Segmenter's model and settings as a model folder.
+
+        The short form of :func:`catseg.hub.save_pretrained` with the Segmenter's
+        classes, mode, threshold, input size and normalisation. A Segmenter with
+        ``fuse=True`` (the default) holds a fused copy of its model, which is saved
+        fused (for inference); build it with ``fuse=False``, or call
+        :func:`catseg.hub.save_pretrained` on the original model, for a folder that can
+        be fine-tuned. An ONNX-backed Segmenter cannot be saved this way.
+
+        Args:
+            folder: Destination folder (see :func:`catseg.hub.save_pretrained`).
+            history: Training history summarised in the config and on the card.
+            evaluation: Validation :class:`~catseg.metrics.IoUResult` (per-class IoU on
+                the card).
+            palette: Class colours recorded in the config and shown on the card.
+            overwrite: Write into a non-empty folder that is not a model folder.
+
+        Returns:
+            The folder, as a :class:`~pathlib.Path`.
+
+        Raises:
+            ConfigError: If the Segmenter runs ONNX, or as in
+                :func:`catseg.hub.save_pretrained`.
+            OptionalDependencyError: If safetensors is not installed.
+        """
+        from catseg.hub import save_pretrained
+
+        model = self._backend.module
+        if model is None:
+            raise ConfigError(
+                "save_pretrained needs a PyTorch model; this Segmenter runs an ONNX file"
+            )
+        mode = getattr(self._options, "mode", None)
+        return save_pretrained(
+            folder,
+            model,
+            classes=self.classes,
+            palette=palette,
+            mode=mode if mode in ("binary", "multiclass", "multilabel") else None,
+            threshold=self._options.threshold if self._options.threshold is not None else 0.5,
+            image_size=self.image_size,
+            mean=self.mean,
+            std=self.std,
+            history=history,
+            evaluation=evaluation,
+            overwrite=overwrite,
+        )
 
     # ------------------------------------------------------------------ properties
     @property

@@ -1,0 +1,193 @@
+"""Model folders: share a trained model as safetensors weights, a JSON config and a card.
+
+A model folder holds three files:
+
+``config.json``
+    ``format`` (``"catseg.model"``), ``format_version`` (1), ``catseg_version``,
+    ``architecture`` (``UNetConfig.to_dict()``: encoder, encoder options, widths,
+    preprocessing), ``fused``, ``classes``, ``palette`` (``[r, g, b]`` per class or
+    ``null``), ``mode``, ``threshold``, ``image_size`` (``[height, width]`` or ``null``),
+    ``preprocessing`` (``mean``/``std``) and ``training`` (a summary or ``null``).
+``model.safetensors``
+    The weights only, readable by ``safetensors.torch.load_file`` alone.
+``README.md``
+    A model card with YAML front matter for the Hugging Face Hub.
+
+:func:`save_pretrained` writes one (``Segmenter.save_pretrained`` is the short form);
+:func:`load_pretrained` (``Segmenter.from_pretrained``) reads one from a folder or,
+with the ``hub`` extra, from a Hugging Face Hub repo id; :func:`push_to_hub` uploads one.
+Loading never runs code from the folder: the JSON is parsed with bounds on size,
+nesting and items, the safetensors header is checked against a model built on the
+``meta`` device before any weight is read, and every problem is a catseg error naming
+the file and the field. Weights need the ``safetensors`` extra
+(``pip install "catseg[safetensors]"``).
+
+Examples:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from catseg.models import UNet
+    >>> net = UNet(3, 2, init_features=4, depth=2)
+    >>> folder = save_pretrained(Path(tempfile.mkdtemp()) / "pets", net, classes=["bg", "cat"])
+    >>> loaded = load_pretrained(folder)
+    >>> loaded.classes, loaded.mode, loaded.model.num_classes
+    (('bg', 'cat'), 'multiclass', 2)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from catseg._validation import check_bool
+from catseg.errors import ConfigError
+from catseg.hub._format import FORMAT_VERSION, Mode
+from catseg.hub._read import read_config, read_weights
+from catseg.hub._remote import is_repo_id, locate, upload
+from catseg.hub._write import save_pretrained
+from catseg.models import UNet
+
+__all__ = ["FORMAT_VERSION", "PretrainedModel", "load_pretrained", "push_to_hub", "save_pretrained"]
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """A model folder as read by :func:`load_pretrained`.
+
+    Attributes:
+        model: The rebuilt :class:`~catseg.models.UNet` in eval mode on the CPU (fused
+            if it was saved fused).
+        folder: The local folder read (a snapshot in the hub cache for a repo id).
+        classes: Class names, label 0 first.
+        palette: Flat ``r0, g0, b0, ...`` colours of the classes, or ``None``.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        threshold: Probability threshold (one per label, or one).
+        image_size: ``(height, width)`` the model runs at, or ``None``.
+        mean: Per-channel normalisation mean.
+        std: Per-channel normalisation std.
+        training: The training summary of ``config.json``, or ``None``.
+        catseg_version: Version of catseg that wrote the folder.
+        format_version: Layout version of the folder.
+    """
+
+    model: UNet
+    folder: Path
+    classes: tuple[str, ...]
+    palette: tuple[int, ...] | None
+    mode: Mode
+    threshold: float | tuple[float, ...]
+    image_size: tuple[int, int] | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    training: dict[str, Any] | None
+    catseg_version: str
+    format_version: int
+
+
+def load_pretrained(
+    source: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> PretrainedModel:
+    """Read a model folder written by :func:`save_pretrained`, or download one from the hub.
+
+    Args:
+        source: A model folder, or a Hugging Face Hub repo id ``"user/name"`` (when no
+            such local path exists), downloaded into the hub's cache with
+            ``huggingface_hub.snapshot_download`` (which honours ``HF_HUB_OFFLINE=1``
+            and ``HF_HOME``).
+        revision: Hub branch, tag or commit (default ``main``); ignored for a folder.
+        cache_dir: Hub cache folder (default: the hub's own); ignored for a folder.
+
+    Returns:
+        The model and its metadata.
+
+    Raises:
+        MissingFileError: If the folder does not exist, or ``config.json`` or
+            ``model.safetensors`` is missing from it.
+        CheckpointError: If a file is malformed, over catseg's bounds, written with a
+            newer format version, or the config does not match the weights (the message
+            names the file and the field); or the hub download fails.
+        OptionalDependencyError: If safetensors (extra ``safetensors``) or, for a repo
+            id, huggingface_hub (extra ``hub``) is not installed.
+        ConfigError: If ``source`` is a file.
+
+    Examples:
+        >>> import tempfile
+        >>> load_pretrained(Path(tempfile.mkdtemp()) / "missing")
+        Traceback (most recent call last):
+        ...
+        catseg.errors.MissingFileError: model folder .../missing does not exist ...
+    """
+    folder = locate(source, revision=revision, cache_dir=cache_dir)
+    config = read_config(folder)
+    model = read_weights(folder, config)
+    palette = (
+        None if config.palette is None else tuple(v for colour in config.palette for v in colour)
+    )
+    return PretrainedModel(
+        model=model,
+        folder=folder,
+        classes=config.classes,
+        palette=palette,
+        mode=config.mode,
+        threshold=config.threshold,
+        image_size=config.image_size,
+        mean=config.mean,
+        std=config.std,
+        training=config.training,
+        catseg_version=config.catseg_version,
+        format_version=config.format_version,
+    )
+
+
+def push_to_hub(
+    folder: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload catseg model",
+    revision: str | None = None,
+) -> str:
+    """Upload a model folder to the Hugging Face Hub (the repo is created if needed).
+
+    The folder is read first (as :func:`load_pretrained` would), so only a complete,
+    valid model folder is uploaded; its three files are sent with
+    ``HfApi.upload_folder``, other files in the folder are not.
+
+    Args:
+        folder: A folder written by :func:`save_pretrained`.
+        repo_id: ``"user/name"`` of the model repo.
+        token: Hub token (default: the one ``huggingface-cli login`` stored).
+        private: Make a newly created repo private (``None``: the hub's default).
+        commit_message: Message of the upload commit.
+        revision: Branch to commit to (default ``main``).
+
+    Returns:
+        The URL of the commit.
+
+    Raises:
+        ConfigError: If ``repo_id`` is not ``"user/name"``.
+        MissingFileError: If the folder or one of its files is missing.
+        CheckpointError: If the folder is not a valid model folder.
+        OptionalDependencyError: If huggingface_hub is not installed (extra ``hub``).
+    """
+    if not isinstance(repo_id, str) or not is_repo_id(repo_id):
+        raise ConfigError(f"repo_id must look like 'user/name', got {repo_id!r}")
+    if private is not None:
+        check_bool("private", private)
+    path = Path(folder)
+    if not path.is_dir():
+        raise ConfigError(f"push_to_hub uploads a model folder, but {path} is not a folder")
+    read_weights(path, read_config(path))
+    return upload(
+        path,
+        repo_id,
+        token=token,
+        private=private,
+        commit_message=commit_message,
+        revision=revision,
+    )

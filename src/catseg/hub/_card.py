@@ -1,0 +1,161 @@
+"""The model card (``README.md``): YAML front matter for the hub, then the facts of the model."""
+
+from __future__ import annotations
+
+import math
+
+from catseg.hub._format import FolderConfig
+from catseg.visualize import get_palette
+
+__all__ = ["model_card"]
+
+_OUTPUT = {
+    "binary": "one logit map; sigmoid, foreground where the probability is above {t}",
+    "multiclass": "one logit map per class; softmax, each pixel takes the most probable class",
+    "multilabel": "one logit map per label; sigmoid per label, a pixel carries every label "
+    "whose probability is above {t} (labels may overlap)",
+}
+
+
+def _colours(config: FolderConfig) -> list[tuple[int, int, int]]:
+    if config.palette is not None:
+        return list(config.palette)
+    flat = get_palette("binary" if len(config.classes) == 2 else "voc")
+    return [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(len(flat) // 3)]
+
+
+def _front_matter() -> list[str]:
+    return [
+        "---",
+        "library_name: catseg",
+        "# license: mit  # choose the licence of these weights and uncomment this line",
+        "tags:",
+        "  - image-segmentation",
+        "  - semantic-segmentation",
+        "  - catseg",
+        "  - unet",
+        "  - pytorch",
+        "  - safetensors",
+        "pipeline_tag: image-segmentation",
+        "---",
+        "",
+    ]
+
+
+def _classes_section(config: FolderConfig) -> list[str]:
+    colours = _colours(config)
+    lines = ["## Classes", "", "| label | name | colour |", "|---:|---|---|"]
+    for label, name in enumerate(config.classes):
+        if label < len(colours):
+            r, g, b = colours[label]
+            colour = f"`#{r:02x}{g:02x}{b:02x}` ({r}, {g}, {b})"
+        else:
+            colour = "-"
+        lines.append(f"| {label} | {name} | {colour} |")
+    return [*lines, ""]
+
+
+def _preprocessing_section(config: FolderConfig) -> list[str]:
+    size = (
+        "kept at its original size (any size works)"
+        if config.image_size is None
+        else f"resized to {config.image_size[0]}×{config.image_size[1]} (height × width, "
+        "bilinear, antialiased)"
+    )
+    threshold = (
+        ", ".join(f"{t:g}" for t in config.threshold)
+        if isinstance(config.threshold, tuple)
+        else f"{config.threshold:g}"
+    )
+    return [
+        "## Preprocessing",
+        "",
+        "Each image is read as RGB (EXIF orientation applied), scaled to [0, 1], "
+        f"{size}, then normalised per channel as `(x - mean) / std` with:",
+        "",
+        f"- mean: `{list(config.mean)}`",
+        f"- std: `{list(config.std)}`",
+        "",
+        f"Output ({config.mode}): {_OUTPUT[config.mode].format(t=threshold)}. Masks are "
+        "returned at the original image size. `Segmenter.from_pretrained` applies all of this "
+        "from `config.json`.",
+        "",
+    ]
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4f}"
+    return "-" if value is None else str(value)
+
+
+def _training_section(config: FolderConfig) -> list[str]:
+    lines = ["## Training", ""]
+    info = config.training
+    if info is None:
+        return [*lines, "No training summary was recorded (describe the training data here).", ""]
+    lines += [
+        f"- epochs: {info.get('epochs')}",
+        f"- best validation mIoU: {_number(info.get('best_val_miou'))} "
+        f"(epoch {_number(info.get('best_epoch'))})",
+        f"- precision: {info.get('precision')}",
+        f"- device: {info.get('device')} (processes: {info.get('world_size')})",
+        "",
+    ]
+    per_class = info.get("per_class_iou")
+    if isinstance(per_class, dict) and per_class:
+        lines += ["| class | validation IoU |", "|---|---:|"]
+        lines += [f"| {name} | {_number(iou)} |" for name, iou in per_class.items()]
+        lines.append("")
+    return lines
+
+
+def model_card(name: str, config: FolderConfig) -> str:
+    r"""The text of ``README.md`` for a model folder.
+
+    Examples:
+        >>> cfg = FolderConfig(architecture={"encoder": "unet"}, classes=("bg", "cat"),
+        ...                    palette=None, mode="binary", threshold=0.5, image_size=(64, 64),
+        ...                    mean=(0.5,) * 3, std=(0.25,) * 3)
+        >>> card = model_card("cat", cfg)
+        >>> card.startswith("---\nlibrary_name: catseg"), "| 1 | cat | `#008000`" in card
+        (True, True)
+    """
+    arch = config.architecture
+    fused = (
+        " Its BatchNorm layers are folded into the convolutions (an inference-only copy)."
+        if config.fused
+        else ""
+    )
+    lines = [
+        *_front_matter(),
+        f"# {name}",
+        "",
+        f"A [catseg](https://catseg.readthedocs.io) UNet for {config.mode} semantic "
+        f"segmentation: encoder `{arch.get('encoder')}`, {arch.get('in_channels')} input "
+        f"channels, {arch.get('num_classes')} output map(s).{fused}",
+        "",
+        "```python",
+        "from catseg.predict import Segmenter",
+        "",
+        f'seg = Segmenter.from_pretrained("{name}")  # a folder or a hub repo id',
+        'seg.predict("photo.jpg").save("photo-mask.png")',
+        "```",
+        "",
+        *_classes_section(config),
+        *_preprocessing_section(config),
+        *_training_section(config),
+        "## Intended use",
+        "",
+        "<!-- Who should use this model, on which images, for what. -->",
+        "",
+        "## Limitations",
+        "",
+        "<!-- Where it fails: image kinds, classes or conditions it was not trained on, "
+        "known biases. -->",
+        "",
+        f"*Written by catseg {config.catseg_version} (model folder format "
+        f"{config.format_version}).*",
+        "",
+    ]
+    return "\n".join(lines)

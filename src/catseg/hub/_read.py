@@ -1,0 +1,279 @@
+"""Reading a model folder without running code from it, every field checked and bounded."""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from catseg.checkpoint._bounds import MAX_NAME_CHARS, short
+from catseg.checkpoint._checks import check_config_bounds, check_weights_fit
+from catseg.errors import CatsegError, CheckpointError, MissingFileError
+from catseg.hub._deps import import_safetensors
+from catseg.hub._format import (
+    CONFIG_NAME,
+    FORMAT_TAG,
+    FORMAT_VERSION,
+    MODES,
+    WEIGHTS_NAME,
+    FolderConfig,
+)
+from catseg.hub._json import parse_json, read_json
+from catseg.models import UNet
+from catseg.models.preprocessing import merge_preprocessing
+
+__all__ = ["MAX_HEADER_BYTES", "read_config", "read_weights"]
+
+MAX_HEADER_BYTES = 1 << 24
+"""Largest safetensors header (tensor names, shapes, offsets) a model folder may hold."""
+_MAX_CLASSES = 65_536
+_DTYPES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+}  # fmt: skip
+_FLOATS = {"F64", "F32", "F16", "BF16"}
+
+
+class _Fields:
+    """Typed access to the fields of ``config.json``; errors name the file and the field."""
+
+    def __init__(self, file: Path, data: Mapping[str, Any]) -> None:
+        self.file = file
+        self.data = data
+
+    def fail(self, key: str, found: object, expected: str) -> NoReturn:
+        raise CheckpointError(f"{self.file}: field {key!r} is {short(found)}, expected {expected}")
+
+    def get(self, key: str, kinds: tuple[type, ...], expected: str) -> Any:
+        if key not in self.data:
+            raise CheckpointError(f"{self.file}: the field {key!r} is missing")
+        value = self.data[key]
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            self.fail(key, value, expected)
+        return value
+
+    def numbers(
+        self, key: str, values: object, *, positive: bool, count: int | None
+    ) -> tuple[float, ...]:
+        what = f"{count} " if count is not None else ""
+        expected = f"a list of {what}finite numbers{' above 0' if positive else ''}"
+        if not isinstance(values, list) or not values or count not in (None, len(values)):
+            self.fail(key, values, expected)
+        for v in values:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or (positive and v <= 0)
+            ):
+                self.fail(key, values, expected)
+        return tuple(float(v) for v in values)
+
+
+def _version(fields: _Fields) -> tuple[int, str]:
+    version = fields.get("format_version", (int,), "a positive int")
+    writer = fields.data.get("catseg_version", "unknown")
+    if not isinstance(writer, str) or len(writer) > 64:
+        fields.fail("catseg_version", writer, "a version string")
+    if version < 1:
+        fields.fail("format_version", version, "a positive int")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{fields.file}: field 'format_version' is {version} (written by catseg {writer}); "
+            f"this catseg reads model folders up to version {FORMAT_VERSION}: upgrade catseg"
+        )
+    return version, writer
+
+
+def _classes(fields: _Fields) -> tuple[str, ...]:
+    names = fields.get("classes", (list,), "a list of class names")
+    if not 1 <= len(names) <= _MAX_CLASSES or not all(
+        isinstance(n, str) and 0 < len(n) <= MAX_NAME_CHARS for n in names
+    ):
+        fields.fail("classes", names, f"1 to {_MAX_CLASSES} non-empty strings")
+    return tuple(names)
+
+
+def _palette(fields: _Fields, count: int) -> tuple[tuple[int, int, int], ...] | None:
+    value = fields.data.get("palette")
+    if value is None:
+        return None
+    ok = isinstance(value, list) and len(value) == count
+    ok = ok and all(
+        isinstance(c, list)
+        and len(c) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)
+        for c in value
+    )
+    if not ok:
+        fields.fail("palette", value, f"null or {count} [r, g, b] colours of ints in 0..255")
+    return tuple((c[0], c[1], c[2]) for c in value)
+
+
+def _threshold(fields: _Fields) -> float | tuple[float, ...]:
+    value = fields.get("threshold", (float, int, list), "a probability or a list of them")
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 < v < 1.0 for v in values
+    ):
+        fields.fail("threshold", value, "a number in (0, 1) or a list of them")
+    return tuple(float(v) for v in values) if isinstance(value, list) else float(value)
+
+
+def _image_size(fields: _Fields) -> tuple[int, int] | None:
+    size = fields.data.get("image_size")
+    if size is None:
+        return None
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 20 for v in size)
+    ):
+        fields.fail("image_size", size, "null or [height, width] positive ints")
+    return (size[0], size[1])
+
+
+def _architecture(
+    fields: _Fields, mean: tuple[float, ...], std: tuple[float, ...]
+) -> dict[str, Any]:
+    arch = dict(fields.get("architecture", (dict,), "an object (UNetConfig.to_dict())"))
+    check_config_bounds(
+        arch,
+        lambda m: CheckpointError(
+            f"{fields.file}: field 'architecture': {m.removeprefix('model_config ')}"
+        ),
+    )
+    try:
+        return merge_preprocessing(arch, mean, std, what=f"{CONFIG_NAME}'s preprocessing")
+    except CatsegError as err:
+        raise CheckpointError(f"{fields.file}: field 'preprocessing': {err}") from err
+
+
+def read_config(folder: Path) -> FolderConfig:
+    """Read and check ``config.json`` of a model folder."""
+    file = folder / CONFIG_NAME
+    if not file.is_file():
+        raise MissingFileError(f"{folder} is not a catseg model folder: {CONFIG_NAME} is missing")
+    data = read_json(file)
+    if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
+        found = short(data.get("format")) if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(
+            f"{file} is not a catseg model config: field 'format' is {found}, expected "
+            f"{FORMAT_TAG!r}"
+        )
+    fields = _Fields(file, data)
+    version, writer = _version(fields)
+    classes = _classes(fields)
+    pre = fields.get("preprocessing", (dict,), "an object with 'mean' and 'std'")
+    mean = fields.numbers("preprocessing.mean", pre.get("mean"), positive=False, count=None)
+    std = fields.numbers("preprocessing.std", pre.get("std"), positive=True, count=len(mean))
+    mode = fields.get("mode", (str,), f"one of {list(MODES)}")
+    if mode not in MODES:
+        fields.fail("mode", mode, f"one of {list(MODES)}")
+    training = data.get("training")
+    if training is not None and not isinstance(training, dict):
+        fields.fail("training", training, "null or an object")
+    return FolderConfig(
+        architecture=_architecture(fields, mean, std),
+        classes=classes,
+        palette=_palette(fields, len(classes)),
+        mode=mode,
+        threshold=_threshold(fields),
+        image_size=_image_size(fields),
+        mean=mean,
+        std=std,
+        fused=fields.get("fused", (bool,), "true or false"),
+        training=training,
+        catseg_version=writer,
+        format_version=version,
+    )
+
+
+def _header(file: Path) -> dict[str, Any]:
+    """The safetensors header (names, dtypes, shapes, offsets), read and checked with bounds."""
+    size = os.stat(file).st_size
+    with open(file, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"{file} is not a safetensors file: it has {size} bytes")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > min(MAX_HEADER_BYTES, size - 8):
+            raise CheckpointError(
+                f"{file} is not a usable safetensors file: its header claims {length} bytes "
+                f"(file: {size} bytes, limit {MAX_HEADER_BYTES})"
+            )
+        header = parse_json(handle.read(length), f"{file} (header)", CheckpointError)
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{file} is not a safetensors file: its header is not an object")
+    header.pop("__metadata__", None)
+    data_bytes = size - 8 - length
+    for name, entry in header.items():
+        _check_entry(file, name, entry, data_bytes)
+    return header
+
+
+def _check_entry(file: Path, name: str, entry: object, data_bytes: int) -> None:
+    ok = isinstance(entry, dict) and entry.get("dtype") in _DTYPES
+    shape = entry.get("shape") if isinstance(entry, dict) else None
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    ok = ok and isinstance(shape, list) and len(shape) <= 8
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in shape)  # type: ignore[union-attr]
+    ok = ok and isinstance(offsets, list) and len(offsets) == 2
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in offsets)  # type: ignore[union-attr]
+    if not ok:
+        raise CheckpointError(f"{file}: tensor {short(name)} has a malformed entry {short(entry)}")
+    assert isinstance(entry, dict)
+    assert isinstance(shape, list)
+    assert isinstance(offsets, list)
+    numel = math.prod(shape)
+    start, end = offsets
+    if not 0 <= start <= end <= data_bytes or end - start != numel * _DTYPES[entry["dtype"]]:
+        raise CheckpointError(
+            f"{file}: tensor {short(name)} ({entry['dtype']} {shape}) has data offsets "
+            f"{offsets} that do not fit its size or the file"
+        )
+
+
+def read_weights(folder: Path, config: FolderConfig) -> UNet:
+    """Build the model of ``config`` and load ``model.safetensors`` into it, checked first."""
+    file = folder / WEIGHTS_NAME
+    if not file.is_file():
+        raise MissingFileError(
+            f"{folder} is not a complete catseg model folder: {WEIGHTS_NAME} is missing"
+        )
+    header = _header(file)
+    try:
+        with torch.device("meta"):
+            reference = UNet.from_config(config.architecture)
+            if config.fused:
+                reference = reference.fuse_for_inference()
+    except CatsegError as err:
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME}: field 'architecture' cannot be built by this catseg: {err}"
+        ) from err
+    meta = {k: torch.empty(v["shape"], device="meta") for k, v in header.items()}
+    try:
+        check_weights_fit(reference, meta, what=f"the weights in {WEIGHTS_NAME}")
+    except CheckpointError as err:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: field 'architecture': {err}") from err
+    for name, tensor in reference.state_dict().items():
+        if tensor.is_floating_point() != (header[name]["dtype"] in _FLOATS):
+            raise CheckpointError(
+                f"{file}: tensor {name!r} is {header[name]['dtype']}, but the model needs a "
+                f"{'floating-point' if tensor.is_floating_point() else 'integer'} tensor"
+            )
+    safetensors = import_safetensors()
+    try:
+        state = safetensors.load_file(str(file), device="cpu")
+    except Exception as err:  # safetensors_rust.SafetensorError and friends
+        raise CheckpointError(f"{file} is not a readable safetensors file: {err}") from err
+    model = UNet.from_config(config.architecture)
+    if config.fused:
+        model = model.fuse_for_inference()
+    model.load_state_dict(state, strict=True)
+    return model.eval()

@@ -1,0 +1,93 @@
+"""The Hugging Face Hub: a repo id downloads into the hub's cache; a folder uploads."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from catseg.errors import CheckpointError, ConfigError, MissingFileError
+from catseg.hub._deps import import_hub
+from catseg.hub._format import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+
+__all__ = ["is_repo_id", "locate", "upload"]
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
+
+
+def is_repo_id(value: str) -> bool:
+    """True for ``"user/name"`` (one slash, hub-safe characters, no ``..``).
+
+    Examples:
+        >>> is_repo_id("catseg/cat-unet"), is_repo_id("./cat-unet"), is_repo_id("a/b/c")
+        (True, False, False)
+    """
+    return _REPO_ID.fullmatch(value) is not None and ".." not in value
+
+
+def locate(
+    source: str | os.PathLike[str],
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+) -> Path:
+    """The local folder of ``source``: the folder itself, or a hub snapshot in the cache.
+
+    An existing path is always a folder; a string that is not one and looks like
+    ``"user/name"`` is a hub repo id, downloaded (or found in the cache, also offline
+    with ``HF_HUB_OFFLINE=1``) by ``huggingface_hub.snapshot_download``.
+    """
+    path = Path(source)
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(
+                f"{path} is a file; from_pretrained takes a model folder (written by "
+                "save_pretrained) or a hub repo id 'user/name'"
+            )
+        return path
+    text = os.fspath(source)
+    if not isinstance(source, str) or not is_repo_id(text):
+        raise MissingFileError(
+            f"model folder {text} does not exist (and is not a hub repo id 'user/name')"
+        )
+    hub = import_hub()
+    try:
+        snapshot = hub.snapshot_download(
+            repo_id=text,
+            revision=revision,
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            allow_patterns=_FILES,
+        )
+    except Exception as err:  # network, missing repo, offline without a cached copy
+        raise CheckpointError(
+            f"cannot get the model {text!r} from the Hugging Face Hub "
+            f"(revision {revision or 'main'}): {type(err).__name__}: {err}"
+        ) from err
+    return Path(snapshot)
+
+
+def upload(
+    folder: Path,
+    repo_id: str,
+    *,
+    token: str | None,
+    private: bool | None,
+    commit_message: str,
+    revision: str | None,
+) -> str:
+    """Create the repo if needed and upload the folder's three files; the commit's URL."""
+    if not isinstance(repo_id, str) or not is_repo_id(repo_id):
+        raise ConfigError(f"repo_id must look like 'user/name', got {repo_id!r}")
+    hub = import_hub()
+    api = hub.HfApi(token=token)
+    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        repo_type="model",
+        folder_path=os.fspath(folder),
+        allow_patterns=_FILES,
+        commit_message=commit_message,
+        revision=revision,
+    )
+    return str(getattr(info, "commit_url", info))
