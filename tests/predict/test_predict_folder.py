@@ -6,6 +6,7 @@ Run as a script under ``torch.distributed.run`` this file is the worker of
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,10 +21,7 @@ from PIL import Image
 
 from catseg.errors import ConfigError, DataError
 from catseg.models import UNet
-from catseg.predict import FolderSummary, Segmenter, SegmenterOptions
-from catseg.predict import _folder
-
-CATS = ("Abyssinian_102", "Abyssinian_103", "Abyssinian_104", "Bengal_105", "Bengal_106", "Birman_10")
+from catseg.predict import FolderSummary, Segmenter, SegmenterOptions, _folder
 
 
 def _segmenter(image_size: tuple[int, int] | None = None) -> Segmenter:
@@ -62,9 +60,13 @@ def test_folder_masks_equal_predict_and_rerun_skips(
     photos = _photos(cats_voc, src)
     seg = _segmenter(image_size)
     summary = seg.predict_folder(src, dst, num_workers=2)
-    assert (summary.written, summary.skipped) == (6, 0)
+    assert isinstance(summary, FolderSummary)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        summary.written = 0  # type: ignore[misc]
+    assert (summary.written, summary.skipped, summary.total) == (6, 0, 7)
     assert [p.name for p, _ in summary.failed] == ["broken.jpg"]
-    assert "broken.jpg" in summary.failed[0][1] and "truncated" in summary.failed[0][1]
+    assert "broken.jpg" in summary.failed[0][1]
+    assert "truncated" in summary.failed[0][1]
     written = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
     assert written == ["a.png", "b.png", "c.png", "d.png", "sub/e.png", "sub/f.png"]
     for photo in photos:
@@ -83,7 +85,7 @@ def test_folder_masks_equal_predict_and_rerun_skips(
 def test_on_error_raise_names_the_file(cats_voc: Path, tmp_path: Path) -> None:
     src = tmp_path / "photos"
     _photos(cats_voc, src)
-    with pytest.raises(DataError, match="broken.jpg"):
+    with pytest.raises(DataError, match=r"broken\.jpg"):
         _segmenter((32, 32)).predict_folder(src, tmp_path / "out", on_error="raise", num_workers=0)
 
 
@@ -176,7 +178,9 @@ def test_files_variant(tmp_path: Path) -> None:
         seg.predict_folder(src, tmp_path / "o", files=[tmp_path / "x.jpg"], num_workers=0)
 
 
-def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src, dst = tmp_path / "s", tmp_path / "o"
     _tiny_folder(src, ["a.jpg"])
     real_save = Image.Image.save

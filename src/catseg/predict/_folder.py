@@ -452,4 +452,3 @@ def predict_folder(
         rank=rank,
         world_size=world,
     )
-
