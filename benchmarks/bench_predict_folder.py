@@ -19,10 +19,12 @@ encoding dominate, so ``--quick`` understates what a real model gets.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +79,10 @@ def main(argv: list[str] | None = None) -> None:
         rows: list[list[object]] = [
             ["predict_batch, pre-decoded arrays", "-", batch.per_second(count), 1.0]
         ]
+        runs = itertools.count()
         for workers in (0, 2):
-            runs = iter(range(10**6))
 
-            def folder(workers: int = workers) -> None:
+            def folder(workers: int = workers, runs: Iterator[int] = runs) -> None:
                 dst = Path(tmp) / f"out{workers}-{next(runs)}"
                 summary = seg.predict_folder(src, dst, num_workers=workers)
                 assert summary.written == count, summary
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
             )
     size = f"{args.image_size}²"
     arch = "UNet(3, 1, init_features=8, depth=3)" if args.quick else "UNet(3, 1)"
-    print(f"{machine_description()}\n{count} cats photos, {arch} at {size}, batch {args.batch_size}")
+    print(machine_description())
+    print(f"{count} cats photos, {arch} at {size}, batch {args.batch_size}")
     print(markdown_table(["path", "num_workers", "photos/s", "× predict_batch"], rows))
 
 
