@@ -174,8 +174,16 @@ def test_files_variant(tmp_path: Path) -> None:
     )
     assert summary.written == 2
     assert sorted(p.name for p in (tmp_path / "o").rglob("*.png")) == ["a.png", "d.png"]
-    with pytest.raises(ConfigError, match="under src"):
-        seg.predict_folder(src, tmp_path / "o", files=[tmp_path / "x.jpg"], num_workers=0)
+    for outside in (tmp_path / "x.jpg", "../x.jpg", "c/../../x.jpg"):
+        with pytest.raises(ConfigError, match="under src"):
+            seg.predict_folder(src, tmp_path / "o", files=[outside], num_workers=0)
+
+
+def test_progress_bar_runs(tmp_path: Path) -> None:
+    src = tmp_path / "s"
+    _tiny_folder(src, ["a.jpg", "b.jpg"])
+    summary = _segmenter((16, 16)).predict_folder(src, tmp_path / "o", progress=True, num_workers=0)
+    assert summary.written == 2
 
 
 def test_failed_write_leaves_no_partial_file(

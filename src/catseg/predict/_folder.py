@@ -229,9 +229,11 @@ def _relative(file: Path, src: Path, real_src: Path) -> Path:
     absolute = file if file.is_absolute() else src / file
     for base in (src.absolute(), real_src):
         try:
-            return absolute.relative_to(base)
+            rel = absolute.relative_to(base)
         except ValueError:
             continue
+        if ".." not in rel.parts and rel.parts:
+            return rel
     raise ConfigError(f"files must lie under src {src}, got {file}")
 
 
