@@ -179,6 +179,19 @@ def test_files_variant(tmp_path: Path) -> None:
             seg.predict_folder(src, tmp_path / "o", files=[outside], num_workers=0)
 
 
+def test_default_workers_use_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert _folder.default_workers(torch.device("cpu")) == 4
+    assert _folder.default_workers(torch.device("cuda")) == 4
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert _folder.default_workers(torch.device("cpu")) == 0
+    assert _folder.default_workers(torch.device("cuda")) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert _folder.default_workers(torch.device("cpu")) == 0
+
+
 def test_progress_bar_runs(tmp_path: Path) -> None:
     src = tmp_path / "s"
     _tiny_folder(src, ["a.jpg", "b.jpg"])

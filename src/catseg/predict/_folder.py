@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_PATTERNS",
     "FolderSummary",
     "OnError",
+    "default_workers",
     "folder_outputs",
     "list_photos",
     "predict_folder",
@@ -371,13 +372,34 @@ class _Settings:
     progress: bool
 
 
+def default_workers(device: torch.device) -> int:
+    """Decoding processes when ``num_workers=None``: the logical cores the model leaves free.
+
+    On a GPU the forward pass needs one core, so ``cpu_count - 1``; on the CPU it uses
+    ``torch.get_num_threads()`` cores, and extra busy processes would slow its threads
+    down more than decoding in between saves (measured on a 2-core machine: 0.42× with 2
+    workers, 0.96× with none), so ``cpu_count - threads``; at most 4 either way.
+
+    Examples:
+        >>> 0 <= default_workers(torch.device("cpu")) <= 4
+        True
+    """
+    cores = os.cpu_count() or 1
+    busy = 1 if device.type != "cpu" else torch.get_num_threads()
+    return max(0, min(4, cores - busy))
+
+
 def _check_settings(
-    overlay: object, on_error: object, num_workers: object, progress: object
+    overlay: object, on_error: object, num_workers: object, progress: object, device: torch.device
 ) -> _Settings:
     return _Settings(
         overlay=check_bool("overlay", overlay),
         on_error=check_choice("on_error", on_error, ("skip", "raise")),  # type: ignore[arg-type]
-        num_workers=check_int("num_workers", num_workers, minimum=0),
+        num_workers=(
+            default_workers(device)
+            if num_workers is None
+            else check_int("num_workers", num_workers, minimum=0)
+        ),
         progress=check_bool("progress", progress),
     )
 
@@ -404,11 +426,12 @@ def predict_folder(
     files: Iterable[str | os.PathLike[str]] | None = None,
     overlay: bool = False,
     on_error: OnError = "skip",
-    num_workers: int = 2,
+    num_workers: int | None = None,
     progress: bool = False,
 ) -> FolderSummary:
     """The work of :meth:`Segmenter.predict_folder` (see there) for one pipeline."""
-    settings = _check_settings(overlay, on_error, num_workers, progress)
+    device = pipeline.backend.device
+    settings = _check_settings(overlay, on_error, num_workers, progress, device)
     src_path, dst_path = Path(src), Path(dst)
     regexes = _check_patterns(pattern)
     real_src, real_dst = _check_folders(src_path, dst_path, regexes, settings.overlay)

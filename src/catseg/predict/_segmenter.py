@@ -592,7 +592,7 @@ class Segmenter:
         files: Iterable[str | os.PathLike[str]] | None = None,
         overlay: bool = False,
         on_error: OnError = "skip",
-        num_workers: int = 2,
+        num_workers: int | None = None,
         progress: bool = False,
     ) -> FolderSummary:
         """Segment every photo under a folder into a palette PNG under ``dst``.
@@ -624,7 +624,9 @@ class Segmenter:
             on_error: ``"skip"`` records an unreadable photo in the summary and goes
                 on; ``"raise"`` stops with its :class:`~catseg.errors.DataError`.
             num_workers: Decoding processes (0 decodes in this process, between forward
-                passes).
+                passes); ``None`` uses the logical cores the model leaves free (on the
+                CPU ``cpu_count - torch.get_num_threads()``, on a GPU ``cpu_count - 1``),
+                at most 4.
             progress: Show a tqdm bar (``progress`` extra; rank 0 only).
 
         Returns:
