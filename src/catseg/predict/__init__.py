@@ -17,6 +17,7 @@ Examples:
 
 from __future__ import annotations
 
+from catseg.predict._folder import FolderSummary
 from catseg.predict._inputs import ImageInput
 from catseg.predict._options import KEEP, Keep, Postprocess, SegmenterOptions
 from catseg.predict._prediction import Prediction
@@ -24,6 +25,7 @@ from catseg.predict._segmenter import Segmenter
 
 __all__ = [
     "KEEP",
+    "FolderSummary",
     "ImageInput",
     "Keep",
     "Postprocess",

@@ -18,6 +18,7 @@ from catseg.errors import CheckpointError, ConfigError
 from catseg.export._runner import OnnxRunner
 from catseg.models.preprocessing import resolve_mean_std
 from catseg.predict._backend import Backend, onnx_backend, torch_backend
+from catseg.predict._folder import FolderSummary, OnError, predict_folder
 from catseg.predict._inputs import ImageInput
 from catseg.predict._options import (
     KEEP,
@@ -720,3 +721,90 @@ class Segmenter:
             if pending:
                 results.extend(self._pipeline.run(pending, return_probabilities))
         return results
+
+    def predict_folder(
+        self,
+        src: str | os.PathLike[str],
+        dst: str | os.PathLike[str],
+        *,
+        pattern: str | Sequence[str] | None = None,
+        files: Iterable[str | os.PathLike[str]] | None = None,
+        overlay: bool = False,
+        on_error: OnError = "skip",
+        num_workers: int | None = None,
+        progress: bool = False,
+    ) -> FolderSummary:
+        """Segment every photo under a folder into a palette PNG under ``dst``.
+
+        Photos are decoded by ``num_workers`` :class:`~torch.utils.data.DataLoader`
+        processes while the model runs, segmented ``batch_size`` at a time (photos of
+        one size together) exactly as :meth:`predict` reads a file, and each mask is
+        written as soon as its batch is done to ``dst`` under the photo's relative path
+        with a ``.png`` extension (``src/a/b.jpg`` -> ``dst/a/b.png``), so memory does
+        not grow with the number of photos. Writes are atomic (temporary file, then
+        rename); photos whose outputs already exist are skipped, so an interrupted run
+        resumes where it stopped. Under ``torchrun`` each process takes the shard
+        ``sorted_paths[rank::world_size]`` and returns its own summary. See
+        :mod:`catseg.predict._folder` and the inference guide.
+
+        Args:
+            src: The folder of photos. Nothing outside it is read: symbolic links to
+                folders are not followed, and links to files outside it are reported
+                in ``failed``.
+            dst: The output folder (created when missing). It may lie inside ``src``
+                only if ``pattern`` does not match the files written there.
+            pattern: A glob relative to ``src`` (``"**/*.jpg"``: any depth), or a tuple
+                of them, matched case-insensitively; default JPEG and PNG files
+                (``*.jpg``, ``*.jpeg``, ``*.png``) at any depth.
+            files: Instead of ``pattern``, the photos to segment (any iterable of paths
+                under ``src``, absolute or relative to it), e.g. read from a manifest.
+            overlay: Also write the mask blended over the photo (alpha 0.3) as
+                ``<name>.overlay.jpg`` beside the mask.
+            on_error: ``"skip"`` records an unreadable photo in the summary and goes
+                on; ``"raise"`` stops with its :class:`~catseg.errors.DataError`.
+            num_workers: Decoding processes (0 decodes in this process, between forward
+                passes); ``None`` uses the logical cores the model leaves free (on the
+                CPU ``cpu_count - torch.get_num_threads()``, on a GPU ``cpu_count - 1``),
+                at most 4.
+            progress: Show a tqdm bar (``progress`` extra; rank 0 only).
+
+        Returns:
+            A :class:`FolderSummary`: counts of written and skipped photos, and each
+            failed photo with its reason.
+
+        Raises:
+            MissingFileError: If ``src`` does not exist.
+            ConfigError: If an argument is invalid, or ``dst`` lies inside ``src`` and
+                ``pattern`` matches the masks (or overlays) written there.
+            DataError: With ``on_error="raise"``, for the first unreadable photo.
+            OSError: If an output cannot be written.
+
+        Examples:
+            >>> import tempfile
+            >>> from pathlib import Path
+            >>> from PIL import Image
+            >>> from catseg.models import UNet
+            >>> src, dst = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+            >>> Image.new("RGB", (40, 30)).save(src / "cat.jpg")
+            >>> (src / "broken.jpg").write_bytes(b"not a jpeg")
+            10
+            >>> seg = Segmenter(UNet(3, 1, init_features=4, depth=2), classes=["bg", "cat"])
+            >>> summary = seg.predict_folder(src, dst, num_workers=0)
+            >>> summary.written, summary.skipped, [p.name for p, _ in summary.failed]
+            (1, 0, ['broken.jpg'])
+            >>> sorted(p.name for p in dst.iterdir())
+            ['cat.png']
+            >>> seg.predict_folder(src, dst, num_workers=0).skipped
+            1
+        """
+        return predict_folder(
+            self._pipeline,
+            src,
+            dst,
+            pattern=pattern,
+            files=files,
+            overlay=overlay,
+            on_error=on_error,
+            num_workers=num_workers,
+            progress=progress,
+        )

@@ -1,0 +1,115 @@
+"""Folder-scale prediction speed: ``predict_folder`` against ``predict_batch``, same run.
+
+Run: ``python benchmarks/bench_predict_folder.py`` (``--quick``: a tiny model on 20
+photos, a smoke run of well under a minute). Photos are copied from
+``$CATSEG_SHARED_DATA/cats-voc/JPEGImages`` (or ``../shared/data/cats-voc``) into a
+temporary folder. Measured, in photos per second (best of interleaved rounds, so that other load on
+the machine hits every path alike):
+
+* ``predict_batch`` on the photos already decoded into uint8 arrays (the model and the
+  pre- and post-processing only: no JPEG decoding, no PNG writing);
+* ``predict_folder`` from the files to palette PNGs in a fresh output folder (decoding
+  in ``num_workers`` DataLoader processes, encoding and atomic writes included), for
+  ``num_workers`` 0 and 2.
+
+The ratio folder / batch is the figure of issue 19 (target ≥ 0.9×): how much of the
+forward-pass speed survives reading and writing files. With a tiny model decoding and
+encoding dominate, so ``--quick`` understates what a real model gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import machine_description, markdown_table, measure
+
+from catseg.data import open_image
+from catseg.models import UNet
+from catseg.predict import Segmenter, SegmenterOptions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cats_photos(n: int) -> list[Path]:
+    env = os.environ.get("CATSEG_SHARED_DATA")
+    for base in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        folder = base / "cats-voc" / "JPEGImages"
+        if folder.is_dir():
+            return sorted(folder.glob("*.jpg"))[:n]
+    sys.exit("the cats photos were not found: set CATSEG_SHARED_DATA (see README)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny model, 20 photos")
+    parser.add_argument("--photos", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args(argv)
+    n = args.photos or (20 if args.quick else 200)
+    torch.manual_seed(0)
+    model = (
+        UNet(3, 1, init_features=8, depth=3) if args.quick else UNet(3, 1)
+    )  # random weights: speed only
+    seg = Segmenter(
+        model,
+        SegmenterOptions(
+            classes=["_background_", "cat"],
+            image_size=(args.image_size, args.image_size),
+            batch_size=args.batch_size,
+        ),
+    )
+    rounds = 3 if args.quick else 5
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "photos"
+        src.mkdir()
+        for photo in cats_photos(n):
+            shutil.copyfile(photo, src / photo.name)
+        count = len(list(src.iterdir()))
+        arrays = [np.asarray(open_image(p)) for p in sorted(src.iterdir())]
+        runs = itertools.count()
+
+        def folder(workers: int) -> None:
+            dst = Path(tmp) / f"out{workers}-{next(runs)}"
+            summary = seg.predict_folder(src, dst, num_workers=workers)
+            assert summary.written == count, summary
+            shutil.rmtree(dst)
+
+        calls: dict[str, Callable[[], object]] = {
+            "batch": lambda: seg.predict_batch(arrays),
+            "folder0": lambda: folder(0),
+            "folder2": lambda: folder(2),
+        }
+        best = {name: float("inf") for name in calls}
+        for call in calls.values():  # warm-up
+            call()
+        for _ in range(rounds):  # interleaved, so load changes hit every path alike
+            for name, call in calls.items():
+                best[name] = min(best[name], measure(call, warmup=0, repeats=1).best)
+        speed = {name: count / seconds for name, seconds in best.items()}
+        rows: list[list[object]] = [
+            ["predict_batch, pre-decoded arrays", "-", speed["batch"], 1.0],
+            *(
+                ["predict_folder, files to PNGs", w, speed[f"folder{w}"],
+                 speed[f"folder{w}"] / speed["batch"]]
+                for w in (0, 2)
+            ),
+        ]  # fmt: skip
+    size = f"{args.image_size}²"
+    arch = "UNet(3, 1, init_features=8, depth=3)" if args.quick else "UNet(3, 1)"
+    print(machine_description())
+    print(f"{count} cats photos, {arch} at {size}, batch {args.batch_size}")
+    print(markdown_table(["path", "num_workers", "photos/s", "× predict_batch"], rows))
+
+
+if __name__ == "__main__":
+    main()

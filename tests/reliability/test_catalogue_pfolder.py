@@ -1,0 +1,97 @@
+"""Bad-input catalogue for folder prediction (issue 19): ``Segmenter.predict_folder``.
+
+Each row is one thing a user may pass to ``predict_folder`` and the catseg error (class
+and message) it gets, raised before any photo is read or any file written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+from reliability_builders import single_threaded_torch  # noqa: F401  (autouse fixture)
+
+from catseg.errors import CatsegError, ConfigError, DataError, MissingFileError
+from catseg.models import UNet
+from catseg.predict import Segmenter
+
+
+@dataclass(frozen=True)
+class Row:
+    """One catalogue entry: a call and the catseg error it must raise."""
+
+    id: str
+    call: Callable[[Path], Any]
+    error: type[CatsegError]
+    match: str
+
+
+def segmenter() -> Segmenter:
+    torch.manual_seed(0)
+    return Segmenter(
+        UNet(3, 1, init_features=4, depth=2), classes=["_background_", "cat"], precision="fp32"
+    )
+
+
+def photos(tmp: Path) -> Path:
+    src = tmp / "photos"
+    src.mkdir(exist_ok=True)
+    Image.new("RGB", (12, 10)).save(src / "a.jpg")
+    (src / "b.jpg").write_bytes(b"\xff\xd8 not really")
+    return src
+
+
+def folder(tmp: Path, **kwargs: Any) -> Any:
+    return segmenter().predict_folder(photos(tmp), tmp / "out", num_workers=0, **kwargs)
+
+
+# fmt: off
+ROWS: list[Row] = [
+    Row("folder-src-missing",
+        lambda tmp: segmenter().predict_folder(tmp / "none", tmp / "out"),
+        MissingFileError, r"src folder not found: .*none"),
+    Row("folder-src-is-a-file",
+        lambda tmp: segmenter().predict_folder(photos(tmp) / "a.jpg", tmp / "out"),
+        ConfigError, r"src must be a folder of photos, got the file .*a\.jpg"),
+    Row("folder-dst-is-a-file",
+        lambda tmp: segmenter().predict_folder(photos(tmp), photos(tmp) / "a.jpg"),
+        ConfigError, r"dst must be a folder"),
+    Row("folder-dst-inside-src-matching-png",
+        lambda tmp: segmenter().predict_folder(photos(tmp), tmp / "photos" / "masks"),
+        ConfigError, r"dst .*masks is inside src .*pattern matches the files written there"),
+    Row("folder-pattern-not-a-string", lambda tmp: folder(tmp, pattern=3),
+        ConfigError, r"pattern must be a glob relative to src .*got 3"),
+    Row("folder-pattern-absolute", lambda tmp: folder(tmp, pattern="/etc/*.jpg"),
+        ConfigError, r"pattern must be a glob relative to src"),
+    Row("folder-on-error-unknown", lambda tmp: folder(tmp, on_error="warn"),
+        ConfigError, r"on_error"),
+    Row("folder-num-workers-negative",
+        lambda tmp: segmenter().predict_folder(photos(tmp), tmp / "out", num_workers=-2),
+        ConfigError, r"num_workers"),
+    Row("folder-overlay-not-bool", lambda tmp: folder(tmp, overlay=1),
+        ConfigError, r"overlay"),
+    Row("folder-files-one-path", lambda tmp: folder(tmp, files="a.jpg"),
+        ConfigError, r"files must be an iterable of paths, got the one path 'a\.jpg'"),
+    Row("folder-files-outside-src", lambda tmp: folder(tmp, files=[tmp / "x.jpg"]),
+        ConfigError, r"files must lie under src"),
+    Row("folder-broken-photo-raise", lambda tmp: folder(tmp, on_error="raise"),
+        DataError, r"b\.jpg"),
+]
+# fmt: on
+
+
+def test_rows_are_distinct() -> None:
+    assert len({row.id for row in ROWS}) == len(ROWS)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_catalogue_pfolder(row: Row, tmp_path: Path) -> None:
+    with pytest.raises(row.error, match=row.match) as info:
+        row.call(tmp_path)
+    assert isinstance(info.value, CatsegError)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
