@@ -42,6 +42,15 @@ Examples:
 from __future__ import annotations
 
 from catseg.export._onnx import INPUT_NAME, OUTPUT_NAME, to_onnx
+from catseg.export._quantize import QUANTIZATION_KEY, CalibrationMethod, quantize_onnx
 from catseg.export._runner import OnnxRunner
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "OnnxRunner", "to_onnx"]
+__all__ = [
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "QUANTIZATION_KEY",
+    "CalibrationMethod",
+    "OnnxRunner",
+    "quantize_onnx",
+    "to_onnx",
+]
