@@ -67,14 +67,17 @@ def test_single_label_multilabel_equals_binary() -> None:
         b = binary.predict(image, return_probabilities=True)
         m = multi.predict(image, return_probabilities=True)
         assert torch.equal(m.layers[0], b.mask == 1)
-        assert m.probabilities is not None and b.probabilities is not None
+        assert m.probabilities is not None
+        assert b.probabilities is not None
         assert torch.equal(m.probabilities[0], b.probabilities[1])
     assert binary.mode == "binary"
     assert multi.mode == "multilabel"
 
 
 def test_multiclass_and_binary_are_unchanged() -> None:
-    seg = Segmenter(ConstantLogits([0.0, 3.0, 1.0]), SegmenterOptions(classes=["a", "b", "c"], **PLAIN))  # type: ignore[arg-type]
+    seg = Segmenter(
+        ConstantLogits([0.0, 3.0, 1.0]), SegmenterOptions(classes=["a", "b", "c"], **PLAIN)
+    )  # type: ignore[arg-type]
     pred = seg.predict(torch.rand(3, 4, 4))
     assert pred.mask.shape == (4, 4)
     assert pred.mask.dtype == torch.uint8
@@ -119,7 +122,7 @@ def test_layer_pictures_validate_input() -> None:
 
 
 def test_multilabel_option_errors() -> None:
-    with pytest.raises(ConfigError, match="multilabel.? only"):
+    with pytest.raises(ConfigError, match=r"multilabel.? only"):
         SegmenterOptions(threshold=(0.5, 0.5), mode="binary")
     with pytest.raises(ConfigError, match="mode must be one of"):
         SegmenterOptions(mode="multi")  # type: ignore[arg-type]
@@ -128,7 +131,7 @@ def test_multilabel_option_errors() -> None:
     assert SegmenterOptions(classes=["cat"], mode="multilabel").classes == ("cat",)
     with pytest.raises(ConfigError, match="threshold holds 3 values"):
         _multilabel(ConstantLogits([0.0, 0.0]), ["a", "b"], threshold=(0.5, 0.5, 0.5))
-    with pytest.raises(ConfigError, match="multilabel.? only"):
+    with pytest.raises(ConfigError, match=r"multilabel.? only"):
         Segmenter(ConstantLogits([0.0, 0.0]), classes=["a", "b"], threshold=(0.5, 0.5))
     with pytest.raises(ConfigError, match="mode='binary' does not fit"):
         Segmenter(ConstantLogits([0.0, 0.0]), SegmenterOptions(classes=["a", "b"], mode="binary"))

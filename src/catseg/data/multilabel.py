@@ -252,7 +252,10 @@ def _bar(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.ui
     cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
     dx, dy = math.cos(angle), math.sin(angle)
     corners = [
-        (cx + sa * dx * length / 2 - sb * dy * thick / 2, cy + sa * dy * length / 2 + sb * dx * thick / 2)
+        (
+            cx + sa * dx * length / 2 - sb * dy * thick / 2,
+            cy + sa * dy * length / 2 + sb * dx * thick / 2,
+        )
         for sa, sb in ((1, 1), (1, -1), (-1, -1), (-1, 1))
     ]
     ImageDraw.Draw(canvas).polygon(corners, fill=1)

@@ -23,7 +23,15 @@ from catseg._validation import (
 )
 from catseg.errors import ConfigError
 
-__all__ = ["KEEP", "MODES", "Keep", "Postprocess", "SegmenterMode", "SegmenterOptions", "merge_options"]
+__all__ = [
+    "KEEP",
+    "MODES",
+    "Keep",
+    "Postprocess",
+    "SegmenterMode",
+    "SegmenterOptions",
+    "merge_options",
+]
 
 SegmenterMode: TypeAlias = Literal["binary", "multiclass", "multilabel"]
 """How logits become labels: one sigmoid map, a softmax over classes, or K sigmoid maps."""
@@ -206,9 +214,7 @@ class SegmenterOptions:
         multilabel = mode == "multilabel"
         checked: dict[str, object] = {
             "mode": mode,
-            "classes": (
-                None if self.classes is None else _check_classes(self.classes, multilabel)
-            ),
+            "classes": (None if self.classes is None else _check_classes(self.classes, multilabel)),
             "image_size": (
                 self.image_size
                 if self.image_size is None or self.image_size is KEEP

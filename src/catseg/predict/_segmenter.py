@@ -382,7 +382,7 @@ class Segmenter:
             image_size=ckpt.image_size if merged.image_size is KEEP else merged.image_size,
             mean=merged.mean if merged.mean is not None else ckpt.mean,
             std=merged.std if merged.std is not None else ckpt.std,
-            mode=merged.mode if merged.mode is not None else ckpt.mode,
+            mode=merged.mode if merged.mode is not None else ckpt.mode,  # type: ignore[arg-type]
         )
         return cls(model, merged)
 
@@ -511,8 +511,10 @@ class Segmenter:
 
     @property
     def mode(self) -> SegmenterMode | None:
-        """``"binary"``, ``"multiclass"`` or ``"multilabel"`` (``None`` until the first
-        prediction for a module without ``num_classes``)."""
+        """``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+
+        ``None`` until the first prediction for a module without ``num_classes``.
+        """
         return self._options.mode or self._pipeline.mode
 
     @property

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from catseg.checkpoint._dataset import read_dataset_facts
 from catseg._validation import check_choice
+from catseg.checkpoint._dataset import read_dataset_facts
 from catseg.errors import ConfigError
 from catseg.models.preprocessing import find_normalization
 
