@@ -107,7 +107,7 @@ def _resolve(options: SegmenterOptions, backend: Backend) -> SegmenterOptions:
 
 
 def _resolve_mode(options: SegmenterOptions, backend: Backend) -> SegmenterMode | None:
-    """The options' mode, else the file's, else inferred from the output channels."""
+    """The options' mode, else the file's; ``None`` when neither says (binary/multiclass)."""
     mode: SegmenterMode | None = options.mode or backend.stored.get("mode")
     outputs = backend.num_outputs
     if mode is None:
@@ -116,7 +116,7 @@ def _resolve_mode(options: SegmenterOptions, backend: Backend) -> SegmenterMode 
                 "one threshold per label applies to mode='multilabel' only; pass "
                 "SegmenterOptions(mode='multilabel', ...) or a single threshold"
             )
-        return None if outputs is None else ("binary" if outputs == 1 else "multiclass")
+        return None
     if outputs is not None and (
         (mode == "binary" and outputs != 1) or (mode == "multiclass" and outputs < 2)
     ):
