@@ -41,8 +41,10 @@ __all__ = [
     "VOC_PALETTE",
     "PaletteName",
     "colorize",
+    "colorize_layers",
     "get_palette",
     "overlay",
+    "overlay_layers",
 ]
 
 PaletteName: TypeAlias = Literal["voc", "binary"]
@@ -312,3 +314,111 @@ def overlay(
     mixed = (1.0 - float(alpha)) * rgb.astype(np.float64) + float(alpha) * lut[labels]
     out = np.floor(mixed + 0.5).clip(0, 255).astype(np.uint8)
     return Image.fromarray(out)
+
+
+def _layer_colours(
+    layers: npt.ArrayLike | torch.Tensor, palette: PaletteName | Sequence[int]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Mean colour of the labels present at each pixel ``(H, W, 3)`` and "any label" ``(H, W)``."""
+    if isinstance(layers, torch.Tensor):
+        layers = layers.detach().cpu().numpy()
+    array = np.asarray(layers)
+    if array.ndim != 3:
+        raise ShapeError(f"layers must have shape (K, H, W), got {array.shape}")
+    if array.dtype != np.bool_ and not np.issubdtype(array.dtype, np.integer):
+        raise DTypeError(f"layers must be boolean or 0/1 integers, got dtype {array.dtype}")
+    present = array == 1 if array.dtype != np.bool_ else array
+    lut = np.asarray(_check_palette(palette), dtype=np.float64).reshape(-1, 3)
+    if lut.shape[0] < array.shape[0] + 1:
+        raise ConfigError(
+            f"the palette has {lut.shape[0]} colours but {array.shape[0]} layers need "
+            f"{array.shape[0] + 1} (layer k takes colour k + 1; colour 0 is the background)"
+        )
+    weights = present.astype(np.float64)  # (K, H, W)
+    count = weights.sum(axis=0)
+    summed = np.einsum("khw,kc->hwc", weights, lut[1 : array.shape[0] + 1])
+    mean = summed / np.maximum(count, 1.0)[..., None]
+    return mean, count > 0
+
+
+def colorize_layers(
+    layers: npt.ArrayLike | torch.Tensor, palette: PaletteName | Sequence[int] = "voc"
+) -> Image.Image:
+    """Draw multilabel layers as one RGB picture in which overlapping labels stay visible.
+
+    Layer ``k`` takes palette colour ``k + 1`` (colour 0 is the background). A pixel
+    carrying several labels shows the mean of their colours (so the overlap of a red
+    and a green label is olive), and a pixel carrying none shows colour 0.
+
+    Args:
+        layers: ``(K, H, W)`` boolean (or 0/1 integer) layers; other values (e.g. 255,
+            ignore) count as absent.
+        palette: ``"voc"``, ``"binary"`` or a flat sequence of at least ``K + 1`` colours.
+
+    Returns:
+        A new ``"RGB"`` image of size ``W × H``.
+
+    Raises:
+        ShapeError: If ``layers`` is not 3-D.
+        DTypeError: If ``layers`` is neither boolean nor integer.
+        ConfigError: If the palette has fewer than ``K + 1`` colours.
+
+    Examples:
+        >>> import torch
+        >>> layers = torch.tensor([[[True, True, False]], [[False, True, False]]])
+        >>> out = colorize_layers(layers)
+        >>> [out.getpixel((x, 0)) for x in range(3)]
+        [(128, 0, 0), (64, 64, 0), (0, 0, 0)]
+    """
+    mean, present = _layer_colours(layers, palette)
+    background = np.asarray(_check_palette(palette)[:3], dtype=np.float64)
+    rgb = np.where(present[..., None], mean, background)
+    return Image.fromarray(np.floor(rgb + 0.5).clip(0, 255).astype(np.uint8))
+
+
+def overlay_layers(
+    image: npt.ArrayLike | torch.Tensor | Image.Image,
+    layers: npt.ArrayLike | torch.Tensor,
+    *,
+    alpha: float = 0.5,
+    palette: PaletteName | Sequence[int] = "voc",
+) -> Image.Image:
+    """Blend multilabel layers over an image; pixels with no label keep the image's colour.
+
+    Where at least one label is present,
+    ``out = floor((1 - alpha) * image + alpha * colour + 0.5)`` with ``colour`` the mean
+    colour of the labels present (see :func:`colorize_layers`), so overlaps get their
+    own mixed tint; elsewhere the photo is unchanged.
+
+    Args:
+        image: The photo, as in :func:`overlay`.
+        layers: ``(K, H, W)`` boolean (or 0/1 integer) layers of the image's size.
+        alpha: Weight of the label colour, from 0 to 1.
+        palette: As in :func:`colorize_layers`.
+
+    Returns:
+        A new ``"RGB"`` image of the photo's size.
+
+    Raises:
+        ShapeError: If the sizes differ or a shape is unsupported.
+        DTypeError: As in :func:`overlay` and :func:`colorize_layers`.
+        ConfigError: If ``alpha`` is outside [0, 1] or the palette is too short.
+
+    Examples:
+        >>> import numpy as np
+        >>> photo = np.full((1, 2, 3), 100, dtype=np.uint8)
+        >>> layers = np.array([[[1, 0]], [[1, 0]]], dtype=bool)
+        >>> out = overlay_layers(photo, layers, alpha=0.5)
+        >>> out.getpixel((0, 0)), out.getpixel((1, 0))
+        ((82, 82, 50), (100, 100, 100))
+    """
+    alpha = check_finite_float("alpha", alpha, low=0.0, high=1.0)
+    mean, present = _layer_colours(layers, palette)
+    rgb = _image_to_uint8_rgb(image).astype(np.float64)
+    if rgb.shape[:2] != present.shape:
+        raise ShapeError(
+            f"image is {rgb.shape[0]}x{rgb.shape[1]} (H x W) but layers are "
+            f"{present.shape[0]}x{present.shape[1]}; they must match"
+        )
+    mixed = np.where(present[..., None], (1.0 - float(alpha)) * rgb + float(alpha) * mean, rgb)
+    return Image.fromarray(np.floor(mixed + 0.5).clip(0, 255).astype(np.uint8))

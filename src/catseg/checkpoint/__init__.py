@@ -128,6 +128,34 @@ class Checkpoint:
     format_version: int
     catseg_version: str
 
+    @property
+    def mode(self) -> str:
+        """``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+
+        Read from ``extra["mode"]`` (written by :func:`~catseg.training.fit` and by
+        ``save_checkpoint(..., extra={"mode": ...})``); files without it are binary for a
+        one-logit model and multiclass otherwise.
+
+        Examples:
+            >>> from catseg.models import UNet
+            >>> net = UNet(num_classes=2, init_features=4, depth=2)
+            >>> ckpt = Checkpoint(model_config=net.config.to_dict(), state_dict={},
+            ...                   classes=["disc", "bar"], image_size=None, mean=(0.0,) * 3,
+            ...                   std=(1.0,) * 3, extra={"mode": "multilabel"},
+            ...                   training_state=None, format_version=1, catseg_version="0")
+            >>> ckpt.mode
+            'multilabel'
+        """
+        stored = self.extra.get("mode")
+        if stored in ("binary", "multiclass", "multilabel"):
+            return str(stored)
+        if stored is not None:
+            raise CheckpointError(
+                f"the checkpoint's extra['mode'] is {stored!r}, expected 'binary', "
+                "'multiclass' or 'multilabel'"
+            )
+        return "binary" if self.model_config.get("num_classes") == 1 else "multiclass"
+
     def build_model(self) -> UNet:
         """Rebuild the model from its config and load the weights strictly.
 
@@ -190,13 +218,16 @@ def save_checkpoint(
             file is replaced only once the new one is completely on disk.
         model: A :class:`~catseg.models.UNet` built from a registered encoder name.
         classes: Class names, label 0 first. ``num_classes`` names for a multiclass
-            model; two names (background, foreground) for a binary 1-logit model.
+            model; two names (background, foreground) for a binary 1-logit model;
+            ``num_classes`` label names for a multilabel one (``extra={"mode":
+            "multilabel"}``).
         image_size: ``(height, width)`` the model was trained at (an int for a square),
             or ``None``.
         mean: Per-input-channel mean used to normalise [0, 1] pixels in training.
         std: Per-input-channel standard deviation (all > 0).
         extra: Optional user metadata: dicts/lists/tuples of numbers, strings,
-            ``None`` and tensors.
+            ``None`` and tensors. The key ``"mode"`` is reserved: ``"binary"``,
+            ``"multiclass"`` or ``"multilabel"`` (see :attr:`Checkpoint.mode`).
         training_state: Optional state for resuming training (optimizer and scheduler
             state dicts, epoch, RNG states), same plain types as ``extra``.
 
@@ -243,8 +274,19 @@ def save_checkpoint(
             f"{err}; a model returned by fuse_for_inference() cannot be saved because its "
             "BatchNorm layers are folded into the convolutions — save the original model"
         ) from None
+    mode = None if extra is None or not isinstance(extra, Mapping) else extra.get("mode")
+    if mode is not None and mode not in ("binary", "multiclass", "multilabel"):
+        raise ConfigError(
+            f"extra['mode'] must be 'binary', 'multiclass' or 'multilabel', got {mode!r}"
+        )
     names, size, mean_t, std_t = check_meta(
-        classes, image_size, mean, std, plain.num_classes, plain.in_channels
+        classes,
+        image_size,
+        mean,
+        std,
+        plain.num_classes,
+        plain.in_channels,
+        multilabel=mode == "multilabel",
     )
     resolve_mean_std(plain, mean_t, std_t, what="save_checkpoint's mean/std")
     for name, value in (("extra", extra), ("training_state", training_state)):

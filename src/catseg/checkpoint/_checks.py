@@ -129,10 +129,12 @@ def check_meta(
     std: Sequence[float],
     num_classes: int,
     in_channels: int,
+    *,
+    multilabel: bool = False,
 ) -> tuple[list[str], tuple[int, int] | None, tuple[float, ...], tuple[float, ...]]:
     """The arguments of ``save_checkpoint`` that describe the model, checked and normalised."""
     names = check_class_names("classes", classes)
-    wanted = 2 if num_classes == 1 else num_classes
+    wanted = 2 if num_classes == 1 and not multilabel else num_classes
     if len(names) != wanted:
         mode = "a binary (1-logit) model" if num_classes == 1 else f"{num_classes} logits"
         raise ConfigError(

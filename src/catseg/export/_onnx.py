@@ -81,6 +81,9 @@ def _unpack(model_or_segmenter: object) -> tuple[UNet, dict[str, Any]]:
         hasattr(model_or_segmenter, field) for field in _SEGMENTER_FIELDS
     ):
         fields = {f: _jsonable(f, getattr(model_or_segmenter, f)) for f in _SEGMENTER_FIELDS}
+        mode = getattr(model_or_segmenter, "mode", None)
+        if mode is not None:  # "binary" / "multiclass" / "multilabel"
+            fields["mode"] = _jsonable("mode", mode)
         return model, fields
     detail = ""
     if hasattr(model_or_segmenter, "model"):
@@ -179,7 +182,7 @@ def to_onnx(
     The model is traced in eval mode (each submodule's mode is restored afterwards; a
     model that is not fp32 on the CPU is copied first) and the exporter folds BatchNorm
     into the convolutions; the model's weights are never changed. A
-    Segmenter's ``classes``, ``image_size``, ``mean``, ``std`` and ``threshold`` are
+    Segmenter's ``classes``, ``image_size``, ``mean``, ``std``, ``threshold`` and ``mode`` are
     stored in the file's metadata (see the module docstring), so :class:`OnnxRunner` and
     ``Segmenter.from_onnx`` need nothing but the file. Before the file replaces
     ``path``, it is run with onnxruntime and compared with the PyTorch model (max abs

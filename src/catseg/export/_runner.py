@@ -180,7 +180,7 @@ class OnnxRunner:
     def segmenter_fields(self) -> dict[str, Any]:
         """The Segmenter settings stored in the metadata (validated), by name.
 
-        Keys present among ``classes``, ``image_size``, ``mean``, ``std`` and
+        Keys present among ``classes``, ``image_size``, ``mean``, ``std``, ``mode`` and
         ``threshold``; ``image_size`` is a tuple or ``None``.
 
         Examples:
@@ -264,7 +264,7 @@ def _parse_metadata(props: Mapping[str, str]) -> dict[str, Any]:
     return parsed
 
 
-_SEGMENTER_KEYS = ("classes", "image_size", "mean", "std", "threshold")
+_SEGMENTER_KEYS = ("classes", "image_size", "mean", "std", "threshold", "mode")
 
 
 def _optional_size(name: str, value: object) -> object:
@@ -309,9 +309,19 @@ def _mapping(name: str, value: object) -> object:
 
 def _classes(name: str, value: object) -> object:
     names = check.check_class_names(name, value)
-    if not 2 <= len(names) <= 256:
-        raise ConfigError(f"{name} must name between 2 and 256 labels, got {len(names)}")
+    if not 1 <= len(names) <= 256:
+        raise ConfigError(f"{name} must name between 1 and 256 labels, got {len(names)}")
     return names
+
+
+def _threshold(name: str, value: object) -> object:
+    if isinstance(value, list) and value:  # one per label (multilabel)
+        return [check.check_probability(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return check.check_probability(name, value)
+
+
+def _mode(name: str, value: object) -> object:
+    return check.check_choice(name, value, ("binary", "multiclass", "multilabel"))
 
 
 _METADATA_CHECKS: dict[str, Any] = {
@@ -325,7 +335,8 @@ _METADATA_CHECKS: dict[str, Any] = {
     "image_size": _optional_size,
     "mean": _mean,
     "std": _std,
-    "threshold": check.check_probability,
+    "threshold": _threshold,
+    "mode": _mode,
 }
 
 
@@ -337,6 +348,11 @@ def _check_metadata(meta: Mapping[str, Any], path: Path) -> None:
                 rule(f"metadata {key!r}", meta[key])
             except ConfigError as err:
                 raise CheckpointError(f"{str(path)!r} has malformed ONNX metadata: {err}") from None
+    if "classes" in meta and len(meta["classes"]) < 2 and meta.get("mode") != "multilabel":
+        raise CheckpointError(
+            f"{str(path)!r} has malformed ONNX metadata: 'classes' must name at least 2 "
+            f"labels unless 'mode' is 'multilabel', got {meta['classes']!r}"
+        )
     if "mean" in meta and "std" in meta and len(meta["mean"]) != len(meta["std"]):
         raise CheckpointError(
             f"{str(path)!r} has malformed ONNX metadata: 'mean' and 'std' must have the same "

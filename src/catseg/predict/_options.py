@@ -6,6 +6,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, TypeAlias
 
 import torch
 
@@ -22,7 +23,20 @@ from catseg._validation import (
 )
 from catseg.errors import ConfigError
 
-__all__ = ["KEEP", "Keep", "Postprocess", "SegmenterOptions", "merge_options"]
+__all__ = [
+    "KEEP",
+    "MODES",
+    "Keep",
+    "Postprocess",
+    "SegmenterMode",
+    "SegmenterOptions",
+    "merge_options",
+]
+
+SegmenterMode: TypeAlias = Literal["binary", "multiclass", "multilabel"]
+"""How logits become labels: one sigmoid map, a softmax over classes, or K sigmoid maps."""
+
+MODES: tuple[str, ...] = ("binary", "multiclass", "multilabel")
 
 Postprocess = Callable[[torch.Tensor], torch.Tensor]
 """Hook on the class probabilities ``(K, H, W)`` returning new ones of the same shape."""
@@ -49,9 +63,14 @@ module. As a keyword of :class:`Segmenter` and its ``from_*`` constructors it me
 _MIN_CLASSES, _MAX_CLASSES = 2, 256
 
 
-def _check_classes(value: object) -> tuple[str, ...]:
+def _check_classes(value: object, multilabel: bool = False) -> tuple[str, ...]:
     names = check_class_names("classes", value)
-    if not _MIN_CLASSES <= len(names) <= _MAX_CLASSES:
+    if multilabel and not 1 <= len(names) <= _MAX_CLASSES:
+        raise ConfigError(
+            f"classes of a multilabel model must name between 1 and {_MAX_CLASSES} labels "
+            f"(one per output channel, no background entry), got {len(names)}"
+        )
+    if not multilabel and not _MIN_CLASSES <= len(names) <= _MAX_CLASSES:
         raise ConfigError(
             f"classes must name between {_MIN_CLASSES} and {_MAX_CLASSES} labels (background "
             f"first; a binary model has two, e.g. ['_background_', 'cat']), got {len(names)}: "
@@ -88,6 +107,14 @@ def _check_tile(value: object) -> tuple[int, int]:
     if overlap >= size:
         raise ConfigError(expected)
     return size, overlap
+
+
+def _check_threshold(value: object) -> float | tuple[float, ...]:
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        if not value:
+            raise ConfigError("threshold must be a probability or a non-empty sequence of them")
+        return tuple(check_probability(f"threshold[{i}]", v) for i, v in enumerate(value))
+    return check_probability("threshold", value)
 
 
 def _check_device(value: object) -> str | torch.device:
@@ -127,7 +154,8 @@ class SegmenterOptions:
             takes the file's, else ones.
         threshold: Foreground probability in (0, 1) above which a pixel of a binary
             model is foreground; ``None`` takes the ONNX file's, else 0.5. Ignored by
-            multiclass models.
+            multiclass models. A multilabel model takes one threshold for every label or
+            a sequence of one per label.
         device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ... .
             Images are resized, normalised and thresholded on this device too.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA only).
@@ -141,6 +169,13 @@ class SegmenterOptions:
         channels_last: Run convolutions in channels-last memory format.
         fuse: Fold BatchNorm into convolutions (models with ``fuse_for_inference``).
         batch_size: Number of images (or tiles) per forward pass.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``; ``None`` takes the
+            file's (checkpoint ``extra["mode"]``, ONNX ``mode`` metadata), else infers
+            binary (one logit: sigmoid and threshold) or multiclass (K >= 2 logits:
+            softmax and arg-max) as before. ``"multilabel"`` must be asked for (or
+            stored): K independent sigmoid maps, ``classes`` names the K labels (no
+            background entry), and each :class:`Prediction` holds ``(K, H, W)`` boolean
+            layers.
 
     Raises:
         ConfigError: If a field has a value outside what it accepts (the message names
@@ -163,7 +198,7 @@ class SegmenterOptions:
     image_size: tuple[int, int] | int | Keep | None = KEEP
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
-    threshold: float | None = None
+    threshold: float | Sequence[float] | None = None
     device: str | torch.device = "auto"
     precision: Precision = "auto"
     tta: bool = False
@@ -172,10 +207,14 @@ class SegmenterOptions:
     channels_last: bool = True
     fuse: bool = True
     batch_size: int = 8
+    mode: SegmenterMode | None = None
 
     def __post_init__(self) -> None:
+        mode = None if self.mode is None else check_choice("mode", self.mode, MODES)
+        multilabel = mode == "multilabel"
         checked: dict[str, object] = {
-            "classes": None if self.classes is None else _check_classes(self.classes),
+            "mode": mode,
+            "classes": (None if self.classes is None else _check_classes(self.classes, multilabel)),
             "image_size": (
                 self.image_size
                 if self.image_size is None or self.image_size is KEEP
@@ -183,9 +222,7 @@ class SegmenterOptions:
             ),
             "mean": None if self.mean is None else _check_norm("mean", self.mean),
             "std": None if self.std is None else _check_norm("std", self.std),
-            "threshold": (
-                None if self.threshold is None else check_probability("threshold", self.threshold)
-            ),
+            "threshold": None if self.threshold is None else _check_threshold(self.threshold),
             "device": _check_device(self.device),
             "precision": check_choice("precision", self.precision, PRECISIONS),
             "tta": check_bool("tta", self.tta),
@@ -205,6 +242,11 @@ class SegmenterOptions:
         ):
             raise ConfigError(
                 f"mean and std must have the same length, got {self.mean!r} and {self.std!r}"
+            )
+        if isinstance(checked["threshold"], tuple) and mode not in (None, "multilabel"):
+            raise ConfigError(
+                f"one threshold per label applies to mode='multilabel' only, got "
+                f"threshold={self.threshold!r} with mode={mode!r}"
             )
         for name, value in checked.items():
             object.__setattr__(self, name, value)

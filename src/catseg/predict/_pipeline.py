@@ -29,7 +29,7 @@ import torch.nn.functional as F  # noqa: N812
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
 from catseg.predict._backend import Backend
 from catseg.predict._inputs import load_input
-from catseg.predict._options import SegmenterOptions
+from catseg.predict._options import SegmenterMode, SegmenterOptions
 from catseg.predict._prediction import Prediction
 from catseg.predict._tiling import tiled_scores
 
@@ -51,9 +51,9 @@ def group_indices(keys: Sequence[K]) -> dict[K, list[int]]:
     return groups
 
 
-def check_class_count(classes: Sequence[str], num_outputs: int) -> None:
+def check_class_count(classes: Sequence[str], num_outputs: int, mode: str | None = None) -> None:
     """Raise ConfigError unless ``classes`` fits a model with ``num_outputs`` logits."""
-    wanted = 2 if num_outputs == 1 else num_outputs
+    wanted = 2 if num_outputs == 1 and mode != "multilabel" else num_outputs
     if len(classes) != wanted:
         raise ConfigError(
             f"the model has {num_outputs} output channel(s), so classes must have "
@@ -74,6 +74,13 @@ class Pipeline:
             size or ``None``; ``threshold`` a float).
     """
 
+    @property
+    def mode(self) -> SegmenterMode | None:
+        """The mode in use, inferred from the output channels once they are known."""
+        if self.options.mode is not None or self.num_outputs is None:
+            return self.options.mode
+        return "binary" if self.num_outputs == 1 else "multiclass"
+
     def __init__(self, backend: Backend, options: SegmenterOptions) -> None:
         assert options.classes is not None
         assert options.mean is not None
@@ -86,7 +93,14 @@ class Pipeline:
         self.num_outputs = backend.num_outputs
         self.image_size = options.image_size if isinstance(options.image_size, tuple) else None
         device, shape = backend.device, (1, self.in_channels, 1, 1)
-        self.threshold = float(options.threshold)
+        self.multilabel = options.mode == "multilabel"
+        threshold = options.threshold
+        self.threshold = threshold if isinstance(threshold, float) else max(threshold)
+        self.thresholds = torch.tensor(
+            [threshold] if isinstance(threshold, float) else list(threshold),
+            dtype=torch.float32,
+            device=device,
+        ).view(1, -1, 1, 1)
         self.mean = torch.tensor(options.mean, dtype=torch.float32, device=device).view(shape)
         self.std = torch.tensor(options.std, dtype=torch.float32, device=device).view(shape)
 
@@ -129,14 +143,15 @@ class Pipeline:
                 f"{tuple(inputs.shape)}; expected (N, K, H, W) logits of the input's size"
             )
         if self.num_outputs is None:
-            check_class_count(self.classes, int(logits.shape[1]))
+            check_class_count(self.classes, int(logits.shape[1]), self.options.mode)
             self.num_outputs = int(logits.shape[1])
         elif logits.shape[1] != self.num_outputs:
             raise ShapeError(
                 f"the model returned {logits.shape[1]} channels, expected {self.num_outputs}"
             )
         finite = torch.isfinite(logits).all()
-        probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+        sigmoid = self.multilabel or logits.shape[1] == 1
+        probs = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=1)
         if self.options.tta:
             probs = (probs[:n] + probs[n:].flip(-1)) / 2
         return probs, finite
@@ -165,7 +180,12 @@ class Pipeline:
         return torch.stack(tiles), None
 
     def _decide(self, probs: torch.Tensor) -> torch.Tensor:
-        """Label maps ``(N, H, W)`` uint8 from class probabilities ``(N, K, H, W)``."""
+        """Label maps ``(N, H, W)`` uint8 from class probabilities ``(N, K, H, W)``.
+
+        For a multilabel model: boolean layers ``(N, K, H, W)``, ``p > threshold``.
+        """
+        if self.multilabel:
+            return probs > self.thresholds
         if len(self.classes) == 2 and self.num_outputs == 1:
             return (probs[:, -1] > self.threshold).to(torch.uint8)
         # max(dim).indices is the arg-max (first of equal maxima), much faster on the CPU
@@ -208,7 +228,7 @@ class Pipeline:
             ).clamp_(0.0, 1.0)
         if not keep and self.options.postprocess is None:
             return self._decide(probs), None
-        if probs.shape[1] == 1:
+        if probs.shape[1] == 1 and not self.multilabel:
             probs = torch.cat([1.0 - probs, probs], dim=1)
         if self.options.postprocess is not None:
             probs = self._postprocess(probs)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from catseg.errors import ConfigError
 from catseg.predict._inputs import display_image
-from catseg.visualize import PaletteName, colorize, overlay
+from catseg.visualize import PaletteName, colorize, colorize_layers, overlay, overlay_layers
 
 __all__ = ["Prediction"]
 
@@ -21,8 +21,16 @@ __all__ = ["Prediction"]
 class Prediction:
     """A segmentation of one image, at the image's original size.
 
+    A multilabel prediction (``SegmenterOptions(mode="multilabel")``) has no single
+    label per pixel: its ``mask`` *is* the ``(K, H, W)`` boolean :attr:`layers`
+    (``mask[k, y, x]`` tells whether pixel ``(y, x)`` carries label ``classes[k]``), and
+    :meth:`colorize` and :meth:`overlay` blend the colours of every label present, so
+    overlapping labels stay visible. Taking an arg-max (or the "first" label) would
+    silently drop the overlaps a multilabel model exists to find.
+
     Attributes:
-        mask: Label map, ``mask[y, x]`` is the index into ``classes`` of the pixel.
+        mask: Label map, ``mask[y, x]`` is the index into ``classes`` of the pixel; for a
+            multilabel model the ``(K, H, W)`` boolean layers.
         probabilities: Per-class probabilities (``probabilities[i]`` belongs to
             ``classes[i]``; for a binary model channel 0 is ``1 - p`` and channel 1
             the foreground probability ``p``), or ``None`` unless asked for with
@@ -34,7 +42,7 @@ class Prediction:
             copy of the pixels.
 
     Shape:
-        - mask: ``(H, W)`` uint8, on the CPU.
+        - mask: ``(H, W)`` uint8, on the CPU; multilabel: ``(K, H, W)`` bool.
         - probabilities: ``(len(classes), H, W)`` float32, on the CPU.
 
     Examples:
@@ -114,7 +122,33 @@ class Prediction:
             >>> Prediction(torch.zeros(2, 3, dtype=torch.uint8), None, ["a", "b"], None).size
             (2, 3)
         """
-        return int(self.mask.shape[0]), int(self.mask.shape[1])
+        return int(self.mask.shape[-2]), int(self.mask.shape[-1])
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether this is a multilabel prediction (``mask`` holds ``(K, H, W)`` layers)."""
+        return self.mask.ndim == 3
+
+    @property
+    def layers(self) -> torch.Tensor:
+        """``(K, H, W)`` boolean layers, ``layers[k]`` = "the pixel carries ``classes[k]``".
+
+        For a multilabel model this is :attr:`mask` itself. For a binary or multiclass
+        model it is the one-hot split of the label map (``layers[k] = mask == k``, one
+        layer per class, background included), so code written for layers works with
+        every mode.
+
+        Examples:
+            >>> import torch
+            >>> pred = Prediction(torch.tensor([[0, 2]], dtype=torch.uint8), None,
+            ...                   ["bg", "cat", "dog"], None)
+            >>> pred.layers[:, 0, 1].tolist()
+            [False, False, True]
+        """
+        if self.multilabel:
+            return self.mask
+        ids = torch.arange(len(self.classes), dtype=self.mask.dtype).view(-1, 1, 1)
+        return self.mask.unsqueeze(0) == ids
 
     def _palette(self, palette: PaletteName | Sequence[int] | None) -> PaletteName | Sequence[int]:
         if palette is not None:
@@ -141,6 +175,8 @@ class Prediction:
             >>> pred.colorize().convert("RGB").getpixel((0, 0))
             (0, 128, 0)
         """
+        if self.multilabel:
+            return colorize_layers(self.mask, palette="voc" if palette is None else palette)
         return colorize(self.mask, palette=self._palette(palette))
 
     def overlay(
@@ -172,6 +208,10 @@ class Prediction:
                 "this prediction has no RGB or grayscale image to draw on (the input had "
                 "neither 1 nor 3 channels); use colorize() or catseg.visualize.overlay"
             )
+        if self.multilabel:
+            return overlay_layers(
+                self.image, self.mask, alpha=alpha, palette="voc" if palette is None else palette
+            )
         return overlay(self.image, self.mask, alpha=alpha, palette=self._palette(palette))
 
     def save(
@@ -201,6 +241,12 @@ class Prediction:
             >>> pred.save(Path(tempfile.mkdtemp()) / "cat.png").suffix
             '.png'
         """
+        if self.multilabel:
+            raise ConfigError(
+                "a multilabel prediction has no single label map to save as one PNG; save "
+                "each of pred.layers as its own mask (the SegmentationLabels/<label>/<id>.png "
+                "layout of catseg.data.VOCMultilabelDataset), or pred.colorize() as a picture"
+            )
         target = Path(path)
         if target.suffix.lower() != ".png":
             raise ConfigError(

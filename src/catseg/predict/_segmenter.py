@@ -24,6 +24,7 @@ from catseg.predict._options import (
     KEEP,
     Keep,
     Postprocess,
+    SegmenterMode,
     SegmenterOptions,
     merge_options,
 )
@@ -89,19 +90,49 @@ def _resolve(options: SegmenterOptions, backend: Backend) -> SegmenterOptions:
                 f"{tuple(values)!r}"
             )
     threshold = options.threshold
+    mode = _resolve_mode(options, backend)
     resolved = dataclasses.replace(
         options,
+        mode=mode,
         classes=classes,
         image_size=image_size,
         mean=mean if mean is not None else (0.0,) * channels,
         std=std if std is not None else (1.0,) * channels,
         threshold=threshold if threshold is not None else stored.get("threshold", 0.5),
     )
+    assert resolved.classes is not None
     if backend.num_outputs is not None:
-        assert resolved.classes is not None
-        check_class_count(resolved.classes, backend.num_outputs)
+        check_class_count(resolved.classes, backend.num_outputs, resolved.mode)
+    if isinstance(resolved.threshold, tuple) and len(resolved.threshold) != len(resolved.classes):
+        raise ConfigError(
+            f"threshold holds {len(resolved.threshold)} values but the model has "
+            f"{len(resolved.classes)} labels {list(resolved.classes)!r}; give one per label "
+            "or a single number"
+        )
     _check_geometry(resolved, backend)
     return resolved
+
+
+def _resolve_mode(options: SegmenterOptions, backend: Backend) -> SegmenterMode | None:
+    """The options' mode, else the file's; ``None`` when neither says (binary/multiclass)."""
+    mode: SegmenterMode | None = options.mode or backend.stored.get("mode")
+    outputs = backend.num_outputs
+    if mode is None:
+        if isinstance(options.threshold, tuple):
+            raise ConfigError(
+                "one threshold per label applies to mode='multilabel' only; pass "
+                "SegmenterOptions(mode='multilabel', ...) or a single threshold"
+            )
+        return None
+    if outputs is not None and (
+        (mode == "binary" and outputs != 1) or (mode == "multiclass" and outputs < 2)
+    ):
+        raise ConfigError(
+            f"mode={mode!r} does not fit {backend.name}, which has {outputs} output "
+            "channel(s): binary needs 1, multiclass at least 2 (use mode='multilabel' for "
+            "independent sigmoid channels)"
+        )
+    return mode
 
 
 def _check_geometry(options: SegmenterOptions, backend: Backend) -> None:
@@ -358,6 +389,7 @@ class Segmenter:
             image_size=ckpt.image_size if merged.image_size is KEEP else merged.image_size,
             mean=merged.mean if merged.mean is not None else ckpt.mean,
             std=merged.std if merged.std is not None else ckpt.std,
+            mode=merged.mode if merged.mode is not None else ckpt.mode,  # type: ignore[arg-type]
         )
         return cls(model, merged)
 
@@ -611,10 +643,19 @@ class Segmenter:
         return tuple(self._options.std)
 
     @property
-    def threshold(self) -> float:
-        """Foreground probability threshold of a binary model."""
+    def threshold(self) -> float | tuple[float, ...]:
+        """Foreground probability threshold (one per label for a multilabel model, if set)."""
         assert self._options.threshold is not None
-        return self._options.threshold
+        threshold = self._options.threshold
+        return threshold if isinstance(threshold, float) else tuple(threshold)
+
+    @property
+    def mode(self) -> SegmenterMode | None:
+        """``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+
+        ``None`` until the first prediction for a module without ``num_classes``.
+        """
+        return self._options.mode or self._pipeline.mode
 
     @property
     def device(self) -> torch.device:

@@ -90,7 +90,11 @@ def fit(
         val_loader: DataLoader of validation batches; ``None`` skips validation and
             ``best.pt``.
         metric: Validation metric, any :class:`ValidationMetric` (``reset``, ``update``,
-            ``compute``); default ``MeanIoU(max(2, model.num_classes))``. Higher is
+            ``compute``); default ``MeanIoU(max(2, model.num_classes))``, or
+            ``MeanIoU(K, mode="multilabel")`` for a multilabel run (a training dataset
+            with ``mode = "multilabel"`` such as
+            :class:`~catseg.data.multilabel.VOCMultilabelDataset`, or
+            ``CheckpointMeta(mode="multilabel")``). Higher is
             better: ``best.pt`` keeps the epoch with the highest ``compute().miou`` (or
             ``compute()`` itself when it is a number).
         scheduler: Learning-rate scheduler, stepped as ``run.scheduler_interval`` says.

@@ -87,13 +87,15 @@ class FitSpec:
                 raise ConfigError(f"callbacks[{index}] must be callable, got {callback!r}")
 
 
-def _default_metric(model: nn.Module) -> MeanIoU:
+def _default_metric(model: nn.Module, mode: str | None = None) -> MeanIoU:
     num_classes = getattr(model, "num_classes", None)
     if not isinstance(num_classes, int):
         raise ConfigError(
             f"cannot choose a validation metric for {type(model).__name__} (it has no "
             "num_classes attribute); pass metric=MeanIoU(num_classes)"
         )
+    if mode == "multilabel":
+        return MeanIoU(num_classes, mode="multilabel")
     return MeanIoU(max(2, num_classes))
 
 
@@ -137,11 +139,11 @@ class TrainingRun:
         self.optimizer = spec.optimizer or torch.optim.AdamW(
             self.net.parameters(), lr=1e-3, weight_decay=1e-4
         )
-        self.metric: ValidationMetric[Any] | None = spec.metric
-        if spec.val_loader is not None and self.metric is None:
-            self.metric = _default_metric(self.net)
         self.ckpt_dir = None if spec.checkpoint is None else Path(spec.checkpoint.directory)
         self.meta = self._meta(spec.checkpoint, train_loader)
+        self.metric: ValidationMetric[Any] | None = spec.metric
+        if spec.val_loader is not None and self.metric is None:
+            self.metric = _default_metric(self.net, self.meta.mode)
         self.scaler = (
             torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
         )
@@ -295,7 +297,10 @@ class TrainingRun:
                 image_size=meta.image_size,
                 mean=meta.mean,
                 std=meta.std,
-                extra=record.to_dict(),
+                extra={
+                    **record.to_dict(),
+                    "mode": meta.resolved_mode(getattr(self.net, "num_classes", None)),
+                },
                 training_state=state,
             )
 

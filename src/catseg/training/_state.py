@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from catseg._validation import check_choice
 from catseg.checkpoint._dataset import read_dataset_facts
 from catseg.errors import ConfigError
 from catseg.models.preprocessing import find_normalization
@@ -38,17 +39,39 @@ class CheckpointMeta:
         image_size: ``(height, width)`` the model was trained at, or ``None`` (any size).
         mean: Per-channel mean subtracted from [0, 1] pixels before the model.
         std: Per-channel standard deviation the pixels were divided by.
+        mode: ``"multilabel"`` for a model of K independent sigmoid maps trained on
+            multi-hot ``(N, K, H, W)`` targets (``classes`` then names the K labels, no
+            background entry); ``None`` (the default) means binary or multiclass, told
+            apart by the model's ``num_classes``. ``fit`` writes the resolved mode into
+            every checkpoint (``extra["mode"]``) and, without ``metric=``, validates a
+            multilabel run with ``MeanIoU(K, mode="multilabel")``.
 
     Examples:
         >>> CheckpointMeta(classes=("_background_", "cat"), image_size=(128, 128))
         CheckpointMeta(classes=('_background_', 'cat'), image_size=(128, 128), \
-mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), mode=None)
     """
 
     classes: tuple[str, ...]
     image_size: tuple[int, int] | None = None
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    mode: Literal["binary", "multiclass", "multilabel"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode is not None:
+            check_choice("mode", self.mode, ("binary", "multiclass", "multilabel"))
+
+    def resolved_mode(self, num_classes: int | None) -> str:
+        """The mode written into checkpoints: :attr:`mode`, else binary/multiclass.
+
+        Examples:
+            >>> CheckpointMeta(("bg", "cat")).resolved_mode(1)
+            'binary'
+        """
+        if self.mode is not None:
+            return self.mode
+        return "binary" if num_classes == 1 else "multiclass"
 
     @classmethod
     def from_dataset(cls, dataset: object, *, num_classes: int | None = None) -> CheckpointMeta:
@@ -85,7 +108,11 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
             ('class_0', 'class_1', 'class_2')
         """
         facts = read_dataset_facts(dataset)
-        classes = facts.class_names or _default_classes(num_classes)
+        mode = _dataset_mode(dataset)
+        fallback = _default_classes(num_classes)
+        if mode == "multilabel" and num_classes is not None:
+            fallback = tuple(f"label_{i}" for i in range(num_classes))
+        classes = facts.class_names or fallback
         inner = dataset  # a dataset's own mean/std attributes come first
         for _ in range(32):
             if hasattr(inner, "mean") or getattr(inner, "dataset", inner) is inner:
@@ -94,11 +121,17 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         mean = getattr(inner, "mean", None)
         std = getattr(inner, "std", None)
         if isinstance(mean, Sequence) and isinstance(std, Sequence):
-            return cls(classes, facts.image_size, tuple(map(float, mean)), tuple(map(float, std)))
+            return cls(
+                classes,
+                facts.image_size,
+                tuple(map(float, mean)),
+                tuple(map(float, std)),
+                mode,
+            )
         found = find_normalization(dataset)
         if found is not None:
-            return cls(classes, facts.image_size, tuple(found[0]), tuple(found[1]))
-        return cls(classes, facts.image_size)
+            return cls(classes, facts.image_size, tuple(found[0]), tuple(found[1]), mode)
+        return cls(classes, facts.image_size, mode=mode)
 
     def check(self, model: nn.Module) -> None:
         """Check the class count against ``model.num_classes`` (when the model has one).
@@ -112,14 +145,30 @@ mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
         num_classes = getattr(model, "num_classes", None)
         if not isinstance(num_classes, int):
             return
-        expected = max(2, num_classes)
+        multilabel = self.mode == "multilabel"
+        expected = num_classes if multilabel else max(2, num_classes)
         if len(self.classes) != expected:
             kind = "a binary (1-logit)" if num_classes == 1 else f"a {num_classes}-class"
+            kind = f"a {num_classes}-label multilabel" if multilabel else kind
             raise ConfigError(
                 f"checkpoint classes {list(self.classes)} has {len(self.classes)} names but "
                 f"{kind} model needs {expected}; pass checkpoint_meta=CheckpointMeta(...) "
                 "with matching classes"
             )
+
+
+def _dataset_mode(dataset: object) -> Literal["multilabel"] | None:
+    """``"multilabel"`` when the dataset (or one it wraps) says ``mode = "multilabel"``."""
+    inner = dataset
+    for _ in range(32):
+        if getattr(inner, "mode", None) == "multilabel":
+            return "multilabel"
+        parts = getattr(inner, "datasets", None)  # ConcatDataset: the first part decides
+        nxt = parts[0] if isinstance(parts, Sequence) and parts else getattr(inner, "dataset", None)
+        if nxt is None or nxt is inner:
+            return None
+        inner = nxt
+    return None
 
 
 # --- RNG streams --------------------------------------------------------------------------

@@ -1,0 +1,345 @@
+"""Multilabel segmentation data: one mask per label, so a pixel may carry several labels.
+
+The folder convention (a VOC layout with one mask folder per label)::
+
+    root/
+      JPEGImages/<id>.jpg (or .png)                 the images
+      SegmentationLabels/<label>/<id>.png           one grayscale/palette PNG per label
+                                                    and image: 0 = label absent,
+                                                    1 = present, 255 = ignore this pixel
+                                                    for this label
+      labels.txt                                    label names, one per line, in channel
+                                                    order (no background entry)
+      ImageSets/Segmentation/<split>.txt            optional splits, one id per line
+
+Every image of the dataset needs a mask in every label's folder. A label that is simply
+absent from an image is an all-zero mask. :class:`VOCMultilabelDataset` reads this layout
+into multi-hot ``(K, H, W)`` uint8 targets (255 kept), the targets of
+``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``;
+:func:`make_synthetic_multilabel` writes a small learnable dataset in it.
+
+Examples:
+    >>> import tempfile
+    >>> root = make_synthetic_multilabel(tempfile.mkdtemp(), n=4, size=32)
+    >>> sorted(p.name for p in (root / "SegmentationLabels").iterdir())
+    ['bar', 'disc']
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image, ImageDraw
+from torch.utils.data import Dataset
+
+from catseg._validation import (
+    check_finite_float,
+    check_int,
+    check_positive_int,
+)
+from catseg.data._io import open_image, read_mask
+from catseg.data._samples import (
+    check_dtypes,
+    check_transforms,
+    image_to_tensor,
+    parse_image_size,
+)
+from catseg.data.synthetic import _parse_size, _void_band
+from catseg.errors import ConfigError, DataError, MissingFileError
+
+__all__ = ["MULTILABEL_CLASS_NAMES", "VOCMultilabelDataset", "make_synthetic_multilabel"]
+
+#: Label names of :func:`make_synthetic_multilabel`, in channel order.
+MULTILABEL_CLASS_NAMES: tuple[str, ...] = ("disc", "bar")
+
+LABELS_FOLDER = "SegmentationLabels"
+"""Name of the folder holding one sub-folder of masks per label."""
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+JointTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _visible(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.name.startswith(".") and path.is_file() and path.suffix.lower() in suffixes:
+            found.setdefault(path.stem, path)
+    return found
+
+
+def _read_labels_file(root: Path) -> list[str]:
+    path = root / "labels.txt"
+    if not path.is_file():
+        raise MissingFileError(
+            f"{path} not found: a multilabel dataset lists its label names, one per line, "
+            f"in labels.txt (the sub-folders of {LABELS_FOLDER}/)"
+        )
+    names = [line.strip() for line in path.read_text("utf-8-sig").splitlines() if line.strip()]
+    if not names or len(set(names)) != len(names):
+        raise DataError(f"{path} must list distinct label names, one per line, got {names!r}")
+    return names
+
+
+class VOCMultilabelDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Images and multi-hot ``(K, H, W)`` masks from a one-mask-per-label folder.
+
+    See the module docstring for the layout. Items are read on access. Masks are resized
+    with nearest neighbour when ``image_size`` is given, so 0, 1 and 255 stay exact.
+
+    Args:
+        root: Dataset folder holding ``JPEGImages``, ``SegmentationLabels`` and
+            ``labels.txt``.
+        split: Name of ``ImageSets/Segmentation/<split>.txt``; ``None`` takes every image,
+            in sorted id order.
+        image_size: Output ``(height, width)`` (an int for a square), or ``None``.
+        transforms: Optional joint ``(image, mask) -> (image, mask)`` callable applied
+            last; the mask it receives is ``(K, H, W)``.
+        image_dtype: ``"float32"`` (in [0, 1]) or ``"uint8"``.
+
+    Attributes:
+        class_names: The label names, channel ``k`` of a mask is ``class_names[k]``.
+        mode: Always ``"multilabel"``; :func:`~catseg.training.fit` reads it to pick
+            ``MeanIoU(K, mode="multilabel")`` and to record the mode in checkpoints.
+        ids: Sample ids in item order.
+
+    Raises:
+        MissingFileError: If a folder, ``labels.txt`` or a label's mask is missing.
+        DataError: On item access, if a mask holds values other than 0, 1 and 255 or its
+            size differs from the image's.
+        ConfigError: If an argument is invalid.
+
+    Shape:
+        image ``(3, H, W)``; mask ``(K, H, W)`` uint8 with values 0, 1 and 255.
+
+    Examples:
+        >>> import tempfile
+        >>> root = make_synthetic_multilabel(tempfile.mkdtemp(), n=4, size=32)
+        >>> data = VOCMultilabelDataset(root)
+        >>> image, mask = data[0]
+        >>> data.class_names, data.mode, tuple(mask.shape), mask.dtype
+        (['disc', 'bar'], 'multilabel', (2, 32, 32), torch.uint8)
+        >>> sorted(mask.unique().tolist())
+        [0, 1, 255]
+    """
+
+    mode: Literal["multilabel"] = "multilabel"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        split: str | None = None,
+        *,
+        image_size: int | tuple[int, int] | None = None,
+        transforms: JointTransform | None = None,
+        image_dtype: Literal["float32", "uint8"] = "float32",
+    ) -> None:
+        check_dtypes(image_dtype, "uint8")
+        check_transforms(transforms)
+        if split is not None and not isinstance(split, str):
+            raise ConfigError(f"split must be a split name (str) or None, got {split!r}")
+        self.root = Path(root)
+        if not (self.root / "JPEGImages").is_dir() or not (self.root / LABELS_FOLDER).is_dir():
+            raise MissingFileError(
+                f"{self.root} is not a multilabel dataset: expected JPEGImages/, "
+                f"{LABELS_FOLDER}/<label>/ and labels.txt"
+            )
+        self.split = split
+        self.image_size = parse_image_size(image_size)
+        self.transforms = transforms
+        self.image_dtype: Literal["float32", "uint8"] = image_dtype
+        self.class_names: list[str] = _read_labels_file(self.root)
+        images = _visible(self.root / "JPEGImages", _IMAGE_SUFFIXES)
+        if split is None:
+            ids = sorted(images)
+        else:
+            split_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+            if not split_file.is_file():
+                raise MissingFileError(f"split file not found: {split_file}")
+            ids = [ln.strip() for ln in split_file.read_text("utf-8-sig").splitlines()]
+            ids = [i for i in ids if i]
+        masks: list[list[Path]] = []
+        for label in self.class_names:
+            folder = self.root / LABELS_FOLDER / label
+            if not folder.is_dir():
+                raise MissingFileError(f"label {label!r} of labels.txt has no folder {folder}")
+            found = _visible(folder, (".png",))
+            missing = [i for i in ids if i not in found]
+            if missing:
+                raise MissingFileError(
+                    f"{folder} has no mask for {len(missing)} image(s), e.g. "
+                    f"{missing[0]!r}.png (every image needs one mask per label; an absent "
+                    "label is an all-zero mask)"
+                )
+            masks.append([found[i] for i in ids])
+        absent = [i for i in ids if i not in images]
+        if absent or not ids:
+            raise MissingFileError(
+                f"{self.root / 'JPEGImages'} has no image for id(s) {absent[:3]!r}"
+                if absent
+                else f"{self.root} holds no images"
+            )
+        self.ids: list[str] = ids
+        self._images = [images[i] for i in ids]
+        self._masks = masks
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+            f"len={len(self)}, image_size={self.image_size!r}, labels={self.class_names!r})"
+        )
+
+    def _layer(self, label: int, index: int, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
+        path = self._masks[label][index]
+        layer = read_mask(path)
+        if layer.shape != size:
+            raise DataError(
+                f"mask {path} is {layer.shape[1]}x{layer.shape[0]} (W x H) but its image "
+                f"is {size[1]}x{size[0]}"
+            )
+        bad = sorted({int(v) for v in np.unique(layer)} - {0, 1, 255})
+        if bad:
+            raise DataError(
+                f"mask {path} holds values {bad[:8]}; a label mask holds 0 (absent), "
+                "1 (present) and 255 (ignore) only"
+            )
+        return layer
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        size = len(self)
+        if not -size <= index < size:
+            raise IndexError(f"index {index} out of range for a dataset of {size} items")
+        index %= size
+        image = open_image(self._images[index])
+        full = (image.height, image.width)
+        layers = [self._layer(k, index, full) for k in range(len(self.class_names))]
+        if self.image_size is not None and self.image_size != full:
+            height, width = self.image_size
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+            layers = [
+                np.array(Image.fromarray(m).resize((width, height), Image.Resampling.NEAREST))
+                for m in layers
+            ]
+        pixels = image_to_tensor(np.asarray(image, dtype=np.uint8), self.image_dtype)
+        mask = torch.from_numpy(np.stack(layers).astype(np.uint8, copy=False))
+        if self.transforms is not None:
+            pixels, mask = self.transforms(pixels, mask)
+        return pixels, mask
+
+
+def _disc(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.uint8]:
+    canvas = Image.new("L", (width, height), 0)
+    r = rng.uniform(0.15, 0.3) * min(height, width)
+    cx, cy = rng.uniform(r, width - r), rng.uniform(r, height - r)
+    ImageDraw.Draw(canvas).ellipse((cx - r, cy - r, cx + r, cy + r), fill=1)
+    return np.array(canvas, dtype=np.uint8)
+
+
+def _bar(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.uint8]:
+    canvas = Image.new("L", (width, height), 0)
+    angle = rng.uniform(0.0, math.pi)
+    length, thick = rng.uniform(0.5, 0.9) * max(height, width), rng.uniform(0.1, 0.2) * height
+    cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
+    dx, dy = math.cos(angle), math.sin(angle)
+    corners = [
+        (
+            cx + sa * dx * length / 2 - sb * dy * thick / 2,
+            cy + sa * dy * length / 2 + sb * dx * thick / 2,
+        )
+        for sa, sb in ((1, 1), (1, -1), (-1, -1), (-1, 1))
+    ]
+    ImageDraw.Draw(canvas).polygon(corners, fill=1)
+    return np.array(canvas, dtype=np.uint8)
+
+
+def make_synthetic_multilabel(
+    root: str | os.PathLike[str],
+    *,
+    n: int = 48,
+    size: int | tuple[int, int] = 64,
+    seed: int = 0,
+    val_fraction: float = 0.25,
+    void_width: int = 1,
+) -> Path:
+    """Write a small synthetic multilabel dataset with overlapping labels.
+
+    Each image shows a reddish disc (label ``"disc"``, channel 0) and a bluish bar
+    (label ``"bar"``, channel 1) on a dark noisy background, each present with
+    probability 0.8. Where they overlap the pixel is purple and carries both labels, so
+    a multiclass model cannot represent it but a multilabel one can. With
+    ``void_width > 0`` the pixels on both sides of each label's outline are 255 in that
+    label's mask only. Equal arguments give equal files.
+
+    The layout is the one :class:`VOCMultilabelDataset` reads (see the module docstring),
+    with ``train``, ``val`` and ``trainval`` splits.
+
+    Args:
+        root: Destination folder; created when missing. It must be empty or absent.
+        n: Number of images (≥ 1).
+        size: Image size, an int for square images or ``(height, width)``; ≥ 16.
+        seed: Seed of the generator.
+        val_fraction: Share of the ids put in ``val.txt`` (at least one when ``n ≥ 2``).
+        void_width: Width of the 255 band on each side of an outline; 0 for pure 0/1.
+
+    Returns:
+        The dataset root.
+
+    Raises:
+        ConfigError: When an argument is out of range (the message names it).
+        DataError: When ``root`` exists and is not an empty folder.
+
+    Examples:
+        >>> import tempfile
+        >>> root = make_synthetic_multilabel(tempfile.mkdtemp(), n=6, size=32, seed=3)
+        >>> len(VOCMultilabelDataset(root, "train")), len(VOCMultilabelDataset(root, "val"))
+        (4, 2)
+    """
+    n = check_positive_int("n", n)
+    height, width = _parse_size(size)
+    seed = check_int("seed", seed, minimum=0)
+    val_fraction = check_finite_float(
+        "val_fraction", val_fraction, low=0.0, high=1.0, high_open=True
+    )
+    void_width = check_int("void_width", void_width, minimum=0)
+    out = Path(root)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} exists and is not an empty folder; refusing to write into it")
+    image_dir, split_dir = out / "JPEGImages", out / "ImageSets" / "Segmentation"
+    label_dirs = [out / LABELS_FOLDER / name for name in MULTILABEL_CLASS_NAMES]
+    for folder in (image_dir, split_dir, *label_dirs):
+        folder.mkdir(parents=True, exist_ok=True)
+    ids = [f"multi_{index:04d}" for index in range(n)]
+    children = np.random.SeedSequence(seed).spawn(n + 1)
+    tints = (np.array([150.0, 10.0, 0.0]), np.array([0.0, 30.0, 160.0]))
+    for sample_id, child in zip(ids, children[:n], strict=True):
+        rng = np.random.default_rng(child)
+        layers = [_disc(rng, height, width), _bar(rng, height, width)]
+        layers = [m if rng.uniform() < 0.8 else np.zeros_like(m) for m in layers]
+        pixels = rng.uniform(30.0, 70.0, size=3) + rng.normal(0.0, 10.0, (height, width, 3))
+        for layer, tint in zip(layers, tints, strict=True):
+            pixels = pixels + layer[..., None] * tint
+        rgb = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(image_dir / f"{sample_id}.png")
+        for layer, folder in zip(layers, label_dirs, strict=True):
+            marked = _void_band(layer, void_width) if void_width > 0 else layer
+            Image.fromarray(marked).save(folder / f"{sample_id}.png")
+    order = np.random.default_rng(children[n]).permutation(n)
+    n_val = round(n * val_fraction)
+    if val_fraction > 0.0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    val_ids = sorted(ids[i] for i in order[:n_val])
+    train_ids = sorted(ids[i] for i in order[n_val:])
+    for name, subset in (("train", train_ids), ("val", val_ids), ("trainval", ids)):
+        (split_dir / f"{name}.txt").write_text("".join(f"{i}\n" for i in subset))
+    (out / "labels.txt").write_text("\n".join(MULTILABEL_CLASS_NAMES) + "\n")
+    return out
