@@ -2,7 +2,8 @@
 
     python benchmarks/gpu_checks.py --out DIR [--quick]
 
-1. the CUDA tests (``pytest -m gpu``) and the whole suite on the GPU machine;
+1. the CUDA tests (``pytest -m gpu``), and the whole suite on the GPU machine's newer
+   torch with the GPU hidden (as CI runs it);
 2. ``bench_unet.py`` and ``bench_predict.py`` on cuda (fp32 against bf16 autocast);
 3. ``gpu_bench.py``: fit and Segmenter in fp32/bf16/fp16, Segmenter against smp;
 4. a 2-process torchrun of ``fit`` (``gpu_ddp_fit.py``) with nccl, then gloo if nccl fails.
@@ -14,6 +15,7 @@ and the next one runs. The shared data is found through ``CATSEG_SHARED_DATA``.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -27,8 +29,11 @@ def run(name: str, cmd: list[str], limit: float, out: Path, report: list[str]) -
     print(f"--> {name}: {' '.join(cmd)}", flush=True)
     start = time.perf_counter()
     try:
+        # The CPU suite runs with the GPU hidden, as in CI: its tests pin nothing and
+        # expect device="auto" to mean the CPU. The CUDA tests run in their own step.
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if name == "suite" else None
         proc = subprocess.run(
-            cmd, cwd=REPO, capture_output=True, text=True, timeout=limit, check=False
+            cmd, cwd=REPO, capture_output=True, text=True, timeout=limit, check=False, env=env
         )
         code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as exc:

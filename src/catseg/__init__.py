@@ -22,8 +22,10 @@ from catseg.checkpoint import (
 from catseg.data import (
     LabelmeDataset,
     SegmentationLoader,
+    VOCMultilabelDataset,
     VOCSegmentationDataset,
     labelme_to_voc,
+    make_synthetic_multilabel,
     make_synthetic_voc,
     read_labelme,
 )
@@ -42,6 +44,7 @@ from catseg.errors import (
     ShapeError,
 )
 from catseg.export import (
+    quantize_onnx,
     to_onnx,
 )
 from catseg.losses import (
@@ -78,6 +81,7 @@ from catseg.models import (
     validate_encoder,
 )
 from catseg.predict import (
+    FolderSummary,
     Prediction,
     Segmenter,
     SegmenterOptions,
@@ -147,11 +151,13 @@ __all__ = [
     "IoUResult",
     # data
     "VOCSegmentationDataset",
+    "VOCMultilabelDataset",
     "SegmentationLoader",
     "LabelmeDataset",
     "read_labelme",
     "labelme_to_voc",
     "make_synthetic_voc",
+    "make_synthetic_multilabel",
     # visualize
     "VOC_PALETTE",
     "BINARY_PALETTE",
@@ -166,6 +172,7 @@ __all__ = [
     "Segmenter",
     "SegmenterOptions",
     "Prediction",
+    "FolderSummary",
     # training
     "fit",
     "train_one_epoch",
@@ -177,4 +184,5 @@ __all__ = [
     "RunOptions",
     # export
     "to_onnx",
+    "quantize_onnx",
 ]

@@ -36,6 +36,7 @@ from checkpoint_builders import (
     write_raw,
 )
 
+import catseg
 from catseg.checkpoint import _bounds, _files, load_checkpoint, save_checkpoint
 from catseg.errors import CheckpointError, ConfigError
 
@@ -213,7 +214,13 @@ def test_hostile_files_are_refused_fast_in_bounded_memory(tmp_path: Path) -> Non
         capture_output=True,
         text=True,
         timeout=300,
-        env={"PATH": "", "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"},
+        env={
+            "PATH": "",
+            "OMP_NUM_THREADS": "1",
+            "MALLOC_ARENA_MAX": "2",
+            # the catseg under test, also when it is not installed (PYTHONPATH=src)
+            "PYTHONPATH": str(Path(catseg.__file__).resolve().parents[1]),
+        },
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines()]

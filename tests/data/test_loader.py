@@ -47,12 +47,19 @@ def test_batches_equal_a_plain_dataloader(synthetic: Path, workers: int) -> None
 
 @fork_only
 def test_workers_start_frozen_and_the_parent_is_left_as_it_was() -> None:
-    assert gc.get_freeze_count() == 0
-    counts, _ = next(iter(SegmentationLoader(FreezeProbe(), batch_size=4, num_workers=1)))
-    assert int(counts.min()) > 0  # the worker's collector skips the parent's objects
-    assert gc.get_freeze_count() == 0  # ... and the parent's is unfrozen again
-    plain, _ = next(iter(DataLoader(FreezeProbe(), batch_size=4, num_workers=1)))
-    assert int(plain.max()) == 0  # what a plain DataLoader's worker gets
+    # Something else in this process (pytest-xdist's worker does) may have frozen objects
+    # already; the loader then leaves the freeze alone, so start from an unfrozen heap.
+    frozen_before = gc.get_freeze_count()
+    gc.unfreeze()
+    try:
+        counts, _ = next(iter(SegmentationLoader(FreezeProbe(), batch_size=4, num_workers=1)))
+        assert int(counts.min()) > 0  # the worker's collector skips the parent's objects
+        assert gc.get_freeze_count() == 0  # ... and the parent's is unfrozen again
+        plain, _ = next(iter(DataLoader(FreezeProbe(), batch_size=4, num_workers=1)))
+        assert int(plain.max()) == 0  # what a plain DataLoader's worker gets
+    finally:
+        if frozen_before:
+            gc.freeze()
 
 
 def _is_frozen(obj: object) -> bool:

@@ -312,7 +312,10 @@ def test_import_does_not_load_onnx() -> None:
 
 def _save_graph(path: Path, inputs: list[Any], outputs: list[Any], nodes: list[Any]) -> Path:
     graph = helper.make_graph(nodes, "g", inputs, outputs)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9),
+        str(path),
+    )
     return path
 
 
@@ -405,7 +408,10 @@ def test_onnxruntime_failure_is_an_export_error(tmp_path: Path) -> None:
         initializer=[shape],
     )
     path = tmp_path / "fixed.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9),
+        str(path),
+    )
     runner = OnnxRunner(path)
     assert runner(torch.ones(1, 1, 2, 2)).shape == (1, 1, 2, 2)
     with pytest.raises(ExportError, match=r"onnxruntime could not run fixed\.onnx on input shape"):
@@ -421,7 +427,7 @@ def _with_metadata(tmp_path: Path, name: str, meta: dict[str, str]) -> Path:
         [value("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
         [value("y", TensorProto.FLOAT, ["n", 1, "h", "w"])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     helper.set_model_props(model, meta)
     onnx.save(model, str(tmp_path / name))
     return tmp_path / name

@@ -590,7 +590,7 @@ def _pointwise_onnx(path: Path, weight: torch.Tensor, metadata: dict[str, Any]) 
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 1, "h", "w"])],
         initializer=[numpy_helper.from_array(weight.numpy(), "w")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     helper.set_model_props(model, {k: json.dumps(v) for k, v in metadata.items()})
     onnx.save(model, path)
     return path

@@ -64,7 +64,7 @@ def _graph_file(tmp: Path, name: str, meta: dict[str, Any], shape: list[Any]) ->
         [value("x", TensorProto.FLOAT, shape)],
         [value("y", TensorProto.FLOAT, [shape[0], 1, *shape[2:]])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     helper.set_model_props(
         model, {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
     )
@@ -96,7 +96,10 @@ def _runtime_failure(tmp: Path) -> Any:
         [value("y", TensorProto.FLOAT, [1, 1, 2, 2])],
         initializer=[shape],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp / "r.onnx")
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9),
+        tmp / "r.onnx",
+    )
     return OnnxRunner(tmp / "r.onnx")(torch.ones(1, 1, 3, 3))
 
 

@@ -22,14 +22,17 @@ from catseg.data import transforms
 from catseg.data._io import open_image, read_mask, to_rgb
 from catseg.data.labelme import LabelmeDataset, labelme_to_voc, read_labelme, read_labels
 from catseg.data.loader import SegmentationLoader
+from catseg.data.multilabel import VOCMultilabelDataset, make_synthetic_multilabel
 from catseg.data.synthetic import make_synthetic_voc
 from catseg.data.voc import VOCSegmentationDataset
 
 __all__ = [
     "LabelmeDataset",
     "SegmentationLoader",
+    "VOCMultilabelDataset",
     "VOCSegmentationDataset",
     "labelme_to_voc",
+    "make_synthetic_multilabel",
     "make_synthetic_voc",
     "open_image",
     "read_labelme",

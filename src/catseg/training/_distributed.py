@@ -53,9 +53,22 @@ def is_main() -> bool:
 
 
 def default_device(device: str | torch.device) -> str | torch.device:
-    """Under torch.distributed with CUDA, ``"auto"`` means this process's local GPU."""
+    """Under torch.distributed with CUDA, ``"auto"`` means this process's local GPU.
+
+    Raises:
+        ConfigError: If this process's ``LOCAL_RANK`` has no GPU of its own (more
+            processes on the node than GPUs: NCCL needs one GPU per process).
+    """
     if device == "auto" and is_distributed() and torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        count = torch.cuda.device_count()
+        if local >= count:
+            raise ConfigError(
+                f"device='auto' under torchrun gives each process its own GPU, but LOCAL_RANK "
+                f"is {local} and this machine has {count} GPU(s); start at most {count} "
+                "processes per node, or pass run=RunOptions(device='cpu') (or 'cuda:0' with "
+                "the gloo backend) explicitly"
+            )
         return torch.device("cuda", local)
     return device
 
