@@ -31,9 +31,10 @@ LAYERS: dict[str, int] = {
     "data": 3,
     "checkpoint": 4,
     "export": 4,
-    "predict": 5,
+    "predict": 7,
     "training": 5,
-    "__init__": 6,
+    "hub": 6,
+    "__init__": 8,
 }
 
 _CORE = {"errors", "_validation"}
@@ -49,9 +50,12 @@ ALLOWED: dict[str, set[str]] = {
     "models": _CORE,
     "data": _CORE | {"visualize"},
     "checkpoint": _CORE | {"_modules", "_version", "data", "models"},
-    "export": _CORE | {"_runtime", "_version", "models"},
+    "export": _CORE | {"_runtime", "_version", "data", "models"},
+    # predict -> hub: lazy, in Segmenter.from_pretrained / save_pretrained only
     "predict": _CORE
-    | {"_modules", "_runtime", "checkpoint", "data", "export", "models", "visualize"},
+    | {"_modules", "_runtime", "checkpoint", "data", "export", "hub", "models", "visualize"},
+    "hub": _CORE
+    | {"_modules", "_version", "checkpoint", "metrics", "models", "training", "visualize"},
     "training": _CORE | {"_modules", "_runtime", "checkpoint", "metrics", "models"},
     "__init__": set(LAYERS) - {"__init__"},
 }
@@ -61,10 +65,23 @@ def _room(path: Path) -> str:
     return path.relative_to(SRC).parts[0].removesuffix(".py")
 
 
-def _imported_rooms(tree: ast.AST) -> list[tuple[int, str]]:
-    """``(line, room)`` for every ``catseg`` import; ``"catseg"`` for the package root."""
-    found: list[tuple[int, str]] = []
+def _type_only_lines(tree: ast.AST) -> set[int]:
+    """Lines inside ``if TYPE_CHECKING:`` blocks: imports there exist for annotations only."""
+    lines: set[int] = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def _imported_rooms(tree: ast.AST) -> list[tuple[int, str]]:
+    """``(line, room)`` for every run-time ``catseg`` import; ``"catseg"`` for the root."""
+    found: list[tuple[int, str]] = []
+    type_only = _type_only_lines(tree)
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in type_only:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")

@@ -41,7 +41,7 @@ def _calibration_tensors(
     ``image_size`` (bilinear, antialiased; a fixed-size file's own size when it stores
     none) and normalise with the file's ``mean``/``std``.
     """
-    from catseg.predict._inputs import load_input  # predict sits above export
+    from catseg.data._inputs import load_input
 
     fields = runner.segmenter_fields()
     channels = runner.in_channels or len(fields.get("mean", ())) or 3

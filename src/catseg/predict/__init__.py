@@ -17,8 +17,8 @@ Examples:
 
 from __future__ import annotations
 
+from catseg.data._inputs import ImageInput
 from catseg.predict._folder import FolderSummary
-from catseg.predict._inputs import ImageInput
 from catseg.predict._options import KEEP, Keep, Postprocess, SegmenterOptions
 from catseg.predict._prediction import Prediction
 from catseg.predict._segmenter import Segmenter

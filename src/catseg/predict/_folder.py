@@ -29,8 +29,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from catseg._validation import check_bool, check_choice, check_int
+from catseg.data._inputs import load_input
 from catseg.errors import CatsegError, ConfigError, DataError, MissingFileError
-from catseg.predict._inputs import load_input
 from catseg.predict._pipeline import Pipeline
 from catseg.predict._prediction import Prediction
 

@@ -26,9 +26,9 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from catseg.data._inputs import load_input
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
 from catseg.predict._backend import Backend
-from catseg.predict._inputs import load_input
 from catseg.predict._options import SegmenterMode, SegmenterOptions
 from catseg.predict._prediction import Prediction
 from catseg.predict._tiling import tiled_scores

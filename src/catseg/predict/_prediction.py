@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from catseg.data._inputs import display_image
 from catseg.errors import ConfigError
-from catseg.predict._inputs import display_image
 from catseg.visualize import PaletteName, colorize, colorize_layers, overlay, overlay_layers
 
 __all__ = ["Prediction"]

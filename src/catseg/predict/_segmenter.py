@@ -14,12 +14,12 @@ from torch import nn
 
 from catseg._runtime import Precision
 from catseg.checkpoint import load_checkpoint
+from catseg.data._inputs import ImageInput
 from catseg.errors import CheckpointError, ConfigError
 from catseg.export._runner import OnnxRunner
 from catseg.models.preprocessing import resolve_mean_std
 from catseg.predict._backend import Backend, onnx_backend, torch_backend
 from catseg.predict._folder import FolderSummary, OnError, predict_folder
-from catseg.predict._inputs import ImageInput
 from catseg.predict._options import (
     KEEP,
     Keep,
