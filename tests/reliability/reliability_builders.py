@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
+from catseg.errors import CatsegError
 from catseg.visualize import VOC_PALETTE
 
 EXIF_ORIENTATION = 0x0112
@@ -125,3 +127,34 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
         key = str(path.relative_to(root))
         snapshot[key + ("/" if path.is_dir() else "")] = b"" if path.is_dir() else path.read_bytes()
     return snapshot
+
+
+@dataclass(frozen=True)
+class Row:
+    """One catalogue entry: an action on a scratch folder and its expected outcome."""
+
+    id: str
+    call: Callable[[Path], Any]
+    outcome: str
+    error: type[CatsegError] | None = None
+    match: str | None = None
+    check: Callable[[Any], None] | None = None
+
+
+def check_rows(rows: Sequence[Row]) -> None:
+    """Each row has a unique id and either an expected error (with a match) or a check."""
+    assert len({row.id for row in rows}) == len(rows)
+    for row in rows:
+        assert (row.error is None) != (row.check is None), row.id
+        assert (row.error is None) == (row.match is None), row.id
+
+
+def run_row(row: Row, tmp_path: Path) -> None:
+    """Run one row: the catseg error it names (message matched), or its check passes."""
+    if row.error is not None:
+        with pytest.raises(row.error, match=row.match) as info:
+            row.call(tmp_path)
+        assert isinstance(info.value, CatsegError)
+    else:
+        assert row.check is not None
+        row.check(row.call(tmp_path))

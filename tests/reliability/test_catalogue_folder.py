@@ -9,32 +9,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from reliability_builders import single_threaded_torch  # noqa: F401  (autouse fixture)
+from reliability_builders import (
+    Row,
+    check_rows,
+    run_row,
+    single_threaded_torch,  # noqa: F401  (autouse fixture)
+)
 
-from catseg.errors import CatsegError, CheckpointError, ConfigError, MissingFileError
+from catseg.errors import CheckpointError, ConfigError, MissingFileError
 from catseg.hub import save_pretrained
 from catseg.models import UNet
 from catseg.predict import Segmenter
 
 CLASSES = ["_background_", "cat"]
-
-
-@dataclass(frozen=True)
-class Row:
-    """One catalogue entry: an action and its expected outcome."""
-
-    id: str
-    call: Callable[[Path], Any]
-    outcome: str
-    error: type[CatsegError] | None = None
-    match: str | None = None
-    check: Callable[[Any], None] | None = None
 
 
 def tiny() -> UNet:
@@ -120,18 +112,9 @@ ROWS: list[Row] = [
 
 
 def test_rows_are_distinct_and_complete() -> None:
-    assert len({row.id for row in ROWS}) == len(ROWS)
-    for row in ROWS:
-        assert (row.error is None) != (row.check is None), row.id
-        assert (row.error is None) == (row.match is None), row.id
+    check_rows(ROWS)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_catalogue_folder(row: Row, tmp_path: Path) -> None:
-    if row.error is not None:
-        with pytest.raises(row.error, match=row.match) as info:
-            row.call(tmp_path)
-        assert isinstance(info.value, CatsegError)
-    else:
-        assert row.check is not None
-        row.check(row.call(tmp_path))
+    run_row(row, tmp_path)
