@@ -9,7 +9,7 @@ from torch import Tensor
 from catseg.losses._options import DiceMode, OverlapOptions, ReductionScope
 from catseg.losses._overlap import Score, overlap_value
 
-__all__ = ["dice_coefficient", "dice_score", "soft_dice"]
+__all__ = ["dice_coefficient", "dice_loss", "dice_score", "soft_dice"]
 
 
 def dice_score(smooth: float, eps: float) -> Score:
@@ -24,6 +24,11 @@ def dice_score(smooth: float, eps: float) -> Score:
 def dice_coefficient(input: Tensor, target: Tensor, opts: OverlapOptions) -> Tensor:
     """The soft Dice coefficient for checked options (the body of every Dice entry point)."""
     return overlap_value(input, target, opts, dice_score(opts.smooth, opts.eps))
+
+
+def dice_loss(input: Tensor, target: Tensor, opts: OverlapOptions) -> Tensor:
+    """The Dice loss ``1 - coefficient`` for checked options (the body of ``DiceLoss``)."""
+    return 1.0 - dice_coefficient(input, target, opts)
 
 
 def soft_dice(
@@ -101,12 +106,12 @@ def soft_dice(
         tensor(0.5833)
     """
     opts = OverlapOptions.checked(
-        mode=mode,
-        smooth=smooth,
-        ignore_index=ignore_index,
-        class_weights=class_weights,
-        include_background=include_background,
-        reduction_scope=reduction_scope,
+        mode,
+        smooth,
+        ignore_index,
+        class_weights,
+        include_background,
+        reduction_scope,
         from_logits=from_logits,
         eps=eps,
         squared=squared,

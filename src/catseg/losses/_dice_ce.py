@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from torch import Tensor, nn
+from torch import Tensor
 
+from catseg.losses._base import LossModule
 from catseg.losses._dice import dice_score
 from catseg.losses._inputs import (
     check_input,
@@ -16,6 +17,7 @@ from catseg.losses._inputs import (
     compute_dtype,
     no_autocast,
     sigmoid_target,
+    weighted_mean,
 )
 from catseg.losses._options import LossMode, OverlapOptions, ReductionScope, check_term_weights
 from catseg.losses._overlap import class_mean, class_sums, sigmoid_sums, weights_for
@@ -31,11 +33,10 @@ class DiceCEOptions:
     ce_weight: float
     dice_weight: float
 
-
-def _weighted_mean(values: Tensor, weights: Tensor) -> Tensor:
-    # Multiplying (not selecting) keeps a NaN of an ignored pixel visible.
-    total = weights.sum()
-    return (values * weights).sum() / total.clamp_min(torch.finfo(total.dtype).tiny)
+    def describe(self) -> str:
+        """The options as ``name=value`` pairs for ``extra_repr``."""
+        o = self.overlap
+        return f"{o.describe()}, ce_weight={self.ce_weight}, dice_weight={self.dice_weight}"
 
 
 def _multiclass_terms(
@@ -48,7 +49,7 @@ def _multiclass_terms(
     pixel_weights = valid.to(x.dtype)
     if weights is not None:
         pixel_weights = pixel_weights * weights.to(device=x.device, dtype=x.dtype)[labels]
-    return _weighted_mean(nll, pixel_weights), log_p.exp(), labels, valid
+    return weighted_mean(nll, pixel_weights), log_p.exp(), labels, valid
 
 
 def _sigmoid_terms(
@@ -61,7 +62,7 @@ def _sigmoid_terms(
     if weights is not None:
         entry_weights = entry_weights * weights.to(device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     bce = F.binary_cross_entropy_with_logits(x, g, reduction="none")
-    return _weighted_mean(bce, entry_weights), torch.sigmoid(x), g, valid
+    return weighted_mean(bce, entry_weights), torch.sigmoid(x), g, valid
 
 
 def _dice_ce(input: Tensor, target: Tensor, opts: DiceCEOptions) -> Tensor:
@@ -78,27 +79,6 @@ def _dice_ce(input: Tensor, target: Tensor, opts: DiceCEOptions) -> Tensor:
             sums = sigmoid_sums(probs, g, valid, o.reduction_scope)
         dice = class_mean(dice_score(o.smooth, o.eps)(*sums), weights, o.first_class)
         return opts.ce_weight * ce + opts.dice_weight * (1.0 - dice)
-
-
-def _options(
-    mode: object,
-    weights: tuple[tuple[str, object], tuple[str, object]],
-    smooth: object,
-    ignore_index: object,
-    class_weights: Sequence[float] | Tensor | None,
-    include_background: object,
-    reduction_scope: object,
-) -> DiceCEOptions:
-    ce_weight, dice_weight = check_term_weights(*weights)
-    overlap = OverlapOptions.checked(
-        mode=mode,
-        smooth=smooth,
-        ignore_index=ignore_index,
-        class_weights=class_weights,
-        include_background=include_background,
-        reduction_scope=reduction_scope,
-    )
-    return DiceCEOptions(overlap, ce_weight, dice_weight)
 
 
 def dice_ce_loss(
@@ -159,19 +139,14 @@ def dice_ce_loss(
         >>> dice_ce_loss(logits, torch.tensor([[[0, 1]]]), mode="multiclass", smooth=0.0)
         tensor(1.1931)
     """
-    opts = _options(
-        mode,
-        (("ce_weight", ce_weight), ("dice_weight", dice_weight)),
-        smooth,
-        ignore_index,
-        class_weights,
-        include_background,
-        reduction_scope,
+    ce, dice = check_term_weights(("ce_weight", ce_weight), ("dice_weight", dice_weight))
+    overlap = OverlapOptions.checked(
+        mode, smooth, ignore_index, class_weights, include_background, reduction_scope
     )
-    return _dice_ce(input, target, opts)
+    return _dice_ce(input, target, DiceCEOptions(overlap, ce, dice))
 
 
-class DiceCELoss(nn.Module):
+class DiceCELoss(LossModule[DiceCEOptions]):
     """Module form of :func:`dice_ce_loss` (options checked once, kept in ``options``).
 
     Args:
@@ -202,6 +177,8 @@ class DiceCELoss(nn.Module):
         True
     """
 
+    _compute = staticmethod(_dice_ce)
+
     def __init__(
         self,
         *,
@@ -214,32 +191,11 @@ class DiceCELoss(nn.Module):
         include_background: bool = True,
         reduction_scope: ReductionScope = "batch",
     ) -> None:
-        super().__init__()
-        self.options = _options(
-            mode,
-            (("ce_weight", ce_weight), ("dice_weight", dice_weight)),
-            smooth,
-            ignore_index,
-            class_weights,
-            include_background,
-            reduction_scope,
+        ce, dice = check_term_weights(("ce_weight", ce_weight), ("dice_weight", dice_weight))
+        overlap = OverlapOptions.checked(
+            mode, smooth, ignore_index, class_weights, include_background, reduction_scope
         )
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """The weighted sum of cross-entropy and Dice loss.
-
-        Args:
-            input: Logits ``(N, C, H, W)``.
-            target: Labels, as for :func:`dice_ce_loss`.
-
-        Returns:
-            The scalar loss.
-        """
-        return _dice_ce(input, target, self.options)
-
-    def extra_repr(self) -> str:
-        o = self.options
-        return f"{o.overlap.describe()}, ce_weight={o.ce_weight}, dice_weight={o.dice_weight}"
+        super().__init__(DiceCEOptions(overlap, ce, dice))
 
 
 class BCEDiceLoss(DiceCELoss):
@@ -288,16 +244,10 @@ class BCEDiceLoss(DiceCELoss):
         smooth: float = 1.0,
         ignore_index: int | None = 255,
     ) -> None:
-        nn.Module.__init__(self)
-        self.options = _options(
-            "binary",
-            (("bce_weight", bce_weight), ("dice_weight", dice_weight)),
-            smooth,
-            ignore_index,
-            None,
-            True,
-            "batch",
-        )
+        ce, dice = check_term_weights(("bce_weight", bce_weight), ("dice_weight", dice_weight))
+        # the historical loss: binary, no class weights, background kept, batch sums
+        overlap = OverlapOptions.checked("binary", smooth, ignore_index, None, True, "batch")
+        LossModule.__init__(self, DiceCEOptions(overlap, ce, dice))
 
     @property
     def bce_weight(self) -> float:

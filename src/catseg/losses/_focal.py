@@ -7,16 +7,18 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from torch import Tensor, nn
+from torch import Tensor
 
 from catseg._validation import check_finite_float, check_probability
 from catseg.errors import ConfigError
+from catseg.losses._base import LossModule
 from catseg.losses._inputs import (
     check_input,
     class_labels,
     compute_dtype,
     no_autocast,
     sigmoid_target,
+    weighted_mean,
 )
 from catseg.losses._options import LossMode, check_class_weights, check_ignore_index, check_mode
 
@@ -56,6 +58,14 @@ class FocalOptions:
             weights = check_probability("alpha", alpha, open_interval=False)
         return cls(checked_mode, checked_gamma, weights, check_ignore_index(ignore_index))
 
+    def describe(self) -> str:
+        """The options as ``name=value`` pairs for ``extra_repr``."""
+        alpha = self.alpha.tolist() if isinstance(self.alpha, Tensor) else self.alpha
+        return (
+            f"mode={self.mode!r}, gamma={self.gamma}, alpha={alpha}, "
+            f"ignore_index={self.ignore_index}"
+        )
+
 
 def _modulate(loss: Tensor, p_t: Tensor, gamma: float) -> Tensor:
     return loss if gamma == 0.0 else loss * (1.0 - p_t) ** gamma
@@ -94,9 +104,7 @@ def _focal(input: Tensor, target: Tensor, opts: FocalOptions) -> Tensor:
             loss, valid = _multiclass_focal(x, target, opts)
         else:
             loss, valid = _sigmoid_focal(x, target, opts)
-        weights = valid.to(x.dtype)
-        # Multiplying (not selecting) keeps a NaN of an ignored pixel visible.
-        return (loss * weights).sum() / weights.sum().clamp_min(1.0)
+        return weighted_mean(loss, valid.to(x.dtype))
 
 
 def focal_loss(
@@ -157,7 +165,7 @@ def focal_loss(
     return _focal(input, target, FocalOptions.checked(mode, gamma, alpha, ignore_index))
 
 
-class FocalLoss(nn.Module):
+class FocalLoss(LossModule[FocalOptions]):
     """Module form of :func:`focal_loss` (options checked once, kept in ``options``).
 
     Args:
@@ -185,6 +193,8 @@ class FocalLoss(nn.Module):
         True
     """
 
+    _compute = staticmethod(_focal)
+
     def __init__(
         self,
         *,
@@ -193,22 +203,4 @@ class FocalLoss(nn.Module):
         alpha: float | Sequence[float] | Tensor | None = None,
         ignore_index: int | None = 255,
     ) -> None:
-        super().__init__()
-        self.options = FocalOptions.checked(mode, gamma, alpha, ignore_index)
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """The focal loss of ``input`` (logits) against ``target``.
-
-        Args:
-            input: Logits ``(N, C, H, W)``.
-            target: Labels, as for :func:`focal_loss`.
-
-        Returns:
-            The scalar loss.
-        """
-        return _focal(input, target, self.options)
-
-    def extra_repr(self) -> str:
-        o = self.options
-        alpha = o.alpha.tolist() if isinstance(o.alpha, Tensor) else o.alpha
-        return f"mode={o.mode!r}, gamma={o.gamma}, alpha={alpha}, ignore_index={o.ignore_index}"
+        super().__init__(FocalOptions.checked(mode, gamma, alpha, ignore_index))

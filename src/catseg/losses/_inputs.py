@@ -26,6 +26,7 @@ __all__ = [
     "compute_dtype",
     "no_autocast",
     "sigmoid_target",
+    "weighted_mean",
 ]
 
 
@@ -76,6 +77,19 @@ def no_autocast(device: torch.device) -> Iterator[None]:
             yield
     else:
         yield
+
+
+def weighted_mean(values: Tensor, weights: Tensor, dim: int | None = None) -> Tensor:
+    """``Σ w·v / Σ w`` over everything (or over ``dim``); 0 where the weights sum to 0.
+
+    Multiplying by the weights (not selecting with them) keeps a NaN of a left-out entry
+    visible, so a NaN logit anywhere makes the loss NaN.
+    """
+    if dim is None:
+        total = weights.sum()
+        return (values * weights).sum() / total.clamp_min(torch.finfo(total.dtype).tiny)
+    total = weights.sum(dim)
+    return (values * weights).sum(dim) / total.clamp_min(torch.finfo(total.dtype).tiny)
 
 
 def activate(x: Tensor, mode: LossMode) -> Tensor:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
+from catseg.losses._base import LossModule
 from catseg.losses._options import LossMode, OverlapOptions, ReductionScope
 from catseg.losses._overlap import Score, overlap_value
 
@@ -75,17 +76,12 @@ def jaccard_loss(
         tensor(0.6667)
     """
     opts = OverlapOptions.checked(
-        mode=mode,
-        smooth=smooth,
-        ignore_index=ignore_index,
-        class_weights=class_weights,
-        include_background=include_background,
-        reduction_scope=reduction_scope,
+        mode, smooth, ignore_index, class_weights, include_background, reduction_scope
     )
     return _jaccard(input, target, opts)
 
 
-class JaccardLoss(nn.Module):
+class JaccardLoss(LossModule[OverlapOptions]):
     """Module form of :func:`jaccard_loss` (options checked once, kept in ``options``).
 
     Args:
@@ -112,6 +108,8 @@ class JaccardLoss(nn.Module):
         tensor(0.6667)
     """
 
+    _compute = staticmethod(_jaccard)
+
     def __init__(
         self,
         *,
@@ -122,27 +120,7 @@ class JaccardLoss(nn.Module):
         include_background: bool = True,
         reduction_scope: ReductionScope = "batch",
     ) -> None:
-        super().__init__()
-        self.options = OverlapOptions.checked(
-            mode=mode,
-            smooth=smooth,
-            ignore_index=ignore_index,
-            class_weights=class_weights,
-            include_background=include_background,
-            reduction_scope=reduction_scope,
+        options = OverlapOptions.checked(
+            mode, smooth, ignore_index, class_weights, include_background, reduction_scope
         )
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """The soft Jaccard loss of ``input`` (logits) against ``target``.
-
-        Args:
-            input: Logits ``(N, C, H, W)``.
-            target: Labels, as for :func:`jaccard_loss`.
-
-        Returns:
-            The scalar loss.
-        """
-        return _jaccard(input, target, self.options)
-
-    def extra_repr(self) -> str:
-        return self.options.describe()
+        super().__init__(options)

@@ -13,15 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from catseg._validation import check_bool
+from catseg.losses._base import LossModule
 from catseg.losses._inputs import (
     check_input,
     class_labels,
     compute_dtype,
     no_autocast,
     sigmoid_target,
+    weighted_mean,
 )
 from catseg.losses._options import LossMode, check_ignore_index, check_mode
 
@@ -42,6 +44,10 @@ class LovaszOptions:
         return cls(
             check_mode(mode), check_bool("per_image", per_image), check_ignore_index(ignore_index)
         )
+
+    def describe(self) -> str:
+        """The options as ``name=value`` pairs for ``extra_repr``."""
+        return f"mode={self.mode!r}, per_image={self.per_image}, ignore_index={self.ignore_index}"
 
 
 def _jaccard_increments(fg_sorted: Tensor) -> Tensor:
@@ -120,11 +126,9 @@ def _lovasz(input: Tensor, target: Tensor, opts: LovaszOptions) -> Tensor:
         groups, rows = (n, n * c) if opts.per_image else (1, c)
         losses = _lovasz_rows(errors.reshape(rows, -1), fg.reshape(rows, -1))
         counted = counts.expand(*errors.shape).reshape(rows, -1).any(-1).reshape(groups, c)
-        weights = counted.to(x.dtype)
         # mean over the counted classes of a group, then over the groups that have one
-        per_group = (losses.reshape(groups, c) * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        used = counted.any(1).to(x.dtype)
-        return (per_group * used).sum() / used.sum().clamp_min(1.0)
+        per_group = weighted_mean(losses.reshape(groups, c), counted.to(x.dtype), dim=1)
+        return weighted_mean(per_group, counted.any(1).to(x.dtype))
 
 
 def lovasz_loss(
@@ -181,7 +185,7 @@ def lovasz_loss(
     return _lovasz(input, target, LovaszOptions.checked(mode, per_image, ignore_index))
 
 
-class LovaszLoss(nn.Module):
+class LovaszLoss(LossModule[LovaszOptions]):
     """Module form of :func:`lovasz_loss` (options checked once, kept in ``options``).
 
     Args:
@@ -207,6 +211,8 @@ class LovaszLoss(nn.Module):
         tensor(0.)
     """
 
+    _compute = staticmethod(_lovasz)
+
     def __init__(
         self,
         *,
@@ -214,21 +220,4 @@ class LovaszLoss(nn.Module):
         per_image: bool = False,
         ignore_index: int | None = 255,
     ) -> None:
-        super().__init__()
-        self.options = LovaszOptions.checked(mode, per_image, ignore_index)
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """The Lovász loss of ``input`` (logits) against ``target``.
-
-        Args:
-            input: Logits ``(N, C, H, W)``.
-            target: Labels, as for :func:`lovasz_loss`.
-
-        Returns:
-            The scalar loss.
-        """
-        return _lovasz(input, target, self.options)
-
-    def extra_repr(self) -> str:
-        o = self.options
-        return f"mode={o.mode!r}, per_image={o.per_image}, ignore_index={o.ignore_index}"
+        super().__init__(LovaszOptions.checked(mode, per_image, ignore_index))

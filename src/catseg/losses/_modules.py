@@ -1,18 +1,19 @@
-"""SoftDice and DiceLoss: thin nn.Module wrappers around :func:`soft_dice`."""
+"""SoftDice and DiceLoss: the module forms of :func:`soft_dice` (one implementation)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from catseg.losses._dice import dice_coefficient
+from catseg.losses._base import LossModule
+from catseg.losses._dice import dice_coefficient, dice_loss
 from catseg.losses._options import DiceMode, OptionView, OverlapOptions, ReductionScope
 
 __all__ = ["DiceLoss", "SoftDice"]
 
 
-class SoftDice(nn.Module):
+class SoftDice(LossModule[OverlapOptions]):
     """Module returning the soft Dice coefficient (see :func:`soft_dice`).
 
     The options are checked once, here, and kept in ``options``; the attributes
@@ -49,6 +50,8 @@ class SoftDice(nn.Module):
         tensor(1.)
     """
 
+    _compute = staticmethod(dice_coefficient)
+
     mode = OptionView()
     from_logits = OptionView()
     smooth = OptionView()
@@ -72,46 +75,18 @@ class SoftDice(nn.Module):
         include_background: bool = True,
         reduction_scope: ReductionScope = "batch",
     ) -> None:
-        super().__init__()
-        self.options = OverlapOptions.checked(
-            mode=mode,
-            smooth=smooth,
-            ignore_index=ignore_index,
-            class_weights=class_weights,
-            include_background=include_background,
-            reduction_scope=reduction_scope,
+        options = OverlapOptions.checked(
+            mode,
+            smooth,
+            ignore_index,
+            class_weights,
+            include_background,
+            reduction_scope,
             from_logits=from_logits,
             eps=eps,
             squared=squared,
         )
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """Soft Dice coefficient of ``input`` against ``target``.
-
-        Args:
-            input: Logits or probabilities ``(N, C, H, W)``.
-            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``; multilabel:
-                multi-hot ``(N, K, H, W)``).
-
-        Returns:
-            The scalar coefficient.
-
-        Raises:
-            ConfigError: If ``class_weights`` has the wrong length for ``input``.
-            ShapeError: If ``input`` is not 4-D or has the wrong channel count for ``mode``.
-            ShapeError: If ``target`` does not match the batch and spatial shape of ``input``.
-            DTypeError: If ``input`` is not floating point.
-            DTypeError: If ``target`` is neither integer nor (binary mode) float.
-            DataError: If ``target`` holds a label outside the classes other than ``ignore_index``.
-            DataError: If a float ``target`` holds values other than 0 and 1.
-            DataError: If ``from_logits=False`` and ``input`` lies outside ``[0, 1]``.
-
-        Shape:
-            - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
-            - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
-            - output: ``()``.
-        """
-        return dice_coefficient(input, target, self.options)
+        super().__init__(options)
 
     def extra_repr(self) -> str:
         o = self.options
@@ -125,30 +100,9 @@ class SoftDice(nn.Module):
 class DiceLoss(SoftDice):
     """Dice loss ``1 - soft_dice(...)``: in ``[0, 1]``, 0 for a perfect prediction.
 
-    Same options and input contract as :class:`SoftDice`; the default is the
-    tutorial's loss: binary, logits in, ``smooth=1.0``, summed over the batch.
-
-    Args:
-        mode: ``"binary"`` (one logit channel), ``"multiclass"`` (C ≥ 2 channels) or
-            ``"multilabel"`` (K independent sigmoid channels).
-        from_logits: Apply sigmoid/softmax inside; ``False`` takes probabilities.
-        smooth: Added to numerator and denominator.
-        eps: Lower bound of the denominator.
-        squared: Use ``Σp² + Σg²`` in the denominator.
-        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
-        class_weights: One weight per input channel for the class average.
-        include_background: Multiclass only: keep channel 0 in the class average.
-        reduction_scope: ``"batch"`` or ``"image"``.
-
-    Raises:
-        ConfigError: If an option is outside its allowed values.
-
-    Shape:
-        - input: ``(N, 1, H, W)`` (binary), ``(N, C, H, W)`` (multiclass) or
-          ``(N, K, H, W)`` (multilabel).
-        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode, or
-          ``(N, K, H, W)`` multi-hot in multilabel mode.
-        - output: ``()``.
+    The same options (see :class:`SoftDice` for each), input contract and errors as
+    :class:`SoftDice`; the default is the tutorial's loss: binary, logits in,
+    ``smooth=1.0``, summed over the batch.
 
     Examples:
         >>> import torch
@@ -162,30 +116,4 @@ class DiceLoss(SoftDice):
         (True, True)
     """
 
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """Dice loss of ``input`` against ``target``.
-
-        Args:
-            input: Logits or probabilities ``(N, C, H, W)``.
-            target: Label map ``(N, H, W)`` (binary: also ``(N, 1, H, W)``; multilabel:
-                multi-hot ``(N, K, H, W)``).
-
-        Returns:
-            The scalar loss ``1 - coefficient``.
-
-        Raises:
-            ConfigError: If ``class_weights`` has the wrong length for ``input``.
-            ShapeError: If ``input`` is not 4-D or has the wrong channel count for ``mode``.
-            ShapeError: If ``target`` does not match the batch and spatial shape of ``input``.
-            DTypeError: If ``input`` is not floating point.
-            DTypeError: If ``target`` is neither integer nor (binary mode) float.
-            DataError: If ``target`` holds a label outside the classes other than ``ignore_index``.
-            DataError: If a float ``target`` holds values other than 0 and 1.
-            DataError: If ``from_logits=False`` and ``input`` lies outside ``[0, 1]``.
-
-        Shape:
-            - input: ``(N, 1, H, W)`` (binary) or ``(N, C, H, W)`` (multiclass).
-            - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode.
-            - output: ``()``.
-        """
-        return 1.0 - super().forward(input, target)
+    _compute = staticmethod(dice_loss)

@@ -101,18 +101,22 @@ class OverlapOptions:
     @classmethod
     def checked(
         cls,
-        *,
         mode: object,
         smooth: object,
         ignore_index: object,
         class_weights: Sequence[float] | Tensor | None,
         include_background: object,
         reduction_scope: object,
+        *,
         from_logits: object = True,
         eps: object = EPS,
         squared: object = False,
     ) -> OverlapOptions:
-        """Check every option once and return them normalised (raises ConfigError)."""
+        """Check every option once and return them normalised (raises ConfigError).
+
+        The six options every set-overlap loss has come first, in the order of the public
+        signatures; the Dice-only ones are keywords.
+        """
         return cls(
             mode=check_mode(mode),
             smooth=check_finite_float("smooth", smooth, low=0.0),

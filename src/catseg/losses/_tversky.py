@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from catseg._validation import check_finite_float
+from catseg.losses._base import LossModule
 from catseg.losses._options import LossMode, OverlapOptions, ReductionScope, check_term_weights
 from catseg.losses._overlap import Score, overlap_value
 
@@ -31,6 +32,12 @@ class TverskyOptions:
         a, b = check_term_weights(("alpha", alpha), ("beta", beta))
         g = check_finite_float("gamma", gamma, low=0.0, low_open=True)
         return cls(overlap, a, b, g)
+
+    def describe(self) -> str:
+        """The options as ``name=value`` pairs for ``extra_repr``."""
+        return (
+            f"{self.overlap.describe()}, alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}"
+        )
 
 
 def _tversky_score(opts: TverskyOptions) -> Score:
@@ -115,17 +122,12 @@ def tversky_loss(
         tensor(0.5000)
     """
     overlap = OverlapOptions.checked(
-        mode=mode,
-        smooth=smooth,
-        ignore_index=ignore_index,
-        class_weights=class_weights,
-        include_background=include_background,
-        reduction_scope=reduction_scope,
+        mode, smooth, ignore_index, class_weights, include_background, reduction_scope
     )
     return _tversky(input, target, TverskyOptions.checked(overlap, alpha, beta, gamma))
 
 
-class TverskyLoss(nn.Module):
+class TverskyLoss(LossModule[TverskyOptions]):
     """Module form of :func:`tversky_loss` (options checked once, kept in ``options``).
 
     Args:
@@ -157,6 +159,8 @@ class TverskyLoss(nn.Module):
         True
     """
 
+    _compute = staticmethod(_tversky)
+
     def __init__(
         self,
         *,
@@ -170,29 +174,7 @@ class TverskyLoss(nn.Module):
         include_background: bool = True,
         reduction_scope: ReductionScope = "batch",
     ) -> None:
-        super().__init__()
         overlap = OverlapOptions.checked(
-            mode=mode,
-            smooth=smooth,
-            ignore_index=ignore_index,
-            class_weights=class_weights,
-            include_background=include_background,
-            reduction_scope=reduction_scope,
+            mode, smooth, ignore_index, class_weights, include_background, reduction_scope
         )
-        self.options = TverskyOptions.checked(overlap, alpha, beta, gamma)
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """The (focal) Tversky loss of ``input`` (logits) against ``target``.
-
-        Args:
-            input: Logits ``(N, C, H, W)``.
-            target: Labels, as for :func:`tversky_loss`.
-
-        Returns:
-            The scalar loss.
-        """
-        return _tversky(input, target, self.options)
-
-    def extra_repr(self) -> str:
-        o = self.options
-        return f"{o.overlap.describe()}, alpha={o.alpha}, beta={o.beta}, gamma={o.gamma}"
+        super().__init__(TverskyOptions.checked(overlap, alpha, beta, gamma))
