@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from catseg import errors
 from catseg.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -29,20 +30,7 @@ from catseg.data import (
     make_synthetic_voc,
     read_labelme,
 )
-from catseg.errors import (
-    CatsegError,
-    CheckpointError,
-    ConfigError,
-    DataError,
-    DTypeError,
-    EncoderError,
-    ExportError,
-    LabelmeError,
-    MissingFileError,
-    NonFiniteError,
-    OptionalDependencyError,
-    ShapeError,
-)
+from catseg.errors import *  # noqa: F403  (the error tree, listed once in catseg.errors)
 from catseg.export import (
     quantize_onnx,
     to_onnx,
@@ -104,21 +92,9 @@ from catseg.visualize import (
     overlay,
 )
 
-__all__ = [
-    "__version__",
-    # errors
-    "CatsegError",
-    "CheckpointError",
-    "ConfigError",
-    "DTypeError",
-    "DataError",
-    "EncoderError",
-    "ExportError",
-    "LabelmeError",
-    "MissingFileError",
-    "NonFiniteError",
-    "OptionalDependencyError",
-    "ShapeError",
+__all__ = ["__version__"]
+__all__ += errors.__all__  # the whole error tree, listed once in catseg.errors
+__all__ += [
     # models
     "UNet",
     "UNetConfig",

@@ -47,8 +47,11 @@ class ConfigError(CatsegError, ValueError):
     The message names the argument, the value received and what was expected.
 
     Examples:
-        >>> issubclass(ConfigError, ValueError)
-        True
+        >>> from catseg.losses import DiceLoss
+        >>> DiceLoss(smooth=-1.0)
+        Traceback (most recent call last):
+        ...
+        catseg.errors.ConfigError: smooth must be a finite number in [0.0, inf], got -1.0
     """
 
 
@@ -58,8 +61,14 @@ class ShapeError(CatsegError, ValueError):
     The message names the offending shape and the expected one.
 
     Examples:
-        >>> issubclass(ShapeError, ValueError)
-        True
+        >>> import torch
+        >>> from catseg.metrics import mean_iou
+        >>> labels = torch.zeros(1, 2, 2, dtype=torch.long)
+        >>> try:
+        ...     mean_iou(labels, torch.zeros(1, 3, 3, dtype=torch.long), num_classes=2)
+        ... except ValueError as err:  # a ShapeError is a ValueError
+        ...     print(err)
+        preds label map has shape (1, 2, 2), expected (1, 3, 3) to match target
     """
 
 
@@ -67,8 +76,12 @@ class DTypeError(CatsegError, TypeError):
     """A tensor or array has a dtype the function does not accept.
 
     Examples:
-        >>> issubclass(DTypeError, TypeError)
-        True
+        >>> import torch
+        >>> from catseg.metrics import mean_iou
+        >>> mean_iou(torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2), 2)
+        Traceback (most recent call last):
+        ...
+        catseg.errors.DTypeError: target must be an integer label map (N, H, W), got dtype ...
     """
 
 
@@ -78,8 +91,13 @@ class DataError(CatsegError, ValueError):
     The message names the file and what is wrong with it.
 
     Examples:
-        >>> issubclass(DataError, ValueError)
-        True
+        >>> import torch
+        >>> from catseg.metrics import mean_iou
+        >>> labels = torch.zeros(1, 2, 2, dtype=torch.long)
+        >>> mean_iou(labels, torch.full((1, 2, 2), 5), num_classes=2)
+        Traceback (most recent call last):
+        ...
+        catseg.errors.DataError: target contains label(s) [5] outside [0, 1] that are not ...
     """
 
 
@@ -96,8 +114,12 @@ class MissingFileError(CatsegError, FileNotFoundError):
     """A file or folder that the call needs does not exist.
 
     Examples:
-        >>> issubclass(MissingFileError, FileNotFoundError)
-        True
+        >>> from catseg.checkpoint import load_checkpoint
+        >>> try:
+        ...     load_checkpoint("no/such/model.pt")
+        ... except FileNotFoundError as err:  # a MissingFileError is a FileNotFoundError
+        ...     print(err)
+        checkpoint not found: no/such/model.pt
     """
 
 
@@ -105,8 +127,15 @@ class CheckpointError(CatsegError, ValueError):
     """A checkpoint file is truncated, tampered with, too new, or not a catseg file.
 
     Examples:
-        >>> issubclass(CheckpointError, ValueError)
-        True
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from catseg.checkpoint import load_checkpoint
+        >>> junk = Path(tempfile.mkdtemp()) / "junk.pt"
+        >>> _ = junk.write_bytes(b"not a checkpoint")
+        >>> load_checkpoint(junk)
+        Traceback (most recent call last):
+        ...
+        catseg.errors.CheckpointError: .../junk.pt is not a catseg checkpoint: ...
     """
 
 
@@ -114,8 +143,11 @@ class EncoderError(CatsegError, ValueError):
     """An encoder name is unknown, a plugin is broken, or an encoder breaks its contract.
 
     Examples:
-        >>> issubclass(EncoderError, ValueError)
-        True
+        >>> from catseg.models import get_encoder
+        >>> get_encoder("resnet19")
+        Traceback (most recent call last):
+        ...
+        catseg.errors.EncoderError: unknown encoder 'resnet19'; did you mean 'resnet18'? ...
     """
 
 
@@ -137,8 +169,13 @@ class NonFiniteError(CatsegError, FloatingPointError):
     """A loss, score or model output contains NaN or infinity.
 
     Examples:
-        >>> issubclass(NonFiniteError, ArithmeticError)
-        True
+        >>> import torch
+        >>> from catseg.metrics import mean_iou
+        >>> scores = torch.full((1, 1, 2, 2), float("nan"))
+        >>> mean_iou(scores, torch.zeros(1, 2, 2, dtype=torch.long), num_classes=2)
+        Traceback (most recent call last):
+        ...
+        catseg.errors.NonFiniteError: preds of shape (1, 1, 2, 2) contain NaN scores (4 values)
     """
 
 

@@ -413,6 +413,26 @@ def test_missing_hub_library_names_the_extra(
         _deps.import_hub()
 
 
+def test_missing_optional_libraries_give_the_whole_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(OptionalDependencyError) as safetensors_err:
+        _deps.import_safetensors()
+    assert str(safetensors_err.value) == (
+        "model folders store their weights in safetensors format, which needs the "
+        'safetensors package: pip install "catseg[safetensors]"'
+    )
+    assert isinstance(safetensors_err.value.__cause__, ImportError)
+    with pytest.raises(OptionalDependencyError) as hub_err:
+        _deps.import_hub()
+    assert str(hub_err.value) == (
+        "downloading from or uploading to the Hugging Face Hub needs the huggingface_hub "
+        'package: pip install "catseg[hub]"'
+    )
+
+
 def test_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _folder(tmp_path)
     calls: list[tuple[str, dict[str, Any]]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import types
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,49 @@ def test_every_encoder_forward_backward(name: str) -> None:
     head_grad = model.head.bias.grad
     assert head_grad is not None
     assert head_grad.abs().sum() > 0
+
+
+def test_missing_torchvision_and_failed_download_keep_their_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+
+    from catseg.errors import OptionalDependencyError
+    from catseg.models.encoders import resnet
+
+    real_import = importlib.import_module
+
+    def no_torchvision(name: str, package: str | None = None) -> object:
+        if name.startswith("torchvision"):
+            raise ImportError("no torchvision here")
+        return real_import(name, package)
+
+    monkeypatch.setattr(resnet.importlib, "import_module", no_torchvision)
+    with pytest.raises(OptionalDependencyError) as missing:
+        resnet18().load_weight_source("torchvision")
+    assert str(missing.value) == (
+        'encoder_weights="torchvision" needs torchvision (ImportError: no torchvision here); '
+        "install it with pip install torchvision, or pass the .pth file's path"
+    )
+    assert isinstance(missing.value.__cause__, ImportError)
+
+    class Enum:
+        def __repr__(self) -> str:
+            return "ResNet18_Weights.IMAGENET1K_V1"
+
+        def get_state_dict(self, progress: bool) -> object:
+            raise OSError("offline")
+
+    class Models:
+        @staticmethod
+        def get_model_weights(arch: str) -> object:
+            return types.SimpleNamespace(DEFAULT=Enum())
+
+    monkeypatch.setattr(resnet.importlib, "import_module", lambda name: Models())
+    with pytest.raises(EncoderError) as failed:
+        resnet18().load_weight_source("torchvision")
+    assert str(failed.value) == (
+        "torchvision could not provide the resnet18 weights ResNet18_Weights.IMAGENET1K_V1 "
+        "(OSError: offline); download the file once or pass its path"
+    )
+    assert isinstance(failed.value.__cause__, OSError)

@@ -205,6 +205,42 @@ def test_train_loader_rebuilt_with_distributed_sampler() -> None:
     assert [int(x[0, 0, 0, 0]) for x, _ in evaluation] == [0, 4, 8]
 
 
+def _init_worker(worker_id: int) -> None:
+    del worker_id
+
+
+@pytest.mark.usefixtures("one_process_group")
+def test_rebuilt_loader_keeps_every_option_of_the_original() -> None:
+    generator = torch.Generator().manual_seed(3)
+    options: dict[str, Any] = {
+        "batch_size": 3,
+        "collate_fn": _collate,
+        "pin_memory": True,
+        "drop_last": True,
+        "timeout": 5.0,
+        "worker_init_fn": _init_worker,
+        "generator": generator,
+    }
+    workers: dict[str, Any] = {
+        "num_workers": 2,
+        "multiprocessing_context": "spawn",
+        "prefetch_factor": 3,
+        "persistent_workers": True,
+    }
+    names = [*options, *workers]
+    with_workers = DataLoader(_Tiny(), shuffle=True, **options, **workers)
+    for sharded in (shard_train_loader(with_workers, seed=0), shard_eval_loader(with_workers)):
+        assert sharded is not with_workers
+        for name in names:
+            assert getattr(sharded, name) == getattr(with_workers, name), name
+    # without workers, the worker-only options keep DataLoader's defaults
+    plain = shard_eval_loader(DataLoader(_Tiny(), **options))
+    assert plain.num_workers == 0
+    assert (plain.multiprocessing_context, plain.prefetch_factor) == (None, None)
+    assert plain.persistent_workers is False
+    assert (plain.timeout, plain.generator, plain.worker_init_fn) == (5.0, generator, _init_worker)
+
+
 @pytest.mark.usefixtures("one_process_group")
 def test_unshardable_loaders_are_refused() -> None:
     with pytest.raises(ConfigError, match="IterableDataset"):

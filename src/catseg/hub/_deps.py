@@ -10,23 +10,28 @@ from catseg.errors import OptionalDependencyError
 __all__ = ["import_hub", "import_safetensors"]
 
 
+def _import(module: str, needs: str, extra: str) -> ModuleType:
+    """``module``, or an error saying what ``needs`` it and which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise OptionalDependencyError(f'{needs}: pip install "catseg[{extra}]"') from err
+
+
 def import_safetensors() -> ModuleType:
     """``safetensors.torch``, or an error naming the ``safetensors`` extra."""
-    try:
-        return importlib.import_module("safetensors.torch")
-    except ImportError as err:
-        raise OptionalDependencyError(
-            "model folders store their weights in safetensors format, which needs the "
-            'safetensors package: pip install "catseg[safetensors]"'
-        ) from err
+    return _import(
+        "safetensors.torch",
+        "model folders store their weights in safetensors format, which needs the "
+        "safetensors package",
+        "safetensors",
+    )
 
 
 def import_hub() -> ModuleType:
     """``huggingface_hub``, or an error naming the ``hub`` extra."""
-    try:
-        return importlib.import_module("huggingface_hub")
-    except ImportError as err:
-        raise OptionalDependencyError(
-            "downloading from or uploading to the Hugging Face Hub needs the huggingface_hub "
-            'package: pip install "catseg[hub]"'
-        ) from err
+    return _import(
+        "huggingface_hub",
+        "downloading from or uploading to the Hugging Face Hub needs the huggingface_hub package",
+        "hub",
+    )

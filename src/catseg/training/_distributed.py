@@ -172,23 +172,25 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.length, self.world_size))
 
 
+# What a sharded loader keeps of the original, by DataLoader argument name; the
+# worker-only ones only when it has workers (DataLoader rejects them otherwise).
+_KEPT = (
+    "batch_size",
+    "collate_fn",
+    "pin_memory",
+    "drop_last",
+    "timeout",
+    "worker_init_fn",
+    "generator",
+)
+_KEPT_WITH_WORKERS = ("multiprocessing_context", "prefetch_factor", "persistent_workers")
+
+
 def _rebuild(loader: DataLoader[Any], sampler: Sampler[int]) -> DataLoader[Any]:
     workers = loader.num_workers
-    return DataLoader(
-        loader.dataset,
-        batch_size=loader.batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=loader.collate_fn,
-        pin_memory=loader.pin_memory,
-        drop_last=loader.drop_last,
-        timeout=loader.timeout,
-        worker_init_fn=loader.worker_init_fn,
-        multiprocessing_context=loader.multiprocessing_context if workers > 0 else None,
-        generator=loader.generator,
-        prefetch_factor=loader.prefetch_factor if workers > 0 else None,
-        persistent_workers=loader.persistent_workers if workers > 0 else False,
-    )
+    kept = _KEPT + (_KEPT_WITH_WORKERS if workers > 0 else ())
+    options: dict[str, Any] = {name: getattr(loader, name) for name in kept}
+    return DataLoader(loader.dataset, sampler=sampler, num_workers=workers, **options)
 
 
 def _sampler_to_replace(loader: DataLoader[Any], role: str) -> object | None:

@@ -8,6 +8,7 @@ Examples:
 
 from __future__ import annotations
 
+from catseg.models.encoders import registry
 from catseg.models.encoders.base import (
     Encoder,
     EncoderFactory,
@@ -15,39 +16,19 @@ from catseg.models.encoders.base import (
     validate_encoder,
 )
 from catseg.models.encoders.classic import ClassicEncoder, unet_encoder
-from catseg.models.encoders.registry import (
-    ENTRY_POINT_GROUP,
-    FAMILY_SEPARATOR,
-    EncoderFamily,
-    Registry,
-    default_registry,
-    encoder_options,
-    get_encoder,
-    list_encoders,
-    register_encoder,
-    register_encoder_family,
-)
+from catseg.models.encoders.registry import *  # noqa: F403  (listed once in its __all__)
 from catseg.models.encoders.resnet import ResNetEncoder, resnet18, resnet34, resnet50
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
-    "FAMILY_SEPARATOR",
     "ClassicEncoder",
     "Encoder",
     "EncoderFactory",
-    "EncoderFamily",
     "PretrainedEncoder",
-    "Registry",
     "ResNetEncoder",
-    "default_registry",
-    "encoder_options",
-    "get_encoder",
-    "list_encoders",
-    "register_encoder",
-    "register_encoder_family",
     "resnet18",
     "resnet34",
     "resnet50",
     "unet_encoder",
     "validate_encoder",
 ]
+__all__ += registry.__all__  # the registry's whole API

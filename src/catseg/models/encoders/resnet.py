@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from catseg.errors import ConfigError, EncoderError, OptionalDependencyError
 from catseg.models.blocks import StemConv2d
+from catseg.models.encoders._foreign import foreign_errors
 from catseg.models.preprocessing import IMAGENET, Preprocessing
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNetEncoder", "resnet18", "resnet34", "resnet50"]
@@ -52,7 +53,39 @@ def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Sequential
     )
 
 
-class BasicBlock(nn.Module):
+class _ResidualBlock(nn.Module):
+    """What the two block kinds share: ``relu(branch(x) + shortcut(x))``.
+
+    A subclass builds its convolutions, then calls :meth:`_add_shortcut` (so the
+    parameters keep torchvision's order), and implements :meth:`_branch`.
+    """
+
+    expansion: int
+    relu: nn.ReLU
+    downsample: nn.Sequential | None
+
+    def _add_shortcut(self, in_channels: int, out_channels: int, stride: int) -> None:
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = _shortcut(in_channels, out_channels, stride)
+
+    def _branch(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the block.
+
+        Args:
+            x: Input batch.
+
+        Returns:
+            ``relu(branch(x) + shortcut(x))``.
+        """
+        identity = x if self.downsample is None else self.downsample(x)
+        result: Tensor = self.relu(self._branch(x) + identity)
+        return result
+
+
+class BasicBlock(_ResidualBlock):
     """Two 3×3 convolutions with a residual connection (ResNet-18/34).
 
     Args:
@@ -77,26 +110,15 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = _conv3x3(width, width)
         self.bn2 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = _shortcut(in_channels, width, stride)
+        self._add_shortcut(in_channels, width, stride)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the block.
-
-        Args:
-            x: Input batch.
-
-        Returns:
-            ``relu(branch(x) + shortcut(x))``.
-        """
-        identity = x if self.downsample is None else self.downsample(x)
+    def _branch(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        result: Tensor = self.relu(out + identity)
+        result: Tensor = self.bn2(self.conv2(out))
         return result
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_ResidualBlock):
     """1×1 reduce, 3×3 (strided), 1×1 expand ×4, with a residual connection (ResNet-50).
 
     Args:
@@ -124,23 +146,12 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = _shortcut(in_channels, out_channels, stride)
+        self._add_shortcut(in_channels, out_channels, stride)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the block.
-
-        Args:
-            x: Input batch.
-
-        Returns:
-            ``relu(branch(x) + shortcut(x))``.
-        """
-        identity = x if self.downsample is None else self.downsample(x)
+    def _branch(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        result: Tensor = self.relu(out + identity)
+        result: Tensor = self.bn3(self.conv3(out))
         return result
 
 
@@ -238,21 +249,19 @@ class ResNetEncoder(nn.Module):
                 f"ResNet encoder {self.arch!r} has no weight source {source!r}; sources: "
                 f"{list(self.weight_sources)}"
             )
-        try:
+        with foreign_errors(
+            OptionalDependencyError,
+            'encoder_weights="torchvision" needs torchvision',
+            "install it with pip install torchvision, or pass the .pth file's path",
+        ):  # ImportError, or torchvision's ops failing to load
             tv_models = importlib.import_module("torchvision.models")  # optional dependency
-        except Exception as err:  # ImportError, or torchvision's ops failing to load
-            raise OptionalDependencyError(
-                f'encoder_weights="torchvision" needs torchvision ({type(err).__name__}: '
-                f"{err}); install it with pip install torchvision, or pass the .pth file's path"
-            ) from err
         enum = tv_models.get_model_weights(self.arch).DEFAULT
-        try:
+        with foreign_errors(
+            EncoderError,
+            f"torchvision could not provide the {self.arch} weights {enum}",
+            "download the file once or pass its path",
+        ):
             state: Mapping[str, Tensor] = enum.get_state_dict(progress=False)
-        except Exception as err:
-            raise EncoderError(
-                f"torchvision could not provide the {self.arch} weights {enum} "
-                f"({type(err).__name__}: {err}); download the file once or pass its path"
-            ) from err
         return state
 
     def forward(self, x: Tensor) -> list[Tensor]:

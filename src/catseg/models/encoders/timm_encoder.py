@@ -39,6 +39,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from catseg.errors import EncoderError, OptionalDependencyError
+from catseg.models.encoders._foreign import foreign_errors
 from catseg.models.preprocessing import Preprocessing
 
 __all__ = ["TimmEncoder", "TimmFactory", "resolve_timm"]
@@ -47,13 +48,12 @@ _PREFIX = "body."
 
 
 def _timm() -> ModuleType:
-    try:
+    with foreign_errors(
+        OptionalDependencyError,
+        '"timm:..." encoders need timm',
+        'install it with pip install "catseg[timm]"',
+    ):  # ImportError, or torchvision's compiled ops failing to load
         timm = importlib.import_module("timm")  # optional dependency, imported on first use
-    except Exception as err:  # ImportError, or torchvision's compiled ops failing to load
-        raise OptionalDependencyError(
-            f'"timm:..." encoders need timm ({type(err).__name__}: {err}); install it with '
-            'pip install "catseg[timm]"'
-        ) from err
     return timm
 
 
@@ -120,13 +120,12 @@ class TimmEncoder(nn.Module):
 
     def _create(self, **overrides: Any) -> nn.Module:
         timm = _timm()
-        try:
+        with foreign_errors(
+            EncoderError,
+            f"timm cannot build {self.model_name!r} with features_only=True",
+            "see timm.list_models()",
+        ):
             model: nn.Module = timm.create_model(self.model_name, **self._create_args, **overrides)
-        except Exception as err:
-            raise EncoderError(
-                f"timm cannot build {self.model_name!r} with features_only=True "
-                f"({type(err).__name__}: {err}); see timm.list_models()"
-            ) from err
         return model
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -163,13 +162,12 @@ class TimmEncoder(nn.Module):
         """
         if source != "timm":
             raise EncoderError(f"timm encoders have the weight source 'timm', got {source!r}")
-        try:
+        with foreign_errors(
+            EncoderError,
+            f"timm could not provide pretrained weights for {self.model_name!r}",
+            "download them once, or pass a local file",
+        ):
             full = _timm().create_model(self.model_name, pretrained=True)
-        except Exception as err:
-            raise EncoderError(
-                f"timm could not provide pretrained weights for {self.model_name!r} "
-                f"({type(err).__name__}: {err}); download them once, or pass a local file"
-            ) from err
         return self._features_state(full.state_dict())
 
     def read_weights_file(self, path: str | os.PathLike[str]) -> Mapping[str, Tensor]:
