@@ -6,7 +6,8 @@ import base64
 import binascii
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from PIL import Image, ImageDraw
 from catseg.data._io import decode_bytes
 from catseg.errors import ConfigError, DataError, LabelmeError, MissingFileError
 
-__all__ = ["IGNORE_LABEL", "Labels", "rasterise", "read_labels"]
+__all__ = ["IGNORE_LABEL", "Labels", "rasterise", "rasterise_layers", "read_labels"]
 
 #: The labelme label whose pixels become 255 ("ignore").
 IGNORE_LABEL = "__ignore__"
@@ -198,6 +199,65 @@ def _draw_shape(
         canvas.ellipse(box, fill=value, outline=value)
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """A checked labelme shape: its label, type, points and (``mask`` type) bitmap."""
+
+    label: str
+    kind: str
+    points: list[tuple[float, float]]
+    bitmap: npt.NDArray[np.bool_] | None
+
+
+class _Canvas:
+    """One 8-bit label image that shapes are painted into (in JSON order)."""
+
+    def __init__(self, size: tuple[int, int]) -> None:
+        self.image = Image.new("L", size, 0)
+        self.draw = ImageDraw.Draw(self.image)
+
+    def paint(self, shape: _Shape, value: int) -> None:
+        if shape.bitmap is None:
+            _draw_shape(self.draw, shape.kind, shape.points, value)
+            return
+        array = np.array(self.image, dtype=np.uint8)
+        _paste_bitmap(array, shape.bitmap, shape.points, value)
+        self.image = Image.fromarray(array)
+        self.draw = ImageDraw.Draw(self.image)
+
+    def array(self) -> npt.NDArray[np.uint8]:
+        return np.array(self.image, dtype=np.uint8)
+
+
+def _shapes(
+    doc: dict[str, Any], size: tuple[int, int], names: list[str], path: Path
+) -> Iterator[_Shape]:
+    """Check and yield the shapes of a parsed document in JSON order."""
+    known = {IGNORE_LABEL, *names}
+    for index, shape in enumerate(doc.get("shapes", [])):
+        if not isinstance(shape, dict):
+            raise LabelmeError(f"{path}: shape {index} is not an object")
+        name = shape.get("label")
+        if not isinstance(name, str):
+            raise LabelmeError(
+                f"{path}: shape {index} has label {name!r}; a label must be a string"
+            )
+        if name not in known:
+            raise LabelmeError(
+                f"{path}: shape {index} has label {name!r}, which is not in the label list "
+                f"{[IGNORE_LABEL, *names]}"
+            )
+        kind = shape.get("shape_type") or "polygon"
+        if not isinstance(kind, str) or kind not in _POINT_COUNTS:
+            raise LabelmeError(
+                f"{path}: shape {index} has unknown shape_type {kind!r}; "
+                f"expected one of {sorted(_POINT_COUNTS)}"
+            )
+        points = _points(shape, index, kind, path, size)
+        bitmap = _decode_bitmap(shape, index, path) if kind == "mask" else None
+        yield _Shape(name, kind, points, bitmap)
+
+
 def rasterise(
     doc: dict[str, Any], size: tuple[int, int], names: list[str], path: Path
 ) -> npt.NDArray[np.uint8]:
@@ -225,37 +285,51 @@ def rasterise(
         >>> rasterise(doc, (3, 2), ["_background_", "cat"], Path("x.json")).tolist()
         [[1, 1, 0], [1, 1, 0]]
     """
-    width, height = size
     ids = {name: index for index, name in enumerate(names)}
     ids[IGNORE_LABEL] = 255
-    label = Image.new("L", (width, height), 0)
-    canvas = ImageDraw.Draw(label)
-    for index, shape in enumerate(doc.get("shapes", [])):
-        if not isinstance(shape, dict):
-            raise LabelmeError(f"{path}: shape {index} is not an object")
-        name = shape.get("label")
-        if not isinstance(name, str):
-            raise LabelmeError(
-                f"{path}: shape {index} has label {name!r}; a label must be a string"
-            )
-        if name not in ids:
-            raise LabelmeError(
-                f"{path}: shape {index} has label {name!r}, which is not in the label list "
-                f"{[IGNORE_LABEL, *names]}"
-            )
-        kind = shape.get("shape_type") or "polygon"
-        if not isinstance(kind, str) or kind not in _POINT_COUNTS:
-            raise LabelmeError(
-                f"{path}: shape {index} has unknown shape_type {kind!r}; "
-                f"expected one of {sorted(_POINT_COUNTS)}"
-            )
-        points = _points(shape, index, kind, path, size)
-        value = ids[name]
-        if kind == "mask":
-            array = np.array(label, dtype=np.uint8)
-            _paste_bitmap(array, _decode_bitmap(shape, index, path), points, value)
-            label = Image.fromarray(array)
-            canvas = ImageDraw.Draw(label)
-        else:
-            _draw_shape(canvas, kind, points, value)
-    return np.array(label, dtype=np.uint8)
+    canvas = _Canvas(size)
+    for shape in _shapes(doc, size, names, path):
+        canvas.paint(shape, ids[shape.label])
+    return canvas.array()
+
+
+def rasterise_layers(
+    doc: dict[str, Any], size: tuple[int, int], names: list[str], path: Path
+) -> npt.NDArray[np.uint8]:
+    """Draw the shapes of a parsed labelme document into one multi-hot layer per label.
+
+    Layer ``k`` belongs to ``names[k + 1]`` (``_background_`` has no layer). A shape of
+    that label writes 1 into layer ``k`` only; ``__ignore__`` shapes write 255 and
+    ``_background_`` shapes write 0 into every layer. Within a layer, later shapes
+    overwrite earlier ones, as in :func:`rasterise`.
+
+    Args:
+        doc: The parsed JSON object (its ``"shapes"`` list is used).
+        size: Image ``(width, height)``.
+        names: Class names in id order (from :func:`read_labels`), at least two.
+        path: The JSON file, named in error messages.
+
+    Returns:
+        ``(K, height, width)`` uint8 layers with values 0, 1 and 255, ``K = len(names) - 1``.
+
+    Raises:
+        LabelmeError: As for :func:`rasterise`.
+
+    Examples:
+        >>> from pathlib import Path
+        >>> box = {"label": "cat", "points": [[0, 0], [1, 1]], "shape_type": "rectangle"}
+        >>> dot = {"label": "dog", "points": [[1, 0], [2, 0]], "shape_type": "rectangle"}
+        >>> names = ["_background_", "cat", "dog"]
+        >>> rasterise_layers({"shapes": [box, dot]}, (3, 2), names, Path("x.json")).tolist()
+        [[[1, 1, 0], [1, 1, 0]], [[0, 1, 1], [0, 0, 0]]]
+    """
+    layers = [_Canvas(size) for _ in names[1:]]
+    index = {name: k for k, name in enumerate(names[1:])}
+    for shape in _shapes(doc, size, names, path):
+        if shape.label in index:
+            layers[index[shape.label]].paint(shape, 1)
+        else:  # __ignore__ or _background_: every label
+            value = 255 if shape.label == IGNORE_LABEL else 0
+            for layer in layers:
+                layer.paint(shape, value)
+    return np.stack([layer.array() for layer in layers])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -15,8 +16,11 @@ from catseg.errors import ConfigError
 
 __all__ = [
     "check_dtypes",
+    "check_split",
     "check_transforms",
+    "checked_index",
     "image_to_tensor",
+    "list_files",
     "mask_to_tensor",
     "parse_image_size",
     "resize_sample",
@@ -53,11 +57,12 @@ def resize_sample(
 
     Args:
         image: RGB Pillow image.
-        mask: ``(H, W)`` uint8 label map.
+        mask: ``(H, W)`` uint8 label map, or ``(K, H, W)`` uint8 layers (one per label,
+            each resized the same way).
         size: Target ``(height, width)``; ``None`` keeps the sizes.
 
     Returns:
-        ``(pixels (h, w, 3) uint8, mask (h, w) uint8)`` as new arrays.
+        ``(pixels (h, w, 3) uint8, mask (h, w) or (K, h, w) uint8)``.
 
     Examples:
         >>> import numpy as np
@@ -71,9 +76,24 @@ def resize_sample(
         height, width = size
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.BILINEAR)
-        if mask.shape != (height, width):
-            mask = np.array(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
+        if mask.shape[-2:] != (height, width):
+            layers = [
+                np.array(Image.fromarray(layer).resize((width, height), Image.Resampling.NEAREST))
+                for layer in mask.reshape(-1, *mask.shape[-2:])
+            ]
+            mask = layers[0] if mask.ndim == 2 else np.stack(layers)
     return np.array(image, dtype=np.uint8), mask
+
+
+def list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """Map stem → path for visible files with one of ``suffixes`` (stray files ignored)."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if path.suffix.lower() in suffixes and path.stem not in found:
+            found[path.stem] = path
+    return found
 
 
 def image_to_tensor(
@@ -152,3 +172,29 @@ def check_transforms(transforms: object) -> None:
     """
     if transforms is not None and not callable(transforms):
         raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
+
+
+def check_split(split: object) -> None:
+    """Refuse a ``split`` argument that is neither ``None`` nor a split name.
+
+    Raises:
+        ConfigError: Naming the value received.
+    """
+    if split is not None and not isinstance(split, str):
+        raise ConfigError(f"split must be a split name (str) or None, got {split!r}")
+
+
+def checked_index(index: int, size: int) -> int:
+    """``index`` (Python-style, negative counts from the end) as an item number in ``[0, size)``.
+
+    Raises:
+        IndexError: When ``index`` is out of range. A dataset's ``__getitem__`` must raise
+            the builtin ``IndexError`` (the sequence protocol ends iteration on it).
+
+    Examples:
+        >>> checked_index(-1, 3)
+        2
+    """
+    if not -size <= index < size:
+        raise IndexError(f"index {index} out of range for a dataset of {size} items")
+    return index % size

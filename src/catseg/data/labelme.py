@@ -28,6 +28,10 @@ Rasterisation follows labelme's semantic-segmentation rules (the behaviour of it
   number or a document nested too deeply raises :class:`~catseg.errors.LabelmeError`
   naming the file and the field.
 
+``mode="multilabel"`` (:func:`read_labelme`, :class:`LabelmeDataset`) keeps overlapping
+shapes instead: one ``(K, H, W)`` multi-hot layer per class after ``_background_``, each
+shape drawn by the same rules into its own label's layer only.
+
 Labels follow labelme's ``labels.txt``: an optional first entry ``__ignore__`` (→ 255),
 then ``_background_`` (→ 0), then the classes in id order (1, 2, ...). ``__ignore__``
 is always accepted as a shape label even when the list omits it.
@@ -62,7 +66,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from catseg._validation import check_finite_float, check_int
+from catseg._validation import check_choice, check_finite_float, check_int
 from catseg.data._labelme_io import (
     check_distinct_ids,
     image_root_or,
@@ -70,20 +74,37 @@ from catseg.data._labelme_io import (
     load_image,
     read_document,
 )
-from catseg.data._labelme_shapes import IGNORE_LABEL, Labels, rasterise, read_labels
+from catseg.data._labelme_shapes import (
+    IGNORE_LABEL,
+    Labels,
+    rasterise,
+    rasterise_layers,
+    read_labels,
+)
 from catseg.data._samples import (
     check_dtypes,
     check_transforms,
+    checked_index,
     image_to_tensor,
     mask_to_tensor,
     parse_image_size,
     resize_sample,
 )
+from catseg.data._splits import write_splits
 from catseg.data.voc import JointTransform
-from catseg.errors import DataError
+from catseg.errors import ConfigError, DataError
 from catseg.visualize import VOC_PALETTE
 
-__all__ = ["IGNORE_LABEL", "LabelmeDataset", "labelme_to_voc", "read_labelme", "read_labels"]
+__all__ = [
+    "IGNORE_LABEL",
+    "LabelmeDataset",
+    "labelme_to_voc",
+    "read_labelme",
+    "read_labels",
+]
+
+LabelmeMode = Literal["multiclass", "multilabel"]
+"""How labelme shapes become targets: one label map (z-order) or one layer per label."""
 
 
 def read_labelme(
@@ -91,22 +112,44 @@ def read_labelme(
     labels: Labels,
     *,
     image_root: str | os.PathLike[str] | None = None,
+    mode: LabelmeMode = "multiclass",
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-    """Read one labelme JSON file as an RGB image and a class-index mask.
+    """Read one labelme JSON file as an RGB image and a class-index mask or label layers.
 
-    The rules are those of the module docstring (labelme's own converter).
+    The rules are those of the module docstring (labelme's own converter). With
+    ``mode="multilabel"`` overlapping shapes of different labels do not paint over
+    each other: every shape of class ``names[k + 1]`` (``k = 0 .. K-1``, the classes
+    after ``_background_``) writes 1 into layer ``k`` only, so a pixel covered by a
+    ``cat`` and a ``dog`` polygon is 1 in both layers. ``__ignore__`` shapes write 255
+    ("ignore this pixel") and ``_background_`` shapes write 0 into every layer. Within
+    one layer shapes apply in JSON order, a later one overwriting an earlier one (a
+    ``cat`` shape drawn after an ``__ignore__`` one is 1 in the ``cat`` layer where
+    they overlap), and each shape covers exactly the pixels it covers in the single
+    map. Hence, with ``m`` the multiclass mask: ``m == k + 1`` implies
+    ``layers[k] == 1``; ``m == 255`` exactly where every layer is 255; ``m == 0``
+    exactly where every layer is 0; and ``layers[k] == 1`` with ``m != k + 1`` only
+    where a later shape of another label covers a shape of ``names[k + 1]``. With one
+    label (``["_background_", "cat"]``) the single layer equals the multiclass mask.
+    The layers are the targets of ``DiceLoss(mode="multilabel")`` and
+    ``MeanIoU(K, mode="multilabel")``, as from :class:`VOCMultilabelDataset`.
 
     Args:
         json_path: The labelme ``.json`` file.
-        labels: Class names, ``labels.txt`` style (see :func:`read_labels`).
+        labels: Class names, ``labels.txt`` style (see :func:`read_labels`); in
+            multilabel mode with at least one class besides ``_background_``.
         image_root: The folder ``imagePath`` may point into; ``None`` means the JSON
             file's own folder. An ``imagePath`` that resolves outside it (``../``,
             an absolute path, a symbolic link leading out) is refused; pass e.g. the
             common parent to read a sibling ``images/`` folder.
+        mode: ``"multiclass"`` (one label map in z-order, as labelme's converter; also
+            what a binary model trains on) or ``"multilabel"`` (one layer per class
+            after ``_background_``, overlaps kept).
 
     Returns:
-        ``(image, mask)``: ``image`` an ``(H, W, 3)`` uint8 RGB array, ``mask`` an
-        ``(H, W)`` uint8 array of class ids with 255 for ``__ignore__``.
+        ``(image, mask)``: ``image`` an ``(H, W, 3)`` uint8 RGB array; ``mask`` an
+        ``(H, W)`` uint8 array of class ids with 255 for ``__ignore__``, or in
+        multilabel mode ``(K, H, W)`` uint8 layers of 0 (absent), 1 (present) and 255
+        (ignore).
 
     Raises:
         MissingFileError: When the JSON, the labels file or the image is missing.
@@ -118,10 +161,11 @@ def read_labelme(
             field has the wrong JSON type, a coordinate is out of range, or the JSON is
             nested too deeply (the file and field are named).
         DataError: When the image file is unreadable.
-        ConfigError: When ``labels`` is malformed.
+        ConfigError: When ``labels`` is malformed, ``mode`` is unknown, or (multilabel)
+            ``labels`` names no class besides ``_background_``.
 
     Shape:
-        ``image (H, W, 3)``, ``mask (H, W)``.
+        ``image (H, W, 3)``, ``mask (H, W)``; multilabel: ``mask (K, H, W)``.
 
     Examples:
         >>> import json, tempfile
@@ -134,14 +178,56 @@ def read_labelme(
         >>> _ = (folder / "b.json").write_text(json.dumps(doc))
         >>> int(read_labelme(folder / "b.json", ["_background_", "cat"])[1].sum())
         25
+
+        Two overlapping rectangles: z-order keeps the later one, layers keep both.
+
+        >>> cat = {"label": "cat", "points": [[0, 0], [2, 0]], "shape_type": "rectangle"}
+        >>> dog = {"label": "dog", "points": [[1, 0], [3, 0]], "shape_type": "rectangle"}
+        >>> Image.new("RGB", (4, 1)).save(folder / "c.png")
+        >>> _ = (folder / "c.json").write_text(json.dumps({"imagePath": "c.png",
+        ...                                                "shapes": [cat, dog]}))
+        >>> labels = ["_background_", "cat", "dog"]
+        >>> read_labelme(folder / "c.json", labels)[1].tolist()
+        [[1, 2, 2, 2]]
+        >>> read_labelme(folder / "c.json", labels, mode="multilabel")[1].tolist()
+        [[[1, 1, 1, 0]], [[0, 1, 1, 1]]]
     """
-    path = Path(json_path)
+    checked = _check_mode(mode)
     names = read_labels(labels)
+    if checked == "multilabel":
+        _layer_names(names)
+    return _read(json_path, names, image_root, checked)
+
+
+def _check_mode(mode: object) -> LabelmeMode:
+    if mode == "multilabel":
+        return "multilabel"
+    check_choice("mode", mode, ("multiclass", "multilabel"))
+    return "multiclass"
+
+
+def _layer_names(names: list[str]) -> list[str]:
+    """The label of each layer: the classes after ``_background_`` (at least one)."""
+    if len(names) < 2:
+        raise ConfigError(
+            f"labels {names!r} name no class besides '_background_'; mode='multilabel' "
+            "needs at least one label to make a layer for"
+        )
+    return names[1:]
+
+
+def _read(
+    json_path: str | os.PathLike[str],
+    names: list[str],
+    image_root: str | os.PathLike[str] | None,
+    mode: LabelmeMode,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    path = Path(json_path)
     root = image_root_or(image_root, path.parent)
     doc = read_document(path)
     image = load_image(doc, path, root)
-    mask = rasterise(doc, image.size, names, path)
-    return np.array(image, dtype=np.uint8), mask
+    draw = rasterise_layers if mode == "multilabel" else rasterise
+    return np.array(image, dtype=np.uint8), draw(doc, image.size, names, path)
 
 
 def labelme_to_voc(
@@ -222,14 +308,7 @@ def labelme_to_voc(
             ids.append(file.stem)
         order = list(ids)
         random.Random(seed).shuffle(order)
-        n_val = round(len(ids) * val_fraction)
-        if val_fraction > 0 and len(ids) >= 2:
-            n_val = min(max(n_val, 1), len(ids) - 1)
-        val = sorted(order[:n_val])
-        train = sorted(order[n_val:])
-        split_dir = staging / "ImageSets" / "Segmentation"
-        for name, subset in (("train", train), ("val", val), ("trainval", sorted(ids))):
-            (split_dir / f"{name}.txt").write_text("".join(f"{i}\n" for i in subset))
+        write_splits(staging / "ImageSets" / "Segmentation", ids, order, val_fraction)
         (staging / "class_names.txt").write_text("\n".join(names) + "\n")
         if destination.exists():
             destination.rmdir()  # verified empty above
@@ -243,32 +322,51 @@ def labelme_to_voc(
 class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """A folder of labelme JSON files read directly as a segmentation dataset.
 
-    Each item rasterises one JSON file with :func:`read_labelme` on access (nothing is
-    converted up front), then resizes like :class:`VOCSegmentationDataset`.
+    Each item rasterises one JSON file on access (nothing is converted up front), then
+    resizes like :class:`VOCSegmentationDataset` (masks with nearest neighbour, so ids,
+    0/1 and 255 stay exact). ``mode`` picks the target:
+
+    * ``"multiclass"`` (the default, also what a binary model trains on): one
+      ``(H, W)`` class-index map from :func:`read_labelme`, later shapes painting over
+      earlier ones, exactly as labelme's own converter.
+    * ``"multilabel"``: one multi-hot layer per class from ``read_labelme(..., mode="multilabel")``,
+      so overlapping shapes of different labels stay visible in both layers; the
+      targets of ``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``,
+      as from :class:`VOCMultilabelDataset`.
 
     Args:
         root: Folder of ``.json`` files (sorted by name; other files ignored).
         labels: Class names, ``labels.txt`` style (see :func:`read_labels`).
         image_size: Output ``(height, width)`` or int; ``None`` keeps each image's size.
-        transforms: Optional joint callable ``(image, mask) -> (image, mask)``.
+        transforms: Optional joint callable ``(image, mask) -> (image, mask)``; in
+            multilabel mode the mask it receives is ``(K, H, W)``.
         image_dtype: ``"float32"`` in [0, 1] or ``"uint8"``.
         mask_dtype: ``"int64"`` or ``"uint8"`` (8× smaller batches; the training loop
-            widens them on the device).
+            widens them on the device). ``None`` (the default) means ``"int64"`` in
+            multiclass mode and ``"uint8"`` in multilabel mode.
         image_root: The folder ``imagePath`` entries may point into; ``None`` means
             ``root`` (see :func:`read_labelme`).
+        mode: ``"multiclass"`` or ``"multilabel"`` (see above).
 
     Attributes:
         files: The JSON files in item order.
-        class_names: Class names in id order (``__ignore__`` dropped).
+        class_names: Class names in id order (``__ignore__`` dropped); in multilabel
+            mode the ``K`` labels in layer order (``_background_`` dropped too), as
+            :attr:`VOCMultilabelDataset.class_names`.
+        mode: ``"multiclass"`` or ``"multilabel"``; :func:`~catseg.training.fit` reads
+            ``"multilabel"`` to pick ``MeanIoU(K, mode="multilabel")`` and to record the
+            mode in checkpoints.
         image_size: ``(height, width)`` or ``None``.
 
     Raises:
         MissingFileError: When ``root`` does not exist.
         DataError: When ``root`` holds no JSON files.
-        ConfigError: When an argument is invalid.
+        ConfigError: When an argument is invalid, or (multilabel) ``labels`` names no
+            class besides ``_background_``.
 
     Shape:
-        ``image (3, H, W)`` and ``mask (H, W)`` int64 or uint8 (255 = ignore).
+        ``image (3, H, W)`` and ``mask (H, W)`` int64 or uint8 (255 = ignore); in
+        multilabel mode ``mask (K, H, W)`` with values 0, 1 and 255.
 
     Examples:
         >>> import tempfile
@@ -280,6 +378,9 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         >>> dataset = LabelmeDataset(root, ["_background_", "cat"], image_size=4)
         >>> [tuple(t.shape) for t in dataset[0]]
         [(3, 4, 4), (4, 4)]
+        >>> layers = LabelmeDataset(root, ["_background_", "cat", "dog"], mode="multilabel")
+        >>> layers.class_names, tuple(layers[0][1].shape), layers[0][1].dtype
+        (['cat', 'dog'], (2, 6, 8), torch.uint8)
     """
 
     def __init__(
@@ -290,14 +391,20 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         image_size: int | tuple[int, int] | None = None,
         transforms: JointTransform | None = None,
         image_dtype: Literal["float32", "uint8"] = "float32",
-        mask_dtype: Literal["int64", "uint8"] = "int64",
+        mask_dtype: Literal["int64", "uint8"] | None = None,
         image_root: str | os.PathLike[str] | None = None,
+        mode: LabelmeMode = "multiclass",
     ) -> None:
+        self.mode: LabelmeMode = _check_mode(mode)
+        if mask_dtype is None:
+            mask_dtype = "uint8" if self.mode == "multilabel" else "int64"
         check_dtypes(image_dtype, mask_dtype)
         check_transforms(transforms)
         self.root = Path(root)
         self.image_root = image_root_or(image_root, self.root)
-        self.class_names = read_labels(labels)
+        self._names = read_labels(labels)
+        multilabel = self.mode == "multilabel"
+        self.class_names = _layer_names(self._names) if multilabel else self._names
         self.files = json_files(self.root)
         self.image_size = parse_image_size(image_size)
         self.transforms = transforms
@@ -308,16 +415,16 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return len(self.files)
 
     def __repr__(self) -> str:
+        mode = ", mode='multilabel'" if self.mode == "multilabel" else ""
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, len={len(self)}, "
-            f"image_size={self.image_size!r}, classes={self.class_names!r})"
+            f"image_size={self.image_size!r}, classes={self.class_names!r}{mode})"
         )
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        size = len(self)
-        if not -size <= index < size:
-            raise IndexError(f"index {index} out of range for a dataset of {size} items")
-        pixels, mask = read_labelme(self.files[index], self.class_names, image_root=self.image_root)
+        index = checked_index(index, len(self))
+        path = self.files[index]
+        pixels, mask = _read(path, self._names, self.image_root, self.mode)
         pixels, mask = resize_sample(Image.fromarray(pixels), mask, self.image_size)
         image = image_to_tensor(pixels, self.image_dtype)
         labels = mask_to_tensor(mask, self.mask_dtype, owned=True)  # read afresh per item

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -39,20 +38,22 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
-from catseg._validation import (
-    check_finite_float,
-    check_int,
-    check_positive_int,
-)
 from catseg.data._io import open_image, read_mask
 from catseg.data._samples import (
     check_dtypes,
+    check_split,
     check_transforms,
+    checked_index,
     image_to_tensor,
+    list_files,
+    mask_to_tensor,
     parse_image_size,
+    resize_sample,
 )
-from catseg.data.synthetic import _parse_size, _void_band
-from catseg.errors import ConfigError, DataError, MissingFileError
+from catseg.data._splits import write_splits
+from catseg.data.synthetic import _GeneratorArgs, _void_band
+from catseg.data.voc import IMAGE_SUFFIXES, JointTransform
+from catseg.errors import DataError, MissingFileError
 
 __all__ = ["MULTILABEL_CLASS_NAMES", "VOCMultilabelDataset", "make_synthetic_multilabel"]
 
@@ -61,18 +62,6 @@ MULTILABEL_CLASS_NAMES: tuple[str, ...] = ("disc", "bar")
 
 LABELS_FOLDER = "SegmentationLabels"
 """Name of the folder holding one sub-folder of masks per label."""
-
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-JointTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def _visible(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.name.startswith(".") and path.is_file() and path.suffix.lower() in suffixes:
-            found.setdefault(path.stem, path)
-    return found
 
 
 def _read_labels_file(root: Path) -> list[str]:
@@ -143,8 +132,7 @@ class VOCMultilabelDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     ) -> None:
         check_dtypes(image_dtype, "uint8")
         check_transforms(transforms)
-        if split is not None and not isinstance(split, str):
-            raise ConfigError(f"split must be a split name (str) or None, got {split!r}")
+        check_split(split)
         self.root = Path(root)
         if not (self.root / "JPEGImages").is_dir() or not (self.root / LABELS_FOLDER).is_dir():
             raise MissingFileError(
@@ -156,7 +144,7 @@ class VOCMultilabelDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.transforms = transforms
         self.image_dtype: Literal["float32", "uint8"] = image_dtype
         self.class_names: list[str] = _read_labels_file(self.root)
-        images = _visible(self.root / "JPEGImages", _IMAGE_SUFFIXES)
+        images = list_files(self.root / "JPEGImages", IMAGE_SUFFIXES)
         if split is None:
             ids = sorted(images)
         else:
@@ -170,7 +158,7 @@ class VOCMultilabelDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             folder = self.root / LABELS_FOLDER / label
             if not folder.is_dir():
                 raise MissingFileError(f"label {label!r} of labels.txt has no folder {folder}")
-            found = _visible(folder, (".png",))
+            found = list_files(folder, (".png",))
             missing = [i for i in ids if i not in found]
             if missing:
                 raise MissingFileError(
@@ -216,22 +204,13 @@ class VOCMultilabelDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return layer
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        size = len(self)
-        if not -size <= index < size:
-            raise IndexError(f"index {index} out of range for a dataset of {size} items")
-        index %= size
+        index = checked_index(index, len(self))
         image = open_image(self._images[index])
         full = (image.height, image.width)
-        layers = [self._layer(k, index, full) for k in range(len(self.class_names))]
-        if self.image_size is not None and self.image_size != full:
-            height, width = self.image_size
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
-            layers = [
-                np.array(Image.fromarray(m).resize((width, height), Image.Resampling.NEAREST))
-                for m in layers
-            ]
-        pixels = image_to_tensor(np.asarray(image, dtype=np.uint8), self.image_dtype)
-        mask = torch.from_numpy(np.stack(layers).astype(np.uint8, copy=False))
+        layers = np.stack([self._layer(k, index, full) for k in range(len(self.class_names))])
+        rgb, layers = resize_sample(image, layers, self.image_size)
+        pixels = image_to_tensor(rgb, self.image_dtype)
+        mask = mask_to_tensor(layers, "uint8", owned=True)  # read afresh per item
         if self.transforms is not None:
             pixels, mask = self.transforms(pixels, mask)
         return pixels, mask
@@ -304,22 +283,14 @@ def make_synthetic_multilabel(
         >>> len(VOCMultilabelDataset(root, "train")), len(VOCMultilabelDataset(root, "val"))
         (4, 2)
     """
-    n = check_positive_int("n", n)
-    height, width = _parse_size(size)
-    seed = check_int("seed", seed, minimum=0)
-    val_fraction = check_finite_float(
-        "val_fraction", val_fraction, low=0.0, high=1.0, high_open=True
-    )
-    void_width = check_int("void_width", void_width, minimum=0)
-    out = Path(root)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} exists and is not an empty folder; refusing to write into it")
+    out, args = _GeneratorArgs.checked(root, n, size, seed, val_fraction, void_width)
+    n, (height, width), void_width = args.n, args.size, args.void_width
     image_dir, split_dir = out / "JPEGImages", out / "ImageSets" / "Segmentation"
     label_dirs = [out / LABELS_FOLDER / name for name in MULTILABEL_CLASS_NAMES]
     for folder in (image_dir, split_dir, *label_dirs):
         folder.mkdir(parents=True, exist_ok=True)
     ids = [f"multi_{index:04d}" for index in range(n)]
-    children = np.random.SeedSequence(seed).spawn(n + 1)
+    children = np.random.SeedSequence(args.seed).spawn(n + 1)
     tints = (np.array([150.0, 10.0, 0.0]), np.array([0.0, 30.0, 160.0]))
     for sample_id, child in zip(ids, children[:n], strict=True):
         rng = np.random.default_rng(child)
@@ -334,12 +305,6 @@ def make_synthetic_multilabel(
             marked = _void_band(layer, void_width) if void_width > 0 else layer
             Image.fromarray(marked).save(folder / f"{sample_id}.png")
     order = np.random.default_rng(children[n]).permutation(n)
-    n_val = round(n * val_fraction)
-    if val_fraction > 0.0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    val_ids = sorted(ids[i] for i in order[:n_val])
-    train_ids = sorted(ids[i] for i in order[n_val:])
-    for name, subset in (("train", train_ids), ("val", val_ids), ("trainval", ids)):
-        (split_dir / f"{name}.txt").write_text("".join(f"{i}\n" for i in subset))
+    write_splits(split_dir, ids, [ids[i] for i in order], args.val_fraction)
     (out / "labels.txt").write_text("\n".join(MULTILABEL_CLASS_NAMES) + "\n")
     return out

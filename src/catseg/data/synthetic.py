@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ import numpy.typing as npt
 from PIL import Image, ImageDraw
 
 from catseg._validation import check_finite_float, check_int, check_positive_int, check_size
+from catseg.data._splits import write_splits
 from catseg.errors import ConfigError, DataError
 from catseg.visualize import VOC_PALETTE
 
@@ -40,6 +42,42 @@ def _parse_size(size: object) -> tuple[int, int]:
     if min(pair) < 16:
         raise ConfigError(f"size must be at least 16 pixels on each side, got {size!r}")
     return pair
+
+
+@dataclass(frozen=True)
+class _GeneratorArgs:
+    """The checked arguments shared by the synthetic dataset writers."""
+
+    n: int
+    size: tuple[int, int]
+    seed: int
+    val_fraction: float
+    void_width: int
+
+    @classmethod
+    def checked(
+        cls,
+        root: str | os.PathLike[str],
+        n: object,
+        size: object,
+        seed: object,
+        val_fraction: object,
+        void_width: object,
+    ) -> tuple[Path, _GeneratorArgs]:
+        """Validate the arguments (each error names its value) and the destination folder."""
+        args = cls(
+            n=check_positive_int("n", n),
+            size=_parse_size(size),
+            seed=check_int("seed", seed, minimum=0),
+            val_fraction=check_finite_float(
+                "val_fraction", val_fraction, low=0.0, high=1.0, high_open=True
+            ),
+            void_width=check_int("void_width", void_width, minimum=0),
+        )
+        out = Path(root)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise DataError(f"{out} exists and is not an empty folder; refusing to write into it")
+        return out, args
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.float64]:
@@ -173,16 +211,8 @@ def make_synthetic_voc(
         >>> tuple(image.shape), sorted(mask.unique().tolist())
         ((3, 32, 32), [0, 1, 255])
     """
-    n = check_positive_int("n", n)
-    height, width = _parse_size(size)
-    seed = check_int("seed", seed, minimum=0)
-    val_fraction = check_finite_float(
-        "val_fraction", val_fraction, low=0.0, high=1.0, high_open=True
-    )
-    void_width = check_int("void_width", void_width, minimum=0)
-    out = Path(root)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} exists and is not an empty folder; refusing to write into it")
+    out, args = _GeneratorArgs.checked(root, n, size, seed, val_fraction, void_width)
+    n, (height, width), void_width = args.n, args.size, args.void_width
 
     image_dir = out / "JPEGImages"
     mask_dir = out / "SegmentationClassPNG"
@@ -191,7 +221,7 @@ def make_synthetic_voc(
         folder.mkdir(parents=True, exist_ok=True)
 
     ids = [f"synth_{index:04d}" for index in range(n)]
-    children = np.random.SeedSequence(seed).spawn(n + 1)
+    children = np.random.SeedSequence(args.seed).spawn(n + 1)
     for sample_id, child in zip(ids, children[:n], strict=True):
         rng = np.random.default_rng(child)
         mask = _draw_blobs(rng, height, width)
@@ -207,12 +237,6 @@ def make_synthetic_voc(
         png.save(mask_dir / f"{sample_id}.png")
 
     order = np.random.default_rng(children[n]).permutation(n)
-    n_val = round(n * val_fraction)
-    if val_fraction > 0.0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    val_ids = sorted(ids[i] for i in order[:n_val])
-    train_ids = sorted(ids[i] for i in order[n_val:])
-    for name, subset in (("train", train_ids), ("val", val_ids), ("trainval", ids)):
-        (split_dir / f"{name}.txt").write_text("".join(f"{i}\n" for i in subset))
+    write_splits(split_dir, ids, [ids[i] for i in order], args.val_fraction)
     (out / "class_names.txt").write_text("\n".join(SYNTHETIC_CLASS_NAMES) + "\n")
     return out

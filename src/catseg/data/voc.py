@@ -28,8 +28,11 @@ from catseg.data._io import load_rgb, read_mask
 from catseg.data._masks import align_mask
 from catseg.data._samples import (
     check_dtypes,
+    check_split,
     check_transforms,
+    checked_index,
     image_to_tensor,
+    list_files,
     mask_to_tensor,
     parse_image_size,
     resize_sample,
@@ -59,17 +62,6 @@ def _find_root(root: Path) -> Path:
         f"and {root / 'VOC2012'}); expected a VOC layout with JPEGImages/ and "
         "SegmentationClassPNG/ or SegmentationClass/"
     )
-
-
-def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
-    """Map stem → path for visible files with one of ``suffixes`` (stray files ignored)."""
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        if path.suffix.lower() in suffixes and path.stem not in found:
-            found[path.stem] = path
-    return found
 
 
 def _read_split(path: Path, known: Container[str]) -> list[str]:
@@ -184,8 +176,7 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         check_choice("on_error", on_error, ("raise", "skip"))
         check_dtypes(image_dtype, mask_dtype)
         check_transforms(transforms)
-        if split is not None and not isinstance(split, str):
-            raise ConfigError(f"split must be a split name (str) or None, got {split!r}")
+        check_split(split)
         self.root = _find_root(Path(root))
         self.split = split
         self.image_size = parse_image_size(image_size)
@@ -197,8 +188,8 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.mask_dir = self._find_mask_dir()
         self.image_dir = self.root / "JPEGImages"
 
-        images = _list_files(self.image_dir, IMAGE_SUFFIXES)
-        masks = _list_files(self.mask_dir, (".png",))
+        images = list_files(self.image_dir, IMAGE_SUFFIXES)
+        masks = list_files(self.mask_dir, (".png",))
         self._skipped: list[str] = []
         if split is None:
             ids = sorted(set(images) & set(masks))
@@ -352,10 +343,8 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return image, mask
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = checked_index(index, len(self))
         size = len(self)
-        if not -size <= index < size:
-            raise IndexError(f"index {index} out of range for a dataset of {size} items")
-        index %= size
         if self.on_error == "raise":
             return self._load(index)
         for attempt in range(size):
