@@ -151,6 +151,15 @@ ROWS: list[Row] = [
             DataError, r"target contains label 2; multilabel mode expects labels in \[0, 1\]")
         for name in LOSSES
     ),
+    *(
+        Row(f"loss-{name}-{mode}-ignore-index-{value}",
+            lambda _, loss=loss, mode=mode, value=value: loss(mode=mode, ignore_index=value),
+            "ConfigError: a target value cannot be ignored", ConfigError,
+            rf"ignore_index must not be 0 or 1 in {mode} mode .* got {value}")
+        for name, loss in LOSSES.items()
+        for mode in ("binary", "multilabel")
+        for value in (0, 1)
+    ),
     Row("loss-label-map-not-layers",
         lambda _: DiceLoss(mode="multilabel")(_logits(), torch.zeros(1, 3, 3, dtype=torch.long)),
         "ShapeError naming both shapes", ShapeError,

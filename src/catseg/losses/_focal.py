@@ -56,7 +56,9 @@ class FocalOptions:
             weights = check_class_weights(alpha, "alpha")
         elif alpha is not None:
             weights = check_probability("alpha", alpha, open_interval=False)
-        return cls(checked_mode, checked_gamma, weights, check_ignore_index(ignore_index))
+        return cls(
+            checked_mode, checked_gamma, weights, check_ignore_index(ignore_index, checked_mode)
+        )
 
     def describe(self) -> str:
         """The options as ``name=value`` pairs for ``extra_repr``."""

@@ -41,8 +41,11 @@ class LovaszOptions:
     @classmethod
     def checked(cls, mode: object, per_image: object, ignore_index: object) -> LovaszOptions:
         """Check every option once."""
+        checked_mode = check_mode(mode)
         return cls(
-            check_mode(mode), check_bool("per_image", per_image), check_ignore_index(ignore_index)
+            checked_mode,
+            check_bool("per_image", per_image),
+            check_ignore_index(ignore_index, checked_mode),
         )
 
     def describe(self) -> str:

@@ -44,14 +44,24 @@ def check_mode(value: object) -> LossMode:
     return check_choice("mode", value, MODES)  # type: ignore[arg-type]
 
 
-def check_ignore_index(value: object) -> int | None:
-    """``None`` or an int (any value: 255 for VOC, -100 for torch's convention)."""
+def check_ignore_index(value: object, mode: LossMode) -> int | None:
+    """``None`` or an int (255 for VOC, -100 for torch's convention).
+
+    In the sigmoid modes the targets are 0 and 1, so ignoring either would silently drop
+    every background or every foreground pixel: 0 and 1 are refused there.
+    """
     if value is None:
         return None
     try:
-        return check_int("ignore_index", value)
+        checked = check_int("ignore_index", value)
     except ConfigError:
         raise ConfigError(f"ignore_index must be an int or None, got {value!r}") from None
+    if mode != "multiclass" and checked in (0, 1):
+        raise ConfigError(
+            f"ignore_index must not be 0 or 1 in {mode} mode (the target values), got "
+            f"{checked}; the usual value is 255"
+        )
+    return checked
 
 
 def check_class_weights(
@@ -118,9 +128,9 @@ class OverlapOptions:
         signatures; the Dice-only ones are keywords.
         """
         return cls(
-            mode=check_mode(mode),
+            mode=(checked_mode := check_mode(mode)),
             smooth=check_finite_float("smooth", smooth, low=0.0),
-            ignore_index=check_ignore_index(ignore_index),
+            ignore_index=check_ignore_index(ignore_index, checked_mode),
             class_weights=check_class_weights(class_weights),
             include_background=check_bool("include_background", include_background),
             reduction_scope=check_choice("reduction_scope", reduction_scope, SCOPES),  # type: ignore[arg-type]
