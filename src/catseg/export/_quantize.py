@@ -17,6 +17,7 @@ from catseg import _validation as check
 from catseg._runtime import require
 from catseg._version import catseg_version
 from catseg.errors import CatsegError, CheckpointError, ConfigError, ExportError
+from catseg.export._int8_graph import read_shapes_before_dequantize, rewrite_block_upsampling
 from catseg.export._runner import OnnxRunner
 
 __all__ = ["QUANTIZATION_KEY", "CalibrationMethod", "quantize_onnx"]
@@ -111,10 +112,11 @@ def _check_arguments(
     return src, dst, calibration_images
 
 
-def _copy_metadata(path: Path, metadata: dict[str, Any], marker: dict[str, Any]) -> None:
-    """Write the source file's metadata plus the quantisation marker into ``path``."""
+def _finish(path: Path, metadata: dict[str, Any], marker: dict[str, Any]) -> None:
+    """Read shapes before dequantising; write the source's metadata plus the marker."""
     onnx = require("onnx", "onnx")
     model = onnx.load(str(path))
+    read_shapes_before_dequantize(model)
     props = {p.key: p.value for p in model.metadata_props}
     props.update({key: json.dumps(value) for key, value in metadata.items()})
     props[QUANTIZATION_KEY] = json.dumps(marker)
@@ -124,21 +126,32 @@ def _copy_metadata(path: Path, metadata: dict[str, Any], marker: dict[str, Any])
     onnx.save(model, str(path))
 
 
+def _prepare(src: Path, tmp: Path, preprocess: bool) -> Path:
+    """The fp32 graph to quantise: pre-processed, block upsampling rewritten (exact)."""
+    onnx = require("onnx", "onnx")
+    quantization = require("onnxruntime.quantization", "onnx")
+    model_in = tmp.with_name(tmp.name + ".fp32.onnx")
+    if preprocess:
+        quantization.shape_inference.quant_pre_process(
+            str(src), str(model_in), skip_symbolic_shape=True
+        )
+    model = onnx.load(str(model_in if preprocess else src))
+    rewrite_block_upsampling(model)
+    onnx.save(model, str(model_in))
+    return model_in
+
+
 def _quantize(
     src: Path, tmp: Path, reader: _Reader, options: dict[str, Any], preprocess: bool
 ) -> None:
-    """Run onnxruntime's (optional) pre-processing and static QDQ quantisation."""
+    """Prepare the fp32 graph, then run onnxruntime's static QDQ quantisation."""
     quantization = require("onnxruntime.quantization", "onnx")
-    model_in = src
+    model_in = tmp.with_name(tmp.name + ".fp32.onnx")
     ort_logger = logging.getLogger("onnxruntime")  # its info lines are not ours to print
     level = ort_logger.level
     ort_logger.setLevel(logging.ERROR)
     try:
-        if preprocess:
-            model_in = tmp.with_name(tmp.name + ".pre.onnx")
-            quantization.shape_inference.quant_pre_process(
-                str(src), str(model_in), skip_symbolic_shape=True
-            )
+        model_in = _prepare(src, tmp, preprocess)
         quantization.quantize_static(
             str(model_in),
             str(tmp),
@@ -161,8 +174,7 @@ def _quantize(
         ) from err
     finally:
         ort_logger.setLevel(level)
-        if model_in != src:
-            model_in.unlink(missing_ok=True)
+        model_in.unlink(missing_ok=True)
 
 
 def quantize_onnx(
@@ -268,7 +280,7 @@ def quantize_onnx(
             "calibration_images": len(images),
             "catseg_version": catseg_version(),
         }
-        _copy_metadata(tmp, runner.metadata, marker)
+        _finish(tmp, runner.metadata, marker)
         try:
             OnnxRunner(tmp, providers=["CPUExecutionProvider"])
         except CatsegError as err:
