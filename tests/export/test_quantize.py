@@ -115,6 +115,7 @@ def test_metadata_survives_and_marks_int8(quantised: Quantised) -> None:
     assert QUANTIZATION_KEY not in fp32.metadata
     assert marker["format"] == "int8"
     assert marker["per_channel"] is True
+    assert marker["reduce_range"] is True  # 7-bit weights by default (no vpmaddubsw saturation)
     assert marker["method"] == "minmax"
     assert marker["calibration_images"] == len(quantised.calibration)
     seg = Segmenter.from_onnx(quantised.int8, providers=["CPUExecutionProvider"])

@@ -184,20 +184,28 @@ def quantize_onnx(
     calibration_images: Sequence[object],
     per_channel: bool = True,
     method: CalibrationMethod = "minmax",
-    reduce_range: bool = False,
+    reduce_range: bool = True,
     preprocess: bool = True,
 ) -> Path:
     """Quantise an exported model to int8 (post-training, static, QDQ) for CPU inference.
 
     Weights become int8 (one scale per output channel with ``per_channel=True``) and
-    activations uint8, with ranges measured by running the fp32 model on
-    ``calibration_images`` through onnxruntime's quantisation tools
-    (``onnxruntime.quantization.quantize_static``, QDQ format). The images are
-    preprocessed exactly as :class:`~catseg.predict.Segmenter` does for this file:
-    resized to its ``image_size`` and normalised with its ``mean``/``std`` from the
-    file's metadata. Use a few dozen photos like the ones the model will see; the masks
-    then usually agree with the fp32 model's on ≥ 99 % of the pixels (measure it on
-    your own photos: see the export guide).
+    activations uint8 (the u8×s8 scheme onnxruntime's x86 kernels run fastest), with
+    ranges measured by running the fp32 model on ``calibration_images`` through
+    onnxruntime's quantisation tools (``onnxruntime.quantization.quantize_static``, QDQ
+    format). The images are preprocessed exactly as :class:`~catseg.predict.Segmenter`
+    does for this file: resized to its ``image_size`` and normalised with its
+    ``mean``/``std`` from the file's metadata. Use a few dozen photos like the ones the
+    model will see; on a trained model the masks then usually agree with the fp32
+    model's on ≥ 99 % of the pixels (measure it on your own photos: see the export guide).
+
+    Before quantising, the fp32 graph is pre-processed (``quant_pre_process``: shape
+    inference and graph optimisation) and each transposed convolution whose kernel
+    equals its stride (the UNet's 2×2 upsampling) is rewritten, exactly, as a 1×1
+    convolution followed by a reshuffle of its channels into blocks: onnxruntime has no
+    int8 kernel for ``ConvTranspose`` and would run it in fp32 between layout
+    transposes. On a 2-core AVX2 CPU without VNNI this took the default UNet (256²,
+    batch 4) from 1.65× to about 1.9× the fp32 onnxruntime speed (export guide).
 
     The destination keeps every metadata entry of the source (classes, input size,
     normalisation, threshold, ...) plus ``quantization`` (a JSON object: ``"int8"``
@@ -214,8 +222,11 @@ def quantize_onnx(
             per tensor.
         method: ``"minmax"`` (the observed range), ``"entropy"`` or ``"percentile"``
             (clip outliers; slower calibration).
-        reduce_range: Quantise weights to 7 bits: avoids the saturation of the AVX2 /
-            AVX-512 u8×s8 instructions on CPUs without VNNI when accuracy suffers.
+        reduce_range: Quantise weights to 7 bits (the default). x86 CPUs without VNNI
+            (AVX2, AVX-512F) multiply u8×s8 pairs with ``vpmaddubsw``, whose 16-bit sums
+            saturate with full 8-bit weights; 7-bit weights cannot saturate. Same
+            speed; on the cats (2-core AVX2 EPYC) it raised the pixel agreement from
+            98.86 % to 99.38 %. ``False`` gives 8-bit weights, finer on VNNI CPUs.
         preprocess: Run onnxruntime's ``quant_pre_process`` (graph optimisation and
             shape inference) first.
 
