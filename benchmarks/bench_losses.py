@@ -1,8 +1,9 @@
 """Forward + backward time of every catseg loss against the Dice loss, side by side.
 
 Run: ``python benchmarks/bench_losses.py`` (8 x 21 x 512 x 512 logits, multiclass) or
-``--quick`` for a smoke run (2 x 21 x 128 x 128). ``--mode binary|multilabel`` times the
-sigmoid modes instead (1 or 21 channels). Each repetition times the loss and the Dice
+``--quick`` for a smoke run (2 x 21 x 128 x 128); ``--repeats`` sets the timed repetitions
+(7 by default). ``--mode binary|multilabel`` times the sigmoid modes instead (1 or 21
+channels). Each repetition times the loss and the Dice
 loss alternately, so that machine load hits both alike; the best of the repetitions is
 kept. The ratio column is loss time / Dice time (< 1: faster than Dice). DiceCE is also
 shown against its parts run separately (torch's cross-entropy + the Dice loss), the
@@ -111,6 +112,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument(
+        "--repeats", type=int, default=0, help="timed repetitions per loss (0: 5 quick, 7 full)"
+    )
+    parser.add_argument(
         "--clock",
         default="wall",
         choices=tuple(CLOCK),
@@ -122,6 +126,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     n, size, classes, repeats = (2, 128, 21, 5) if args.quick else (8, 512, 21, 7)
+    repeats = args.repeats or repeats
     mode = args.mode
     logits, target = _data(mode, n, classes, size)
     dice = DiceLoss(mode=mode)

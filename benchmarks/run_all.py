@@ -10,6 +10,7 @@ Usage::
     python benchmarks/run_all.py                # full run, writes docs/benchmarks.md
     python benchmarks/run_all.py --quick        # smoke run (CI-sized), prints only
     python benchmarks/run_all.py --only unet predict
+    python benchmarks/run_all.py --quick --only losses predict-folder int8
 """
 
 from __future__ import annotations
@@ -30,15 +31,22 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 # (name, script, extra arguments of the full run). CHECKPOINT stands for a temporary
-# file: the quality run trains a cats model into it and the predict run measures it.
+# file: the quality run trains a cats model into it and the predict and int8 runs measure
+# it (without it, e.g. under --only int8, bench_int8 trains its own for 3 minutes).
 CHECKPOINT = "{checkpoint}"
+# the issue's full size (8 x 21 x 512 x 512 logits); fewer repeats than the script's
+# default because one Lovász step at this size takes seconds on a small CPU
+LOSSES_FULL = ["--repeats", "3"]
 SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("unet", "bench_unet.py", []),
     ("data", "bench_data.py", []),
     ("metrics", "bench_metrics.py", []),
+    ("losses", "bench_losses.py", LOSSES_FULL),
     ("quality", "quality_cats.py", ["--minutes", "2", "--save", CHECKPOINT]),
     ("predict", "bench_predict.py", ["--checkpoint", CHECKPOINT]),
+    ("predict-folder", "bench_predict_folder.py", []),
     ("onnx", "bench_onnx.py", []),
+    ("int8", "bench_int8.py", ["--checkpoint", CHECKPOINT]),
     ("bf16-training", "bf16_training_quality.py", ["--epochs", "20", "--seeds", "0", "1"]),
 ]
 

@@ -81,10 +81,11 @@ def test_int8_masks_agree_with_fp32(quantised: Quantised) -> None:
         iou32.update(a[None], truth[None])
         iou8.update(b[None], truth[None])
     fp32_iou = float(iou32.compute().iou[1])
-    # measured: 99.6 % of the pixels agree; blob IoU 0.9956 fp32, 0.9968 int8
+    # measured: 99.61 % of the pixels agree; blob IoU 0.9956 fp32, 0.9968 int8 (the
+    # issue's targets: >= 99 % of the pixels, IoU drop <= 0.005)
     assert fp32_iou > 0.9, "the fixture model did not learn; the comparison would be empty"
-    assert same / total >= 0.985
-    assert fp32_iou - float(iou8.compute().iou[1]) <= 0.01
+    assert same / total >= 0.99
+    assert fp32_iou - float(iou8.compute().iou[1]) <= 0.005
 
 
 def test_int8_file_is_quantised_and_smaller(quantised: Quantised) -> None:
@@ -93,6 +94,11 @@ def test_int8_file_is_quantised_and_smaller(quantised: Quantised) -> None:
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     int8_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert int8_weights, "no int8 weight tensors"
+    # the UNet's 2x2 stride-2 ConvTranspose became a quantised 1x1 Conv: none stays fp32
+    assert "ConvTranspose" not in ops
+    conv_inputs = {n.input[0] for n in model.graph.node if n.op_type == "Conv"}
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    assert conv_inputs <= dequantized, "a Conv reads an fp32 activation"
     # per-channel: the conv weights carry one scale per output channel
     assert any(
         len(t.dims) == 1 and t.dims[0] > 1 for t in model.graph.initializer if "scale" in t.name
@@ -109,6 +115,7 @@ def test_metadata_survives_and_marks_int8(quantised: Quantised) -> None:
     assert QUANTIZATION_KEY not in fp32.metadata
     assert marker["format"] == "int8"
     assert marker["per_channel"] is True
+    assert marker["reduce_range"] is True  # 7-bit weights by default (no vpmaddubsw saturation)
     assert marker["method"] == "minmax"
     assert marker["calibration_images"] == len(quantised.calibration)
     seg = Segmenter.from_onnx(quantised.int8, providers=["CPUExecutionProvider"])

@@ -1,0 +1,177 @@
+"""Exact ONNX graph rewrites that let onnxruntime run more of a UNet in int8 on the CPU.
+
+onnxruntime's CPU provider has no int8 kernel for ``ConvTranspose``: in a quantised
+graph it stays in fp32 between a DequantizeLinear and a QuantizeLinear, and the NHWC
+layout the int8 convolutions use is transposed back and forth around it. A transposed
+convolution whose kernel equals its stride (the UNet's 2×2, stride-2 upsampling) is the
+same as a 1×1 convolution to ``kh·kw·C`` channels followed by a reshuffle of those
+channels into ``kh × kw`` blocks; the 1×1 convolution quantises (``QLinearConv``) and
+the reshuffle (written as Transpose → Reshape → Transpose → Reshape → Transpose, in the
+NHWC order) is pure uint8 data movement that onnxruntime's transpose optimiser merges
+with its own layout transposes. The rewrite is exact in fp32 (tested against the
+original graph).
+
+After quantisation, ``Shape`` nodes that read a dequantised tensor are pointed at the
+quantised one: the shape is the same, and onnxruntime then no longer dequantises a whole
+activation only to read its shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["read_shapes_before_dequantize", "rewrite_block_upsampling"]
+
+# Transposed convolutions rewritten and the "Shape" rewiring apply to 2-D (N, C, H, W) graphs.
+_NHWC = [0, 2, 3, 1]
+_NCHW = [0, 3, 1, 2]
+
+
+def _attributes(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _is_block_upsampling(node: Any, initializers: dict[str, Any]) -> bool:
+    """A 2-D ConvTranspose with kernel == stride, no padding, group 1 and constant weights."""
+    if node.op_type != "ConvTranspose" or len(node.input) < 2:
+        return False
+    weight = initializers.get(node.input[1])
+    if weight is None or len(weight.dims) != 4:
+        return False
+    if len(node.input) > 2 and node.input[2] and node.input[2] not in initializers:
+        return False
+    attrs = _attributes(node)
+    kernel = list(attrs.get("kernel_shape", weight.dims[2:]))
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    return (
+        kernel == list(weight.dims[2:])
+        and list(attrs.get("strides", [1, 1])) == kernel
+        and attrs.get("group", 1) == 1
+        and not any(attrs.get("pads", [0]))
+        and not any(attrs.get("output_padding", [0]))
+        and all(d == 1 for d in attrs.get("dilations", [1]))
+        and auto_pad in (b"NOTSET", "NOTSET")
+        and "output_shape" not in attrs
+    )
+
+
+def _replacement(node: Any, initializers: dict[str, Any], new_tensors: list[Any]) -> list[Any]:
+    """The 1×1 Conv + NHWC block reshuffle that computes ``node`` exactly."""
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.to_array(initializers[node.input[1]])  # (C_in, C_out, kh, kw)
+    c_in, c_out, kh, kw = (int(d) for d in weight.shape)
+    prefix = f"{node.output[0]}__catseg_up"
+
+    def tensor(suffix: str, value: np.ndarray[Any, Any]) -> str:
+        new_tensors.append(numpy_helper.from_array(np.ascontiguousarray(value), prefix + suffix))
+        return prefix + suffix
+
+    # output channel (a·kw + b)·C_out + c of the 1×1 conv is pixel (a, b) of channel c's block
+    inputs = [node.input[0], tensor("_w", weight.transpose(2, 3, 1, 0).reshape(-1, c_in, 1, 1))]
+    if len(node.input) > 2 and node.input[2]:
+        bias = numpy_helper.to_array(initializers[node.input[2]])
+        inputs.append(tensor("_b", np.tile(bias, kh * kw)))
+    blocks = np.array([kh, kw], dtype=np.int64)
+    make = helper.make_node
+    return [
+        make("Conv", inputs, [prefix + "_conv"], name=prefix + "_conv", kernel_shape=[1, 1]),
+        make("Transpose", [prefix + "_conv"], [prefix + "_nhwc"], name=prefix + "_t0", perm=_NHWC),
+        make(  # (N, H, W, kh·kw·C) -> (N, H, W, kh, kw, C)
+            "Reshape",
+            [prefix + "_nhwc", tensor("_s6", np.array([0, 0, 0, kh, kw, c_out], np.int64))],
+            [prefix + "_6d"],
+            name=prefix + "_r0",
+        ),
+        make(  # -> (N, H, kh, W, kw, C)
+            "Transpose",
+            [prefix + "_6d"],
+            [prefix + "_6t"],
+            name=prefix + "_t1",
+            perm=[0, 1, 3, 2, 4, 5],
+        ),
+        make("Shape", [node.input[0]], [prefix + "_shape"], name=prefix + "_shape"),
+        make(
+            "Slice",
+            [
+                prefix + "_shape",
+                tensor("_i2", np.array([2], np.int64)),
+                tensor("_i4", np.array([4], np.int64)),
+            ],
+            [prefix + "_hw"],
+            name=prefix + "_hw",
+        ),
+        make(
+            "Mul", [prefix + "_hw", tensor("_k", blocks)], [prefix + "_hw2"], name=prefix + "_mul"
+        ),
+        make(
+            "Concat",
+            [
+                tensor("_n", np.array([0], np.int64)),
+                prefix + "_hw2",
+                tensor("_c", np.array([c_out], np.int64)),
+            ],
+            [prefix + "_s4"],
+            name=prefix + "_s4",
+            axis=0,
+        ),
+        make(  # -> (N, kh·H, kw·W, C)
+            "Reshape", [prefix + "_6t", prefix + "_s4"], [prefix + "_up"], name=prefix + "_r1"
+        ),
+        make("Transpose", [prefix + "_up"], list(node.output), name=prefix + "_t2", perm=_NCHW),
+    ]
+
+
+def rewrite_block_upsampling(model: Any) -> int:
+    """Replace each block ConvTranspose (kernel == stride) by an exact int8-friendly form.
+
+    Args:
+        model: An ``onnx.ModelProto``; modified in place.
+
+    Returns:
+        The number of ConvTranspose nodes rewritten.
+    """
+    graph = model.graph
+    initializers = {t.name: t for t in graph.initializer}
+    new_tensors: list[Any] = []
+    nodes: list[Any] = []
+    count = 0
+    for node in graph.node:
+        if _is_block_upsampling(node, initializers):
+            nodes.extend(_replacement(node, initializers, new_tensors))
+            count += 1
+        else:
+            nodes.append(node)
+    if count:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        graph.initializer.extend(new_tensors)
+        used = {name for node in graph.node for name in node.input}
+        kept = [t for t in graph.initializer if t.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+    return count
+
+
+def read_shapes_before_dequantize(model: Any) -> int:
+    """Point ``Shape`` nodes that read a DequantizeLinear output at its quantised input.
+
+    Args:
+        model: An ``onnx.ModelProto``; modified in place.
+
+    Returns:
+        The number of Shape nodes rewired.
+    """
+    dequantized = {
+        n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"
+    }
+    count = 0
+    for node in model.graph.node:
+        if node.op_type == "Shape" and node.input[0] in dequantized:
+            node.input[0] = dequantized[node.input[0]]
+            count += 1
+    return count
