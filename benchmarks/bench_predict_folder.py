@@ -9,8 +9,10 @@ the machine hits every path alike):
 * ``predict_batch`` on the photos already decoded into uint8 arrays (the model and the
   pre- and post-processing only: no JPEG decoding, no PNG writing);
 * ``predict_folder`` from the files to palette PNGs in a fresh output folder (decoding
-  in ``num_workers`` DataLoader processes, encoding and atomic writes included), for
-  ``num_workers`` 0 and 2.
+  in ``num_workers`` DataLoader processes, encoding and atomic writes included), with
+  the default ``num_workers=None`` (the row names what it resolved to, and how many
+  background writing threads were used) and with ``--workers`` explicit counts (default
+  0, 1 and 2).
 
 The ratio folder / batch is the figure of issue 19 (target ≥ 0.9×): how much of the
 forward-pass speed survives reading and writing files. With a tiny model decoding and
@@ -20,6 +22,7 @@ encoding dominate, so ``--quick`` understates what a real model gets.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import shutil
@@ -35,6 +38,7 @@ from _common import machine_description, markdown_table, measure
 from catseg.data import open_image
 from catseg.models import UNet
 from catseg.predict import Segmenter, SegmenterOptions
+from catseg.predict._folder import default_workers, default_writers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--photos", type=int, default=None)
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 3/5)")
+    parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2])
     args = parser.parse_args(argv)
     n = args.photos or (20 if args.quick else 200)
     torch.manual_seed(0)
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             batch_size=args.batch_size,
         ),
     )
-    rounds = 3 if args.quick else 5
+    rounds = args.rounds or (3 if args.quick else 5)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "photos"
         src.mkdir()
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         arrays = [np.asarray(open_image(p)) for p in sorted(src.iterdir())]
         runs = itertools.count()
 
-        def folder(workers: int) -> None:
+        def folder(workers: int | None) -> None:
             dst = Path(tmp) / f"out{workers}-{next(runs)}"
             summary = seg.predict_folder(src, dst, num_workers=workers)
             assert summary.written == count, summary
@@ -86,9 +92,10 @@ def main(argv: list[str] | None = None) -> None:
 
         calls: dict[str, Callable[[], object]] = {
             "batch": lambda: seg.predict_batch(arrays),
-            "folder0": lambda: folder(0),
-            "folder2": lambda: folder(2),
+            "folderNone": lambda: folder(None),
         }
+        for w in args.workers:
+            calls[f"folder{w}"] = functools.partial(folder, w)
         best = {name: float("inf") for name in calls}
         for call in calls.values():  # warm-up
             call()
@@ -96,18 +103,16 @@ def main(argv: list[str] | None = None) -> None:
             for name, call in calls.items():
                 best[name] = min(best[name], measure(call, warmup=0, repeats=1).best)
         speed = {name: count / seconds for name, seconds in best.items()}
-        rows: list[list[object]] = [
-            ["predict_batch, pre-decoded arrays", "-", speed["batch"], 1.0],
-            *(
-                ["predict_folder, files to PNGs", w, speed[f"folder{w}"],
-                 speed[f"folder{w}"] / speed["batch"]]
-                for w in (0, 2)
-            ),
-        ]  # fmt: skip
+        default = f"None -> {default_workers(seg.device)} (writers: {default_writers(seg.device)})"
+        rows: list[list[object]] = [["predict_batch, pre-decoded arrays", "-", speed["batch"], 1.0]]
+        for w in [None, *args.workers]:
+            ratio = speed[f"folder{w}"] / speed["batch"]
+            label = default if w is None else w
+            rows.append(["predict_folder, files to PNGs", label, speed[f"folder{w}"], ratio])
     size = f"{args.image_size}²"
     arch = "UNet(3, 1, init_features=8, depth=3)" if args.quick else "UNet(3, 1)"
     print(machine_description())
-    print(f"{count} cats photos, {arch} at {size}, batch {args.batch_size}")
+    print(f"{count} cats photos, {arch} at {size}, batch {args.batch_size}, best of {rounds}")
     print(markdown_table(["path", "num_workers", "photos/s", "× predict_batch"], rows))
 
 

@@ -470,6 +470,70 @@ def test_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.Monk
     assert len(calls) == 3
 
 
+def test_segmenter_push_to_hub_uploads_a_saved_folder(
+    trained: tuple[UNet, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The method saves into a temporary folder, uploads it through the hub, removes it."""
+    model, photos = trained
+    seg = Segmenter(model, SegmenterOptions(classes=CLASSES, image_size=(64, 64)))
+    seen: dict[str, Any] = {}
+
+    class FakeApi:
+        def __init__(self, token: str | None = None) -> None:
+            seen["token"] = token
+
+        def create_repo(self, **kwargs: Any) -> None:
+            seen["create_repo"] = kwargs
+
+        def upload_folder(self, **kwargs: Any) -> Any:
+            folder = Path(kwargs["folder_path"])
+            seen["upload"] = kwargs
+            seen["files"] = sorted(p.name for p in folder.iterdir())
+            seen["config"] = json.loads((folder / "config.json").read_text())
+            seen["card"] = (folder / "README.md").read_text()
+            again = Segmenter.from_pretrained(folder, precision="fp32")
+            seen["masks"] = [again.predict(p).mask for p in photos]
+            return types.SimpleNamespace(commit_url="https://hub/commit/2")
+
+    monkeypatch.setattr(_remote, "import_hub", lambda: types.SimpleNamespace(HfApi=FakeApi))
+    url = seg.push_to_hub(
+        "catlab/cat-unet", token="t", private=False, revision="dev", history=_history()
+    )
+    assert url == "https://hub/commit/2"
+    assert seen["token"] == "t"
+    assert seen["create_repo"] == {
+        "repo_id": "catlab/cat-unet",
+        "repo_type": "model",
+        "private": False,
+        "exist_ok": True,
+    }
+    assert seen["upload"]["revision"] == "dev"
+    assert seen["upload"]["commit_message"] == "Upload catseg model"
+    assert seen["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert seen["config"]["classes"] == CLASSES
+    assert seen["config"]["image_size"] == [64, 64]
+    assert seen["config"]["training"]["epochs"] == 3
+    assert "cat" in seen["card"]
+    reference = Segmenter(
+        model, SegmenterOptions(classes=CLASSES, image_size=(64, 64), precision="fp32")
+    )
+    for photo, mask in zip(photos, seen["masks"], strict=True):
+        assert torch.equal(mask, reference.predict(photo).mask)
+    assert not Path(seen["upload"]["folder_path"]).exists()  # the temporary folder is gone
+
+
+def test_segmenter_push_to_hub_needs_the_hub_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seg = Segmenter(UNet(3, 1, init_features=4, depth=2), classes=CLASSES)
+    saved: list[object] = []
+    monkeypatch.setattr(Segmenter, "save_pretrained", lambda *a, **k: saved.append(a))
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(OptionalDependencyError, match=r"catseg\[hub\]"):
+        seg.push_to_hub("catlab/cat-unet")
+    assert saved == []  # nothing was written before the check
+
+
 def test_nan_miou_history_is_recorded_as_null(tmp_path: Path) -> None:
     history = History(records=(EpochRecord(1, 0.5, math.nan, 1.0, 1.0, 1e-3),))
     folder = save_pretrained(

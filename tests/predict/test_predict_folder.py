@@ -192,6 +192,53 @@ def test_default_workers_use_free_cores(monkeypatch: pytest.MonkeyPatch) -> None
     assert _folder.default_workers(torch.device("cpu")) == 0
 
 
+def test_default_writers_only_on_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert _folder.default_writers(torch.device("cpu")) == 0  # torch fills both cores
+    assert _folder.default_writers(torch.device("cuda")) == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert _folder.default_writers(torch.device("cpu")) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert _folder.default_writers(torch.device("cpu")) == 2
+    assert _folder.free_cores(torch.device("cpu")) == 63
+
+
+def test_background_writers_write_the_same_masks(
+    cats_voc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_folder, "default_writers", lambda device: 2)
+    src, dst = tmp_path / "photos", tmp_path / "masks"
+    photos = _photos(cats_voc, src)
+    seg = _segmenter((64, 64))
+    summary = seg.predict_folder(src, dst, overlay=True, num_workers=0)
+    assert (summary.written, len(summary.failed)) == (6, 1)
+    for photo in photos:
+        rel = photo.relative_to(src)
+        np.testing.assert_array_equal(
+            _labels(dst / rel.with_suffix(".png")), seg.predict(photo).mask.numpy()
+        )
+        with Image.open(dst / rel.with_suffix(".overlay.jpg")) as overlay:
+            assert overlay.size == seg.predict(photo).image.size
+    assert not [p for p in dst.rglob(".*.tmp")]
+    assert seg.predict_folder(src, dst, overlay=True, num_workers=0).skipped == 6
+
+
+def test_background_write_error_is_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_folder, "default_writers", lambda device: 2)
+    src, dst = tmp_path / "s", tmp_path / "o"
+    _tiny_folder(src, ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+
+    def full_disk(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
+        fp.write(b"\x89PNG half")  # type: ignore[attr-defined]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        _segmenter((16, 16)).predict_folder(src, dst, num_workers=0)
+    assert [p for p in dst.rglob("*") if p.is_file()] == []  # no partial or temporary file
+
+
 def test_progress_bar_runs(tmp_path: Path) -> None:
     src = tmp_path / "s"
     _tiny_folder(src, ["a.jpg", "b.jpg"])

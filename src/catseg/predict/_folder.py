@@ -18,7 +18,9 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,10 +38,13 @@ from catseg.predict._prediction import Prediction
 
 __all__ = [
     "DEFAULT_PATTERNS",
+    "FolderRequest",
     "FolderSummary",
     "OnError",
     "default_workers",
+    "default_writers",
     "folder_outputs",
+    "free_cores",
     "list_photos",
     "predict_folder",
 ]
@@ -365,42 +370,90 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 # ---------------------------------------------------------------------- the run
 @dataclass(frozen=True)
+class FolderRequest:
+    """The arguments of one :meth:`Segmenter.predict_folder` call, as given (unchecked).
+
+    The method's signature and docstring are the one description of these fields.
+    """
+
+    src: str | os.PathLike[str]
+    dst: str | os.PathLike[str]
+    pattern: str | Sequence[str] | None
+    files: Iterable[str | os.PathLike[str]] | None
+    overlay: object
+    on_error: object
+    num_workers: object
+    progress: object
+
+
+@dataclass(frozen=True)
 class _Settings:
     overlay: bool
     on_error: OnError
     num_workers: int
     progress: bool
+    writers: int
+
+
+def free_cores(device: torch.device) -> int:
+    """Logical cores the forward pass leaves free: ``cpu_count`` minus what it keeps busy.
+
+    On a GPU the forward pass keeps one core busy (the host thread); on the CPU it keeps
+    ``torch.get_num_threads()`` cores busy.
+
+    Examples:
+        >>> free_cores(torch.device("cpu")) >= 0
+        True
+    """
+    cores = os.cpu_count() or 1
+    busy = 1 if device.type != "cpu" else torch.get_num_threads()
+    return max(0, cores - busy)
 
 
 def default_workers(device: torch.device) -> int:
-    """Decoding processes when ``num_workers=None``: the logical cores the model leaves free.
+    """Decoding processes when ``num_workers=None``: the free cores, at most 4.
 
-    On a GPU the forward pass needs one core, so ``cpu_count - 1``; on the CPU it uses
-    ``torch.get_num_threads()`` cores, and extra busy processes would slow its threads
-    down more than decoding in between saves (measured on a 2-core machine: 0.42× with 2
-    workers, 0.96× with none), so ``cpu_count - threads``; at most 4 either way.
+    Decoding and writing overlap the forward pass only on cores it does not use. When
+    torch's intra-op threads fill every core (the CPU default), a busy decoding process
+    takes a core from one of them and the whole parallel region waits for the slowest
+    thread, so the forward pass slows down by far more than the decoding it hides
+    (measured on a 2-core AMD EPYC: 0.42× ``predict_batch`` with 2 workers, 0.96× with
+    none); decoding in between forward passes is then faster. DataLoader workers run
+    with one torch thread each (PyTorch sets it).
 
     Examples:
         >>> 0 <= default_workers(torch.device("cpu")) <= 4
         True
     """
-    cores = os.cpu_count() or 1
-    busy = 1 if device.type != "cpu" else torch.get_num_threads()
-    return max(0, min(4, cores - busy))
+    return min(4, free_cores(device))
 
 
-def _check_settings(
-    overlay: object, on_error: object, num_workers: object, progress: object, device: torch.device
-) -> _Settings:
+def default_writers(device: torch.device) -> int:
+    """Background threads encoding and writing the PNGs: free cores, at most 2, else 0.
+
+    Pillow releases the GIL while it compresses, so on a GPU (or a CPU with cores torch
+    does not use) writing overlaps the next forward pass; with no free core the masks are
+    written in between forward passes, for the reason given in :func:`default_workers`.
+
+    Examples:
+        >>> 0 <= default_writers(torch.device("cpu")) <= 2
+        True
+    """
+    return min(2, free_cores(device))
+
+
+def _check_settings(request: FolderRequest, device: torch.device) -> _Settings:
+    num_workers = request.num_workers
     return _Settings(
-        overlay=check_bool("overlay", overlay),
-        on_error=check_choice("on_error", on_error, ("skip", "raise")),  # type: ignore[arg-type]
+        overlay=check_bool("overlay", request.overlay),
+        on_error=check_choice("on_error", request.on_error, ("skip", "raise")),  # type: ignore[arg-type]
         num_workers=(
             default_workers(device)
             if num_workers is None
             else check_int("num_workers", num_workers, minimum=0)
         ),
-        progress=check_bool("progress", progress),
+        progress=check_bool("progress", request.progress),
+        writers=default_writers(device),
     )
 
 
@@ -417,63 +470,87 @@ def _loader(plan: _Plan, pipeline: Pipeline, settings: _Settings) -> DataLoader[
     )
 
 
-def predict_folder(
-    pipeline: Pipeline,
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    *,
-    pattern: str | Sequence[str] | None = None,
-    files: Iterable[str | os.PathLike[str]] | None = None,
-    overlay: bool = False,
-    on_error: OnError = "skip",
-    num_workers: int | None = None,
-    progress: bool = False,
-) -> FolderSummary:
+class _Writer:
+    """Writes masks on ``threads`` background threads (0: at once, on the caller's thread).
+
+    At most ``limit`` writes are pending, so memory stays bounded; the first failed write
+    is raised by the next :meth:`submit` or by :meth:`finish`.
+    """
+
+    def __init__(self, real_dst: Path, overlay: bool, threads: int, limit: int) -> None:
+        self.real_dst, self.overlay, self.limit = real_dst, overlay, limit
+        self.pool = ThreadPoolExecutor(threads, "catseg-write") if threads else None
+        self.pending: deque[Future[None]] = deque()
+
+    def submit(self, prediction: Prediction, rel: Path) -> None:
+        if self.pool is None:
+            _write(prediction, rel, self.real_dst, self.overlay)
+            return
+        self.pending.append(self.pool.submit(_write, prediction, rel, self.real_dst, self.overlay))
+        while len(self.pending) > self.limit or (self.pending and self.pending[0].done()):
+            self.pending.popleft().result()
+
+    def finish(self, raise_errors: bool) -> None:
+        """Wait for every pending write (a killed run still leaves only whole files)."""
+        if self.pool is None:
+            return
+        self.pool.shutdown(wait=True)
+        pending, self.pending = self.pending, deque()
+        for future in pending:
+            if raise_errors:
+                future.result()
+
+
+def _selection(request: FolderRequest, src: Path, real_src: Path) -> list[Path]:
+    """The photos to segment, relative to src: the listing, or the given ``files``."""
+    if request.files is None:
+        return list_photos(src, request.pattern)
+    if isinstance(request.files, (str, os.PathLike)):
+        raise ConfigError(f"files must be an iterable of paths, got the one path {request.files!r}")
+    rels = {_relative(Path(f), src, real_src) for f in request.files}
+    return sorted(rels, key=lambda p: p.as_posix())
+
+
+def predict_folder(pipeline: Pipeline, request: FolderRequest) -> FolderSummary:
     """The work of :meth:`Segmenter.predict_folder` (see there) for one pipeline."""
-    device = pipeline.backend.device
-    settings = _check_settings(overlay, on_error, num_workers, progress, device)
-    src_path, dst_path = Path(src), Path(dst)
-    regexes = _check_patterns(pattern)
-    real_src, real_dst = _check_folders(src_path, dst_path, regexes, settings.overlay)
-    if files is None:
-        rels = list_photos(src_path, pattern)
-    else:
-        if isinstance(files, (str, os.PathLike)):
-            raise ConfigError(f"files must be an iterable of paths, got the one path {files!r}")
-        rels = sorted(
-            {_relative(Path(f), src_path, real_src) for f in files}, key=lambda p: p.as_posix()
-        )
+    settings = _check_settings(request, pipeline.backend.device)
+    src_path = Path(request.src)
+    regexes = _check_patterns(request.pattern)
+    real_src, real_dst = _check_folders(src_path, Path(request.dst), regexes, settings.overlay)
+    rels = _selection(request, src_path, real_src)
     plan = _plan(src_path, real_src, real_dst, rels, settings.overlay)
     if settings.on_error == "raise" and plan.failed:
         path, reason = plan.failed[0]
         raise DataError(f"{path}: {reason}")
     rank, world = _distributed()
-    written = 0
-    failed = list(plan.failed)
+    batch_size = pipeline.options.batch_size
+    writer = _Writer(real_dst, settings.overlay, settings.writers, 2 * batch_size)
     bar = _progress_bar(len(plan.todo), settings.progress and rank == 0)
-    by_size = pipeline.image_size is None
-    with torch.inference_mode():
-        batches = _buckets(_loader(plan, pipeline, settings), pipeline.options.batch_size, by_size)
-        for batch in batches:
-            good = [item for item in batch if item.pixels is not None]
-            for item in batch:
-                if item.error is not None:
-                    if settings.on_error == "raise":
-                        raise item.error
-                    failed.append((src_path / item.rel, str(item.error)))
-            if good:
-                predictions = pipeline.run([item.pixels for item in good], False)
-                for item, prediction in zip(good, predictions, strict=True):
-                    _write(prediction, item.rel, real_dst, settings.overlay)
-                written += len(good)
-            if bar is not None:
-                bar.update(len(batch))
-    if bar is not None:
-        bar.close()
+    written, failed, done = 0, list(plan.failed), False
+    try:
+        with torch.inference_mode():
+            batches = _buckets(
+                _loader(plan, pipeline, settings), batch_size, by_size=(pipeline.image_size is None)
+            )
+            for batch in batches:
+                good = [item for item in batch if item.pixels is not None]
+                for item in batch:
+                    if item.error is not None:
+                        if settings.on_error == "raise":
+                            raise item.error
+                        failed.append((src_path / item.rel, str(item.error)))
+                if good:
+                    predictions = pipeline.run([item.pixels for item in good], False)
+                    for item, prediction in zip(good, predictions, strict=True):
+                        writer.submit(prediction, item.rel)
+                    written += len(good)
+                if bar is not None:
+                    bar.update(len(batch))
+        done = True
+    finally:
+        writer.finish(raise_errors=done)
+        if bar is not None:
+            bar.close()
     return FolderSummary(
-        written=written,
-        skipped=plan.skipped,
-        failed=tuple(failed),
-        rank=rank,
-        world_size=world,
+        written=written, skipped=plan.skipped, failed=tuple(failed), rank=rank, world_size=world
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from catseg.errors import CheckpointError, ConfigError
 from catseg.export._runner import OnnxRunner
 from catseg.models.preprocessing import resolve_mean_std
 from catseg.predict._backend import Backend, onnx_backend, torch_backend
-from catseg.predict._folder import FolderSummary, OnError, predict_folder
+from catseg.predict._folder import FolderRequest, FolderSummary, OnError, predict_folder
 from catseg.predict._options import (
     KEEP,
     Keep,
@@ -363,20 +364,9 @@ class Segmenter:
             >>> Segmenter.from_checkpoint(path, image_size=None).image_size is None
             True
         """
+        # the options filled in from the file; the keywords go to the constructor
         merged = merge_options(
-            options,
-            {
-                "image_size": image_size,
-                "threshold": threshold,
-                "device": device,
-                "precision": precision,
-                "tta": tta,
-                "tile": tile,
-                "postprocess": postprocess,
-                "channels_last": channels_last,
-                "fuse": fuse,
-                "batch_size": batch_size,
-            },
+            options, {"channels_last": channels_last, "fuse": fuse, "batch_size": batch_size}
         )
         ckpt = load_checkpoint(path, map_location="cpu")
         try:
@@ -391,7 +381,17 @@ class Segmenter:
             std=merged.std if merged.std is not None else ckpt.std,
             mode=merged.mode if merged.mode is not None else ckpt.mode,  # type: ignore[arg-type]
         )
-        return cls(model, merged)
+        return cls(
+            model,
+            merged,
+            image_size=image_size,
+            threshold=threshold,
+            device=device,
+            precision=precision,
+            tta=tta,
+            tile=tile,
+            postprocess=postprocess,
+        )
 
     @classmethod
     def from_onnx(
@@ -461,21 +461,20 @@ class Segmenter:
             >>> bool((onnx_seg.predict(x).mask == seg.predict(x).mask).all())
             True
         """
-        merged = merge_options(
+        runner = OnnxRunner(path, providers=providers)
+        options = merge_options(options, {"batch_size": batch_size})
+        return cls(
+            runner,
             options,
-            {
-                "classes": classes,
-                "image_size": image_size,
-                "mean": mean,
-                "std": std,
-                "threshold": threshold,
-                "tta": tta,
-                "tile": tile,
-                "postprocess": postprocess,
-                "batch_size": batch_size,
-            },
+            classes=classes,
+            image_size=image_size,
+            mean=mean,
+            std=std,
+            threshold=threshold,
+            tta=tta,
+            tile=tile,
+            postprocess=postprocess,
         )
-        return cls(OnnxRunner(path, providers=providers), merged)
 
     @classmethod
     def from_pretrained(
@@ -609,6 +608,61 @@ class Segmenter:
             evaluation=evaluation,
             overwrite=overwrite,
         )
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool | None = None,
+        commit_message: str = "Upload catseg model",
+        revision: str | None = None,
+        history: History | None = None,
+        evaluation: IoUResult | None = None,
+        palette: PaletteName | Sequence[int] | None = None,
+    ) -> str:
+        """Upload this Segmenter to the Hugging Face Hub as a model folder.
+
+        :meth:`save_pretrained` into a temporary folder (removed afterwards), then
+        :func:`catseg.hub.push_to_hub`: the repo is created if needed and the folder's
+        three files (``config.json``, ``model.safetensors``, ``README.md``) are
+        uploaded. To edit the model card first, call :meth:`save_pretrained`, edit
+        ``README.md`` and upload the folder with :func:`catseg.hub.push_to_hub`.
+
+        Args:
+            repo_id: ``"user/name"`` of the model repo.
+            token: Hub token (default: the one ``huggingface-cli login`` stored).
+            private: Make a newly created repo private (``None``: the hub's default).
+            commit_message: Message of the upload commit.
+            revision: Branch to commit to (default ``main``).
+            history: As in :meth:`save_pretrained`.
+            evaluation: As in :meth:`save_pretrained`.
+            palette: As in :meth:`save_pretrained`.
+
+        Returns:
+            The URL of the commit.
+
+        Raises:
+            OptionalDependencyError: If huggingface_hub (extra ``hub``) or safetensors is
+                not installed; checked before anything is written.
+            ConfigError: If ``repo_id`` is not ``"user/name"``, the Segmenter runs ONNX,
+                or as in :meth:`save_pretrained`.
+        """
+        from catseg.hub import _deps, push_to_hub
+
+        _deps.import_hub()  # fail before saving when the extra is missing
+        with tempfile.TemporaryDirectory(prefix="catseg-push-") as tmp:
+            folder = self.save_pretrained(
+                Path(tmp) / "model", history=history, evaluation=evaluation, palette=palette
+            )
+            return push_to_hub(
+                folder,
+                repo_id,
+                token=token,
+                private=private,
+                commit_message=commit_message,
+                revision=revision,
+            )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -806,7 +860,10 @@ class Segmenter:
             num_workers: Decoding processes (0 decodes in this process, between forward
                 passes); ``None`` uses the logical cores the model leaves free (on the
                 CPU ``cpu_count - torch.get_num_threads()``, on a GPU ``cpu_count - 1``),
-                at most 4.
+                at most 4. On a CPU whose cores all run torch's threads that is 0, the
+                fastest there: workers take cores from the forward pass. The masks are
+                encoded and written on up to 2 background threads when free cores exist,
+                else between forward passes.
             progress: Show a tqdm bar (``progress`` extra; rank 0 only).
 
         Returns:
@@ -838,14 +895,7 @@ class Segmenter:
             >>> seg.predict_folder(src, dst, num_workers=0).skipped
             1
         """
-        return predict_folder(
-            self._pipeline,
-            src,
-            dst,
-            pattern=pattern,
-            files=files,
-            overlay=overlay,
-            on_error=on_error,
-            num_workers=num_workers,
-            progress=progress,
-        )
+        request = FolderRequest(
+            src, dst, pattern, files, overlay, on_error, num_workers, progress
+        )  # positional: the fields are this signature's, in its order
+        return predict_folder(self._pipeline, request)
