@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     arch = "UNet(3, 1, init_features=8, depth=3)" if args.quick else "UNet(3, 1)"
     print(machine_description())
     print(f"{count} cats photos, {arch} at {size}, batch {args.batch_size}, best of {rounds}")
+    print()
     print(markdown_table(["path", "num_workers", "photos/s", "× predict_batch"], rows))
 
 

@@ -37,6 +37,8 @@ CHECKPOINT = "{checkpoint}"
 # the full size (8 x 21 x 512 x 512 logits); fewer repeats than the script's
 # default because one Lovász step at this size takes seconds on a small CPU
 LOSSES_FULL = ["--repeats", "3"]
+# runs that only make sense where bf16 is computed natively (skipped on other CPUs)
+NEEDS_NATIVE_BF16 = {"bf16-training"}
 SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("unet", "bench_unet.py", []),
     ("data", "bench_data.py", []),
@@ -49,6 +51,12 @@ SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("int8", "bench_int8.py", ["--checkpoint", CHECKPOINT]),
     ("bf16-training", "bf16_training_quality.py", ["--epochs", "20", "--seeds", "0", "1"]),
 ]
+
+
+def _cpu_has_native_bf16() -> bool:
+    from catseg._runtime import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 def machine_description() -> str:
@@ -83,8 +91,17 @@ def main() -> int:
     sections: list[str] = []
     failures: list[str] = []
     trained = Path(tempfile.mkdtemp(prefix="catseg-bench-")) / "cats.pt"
+    native_bf16 = torch.cuda.is_available() or _cpu_has_native_bf16()
     for name, script, extra in SCRIPTS:
         if args.only and name not in args.only:
+            continue
+        if name in NEEDS_NATIVE_BF16 and not native_bf16 and not args.quick:
+            sections.append(
+                f"## {name}\n\nSkipped: this CPU has no native bf16, so torch emulates it "
+                "(tens of times slower than fp32; see the unet section), and a bf16 training "
+                "run would take hours. Figures from CPUs with native bf16 are on the other "
+                "benchmark pages.\n"
+            )
             continue
         if not args.quick and CHECKPOINT in extra and name != "quality" and not trained.exists():
             extra = [a for a in extra if a != "--checkpoint" and a != CHECKPOINT]
@@ -118,7 +135,8 @@ def main() -> int:
         f"{today}. Every figure is measured side by side with its baseline in the same run "
         "and reported as a ratio, because absolute numbers on shared machines are noisy. "
         "The chart is drawn from this page by `python docs/make_figures.py --only chart`. "
-        "Figures from other machines: [a 2-core Xeon with AMX](benchmarks-xeon-amx.md), "
+        "Figures from other machines: [a 2-core AMD EPYC with native bf16]"
+        "(benchmarks-epyc-bf16.md), [a 2-core Xeon with AMX](benchmarks-xeon-amx.md), "
         "[an NVIDIA H200](benchmarks-gpu-h200.md).\n\n"
         f"{machine_description()}\n" + "\n".join(sections)
     )

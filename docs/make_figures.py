@@ -16,7 +16,7 @@ Figures:
   hand): ground truth above, prediction below, each with its IoU, and the IoU over all
   val pixels in the title.
 * ``benchmarks.png`` — one bar panel per benchmark table that has a ratio column
-  (``× ...``, ``speed-up``, ``vs ...``), with 1× marked.
+  (``× ...``, ``speed-up``, a header starting ``vs ...``), with 1× marked.
 
 Usage::
 
@@ -389,7 +389,7 @@ def grid_figure(results: Sequence[CatResult], overall: float, model: str) -> Non
 
 
 # ----------------------------------------------------------------------------- chart
-RATIO_HEADER = re.compile(r"×|speed-up|\bvs\b", re.IGNORECASE)
+RATIO_HEADER = re.compile(r"×|speed-up|^vs\b", re.IGNORECASE)
 NUMBER = re.compile(r"^\s*([0-9][0-9,]*\.?[0-9]*)\s*[×x]?\s*$")
 
 
