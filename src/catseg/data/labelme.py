@@ -58,7 +58,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -200,10 +200,7 @@ def read_labelme(
 
 
 def _check_mode(mode: object) -> LabelmeMode:
-    if mode == "multilabel":
-        return "multilabel"
-    check_choice("mode", mode, ("multiclass", "multilabel"))
-    return "multiclass"
+    return cast(LabelmeMode, check_choice("mode", mode, ("multiclass", "multilabel")))
 
 
 def _layer_names(names: list[str]) -> list[str]:

@@ -33,6 +33,24 @@ class DiceCEOptions:
     ce_weight: float
     dice_weight: float
 
+    @classmethod
+    def checked(
+        cls,
+        weights: tuple[tuple[str, object], tuple[str, object]],
+        mode: object,
+        smooth: object,
+        ignore_index: object,
+        class_weights: Sequence[float] | Tensor | None,
+        include_background: object,
+        reduction_scope: object,
+    ) -> DiceCEOptions:
+        """Check the two term weights (``(name, value)`` pairs), then the overlap options."""
+        ce_weight, dice_weight = check_term_weights(*weights)
+        overlap = OverlapOptions.checked(
+            mode, smooth, ignore_index, class_weights, include_background, reduction_scope
+        )
+        return cls(overlap, ce_weight, dice_weight)
+
     def describe(self) -> str:
         """The options as ``name=value`` pairs for ``extra_repr``."""
         o = self.overlap
@@ -139,11 +157,11 @@ def dice_ce_loss(
         >>> dice_ce_loss(logits, torch.tensor([[[0, 1]]]), mode="multiclass", smooth=0.0)
         tensor(1.1931)
     """
-    ce, dice = check_term_weights(("ce_weight", ce_weight), ("dice_weight", dice_weight))
-    overlap = OverlapOptions.checked(
-        mode, smooth, ignore_index, class_weights, include_background, reduction_scope
+    weights = (("ce_weight", ce_weight), ("dice_weight", dice_weight))
+    opts = DiceCEOptions.checked(
+        weights, mode, smooth, ignore_index, class_weights, include_background, reduction_scope
     )
-    return _dice_ce(input, target, DiceCEOptions(overlap, ce, dice))
+    return _dice_ce(input, target, opts)
 
 
 class DiceCELoss(LossModule[DiceCEOptions]):
@@ -191,11 +209,18 @@ class DiceCELoss(LossModule[DiceCEOptions]):
         include_background: bool = True,
         reduction_scope: ReductionScope = "batch",
     ) -> None:
-        ce, dice = check_term_weights(("ce_weight", ce_weight), ("dice_weight", dice_weight))
-        overlap = OverlapOptions.checked(
-            mode, smooth, ignore_index, class_weights, include_background, reduction_scope
+        weights = (("ce_weight", ce_weight), ("dice_weight", dice_weight))
+        super().__init__(
+            DiceCEOptions.checked(
+                weights,
+                mode,
+                smooth,
+                ignore_index,
+                class_weights,
+                include_background,
+                reduction_scope,
+            )
         )
-        super().__init__(DiceCEOptions(overlap, ce, dice))
 
 
 class BCEDiceLoss(DiceCELoss):
@@ -244,10 +269,12 @@ class BCEDiceLoss(DiceCELoss):
         smooth: float = 1.0,
         ignore_index: int | None = 255,
     ) -> None:
-        ce, dice = check_term_weights(("bce_weight", bce_weight), ("dice_weight", dice_weight))
+        weights = (("bce_weight", bce_weight), ("dice_weight", dice_weight))
         # the historical loss: binary, no class weights, background kept, batch sums
-        overlap = OverlapOptions.checked("binary", smooth, ignore_index, None, True, "batch")
-        LossModule.__init__(self, DiceCEOptions(overlap, ce, dice))
+        options = DiceCEOptions.checked(
+            weights, "binary", smooth, ignore_index, None, True, "batch"
+        )
+        LossModule.__init__(self, options)
 
     @property
     def bce_weight(self) -> float:

@@ -127,8 +127,9 @@ class OverlapOptions:
         The six options every set-overlap loss has come first, in the order of the public
         signatures; the Dice-only ones are keywords.
         """
+        checked_mode = check_mode(mode)
         return cls(
-            mode=(checked_mode := check_mode(mode)),
+            mode=checked_mode,
             smooth=check_finite_float("smooth", smooth, low=0.0),
             ignore_index=check_ignore_index(ignore_index, checked_mode),
             class_weights=check_class_weights(class_weights),
