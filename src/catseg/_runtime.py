@@ -17,6 +17,8 @@ import contextlib
 import functools
 import importlib
 import platform
+import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -186,3 +188,39 @@ def require(module: str, extra: str) -> ModuleType:
             f"{module!r} is needed for this feature but is not installed; "
             f'install it with: pip install "catseg[{extra}]"'
         ) from err
+
+
+_WARNING_FILTERS = threading.RLock()
+
+
+@contextlib.contextmanager
+def quiet_warnings(message: str = "", category: type[Warning] = Warning) -> Iterator[None]:
+    """Ignore the warnings that match ``message`` and ``category`` inside the block.
+
+    :class:`warnings.catch_warnings` saves and restores the process-wide filter list, so
+    two threads inside it at once can restore each other's state (one thread's
+    ``"ignore"`` then outlives its block, or a user's filter is dropped). Every catseg
+    block that changes warning filters goes through this lock, so catseg's own calls
+    (checkpoint loads, ONNX exports in several threads) never interleave; code outside
+    catseg that changes filters from another thread at the same moment is not covered
+    (Python before 3.14 keeps one filter list per process).
+
+    Args:
+        message: Regular expression the start of the warning message must match
+            (``""``: every message).
+        category: Warning class to ignore (with its subclasses).
+
+    Examples:
+        >>> import warnings
+        >>> before = list(warnings.filters)
+        >>> with warnings.catch_warnings(record=True) as seen:
+        ...     warnings.simplefilter("always")
+        ...     with quiet_warnings("old API", DeprecationWarning):
+        ...         warnings.warn("old API, use the new one", DeprecationWarning)
+        ...         warnings.warn("something else", DeprecationWarning)
+        >>> [str(w.message) for w in seen], warnings.filters == before
+        (['something else'], True)
+    """
+    with _WARNING_FILTERS, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=message, category=category)
+        yield

@@ -6,7 +6,6 @@ import contextlib
 import os
 import pickle
 import tempfile
-import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import torch
 
+from catseg._runtime import quiet_warnings
 from catseg.checkpoint._bounds import MAX_METADATA_BYTES, short
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
 
@@ -200,10 +200,9 @@ def read_archive(path: Path, map_location: object) -> Any:
         )
     check_archive(path)
     try:
-        with warnings.catch_warnings():
-            # A hostile file may hold tensors (quantized ...) whose rebuilding warns; they
-            # are refused right after loading with a message that says what they are.
-            warnings.simplefilter("ignore")
+        # A hostile file may hold tensors (quantized ...) whose rebuilding warns; they are
+        # refused right after loading with a message that says what they are.
+        with quiet_warnings():
             return torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(

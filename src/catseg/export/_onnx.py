@@ -8,7 +8,6 @@ import json
 import os
 import re
 import tempfile
-import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from catseg._runtime import require
+from catseg._runtime import quiet_warnings, require
 from catseg._validation import check_bool, check_size
 from catseg._version import catseg_version
 from catseg.errors import CheckpointError, ConfigError, ExportError
@@ -40,18 +39,8 @@ _DIM_NAMES = {0: "batch", 2: "height", 3: "width"}
 _TRACE_SIZE = (67, 93)
 _CHECK_SIZES = ((37, 53), (41, 29))
 _ATOL = 1e-4
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """Silence one known-harmless deprecation warning raised inside torch.export itself."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore",
-            message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-            category=FutureWarning,
-        )
-        yield
+# one known-harmless deprecation warning raised inside torch.export itself
+_EXPORTER_NOISE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
 
 def _jsonable(name: str, value: object) -> Any:
@@ -306,7 +295,7 @@ def _export_program(
     if dynamic:
         dynamic_shapes = ({axis: torch.export.Dim.DYNAMIC for axis in _DIM_NAMES},)
     try:
-        with _quiet_exporter(), torch.no_grad():
+        with quiet_warnings(_EXPORTER_NOISE, FutureWarning), torch.no_grad():
             program = torch.onnx.export(
                 module,
                 (example,),

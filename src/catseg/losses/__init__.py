@@ -39,6 +39,23 @@ numerator and the denominator; the value never reaches :func:`torch.nn.functiona
 Everything is computed in float32 (or float64 when the input is float64), also when
 the input is bfloat16/float16.
 
+**Inputs, output and errors, the same for every loss** (function or module; the
+docstrings below refer here). ``input`` holds logits ``(N, C, H, W)``: one channel
+(binary), C ≥ 2 (multiclass) or K ≥ 1 (multilabel). ``target`` is an integer label map
+``(N, H, W)``; in binary mode also ``(N, 1, H, W)``, integer or float ``{0, 1}``; in
+multilabel mode a multi-hot ``(N, K, H, W)`` tensor (integer, float ``{0, 1}`` or bool).
+The result is a scalar ``()``. The errors, each naming the option, shape or value:
+
+* :class:`~catseg.errors.ConfigError`: an option outside its values (a module checks
+  its options once, at construction), or ``class_weights``/``alpha`` of the wrong length
+  for ``input``;
+* :class:`~catseg.errors.ShapeError`: ``input`` and ``target`` shapes that do not fit
+  ``mode``;
+* :class:`~catseg.errors.DTypeError`: ``input`` not floating point, or a ``target``
+  dtype the mode does not take;
+* :class:`~catseg.errors.DataError`: a ``target`` value other than the labels and
+  ``ignore_index``.
+
 :class:`DiceCELoss` adds (binary) cross-entropy (same ignore rule) to the Dice loss;
 :class:`BCEDiceLoss` is its binary case under the historical name.
 

@@ -35,20 +35,10 @@ class DiceCEOptions:
 
     @classmethod
     def checked(
-        cls,
-        weights: tuple[tuple[str, object], tuple[str, object]],
-        mode: object,
-        smooth: object,
-        ignore_index: object,
-        class_weights: Sequence[float] | Tensor | None,
-        include_background: object,
-        reduction_scope: object,
+        cls, weights: tuple[tuple[str, object], tuple[str, object]], overlap: OverlapOptions
     ) -> DiceCEOptions:
-        """Check the two term weights (``(name, value)`` pairs), then the overlap options."""
+        """Check the two term weights (``(name, value)`` pairs) beside checked overlap options."""
         ce_weight, dice_weight = check_term_weights(*weights)
-        overlap = OverlapOptions.checked(
-            mode, smooth, ignore_index, class_weights, include_background, reduction_scope
-        )
         return cls(overlap, ce_weight, dice_weight)
 
     def describe(self) -> str:
@@ -137,18 +127,8 @@ def dice_ce_loss(
         reduction_scope: Dice sums over the ``"batch"`` or per ``"image"``.
 
     Returns:
-        The scalar loss.
-
-    Raises:
-        ConfigError: If an option is invalid (naming it and the value).
-        ShapeError: If ``input``/``target`` shapes do not fit ``mode``.
-        DTypeError: If ``input`` is not floating point or ``target`` has a wrong dtype.
-        DataError: If ``target`` holds a value other than the labels and ``ignore_index``.
-
-    Shape:
-        - input: ``(N, C, H, W)``.
-        - target: ``(N, H, W)``; binary also ``(N, 1, H, W)``; multilabel ``(N, K, H, W)``.
-        - output: ``()``.
+        The scalar loss, >= 0 (``ce_weight·CE`` plus ``dice_weight`` times a value in ``[0, 1]``);
+        shapes, dtypes and errors as for every loss (see :mod:`catseg.losses`).
 
     Examples:
         >>> import torch
@@ -158,32 +138,17 @@ def dice_ce_loss(
         tensor(1.1931)
     """
     weights = (("ce_weight", ce_weight), ("dice_weight", dice_weight))
-    opts = DiceCEOptions.checked(
-        weights, mode, smooth, ignore_index, class_weights, include_background, reduction_scope
+    overlap = OverlapOptions.checked(
+        mode, smooth, ignore_index, class_weights, include_background, reduction_scope
     )
-    return _dice_ce(input, target, opts)
+    return _dice_ce(input, target, DiceCEOptions.checked(weights, overlap))
 
 
 class DiceCELoss(LossModule[DiceCEOptions]):
-    """Module form of :func:`dice_ce_loss` (options checked once, kept in ``options``).
+    """Module form of :func:`dice_ce_loss` (options documented there, checked once, here).
 
-    Args:
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        ce_weight: Weight of the cross-entropy term.
-        dice_weight: Weight of the Dice term.
-        smooth: Dice smoothing term.
-        ignore_index: Target value left out of both terms; ``None`` keeps every pixel.
-        class_weights: One weight per input channel, for both terms.
-        include_background: Multiclass only: keep channel 0 in the Dice class average.
-        reduction_scope: ``"batch"`` or ``"image"`` (the Dice term).
-
-    Raises:
-        ConfigError: If an option is invalid (naming it and the value).
-
-    Shape:
-        - input: ``(N, C, H, W)`` logits.
-        - target: as for :func:`dice_ce_loss`.
-        - output: ``()``.
+    The checked options are kept in ``options``. In multilabel mode each label channel
+    gets its own binary cross-entropy and Dice term:
 
     Examples:
         >>> import torch
@@ -210,17 +175,10 @@ class DiceCELoss(LossModule[DiceCEOptions]):
         reduction_scope: ReductionScope = "batch",
     ) -> None:
         weights = (("ce_weight", ce_weight), ("dice_weight", dice_weight))
-        super().__init__(
-            DiceCEOptions.checked(
-                weights,
-                mode,
-                smooth,
-                ignore_index,
-                class_weights,
-                include_background,
-                reduction_scope,
-            )
+        overlap = OverlapOptions.checked(
+            mode, smooth, ignore_index, class_weights, include_background, reduction_scope
         )
+        super().__init__(DiceCEOptions.checked(weights, overlap))
 
 
 class BCEDiceLoss(DiceCELoss):
@@ -271,10 +229,8 @@ class BCEDiceLoss(DiceCELoss):
     ) -> None:
         weights = (("bce_weight", bce_weight), ("dice_weight", dice_weight))
         # the historical loss: binary, no class weights, background kept, batch sums
-        options = DiceCEOptions.checked(
-            weights, "binary", smooth, ignore_index, None, True, "batch"
-        )
-        LossModule.__init__(self, options)
+        overlap = OverlapOptions.checked("binary", smooth, ignore_index, None, True, "batch")
+        LossModule.__init__(self, DiceCEOptions.checked(weights, overlap))
 
     @property
     def bce_weight(self) -> float:

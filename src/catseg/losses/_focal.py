@@ -143,19 +143,8 @@ def focal_loss(
         ignore_index: Target value left out; ``None`` keeps every pixel.
 
     Returns:
-        The scalar loss (float32, or float64 for float64 input).
-
-    Raises:
-        ConfigError: If an option is invalid (naming it and the value) or ``alpha`` has
-            the wrong length.
-        ShapeError: If ``input``/``target`` shapes do not fit ``mode``.
-        DTypeError: If ``input`` is not floating point or ``target`` has a wrong dtype.
-        DataError: If ``target`` holds a value other than the labels and ``ignore_index``.
-
-    Shape:
-        - input: ``(N, C, H, W)``.
-        - target: ``(N, H, W)``; binary also ``(N, 1, H, W)``; multilabel ``(N, K, H, W)``.
-        - output: ``()``.
+        The scalar loss, >= 0 (0 only for a perfect, confident prediction); shapes, dtypes and
+        errors as for every loss (see :mod:`catseg.losses`).
 
     Examples:
         >>> import torch
@@ -168,22 +157,10 @@ def focal_loss(
 
 
 class FocalLoss(LossModule[FocalOptions]):
-    """Module form of :func:`focal_loss` (options checked once, kept in ``options``).
+    """Module form of :func:`focal_loss` (options documented there, checked once, here).
 
-    Args:
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        gamma: Focusing exponent (finite, >= 0).
-        alpha: Binary/multilabel: weight of the positives in ``[0, 1]``; multiclass:
-            one weight per class; ``None``: no weighting.
-        ignore_index: Target value left out; ``None`` keeps every pixel.
-
-    Raises:
-        ConfigError: If an option is invalid (naming it and the value).
-
-    Shape:
-        - input: ``(N, C, H, W)`` logits.
-        - target: as for :func:`focal_loss`.
-        - output: ``()``.
+    The checked options are kept in ``options``; ``gamma=0`` without ``alpha`` is plain
+    cross-entropy:
 
     Examples:
         >>> import torch

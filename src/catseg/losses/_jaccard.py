@@ -55,18 +55,8 @@ def jaccard_loss(
         reduction_scope: ``"batch"`` (sums over the batch) or ``"image"``.
 
     Returns:
-        The scalar loss (float32, or float64 for float64 input).
-
-    Raises:
-        ConfigError: If an option is invalid (naming it and the value).
-        ShapeError: If ``input``/``target`` shapes do not fit ``mode``.
-        DTypeError: If ``input`` is not floating point or ``target`` has a wrong dtype.
-        DataError: If ``target`` holds a value other than the labels and ``ignore_index``.
-
-    Shape:
-        - input: ``(N, C, H, W)``.
-        - target: ``(N, H, W)``; binary also ``(N, 1, H, W)``; multilabel ``(N, K, H, W)``.
-        - output: ``()``.
+        The scalar loss ``1 - J``, in ``[0, 1]``; shapes, dtypes and errors as for every loss (see
+        :mod:`catseg.losses`).
 
     Examples:
         >>> import torch
@@ -82,23 +72,10 @@ def jaccard_loss(
 
 
 class JaccardLoss(LossModule[OverlapOptions]):
-    """Module form of :func:`jaccard_loss` (options checked once, kept in ``options``).
+    """Module form of :func:`jaccard_loss` (options documented there, checked once, here).
 
-    Args:
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        smooth: Added to numerator and denominator.
-        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
-        class_weights: One weight per input channel for the class average.
-        include_background: Multiclass only: keep channel 0 in the class average.
-        reduction_scope: ``"batch"`` or ``"image"``.
-
-    Raises:
-        ConfigError: If an option is invalid (naming it and the value).
-
-    Shape:
-        - input: ``(N, C, H, W)`` logits.
-        - target: as for :func:`jaccard_loss`.
-        - output: ``()``.
+    The checked options are kept in ``options``; a softmax of 0.5 on each of two pixels
+    gives ``J = 0.5 / 1.5``:
 
     Examples:
         >>> import torch

@@ -165,18 +165,8 @@ def lovasz_loss(
         ignore_index: Target value left out; ``None`` keeps every pixel.
 
     Returns:
-        The scalar loss (float32, or float64 for float64 input).
-
-    Raises:
-        ConfigError: If an option is invalid (naming it and the value).
-        ShapeError: If ``input``/``target`` shapes do not fit ``mode``.
-        DTypeError: If ``input`` is not floating point or ``target`` has a wrong dtype.
-        DataError: If ``target`` holds a value other than the labels and ``ignore_index``.
-
-    Shape:
-        - input: ``(N, C, H, W)``.
-        - target: ``(N, H, W)``; binary also ``(N, 1, H, W)``; multilabel ``(N, K, H, W)``.
-        - output: ``()``.
+        The scalar loss, >= 0 (0 when no pixel has a positive error); shapes, dtypes and errors as
+        for every loss (see :mod:`catseg.losses`).
 
     Examples:
         >>> import torch
@@ -189,20 +179,10 @@ def lovasz_loss(
 
 
 class LovaszLoss(LossModule[LovaszOptions]):
-    """Module form of :func:`lovasz_loss` (options checked once, kept in ``options``).
+    """Module form of :func:`lovasz_loss` (options documented there, checked once, here).
 
-    Args:
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        per_image: One loss per image, then the mean (else one over the batch).
-        ignore_index: Target value left out; ``None`` keeps every pixel.
-
-    Raises:
-        ConfigError: If an option is invalid (naming it and the value).
-
-    Shape:
-        - input: ``(N, C, H, W)`` logits.
-        - target: as for :func:`lovasz_loss`.
-        - output: ``()``.
+    The checked options are kept in ``options``; a confident, correct prediction has
+    zero loss, per image as over the batch:
 
     Examples:
         >>> import torch

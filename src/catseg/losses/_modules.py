@@ -19,28 +19,8 @@ class SoftDice(LossModule[OverlapOptions]):
     The options are checked once, here, and kept in ``options``; the attributes
     ``mode``, ``smooth`` ... read them and cannot be reassigned.
 
-    Args:
-        mode: ``"binary"`` (one logit channel), ``"multiclass"`` (C ≥ 2 channels) or
-            ``"multilabel"`` (K independent sigmoid channels).
-        from_logits: Apply sigmoid/softmax inside; ``False`` takes probabilities.
-        smooth: Added to numerator and denominator.
-        eps: Lower bound of the denominator.
-        squared: Use ``Σp² + Σg²`` in the denominator.
-        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
-        class_weights: One weight per input channel for the class average.
-        include_background: Multiclass only: keep channel 0 in the class average.
-        reduction_scope: ``"batch"`` or ``"image"``.
-
-    Raises:
-        ConfigError: If an option is outside its allowed values (checked here, at
-            construction, naming the option and the value).
-
-    Shape:
-        - input: ``(N, 1, H, W)`` (binary), ``(N, C, H, W)`` (multiclass) or
-          ``(N, K, H, W)`` (multilabel).
-        - target: ``(N, H, W)`` integer, or ``(N, 1, H, W)`` in binary mode, or
-          ``(N, K, H, W)`` multi-hot in multilabel mode.
-        - output: ``()``.
+    Its keyword options are those of :func:`soft_dice` (documented there); a bad one
+    raises :class:`~catseg.errors.ConfigError` here, at construction, naming it.
 
     Examples:
         >>> import torch

@@ -101,18 +101,8 @@ def tversky_loss(
         reduction_scope: ``"batch"`` or ``"image"``.
 
     Returns:
-        The scalar loss (float32, or float64 for float64 input).
-
-    Raises:
-        ConfigError: If an option is invalid (naming it and the value).
-        ShapeError: If ``input``/``target`` shapes do not fit ``mode``.
-        DTypeError: If ``input`` is not floating point or ``target`` has a wrong dtype.
-        DataError: If ``target`` holds a value other than the labels and ``ignore_index``.
-
-    Shape:
-        - input: ``(N, C, H, W)``.
-        - target: ``(N, H, W)``; binary also ``(N, 1, H, W)``; multilabel ``(N, K, H, W)``.
-        - output: ``()``.
+        The scalar loss, in ``[0, 1]`` (``(1 - TI)^gamma``; 0 for a perfect prediction); shapes,
+        dtypes and errors as for every loss (see :mod:`catseg.losses`).
 
     Examples:
         >>> import torch
@@ -128,26 +118,10 @@ def tversky_loss(
 
 
 class TverskyLoss(LossModule[TverskyOptions]):
-    """Module form of :func:`tversky_loss` (options checked once, kept in ``options``).
+    """Module form of :func:`tversky_loss` (options documented there, checked once, here).
 
-    Args:
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        alpha: Weight of false positives.
-        beta: Weight of false negatives.
-        gamma: Focal exponent; 1 is the plain Tversky loss.
-        smooth: Added to numerator and denominator.
-        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
-        class_weights: One weight per input channel for the class average.
-        include_background: Multiclass only: keep channel 0 in the class average.
-        reduction_scope: ``"batch"`` or ``"image"``.
-
-    Raises:
-        ConfigError: If an option is invalid (naming it and the value).
-
-    Shape:
-        - input: ``(N, C, H, W)`` logits.
-        - target: as for :func:`tversky_loss`.
-        - output: ``()``.
+    The checked options are kept in ``options``. With ``alpha = beta = 0.5`` and
+    ``gamma = 1`` the Tversky index is the Dice coefficient (with ``smooth`` halved):
 
     Examples:
         >>> import torch
