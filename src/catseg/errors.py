@@ -21,6 +21,7 @@ __all__ = [
     "DataError",
     "EncoderError",
     "ExportError",
+    "IndexOutOfRangeError",
     "LabelmeError",
     "MissingFileError",
     "NonFiniteError",
@@ -98,6 +99,23 @@ class DataError(CatsegError, ValueError):
         Traceback (most recent call last):
         ...
         catseg.errors.DataError: target contains label(s) [5] outside [0, 1] that are not ...
+    """
+
+
+class IndexOutOfRangeError(CatsegError, IndexError):
+    """An item index is outside a dataset's ``[-len, len)`` range.
+
+    It is an :class:`IndexError`, so ``for sample in dataset`` still ends at the last item
+    (Python's sequence protocol stops on it).
+
+    Examples:
+        >>> import tempfile
+        >>> from catseg.data import VOCSegmentationDataset, make_synthetic_voc
+        >>> root = make_synthetic_voc(tempfile.mkdtemp(), n=4, size=32)
+        >>> VOCSegmentationDataset(root, "trainval")[4]
+        Traceback (most recent call last):
+        ...
+        catseg.errors.IndexOutOfRangeError: index 4 out of range for a dataset of 4 items
     """
 
 

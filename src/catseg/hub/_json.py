@@ -18,17 +18,26 @@ MAX_JSON_BYTES = 1 << 20
 """Largest ``config.json`` a model folder may hold (catseg writes 1-20 kB)."""
 
 
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a finite number")
+class _Hooks:
+    """``json.loads`` hooks that refuse NaN/Infinity and duplicate keys with ``fail``."""
 
+    def __init__(self, where: str, fail: Callable[[str], CatsegError]) -> None:
+        self.where = where
+        self.fail = fail
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in data:
-            raise ValueError(f"the key {short(key)} appears twice in one object")
-        data[key] = value
-    return data
+    def constant(self, name: str) -> float:
+        raise self.fail(f"{self.where} is not valid JSON: {name} is not a finite number")
+
+    def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in data:
+                raise self.fail(
+                    f"{self.where} is not valid JSON: the key {short(key)} appears twice in "
+                    "one object"
+                )
+            data[key] = value
+        return data
 
 
 def parse_json(text: bytes, where: str, fail: Callable[[str], CatsegError]) -> Any:
@@ -46,12 +55,13 @@ def parse_json(text: bytes, where: str, fail: Callable[[str], CatsegError]) -> A
         ...
         catseg.errors.CheckpointError: x.json is not valid JSON: it is nested too deeply
     """
+    hooks = _Hooks(where, fail)
     try:
         data = json.loads(
-            text.decode("utf-8"),
-            parse_constant=_refuse_constant,
-            object_pairs_hook=_no_duplicates,
+            text.decode("utf-8"), parse_constant=hooks.constant, object_pairs_hook=hooks.pairs
         )
+    except CatsegError:  # from a hook, already naming the file
+        raise
     except RecursionError:
         raise fail(f"{where} is not valid JSON: it is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
