@@ -1,8 +1,12 @@
-"""Sample helpers shared by the dataset classes: size arguments, resizing, tensors."""
+"""Sample helpers shared by the dataset classes: size arguments, resizing, tensors.
+
+:class:`FolderDataset` is the base of the folder datasets (VOC, multilabel, labelme): it
+checks and holds the sample options they share and turns a decoded sample into tensors.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,11 +14,14 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from catseg._validation import check_choice, check_optional_size
 from catseg.errors import ConfigError
 
 __all__ = [
+    "FolderDataset",
+    "JointTransform",
     "check_dtypes",
     "check_split",
     "check_transforms",
@@ -25,6 +32,9 @@ __all__ = [
     "parse_image_size",
     "resize_sample",
 ]
+
+#: A joint transform: ``(image, mask) -> (image, mask)`` on tensors.
+JointTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def parse_image_size(
@@ -198,3 +208,76 @@ def checked_index(index: int, size: int) -> int:
     if not -size <= index < size:
         raise IndexError(f"index {index} out of range for a dataset of {size} items")
     return index % size
+
+
+class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Base of the folder datasets: the sample options they share, their repr, their tensors.
+
+    A subclass calls this constructor with its ``image_size``, ``transforms``,
+    ``image_dtype`` and ``mask_dtype`` arguments (checked here, before any file is read),
+    names its repr fields in :meth:`_repr_fields` and ends ``__getitem__`` with
+    :meth:`_tensors`.
+
+    Args:
+        image_size: Output ``(height, width)``, an int for a square, or ``None``.
+        transforms: ``None`` or a joint ``(image, mask) -> (image, mask)`` callable.
+        image_dtype: ``"float32"`` or ``"uint8"``.
+        mask_dtype: ``"int64"`` or ``"uint8"``; checked only, a subclass keeps it (or
+            its fixed dtype) itself.
+
+    Raises:
+        ConfigError: When an argument is invalid (the message names it).
+
+    Examples:
+        >>> import numpy as np
+        >>> class Tiny(FolderDataset):
+        ...     def _repr_fields(self) -> dict[str, object]:
+        ...         return {"len": 1, "image_size": self.image_size}
+        >>> tiny = Tiny(2, None, "uint8", "int64")
+        >>> tiny
+        Tiny(len=1, image_size=(2, 2))
+        >>> image, mask = tiny._tensors(
+        ...     np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.uint8), "int64", owned=True
+        ... )
+        >>> tuple(image.shape), image.dtype, mask.dtype
+        ((3, 2, 2), torch.uint8, torch.int64)
+    """
+
+    def __init__(
+        self,
+        image_size: int | tuple[int, int] | None,
+        transforms: JointTransform | None,
+        image_dtype: Literal["float32", "uint8"],
+        mask_dtype: Literal["int64", "uint8"],
+    ) -> None:
+        check_dtypes(image_dtype, mask_dtype)
+        check_transforms(transforms)
+        self.image_size = parse_image_size(image_size)
+        self.transforms = transforms
+        self.image_dtype: Literal["float32", "uint8"] = image_dtype
+
+    def _repr_fields(self) -> dict[str, object]:
+        """The ``name: value`` pairs the repr shows, in order (values are repr'd)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in self._repr_fields().items())
+        return f"{type(self).__name__}({fields})"
+
+    def _tensors(
+        self,
+        pixels: npt.NDArray[np.uint8],
+        mask: npt.NDArray[Any],
+        mask_dtype: Literal["int64", "uint8"],
+        *,
+        owned: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The item of ``(H, W, 3)`` pixels and a mask: tensors, then the joint transforms.
+
+        ``owned`` is passed to :func:`mask_to_tensor` (``True`` for a mask read afresh).
+        """
+        image = image_to_tensor(pixels, self.image_dtype)
+        target = mask_to_tensor(mask, mask_dtype, owned=owned)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target

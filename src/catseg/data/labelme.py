@@ -64,7 +64,6 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from catseg._validation import check_choice, check_finite_float, check_int
 from catseg.data._labelme_io import (
@@ -81,17 +80,8 @@ from catseg.data._labelme_shapes import (
     rasterise_layers,
     read_labels,
 )
-from catseg.data._samples import (
-    check_dtypes,
-    check_transforms,
-    checked_index,
-    image_to_tensor,
-    mask_to_tensor,
-    parse_image_size,
-    resize_sample,
-)
+from catseg.data._samples import FolderDataset, JointTransform, checked_index, resize_sample
 from catseg.data._splits import write_splits
-from catseg.data.voc import JointTransform
 from catseg.errors import ConfigError, DataError
 from catseg.visualize import VOC_PALETTE
 
@@ -316,7 +306,7 @@ def labelme_to_voc(
     return destination
 
 
-class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+class LabelmeDataset(FolderDataset):
     """A folder of labelme JSON files read directly as a segmentation dataset.
 
     Each item rasterises one JSON file on access (nothing is converted up front), then
@@ -395,36 +385,32 @@ class LabelmeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.mode: LabelmeMode = _check_mode(mode)
         if mask_dtype is None:
             mask_dtype = "uint8" if self.mode == "multilabel" else "int64"
-        check_dtypes(image_dtype, mask_dtype)
-        check_transforms(transforms)
+        super().__init__(image_size, transforms, image_dtype, mask_dtype)
         self.root = Path(root)
         self.image_root = image_root_or(image_root, self.root)
         self._names = read_labels(labels)
         multilabel = self.mode == "multilabel"
         self.class_names = _layer_names(self._names) if multilabel else self._names
         self.files = json_files(self.root)
-        self.image_size = parse_image_size(image_size)
-        self.transforms = transforms
-        self.image_dtype: Literal["float32", "uint8"] = image_dtype
         self.mask_dtype: Literal["int64", "uint8"] = mask_dtype
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __repr__(self) -> str:
-        mode = ", mode='multilabel'" if self.mode == "multilabel" else ""
-        return (
-            f"{type(self).__name__}(root={str(self.root)!r}, len={len(self)}, "
-            f"image_size={self.image_size!r}, classes={self.class_names!r}{mode})"
-        )
+    def _repr_fields(self) -> dict[str, object]:
+        fields: dict[str, object] = {
+            "root": str(self.root),
+            "len": len(self),
+            "image_size": self.image_size,
+            "classes": self.class_names,
+        }
+        if self.mode == "multilabel":
+            fields["mode"] = self.mode
+        return fields
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = checked_index(index, len(self))
         path = self.files[index]
         pixels, mask = _read(path, self._names, self.image_root, self.mode)
         pixels, mask = resize_sample(Image.fromarray(pixels), mask, self.image_size)
-        image = image_to_tensor(pixels, self.image_dtype)
-        labels = mask_to_tensor(mask, self.mask_dtype, owned=True)  # read afresh per item
-        if self.transforms is not None:
-            image, labels = self.transforms(image, labels)
-        return image, labels
+        return self._tensors(pixels, mask, self.mask_dtype, owned=True)  # read afresh per item

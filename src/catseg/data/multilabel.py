@@ -36,23 +36,19 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from PIL import Image, ImageDraw
-from torch.utils.data import Dataset
 
 from catseg.data._io import open_image, read_mask
 from catseg.data._samples import (
-    check_dtypes,
+    FolderDataset,
+    JointTransform,
     check_split,
-    check_transforms,
     checked_index,
-    image_to_tensor,
     list_files,
-    mask_to_tensor,
-    parse_image_size,
     resize_sample,
 )
 from catseg.data._splits import write_splits
 from catseg.data.synthetic import _GeneratorArgs, _void_band
-from catseg.data.voc import IMAGE_SUFFIXES, JointTransform
+from catseg.data.voc import IMAGE_SUFFIXES
 from catseg.errors import DataError, MissingFileError
 
 __all__ = ["MULTILABEL_CLASS_NAMES", "VOCMultilabelDataset", "make_synthetic_multilabel"]
@@ -77,7 +73,7 @@ def _read_labels_file(root: Path) -> list[str]:
     return names
 
 
-class VOCMultilabelDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+class VOCMultilabelDataset(FolderDataset):
     """Images and multi-hot ``(K, H, W)`` masks from a one-mask-per-label folder.
 
     See the module docstring for the layout. Items are read on access. Masks are resized
@@ -130,8 +126,7 @@ class VOCMultilabelDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         transforms: JointTransform | None = None,
         image_dtype: Literal["float32", "uint8"] = "float32",
     ) -> None:
-        check_dtypes(image_dtype, "uint8")
-        check_transforms(transforms)
+        super().__init__(image_size, transforms, image_dtype, "uint8")
         check_split(split)
         self.root = Path(root)
         if not (self.root / "JPEGImages").is_dir() or not (self.root / LABELS_FOLDER).is_dir():
@@ -140,9 +135,6 @@ class VOCMultilabelDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 f"{LABELS_FOLDER}/<label>/ and labels.txt"
             )
         self.split = split
-        self.image_size = parse_image_size(image_size)
-        self.transforms = transforms
-        self.image_dtype: Literal["float32", "uint8"] = image_dtype
         self.class_names: list[str] = _read_labels_file(self.root)
         images = list_files(self.root / "JPEGImages", IMAGE_SUFFIXES)
         if split is None:
@@ -181,11 +173,14 @@ class VOCMultilabelDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-            f"len={len(self)}, image_size={self.image_size!r}, labels={self.class_names!r})"
-        )
+    def _repr_fields(self) -> dict[str, object]:
+        return {
+            "root": str(self.root),
+            "split": self.split,
+            "len": len(self),
+            "image_size": self.image_size,
+            "labels": self.class_names,
+        }
 
     def _layer(self, label: int, index: int, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
         path = self._masks[label][index]
@@ -209,11 +204,7 @@ class VOCMultilabelDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         full = (image.height, image.width)
         layers = np.stack([self._layer(k, index, full) for k in range(len(self.class_names))])
         rgb, layers = resize_sample(image, layers, self.image_size)
-        pixels = image_to_tensor(rgb, self.image_dtype)
-        mask = mask_to_tensor(layers, "uint8", owned=True)  # read afresh per item
-        if self.transforms is not None:
-            pixels, mask = self.transforms(pixels, mask)
-        return pixels, mask
+        return self._tensors(rgb, layers, "uint8", owned=True)  # read afresh per item
 
 
 def _disc(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.uint8]:

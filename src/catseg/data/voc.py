@@ -14,27 +14,23 @@ Examples:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch.utils.data import Dataset
 
 from catseg._validation import check_bool, check_choice
 from catseg.data._io import load_rgb, read_mask
 from catseg.data._masks import align_mask
 from catseg.data._samples import (
-    check_dtypes,
+    FolderDataset,
+    JointTransform,
     check_split,
-    check_transforms,
     checked_index,
-    image_to_tensor,
     list_files,
-    mask_to_tensor,
-    parse_image_size,
     resize_sample,
 )
 from catseg.errors import ConfigError, DataError, MissingFileError
@@ -43,8 +39,6 @@ __all__ = ["IMAGE_SUFFIXES", "JointTransform", "VOCSegmentationDataset"]
 
 #: File name endings (lower case) recognised as images in ``JPEGImages``.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-#: A joint transform: ``(image, mask) -> (image, mask)`` on tensors.
-JointTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 _MASK_DIRS = ("SegmentationClassPNG", "SegmentationClass")
 _INVALID = -1
@@ -86,7 +80,7 @@ def _read_class_names(path: Path) -> list[str]:
     ]
 
 
-class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+class VOCSegmentationDataset(FolderDataset):
     """Images and class-index masks from a Pascal VOC style folder, loaded lazily.
 
     ``root`` is either a flat folder (labelme2voc / :func:`labelme_to_voc` output,
@@ -174,16 +168,12 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         mask_dtype: Literal["int64", "uint8"] = "int64",
     ) -> None:
         check_choice("on_error", on_error, ("raise", "skip"))
-        check_dtypes(image_dtype, mask_dtype)
-        check_transforms(transforms)
+        super().__init__(image_size, transforms, image_dtype, mask_dtype)
         check_split(split)
         self.root = _find_root(Path(root))
         self.split = split
-        self.image_size = parse_image_size(image_size)
-        self.transforms = transforms
         self.cache = check_bool("cache", cache)
         self.on_error: Literal["raise", "skip"] = on_error
-        self.image_dtype: Literal["float32", "uint8"] = image_dtype
         self.mask_dtype: Literal["int64", "uint8"] = mask_dtype
         self.mask_dir = self._find_mask_dir()
         self.image_dir = self.root / "JPEGImages"
@@ -306,12 +296,15 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-            f"len={len(self)}, image_size={self.image_size!r}, "
-            f"mask_dir={self.mask_dir.name!r}, classes={self.class_names!r})"
-        )
+    def _repr_fields(self) -> dict[str, object]:
+        return {
+            "root": str(self.root),
+            "split": self.split,
+            "len": len(self),
+            "image_size": self.image_size,
+            "mask_dir": self.mask_dir.name,
+            "classes": self.class_names,
+        }
 
     def _decode(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
         image_path, mask_path = self._images[index], self._masks[index]
@@ -326,21 +319,16 @@ class VOCSegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             if self.cache:
                 self._cache[index] = cached
         pixels, raw_mask = cached
-        if self._lut is not None:
-            mapped = self._lut[raw_mask]
-            if (mapped == _INVALID).any():
-                bad = sorted({int(v) for v in np.unique(raw_mask[mapped == _INVALID])})
-                raise DataError(
-                    f"mask {self._masks[index]} holds ids {bad[:8]} outside class_names "
-                    f"({len(self.class_names)} classes) and 255"
-                )
-            mask = mask_to_tensor(mapped, self.mask_dtype, owned=True)  # a fresh array
-        else:
-            mask = mask_to_tensor(raw_mask, self.mask_dtype)
-        image = image_to_tensor(pixels, self.image_dtype)
-        if self.transforms is not None:
-            image, mask = self.transforms(image, mask)
-        return image, mask
+        if self._lut is None:  # the cached array is passed on, so the tensor must copy it
+            return self._tensors(pixels, raw_mask, self.mask_dtype, owned=False)
+        mapped = self._lut[raw_mask]
+        if (mapped == _INVALID).any():
+            bad = sorted({int(v) for v in np.unique(raw_mask[mapped == _INVALID])})
+            raise DataError(
+                f"mask {self._masks[index]} holds ids {bad[:8]} outside class_names "
+                f"({len(self.class_names)} classes) and 255"
+            )
+        return self._tensors(pixels, mapped, self.mask_dtype, owned=True)  # a fresh array
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = checked_index(index, len(self))

@@ -300,11 +300,7 @@ def resnet18(*, in_channels: int = 3) -> ResNetEncoder:
 def resnet34(*, in_channels: int = 3) -> ResNetEncoder:
     """ResNet-34 encoder (basic blocks ``(3, 4, 6, 3)``; 21,284,672 parameters).
 
-    Args:
-        in_channels: Input channels (pretrained weights are adapted by the stem rule).
-
-    Returns:
-        The encoder (random weights; load weights with ``UNet(encoder_weights=...)``).
+    Arguments and result as for :func:`resnet18`.
 
     Examples:
         >>> resnet34().layer3[5].conv2.weight.shape
@@ -316,11 +312,7 @@ def resnet34(*, in_channels: int = 3) -> ResNetEncoder:
 def resnet50(*, in_channels: int = 3) -> ResNetEncoder:
     """ResNet-50 encoder (bottlenecks ``(3, 4, 6, 3)``; 23,508,032 parameters).
 
-    Args:
-        in_channels: Input channels (pretrained weights are adapted by the stem rule).
-
-    Returns:
-        The encoder (random weights; load weights with ``UNet(encoder_weights=...)``).
+    Arguments and result as for :func:`resnet18`.
 
     Examples:
         >>> resnet50().weight_sources
