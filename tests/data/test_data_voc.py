@@ -14,7 +14,7 @@ from catseg.data import read_mask
 from catseg.data.synthetic import make_synthetic_voc
 from catseg.data.transforms import RandomHorizontalFlip
 from catseg.data.voc import VOCSegmentationDataset
-from catseg.errors import ConfigError, DataError, MissingFileError
+from catseg.errors import ConfigError, DataError, IndexOutOfRangeError, MissingFileError
 
 GREY_PALETTE = [v for v in range(256) for _ in range(3)]
 
@@ -257,8 +257,12 @@ def test_bad_arguments(synthetic: Path, kwargs: dict[str, object], pattern: str)
 def test_missing_root_and_index(tmp_path: Path, synthetic: Path) -> None:
     with pytest.raises(MissingFileError, match="dataset root not found"):
         VOCSegmentationDataset(tmp_path / "nothing")
-    with pytest.raises(IndexError, match="index 8 out of range"):
-        VOCSegmentationDataset(synthetic)[8]
+    dataset = VOCSegmentationDataset(synthetic)
+    with pytest.raises(IndexOutOfRangeError, match="index 8 out of range") as info:
+        dataset[8]
+    assert isinstance(info.value, IndexError)
+    # the sequence protocol still ends a plain ``for`` loop at the last item
+    assert sum(1 for _ in dataset) == len(dataset) == 8
 
 
 # --- the real data ------------------------------------------------------------------------

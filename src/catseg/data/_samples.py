@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from catseg._validation import check_choice, check_optional_size
-from catseg.errors import ConfigError
+from catseg.errors import ConfigError, IndexOutOfRangeError
 
 __all__ = [
     "FolderDataset",
@@ -198,15 +198,15 @@ def checked_index(index: int, size: int) -> int:
     """``index`` (Python-style, negative counts from the end) as an item number in ``[0, size)``.
 
     Raises:
-        IndexError: When ``index`` is out of range. A dataset's ``__getitem__`` must raise
-            the builtin ``IndexError`` (the sequence protocol ends iteration on it).
+        IndexOutOfRangeError: When ``index`` is out of range; it is an ``IndexError``, on
+            which the sequence protocol ends iteration.
 
     Examples:
         >>> checked_index(-1, 3)
         2
     """
     if not -size <= index < size:
-        raise IndexError(f"index {index} out of range for a dataset of {size} items")
+        raise IndexOutOfRangeError(f"index {index} out of range for a dataset of {size} items")
     return index % size
 
 

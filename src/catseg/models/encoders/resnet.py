@@ -26,6 +26,7 @@ Examples:
 
 from __future__ import annotations
 
+import abc
 import importlib
 from collections.abc import Mapping
 from typing import Literal
@@ -53,7 +54,7 @@ def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Sequential
     )
 
 
-class _ResidualBlock(nn.Module):
+class _ResidualBlock(nn.Module, abc.ABC):
     """What the two block kinds share: ``relu(branch(x) + shortcut(x))``.
 
     A subclass builds its convolutions, then calls :meth:`_add_shortcut` (so the
@@ -68,8 +69,9 @@ class _ResidualBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _shortcut(in_channels, out_channels, stride)
 
+    @abc.abstractmethod
     def _branch(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The residual branch (convolutions) of the block, before the shortcut is added."""
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the block.
