@@ -49,7 +49,7 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": _CORE,
     "models": _CORE,
     "data": _CORE | {"visualize"},
-    "checkpoint": _CORE | {"_modules", "_version", "data", "models"},
+    "checkpoint": _CORE | {"_modules", "_runtime", "_version", "data", "models"},
     "export": _CORE | {"_runtime", "_version", "data", "models"},
     # predict -> hub: lazy, in Segmenter.from_pretrained / save_pretrained only
     "predict": _CORE
