@@ -6,6 +6,7 @@ checks and holds the sample options they share and turns a decoded sample into t
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -210,7 +211,7 @@ def checked_index(index: int, size: int) -> int:
     return index % size
 
 
-class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
     """Base of the folder datasets: the sample options they share, their repr, their tensors.
 
     A subclass calls this constructor with its ``image_size``, ``transforms``,
@@ -256,9 +257,9 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.transforms = transforms
         self.image_dtype: Literal["float32", "uint8"] = image_dtype
 
+    @abc.abstractmethod
     def _repr_fields(self) -> dict[str, object]:
         """The ``name: value`` pairs the repr shows, in order (values are repr'd)."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={value!r}" for name, value in self._repr_fields().items())
