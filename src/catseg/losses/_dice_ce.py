@@ -12,10 +12,8 @@ from torch import Tensor
 from catseg.losses._base import LossModule
 from catseg.losses._dice import dice_score
 from catseg.losses._inputs import (
-    check_input,
     class_labels,
-    compute_dtype,
-    no_autocast,
+    float_input,
     sigmoid_target,
     weighted_mean,
 )
@@ -75,10 +73,8 @@ def _sigmoid_terms(
 
 def _dice_ce(input: Tensor, target: Tensor, opts: DiceCEOptions) -> Tensor:
     o = opts.overlap
-    check_input(input, target, o.mode)
-    weights = weights_for(o, input.shape[1])
-    with no_autocast(input.device):
-        x = input.to(compute_dtype(input))
+    with float_input(input, target, o.mode) as x:
+        weights = weights_for(o, x.shape[1])
         if o.mode == "multiclass":
             ce, probs, labels, valid = _multiclass_terms(x, target, o.ignore_index, weights)
             sums = class_sums(probs, labels, valid, o.reduction_scope)

@@ -13,10 +13,8 @@ from catseg._validation import check_finite_float, check_probability
 from catseg.errors import ConfigError
 from catseg.losses._base import LossModule
 from catseg.losses._inputs import (
-    check_input,
     class_labels,
-    compute_dtype,
-    no_autocast,
+    float_input,
     sigmoid_target,
     weighted_mean,
 )
@@ -99,9 +97,7 @@ def _sigmoid_focal(x: Tensor, target: Tensor, opts: FocalOptions) -> tuple[Tenso
 
 
 def _focal(input: Tensor, target: Tensor, opts: FocalOptions) -> Tensor:
-    check_input(input, target, opts.mode)
-    with no_autocast(input.device):
-        x = input.to(compute_dtype(input))
+    with float_input(input, target, opts.mode) as x:
         if opts.mode == "multiclass":
             loss, valid = _multiclass_focal(x, target, opts)
         else:

@@ -24,6 +24,7 @@ __all__ = [
     "check_input",
     "class_labels",
     "compute_dtype",
+    "float_input",
     "no_autocast",
     "sigmoid_target",
     "weighted_mean",
@@ -77,6 +78,20 @@ def no_autocast(device: torch.device) -> Iterator[None]:
             yield
     else:
         yield
+
+
+@contextlib.contextmanager
+def float_input(
+    input: Tensor, target: Tensor, mode: LossMode, from_logits: bool = True
+) -> Iterator[Tensor]:
+    """Check ``input``/``target`` for ``mode``, then yield ``input`` in its compute dtype.
+
+    The opening of every loss: :func:`check_input`, autocast off for the block, and the
+    input cast to :func:`compute_dtype` (float32, or float64 for float64 input).
+    """
+    check_input(input, target, mode, from_logits)
+    with no_autocast(input.device):
+        yield input.to(compute_dtype(input))
 
 
 def weighted_mean(values: Tensor, weights: Tensor, dim: int | None = None) -> Tensor:

@@ -18,10 +18,8 @@ from torch import Tensor
 from catseg._validation import check_bool
 from catseg.losses._base import LossModule
 from catseg.losses._inputs import (
-    check_input,
     class_labels,
-    compute_dtype,
-    no_autocast,
+    float_input,
     sigmoid_target,
     weighted_mean,
 )
@@ -118,10 +116,8 @@ def _softmax_errors(x: Tensor, target: Tensor, opts: LovaszOptions) -> tuple[Ten
 
 
 def _lovasz(input: Tensor, target: Tensor, opts: LovaszOptions) -> Tensor:
-    check_input(input, target, opts.mode)
-    n, c = input.shape[:2]
-    with no_autocast(input.device):
-        x = input.to(compute_dtype(input))
+    with float_input(input, target, opts.mode) as x:
+        n, c = x.shape[:2]
         if not opts.per_image:  # class-major, so that each class's row is contiguous
             x = x.transpose(0, 1).contiguous()
         make = _softmax_errors if opts.mode == "multiclass" else _hinge_errors

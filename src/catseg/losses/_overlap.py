@@ -20,10 +20,8 @@ from torch import Tensor
 from catseg.errors import ConfigError
 from catseg.losses._inputs import (
     activate,
-    check_input,
     class_labels,
-    compute_dtype,
-    no_autocast,
+    float_input,
     sigmoid_target,
 )
 from catseg.losses._options import OverlapOptions
@@ -131,8 +129,7 @@ def class_mean(values: Tensor, weights: Tensor | None, first: int) -> Tensor:
 
 def overlap_value(input: Tensor, target: Tensor, opts: OverlapOptions, score: Score) -> Tensor:
     """Check the tensors, compute the soft sums in fp32/fp64 and reduce ``score`` over classes."""
-    check_input(input, target, opts.mode, opts.from_logits)
-    weights = weights_for(opts, input.shape[1])
-    with no_autocast(input.device):
-        sums = overlap_sums(input.to(compute_dtype(input)), target, opts)
+    with float_input(input, target, opts.mode, opts.from_logits) as x:
+        weights = weights_for(opts, x.shape[1])
+        sums = overlap_sums(x, target, opts)
         return class_mean(score(*sums), weights, opts.first_class)
