@@ -26,6 +26,7 @@ __all__ = [
     "MissingFileError",
     "NonFiniteError",
     "OptionalDependencyError",
+    "ReadOnlyOptionError",
     "ShapeError",
 ]
 
@@ -53,6 +54,21 @@ class ConfigError(CatsegError, ValueError):
         Traceback (most recent call last):
         ...
         catseg.errors.ConfigError: smooth must be a finite number in [0.0, inf], got -1.0
+    """
+
+
+class ReadOnlyOptionError(CatsegError, AttributeError):
+    """An option checked at construction was assigned afterwards.
+
+    It is an :class:`AttributeError`, as :class:`dataclasses.FrozenInstanceError` is, so
+    ``setattr``, ``hasattr`` and ``copy`` treat it as Python treats a read-only attribute.
+
+    Examples:
+        >>> from catseg.losses import DiceLoss
+        >>> DiceLoss().smooth = 0.0
+        Traceback (most recent call last):
+        ...
+        catseg.errors.ReadOnlyOptionError: DiceLoss.smooth is read-only (options are checked ...
     """
 
 

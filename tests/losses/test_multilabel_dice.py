@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from catseg.errors import ConfigError, DataError, DTypeError, ShapeError
+from catseg.errors import ConfigError, DataError, DTypeError, ReadOnlyOptionError, ShapeError
 from catseg.losses import DiceLoss, SoftDice, soft_dice
 
 # two labels on a 1 x 3 image, probabilities given directly
@@ -76,8 +76,10 @@ def test_module_and_read_only_options() -> None:
     loss = DiceLoss(mode="multilabel", smooth=0.5)
     assert loss.mode == "multilabel"
     assert loss.smooth == 0.5
-    with pytest.raises(AttributeError, match="read-only"):
+    with pytest.raises(ReadOnlyOptionError, match="read-only") as info:
         loss.smooth = 2.0
+    assert isinstance(info.value, AttributeError)  # as dataclasses.FrozenInstanceError
+    assert loss.smooth == 0.5
     metric = SoftDice(mode="multilabel", from_logits=False)
     assert metric(P, T).item() == pytest.approx(
         soft_dice(P, T, mode="multilabel", from_logits=False).item()

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from catseg._validation import check_bool, check_choice, check_finite_float, check_int
-from catseg.errors import ConfigError
+from catseg.errors import ConfigError, ReadOnlyOptionError
 
 __all__ = [
     "DiceMode",
@@ -169,7 +169,7 @@ class OptionView:
         return getattr(obj.options, self.name)  # type: ignore[attr-defined]
 
     def __set__(self, obj: object, value: object) -> None:
-        raise AttributeError(
+        raise ReadOnlyOptionError(
             f"{type(obj).__name__}.{self.name} is read-only (options are checked once, at "
             "construction); build a new loss with the changed option"
         )
