@@ -60,7 +60,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 3/5)")
     parser.add_argument("--workers", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: torch's default); fewer than the cores leaves cores free, the "
+        "case where the default starts decoding workers and background writers",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     n = args.photos or (20 if args.quick else 200)
     torch.manual_seed(0)
     model = (
@@ -112,7 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     size = f"{args.image_size}²"
     arch = "UNet(3, 1, init_features=8, depth=3)" if args.quick else "UNet(3, 1)"
     print(machine_description())
-    print(f"{count} cats photos, {arch} at {size}, batch {args.batch_size}, best of {rounds}")
+    print(
+        f"{count} cats photos, {arch} at {size}, batch {args.batch_size}, best of {rounds}, "
+        f"{torch.get_num_threads()} torch threads on {os.cpu_count()} cores"
+    )
     print()
     print(markdown_table(["path", "num_workers", "photos/s", "× predict_batch"], rows))
 
