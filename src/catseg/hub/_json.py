@@ -18,26 +18,21 @@ MAX_JSON_BYTES = 1 << 20
 """Largest ``config.json`` a model folder may hold (catseg writes 1-20 kB)."""
 
 
-class _Hooks:
-    """``json.loads`` hooks that refuse NaN/Infinity and duplicate keys with ``fail``."""
+class _RefusedJSONError(CatsegError, ValueError):
+    """Raised by the ``json.loads`` hooks; ``parse_json`` turns it into ``fail(message)``."""
 
-    def __init__(self, where: str, fail: Callable[[str], CatsegError]) -> None:
-        self.where = where
-        self.fail = fail
 
-    def constant(self, name: str) -> float:
-        raise self.fail(f"{self.where} is not valid JSON: {name} is not a finite number")
+def _refuse_constant(name: str) -> float:
+    raise _RefusedJSONError(f"{name} is not a finite number")
 
-    def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in data:
-                raise self.fail(
-                    f"{self.where} is not valid JSON: the key {short(key)} appears twice in "
-                    "one object"
-                )
-            data[key] = value
-        return data
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _RefusedJSONError(f"the key {short(key)} appears twice in one object")
+        data[key] = value
+    return data
 
 
 def parse_json(text: bytes, where: str, fail: Callable[[str], CatsegError]) -> Any:
@@ -55,16 +50,15 @@ def parse_json(text: bytes, where: str, fail: Callable[[str], CatsegError]) -> A
         ...
         catseg.errors.CheckpointError: x.json is not valid JSON: it is nested too deeply
     """
-    hooks = _Hooks(where, fail)
     try:
         data = json.loads(
-            text.decode("utf-8"), parse_constant=hooks.constant, object_pairs_hook=hooks.pairs
+            text.decode("utf-8"),
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_no_duplicates,
         )
-    except CatsegError:  # from a hook, already naming the file
-        raise
     except RecursionError:
         raise fail(f"{where} is not valid JSON: it is nested too deeply") from None
-    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
+    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError, the hooks' error
         message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise fail(f"{where} is not valid JSON: {message}") from None
     walk_plain(data, where, Budget(), fail)
