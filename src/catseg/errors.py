@@ -26,6 +26,7 @@ __all__ = [
     "MissingFileError",
     "NonFiniteError",
     "OptionalDependencyError",
+    "OutputExistsError",
     "ReadOnlyOptionError",
     "ShapeError",
 ]
@@ -154,6 +155,15 @@ class MissingFileError(CatsegError, FileNotFoundError):
         ... except FileNotFoundError as err:  # a MissingFileError is a FileNotFoundError
         ...     print(err)
         checkpoint not found: no/such/model.pt
+    """
+
+
+class OutputExistsError(CatsegError, FileExistsError):
+    """An output file exists that catseg did not write; it is kept unless asked.
+
+    Examples:
+        >>> issubclass(OutputExistsError, FileExistsError)
+        True
     """
 
 

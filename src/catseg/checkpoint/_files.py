@@ -17,46 +17,11 @@ from catseg._runtime import quiet_warnings
 from catseg.checkpoint._bounds import MAX_METADATA_BYTES, short
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
 
-__all__ = [
-    "MAX_RECORDS",
-    "ZIP_MAGIC",
-    "atomic_save",
-    "check_archive",
-    "check_map_location",
-    "describe",
-    "read_archive",
-]
 
 ZIP_MAGIC = b"PK\x03\x04"
 
 
-def atomic_save(payload: Any, target: Path) -> None:
-    if target.is_dir():
-        raise ConfigError(f"checkpoint path {target} is a folder; give a file name")
-    mode = (target.stat().st_mode & 0o777) if target.exists() else 0o644
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _check_metadata_size(tmp)
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _check_metadata_size(path: Path) -> None:
+def check_metadata_size(path: Path) -> None:
     with zipfile.ZipFile(path) as archive:
         sizes = [i.file_size for i in archive.infolist() if i.filename.endswith("/data.pkl")]
     if sizes and sizes[0] > MAX_METADATA_BYTES:

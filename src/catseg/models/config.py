@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
-from catseg.errors import ConfigError
+from catseg._validation import check_class_names, check_probability, check_size
+from catseg.errors import CheckpointError, ConfigError
 from catseg.models.blocks import (
     ACTIVATIONS,
     NORMS,
@@ -25,11 +26,18 @@ from catseg.models.blocks import (
 )
 from catseg.models.preprocessing import Preprocessing, check_preprocessing
 
-__all__ = ["UNetConfig"]
+__all__ = ["MODES", "Mode", "UNetConfig", "read_config"]
 
+Mode: TypeAlias = Literal["binary", "multiclass", "multilabel"]
+"""How logits become labels: one sigmoid map, a softmax over classes, or K sigmoid maps."""
+MODES: tuple[Mode, ...] = ("binary", "multiclass", "multilabel")
+MAX_IMAGE_SIDE = 16384
+"""The largest ``image_size`` side a record may ask for (a 16384² float batch is 3 GiB)."""
+MAX_CLASSES = 1024
 _CLASSIC_DEFAULTS = (32, 4)
 _CLASSIC = "unet"
-_LEGACY_KEYS = ("pretrained",)  # written by catseg <= 0.x configs; weights come from the file
+RECORD_FIELDS = ("classes", "mode", "image_size", "threshold", "preprocessing")
+"""The fields that describe a trained model's use rather than its architecture."""
 
 
 def _plain(name: str, value: object) -> Any:
@@ -72,6 +80,16 @@ class UNetConfig:
             (:class:`~catseg.models.Preprocessing`), or ``None`` (identity): set from
             pretrained weights, by :func:`~catseg.training.fit` from the dataset's
             ``Normalize``, or by hand.
+        classes: Class names, label 0 first: two (background, foreground) for a binary
+            model, ``num_classes`` otherwise (a multilabel model's K labels, no
+            background); ``None`` until known (:attr:`class_names` then gives defaults).
+        mode: ``"binary"`` (``num_classes == 1``, sigmoid), ``"multiclass"`` (softmax)
+            or ``"multilabel"`` (K independent sigmoid maps); ``None`` resolves to the
+            first two from ``num_classes``.
+        image_size: ``(height, width)`` the model was trained at (an int for a square;
+            each side at most 16384), or ``None`` (any size).
+        threshold: Foreground probability threshold of a binary or multilabel model, in
+            ``(0, 1)``.
         encoder_instance: Class name of an encoder passed as an instance (then the
             config cannot rebuild the model); None for named encoders.
 
@@ -98,11 +116,16 @@ class UNetConfig:
     dropout: float = 0.0
     encoder_options: dict[str, Any] = field(default_factory=dict, hash=False)
     preprocessing: Preprocessing | None = None
+    classes: tuple[str, ...] | None = None
+    mode: Mode | None = None
+    image_size: tuple[int, int] | None = None
+    threshold: float = 0.5
     encoder_instance: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _check_int("in_channels", self.in_channels)
         _check_int("num_classes", self.num_classes)
+        self._check_record()
         if not isinstance(self.encoder, str) or not self.encoder:
             raise ConfigError(f"encoder must be a non-empty name, got {self.encoder!r}")
         self._normalise_options()
@@ -138,6 +161,59 @@ class UNetConfig:
         object.__setattr__(
             self, "preprocessing", check_preprocessing(self.preprocessing, self.in_channels)
         )
+
+    def _check_record(self) -> None:
+        """Validate classes, mode, image size and threshold (the one validator of each)."""
+        k = self.num_classes
+        mode = self.mode if self.mode is not None else ("binary" if k == 1 else "multiclass")
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
+        if (mode == "binary") != (k == 1) and mode != "multilabel":
+            raise ConfigError(
+                f"mode {mode!r} needs {'1 logit' if mode == 'binary' else '>= 2 logits'}, "
+                f"but num_classes is {k}"
+            )
+        object.__setattr__(self, "mode", mode)
+        if self.classes is not None:
+            expected = 2 if mode == "binary" else k
+            names = check_class_names("classes", self.classes)
+            if len(names) != expected or any(len(n) > 256 for n in names):
+                kind = {"binary": "a binary (1-logit)", "multiclass": f"a {k}-class"}.get(
+                    mode, f"a {k}-label multilabel"
+                )
+                raise ConfigError(
+                    f"classes has {len(names)} names but {kind} model needs {expected} "
+                    "names of at most 256 characters"
+                    + (" (background first, e.g. ['_background_', 'cat'])" if k == 1 else "")
+                )
+            object.__setattr__(self, "classes", tuple(names))
+        if self.image_size is not None:
+            size = check_size("image_size", self.image_size)
+            if max(size) > MAX_IMAGE_SIDE:
+                raise ConfigError(
+                    f"image_size {size} has a side over {MAX_IMAGE_SIDE} pixels; resize to the "
+                    "size the model was trained at"
+                )
+            object.__setattr__(self, "image_size", size)
+        object.__setattr__(self, "threshold", check_probability("threshold", self.threshold))
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """:attr:`classes`, or default names when none are recorded.
+
+        The defaults are ``("_background_", "foreground")`` for a binary model,
+        ``label_0 ...`` for a multilabel one and ``class_0 ...`` otherwise.
+
+        Examples:
+            >>> UNetConfig(num_classes=3).class_names
+            ('class_0', 'class_1', 'class_2')
+        """
+        if self.classes is not None:
+            return self.classes
+        if self.mode == "binary":
+            return ("_background_", "foreground")
+        prefix = "label" if self.mode == "multilabel" else "class"
+        return tuple(f"{prefix}_{i}" for i in range(self.num_classes))
 
     def _normalise_options(self) -> None:
         options = self.encoder_options
@@ -214,6 +290,9 @@ class UNetConfig:
         data["encoder_options"] = _plain("encoder_options", self.encoder_options)
         if self.preprocessing is not None:
             data["preprocessing"] = self.preprocessing.to_dict()
+        for key in ("classes", "image_size"):
+            if data[key] is not None:
+                data[key] = list(data[key])
         return data
 
     @classmethod
@@ -221,9 +300,7 @@ class UNetConfig:
         """Build a config from a mapping such as :meth:`to_dict`'s output.
 
         Args:
-            data: Field values; missing fields take their defaults. The key
-                ``pretrained`` of configs written by earlier versions is accepted and
-                ignored (the weights come with the checkpoint).
+            data: Field values; missing fields take their defaults.
 
         Returns:
             The config.
@@ -241,9 +318,38 @@ class UNetConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"a UNet config must be a mapping, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)} - {"encoder_instance"}
-        unknown = sorted(str(k) for k in data if k not in known and k not in _LEGACY_KEYS)
+        unknown = sorted(str(k)[:64] for k in data if k not in known)
         if unknown:
             raise ConfigError(
-                f"unknown UNet config key(s) {unknown}; expected keys {sorted(known)}"
+                f"unknown UNet config key(s) {unknown[:5]}; expected keys {sorted(known)}"
             )
-        return cls(**{k: v for k, v in data.items() if k not in _LEGACY_KEYS})
+        return cls(**data)
+
+
+def read_config(data: object, source: object) -> UNetConfig:
+    """The record stored in a file (checkpoint, model folder or ONNX metadata), checked.
+
+    Every reader of a file goes through here, so one tampered value gives the same
+    message, after the file's name, whichever kind of file holds it.
+
+    Args:
+        data: The stored ``UNetConfig.to_dict()`` (already parsed, bounded plain data).
+        source: The file, named first in the message.
+
+    Returns:
+        The config.
+
+    Raises:
+        CheckpointError: If the record is not a valid config (the message names the file
+            and the field).
+
+    Examples:
+        >>> read_config({"num_classes": 1, "threshold": 1.5}, "cat.pt")
+        Traceback (most recent call last):
+        ...
+        catseg.errors.CheckpointError: cat.pt: invalid model record: threshold must be ...
+    """
+    try:
+        return UNetConfig.from_dict(data)  # type: ignore[arg-type]
+    except ConfigError as err:
+        raise CheckpointError(f"{source}: invalid model record: {err}") from None

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from catseg.errors import ConfigError, DTypeError, ShapeError
 from catseg.models._fuse import fold_batchnorms
 from catseg.models.blocks import ActivationName, DecoderStage, NormName, UpsampleName
-from catseg.models.config import UNetConfig
+from catseg.models.config import RECORD_FIELDS, Mode, UNetConfig
 from catseg.models.encoders.base import Encoder, check_encoder_attributes
 from catseg.models.encoders.registry import default_registry
 from catseg.models.preprocessing import Preprocessing, check_preprocessing
@@ -231,25 +231,71 @@ class UNet(nn.Module):
 
     @property
     def preprocessing(self) -> Preprocessing | None:
-        """The mean/std this model expects on ``[0, 1]`` pixels (``config.preprocessing``).
-
-        Set from pretrained weights, by :func:`~catseg.training.fit` from the training
-        dataset's ``Normalize``, or by assigning a :class:`~catseg.models.Preprocessing`
-        (or ``None``); checkpoints, ONNX metadata and the Segmenter read it.
-
-        Examples:
-            >>> from catseg.models import Preprocessing
-            >>> model = UNet(init_features=4, depth=2)
-            >>> model.preprocessing = Preprocessing(mean=(0.5,) * 3, std=(0.25,) * 3)
-            >>> model.config.to_dict()["preprocessing"]
-            {'mean': [0.5, 0.5, 0.5], 'std': [0.25, 0.25, 0.25]}
-        """
+        """The mean/std this model expects on ``[0, 1]`` pixels (``config.preprocessing``)."""
         return self.config.preprocessing
 
-    @preprocessing.setter
-    def preprocessing(self, value: Preprocessing | None) -> None:
-        record = check_preprocessing(value, self.in_channels)
-        self.config = dataclasses.replace(self.config, preprocessing=record)
+    def describe(
+        self,
+        *,
+        classes: Sequence[str] | None = None,
+        mode: Mode | None = None,
+        image_size: int | tuple[int, int] | None = None,
+        threshold: float | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> UNet:
+        """Record what using the trained model needs, in its config (the one record).
+
+        Checkpoints, model folders, ONNX files and the
+        :class:`~catseg.predict.Segmenter` read these facts back from ``config``;
+        :func:`~catseg.training.fit` records the ones its training data states. Only
+        the arguments given change; the others keep their recorded values.
+
+        Args:
+            classes: Class names, label 0 first (two for a binary model).
+            mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+            image_size: ``(height, width)`` the model was trained at (an int for a square).
+            threshold: Foreground probability threshold in ``(0, 1)``.
+            mean: Per-channel mean subtracted from ``[0, 1]`` pixels (give ``std`` too).
+            std: Per-channel standard deviation the pixels are divided by.
+
+        Returns:
+            The model itself.
+
+        Raises:
+            ConfigError: If a value is invalid or does not fit the model (the message
+                names it), e.g. a class count that is not the model's.
+
+        Examples:
+            >>> model = UNet(3, 1, init_features=4, depth=2)
+            >>> model.describe(classes=["_background_", "cat"], image_size=64).config.image_size
+            (64, 64)
+            >>> model.describe(mean=(0.5,) * 3, std=(0.25,) * 3).preprocessing
+            Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+            >>> model.describe(classes=["bg", "cat", "dog"])
+            Traceback (most recent call last):
+            ...
+            catseg.errors.ConfigError: classes has 3 names but a binary (1-logit) model needs 2...
+        """
+        changes: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("classes", classes),
+                ("mode", mode),
+                ("image_size", image_size),
+                ("threshold", threshold),
+            )
+            if v is not None
+        }
+        if (mean is None) != (std is None):
+            raise ConfigError("give mean and std together (both or neither)")
+        if mean is not None and std is not None:
+            record = Preprocessing(tuple(mean), tuple(std))
+            changes["preprocessing"] = check_preprocessing(
+                None if record.is_identity else record, self.in_channels
+            )
+        self.config = dataclasses.replace(self.config, **changes)
+        return self
 
     @property
     def encoder_frozen(self) -> bool:
@@ -295,19 +341,15 @@ class UNet(nn.Module):
             EncoderError: If the encoder name is not registered.
 
         Examples:
-            >>> model = UNet(1, 2, init_features=4, depth=2)
-            >>> model.preprocessing = Preprocessing(mean=(0.5,), std=(0.2,))
+            >>> model = UNet(1, 2, init_features=4, depth=2).describe(mean=(0.5,), std=(0.2,))
             >>> clone = UNet.from_config(model.config.to_dict())
             >>> clone.config == model.config
             True
         """
         config = UNetConfig.from_dict(cfg) if not isinstance(cfg, UNetConfig) else cfg
         data = config.to_dict()  # raises for encoder instances
-        preprocessing = data.pop("preprocessing")
-        model = cls(**data)
-        model.preprocessing = (
-            None if preprocessing is None else Preprocessing.from_dict(preprocessing)
-        )
+        model = cls(**{k: v for k, v in data.items() if k not in RECORD_FIELDS})
+        model.config = config
         return model
 
     def _check_input(self, x: Tensor) -> None:
