@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from catseg._validation import check_class_names, check_mean_std, check_optional_size
 from catseg.checkpoint._bounds import Budget, short, tensor_problem, walk_plain
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 
@@ -18,7 +17,6 @@ __all__ = [
     "MAX_DEPTH_STAGES",
     "MAX_WIDTH",
     "check_config_bounds",
-    "check_meta",
     "check_plain",
     "check_weights_fit",
     "weight_problem",
@@ -120,32 +118,3 @@ def check_config_bounds(config: Mapping[str, Any], fail: Callable[[str], CatsegE
 def check_plain(value: Any, where: str) -> None:
     """Refuse anything ``load_checkpoint`` would not read back (a ConfigError naming it)."""
     walk_plain(value, where, Budget(), ConfigError)
-
-
-def check_meta(
-    classes: Sequence[str],
-    image_size: object,
-    mean: Sequence[float],
-    std: Sequence[float],
-    num_classes: int,
-    in_channels: int,
-    *,
-    multilabel: bool = False,
-) -> tuple[list[str], tuple[int, int] | None, tuple[float, ...], tuple[float, ...]]:
-    """The arguments of ``save_checkpoint`` that describe the model, checked and normalised."""
-    names = check_class_names("classes", classes)
-    wanted = 2 if num_classes == 1 and not multilabel else num_classes
-    if len(names) != wanted:
-        mode = "a binary (1-logit) model" if num_classes == 1 else f"{num_classes} logits"
-        raise ConfigError(
-            f"classes has {len(names)} names but {mode} needs {wanted} "
-            "(label 0 first, e.g. ['_background_', 'cat'])"
-        )
-    size = check_optional_size("image_size", image_size)
-    mean_t, std_t = check_mean_std(mean, std)
-    if len(mean_t) != in_channels:
-        raise ConfigError(
-            f"mean and std must have {in_channels} entries (one per input channel), "
-            f"got {tuple(mean)!r}"
-        )
-    return names, size, mean_t, std_t

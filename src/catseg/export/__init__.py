@@ -9,22 +9,10 @@ encoder's total stride: the UNet's pad-to-stride and crop-back are exported as s
 operations, and :func:`to_onnx` checks the file against PyTorch at a second size before
 it replaces anything on disk.
 
-Everything needed to use the file again is stored in its ``metadata_props``, one
-JSON-encoded value per key:
-
-=================  ==========================================================
-key                value
-=================  ==========================================================
-``in_channels``    input channels of the network (int)
-``num_classes``    logit channels (int; 1 means binary)
-``model_config``   the UNet's ``UNetConfig.to_dict()`` (absent for encoder instances)
-``dynamic_size``   whether height and width are free (bool)
-``catseg_version`` version of catseg that wrote the file (str)
-``classes``        class names (Segmenter only)
-``image_size``     ``[height, width]`` the Segmenter resizes to, or ``null``
-``mean``, ``std``  normalisation of the Segmenter (lists of floats)
-``threshold``      binary threshold of the Segmenter (float)
-=================  ==========================================================
+Everything needed to use the file again is stored in its ``metadata_props``:
+``model_config`` (the model's one record, ``UNetConfig.to_dict()`` as JSON: architecture,
+classes, mode, threshold, input size, normalisation; read back with the same checks as
+a checkpoint's), ``dynamic_size``, ``stride`` and ``catseg_version``.
 
 :class:`OnnxRunner` loads such a file (or any ONNX model with one 4-D input) with
 onnxruntime and runs it on torch tensors; :meth:`Segmenter.from_onnx

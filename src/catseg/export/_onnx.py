@@ -7,7 +7,6 @@ import copy
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from catseg._files import atomic_write
 from catseg._runtime import quiet_warnings, require
 from catseg._validation import check_bool, check_size
 from catseg._version import catseg_version
 from catseg.errors import CheckpointError, ConfigError, ExportError
 from catseg.export._runner import OnnxRunner
 from catseg.models import UNet
-
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "to_onnx"]
+from catseg.models.config import RECORD_FIELDS, UNetConfig
 
 INPUT_NAME = "images"
 """Name of the exported graph's input: ``(batch, in_channels, height, width)`` float32."""
@@ -32,7 +31,6 @@ OUTPUT_NAME = "logits"
 
 MIN_OPSET = 18
 MAX_OPSET = 23
-_SEGMENTER_FIELDS = ("classes", "image_size", "mean", "std", "threshold")
 _DIM_NAMES = {0: "batch", 2: "height", 3: "width"}
 # Sizes used for tracing and for the post-export check: odd, so that any pad-to-stride
 # branch of a model is traced, and different, so that a baked-in size is caught.
@@ -43,37 +41,14 @@ _ATOL = 1e-4
 _EXPORTER_NOISE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
 
-def _jsonable(name: str, value: object) -> Any:
-    """Turn a Segmenter attribute into plain JSON data or raise ConfigError naming it."""
-    if isinstance(value, Tensor):
-        value = value.detach().cpu().tolist()
-    elif isinstance(value, tuple):
-        value = [_jsonable(name, v) for v in value]
-    elif hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
-        value = value.tolist()
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(
-            f"segmenter.{name} = {value!r} cannot be stored in the ONNX metadata as JSON"
-        ) from err
-    return value
-
-
-def _unpack(model_or_segmenter: object) -> tuple[UNet, dict[str, Any]]:
-    """Return the UNet and the Segmenter fields (empty for a bare UNet)."""
+def _unpack(model_or_segmenter: object) -> tuple[UNet, UNetConfig]:
+    """Return the UNet and the record to store (a Segmenter's resolved one)."""
     if isinstance(model_or_segmenter, UNet):
-        record = model_or_segmenter.preprocessing  # the normalisation travels with the file
-        return model_or_segmenter, {} if record is None else record.to_dict()
+        return model_or_segmenter, model_or_segmenter.config
     model = getattr(model_or_segmenter, "model", None)
-    if isinstance(model, UNet) and all(
-        hasattr(model_or_segmenter, field) for field in _SEGMENTER_FIELDS
-    ):
-        fields = {f: _jsonable(f, getattr(model_or_segmenter, f)) for f in _SEGMENTER_FIELDS}
-        mode = getattr(model_or_segmenter, "mode", None)
-        if mode is not None:  # "binary" / "multiclass" / "multilabel"
-            fields["mode"] = _jsonable("mode", mode)
-        return model, fields
+    config = getattr(model_or_segmenter, "config", None)
+    if isinstance(model, UNet) and isinstance(config, UNetConfig):
+        return model, config
     detail = ""
     if hasattr(model_or_segmenter, "model"):
         detail = f" whose .model is {type(model).__name__}"
@@ -81,8 +56,7 @@ def _unpack(model_or_segmenter: object) -> tuple[UNet, dict[str, Any]]:
             detail += " (a Segmenter that runs an ONNX file has no PyTorch model to export)"
     raise ConfigError(
         "model_or_segmenter must be a catseg UNet or a Segmenter (an object with a UNet "
-        f"`.model` and {', '.join(f'`.{f}`' for f in _SEGMENTER_FIELDS)}), "
-        f"got {type(model_or_segmenter).__name__}{detail}"
+        f"`.model` and a UNetConfig `.config`), got {type(model_or_segmenter).__name__}{detail}"
     )
 
 
@@ -171,8 +145,8 @@ def to_onnx(
     The model is traced in eval mode (each submodule's mode is restored afterwards; a
     model that is not fp32 on the CPU is copied first) and the exporter folds BatchNorm
     into the convolutions; the model's weights are never changed. A
-    Segmenter's ``classes``, ``image_size``, ``mean``, ``std``, ``threshold`` and ``mode`` are
-    stored in the file's metadata (see the module docstring), so :class:`OnnxRunner` and
+    model's record (its config; a Segmenter's resolved one) is stored in the file's
+    metadata (see the module docstring), so :class:`OnnxRunner` and
     ``Segmenter.from_onnx`` need nothing but the file. Before the file replaces
     ``path``, it is run with onnxruntime and compared with the PyTorch model (max abs
     diff ≤ 1e-4 on logits, relative to the largest logit when that exceeds 1); with
@@ -182,8 +156,7 @@ def to_onnx(
 
     Args:
         model_or_segmenter: A :class:`~catseg.models.UNet`, or a Segmenter (an object
-            with a UNet ``.model`` and ``.classes``, ``.image_size``, ``.mean``,
-            ``.std``, ``.threshold``).
+            with a UNet ``.model`` and its record as ``.config``).
         path: Destination file; its folder is created if missing. An existing file
             is replaced only once the new one is complete and checked.
         opset: ONNX opset of the file, ``18`` (the exporter's native opset) to ``23``.
@@ -202,8 +175,7 @@ def to_onnx(
     Raises:
         ConfigError: If ``model_or_segmenter`` is neither a UNet nor a Segmenter,
             ``path`` is not a path, ``opset`` is outside 18..23, ``dynamic_size`` is not
-            a bool, ``example_size`` is not two positive ints, or a Segmenter field
-            cannot be stored as JSON.
+            a bool, or ``example_size`` is not two positive ints.
         ExportError: If the exported graph does not reproduce the PyTorch output (e.g.
             a custom encoder whose forward depends on the example size) or the
             exporter fails.
@@ -222,14 +194,14 @@ def to_onnx(
         >>> model = UNet(3, 2, init_features=4, depth=2).eval()
         >>> path = to_onnx(model, Path(folder.name) / "unet.onnx")
         >>> runner = OnnxRunner(path)
-        >>> runner.num_classes, runner.in_channels, runner.metadata["num_classes"]
+        >>> runner.num_classes, runner.in_channels, runner.config.num_classes
         (2, 3, 2)
         >>> x = torch.rand(2, 3, 37, 53)  # any batch and size
         >>> bool((runner(x) - model(x)).abs().max() < 1e-4)
         True
         >>> folder.cleanup()
     """
-    model, fields = _unpack(model_or_segmenter)
+    model, record = _unpack(model_or_segmenter)
     if not isinstance(path, (str, os.PathLike)):
         raise ConfigError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     if (
@@ -250,41 +222,32 @@ def to_onnx(
         height, width = example_size or _TRACE_SIZE
         batch = 2
     else:
-        image_size = fields.get("image_size")
-        default = tuple(image_size) if image_size is not None else (256, 256)
-        height, width = example_size or check_size("segmenter.image_size", default)
+        height, width = example_size or record.image_size or (256, 256)
         batch = 1
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(batch, in_channels, height, width, generator=generator)
 
-    meta: dict[str, Any] = {
-        "in_channels": in_channels,
-        "num_classes": int(model.num_classes),
-        "dynamic_size": bool(dynamic_size),
-        "catseg_version": catseg_version(),
+    if record.encoder_instance is not None:  # no rebuildable architecture: the record alone
+        record = UNetConfig(
+            **{f: getattr(record, f) for f in ("in_channels", "num_classes", *RECORD_FIELDS)}
+        )
+    meta = {
+        "model_config": json.dumps(record.to_dict()),
+        "dynamic_size": json.dumps(bool(dynamic_size)),
+        "stride": str(model.stride),
+        "catseg_version": json.dumps(catseg_version()),
     }
-    stride = getattr(model, "stride", None)
-    if isinstance(stride, int) and not isinstance(stride, bool) and stride >= 1:
-        meta["stride"] = stride
-    with contextlib.suppress(ConfigError):  # an encoder instance has no rebuildable config
-        meta["model_config"] = model.config.to_dict()
-    meta.update(fields)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with _inference_module(model) as module:
         program = _export_program(module, example, opset, dynamic_size, int(model.num_classes))
-        for key, value in meta.items():
-            program.model.metadata_props[key] = json.dumps(value)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
+        program.model.metadata_props.update(meta)
+
+        def write(tmp: Path) -> None:
             program.save(tmp, external_data=False)
             _verify(tmp, module, in_channels, dynamic_size, (height, width))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return path
+
+        return atomic_write(path, write)
 
 
 def _export_program(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -14,11 +13,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from catseg import _validation as check
+from catseg._files import atomic_write
 from catseg._runtime import require
 from catseg._version import catseg_version
 from catseg.errors import CatsegError, CheckpointError, ConfigError, ExportError
 from catseg.export._int8_graph import read_shapes_before_dequantize, rewrite_block_upsampling
 from catseg.export._runner import OnnxRunner
+from catseg.models.preprocessing import Preprocessing
 
 __all__ = ["QUANTIZATION_KEY", "CalibrationMethod", "quantize_onnx"]
 
@@ -44,11 +45,12 @@ def _calibration_tensors(
     """
     from catseg.data._inputs import load_input
 
-    fields = runner.segmenter_fields()
-    channels = runner.in_channels or len(fields.get("mean", ())) or 3
-    mean = torch.tensor(fields.get("mean", [0.0] * channels), dtype=torch.float32)
-    std = torch.tensor(fields.get("std", [1.0] * channels), dtype=torch.float32)
-    size: tuple[int, int] | None = fields.get("image_size")
+    record = runner.config
+    channels = runner.in_channels
+    pre = record.preprocessing or Preprocessing.identity(channels)
+    mean = torch.tensor(pre.for_channels(channels).mean, dtype=torch.float32)
+    std = torch.tensor(pre.for_channels(channels).std, dtype=torch.float32)
+    size: tuple[int, int] | None = record.image_size
     if size is None:
         height, width = (OnnxRunner.static_dim(d) for d in runner.input_shape[2:])
         size = (height, width) if height is not None and width is not None else None
@@ -276,11 +278,8 @@ def quantize_onnx(
             f"{runner.metadata[QUANTIZATION_KEY]!r}); quantise the fp32 file instead"
         )
     reader = _Reader(images, runner)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+
+    def write(tmp: Path) -> None:
         _quantize(src, tmp, reader, options, preprocess)
         marker = {
             "format": "int8",
@@ -296,7 +295,5 @@ def quantize_onnx(
             OnnxRunner(tmp, providers=["CPUExecutionProvider"])
         except CatsegError as err:
             raise ExportError(f"the quantised model does not load: {err}") from err
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dst
+
+    return atomic_write(dst, write)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from catseg import _validation as check
 from catseg._runtime import require
+from catseg.checkpoint._checks import check_config_bounds
 from catseg.errors import (
     CheckpointError,
     ConfigError,
@@ -21,8 +20,8 @@ from catseg.errors import (
     MissingFileError,
     ShapeError,
 )
-
-__all__ = ["OnnxRunner"]
+from catseg.hub._json import parse_json
+from catseg.models.config import UNetConfig, read_config
 
 
 class OnnxRunner:
@@ -36,22 +35,23 @@ class OnnxRunner:
 
     Attributes:
         path: The file loaded.
+        metadata: The file's ``metadata_props``, each value parsed as JSON (kept as text
+            where it is not JSON).
         providers: The providers the session uses.
-        metadata: The file's ``metadata_props``, each value parsed as JSON (kept as
-            a string when it is not JSON); ``{}`` when the file has none.
+        config: The model's record (:class:`~catseg.models.UNetConfig`) read from the
+            ``model_config`` metadata entry with the same checks as a checkpoint's;
+            a file not written by catseg gets defaults for its channel counts.
         input_name: Name of the graph input.
         output_name: Name of the first graph output (the logits).
-        num_classes: Logit channels, from the output shape or the metadata.
-        in_channels: Input channels, from the input shape or the metadata; None if
-            neither tells.
+        num_classes: Logit channels, from the output shape.
+        in_channels: Input channels, from the record (the input shape for other files).
         stride: The model's total stride from the ``stride`` metadata; None if absent.
 
     Raises:
         MissingFileError: If ``path`` does not exist.
         CheckpointError: If the file is not a loadable ONNX model, does not have
-            exactly one 4-D input, its number of classes cannot be determined, or a
-            catseg metadata value is malformed (the message names the key, the value
-            and what is expected).
+            exactly one 4-D input, its number of classes cannot be determined, or its
+            model record is invalid (the message names the file and the field).
         ConfigError: If ``path`` or ``providers`` has the wrong type, or a requested
             provider is not available.
         OptionalDependencyError: If onnxruntime is not installed.
@@ -78,8 +78,8 @@ class OnnxRunner:
         >>> path = Path(folder.name) / "negate.onnx"
         >>> onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
         >>> runner = OnnxRunner(path)
-        >>> runner.in_channels, runner.num_classes, runner.metadata
-        (1, 1, {})
+        >>> runner.in_channels, runner.num_classes, runner.config.mode
+        (1, 1, 'binary')
         >>> runner(torch.ones(2, 1, 3, 5)).sum().item()
         -30.0
         >>> folder.cleanup()
@@ -127,10 +127,7 @@ class OnnxRunner:
                 f"{str(self.path)!r} is not a loadable ONNX model: {type(err).__name__}: {err}"
             ) from err
         self.providers: list[str] = list(self._session.get_providers())
-        self.metadata: dict[str, Any] = _parse_metadata(
-            self._session.get_modelmeta().custom_metadata_map
-        )
-        _check_metadata(self.metadata, self.path)
+        self.metadata = _parse(self._session.get_modelmeta().custom_metadata_map, self.path)
 
         inputs = self._session.get_inputs()
         outputs = self._session.get_outputs()
@@ -142,20 +139,26 @@ class OnnxRunner:
         self.input_name: str = inputs[0].name
         self.output_name: str = outputs[0].name
         self._input_shape: list[Any] = list(inputs[0].shape)
-        self.in_channels: int | None = _static_dim(self._input_shape[1]) or _meta_int(
-            self.metadata, "in_channels"
-        )
         out_shape = list(outputs[0].shape)
-        num_classes = (_static_dim(out_shape[1]) if len(out_shape) == 4 else None) or _meta_int(
-            self.metadata, "num_classes"
-        )
+        num_classes = _static_dim(out_shape[1]) if len(out_shape) == 4 else None
         if num_classes is None:
             raise CheckpointError(
-                f"{str(self.path)!r}: cannot tell the number of classes (output shape "
-                f"{out_shape}, no 'num_classes' metadata)"
+                f"{self.path}: cannot tell the number of classes (output shape {out_shape})"
             )
+        self.config = _read_record(
+            self.metadata, self.path, _static_dim(self._input_shape[1]), num_classes
+        )
+        """The model's record (classes, mode, image size, threshold, normalisation)."""
+        self.in_channels: int = self.config.in_channels
         self.num_classes: int = num_classes
-        self.stride: int | None = _meta_int(self.metadata, "stride")
+        if self.config.num_classes != num_classes:
+            raise CheckpointError(
+                f"{self.path}: invalid model record: num_classes is {self.config.num_classes} "
+                f"but the graph outputs {num_classes} maps"
+            )
+        stride = self.metadata.get("stride")
+        ok = isinstance(stride, int) and not isinstance(stride, bool) and 0 < stride < 4096
+        self.stride: int | None = stride if ok else None
 
     @property
     def input_shape(self) -> list[int | str | None]:
@@ -176,21 +179,6 @@ class OnnxRunner:
             True
         """
         return _static_dim(dim)
-
-    def segmenter_fields(self) -> dict[str, Any]:
-        """The Segmenter settings stored in the metadata (validated), by name.
-
-        Keys present among ``classes``, ``image_size``, ``mean``, ``std``, ``mode`` and
-        ``threshold``; ``image_size`` is a tuple or ``None``.
-
-        Examples:
-            >>> "classes" in OnnxRunner.segmenter_fields.__doc__
-            True
-        """
-        fields = {k: self.metadata[k] for k in _SEGMENTER_KEYS if k in self.metadata}
-        if fields.get("image_size") is not None:
-            fields["image_size"] = tuple(fields["image_size"])
-        return fields
 
     def __repr__(self) -> str:
         return (
@@ -254,107 +242,25 @@ def _meta_int(meta: Mapping[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _parse_metadata(props: Mapping[str, str]) -> dict[str, Any]:
+def _parse(props: Mapping[str, str], path: Path) -> dict[str, Any]:
+    """Each metadata value parsed as bounded JSON, kept as text where it is not JSON."""
     parsed: dict[str, Any] = {}
     for key, text in props.items():
         try:
-            parsed[key] = json.loads(text)
-        except ValueError:
+            parsed[key] = parse_json(text.encode(), f"{path} (metadata {key!r})", CheckpointError)
+        except CheckpointError:
             parsed[key] = text
     return parsed
 
 
-_SEGMENTER_KEYS = ("classes", "image_size", "mean", "std", "threshold", "mode")
-
-
-def _optional_size(name: str, value: object) -> object:
-    if value is None:
-        return None
-    if not isinstance(value, list) or len(value) != 2:
-        raise ConfigError(f"{name} must be null or [height, width] of positive ints, got {value!r}")
-    return check.check_size(name, value)
-
-
-def _mean(name: str, value: object) -> object:
-    return _norm(name, value, None)
-
-
-def _std(name: str, value: object) -> object:
-    return _norm(name, value, 0.0)
-
-
-def _norm(name: str, value: object, low: float | None) -> object:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{name} must be a non-empty list of numbers, got {value!r}")
-    for i, v in enumerate(value):
-        check.check_finite_float(f"{name}[{i}]", v, low=low, low_open=low is not None)
-    return value
-
-
-def _bool(name: str, value: object) -> object:
-    return check.check_bool(name, value)
-
-
-def _string(name: str, value: object) -> object:
-    if not isinstance(value, str):
-        raise ConfigError(f"{name} must be a string, got {value!r}")
-    return value
-
-
-def _mapping(name: str, value: object) -> object:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name} must be a JSON object, got {value!r}")
-    return value
-
-
-def _classes(name: str, value: object) -> object:
-    names = check.check_class_names(name, value)
-    if not 1 <= len(names) <= 256:
-        raise ConfigError(f"{name} must name between 1 and 256 labels, got {len(names)}")
-    return names
-
-
-def _threshold(name: str, value: object) -> object:
-    if isinstance(value, list) and value:  # one per label (multilabel)
-        return [check.check_probability(f"{name}[{i}]", v) for i, v in enumerate(value)]
-    return check.check_probability(name, value)
-
-
-def _mode(name: str, value: object) -> object:
-    return check.check_choice(name, value, ("binary", "multiclass", "multilabel"))
-
-
-_METADATA_CHECKS: dict[str, Any] = {
-    "in_channels": check.check_positive_int,
-    "num_classes": check.check_positive_int,
-    "stride": check.check_positive_int,
-    "dynamic_size": _bool,
-    "catseg_version": _string,
-    "model_config": _mapping,
-    "classes": _classes,
-    "image_size": _optional_size,
-    "mean": _mean,
-    "std": _std,
-    "threshold": _threshold,
-    "mode": _mode,
-}
-
-
-def _check_metadata(meta: Mapping[str, Any], path: Path) -> None:
-    """Raise CheckpointError naming the key unless every catseg metadata value is valid."""
-    for key, rule in _METADATA_CHECKS.items():
-        if key in meta:
-            try:
-                rule(f"metadata {key!r}", meta[key])
-            except ConfigError as err:
-                raise CheckpointError(f"{str(path)!r} has malformed ONNX metadata: {err}") from None
-    if "classes" in meta and len(meta["classes"]) < 2 and meta.get("mode") != "multilabel":
-        raise CheckpointError(
-            f"{str(path)!r} has malformed ONNX metadata: 'classes' must name at least 2 "
-            f"labels unless 'mode' is 'multilabel', got {meta['classes']!r}"
-        )
-    if "mean" in meta and "std" in meta and len(meta["mean"]) != len(meta["std"]):
-        raise CheckpointError(
-            f"{str(path)!r} has malformed ONNX metadata: 'mean' and 'std' must have the same "
-            f"length, got {meta['mean']!r} and {meta['std']!r}"
-        )
+def _read_record(
+    meta: Mapping[str, Any], path: Path, in_channels: int | None, num_classes: int
+) -> UNetConfig:
+    """The model's record from the ``model_config`` metadata entry (read like every record)."""
+    if "model_config" not in meta:  # not written by catseg: only the graph's facts are known
+        return UNetConfig(in_channels=in_channels or 3, num_classes=num_classes)
+    data = meta["model_config"]
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: invalid model record: expected a JSON object")
+    check_config_bounds(data, lambda m: CheckpointError(f"{path}: {m}"))
+    return read_config(data, path)

@@ -4,10 +4,9 @@ A model folder holds three files:
 
 ``config.json``
     ``format`` (``"catseg.model"``), ``format_version`` (1), ``catseg_version``,
-    ``architecture`` (``UNetConfig.to_dict()``: encoder, encoder options, widths,
-    preprocessing), ``fused``, ``classes``, ``palette`` (``[r, g, b]`` per class or
-    ``null``), ``mode``, ``threshold``, ``image_size`` (``[height, width]`` or ``null``),
-    ``preprocessing`` (``mean``/``std``) and ``training`` (a summary or ``null``).
+    ``model`` (``UNetConfig.to_dict()``, the model's one record: architecture, classes,
+    mode, threshold, input size, normalisation), ``fused``, ``palette`` (``[r, g, b]``
+    per class or ``null``) and ``training`` (a summary or ``null``).
 ``model.safetensors``
     The weights only, readable by ``safetensors.torch.load_file`` alone.
 ``README.md``
@@ -26,10 +25,10 @@ Examples:
     >>> import tempfile
     >>> from pathlib import Path
     >>> from catseg.models import UNet
-    >>> net = UNet(3, 2, init_features=4, depth=2)
-    >>> folder = save_pretrained(Path(tempfile.mkdtemp()) / "pets", net, classes=["bg", "cat"])
-    >>> loaded = load_pretrained(folder)
-    >>> loaded.classes, loaded.mode, loaded.model.num_classes
+    >>> net = UNet(3, 2, init_features=4, depth=2).describe(classes=["bg", "cat"])
+    >>> folder = save_pretrained(Path(tempfile.mkdtemp()) / "pets", net)
+    >>> record = load_pretrained(folder).model.config
+    >>> record.classes, record.mode, record.num_classes
     (('bg', 'cat'), 'multiclass', 2)
 """
 
@@ -42,7 +41,7 @@ from typing import Any
 
 from catseg._validation import check_bool
 from catseg.errors import ConfigError
-from catseg.hub._format import FORMAT_VERSION, Mode
+from catseg.hub._format import FORMAT_VERSION
 from catseg.hub._read import read_config, read_weights
 from catseg.hub._remote import is_repo_id, locate, upload
 from catseg.hub._write import save_pretrained
@@ -57,15 +56,10 @@ class PretrainedModel:
 
     Attributes:
         model: The rebuilt :class:`~catseg.models.UNet` in eval mode on the CPU (fused
-            if it was saved fused).
+            if it was saved fused); its ``config`` is the model's record (classes, mode,
+            threshold, input size, normalisation).
         folder: The local folder read (a snapshot in the hub cache for a repo id).
-        classes: Class names, label 0 first.
         palette: Flat ``r0, g0, b0, ...`` colours of the classes, or ``None``.
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
-        threshold: Probability threshold (one per label, or one).
-        image_size: ``(height, width)`` the model runs at, or ``None``.
-        mean: Per-channel normalisation mean.
-        std: Per-channel normalisation std.
         training: The training summary of ``config.json``, or ``None``.
         catseg_version: Version of catseg that wrote the folder.
         format_version: Layout version of the folder.
@@ -73,13 +67,7 @@ class PretrainedModel:
 
     model: UNet
     folder: Path
-    classes: tuple[str, ...]
     palette: tuple[int, ...] | None
-    mode: Mode
-    threshold: float | tuple[float, ...]
-    image_size: tuple[int, int] | None
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
     training: dict[str, Any] | None
     catseg_version: str
     format_version: int
@@ -130,13 +118,7 @@ def load_pretrained(
     return PretrainedModel(
         model=model,
         folder=folder,
-        classes=config.classes,
         palette=palette,
-        mode=config.mode,
-        threshold=config.threshold,
-        image_size=config.image_size,
-        mean=config.mean,
-        std=config.std,
         training=config.training,
         catseg_version=config.catseg_version,
         format_version=config.format_version,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from catseg.hub._format import FolderConfig
+from catseg.models.preprocessing import Preprocessing
 from catseg.visualize import get_palette
 
 __all__ = ["model_card"]
@@ -20,7 +21,7 @@ _OUTPUT = {
 def _colours(config: FolderConfig) -> list[tuple[int, int, int]]:
     if config.palette is not None:
         return list(config.palette)
-    flat = get_palette("binary" if len(config.classes) == 2 else "voc")
+    flat = get_palette("binary" if len(config.model.class_names) == 2 else "voc")
     return [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(len(flat) // 3)]
 
 
@@ -45,7 +46,7 @@ def _front_matter() -> list[str]:
 def _classes_section(config: FolderConfig) -> list[str]:
     colours = _colours(config)
     lines = ["## Classes", "", "| label | name | colour |", "|---:|---|---|"]
-    for label, name in enumerate(config.classes):
+    for label, name in enumerate(config.model.class_names):
         if label < len(colours):
             r, g, b = colours[label]
             colour = f"`#{r:02x}{g:02x}{b:02x}` ({r}, {g}, {b})"
@@ -56,16 +57,18 @@ def _classes_section(config: FolderConfig) -> list[str]:
 
 
 def _preprocessing_section(config: FolderConfig) -> list[str]:
+    record = config.model
+    pre = record.preprocessing or Preprocessing.identity(record.in_channels)
     size = (
         "kept at its original size (any size works)"
-        if config.image_size is None
-        else f"resized to {config.image_size[0]}×{config.image_size[1]} (height × width, "
+        if record.image_size is None
+        else f"resized to {record.image_size[0]}×{record.image_size[1]} (height × width, "
         "bilinear, antialiased)"
     )
     threshold = (
-        ", ".join(f"{t:g}" for t in config.threshold)
-        if isinstance(config.threshold, tuple)
-        else f"{config.threshold:g}"
+        ", ".join(f"{t:g}" for t in record.threshold)
+        if isinstance(record.threshold, tuple)
+        else f"{record.threshold:g}"
     )
     return [
         "## Preprocessing",
@@ -73,10 +76,10 @@ def _preprocessing_section(config: FolderConfig) -> list[str]:
         "Each image is read as RGB (EXIF orientation applied), scaled to [0, 1], "
         f"{size}, then normalised per channel as `(x - mean) / std` with:",
         "",
-        f"- mean: `{list(config.mean)}`",
-        f"- std: `{list(config.std)}`",
+        f"- mean: `{list(pre.mean)}`",
+        f"- std: `{list(pre.std)}`",
         "",
-        f"Output ({config.mode}): {_OUTPUT[config.mode].format(t=threshold)}. Masks are "
+        f"Output ({record.mode}): {_OUTPUT[str(record.mode)].format(t=threshold)}. Masks are "
         "returned at the original image size. `Segmenter.from_pretrained` applies all of this "
         "from `config.json`.",
         "",
@@ -114,14 +117,13 @@ def model_card(name: str, config: FolderConfig) -> str:
     r"""The text of ``README.md`` for a model folder.
 
     Examples:
-        >>> cfg = FolderConfig(architecture={"encoder": "unet"}, classes=("bg", "cat"),
-        ...                    palette=None, mode="binary", threshold=0.5, image_size=(64, 64),
-        ...                    mean=(0.5,) * 3, std=(0.25,) * 3)
+        >>> from catseg.models import UNetConfig
+        >>> cfg = FolderConfig(UNetConfig(classes=("bg", "cat"), image_size=(64, 64)), None)
         >>> card = model_card("cat", cfg)
         >>> card.startswith("---\nlibrary_name: catseg"), "| 1 | cat | `#008000`" in card
         (True, True)
     """
-    arch = config.architecture
+    arch = config.model
     fused = (
         " Its BatchNorm layers are folded into the convolutions (an inference-only copy)."
         if config.fused
@@ -131,9 +133,9 @@ def model_card(name: str, config: FolderConfig) -> str:
         *_front_matter(),
         f"# {name}",
         "",
-        f"A [catseg](https://catseg.readthedocs.io) UNet for {config.mode} semantic "
-        f"segmentation: encoder `{arch.get('encoder')}`, {arch.get('in_channels')} input "
-        f"channels, {arch.get('num_classes')} output map(s).{fused}",
+        f"A [catseg](https://catseg.readthedocs.io) UNet for {arch.mode} semantic "
+        f"segmentation: encoder `{arch.encoder}`, {arch.in_channels} input "
+        f"channels, {arch.num_classes} output map(s).{fused}",
         "",
         "```python",
         "from catseg.predict import Segmenter",

@@ -11,27 +11,17 @@ from typing import Any, NoReturn
 
 import torch
 
-from catseg.checkpoint._bounds import MAX_NAME_CHARS, short
+from catseg.checkpoint._bounds import short
 from catseg.checkpoint._checks import check_config_bounds, check_weights_fit
 from catseg.errors import CatsegError, CheckpointError, MissingFileError
 from catseg.hub._deps import import_safetensors
-from catseg.hub._format import (
-    CONFIG_NAME,
-    FORMAT_TAG,
-    FORMAT_VERSION,
-    MODES,
-    WEIGHTS_NAME,
-    FolderConfig,
-)
+from catseg.hub._format import CONFIG_NAME, FORMAT_TAG, FORMAT_VERSION, WEIGHTS_NAME, FolderConfig
 from catseg.hub._json import parse_json, read_json
 from catseg.models import UNet
-from catseg.models.preprocessing import merge_preprocessing
-
-__all__ = ["MAX_HEADER_BYTES", "read_config", "read_weights"]
+from catseg.models.config import read_config as read_config_record
 
 MAX_HEADER_BYTES = 1 << 24
 """Largest safetensors header (tensor names, shapes, offsets) a model folder may hold."""
-_MAX_CLASSES = 65_536
 _DTYPES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2,
     "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
@@ -57,23 +47,6 @@ class _Fields:
             self.fail(key, value, expected)
         return value
 
-    def numbers(
-        self, key: str, values: object, *, positive: bool, count: int | None
-    ) -> tuple[float, ...]:
-        what = f"{count} " if count is not None else ""
-        expected = f"a list of {what}finite numbers{' above 0' if positive else ''}"
-        if not isinstance(values, list) or not values or count not in (None, len(values)):
-            self.fail(key, values, expected)
-        for v in values:
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float))
-                or not math.isfinite(v)
-                or (positive and v <= 0)
-            ):
-                self.fail(key, values, expected)
-        return tuple(float(v) for v in values)
-
 
 def _version(fields: _Fields) -> tuple[int, str]:
     version = fields.get("format_version", (int,), "a positive int")
@@ -88,15 +61,6 @@ def _version(fields: _Fields) -> tuple[int, str]:
             f"this catseg reads model folders up to version {FORMAT_VERSION}: upgrade catseg"
         )
     return version, writer
-
-
-def _classes(fields: _Fields) -> tuple[str, ...]:
-    names = fields.get("classes", (list,), "a list of class names")
-    if not 1 <= len(names) <= _MAX_CLASSES or not all(
-        isinstance(n, str) and 0 < len(n) <= MAX_NAME_CHARS for n in names
-    ):
-        fields.fail("classes", names, f"1 to {_MAX_CLASSES} non-empty strings")
-    return tuple(names)
 
 
 def _palette(fields: _Fields, count: int) -> tuple[tuple[int, int, int], ...] | None:
@@ -115,45 +79,6 @@ def _palette(fields: _Fields, count: int) -> tuple[tuple[int, int, int], ...] | 
     return tuple((c[0], c[1], c[2]) for c in value)
 
 
-def _threshold(fields: _Fields) -> float | tuple[float, ...]:
-    value = fields.get("threshold", (float, int, list), "a probability or a list of them")
-    values = value if isinstance(value, list) else [value]
-    if not values or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 < v < 1.0 for v in values
-    ):
-        fields.fail("threshold", value, "a number in (0, 1) or a list of them")
-    return tuple(float(v) for v in values) if isinstance(value, list) else float(value)
-
-
-def _image_size(fields: _Fields) -> tuple[int, int] | None:
-    size = fields.data.get("image_size")
-    if size is None:
-        return None
-    if not (
-        isinstance(size, list)
-        and len(size) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 20 for v in size)
-    ):
-        fields.fail("image_size", size, "null or [height, width] positive ints")
-    return (size[0], size[1])
-
-
-def _architecture(
-    fields: _Fields, mean: tuple[float, ...], std: tuple[float, ...]
-) -> dict[str, Any]:
-    arch = dict(fields.get("architecture", (dict,), "an object (UNetConfig.to_dict())"))
-    check_config_bounds(
-        arch,
-        lambda m: CheckpointError(
-            f"{fields.file}: field 'architecture': {m.removeprefix('model_config ')}"
-        ),
-    )
-    try:
-        return merge_preprocessing(arch, mean, std, what=f"{CONFIG_NAME}'s preprocessing")
-    except CatsegError as err:
-        raise CheckpointError(f"{fields.file}: field 'preprocessing': {err}") from err
-
-
 def read_config(folder: Path) -> FolderConfig:
     """Read and check ``config.json`` of a model folder."""
     file = folder / CONFIG_NAME
@@ -168,25 +93,15 @@ def read_config(folder: Path) -> FolderConfig:
         )
     fields = _Fields(file, data)
     version, writer = _version(fields)
-    classes = _classes(fields)
-    pre = fields.get("preprocessing", (dict,), "an object with 'mean' and 'std'")
-    mean = fields.numbers("preprocessing.mean", pre.get("mean"), positive=False, count=None)
-    std = fields.numbers("preprocessing.std", pre.get("std"), positive=True, count=len(mean))
-    mode = fields.get("mode", (str,), f"one of {list(MODES)}")
-    if mode not in MODES:
-        fields.fail("mode", mode, f"one of {list(MODES)}")
+    arch = fields.get("model", (dict,), "an object (UNetConfig.to_dict())")
+    check_config_bounds(arch, lambda m: CheckpointError(f"{file}: {m}"))
+    model = read_config_record(arch, file)
     training = data.get("training")
     if training is not None and not isinstance(training, dict):
         fields.fail("training", training, "null or an object")
     return FolderConfig(
-        architecture=_architecture(fields, mean, std),
-        classes=classes,
-        palette=_palette(fields, len(classes)),
-        mode=mode,
-        threshold=_threshold(fields),
-        image_size=_image_size(fields),
-        mean=mean,
-        std=std,
+        model=model,
+        palette=_palette(fields, len(model.class_names)),
         fused=fields.get("fused", (bool,), "true or false"),
         training=training,
         catseg_version=writer,
@@ -249,18 +164,18 @@ def read_weights(folder: Path, config: FolderConfig) -> UNet:
     header = _header(file)
     try:
         with torch.device("meta"):
-            reference = UNet.from_config(config.architecture)
+            reference = UNet.from_config(config.model)
             if config.fused:
                 reference = reference.fuse_for_inference()
     except CatsegError as err:
         raise CheckpointError(
-            f"{folder / CONFIG_NAME}: field 'architecture' cannot be built by this catseg: {err}"
+            f"{folder / CONFIG_NAME}: field 'model' cannot be built by this catseg: {err}"
         ) from err
     meta = {k: torch.empty(v["shape"], device="meta") for k, v in header.items()}
     try:
         check_weights_fit(reference, meta, what=f"the weights in {WEIGHTS_NAME}")
     except CheckpointError as err:
-        raise CheckpointError(f"{folder / CONFIG_NAME}: field 'architecture': {err}") from err
+        raise CheckpointError(f"{folder / CONFIG_NAME}: field 'model': {err}") from err
     for name, tensor in reference.state_dict().items():
         if tensor.is_floating_point() != (header[name]["dtype"] in _FLOATS):
             raise CheckpointError(
@@ -272,7 +187,7 @@ def read_weights(folder: Path, config: FolderConfig) -> UNet:
         state = safetensors.load_file(str(file), device="cpu")
     except Exception as err:  # safetensors_rust.SafetensorError and friends
         raise CheckpointError(f"{file} is not a readable safetensors file: {err}") from err
-    model = UNet.from_config(config.architecture)
+    model = UNet.from_config(config.model)
     if config.fused:
         model = model.fuse_for_inference()
     model.load_state_dict(state, strict=True)

@@ -2,59 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from catseg._files import atomic_write
 from catseg._modules import unwrap_model
-from catseg._validation import check_bool, check_choice, check_probability
+from catseg._validation import check_bool
 from catseg._version import catseg_version
-from catseg.checkpoint._checks import check_meta, check_weights_fit
+from catseg.checkpoint._checks import check_weights_fit
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.hub._card import model_card
 from catseg.hub._deps import import_safetensors
-from catseg.hub._format import (
-    CARD_NAME,
-    CONFIG_NAME,
-    FORMAT_TAG,
-    MODES,
-    WEIGHTS_NAME,
-    FolderConfig,
-    Mode,
-)
+from catseg.hub._format import CARD_NAME, CONFIG_NAME, FORMAT_TAG, WEIGHTS_NAME, FolderConfig
 from catseg.hub._json import read_json
 from catseg.metrics import IoUResult
 from catseg.models import UNet
-from catseg.models.preprocessing import merge_preprocessing, resolve_mean_std
 from catseg.training import History
 from catseg.visualize import PaletteName, get_palette
-
-__all__ = ["save_pretrained"]
-
-
-def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    """Write ``target`` through a temporary file in its folder, then rename it over."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _check_target(folder: Path, overwrite: bool) -> None:
@@ -92,29 +63,6 @@ def _palette(
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
             raise ConfigError(f"palette values must be ints in 0..255, got {value!r}")
     return tuple((flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(count))
-
-
-def _mode(mode: str | None, num_classes: int) -> Mode:
-    if mode is None:
-        return "binary" if num_classes == 1 else "multiclass"
-    checked: Mode = next(m for m in MODES if m == check_choice("mode", mode, MODES))
-    if (checked == "binary") != (num_classes == 1) and checked != "multilabel":
-        raise ConfigError(
-            f"mode={checked!r} does not fit a model with {num_classes} output map(s): binary "
-            "is one logit map, multiclass two or more"
-        )
-    return checked
-
-
-def _threshold(threshold: float | Sequence[float], count: int) -> float | tuple[float, ...]:
-    if isinstance(threshold, Sequence):
-        values = tuple(check_probability(f"threshold[{i}]", t) for i, t in enumerate(threshold))
-        if len(values) != count:
-            raise ConfigError(
-                f"threshold holds {len(values)} values; give one, or one per label ({count})"
-            )
-        return values
-    return check_probability("threshold", threshold)
 
 
 def _training(history: History | None, evaluation: IoUResult | None, classes: Sequence[str]) -> Any:
@@ -164,27 +112,21 @@ def save_pretrained(
     folder: str | os.PathLike[str],
     model: nn.Module,
     *,
-    classes: Sequence[str],
     palette: PaletteName | Sequence[int] | None = None,
-    mode: Mode | None = None,
-    threshold: float | Sequence[float] = 0.5,
-    image_size: int | tuple[int, int] | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
     history: History | None = None,
     evaluation: IoUResult | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a model folder: ``config.json``, ``model.safetensors`` and a ``README.md`` card.
 
-    ``config.json`` records the architecture (``UNetConfig.to_dict()``, encoder options
-    and preprocessing included), the classes and their colours, the mode and threshold,
-    the input size, the normalisation, a training summary, the catseg version and the
-    folder format version. ``model.safetensors`` holds the weights only (any safetensors
-    reader loads it). ``README.md`` is a model card with YAML front matter for the
-    Hugging Face Hub; its licence line and its "Intended use" and "Limitations" sections
-    are left for the author. Each file is written atomically (temporary file, then
-    rename). A model returned by ``fuse_for_inference()`` is saved fused (recorded in
+    ``config.json`` holds the model's config, which is its one record (architecture,
+    classes, mode, threshold, input size, normalisation: see
+    :meth:`~catseg.models.UNet.describe`), plus the class colours, a training summary,
+    the catseg version and the folder format version. ``model.safetensors`` holds the
+    weights only (any safetensors reader loads it). ``README.md`` is a model card with
+    YAML front matter for the Hugging Face Hub; its licence line and its "Intended use"
+    and "Limitations" sections are left for the author. Each file is written atomically.
+    A model returned by ``fuse_for_inference()`` is saved fused (recorded in
     ``config.json``; the folder is then for inference only).
 
     Args:
@@ -193,18 +135,8 @@ def save_pretrained(
             ``overwrite`` is true.
         model: A :class:`~catseg.models.UNet` built from a registered encoder name
             (``DataParallel``/``torch.compile`` wrappers are unwrapped).
-        classes: Class names, label 0 first (two for a binary 1-logit model).
         palette: ``"voc"``, ``"binary"`` or a flat sequence ``r0, g0, b0, ...`` giving each
             class its colour; ``None`` records none (the card shows catseg's default).
-        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``; ``None`` infers binary
-            or multiclass from the number of output maps.
-        threshold: Foreground probability threshold (binary; one per label for
-            multilabel, or one for all).
-        image_size: ``(height, width)`` (an int for a square) the model runs at, or
-            ``None`` for the original image size.
-        mean: Normalisation mean; ``None`` takes the model's record (identity if none).
-            Values that differ from the model's record are refused.
-        std: Normalisation std, as ``mean``.
         history: The :class:`~catseg.training.History` of the training run, summarised
             in ``config.json`` and on the card.
         evaluation: A :class:`~catseg.metrics.IoUResult` of the validation set, whose
@@ -225,12 +157,11 @@ def save_pretrained(
         >>> import json, tempfile
         >>> from pathlib import Path
         >>> from catseg.models import UNet
-        >>> folder = save_pretrained(Path(tempfile.mkdtemp()) / "cat-unet",
-        ...                          UNet(3, 1, init_features=4, depth=2),
-        ...                          classes=["_background_", "cat"], image_size=64)
+        >>> net = UNet(3, 1, init_features=4, depth=2).describe(classes=["_background_", "cat"])
+        >>> folder = save_pretrained(Path(tempfile.mkdtemp()) / "cat-unet", net)
         >>> sorted(p.name for p in folder.iterdir())
         ['README.md', 'config.json', 'model.safetensors']
-        >>> json.loads((folder / "config.json").read_text())["classes"]
+        >>> json.loads((folder / "config.json").read_text())["model"]["classes"]
         ['_background_', 'cat']
     """
     plain = unwrap_model(model)
@@ -239,27 +170,11 @@ def save_pretrained(
             f"save_pretrained saves catseg.models.UNet models, got {type(plain).__qualname__}"
         )
     overwrite = check_bool("overwrite", overwrite)
-    arch = plain.config.to_dict()  # ConfigError for an encoder instance
-    mean_r, std_r = resolve_mean_std(plain, mean, std, what="save_pretrained's mean/std")
-    channels = plain.in_channels
-    names, size, mean_t, std_t = check_meta(
-        classes,
-        image_size,
-        mean_r if mean_r is not None else (0.0,) * channels,
-        std_r if std_r is not None else (1.0,) * channels,
-        plain.num_classes,
-        channels,
-    )
-    chosen = _mode(mode, plain.num_classes)
+    plain.config.to_dict()  # ConfigError for an encoder instance
+    names = plain.config.class_names
     config = FolderConfig(
-        architecture=merge_preprocessing(arch, mean_t, std_t, what="mean/std"),
-        classes=tuple(names),
+        model=plain.config,
         palette=_palette(palette, len(names)),
-        mode=chosen,
-        threshold=_threshold(threshold, plain.num_classes),
-        image_size=size,
-        mean=mean_t,
-        std=std_t,
         fused=plain.is_fused,
         training=_training(history, evaluation, names),
         catseg_version=catseg_version(),
@@ -271,7 +186,7 @@ def save_pretrained(
     target.mkdir(parents=True, exist_ok=True)
     metadata = {"format": "pt", "catseg": FORMAT_TAG}
     try:
-        _atomic_write(
+        atomic_write(
             target / WEIGHTS_NAME,
             lambda p: safetensors.save_file(state, str(p), metadata=metadata),
         )
@@ -280,7 +195,7 @@ def save_pretrained(
             f"the model's weights cannot be stored as safetensors: {err}"
         ) from err
     text = json.dumps(config.to_json(), indent=2, allow_nan=False) + "\n"
-    _atomic_write(target / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(target / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
     card = model_card(target.resolve().name, config)
-    _atomic_write(target / CARD_NAME, lambda p: p.write_text(card, encoding="utf-8"))
+    atomic_write(target / CARD_NAME, lambda p: p.write_text(card, encoding="utf-8"))
     return target

@@ -89,7 +89,7 @@ class UNetConfig:
         image_size: ``(height, width)`` the model was trained at (an int for a square;
             each side at most 16384), or ``None`` (any size).
         threshold: Foreground probability threshold of a binary or multilabel model, in
-            ``(0, 1)``.
+            ``(0, 1)`` (a multilabel model may give one per label).
         encoder_instance: Class name of an encoder passed as an instance (then the
             config cannot rebuild the model); None for named encoders.
 
@@ -119,7 +119,7 @@ class UNetConfig:
     classes: tuple[str, ...] | None = None
     mode: Mode | None = None
     image_size: tuple[int, int] | None = None
-    threshold: float = 0.5
+    threshold: float | tuple[float, ...] = 0.5
     encoder_instance: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -195,7 +195,17 @@ class UNetConfig:
                     "size the model was trained at"
                 )
             object.__setattr__(self, "image_size", size)
-        object.__setattr__(self, "threshold", check_probability("threshold", self.threshold))
+        threshold: object = self.threshold
+        if isinstance(threshold, Sequence) and not isinstance(threshold, str):
+            if mode != "multilabel" or len(threshold) != k:
+                raise ConfigError(
+                    f"threshold holds {len(threshold)} values; give one, or one per label of a "
+                    f"multilabel model ({k})"
+                )
+            values = tuple(check_probability(f"threshold[{i}]", t) for i, t in enumerate(threshold))
+            object.__setattr__(self, "threshold", values)
+        else:
+            object.__setattr__(self, "threshold", check_probability("threshold", threshold))
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -290,8 +300,8 @@ class UNetConfig:
         data["encoder_options"] = _plain("encoder_options", self.encoder_options)
         if self.preprocessing is not None:
             data["preprocessing"] = self.preprocessing.to_dict()
-        for key in ("classes", "image_size"):
-            if data[key] is not None:
+        for key in ("classes", "image_size", "threshold"):
+            if isinstance(data[key], tuple):
                 data[key] = list(data[key])
         return data
 

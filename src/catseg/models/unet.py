@@ -240,7 +240,7 @@ class UNet(nn.Module):
         classes: Sequence[str] | None = None,
         mode: Mode | None = None,
         image_size: int | tuple[int, int] | None = None,
-        threshold: float | None = None,
+        threshold: float | Sequence[float] | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> UNet:
@@ -255,7 +255,8 @@ class UNet(nn.Module):
             classes: Class names, label 0 first (two for a binary model).
             mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
             image_size: ``(height, width)`` the model was trained at (an int for a square).
-            threshold: Foreground probability threshold in ``(0, 1)``.
+            threshold: Foreground probability threshold in ``(0, 1)`` (one per label
+                allowed for a multilabel model).
             mean: Per-channel mean subtracted from ``[0, 1]`` pixels (give ``std`` too).
             std: Per-channel standard deviation the pixels are divided by.
 
