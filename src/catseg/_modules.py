@@ -14,8 +14,6 @@ from typing import Any, TypeVar, cast
 import torch
 from torch import nn
 
-__all__ = ["to_channels_last", "unwrap_model"]
-
 _ModuleT = TypeVar("_ModuleT", bound=nn.Module)
 
 _MAX_WRAPPERS = 32

@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 
-__all__ = ["catseg_version"]
-
 
 def catseg_version() -> str:
     """The version of the catseg code that is running, installed or from a source checkout.

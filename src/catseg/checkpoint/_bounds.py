@@ -24,18 +24,6 @@ import torch
 
 from catseg.errors import CatsegError
 
-__all__ = [
-    "MAX_CHARS",
-    "MAX_DEPTH",
-    "MAX_ITEMS",
-    "MAX_METADATA_BYTES",
-    "MAX_NAME_CHARS",
-    "Budget",
-    "short",
-    "tensor_problem",
-    "walk_plain",
-]
-
 MAX_METADATA_BYTES = 1 << 19
 """Largest pickled metadata (``data.pkl``: everything but the tensor bytes) a file may hold.
 

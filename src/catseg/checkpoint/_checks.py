@@ -11,17 +11,6 @@ from torch import nn
 from catseg.checkpoint._bounds import Budget, short, tensor_problem, walk_plain
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 
-__all__ = [
-    "MAX_CHANNELS",
-    "MAX_CLASSES",
-    "MAX_DEPTH_STAGES",
-    "MAX_WIDTH",
-    "check_config_bounds",
-    "check_plain",
-    "check_weights_fit",
-    "weight_problem",
-]
-
 MAX_CHANNELS = 1024
 """Most input channels a checkpoint's model config may ask for."""
 MAX_CLASSES = 65_536

@@ -22,8 +22,6 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["read_shapes_before_dequantize", "rewrite_block_upsampling"]
-
 # Transposed convolutions rewritten and the "Shape" rewiring apply to 2-D (N, C, H, W) graphs.
 _NHWC = [0, 2, 3, 1]
 _NCHW = [0, 3, 1, 2]

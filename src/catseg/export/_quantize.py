@@ -21,8 +21,6 @@ from catseg.export._int8_graph import read_shapes_before_dequantize, rewrite_blo
 from catseg.export._runner import OnnxRunner
 from catseg.models.preprocessing import Preprocessing
 
-__all__ = ["QUANTIZATION_KEY", "CalibrationMethod", "quantize_onnx"]
-
 CalibrationMethod = Literal["minmax", "entropy", "percentile"]
 """How activation ranges are chosen from the calibration images (onnxruntime's methods)."""
 

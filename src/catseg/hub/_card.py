@@ -8,8 +8,6 @@ from catseg.hub._format import FolderConfig
 from catseg.models.preprocessing import Preprocessing
 from catseg.visualize import get_palette
 
-__all__ = ["model_card"]
-
 _OUTPUT = {
     "binary": "one logit map; sigmoid, foreground where the probability is above {t}",
     "multiclass": "one logit map per class; softmax, each pixel takes the most probable class",

@@ -7,8 +7,6 @@ from types import ModuleType
 
 from catseg.errors import OptionalDependencyError
 
-__all__ = ["import_hub", "import_safetensors"]
-
 
 def _import(module: str, needs: str, extra: str) -> ModuleType:
     """``module``, or an error saying what ``needs`` it and which extra installs it."""

@@ -12,8 +12,6 @@ from typing import Any
 from catseg.checkpoint._bounds import Budget, short, walk_plain
 from catseg.errors import CatsegError, CheckpointError, MissingFileError
 
-__all__ = ["MAX_JSON_BYTES", "parse_json", "read_json"]
-
 MAX_JSON_BYTES = 1 << 20
 """Largest ``config.json`` a model folder may hold (catseg writes 1-20 kB)."""
 

@@ -10,8 +10,6 @@ from catseg.errors import CheckpointError, ConfigError, MissingFileError
 from catseg.hub._deps import import_hub
 from catseg.hub._format import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 
-__all__ = ["is_repo_id", "locate", "upload"]
-
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
 
