@@ -11,10 +11,8 @@ from typing import Any
 
 from PIL import Image
 
-from catseg.data._io import decode_image_bytes, load_rgb
+from catseg.data._io import read_rgb
 from catseg.errors import ConfigError, DataError, LabelmeError, MissingFileError
-
-__all__ = ["check_distinct_ids", "image_root_or", "json_files", "load_image", "read_document"]
 
 
 def load_image(doc: dict[str, Any], path: Path, image_root: Path) -> Image.Image:
@@ -28,8 +26,8 @@ def load_image(doc: dict[str, Any], path: Path, image_root: Path) -> Image.Image
             raw = base64.b64decode(data, validate=False)
         except (binascii.Error, ValueError) as err:
             raise LabelmeError(f"{path}: imageData is not a readable base64 image") from err
-        try:
-            return decode_image_bytes(raw, f"{path}: imageData")
+        try:  # as stored: labelme applies EXIF only to image files
+            return read_rgb(raw, f"{path}: imageData")[0]
         except DataError as err:
             raise LabelmeError(str(err)) from err
     image_path = doc.get("imagePath")
@@ -42,7 +40,7 @@ def load_image(doc: dict[str, Any], path: Path, image_root: Path) -> Image.Image
     resolved = _resolve_image(path, image_path, image_root)
     if not resolved.is_file():
         raise MissingFileError(f"{path}: imagePath {image_path!r} not found at {resolved}")
-    return load_rgb(resolved).image
+    return read_rgb(resolved, str(resolved))[0]
 
 
 def _resolve_image(path: Path, image_path: str, image_root: Path) -> Path:

@@ -15,10 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
 
-from catseg.data._io import decode_bytes
+from catseg.data._io import decode
 from catseg.errors import ConfigError, DataError, LabelmeError, MissingFileError
-
-__all__ = ["IGNORE_LABEL", "Labels", "rasterise", "rasterise_layers", "read_labels"]
 
 #: The labelme label whose pixels become 255 ("ignore").
 IGNORE_LABEL = "__ignore__"
@@ -145,7 +143,7 @@ def _decode_bitmap(shape: dict[str, Any], index: int, path: Path) -> npt.NDArray
     except (binascii.Error, ValueError) as err:
         raise LabelmeError(f"{path}: shape {index} (mask) has an unreadable bitmap") from err
     try:
-        array = np.asarray(decode_bytes(raw, f"{path}: shape {index} (mask) bitmap"))
+        array = np.asarray(decode(raw, f"{path}: shape {index} (mask) bitmap").image)
     except DataError as err:
         raise LabelmeError(f"{err} (an unreadable bitmap)") from err
     inside: npt.NDArray[np.bool_] = np.asarray(array != 0, dtype=np.bool_)

@@ -80,8 +80,13 @@ from catseg.data._labelme_shapes import (
     rasterise_layers,
     read_labels,
 )
-from catseg.data._samples import FolderDataset, JointTransform, checked_index, resize_sample
-from catseg.data._splits import write_splits
+from catseg.data._samples import (
+    FolderDataset,
+    JointTransform,
+    checked_index,
+    resize_sample,
+    write_splits,
+)
 from catseg.errors import ConfigError, DataError
 from catseg.visualize import VOC_PALETTE
 
@@ -95,6 +100,26 @@ __all__ = [
 
 LabelmeMode = Literal["multiclass", "multilabel"]
 """How labelme shapes become targets: one label map (z-order) or one layer per label."""
+
+
+def _checked(labels: Labels, mode: object) -> tuple[LabelmeMode, list[str]]:
+    checked = cast(LabelmeMode, check_choice("mode", mode, ("multiclass", "multilabel")))
+    names = read_labels(labels)
+    if checked == "multilabel" and len(names) < 2:
+        raise ConfigError(
+            f"labels {names!r} name no class besides '_background_'; mode='multilabel' "
+            "needs at least one label to make a layer for"
+        )
+    return checked, names
+
+
+def _read(
+    path: Path, names: list[str], image_root: Path, mode: LabelmeMode
+) -> tuple[Image.Image, npt.NDArray[np.uint8]]:
+    doc = read_document(path)
+    image = load_image(doc, path, image_root)
+    draw = rasterise_layers if mode == "multilabel" else rasterise
+    return image, draw(doc, image.size, names, path)
 
 
 def read_labelme(
@@ -182,39 +207,10 @@ def read_labelme(
         >>> read_labelme(folder / "c.json", labels, mode="multilabel")[1].tolist()
         [[[1, 1, 1, 0]], [[0, 1, 1, 1]]]
     """
-    checked = _check_mode(mode)
-    names = read_labels(labels)
-    if checked == "multilabel":
-        _layer_names(names)
-    return _read(json_path, names, image_root, checked)
-
-
-def _check_mode(mode: object) -> LabelmeMode:
-    return cast(LabelmeMode, check_choice("mode", mode, ("multiclass", "multilabel")))
-
-
-def _layer_names(names: list[str]) -> list[str]:
-    """The label of each layer: the classes after ``_background_`` (at least one)."""
-    if len(names) < 2:
-        raise ConfigError(
-            f"labels {names!r} name no class besides '_background_'; mode='multilabel' "
-            "needs at least one label to make a layer for"
-        )
-    return names[1:]
-
-
-def _read(
-    json_path: str | os.PathLike[str],
-    names: list[str],
-    image_root: str | os.PathLike[str] | None,
-    mode: LabelmeMode,
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    checked, names = _checked(labels, mode)
     path = Path(json_path)
-    root = image_root_or(image_root, path.parent)
-    doc = read_document(path)
-    image = load_image(doc, path, root)
-    draw = rasterise_layers if mode == "multilabel" else rasterise
-    return np.array(image, dtype=np.uint8), draw(doc, image.size, names, path)
+    image, mask = _read(path, names, image_root_or(image_root, path.parent), checked)
+    return np.array(image, dtype=np.uint8), mask
 
 
 def labelme_to_voc(
@@ -285,14 +281,13 @@ def labelme_to_voc(
     try:
         for folder in ("JPEGImages", "SegmentationClassPNG", "ImageSets/Segmentation"):
             (staging / folder).mkdir(parents=True)
-        ids = []
         for file in files:
-            pixels, mask = read_labelme(file, names, image_root=root)
-            Image.fromarray(pixels).save(staging / "JPEGImages" / f"{file.stem}.jpg", quality=95)
+            image, mask = _read(file, names, root, "multiclass")
+            image.save(staging / "JPEGImages" / f"{file.stem}.jpg", quality=95)
             png = Image.fromarray(mask)
             png.putpalette(VOC_PALETTE)
             png.save(staging / "SegmentationClassPNG" / f"{file.stem}.png")
-            ids.append(file.stem)
+        ids = [file.stem for file in files]
         order = list(ids)
         random.Random(seed).shuffle(order)
         write_splits(staging / "ImageSets" / "Segmentation", ids, order, val_fraction)
@@ -382,17 +377,15 @@ class LabelmeDataset(FolderDataset):
         image_root: str | os.PathLike[str] | None = None,
         mode: LabelmeMode = "multiclass",
     ) -> None:
-        self.mode: LabelmeMode = _check_mode(mode)
+        self.mode, self._names = _checked(labels, mode)
+        multilabel = self.mode == "multilabel"
         if mask_dtype is None:
-            mask_dtype = "uint8" if self.mode == "multilabel" else "int64"
-        super().__init__(image_size, transforms, image_dtype, mask_dtype)
+            mask_dtype = "uint8" if multilabel else "int64"
+        super().__init__(None, image_size, transforms, image_dtype, mask_dtype)
         self.root = Path(root)
         self.image_root = image_root_or(image_root, self.root)
-        self._names = read_labels(labels)
-        multilabel = self.mode == "multilabel"
-        self.class_names = _layer_names(self._names) if multilabel else self._names
+        self.class_names = self._names[1:] if multilabel else self._names
         self.files = json_files(self.root)
-        self.mask_dtype: Literal["int64", "uint8"] = mask_dtype
 
     def __len__(self) -> int:
         return len(self.files)
@@ -404,13 +397,9 @@ class LabelmeDataset(FolderDataset):
             "image_size": self.image_size,
             "classes": self.class_names,
         }
-        if self.mode == "multilabel":
-            fields["mode"] = self.mode
-        return fields
+        return fields | ({"mode": self.mode} if self.mode == "multilabel" else {})
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = checked_index(index, len(self))
-        path = self.files[index]
-        pixels, mask = _read(path, self._names, self.image_root, self.mode)
-        pixels, mask = resize_sample(Image.fromarray(pixels), mask, self.image_size)
-        return self._tensors(pixels, mask, self.mask_dtype, owned=True)  # read afresh per item
+        path = self.files[checked_index(index, len(self))]
+        image, mask = _read(path, self._names, self.image_root, self.mode)
+        return self._tensors(*resize_sample(image, mask, self.image_size))
