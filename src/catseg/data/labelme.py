@@ -66,18 +66,14 @@ import torch
 from PIL import Image
 
 from catseg._validation import check_choice, check_finite_float, check_int
-from catseg.data._labelme_io import (
-    check_distinct_ids,
+from catseg.data._labelme import (
+    IGNORE_LABEL,
+    Labels,
     image_root_or,
     json_files,
     load_image,
-    read_document,
-)
-from catseg.data._labelme_shapes import (
-    IGNORE_LABEL,
-    Labels,
     rasterise,
-    rasterise_layers,
+    read_document,
     read_labels,
 )
 from catseg.data._samples import (
@@ -118,8 +114,7 @@ def _read(
 ) -> tuple[Image.Image, npt.NDArray[np.uint8]]:
     doc = read_document(path)
     image = load_image(doc, path, image_root)
-    draw = rasterise_layers if mode == "multilabel" else rasterise
-    return image, draw(doc, image.size, names, path)
+    return image, rasterise(doc, image.size, names, path, mode)
 
 
 def read_labelme(
@@ -274,7 +269,6 @@ def labelme_to_voc(
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise DataError(f"{destination} exists and is not empty; refusing to overwrite it")
     files = json_files(source)
-    check_distinct_ids(files)
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
