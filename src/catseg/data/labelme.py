@@ -35,20 +35,6 @@ shape drawn by the same rules into its own label's layer only.
 Labels follow labelme's ``labels.txt``: an optional first entry ``__ignore__`` (→ 255),
 then ``_background_`` (→ 0), then the classes in id order (1, 2, ...). ``__ignore__``
 is always accepted as a shape label even when the list omits it.
-
-Examples:
-    >>> import json, tempfile
-    >>> from pathlib import Path
-    >>> from PIL import Image
-    >>> from catseg.data.labelme import read_labelme
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> Image.new("RGB", (6, 4)).save(folder / "a.png")
-    >>> shape = {"label": "cat", "points": [[1, 1], [3, 2]], "shape_type": "rectangle"}
-    >>> doc = {"imagePath": "a.png", "imageData": None, "shapes": [shape]}
-    >>> _ = (folder / "a.json").write_text(json.dumps(doc))
-    >>> image, mask = read_labelme(folder / "a.json", ["__ignore__", "_background_", "cat"])
-    >>> mask.tolist()
-    [[0, 0, 0, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]]
 """
 
 from __future__ import annotations
@@ -126,22 +112,12 @@ def read_labelme(
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """Read one labelme JSON file as an RGB image and a class-index mask or label layers.
 
-    The rules are those of the module docstring (labelme's own converter). With
-    ``mode="multilabel"`` overlapping shapes of different labels do not paint over
-    each other: every shape of class ``names[k + 1]`` (``k = 0 .. K-1``, the classes
-    after ``_background_``) writes 1 into layer ``k`` only, so a pixel covered by a
-    ``cat`` and a ``dog`` polygon is 1 in both layers. ``__ignore__`` shapes write 255
-    ("ignore this pixel") and ``_background_`` shapes write 0 into every layer. Within
-    one layer shapes apply in JSON order, a later one overwriting an earlier one (a
-    ``cat`` shape drawn after an ``__ignore__`` one is 1 in the ``cat`` layer where
-    they overlap), and each shape covers exactly the pixels it covers in the single
-    map. Hence, with ``m`` the multiclass mask: ``m == k + 1`` implies
-    ``layers[k] == 1``; ``m == 255`` exactly where every layer is 255; ``m == 0``
-    exactly where every layer is 0; and ``layers[k] == 1`` with ``m != k + 1`` only
-    where a later shape of another label covers a shape of ``names[k + 1]``. With one
-    label (``["_background_", "cat"]``) the single layer equals the multiclass mask.
-    The layers are the targets of ``DiceLoss(mode="multilabel")`` and
-    ``MeanIoU(K, mode="multilabel")``, as from :class:`VOCMultilabelDataset`.
+    The rules are those of the module docstring. With ``mode="multilabel"`` every shape
+    of class ``names[k + 1]`` writes 1 into layer ``k`` only (``__ignore__`` writes 255 and
+    ``_background_`` 0 into every layer; within a layer later shapes win), so a pixel
+    under a ``cat`` and a ``dog`` polygon is 1 in both layers, and with one class the
+    single layer equals the multiclass mask. The layers are the targets of
+    ``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``.
 
     Args:
         json_path: The labelme ``.json`` file.
