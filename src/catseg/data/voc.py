@@ -26,6 +26,8 @@ from catseg.data._samples import (
 )
 from catseg.errors import ConfigError, DataError, MissingFileError
 
+__all__ = ["VOCSegmentationDataset"]
+
 _INVALID = -1
 
 
