@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from catseg.data import open_image, read_mask, to_rgb
-from catseg.data._io import load_rgb  # private: no public path
+from catseg.data._io import read_rgb  # private: no public path
 from catseg.errors import ConfigError, DataError, MissingFileError
 
 EXIF_ORIENTATION = 0x0112
@@ -86,7 +86,8 @@ def test_cmyk_tiff_file(tmp_path: Path) -> None:
 
 def test_draft_decodes_jpeg_at_reduced_scale(tmp_path: Path) -> None:
     Image.new("RGB", (800, 400), (50, 100, 150)).save(tmp_path / "wide.jpg")
-    image, full, _ = load_rgb(tmp_path / "wide.jpg", draft_size=(100, 200))
+    image, decoded = read_rgb(tmp_path / "wide.jpg", "wide.jpg", draft_size=(100, 200))
+    full = decoded.size
     assert image.size == (200, 100)  # scale 1/4: still >= (h=100, w=200)
     assert full == (400, 800)
     assert open_image(tmp_path / "wide.jpg", draft_size=(101, 200)).size == (400, 200)
@@ -97,7 +98,8 @@ def test_draft_respects_exif_rotation(tmp_path: Path) -> None:
     exif = image.getexif()
     exif[EXIF_ORIENTATION] = 6
     image.save(tmp_path / "rot.jpg", exif=exif)
-    out, full, _ = load_rgb(tmp_path / "rot.jpg", draft_size=(200, 100))
+    out, decoded = read_rgb(tmp_path / "rot.jpg", "rot.jpg", draft_size=(200, 100))
+    full = decoded.size
     assert full == (800, 400)
     assert out.size == (100, 200)  # upright width 100, height 200: scale 1/4
 

@@ -19,7 +19,8 @@ Examples:
 from __future__ import annotations
 
 from catseg.data import transforms
-from catseg.data._io import open_image, read_mask, to_rgb
+from catseg.data._io import open_image, to_rgb
+from catseg.data._masks import read_mask
 from catseg.data.labelme import LabelmeDataset, labelme_to_voc, read_labelme, read_labels
 from catseg.data.loader import SegmentationLoader
 from catseg.data.multilabel import VOCMultilabelDataset, make_synthetic_multilabel

@@ -1,4 +1,4 @@
-"""Turning the many kinds of image a user may pass into one (C, H, W) tensor."""
+"""Turning the many kinds of image a user may pass into one ``(C, H, W)`` tensor."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
-from catseg.data._io import open_image, to_rgb
+from catseg.data._io import decode, rgb, to_array
 from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
-
-__all__ = ["ImageInput", "display_image", "load_input"]
 
 ImageInput: TypeAlias = (
     str | os.PathLike[str] | Image.Image | npt.NDArray[np.generic] | torch.Tensor
@@ -27,22 +25,15 @@ def _channels(tensor: torch.Tensor, in_channels: int, what: str) -> torch.Tensor
     channels = tensor.shape[0]
     if channels == in_channels:
         return tensor
-    if in_channels == 3 and channels == 1:
-        return tensor.expand(3, -1, -1)
-    if in_channels == 3 and channels == 4:
-        return tensor[:3]
-    if in_channels == 1 and channels in (3, 4):
-        raise ShapeError(
-            f"{what} has {channels} channels but the model takes 1 (grayscale); "
-            "convert it to grayscale first"
-        )
+    if in_channels == 3 and channels in (1, 4):
+        return tensor.expand(3, -1, -1) if channels == 1 else tensor[:3]
+    hint = {
+        1: "; convert it to grayscale first",
+        3: " (1, 3 or 4 channels are accepted: grey is repeated, alpha dropped)",
+    }
     raise ShapeError(
         f"{what} has {channels} channels but the model takes {in_channels}"
-        + (
-            " (1, 3 or 4 channels are accepted: grey is repeated, alpha dropped)"
-            if in_channels == 3
-            else ""
-        )
+        + hint.get(in_channels, "")
     )
 
 
@@ -51,22 +42,20 @@ def _check_size(height: int, width: int, what: str) -> None:
         raise ShapeError(f"{what} is empty: {height}x{width} pixels (H x W)")
 
 
-def _pil_to_tensor(image: Image.Image, in_channels: int) -> tuple[torch.Tensor, Image.Image]:
-    rgb = to_rgb(image)
-    if in_channels == 1:
-        rgb = rgb.convert("L")
-    elif in_channels != 3:
+def _from_pil(image: Image.Image, orientation: int, in_channels: int, name: str) -> torch.Tensor:
+    if in_channels not in (1, 3):
         raise ConfigError(
             f"the model takes {in_channels} input channels; a PIL image or file can only feed "
             "a 1- or 3-channel model (pass a (C, H, W) tensor instead)"
         )
-    width, height = rgb.size
-    _check_size(height, width, "the image")
-    array = np.asarray(rgb, dtype=np.uint8)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)
-    return tensor, rgb
+    try:
+        converted = rgb(image)
+    except DataError as err:
+        raise DataError(f"{name}: {err}" if name else str(err)) from err
+    if in_channels == 1:
+        converted = converted.convert("L")
+    _check_size(image.height, image.width, "the image")
+    return torch.from_numpy(to_array(converted, orientation)).permute(2, 0, 1)
 
 
 def _from_array(image: npt.NDArray[np.generic], in_channels: int) -> torch.Tensor:
@@ -112,17 +101,21 @@ def _from_tensor(image: torch.Tensor, in_channels: int) -> torch.Tensor:
 def load_input(image: object, in_channels: int) -> tuple[torch.Tensor, Image.Image | None]:
     """Read one image into a ``(in_channels, H, W)`` tensor (uint8 or float in [0, 1]).
 
-    The returned tensor may share memory with the caller's array or tensor; callers
+    A file is decoded once (EXIF orientation applied) and its pixels copied once into
+    the tensor. The tensor may share memory with the caller's array or tensor; callers
     must only use out-of-place operations on it.
 
     Returns:
-        The tensor, and the PIL image it was read from for files and PIL inputs
-        (``None`` for arrays and tensors: :func:`display_image` makes one on demand).
+        The tensor, and for a PIL image input a new RGB (or, for a 1-channel model, L)
+        copy of it; ``None`` for files, arrays and tensors (:func:`display_image` makes
+        one from the tensor on demand).
     """
     if isinstance(image, (str, os.PathLike)):
-        return _pil_to_tensor(open_image(Path(image)), in_channels)
+        decoded = decode(Path(image), str(image))
+        return _from_pil(decoded.image, decoded.orientation, in_channels, str(image)), None
     if isinstance(image, Image.Image):
-        return _pil_to_tensor(image, in_channels)
+        tensor = _from_pil(image, 1, in_channels, "")
+        return tensor, display_image(tensor)
     if isinstance(image, np.ndarray):
         return _from_array(image, in_channels), None
     if isinstance(image, torch.Tensor):
@@ -140,5 +133,5 @@ def display_image(tensor: torch.Tensor) -> Image.Image | None:
     cpu = tensor.detach().cpu()
     if cpu.dtype != torch.uint8:
         cpu = (cpu.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
-    array = cpu.permute(1, 2, 0).contiguous().numpy()
+    array = cpu.permute(1, 2, 0).numpy()
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)

@@ -1,116 +1,208 @@
-"""Reading images and masks from disk with errors that name the file.
+"""The one image decode: untrusted bytes to upright pixels, every failure a DataError.
 
-Everything that touches Pillow for decoding goes through :mod:`catseg.data._decode`,
-so the dataset classes, the labelme converter and the predictor share one set of rules:
-
-* images read from a file come back as upright RGB: the EXIF orientation is applied
-  (what a photo viewer shows); grayscale, palette, RGBA/LA (alpha dropped), CMYK,
-  1-bit and 16-bit (scaled to 8 bit) inputs converted. An image already in memory
-  (a PIL image given to :func:`to_rgb`) keeps its stored orientation, so outputs
-  computed from it have its ``size``;
-* masks come back as ``(H, W)`` uint8 label maps on their stored pixel grid, exactly
-  or not at all (:func:`read_mask`);
-* a missing file raises :class:`~catseg.errors.MissingFileError`; an empty,
-  truncated, corrupt (a broken EXIF block included) or non-image file, or an image
-  larger than Pillow's decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``),
-  raises :class:`~catseg.errors.DataError` naming the file, whatever exception the
-  decoder itself raised.
+:func:`decode` is the only place that hands a file or bytes to Pillow. A missing file
+raises :class:`~catseg.errors.MissingFileError`; an empty, truncated, corrupt (a broken
+EXIF block included) or non-image file, or one larger than Pillow's decompression-bomb
+guard (``PIL.Image.MAX_IMAGE_PIXELS``), raises :class:`~catseg.errors.DataError` naming
+it, whatever the decoder raised. :func:`to_array` then copies the decoded pixels once,
+in strips, into a uint8 ``(H, W, C)`` array with the EXIF orientation applied on the
+way, so a photo is held at most twice between the file and the tensor.
 
 Examples:
     >>> import tempfile
     >>> from pathlib import Path
     >>> from PIL import Image
-    >>> from catseg.data._io import open_image, read_mask
-    >>> tmp = Path(tempfile.mkdtemp())
-    >>> Image.new("L", (4, 3), 7).save(tmp / "gray.png")
-    >>> image = open_image(tmp / "gray.png")
-    >>> image.mode, image.size
-    ('RGB', (4, 3))
-    >>> read_mask(tmp / "gray.png").shape
-    (3, 4)
+    >>> path = Path(tempfile.mkdtemp()) / "gray.png"
+    >>> Image.new("L", (4, 3), 7).save(path)
+    >>> decoded = decode(path, str(path))
+    >>> decoded.image.mode, decoded.size, to_array(to_rgb(decoded.image)).shape
+    ('L', (3, 4), (3, 4, 3))
 """
 
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from catseg._validation import check_optional_size
-from catseg.data._decode import decode_file, decode_stream
-from catseg.data._masks import read_mask
-from catseg.errors import DataError
+from catseg.errors import DataError, MissingFileError
 
-__all__ = [
-    "LoadedImage",
-    "decode_bytes",
-    "decode_image_bytes",
-    "load_rgb",
-    "open_image",
-    "read_mask",
-    "to_rgb",
-]
+_SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+# An upright array seen as the stored pixels, per EXIF orientation (the inverse of
+# PIL.ImageOps.exif_transpose): writing the stored pixels into it turns them upright.
+_STORED_VIEW: dict[int, Callable[[npt.NDArray[Any]], npt.NDArray[Any]]] = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, -1),
+}
+_STRIP_BYTES = 1 << 20
 
-_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 
+class Decoded(NamedTuple):
+    """A loaded image in its stored mode and orientation, and what the file said.
 
-class LoadedImage(NamedTuple):
-    """An upright RGB image read from a file, with its full size and EXIF orientation."""
+    ``size`` is the full ``(height, width)`` as displayed (after the orientation, before
+    JPEG draft reduction); ``deep`` is ``True`` when the file stores more than 8 bits
+    per sample in a mode Pillow narrows to 8 bits (16-bit RGB, RGBA or grey+alpha PNGs).
+    """
 
     image: Image.Image
-    size: tuple[int, int]
     orientation: int
+    size: tuple[int, int]
+    format: str
+    deep: bool
 
 
-def _sixteen_bit_to_uint8(image: Image.Image) -> npt.NDArray[np.uint8]:
-    """Scale a 16-bit (or 32-bit integer holding 16-bit data) image to 0..255, rounding."""
-    values = np.asarray(image).astype(np.int64)
-    values = np.clip(values, 0, 65535)
-    return ((values + 128) // 257).astype(np.uint8)
+def _orientation(exif: Image.Exif) -> int:
+    value = exif.get(0x0112, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _load(opened: Image.Image, name: str, draft_size: tuple[int, int] | None) -> Decoded:
+    width, height = opened.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise DataError(
+            f"{name} is refused by Pillow's decompression-bomb guard ({width}x{height} = "
+            f"{width * height} pixels > PIL.Image.MAX_IMAGE_PIXELS = {limit}); raise that "
+            "limit yourself if the file is trusted"
+        )
+    deep = False  # read before loading: the tile list goes then
+    for tile in getattr(opened, "tile", None) or ():
+        raw = tile.args if isinstance(tile.args, str) else (tile.args or ("",))[0]
+        deep |= isinstance(raw, str) and ";16" in raw and not opened.mode.startswith("I")
+    orientation = None  # JPEG: EXIF bytes before the pixels; PNG: an eXIf chunk after them
+    raw_exif = opened.info.get("exif")
+    if isinstance(raw_exif, bytes) and raw_exif:
+        try:
+            exif = Image.Exif()
+            exif.load(raw_exif)
+            orientation = _orientation(exif)
+        except Exception as err:  # SyntaxError, struct.error ... from a broken TIFF header
+            raise DataError(
+                f"{name} has a corrupt EXIF block ({type(err).__name__}: {err}), so its "
+                "orientation is unknown; re-save the photo without the broken metadata"
+            ) from err
+    if draft_size is not None and opened.format == "JPEG":
+        want = draft_size[::-1] if orientation in TURNED else draft_size
+        opened.draft(opened.mode, (want[1], want[0]))
+    opened.load()
+    if orientation is None:
+        orientation = _orientation(opened.getexif())
+    size = (width, height) if orientation in TURNED else (height, width)
+    return Decoded(opened, orientation, size, str(opened.format), deep)
+
+
+def decode(source: Path | bytes, name: str, draft_size: tuple[int, int] | None = None) -> Decoded:
+    """Decode a file or encoded bytes, in their stored mode and orientation.
+
+    Args:
+        source: The file, or the encoded image.
+        name: What to call it in error messages (a path, ``"a.json: imageData"`` ...).
+        draft_size: ``(height, width)`` the caller will resize to: a JPEG is then decoded
+            at the smallest 1/2, 1/4 or 1/8 scale still at least that size (upright).
+
+    Returns:
+        The :class:`Decoded` image and facts about the file.
+
+    Raises:
+        MissingFileError: When the file does not exist.
+        DataError: When it is not a regular file, is empty, not an image, truncated or
+            corrupt, has a corrupt EXIF block or is too large for the bomb guard.
+    """
+    if isinstance(source, bytes):
+        if not source:
+            raise DataError(f"{name} is empty (0 bytes); expected an image")
+        stream: BinaryIO = io.BytesIO(source)
+    else:
+        try:  # permissions, NUL bytes, too long names ... are a DataError
+            exists, is_file = source.exists(), source.is_file()
+            size = source.stat().st_size if is_file else 0
+            stream = source.open("rb") if size else io.BytesIO()
+        except (OSError, ValueError) as err:
+            raise DataError(f"{source} cannot be read: {err}") from err
+        if not exists:
+            raise MissingFileError(f"file not found: {source}")
+        if not is_file:
+            raise DataError(f"{source} is not a regular file (expected an image file)")
+        if not size:
+            raise DataError(f"{source} is empty (0 bytes); expected an image file")
+    try:
+        # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; the warning may
+        # surface as an exception (filters set to "error"), else _load refuses the file.
+        with stream:  # the loaded image needs the file no more
+            return _load(Image.open(stream), name, draft_size)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(
+            f"{name} is refused by Pillow's decompression-bomb guard ({err}); "
+            "raise PIL.Image.MAX_IMAGE_PIXELS yourself if the file is trusted"
+        ) from err
+    except UnidentifiedImageError as err:
+        raise DataError(f"{name} is not an image file Pillow can read") from err
+    except Exception as err:  # any failure inside a decoder plugin
+        raise DataError(f"{name} is truncated or corrupt ({type(err).__name__}: {err})") from err
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Return a new RGB copy of an in-memory image, in its stored orientation.
 
-    Conversion rules by Pillow mode: ``RGB`` is copied; ``L``, ``1``, ``P``,
-    ``CMYK`` and ``YCbCr`` go through Pillow's conversion; the alpha of ``RGBA``,
-    ``LA``, ``PA`` and transparent palette images is dropped (colours kept as stored);
-    16-bit grayscale (``I;16*`` and ``I``, as Pillow opens 16-bit PNGs) is scaled to
-    8 bit with ``round(v / 257)``, so 65535 becomes 255; 32-bit float (``F``) is
-    refused, since it has no standard 8-bit scale. The input is never modified.
-
-    The EXIF orientation tag is **not** applied: the result has the pixels and the
-    ``size`` of the image given, so a mask predicted for it lines up with it. Files
-    read by :func:`open_image` (and the datasets) come out upright instead; to turn an
-    image you opened yourself upright, call ``PIL.ImageOps.exif_transpose`` first.
-
-    Args:
-        image: A Pillow image of any mode (loaded or lazily opened).
-
-    Returns:
-        A new image in mode ``"RGB"`` of the same size.
+    ``L``, ``1``, ``P``, ``CMYK`` and ``YCbCr`` go through Pillow's conversion; the alpha
+    of ``RGBA``, ``LA``, ``PA`` and transparent palette images is dropped; 16-bit
+    grayscale (``I;16*`` and ``I``, as Pillow opens 16-bit PNGs) becomes
+    ``round(v / 257)``. The EXIF orientation is **not** applied, so a mask predicted for
+    the result lines up with ``image`` (files read by :func:`open_image` come out
+    upright). The input is never modified.
 
     Raises:
-        DataError: When the mode cannot be converted to RGB, is 32-bit float (``F``),
-            which has no standard 8-bit scale (the message names the mode and range), or
-            a lazily opened image fails to decode.
+        DataError: When the mode has no RGB conversion or is 32-bit float (``F``, no
+            standard 8-bit scale), or a lazily opened image fails to decode.
 
     Examples:
         >>> from PIL import Image
-        >>> rgba = Image.new("RGBA", (2, 2), (10, 20, 30, 0))
-        >>> out = to_rgb(rgba)
-        >>> out.mode, out.getpixel((0, 0)), rgba.mode
-        ('RGB', (10, 20, 30), 'RGBA')
+        >>> out = to_rgb(Image.new("RGBA", (2, 2), (10, 20, 30, 0)))
+        >>> out.mode, out.getpixel((0, 0))
+        ('RGB', (10, 20, 30))
         >>> to_rgb(Image.new("I;16", (1, 1), 65535)).getpixel((0, 0))
         (255, 255, 255)
     """
+    return rgb(image, copy=True)
+
+
+def rgb(image: Image.Image, *, copy: bool = False) -> Image.Image:
+    """:func:`to_rgb`, returning ``image`` itself when it is RGB and ``copy`` is false."""
     try:
-        return _convert(image)
+        mode = image.mode
+        if mode == "RGB":
+            return image.copy() if copy else image
+        if mode in _SIXTEEN_BIT:
+            values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+            return Image.fromarray(((values + 128) // 257).astype(np.uint8)).convert("RGB")
+        if mode == "F":
+            values = np.asarray(image)
+            low, high = (float(values.min()), float(values.max())) if values.size else (0, 0)
+            raise DataError(
+                f"a 32-bit float image (mode 'F', values in [{low:g}, {high:g}]) has no "
+                "standard 0..255 scale, and Pillow's conversion would clip it; scale it to "
+                "8 bit yourself, e.g. Image.fromarray((values * 255).round().astype('uint8'))"
+            )
+        if mode == "P" and "transparency" in image.info:
+            return image.convert("RGBA").convert("RGB")
+        return image.convert("RGB")
     except DataError:
         raise
     except Exception as err:  # a lazily opened image decodes here: any decoder failure
@@ -120,86 +212,53 @@ def to_rgb(image: Image.Image) -> Image.Image:
         ) from err
 
 
-def _convert(image: Image.Image) -> Image.Image:
-    mode = image.mode
-    if mode == "RGB":
-        return image.copy()
-    if mode in _SIXTEEN_BIT_MODES:
-        gray = Image.fromarray(_sixteen_bit_to_uint8(image))
-        return gray.convert("RGB")
-    if mode == "F":
-        values = np.asarray(image)
-        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-        raise DataError(
-            f"a 32-bit float image (mode 'F', values in [{low:g}, {high:g}]) has no standard "
-            "0..255 scale, and Pillow's conversion would clip it (values in [0, 1] become "
-            "black); scale it to 8 bit yourself, e.g. Image.fromarray((values * 255)"
-            ".round().astype('uint8')) for values in [0, 1]"
-        )
-    if mode == "P" and "transparency" in image.info:
-        return image.convert("RGBA").convert("RGB")
-    return image.convert("RGB")
-
-
-def decode_bytes(data: bytes, name: str) -> Image.Image:
-    """Decode an image held in memory in its stored mode (e.g. a labelme mask bitmap).
-
-    Args:
-        data: The encoded image.
-        name: What to call the data in error messages.
-
-    Returns:
-        A new, fully loaded image in the mode it was stored in (no conversion, no EXIF).
-
-    Raises:
-        DataError: When the bytes are empty, not an image, truncated or too large for
-            the decompression-bomb guard (``name`` is named).
+def upright(array: npt.NDArray[Any], orientation: int) -> npt.NDArray[Any]:
+    """A new ``(H, W, ...)`` array of stored pixels turned by an EXIF orientation.
 
     Examples:
-        >>> import io
-        >>> from PIL import Image
-        >>> buffer = io.BytesIO()
-        >>> Image.new("1", (3, 2), 1).save(buffer, format="PNG")
-        >>> decode_bytes(buffer.getvalue(), "bitmap").mode
-        '1'
+        >>> import numpy as np
+        >>> upright(np.array([[1, 2, 3]]), 6).tolist()  # turned 90 degrees clockwise
+        [[1], [2], [3]]
     """
-    if not data:
-        raise DataError(f"{name} is empty (0 bytes); expected an image")
-    return decode_stream(io.BytesIO(data), name).image
+    height, width = array.shape[:2]
+    shape = (width, height) if orientation in TURNED else (height, width)
+    out = np.empty((*shape, *array.shape[2:]), array.dtype)
+    _STORED_VIEW[orientation](out)[...] = array
+    return out
 
 
-def decode_image_bytes(data: bytes, name: str) -> Image.Image:
-    """Decode an image held in memory (e.g. labelme's ``imageData``) as RGB, as stored.
-
-    The same guards as :func:`open_image` apply, decompression bombs included. The
-    EXIF orientation is not applied: labelme shows and rasterises ``imageData`` on its
-    stored pixels (it applies the orientation only when it reads an image *file*, and
-    then stores the turned pixels without the tag).
-
-    Args:
-        data: The encoded image (PNG, JPEG, ...).
-        name: What to call the data in error messages, e.g. ``"a.json: imageData"``.
-
-    Returns:
-        A new RGB image.
-
-    Raises:
-        DataError: When the bytes are empty, not an image, truncated, too large for the
-            decompression-bomb guard, or of an unconvertible mode (``name`` is named).
+def to_array(image: Image.Image, orientation: int = 1) -> npt.NDArray[np.uint8]:
+    """Copy an ``RGB`` or ``L`` image once into a new upright ``(H, W, C)`` uint8 array.
 
     Examples:
-        >>> import io
         >>> from PIL import Image
-        >>> buffer = io.BytesIO()
-        >>> Image.new("L", (3, 2), 9).save(buffer, format="PNG")
-        >>> decode_image_bytes(buffer.getvalue(), "inline").getpixel((0, 0))
-        (9, 9, 9)
+        >>> to_array(Image.new("RGB", (3, 1), (1, 2, 3)), 8).shape
+        (3, 1, 3)
     """
-    image = decode_bytes(data, name)
+    width, height = image.size
+    bands = len(image.getbands())
+    shape = (width, height) if orientation in TURNED else (height, width)
+    out = np.empty((*shape, bands), np.uint8)
+    stored = _STORED_VIEW[orientation](out)
+    step = max(1, _STRIP_BYTES // max(4 * width, 1))
+    for top in range(0, height, step):  # strips: Pillow's tobytes holds two copies at once
+        strip = np.asarray(image.crop((0, top, width, min(top + step, height))))
+        stored[top : top + strip.shape[0]] = strip.reshape(strip.shape[0], width, bands)
+    return out
+
+
+def read_rgb(
+    source: Path | bytes, name: str, draft_size: tuple[int, int] | None = None
+) -> tuple[Image.Image, Decoded]:
+    """Decode as RGB: upright for a file, as stored for bytes (labelme's ``imageData``)."""
+    decoded = decode(source, name, draft_size)
     try:
-        return to_rgb(image)
+        image = rgb(decoded.image)
     except DataError as err:
         raise DataError(f"{name}: {err}") from err
+    if decoded.orientation != 1 and not isinstance(source, bytes):
+        image = Image.fromarray(to_array(image, decoded.orientation))
+    return image, decoded
 
 
 def open_image(
@@ -209,20 +268,19 @@ def open_image(
 
     Args:
         path: The image file (any format Pillow reads).
-        draft_size: Optional ``(height, width)`` the caller will resize to. For JPEG
-            files the decoder then works at a reduced scale (1/2, 1/4 or 1/8) that is
-            still at least this size on both sides (in upright orientation), which is
-            several times faster and smaller than a full decode. Other formats ignore it.
+        draft_size: Optional ``(height, width)`` the caller will resize to: a JPEG is then
+            decoded at the smallest 1/2, 1/4 or 1/8 scale still at least that size
+            (upright), several times faster and smaller. Other formats ignore it.
 
     Returns:
-        A new image in mode ``"RGB"`` with the EXIF orientation applied (see
-        :func:`to_rgb` for the mode conversions).
+        A new ``"RGB"`` image with the EXIF orientation applied (modes converted as by
+        :func:`to_rgb`).
 
     Raises:
         MissingFileError: When ``path`` does not exist.
         DataError: When the file is empty, not an image, truncated or corrupt (a broken
-            EXIF block included), larger than Pillow's decompression-bomb limit, or of an
-            unconvertible mode (the message names the file), whatever the decoder raised.
+            EXIF block included), too large for Pillow's decompression-bomb guard, or of
+            an unconvertible mode (the file is named).
         ConfigError: When ``draft_size`` is not two positive ints.
 
     Examples:
@@ -231,45 +289,8 @@ def open_image(
         >>> from PIL import Image
         >>> path = Path(tempfile.mkdtemp()) / "photo.jpg"
         >>> Image.new("RGB", (800, 600), (200, 30, 30)).save(path)
-        >>> open_image(path).size
-        (800, 600)
-        >>> open_image(path, draft_size=(150, 200)).size
-        (200, 150)
+        >>> open_image(path).size, open_image(path, draft_size=(150, 200)).size
+        ((800, 600), (200, 150))
     """
     draft = check_optional_size("draft_size", draft_size)
-    return load_rgb(Path(path), draft_size=draft).image
-
-
-def load_rgb(path: Path, *, draft_size: tuple[int, int] | None = None) -> LoadedImage:
-    """Like :func:`open_image`, also returning the full upright size and EXIF orientation.
-
-    The size is the one before JPEG draft reduction, used to check that a mask matches
-    its image even when the image was decoded at a reduced scale; the orientation lets
-    a dataset turn the mask the way the photo was turned.
-
-    Args:
-        path: The image file.
-        draft_size: As for :func:`open_image` (already validated).
-
-    Returns:
-        ``(image, (height, width), orientation)``.
-
-    Raises:
-        MissingFileError: When ``path`` does not exist.
-        DataError: As for :func:`open_image`.
-
-    Examples:
-        >>> import tempfile
-        >>> from pathlib import Path
-        >>> from PIL import Image
-        >>> path = Path(tempfile.mkdtemp()) / "photo.jpg"
-        >>> Image.new("RGB", (640, 480)).save(path)
-        >>> image, full, orientation = load_rgb(path, draft_size=(100, 100))
-        >>> image.size, full, orientation
-        ((160, 120), (480, 640), 1)
-    """
-    decoded = decode_file(path, draft_size, upright=True)
-    try:
-        return LoadedImage(to_rgb(decoded.image), decoded.size, decoded.orientation)
-    except DataError as err:
-        raise DataError(f"{path}: {err}") from err
+    return read_rgb(Path(path), str(path), draft)[0]

@@ -25,15 +25,11 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from catseg.data._decode import TRANSPOSING_ORIENTATIONS, decode_file, orientation_method
+from catseg.data._io import TURNED, decode, upright
 from catseg.errors import DataError
 from catseg.visualize import VOC_PALETTE
 
-__all__ = ["LOSSY_FORMATS", "align_mask", "read_mask"]
-
-#: Pillow format names of lossy encodings, refused for masks (whatever the file's name).
-LOSSY_FORMATS = frozenset({"JPEG", "MPO"})
-_INTEGER_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_LOSSY_FORMATS = frozenset({"JPEG", "MPO"})  # refused for masks, whatever the file's name
 
 
 def _rgb_mask_to_indices(rgb: npt.NDArray[np.uint8], path: Path) -> npt.NDArray[np.uint8]:
@@ -73,27 +69,21 @@ def _check_alpha(labels: npt.NDArray[np.uint8], alpha: npt.NDArray[np.uint8], pa
         )
 
 
-def _float_mask(image: Image.Image, path: Path) -> npt.NDArray[np.uint8]:
+def _numeric_mask(image: Image.Image, path: Path) -> npt.NDArray[np.uint8]:
+    """16/32-bit integer or 32-bit float values, when all are whole class ids in 0..255."""
     values = np.asarray(image, dtype=np.float64)
-    if values.size == 0:
-        return np.zeros(values.shape, dtype=np.uint8)
-    exact = bool(np.isfinite(values).all()) and bool((values == np.round(values)).all())
-    if not exact or values.min() < 0 or values.max() > 255:
-        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    if values.size and not (
+        np.isfinite(values).all()
+        and (values == np.round(values)).all()
+        and values.min() >= 0
+        and values.max() <= 255
+    ):
+        shown = f"values in [{float(np.nanmin(values)):g}, {float(np.nanmax(values)):g}]"
+        what = f"32-bit float mask (mode 'F', {shown})" if image.mode == "F" else None
         raise DataError(
-            f"{path} is a 32-bit float mask (mode 'F', values in [{low:g}, {high:g}]) that "
-            "does not hold whole class ids in 0..255; catseg will not round or clip class "
-            "ids, save the mask as an 8-bit palette or grayscale PNG"
-        )
-    return values.astype(np.uint8)
-
-
-def _integer_mask(image: Image.Image, path: Path) -> npt.NDArray[np.uint8]:
-    values = np.asarray(image).astype(np.int64)
-    if values.size and (values.min() < 0 or values.max() > 255):
-        raise DataError(
-            f"{path} is a {image.mode} mask with values in [{values.min()}, {values.max()}]; "
-            "expected class ids in 0..255"
+            f"{path} is a {what or f'{image.mode} mask with {shown}'}: not all whole class "
+            "ids in 0..255; catseg will not round or clip class ids, save the mask as an "
+            "8-bit palette or grayscale PNG"
         )
     return values.astype(np.uint8)
 
@@ -113,10 +103,8 @@ def _decode_mode(image: Image.Image, path: Path) -> npt.NDArray[np.uint8]:
         if mode == "RGBA":
             _check_alpha(labels, pixels[..., 3], path)
         return labels
-    if mode in _INTEGER_MODES:
-        return _integer_mask(image, path)
-    if mode == "F":
-        return _float_mask(image, path)
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return _numeric_mask(image, path)
     raise DataError(
         f"{path} has image mode {mode!r}, which is not a mask mode; "
         "expected a palette ('P'), grayscale ('L') or VOC-coloured RGB PNG"
@@ -169,8 +157,8 @@ def read_mask(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
         [[1, 1, 1], [1, 1, 1]]
     """
     file = Path(path)
-    decoded = decode_file(file)
-    if decoded.format in LOSSY_FORMATS:
+    decoded = decode(file, str(file))
+    if decoded.format in _LOSSY_FORMATS:
         raise DataError(
             f"{file} holds {decoded.format} data (lossy compression), which changes class ids "
             "along every edge; save masks as PNG (lossless), e.g. a palette PNG holding "
@@ -226,14 +214,12 @@ def align_mask(
         [[1], [2], [3]]
     """
     height, width = image_size
-    turned = orientation in TRANSPOSING_ORIENTATIONS
-    stored = (width, height) if turned else (height, width)
+    turned = orientation in TURNED
     if orientation == 1 or (turned and height != width):
         if mask.shape == (height, width):
             return mask
-        method = orientation_method(orientation)
-        if method is not None and mask.shape == stored:
-            return np.array(Image.fromarray(mask).transpose(method), dtype=np.uint8)
+        if orientation != 1 and mask.shape == (width, height):
+            return upright(mask, orientation)
         exif = f" as displayed (EXIF orientation {orientation})" if orientation != 1 else ""
         raise DataError(
             f"image {image_path} is {width}x{height} (WxH){exif} but mask {mask_path} is "

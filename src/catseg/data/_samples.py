@@ -1,13 +1,9 @@
-"""Sample helpers shared by the dataset classes: size arguments, resizing, tensors.
-
-:class:`FolderDataset` is the base of the folder datasets (VOC, multilabel, labelme): it
-checks and holds the sample options they share and turns a decoded sample into tensors.
-"""
+"""What the folder datasets share: their options, split files, resizing and tensors."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,47 +14,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from catseg._validation import check_choice, check_optional_size
-from catseg.errors import ConfigError, IndexOutOfRangeError
-
-__all__ = [
-    "FolderDataset",
-    "JointTransform",
-    "check_dtypes",
-    "check_split",
-    "check_transforms",
-    "checked_index",
-    "image_to_tensor",
-    "list_files",
-    "mask_to_tensor",
-    "parse_image_size",
-    "resize_sample",
-]
+from catseg.errors import ConfigError, IndexOutOfRangeError, MissingFileError
 
 #: A joint transform: ``(image, mask) -> (image, mask)`` on tensors.
 JointTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def parse_image_size(
-    value: int | Sequence[int] | None, name: str = "image_size"
-) -> tuple[int, int] | None:
-    """Normalise an image size argument to ``(height, width)``.
-
-    Args:
-        value: ``None``, an int (square) or a ``(height, width)`` pair of positive ints.
-        name: Argument name used in the error message.
-
-    Returns:
-        ``None`` or ``(height, width)``.
-
-    Raises:
-        ConfigError: When the value is not a positive int or a pair of them (the wording
-            of :func:`catseg._validation.check_size`).
-
-    Examples:
-        >>> parse_image_size(32), parse_image_size((24, 40)), parse_image_size(None)
-        ((32, 32), (24, 40), None)
-    """
-    return check_optional_size(name, value)
+#: File name endings (lower case) recognised as images.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def resize_sample(
@@ -66,14 +27,7 @@ def resize_sample(
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """Resize an RGB image (antialiased bilinear) and its mask (nearest) to ``size``.
 
-    Args:
-        image: RGB Pillow image.
-        mask: ``(H, W)`` uint8 label map, or ``(K, H, W)`` uint8 layers (one per label,
-            each resized the same way).
-        size: Target ``(height, width)``; ``None`` keeps the sizes.
-
-    Returns:
-        ``(pixels (h, w, 3) uint8, mask (h, w) or (K, h, w) uint8)``.
+    The mask is ``(H, W)`` or ``(K, H, W)`` (each layer alike); ``size=None`` keeps both.
 
     Examples:
         >>> import numpy as np
@@ -93,118 +47,61 @@ def resize_sample(
                 for layer in mask.reshape(-1, *mask.shape[-2:])
             ]
             mask = layers[0] if mask.ndim == 2 else np.stack(layers)
-    return np.array(image, dtype=np.uint8), mask
+    return np.asarray(image, dtype=np.uint8), mask
 
 
 def list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     """Map stem → path for visible files with one of ``suffixes`` (stray files ignored)."""
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        if path.suffix.lower() in suffixes and path.stem not in found:
-            found[path.stem] = path
+        if not path.name.startswith(".") and path.is_file() and path.suffix.lower() in suffixes:
+            found.setdefault(path.stem, path)
     return found
 
 
-def image_to_tensor(
-    pixels: npt.NDArray[np.uint8], image_dtype: Literal["float32", "uint8"]
-) -> torch.Tensor:
-    """Turn ``(H, W, 3)`` uint8 pixels into a ``(3, H, W)`` tensor (float32 in [0, 1] or uint8).
+def read_lines(path: Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file (a leading byte-order mark accepted), stripped."""
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    return [line.strip() for line in lines if line.strip()]
 
-    Args:
-        pixels: ``(H, W, 3)`` uint8 array.
-        image_dtype: ``"float32"`` (divided by 255) or ``"uint8"``.
 
-    Returns:
-        A new contiguous ``(3, H, W)`` tensor that shares no memory with ``pixels``.
+def read_split(root: Path, split: str, known: Container[str]) -> list[str]:
+    """Ids of ``ImageSets/Segmentation/<split>.txt``, one per line.
 
-    Examples:
-        >>> import numpy as np
-        >>> image_to_tensor(np.full((1, 1, 3), 255, dtype=np.uint8), "float32").flatten().tolist()
-        [1.0, 1.0, 1.0]
+    A whole line is the id when it names a known image (ids may hold spaces, as in
+    ``labelme_to_voc`` output), else its first field (VOC's ``<id> <flag>`` lines).
     """
-    # Always a copy: for a 1-pixel-wide image the transpose is already contiguous, and a
-    # view would let an in-place transform write into the caller's (or the cache's) array.
-    image = torch.from_numpy(np.array(pixels.transpose(2, 0, 1), order="C", copy=True))
-    if image_dtype == "float32":
-        return image.to(torch.float32).div_(255.0)
-    return image
+    path = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.txt"))
+        raise MissingFileError(
+            f"split file not found: {path} (available splits: {available or 'none'})"
+        )
+    return [line if line in known else line.split()[0] for line in read_lines(path)]
 
 
-def mask_to_tensor(
-    mask: npt.NDArray[Any], mask_dtype: Literal["int64", "uint8"], *, owned: bool = False
-) -> torch.Tensor:
-    """Turn an ``(H, W)`` label map with values in 0..255 into an int64 or uint8 tensor.
+def write_splits(
+    split_dir: Path, ids: Sequence[str], shuffled: Sequence[str], val_fraction: float
+) -> None:
+    """Write ``train.txt``, ``val.txt`` and ``trainval.txt`` (sorted ids, one per line).
 
-    Args:
-        mask: ``(H, W)`` integer array whose values fit in 0..255 (255 = ignore).
-        mask_dtype: ``"int64"`` (what losses index with) or ``"uint8"`` (8× smaller
-            batches; the training loop widens them on the device).
-        owned: ``True`` when ``mask`` is a fresh array that nobody else holds (such as
-            the result of a class mapping): then it is used as it is when it already has
-            the wanted dtype, instead of being copied.
-
-    Returns:
-        An ``(H, W)`` tensor. With ``owned=False`` (the default) it shares no memory with
-        ``mask``, so a cached array can never be changed through it.
-
-    Examples:
-        >>> import numpy as np
-        >>> mask_to_tensor(np.array([[0, 255]], dtype=np.uint8), "int64")
-        tensor([[  0, 255]])
-        >>> mask_to_tensor(np.array([[1, 255]]), "uint8").dtype
-        torch.uint8
-        >>> fresh = np.array([[1, 0]], dtype=np.int64)
-        >>> bool(np.shares_memory(mask_to_tensor(fresh, "int64", owned=True).numpy(), fresh))
-        True
+    The first ``round(n * val_fraction)`` of ``shuffled`` go to ``val`` (at least one,
+    and one left for ``train``, when ``n >= 2`` and the fraction is positive).
     """
-    target = np.int64 if mask_dtype == "int64" else np.uint8
-    if owned:
-        return torch.from_numpy(np.ascontiguousarray(mask, dtype=target))
-    return torch.from_numpy(np.array(mask, dtype=target, copy=True))
-
-
-def check_dtypes(image_dtype: object, mask_dtype: object) -> None:
-    """Refuse unknown ``image_dtype`` / ``mask_dtype`` values with a message naming them.
-
-    Raises:
-        ConfigError: When either value is not one of the documented choices.
-    """
-    check_choice("image_dtype", image_dtype, ("float32", "uint8"))
-    check_choice("mask_dtype", mask_dtype, ("int64", "uint8"))
-
-
-def check_transforms(transforms: object) -> None:
-    """Refuse a ``transforms`` argument that is neither ``None`` nor callable.
-
-    Raises:
-        ConfigError: Naming the type received.
-    """
-    if transforms is not None and not callable(transforms):
-        raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
-
-
-def check_split(split: object) -> None:
-    """Refuse a ``split`` argument that is neither ``None`` nor a split name.
-
-    Raises:
-        ConfigError: Naming the value received.
-    """
-    if split is not None and not isinstance(split, str):
-        raise ConfigError(f"split must be a split name (str) or None, got {split!r}")
+    n_val = round(len(ids) * val_fraction)
+    if val_fraction > 0.0 and len(ids) >= 2:
+        n_val = min(max(n_val, 1), len(ids) - 1)
+    subsets = {"train": shuffled[n_val:], "val": shuffled[:n_val], "trainval": ids}
+    for name, subset in subsets.items():
+        (split_dir / f"{name}.txt").write_text("".join(f"{i}\n" for i in sorted(subset)))
 
 
 def checked_index(index: int, size: int) -> int:
-    """``index`` (Python-style, negative counts from the end) as an item number in ``[0, size)``.
+    """``index`` (negative counts from the end) as an item number in ``[0, size)``.
 
     Raises:
-        IndexOutOfRangeError: When ``index`` is out of range; it is an ``IndexError``, on
-            which the sequence protocol ends iteration.
-
-    Examples:
-        >>> checked_index(-1, 3)
-        2
+        IndexOutOfRangeError: An ``IndexError``, on which the sequence protocol ends
+            iteration.
     """
     if not -size <= index < size:
         raise IndexOutOfRangeError(f"index {index} out of range for a dataset of {size} items")
@@ -212,19 +109,10 @@ def checked_index(index: int, size: int) -> int:
 
 
 class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
-    """Base of the folder datasets: the sample options they share, their repr, their tensors.
+    """Base of the folder datasets: the options they share, their repr, their tensors.
 
-    A subclass calls this constructor with its ``image_size``, ``transforms``,
-    ``image_dtype`` and ``mask_dtype`` arguments (checked here, before any file is read),
-    names its repr fields in :meth:`_repr_fields` and ends ``__getitem__`` with
-    :meth:`_tensors`.
-
-    Args:
-        image_size: Output ``(height, width)``, an int for a square, or ``None``.
-        transforms: ``None`` or a joint ``(image, mask) -> (image, mask)`` callable.
-        image_dtype: ``"float32"`` or ``"uint8"``.
-        mask_dtype: ``"int64"`` or ``"uint8"``; checked only, a subclass keeps it (or
-            its fixed dtype) itself.
+    A subclass calls this constructor (arguments checked before any file is read), names
+    its repr fields in :meth:`_repr_fields` and ends ``__getitem__`` with :meth:`_tensors`.
 
     Raises:
         ConfigError: When an argument is invalid (the message names it).
@@ -234,28 +122,29 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
         >>> class Tiny(FolderDataset):
         ...     def _repr_fields(self) -> dict[str, object]:
         ...         return {"len": 1, "image_size": self.image_size}
-        >>> tiny = Tiny(2, None, "uint8", "int64")
-        >>> tiny
-        Tiny(len=1, image_size=(2, 2))
-        >>> image, mask = tiny._tensors(
-        ...     np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.uint8), "int64", owned=True
-        ... )
-        >>> tuple(image.shape), image.dtype, mask.dtype
-        ((3, 2, 2), torch.uint8, torch.int64)
+        >>> tiny = Tiny(None, 2, None, "uint8", "int64")
+        >>> image, mask = tiny._tensors(np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.uint8))
+        >>> tiny, tuple(image.shape), image.dtype, mask.dtype
+        (Tiny(len=1, image_size=(2, 2)), (3, 2, 2), torch.uint8, torch.int64)
     """
 
     def __init__(
         self,
+        split: str | None,
         image_size: int | tuple[int, int] | None,
         transforms: JointTransform | None,
         image_dtype: Literal["float32", "uint8"],
         mask_dtype: Literal["int64", "uint8"],
     ) -> None:
-        check_dtypes(image_dtype, mask_dtype)
-        check_transforms(transforms)
-        self.image_size = parse_image_size(image_size)
+        self.image_dtype = check_choice("image_dtype", image_dtype, ("float32", "uint8"))
+        self.mask_dtype = check_choice("mask_dtype", mask_dtype, ("int64", "uint8"))
+        if transforms is not None and not callable(transforms):
+            raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
+        if split is not None and not isinstance(split, str):
+            raise ConfigError(f"split must be a split name (str) or None, got {split!r}")
+        self.split = split
+        self.image_size = check_optional_size("image_size", image_size)
         self.transforms = transforms
-        self.image_dtype: Literal["float32", "uint8"] = image_dtype
 
     @abc.abstractmethod
     def _repr_fields(self) -> dict[str, object]:
@@ -266,19 +155,14 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
         return f"{type(self).__name__}({fields})"
 
     def _tensors(
-        self,
-        pixels: npt.NDArray[np.uint8],
-        mask: npt.NDArray[Any],
-        mask_dtype: Literal["int64", "uint8"],
-        *,
-        owned: bool,
+        self, pixels: npt.NDArray[np.uint8], mask: npt.NDArray[Any]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The item of ``(H, W, 3)`` pixels and a mask: tensors, then the joint transforms.
-
-        ``owned`` is passed to :func:`mask_to_tensor` (``True`` for a mask read afresh).
-        """
-        image = image_to_tensor(pixels, self.image_dtype)
-        target = mask_to_tensor(mask, mask_dtype, owned=owned)
+        """The item: new tensors (never views of ``pixels`` or ``mask``), then the transforms."""
+        image = torch.from_numpy(pixels.transpose(2, 0, 1).copy())
+        if self.image_dtype == "float32":
+            image = image.to(torch.float32).div_(255.0)
+        dtype = np.int64 if self.mask_dtype == "int64" else np.uint8
+        target = torch.from_numpy(np.array(mask, dtype=dtype))
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

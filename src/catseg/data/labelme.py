@@ -35,20 +35,6 @@ shape drawn by the same rules into its own label's layer only.
 Labels follow labelme's ``labels.txt``: an optional first entry ``__ignore__`` (→ 255),
 then ``_background_`` (→ 0), then the classes in id order (1, 2, ...). ``__ignore__``
 is always accepted as a shape label even when the list omits it.
-
-Examples:
-    >>> import json, tempfile
-    >>> from pathlib import Path
-    >>> from PIL import Image
-    >>> from catseg.data.labelme import read_labelme
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> Image.new("RGB", (6, 4)).save(folder / "a.png")
-    >>> shape = {"label": "cat", "points": [[1, 1], [3, 2]], "shape_type": "rectangle"}
-    >>> doc = {"imagePath": "a.png", "imageData": None, "shapes": [shape]}
-    >>> _ = (folder / "a.json").write_text(json.dumps(doc))
-    >>> image, mask = read_labelme(folder / "a.json", ["__ignore__", "_background_", "cat"])
-    >>> mask.tolist()
-    [[0, 0, 0, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]]
 """
 
 from __future__ import annotations
@@ -66,22 +52,23 @@ import torch
 from PIL import Image
 
 from catseg._validation import check_choice, check_finite_float, check_int
-from catseg.data._labelme_io import (
-    check_distinct_ids,
+from catseg.data._labelme import (
+    IGNORE_LABEL,
+    Labels,
     image_root_or,
     json_files,
     load_image,
-    read_document,
-)
-from catseg.data._labelme_shapes import (
-    IGNORE_LABEL,
-    Labels,
     rasterise,
-    rasterise_layers,
+    read_document,
     read_labels,
 )
-from catseg.data._samples import FolderDataset, JointTransform, checked_index, resize_sample
-from catseg.data._splits import write_splits
+from catseg.data._samples import (
+    FolderDataset,
+    JointTransform,
+    checked_index,
+    resize_sample,
+    write_splits,
+)
 from catseg.errors import ConfigError, DataError
 from catseg.visualize import VOC_PALETTE
 
@@ -97,6 +84,25 @@ LabelmeMode = Literal["multiclass", "multilabel"]
 """How labelme shapes become targets: one label map (z-order) or one layer per label."""
 
 
+def _checked(labels: Labels, mode: object) -> tuple[LabelmeMode, list[str]]:
+    checked = cast(LabelmeMode, check_choice("mode", mode, ("multiclass", "multilabel")))
+    names = read_labels(labels)
+    if checked == "multilabel" and len(names) < 2:
+        raise ConfigError(
+            f"labels {names!r} name no class besides '_background_'; mode='multilabel' "
+            "needs at least one label to make a layer for"
+        )
+    return checked, names
+
+
+def _read(
+    path: Path, names: list[str], image_root: Path, mode: LabelmeMode
+) -> tuple[Image.Image, npt.NDArray[np.uint8]]:
+    doc = read_document(path)
+    image = load_image(doc, path, image_root)
+    return image, rasterise(doc, image.size, names, path, mode)
+
+
 def read_labelme(
     json_path: str | os.PathLike[str],
     labels: Labels,
@@ -106,22 +112,12 @@ def read_labelme(
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """Read one labelme JSON file as an RGB image and a class-index mask or label layers.
 
-    The rules are those of the module docstring (labelme's own converter). With
-    ``mode="multilabel"`` overlapping shapes of different labels do not paint over
-    each other: every shape of class ``names[k + 1]`` (``k = 0 .. K-1``, the classes
-    after ``_background_``) writes 1 into layer ``k`` only, so a pixel covered by a
-    ``cat`` and a ``dog`` polygon is 1 in both layers. ``__ignore__`` shapes write 255
-    ("ignore this pixel") and ``_background_`` shapes write 0 into every layer. Within
-    one layer shapes apply in JSON order, a later one overwriting an earlier one (a
-    ``cat`` shape drawn after an ``__ignore__`` one is 1 in the ``cat`` layer where
-    they overlap), and each shape covers exactly the pixels it covers in the single
-    map. Hence, with ``m`` the multiclass mask: ``m == k + 1`` implies
-    ``layers[k] == 1``; ``m == 255`` exactly where every layer is 255; ``m == 0``
-    exactly where every layer is 0; and ``layers[k] == 1`` with ``m != k + 1`` only
-    where a later shape of another label covers a shape of ``names[k + 1]``. With one
-    label (``["_background_", "cat"]``) the single layer equals the multiclass mask.
-    The layers are the targets of ``DiceLoss(mode="multilabel")`` and
-    ``MeanIoU(K, mode="multilabel")``, as from :class:`VOCMultilabelDataset`.
+    The rules are those of the module docstring. With ``mode="multilabel"`` every shape
+    of class ``names[k + 1]`` writes 1 into layer ``k`` only (``__ignore__`` writes 255 and
+    ``_background_`` 0 into every layer; within a layer later shapes win), so a pixel
+    under a ``cat`` and a ``dog`` polygon is 1 in both layers, and with one class the
+    single layer equals the multiclass mask. The layers are the targets of
+    ``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``.
 
     Args:
         json_path: The labelme ``.json`` file.
@@ -182,39 +178,10 @@ def read_labelme(
         >>> read_labelme(folder / "c.json", labels, mode="multilabel")[1].tolist()
         [[[1, 1, 1, 0]], [[0, 1, 1, 1]]]
     """
-    checked = _check_mode(mode)
-    names = read_labels(labels)
-    if checked == "multilabel":
-        _layer_names(names)
-    return _read(json_path, names, image_root, checked)
-
-
-def _check_mode(mode: object) -> LabelmeMode:
-    return cast(LabelmeMode, check_choice("mode", mode, ("multiclass", "multilabel")))
-
-
-def _layer_names(names: list[str]) -> list[str]:
-    """The label of each layer: the classes after ``_background_`` (at least one)."""
-    if len(names) < 2:
-        raise ConfigError(
-            f"labels {names!r} name no class besides '_background_'; mode='multilabel' "
-            "needs at least one label to make a layer for"
-        )
-    return names[1:]
-
-
-def _read(
-    json_path: str | os.PathLike[str],
-    names: list[str],
-    image_root: str | os.PathLike[str] | None,
-    mode: LabelmeMode,
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    checked, names = _checked(labels, mode)
     path = Path(json_path)
-    root = image_root_or(image_root, path.parent)
-    doc = read_document(path)
-    image = load_image(doc, path, root)
-    draw = rasterise_layers if mode == "multilabel" else rasterise
-    return np.array(image, dtype=np.uint8), draw(doc, image.size, names, path)
+    image, mask = _read(path, names, image_root_or(image_root, path.parent), checked)
+    return np.array(image, dtype=np.uint8), mask
 
 
 def labelme_to_voc(
@@ -278,21 +245,19 @@ def labelme_to_voc(
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise DataError(f"{destination} exists and is not empty; refusing to overwrite it")
     files = json_files(source)
-    check_distinct_ids(files)
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
     try:
         for folder in ("JPEGImages", "SegmentationClassPNG", "ImageSets/Segmentation"):
             (staging / folder).mkdir(parents=True)
-        ids = []
         for file in files:
-            pixels, mask = read_labelme(file, names, image_root=root)
-            Image.fromarray(pixels).save(staging / "JPEGImages" / f"{file.stem}.jpg", quality=95)
+            image, mask = _read(file, names, root, "multiclass")
+            image.save(staging / "JPEGImages" / f"{file.stem}.jpg", quality=95)
             png = Image.fromarray(mask)
             png.putpalette(VOC_PALETTE)
             png.save(staging / "SegmentationClassPNG" / f"{file.stem}.png")
-            ids.append(file.stem)
+        ids = [file.stem for file in files]
         order = list(ids)
         random.Random(seed).shuffle(order)
         write_splits(staging / "ImageSets" / "Segmentation", ids, order, val_fraction)
@@ -382,17 +347,15 @@ class LabelmeDataset(FolderDataset):
         image_root: str | os.PathLike[str] | None = None,
         mode: LabelmeMode = "multiclass",
     ) -> None:
-        self.mode: LabelmeMode = _check_mode(mode)
+        self.mode, self._names = _checked(labels, mode)
+        multilabel = self.mode == "multilabel"
         if mask_dtype is None:
-            mask_dtype = "uint8" if self.mode == "multilabel" else "int64"
-        super().__init__(image_size, transforms, image_dtype, mask_dtype)
+            mask_dtype = "uint8" if multilabel else "int64"
+        super().__init__(None, image_size, transforms, image_dtype, mask_dtype)
         self.root = Path(root)
         self.image_root = image_root_or(image_root, self.root)
-        self._names = read_labels(labels)
-        multilabel = self.mode == "multilabel"
-        self.class_names = _layer_names(self._names) if multilabel else self._names
+        self.class_names = self._names[1:] if multilabel else self._names
         self.files = json_files(self.root)
-        self.mask_dtype: Literal["int64", "uint8"] = mask_dtype
 
     def __len__(self) -> int:
         return len(self.files)
@@ -404,13 +367,9 @@ class LabelmeDataset(FolderDataset):
             "image_size": self.image_size,
             "classes": self.class_names,
         }
-        if self.mode == "multilabel":
-            fields["mode"] = self.mode
-        return fields
+        return fields | ({"mode": self.mode} if self.mode == "multilabel" else {})
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = checked_index(index, len(self))
-        path = self.files[index]
-        pixels, mask = _read(path, self._names, self.image_root, self.mode)
-        pixels, mask = resize_sample(Image.fromarray(pixels), mask, self.image_size)
-        return self._tensors(pixels, mask, self.mask_dtype, owned=True)  # read afresh per item
+        path = self.files[checked_index(index, len(self))]
+        image, mask = _read(path, self._names, self.image_root, self.mode)
+        return self._tensors(*resize_sample(image, mask, self.image_size))

@@ -37,18 +37,20 @@ import numpy.typing as npt
 import torch
 from PIL import Image, ImageDraw
 
-from catseg.data._io import open_image, read_mask
+from catseg.data._io import read_rgb
+from catseg.data._masks import read_mask
 from catseg.data._samples import (
+    IMAGE_SUFFIXES,
     FolderDataset,
     JointTransform,
-    check_split,
     checked_index,
     list_files,
+    read_lines,
+    read_split,
     resize_sample,
+    write_splits,
 )
-from catseg.data._splits import write_splits
-from catseg.data.synthetic import _GeneratorArgs, _void_band
-from catseg.data.voc import IMAGE_SUFFIXES
+from catseg.data.synthetic import checked_args, void_band
 from catseg.errors import DataError, MissingFileError
 
 __all__ = ["MULTILABEL_CLASS_NAMES", "VOCMultilabelDataset", "make_synthetic_multilabel"]
@@ -56,21 +58,7 @@ __all__ = ["MULTILABEL_CLASS_NAMES", "VOCMultilabelDataset", "make_synthetic_mul
 #: Label names of :func:`make_synthetic_multilabel`, in channel order.
 MULTILABEL_CLASS_NAMES: tuple[str, ...] = ("disc", "bar")
 
-LABELS_FOLDER = "SegmentationLabels"
-"""Name of the folder holding one sub-folder of masks per label."""
-
-
-def _read_labels_file(root: Path) -> list[str]:
-    path = root / "labels.txt"
-    if not path.is_file():
-        raise MissingFileError(
-            f"{path} not found: a multilabel dataset lists its label names, one per line, "
-            f"in labels.txt (the sub-folders of {LABELS_FOLDER}/)"
-        )
-    names = [line.strip() for line in path.read_text("utf-8-sig").splitlines() if line.strip()]
-    if not names or len(set(names)) != len(names):
-        raise DataError(f"{path} must list distinct label names, one per line, got {names!r}")
-    return names
+LABELS_FOLDER = "SegmentationLabels"  # one sub-folder of masks per label
 
 
 class VOCMultilabelDataset(FolderDataset):
@@ -126,26 +114,35 @@ class VOCMultilabelDataset(FolderDataset):
         transforms: JointTransform | None = None,
         image_dtype: Literal["float32", "uint8"] = "float32",
     ) -> None:
-        super().__init__(image_size, transforms, image_dtype, "uint8")
-        check_split(split)
+        super().__init__(split, image_size, transforms, image_dtype, "uint8")
         self.root = Path(root)
+        labels_file = self.root / "labels.txt"
         if not (self.root / "JPEGImages").is_dir() or not (self.root / LABELS_FOLDER).is_dir():
             raise MissingFileError(
                 f"{self.root} is not a multilabel dataset: expected JPEGImages/, "
                 f"{LABELS_FOLDER}/<label>/ and labels.txt"
             )
-        self.split = split
-        self.class_names: list[str] = _read_labels_file(self.root)
+        if not labels_file.is_file():
+            raise MissingFileError(
+                f"{labels_file} not found: a multilabel dataset lists its label names, one "
+                f"per line, in labels.txt (the sub-folders of {LABELS_FOLDER}/)"
+            )
+        self.class_names = read_lines(labels_file)
+        if not self.class_names or len(set(self.class_names)) != len(self.class_names):
+            raise DataError(
+                f"{labels_file} must list distinct label names, one per line, "
+                f"got {self.class_names!r}"
+            )
         images = list_files(self.root / "JPEGImages", IMAGE_SUFFIXES)
-        if split is None:
-            ids = sorted(images)
-        else:
-            split_file = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
-            if not split_file.is_file():
-                raise MissingFileError(f"split file not found: {split_file}")
-            ids = [ln.strip() for ln in split_file.read_text("utf-8-sig").splitlines()]
-            ids = [i for i in ids if i]
-        masks: list[list[Path]] = []
+        ids = sorted(images) if split is None else read_split(self.root, split, images)
+        absent = [i for i in ids if i not in images]
+        if absent or not ids:
+            raise MissingFileError(
+                f"{self.root / 'JPEGImages'} has no image for id(s) {absent[:3]!r}"
+                if absent
+                else f"{self.root} holds no images"
+            )
+        self._masks: list[list[Path]] = []
         for label in self.class_names:
             folder = self.root / LABELS_FOLDER / label
             if not folder.is_dir():
@@ -158,17 +155,9 @@ class VOCMultilabelDataset(FolderDataset):
                     f"{missing[0]!r}.png (every image needs one mask per label; an absent "
                     "label is an all-zero mask)"
                 )
-            masks.append([found[i] for i in ids])
-        absent = [i for i in ids if i not in images]
-        if absent or not ids:
-            raise MissingFileError(
-                f"{self.root / 'JPEGImages'} has no image for id(s) {absent[:3]!r}"
-                if absent
-                else f"{self.root} holds no images"
-            )
+            self._masks.append([found[i] for i in ids])
         self.ids: list[str] = ids
         self._images = [images[i] for i in ids]
-        self._masks = masks
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -182,29 +171,26 @@ class VOCMultilabelDataset(FolderDataset):
             "labels": self.class_names,
         }
 
-    def _layer(self, label: int, index: int, size: tuple[int, int]) -> npt.NDArray[np.uint8]:
-        path = self._masks[label][index]
-        layer = read_mask(path)
-        if layer.shape != size:
-            raise DataError(
-                f"mask {path} is {layer.shape[1]}x{layer.shape[0]} (W x H) but its image "
-                f"is {size[1]}x{size[0]}"
-            )
-        bad = sorted({int(v) for v in np.unique(layer)} - {0, 1, 255})
-        if bad:
-            raise DataError(
-                f"mask {path} holds values {bad[:8]}; a label mask holds 0 (absent), "
-                "1 (present) and 255 (ignore) only"
-            )
-        return layer
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = checked_index(index, len(self))
-        image = open_image(self._images[index])
-        full = (image.height, image.width)
-        layers = np.stack([self._layer(k, index, full) for k in range(len(self.class_names))])
-        rgb, layers = resize_sample(image, layers, self.image_size)
-        return self._tensors(rgb, layers, "uint8", owned=True)  # read afresh per item
+        path = self._images[index]
+        image, _ = read_rgb(path, str(path))
+        layers = []
+        for masks in self._masks:
+            layer = read_mask(masks[index])
+            if layer.shape != (image.height, image.width):
+                raise DataError(
+                    f"mask {masks[index]} is {layer.shape[1]}x{layer.shape[0]} (W x H) but its "
+                    f"image is {image.width}x{image.height}"
+                )
+            bad = sorted({int(v) for v in np.unique(layer)} - {0, 1, 255})
+            if bad:
+                raise DataError(
+                    f"mask {masks[index]} holds values {bad[:8]}; a label mask holds 0 "
+                    "(absent), 1 (present) and 255 (ignore) only"
+                )
+            layers.append(layer)
+        return self._tensors(*resize_sample(image, np.stack(layers), self.image_size))
 
 
 def _disc(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.uint8]:
@@ -274,14 +260,15 @@ def make_synthetic_multilabel(
         >>> len(VOCMultilabelDataset(root, "train")), len(VOCMultilabelDataset(root, "val"))
         (4, 2)
     """
-    out, args = _GeneratorArgs.checked(root, n, size, seed, val_fraction, void_width)
-    n, (height, width), void_width = args.n, args.size, args.void_width
+    out, n, (height, width), seed, val_fraction, void_width = checked_args(
+        root, n, size, seed, val_fraction, void_width
+    )
     image_dir, split_dir = out / "JPEGImages", out / "ImageSets" / "Segmentation"
     label_dirs = [out / LABELS_FOLDER / name for name in MULTILABEL_CLASS_NAMES]
     for folder in (image_dir, split_dir, *label_dirs):
         folder.mkdir(parents=True, exist_ok=True)
     ids = [f"multi_{index:04d}" for index in range(n)]
-    children = np.random.SeedSequence(args.seed).spawn(n + 1)
+    children = np.random.SeedSequence(seed).spawn(n + 1)
     tints = (np.array([150.0, 10.0, 0.0]), np.array([0.0, 30.0, 160.0]))
     for sample_id, child in zip(ids, children[:n], strict=True):
         rng = np.random.default_rng(child)
@@ -293,9 +280,9 @@ def make_synthetic_multilabel(
         rgb = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
         Image.fromarray(rgb).save(image_dir / f"{sample_id}.png")
         for layer, folder in zip(layers, label_dirs, strict=True):
-            marked = _void_band(layer, void_width) if void_width > 0 else layer
+            marked = void_band(layer, void_width) if void_width > 0 else layer
             Image.fromarray(marked).save(folder / f"{sample_id}.png")
     order = np.random.default_rng(children[n]).permutation(n)
-    write_splits(split_dir, ids, [ids[i] for i in order], args.val_fraction)
+    write_splits(split_dir, ids, [ids[i] for i in order], val_fraction)
     (out / "labels.txt").write_text("\n".join(MULTILABEL_CLASS_NAMES) + "\n")
     return out

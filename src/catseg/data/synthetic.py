@@ -1,25 +1,14 @@
 """A tiny procedurally drawn segmentation dataset in Pascal VOC layout.
 
-:func:`make_synthetic_voc` draws bright, striped "blobs" (ellipses and polygons) on
-darker noisy, shaded backgrounds and writes them as a VOC folder that
-:class:`~catseg.data.VOCSegmentationDataset` reads. It needs no download, takes well
-under a second for the default 64 images, and a small UNet learns it to a
-foreground IoU above 0.9 in a few seconds on a CPU, which makes it the dataset of
-the quickstart, the documentation examples and the fast tests.
-
-Examples:
-    >>> import tempfile
-    >>> from catseg.data.synthetic import make_synthetic_voc
-    >>> root = make_synthetic_voc(tempfile.mkdtemp(), n=8, size=32)
-    >>> sorted(p.name for p in root.iterdir())
-    ['ImageSets', 'JPEGImages', 'SegmentationClassPNG', 'class_names.txt']
+:func:`make_synthetic_voc` needs no download, takes well under a second for the default
+64 images, and a small UNet learns it to a foreground IoU above 0.9 in a few seconds on
+a CPU: the dataset of the quickstart, the documentation examples and the fast tests.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +16,7 @@ import numpy.typing as npt
 from PIL import Image, ImageDraw
 
 from catseg._validation import check_finite_float, check_int, check_positive_int, check_size
-from catseg.data._splits import write_splits
+from catseg.data._samples import write_splits
 from catseg.errors import ConfigError, DataError
 from catseg.visualize import VOC_PALETTE
 
@@ -37,47 +26,29 @@ __all__ = ["SYNTHETIC_CLASS_NAMES", "make_synthetic_voc"]
 SYNTHETIC_CLASS_NAMES: tuple[str, ...] = ("_background_", "blob")
 
 
-def _parse_size(size: object) -> tuple[int, int]:
+def checked_args(
+    root: str | os.PathLike[str],
+    n: object,
+    size: object,
+    seed: object,
+    val_fraction: object,
+    void_width: object,
+) -> tuple[Path, int, tuple[int, int], int, float, int]:
+    """The synthetic writers' arguments, checked (each error names its value)."""
     pair = check_size("size", size)
     if min(pair) < 16:
         raise ConfigError(f"size must be at least 16 pixels on each side, got {size!r}")
-    return pair
-
-
-@dataclass(frozen=True)
-class _GeneratorArgs:
-    """The checked arguments shared by the synthetic dataset writers."""
-
-    n: int
-    size: tuple[int, int]
-    seed: int
-    val_fraction: float
-    void_width: int
-
-    @classmethod
-    def checked(
-        cls,
-        root: str | os.PathLike[str],
-        n: object,
-        size: object,
-        seed: object,
-        val_fraction: object,
-        void_width: object,
-    ) -> tuple[Path, _GeneratorArgs]:
-        """Validate the arguments (each error names its value) and the destination folder."""
-        args = cls(
-            n=check_positive_int("n", n),
-            size=_parse_size(size),
-            seed=check_int("seed", seed, minimum=0),
-            val_fraction=check_finite_float(
-                "val_fraction", val_fraction, low=0.0, high=1.0, high_open=True
-            ),
-            void_width=check_int("void_width", void_width, minimum=0),
-        )
-        out = Path(root)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise DataError(f"{out} exists and is not an empty folder; refusing to write into it")
-        return out, args
+    checked = (
+        check_positive_int("n", n),
+        pair,
+        check_int("seed", seed, minimum=0),
+        check_finite_float("val_fraction", val_fraction, low=0.0, high=1.0, high_open=True),
+        check_int("void_width", void_width, minimum=0),
+    )
+    out = Path(root)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out} exists and is not an empty folder; refusing to write into it")
+    return (out, *checked)
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.float64]:
@@ -135,7 +106,7 @@ def _draw_blobs(rng: np.random.Generator, height: int, width: int) -> npt.NDArra
     return np.array(canvas, dtype=np.uint8)
 
 
-def _void_band(mask: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
+def void_band(mask: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
     """Set pixels within ``width`` (Chebyshev) of a class boundary to 255."""
     band = np.zeros(mask.shape, dtype=bool)
     edge = np.zeros(mask.shape, dtype=bool)
@@ -211,8 +182,9 @@ def make_synthetic_voc(
         >>> tuple(image.shape), sorted(mask.unique().tolist())
         ((3, 32, 32), [0, 1, 255])
     """
-    out, args = _GeneratorArgs.checked(root, n, size, seed, val_fraction, void_width)
-    n, (height, width), void_width = args.n, args.size, args.void_width
+    out, n, (height, width), seed, val_fraction, void_width = checked_args(
+        root, n, size, seed, val_fraction, void_width
+    )
 
     image_dir = out / "JPEGImages"
     mask_dir = out / "SegmentationClassPNG"
@@ -221,7 +193,7 @@ def make_synthetic_voc(
         folder.mkdir(parents=True, exist_ok=True)
 
     ids = [f"synth_{index:04d}" for index in range(n)]
-    children = np.random.SeedSequence(args.seed).spawn(n + 1)
+    children = np.random.SeedSequence(seed).spawn(n + 1)
     for sample_id, child in zip(ids, children[:n], strict=True):
         rng = np.random.default_rng(child)
         mask = _draw_blobs(rng, height, width)
@@ -231,12 +203,12 @@ def make_synthetic_voc(
         rgb = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
         Image.fromarray(rgb).save(image_dir / f"{sample_id}.jpg", quality=95)
         if void_width > 0:
-            mask = _void_band(mask, void_width)
+            mask = void_band(mask, void_width)
         png = Image.fromarray(mask)
         png.putpalette(VOC_PALETTE)
         png.save(mask_dir / f"{sample_id}.png")
 
     order = np.random.default_rng(children[n]).permutation(n)
-    write_splits(split_dir, ids, [ids[i] for i in order], args.val_fraction)
+    write_splits(split_dir, ids, [ids[i] for i in order], val_fraction)
     (out / "class_names.txt").write_text("\n".join(SYNTHETIC_CLASS_NAMES) + "\n")
     return out

@@ -1,20 +1,9 @@
-"""Pascal-VOC-style segmentation folders as a lazy PyTorch dataset.
-
-Examples:
-    >>> import tempfile
-    >>> from catseg.data.synthetic import make_synthetic_voc
-    >>> from catseg.data.voc import VOCSegmentationDataset
-    >>> root = make_synthetic_voc(tempfile.mkdtemp(), n=4, size=32)
-    >>> dataset = VOCSegmentationDataset(root, image_size=16)
-    >>> image, mask = dataset[0]
-    >>> image.dtype, tuple(image.shape), mask.dtype, tuple(mask.shape)
-    (torch.float32, (3, 16, 16), torch.int64, (16, 16))
-"""
+"""Pascal-VOC-style segmentation folders as a lazy PyTorch dataset."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Container, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -23,26 +12,23 @@ import numpy.typing as npt
 import torch
 
 from catseg._validation import check_bool, check_choice
-from catseg.data._io import load_rgb, read_mask
-from catseg.data._masks import align_mask
+from catseg.data._io import read_rgb
+from catseg.data._masks import align_mask, read_mask
 from catseg.data._samples import (
+    IMAGE_SUFFIXES,
     FolderDataset,
     JointTransform,
-    check_split,
     checked_index,
     list_files,
+    read_lines,
+    read_split,
     resize_sample,
 )
 from catseg.errors import ConfigError, DataError, MissingFileError
 
-__all__ = ["IMAGE_SUFFIXES", "JointTransform", "VOCSegmentationDataset"]
+__all__ = ["VOCSegmentationDataset"]
 
-#: File name endings (lower case) recognised as images in ``JPEGImages``.
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-_MASK_DIRS = ("SegmentationClassPNG", "SegmentationClass")
 _INVALID = -1
-_SHOWN_IDS = 5
 
 
 def _find_root(root: Path) -> Path:
@@ -56,28 +42,6 @@ def _find_root(root: Path) -> Path:
         f"and {root / 'VOC2012'}); expected a VOC layout with JPEGImages/ and "
         "SegmentationClassPNG/ or SegmentationClass/"
     )
-
-
-def _read_split(path: Path, known: Container[str]) -> list[str]:
-    """Ids of a split file, one per line.
-
-    A whole line is the id when it names a known image (ids may hold spaces, as in
-    ``labelme_to_voc`` output), else its first field (VOC's ``<id> <flag>`` lines).
-    """
-    ids: list[str] = []
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
-        whole = line.strip()
-        if whole:
-            ids.append(whole if whole in known else whole.split()[0])
-    return ids
-
-
-def _read_class_names(path: Path) -> list[str]:
-    if not path.is_file():
-        return []
-    return [
-        line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()
-    ]
 
 
 class VOCSegmentationDataset(FolderDataset):
@@ -167,122 +131,96 @@ class VOCSegmentationDataset(FolderDataset):
         image_dtype: Literal["float32", "uint8"] = "float32",
         mask_dtype: Literal["int64", "uint8"] = "int64",
     ) -> None:
-        check_choice("on_error", on_error, ("raise", "skip"))
-        super().__init__(image_size, transforms, image_dtype, mask_dtype)
-        check_split(split)
-        self.root = _find_root(Path(root))
-        self.split = split
+        self.on_error = check_choice("on_error", on_error, ("raise", "skip"))
+        super().__init__(split, image_size, transforms, image_dtype, mask_dtype)
         self.cache = check_bool("cache", cache)
-        self.on_error: Literal["raise", "skip"] = on_error
-        self.mask_dtype: Literal["int64", "uint8"] = mask_dtype
-        self.mask_dir = self._find_mask_dir()
+        self.root = _find_root(Path(root))
         self.image_dir = self.root / "JPEGImages"
-
+        found = [self.root / n for n in ("SegmentationClassPNG", "SegmentationClass")]
+        found = [folder for folder in found if folder.is_dir()]
+        if not found:
+            raise MissingFileError(
+                f"{self.root} has no mask folder; expected SegmentationClassPNG/ or "
+                "SegmentationClass/"
+            )
+        self.mask_dir = found[0]
         images = list_files(self.image_dir, IMAGE_SUFFIXES)
         masks = list_files(self.mask_dir, (".png",))
         self._skipped: list[str] = []
         if split is None:
             ids = sorted(set(images) & set(masks))
             if not ids:
-                raise MissingFileError(self._nothing_matches(images, masks))
+                raise MissingFileError(self._nothing_matches(len(images), len(masks)))
         else:
-            ids = self._split_ids(split, images, masks)
+            ids = read_split(self.root, split, images)
+            missing = {
+                "image": [i for i in ids if i not in images],
+                "mask": [i for i in ids if i in images and i not in masks],
+            }
+            for what, absent in missing.items():
+                if absent and self.on_error == "raise":
+                    more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+                    raise MissingFileError(
+                        f"{len(absent)} id(s) of split {split!r} have no {what} in "
+                        f"{self.image_dir if what == 'image' else self.mask_dir}: "
+                        f"{', '.join(absent[:5])}{more}"
+                    )
+                self._skipped += absent
+            dropped = set(self._skipped)
+            ids = [i for i in ids if i not in dropped]
         self.ids: list[str] = ids
         self._images = [images[i] for i in ids]
         self._masks = [masks[i] for i in ids]
         self._cache: dict[int, tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]] = {}
-
-        names = _read_class_names(self.root / "class_names.txt")
+        names_file = self.root / "class_names.txt"
+        names = read_lines(names_file) if names_file.is_file() else []
         self._lut, self.class_names = self._build_lut(names, classes)
 
-    # -- construction helpers -------------------------------------------------------------
-    def _find_mask_dir(self) -> Path:
-        for name in _MASK_DIRS:
-            if (self.root / name).is_dir():
-                return self.root / name
-        raise MissingFileError(
-            f"{self.root} has no mask folder; expected SegmentationClassPNG/ or SegmentationClass/"
-        )
-
-    def _nothing_matches(self, images: dict[str, Path], masks: dict[str, Path]) -> str:
-        others = sorted(
-            {p.suffix.lower() for p in self.mask_dir.iterdir() if p.is_file()} - {".png", ""}
-        )
+    def _nothing_matches(self, n_images: int, n_masks: int) -> str:
+        suffixes = {p.suffix.lower() for p in self.mask_dir.iterdir() if p.is_file()}
+        others = sorted(suffixes - {".png", ""})
         hint = (
-            f"; {self.mask_dir.name}/ holds {', '.join(others)} files, but masks must be PNG "
+            f"{self.mask_dir.name}/ holds {', '.join(others)} files, but masks must be PNG "
             "(lossless) files named like their image"
             if others
-            else "; masks must be PNG files named like their image (cat_1.jpg -> cat_1.png)"
+            else "masks must be PNG files named like their image (cat_1.jpg -> cat_1.png)"
         )
         return (
-            f"{self.root} has no image with a mask: {len(images)} image(s) in "
-            f"{self.image_dir.name}/, {len(masks)} PNG mask(s) in {self.mask_dir.name}/, "
-            f"none with matching names{hint}"
+            f"{self.root} has no image with a mask: {n_images} image(s) in "
+            f"{self.image_dir.name}/, {n_masks} PNG mask(s) in {self.mask_dir.name}/, "
+            f"none with matching names; {hint}"
         )
-
-    def _split_ids(self, split: str, images: dict[str, Path], masks: dict[str, Path]) -> list[str]:
-        split_dir = self.root / "ImageSets" / "Segmentation"
-        split_file = split_dir / f"{split}.txt"
-        if not split_file.is_file():
-            available = sorted(p.stem for p in split_dir.glob("*.txt"))
-            raise MissingFileError(
-                f"split file not found: {split_file} (available splits: {available or 'none'})"
-            )
-        ids = _read_split(split_file, images)
-        missing_image = [i for i in ids if i not in images]
-        missing_mask = [i for i in ids if i in images and i not in masks]
-        if self.on_error == "raise":
-            for what, folder, missing in (
-                ("image", self.image_dir, missing_image),
-                ("mask", self.mask_dir, missing_mask),
-            ):
-                if missing:
-                    shown = ", ".join(missing[:_SHOWN_IDS])
-                    extra = len(missing) - _SHOWN_IDS
-                    more = f" and {extra} more" if extra > 0 else ""
-                    raise MissingFileError(
-                        f"{len(missing)} id(s) of {split_file} have no {what} in {folder}: "
-                        f"{shown}{more}"
-                    )
-        self._skipped.extend(missing_image + missing_mask)
-        dropped = set(missing_image) | set(missing_mask)
-        return [i for i in ids if i not in dropped]
 
     def _build_lut(
         self, names: list[str], classes: Sequence[str] | None
     ) -> tuple[npt.NDArray[np.int64] | None, list[str]]:
+        if classes is None and not names:
+            return None, []
+        lut = np.full(256, _INVALID, dtype=np.int64)
+        lut[255] = 255
         if classes is None:
-            if not names:
-                return None, []
-            lut = np.full(256, _INVALID, dtype=np.int64)
             lut[: len(names)] = np.arange(len(names))
-            lut[255] = 255
-            return lut, list(names)
+            return lut, names
         if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
             raise ConfigError(f"classes must be a sequence of class names, got {classes!r}")
         if not names:
             raise ConfigError(
-                f"classes={list(classes)!r} needs {self.root / 'class_names.txt'} to map names "
-                "to mask ids, but the file is missing"
+                f"classes={list(classes)!r} needs {self.root / 'class_names.txt'} to map "
+                "names to mask ids, but the file is missing"
             )
-        keep = list(classes)
-        if keep and keep[0] == names[0]:
-            keep = keep[1:]
-        unknown = [c for c in keep if c not in names or c == names[0]]
+        keep = list(classes[1:] if classes and classes[0] == names[0] else classes)
+        unknown = [c for c in keep if c not in names[1:]]
         if unknown or not keep or len(set(keep)) != len(keep):
             raise ConfigError(
                 f"classes={list(classes)!r} must name distinct foreground classes from "
                 f"{self.root / 'class_names.txt'}: {names[1:]}"
                 + (f"; unknown: {unknown}" if unknown else "")
             )
-        lut = np.full(256, _INVALID, dtype=np.int64)
         lut[: len(names)] = 0
         for new_id, name in enumerate(keep, start=1):
             lut[names.index(name)] = new_id
-        lut[255] = 255
         return lut, [names[0], *keep]
 
-    # -- access ------------------------------------------------------------------------------
     @property
     def skipped_ids(self) -> tuple[str, ...]:
         """Ids skipped so far in this process (``on_error="skip"``), in skip order."""
@@ -306,37 +244,35 @@ class VOCSegmentationDataset(FolderDataset):
             "classes": self.class_names,
         }
 
-    def _decode(self, index: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-        image_path, mask_path = self._images[index], self._masks[index]
-        image, full_size, orientation = load_rgb(image_path, draft_size=self.image_size)
-        mask = align_mask(read_mask(mask_path), orientation, full_size, image_path, mask_path)
-        return resize_sample(image, mask, self.image_size)
-
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         cached = self._cache.get(index)
         if cached is None:
-            cached = self._decode(index)
+            image_path, mask_path = self._images[index], self._masks[index]
+            image, decoded = read_rgb(image_path, str(image_path), self.image_size)
+            mask = align_mask(
+                read_mask(mask_path), decoded.orientation, decoded.size, image_path, mask_path
+            )
+            cached = resize_sample(image, mask, self.image_size)
             if self.cache:
                 self._cache[index] = cached
-        pixels, raw_mask = cached
-        if self._lut is None:  # the cached array is passed on, so the tensor must copy it
-            return self._tensors(pixels, raw_mask, self.mask_dtype, owned=False)
-        mapped = self._lut[raw_mask]
-        if (mapped == _INVALID).any():
-            bad = sorted({int(v) for v in np.unique(raw_mask[mapped == _INVALID])})
-            raise DataError(
-                f"mask {self._masks[index]} holds ids {bad[:8]} outside class_names "
-                f"({len(self.class_names)} classes) and 255"
-            )
-        return self._tensors(pixels, mapped, self.mask_dtype, owned=True)  # a fresh array
+        pixels, mask = cached[0], cached[1]
+        if self._lut is not None:
+            mapped = self._lut[mask]
+            if (mapped == _INVALID).any():
+                bad = sorted({int(v) for v in np.unique(mask[mapped == _INVALID])})
+                raise DataError(
+                    f"mask {self._masks[index]} holds ids {bad[:8]} outside class_names "
+                    f"({len(self.class_names)} classes) and 255"
+                )
+            return self._tensors(pixels, mapped)
+        return self._tensors(pixels, mask)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = checked_index(index, len(self))
-        size = len(self)
         if self.on_error == "raise":
             return self._load(index)
-        for attempt in range(size):
-            current = (index + attempt) % size
+        for attempt in range(len(self)):
+            current = (index + attempt) % len(self)
             try:
                 return self._load(current)
             except (DataError, MissingFileError):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as nnf
 
-from catseg._validation import check_finite_float, check_int, check_size
+from catseg._validation import check_finite_float, check_int
 from catseg.errors import ConfigError, DTypeError, ShapeError
-
-__all__ = ["Compose", "Pair"]
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 """One sample as joint transforms take and return it: ``(image (C, H, W), mask (H, W))``."""
@@ -71,10 +70,6 @@ def _uniform(low: float, high: float, generator: torch.Generator | None) -> floa
     return low + (high - low) * float(torch.rand((), generator=generator))
 
 
-def _size_pair(size: object, name: str) -> tuple[int, int]:
-    return check_size(name, size)
-
-
 def _to_float(image: torch.Tensor) -> torch.Tensor:
     return image.to(torch.float32) if image.dtype == torch.uint8 else image
 
@@ -96,7 +91,24 @@ def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int])
     return _back(resized[0], image), labels[0, 0].to(mask.dtype)
 
 
-class Compose:
+class Joint(abc.ABC):
+    """Base of the joint transforms: checks the pair, then :meth:`_apply`; shows settings."""
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
+        _check_pair(image, mask)
+        return self._apply(image, mask)
+
+    @abc.abstractmethod
+    def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        """The transform of a checked pair."""
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "generator")
+        return f"{type(self).__name__}({shown})"
+
+
+class Compose(Joint):
     """Apply joint transforms one after the other.
 
     Args:
@@ -124,12 +136,9 @@ class Compose:
             if not callable(transform):
                 raise ConfigError(f"transforms[{index}] is not callable: {transform!r}")
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
-        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
+    def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         for transform in self.transforms:
             image, mask = transform(image, mask)
         return image, mask
 
-    def __repr__(self) -> str:
-        inner = ", ".join(repr(t) for t in self.transforms)
-        return f"Compose([{inner}])"
+    __call__ = _apply  # unchecked: each transform checks what it takes

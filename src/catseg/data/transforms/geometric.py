@@ -13,16 +13,16 @@ from catseg._validation import (
     check_int,
     check_positive_int,
     check_probability,
+    check_size,
 )
 from catseg.data.transforms._common import (
+    Joint,
     Pair,
     _back,
     _check_mask_fill,
-    _check_pair,
     _make_generator,
     _pair_of_floats,
     _resize_pair,
-    _size_pair,
     _to_float,
     _uniform,
 )
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-class Resize:
+class Resize(Joint):
     """Resize image (antialiased bilinear) and mask (nearest) to a fixed size.
 
     Args:
@@ -58,18 +58,13 @@ class Resize:
     """
 
     def __init__(self, size: int | tuple[int, int]) -> None:
-        self.size = _size_pair(size, "size")
+        self.size = check_size("size", size)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
-        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
-        _check_pair(image, mask)
+    def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         return _resize_pair(image, mask, self.size)
 
-    def __repr__(self) -> str:
-        return f"Resize(size={self.size})"
 
-
-class RandomResizedCrop:
+class RandomResizedCrop(Joint):
     """Crop a random area and aspect ratio, then resize it to ``size``.
 
     The crop's area is drawn uniformly from ``scale`` × the image area and its aspect
@@ -104,7 +99,7 @@ class RandomResizedCrop:
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         seed: int | torch.Generator | None = None,
     ) -> None:
-        self.size = _size_pair(size, "size")
+        self.size = check_size("size", size)
         self.scale = _pair_of_floats("scale", scale, low=0.0, high=1.0)
         self.ratio = _pair_of_floats("ratio", ratio, low=0.0)
         if self.scale[0] == 0.0 or self.ratio[0] == 0.0:
@@ -133,19 +128,14 @@ class RandomResizedCrop:
             h, w = height, width
         return (height - h) // 2, (width - w) // 2, h, w
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
-        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
-        _check_pair(image, mask)
+    def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         top, left, h, w = self._box(int(image.shape[1]), int(image.shape[2]))
         image = image[:, top : top + h, left : left + w]
         mask = mask[top : top + h, left : left + w]
         return _resize_pair(image, mask, self.size)
 
-    def __repr__(self) -> str:
-        return f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio={self.ratio})"
 
-
-class RandomHorizontalFlip:
+class RandomHorizontalFlip(Joint):
     """Mirror image and mask left-right with probability ``p``.
 
     Args:
@@ -167,18 +157,13 @@ class RandomHorizontalFlip:
         self.p = check_probability("p", p, open_interval=False)
         self.generator = _make_generator(seed)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
-        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
-        _check_pair(image, mask)
+    def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         if float(torch.rand((), generator=self.generator)) < self.p:
             return image.flip(-1), mask.flip(-1)
         return image.clone(), mask.clone()
 
-    def __repr__(self) -> str:
-        return f"RandomHorizontalFlip(p={self.p})"
 
-
-class RandomRotation:
+class RandomRotation(Joint):
     """Rotate by a random angle about the centre, keeping the size.
 
     The image is sampled bilinearly and the mask with nearest neighbour; pixels that
@@ -225,9 +210,7 @@ class RandomRotation:
         self.mask_fill = check_int("mask_fill", mask_fill)
         self.generator = _make_generator(seed)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
-        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
-        _check_pair(image, mask)
+    def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         _check_mask_fill(self.mask_fill, mask)
         angle = math.radians(_uniform(self.degrees[0], self.degrees[1], self.generator))
         height, width = int(image.shape[1]), int(image.shape[2])
@@ -251,11 +234,8 @@ class RandomRotation:
         labels = torch.where(inside > 0.5, labels, torch.full_like(labels, self.mask_fill))
         return _back(rotated[0], image), labels[0, 0].round().to(mask.dtype)
 
-    def __repr__(self) -> str:
-        return f"RandomRotation(degrees={self.degrees}, mask_fill={self.mask_fill})"
 
-
-class PadToMultiple:
+class PadToMultiple(Joint):
     """Pad on the bottom and right so height and width are multiples of ``multiple``.
 
     Args:
@@ -283,9 +263,7 @@ class PadToMultiple:
         self.image_fill = check_finite_float("image_fill", image_fill)
         self.mask_fill = check_int("mask_fill", mask_fill)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
-        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
-        _check_pair(image, mask)
+    def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         _check_mask_fill(self.mask_fill, mask)
         height, width = int(image.shape[1]), int(image.shape[2])
         pad_h = -height % self.multiple
@@ -293,6 +271,3 @@ class PadToMultiple:
         padded = nnf.pad(image, (0, pad_w, 0, pad_h), value=self.image_fill)
         labels = nnf.pad(mask, (0, pad_w, 0, pad_h), value=self.mask_fill)
         return padded, labels
-
-    def __repr__(self) -> str:
-        return f"PadToMultiple(multiple={self.multiple}, mask_fill={self.mask_fill})"

@@ -8,9 +8,9 @@ import torch
 
 from catseg._validation import check_finite_float, check_mean_std
 from catseg.data.transforms._common import (
+    Joint,
     Pair,
     _back,
-    _check_pair,
     _make_generator,
     _to_float,
     _uniform,
@@ -20,7 +20,7 @@ from catseg.errors import DTypeError, ShapeError
 __all__ = ["ColorJitter", "Normalize"]
 
 
-class ColorJitter:
+class ColorJitter(Joint):
     """Randomly change brightness, contrast and saturation of the image only.
 
     Each factor is drawn uniformly from ``[1 - amount, 1 + amount]`` and the three
@@ -60,9 +60,7 @@ class ColorJitter:
         self.saturation = check_finite_float("saturation", saturation, low=0.0, high=1.0)
         self.generator = _make_generator(seed)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
-        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
-        _check_pair(image, mask)
+    def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         if self.saturation > 0 and image.shape[0] != 3:
             raise ShapeError(f"saturation needs a 3-channel image, got {tuple(image.shape)}")
         top = 255.0 if image.dtype == torch.uint8 else 1.0
@@ -82,18 +80,12 @@ class ColorJitter:
                 out = (grey + factor * (out - grey)).clamp(0.0, top)
         return _back(out, image), mask.clone()
 
-    def __repr__(self) -> str:
-        return (
-            f"ColorJitter(brightness={self.brightness}, contrast={self.contrast}, "
-            f"saturation={self.saturation})"
-        )
-
 
 def _luma(image: torch.Tensor) -> torch.Tensor:
     return 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
 
 
-class Normalize:
+class Normalize(Joint):
     """Subtract a per-channel mean and divide by a per-channel std (float images only).
 
     Args:
@@ -119,9 +111,7 @@ class Normalize:
         self.mean = list(means)
         self.std = list(stds)
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
-        """Transform one ``(image, mask)`` pair (new tensors; the inputs are untouched)."""
-        _check_pair(image, mask)
+    def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         if not image.is_floating_point():
             raise DTypeError(f"Normalize needs a float image in [0, 1], got {image.dtype}")
         if image.shape[0] != len(self.mean):
@@ -131,6 +121,3 @@ class Normalize:
         mean = torch.tensor(self.mean, dtype=image.dtype).view(-1, 1, 1)
         std = torch.tensor(self.std, dtype=image.dtype).view(-1, 1, 1)
         return (image - mean) / std, mask.clone()
-
-    def __repr__(self) -> str:
-        return f"Normalize(mean={self.mean}, std={self.std})"
