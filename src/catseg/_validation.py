@@ -17,19 +17,6 @@ from typing import TypeVar
 
 from catseg.errors import ConfigError
 
-__all__ = [
-    "check_bool",
-    "check_choice",
-    "check_class_names",
-    "check_finite_float",
-    "check_int",
-    "check_mean_std",
-    "check_optional_size",
-    "check_positive_int",
-    "check_probability",
-    "check_size",
-]
-
 T = TypeVar("T")
 
 
@@ -42,32 +29,14 @@ def _is_real(value: object) -> bool:
 
 
 def check_bool(name: str, value: object) -> bool:
-    """``value`` as a bool; only ``True``/``False`` (and numpy bools) are accepted.
-
-    Examples:
-        >>> check_bool("fuse", True)
-        True
-        >>> check_bool("fuse", "yes")
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: fuse must be True or False, got 'yes'
-    """
+    """``value`` as a bool; only ``True``/``False`` (and numpy bools) are accepted."""
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return bool(value)
     raise ConfigError(f"{name} must be True or False, got {value!r}")
 
 
 def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
-    """``value`` as an int, at least ``minimum`` when given (floats such as 2.0 are refused).
-
-    Examples:
-        >>> check_int("epochs", 3, minimum=0)
-        3
-        >>> check_int("epochs", 2.5)
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: epochs must be an int, got 2.5
-    """
+    """``value`` as an int, at least ``minimum`` when given (floats such as 2.0 are refused)."""
     if not _is_int(value):
         raise ConfigError(f"{name} must be an int, got {value!r}")
     number = operator.index(value)  # type: ignore[arg-type]
@@ -77,16 +46,7 @@ def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
 
 
 def check_positive_int(name: str, value: object) -> int:
-    """``value`` as an int >= 1.
-
-    Examples:
-        >>> check_positive_int("batch_size", 8)
-        8
-        >>> check_positive_int("batch_size", 0)
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: batch_size must be a positive int, got 0
-    """
+    """``value`` as an int >= 1."""
     if not _is_int(value) or operator.index(value) < 1:  # type: ignore[arg-type]
         raise ConfigError(f"{name} must be a positive int, got {value!r}")
     return operator.index(value)  # type: ignore[arg-type]
@@ -101,20 +61,7 @@ def check_finite_float(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    """``value`` as a finite float inside ``[low, high]`` (ends open when asked).
-
-    Examples:
-        >>> check_finite_float("smooth", 1, low=0.0)
-        1.0
-        >>> check_finite_float("degrees", float("nan"))
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: degrees must be a finite number, got nan
-        >>> check_finite_float("alpha", 1.5, low=0.0, high=1.0)
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: alpha must be a finite number in [0.0, 1.0], got 1.5
-    """
+    """``value`` as a finite float inside ``[low, high]`` (ends open when asked)."""
     interval = ""
     if low is not None or high is not None:
         left = ("(" if low_open else "[") + ("-inf" if low is None else repr(float(low)))
@@ -133,32 +80,14 @@ def check_finite_float(
 
 
 def check_probability(name: str, value: object, *, open_interval: bool = True) -> float:
-    """``value`` as a float in (0, 1) (or [0, 1] with ``open_interval=False``).
-
-    Examples:
-        >>> check_probability("threshold", 0.5)
-        0.5
-        >>> check_probability("threshold", 1.0)
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: threshold must be a finite number in (0.0, 1.0), got 1.0
-    """
+    """``value`` as a float in (0, 1) (or [0, 1] with ``open_interval=False``)."""
     return check_finite_float(
         name, value, low=0.0, high=1.0, low_open=open_interval, high_open=open_interval
     )
 
 
 def check_choice(name: str, value: T, choices: Sequence[T]) -> T:
-    """``value`` if it is one of ``choices``.
-
-    Examples:
-        >>> check_choice("mode", "binary", ("binary", "multiclass"))
-        'binary'
-        >>> check_choice("mode", "multi", ("binary", "multiclass"))
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: mode must be one of 'binary', 'multiclass'; got 'multi'
-    """
+    """``value`` if it is one of ``choices``."""
     try:
         ok = value in choices
     except TypeError:  # unhashable or incomparable values
@@ -170,16 +99,7 @@ def check_choice(name: str, value: T, choices: Sequence[T]) -> T:
 
 
 def check_size(name: str, value: object) -> tuple[int, int]:
-    """An int (square) or a ``(height, width)`` pair of positive ints, as a pair.
-
-    Examples:
-        >>> check_size("image_size", 32), check_size("image_size", [24, 40])
-        ((32, 32), (24, 40))
-        >>> check_size("tile", (0, 8))
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: tile must be an int or (height, width) of positive ints,...
-    """
+    """An int (square) or a ``(height, width)`` pair of positive ints, as a pair."""
     expected = f"{name} must be an int or (height, width) of positive ints, got {value!r}"
     if _is_int(value):
         pair: tuple[object, ...] = (value, value)
@@ -196,37 +116,20 @@ def check_size(name: str, value: object) -> tuple[int, int]:
 
 
 def check_optional_size(name: str, value: object) -> tuple[int, int] | None:
-    """Like :func:`check_size`, with ``None`` passed through.
-
-    Examples:
-        >>> check_optional_size("image_size", None) is None
-        True
-    """
+    """Like :func:`check_size`, with ``None`` passed through."""
     return None if value is None else check_size(name, value)
 
 
 def check_class_names(name: str, value: object, *, count: int | None = None) -> list[str]:
-    """A list of distinct, non-empty class names (``count`` of them when given).
-
-    Examples:
-        >>> check_class_names("classes", ("_background_", "cat"))
-        ['_background_', 'cat']
-        >>> check_class_names("classes", ["a", "a"])
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: classes must be distinct, got 'a' twice
-    """
+    """A list of distinct, non-empty class names (``count`` of them when given)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise ConfigError(f"{name} must be a list of class names, got {value!r}")
     names = list(value)
-    for item in names:
+    for i, item in enumerate(names):
         if not isinstance(item, str) or not item:
             raise ConfigError(f"{name} must hold non-empty strings, got {item!r}")
-    seen: set[str] = set()
-    for item in names:
-        if item in seen:
+        if item in names[:i]:
             raise ConfigError(f"{name} must be distinct, got {item!r} twice")
-        seen.add(item)
     if count is not None and len(names) != count:
         raise ConfigError(f"{name} must have {count} entries, got {len(names)}: {names!r}")
     return names
@@ -235,16 +138,7 @@ def check_class_names(name: str, value: object, *, count: int | None = None) -> 
 def check_mean_std(
     mean: object, std: object, *, channels: int | None = None
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel ``mean`` and ``std``: finite numbers, std > 0, equal lengths.
-
-    Examples:
-        >>> check_mean_std((0.5, 0.5, 0.5), [0.25] * 3)
-        ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-        >>> check_mean_std((0.5,), (0.0,))
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: std[0] must be a finite number in (0.0, inf], got 0.0
-    """
+    """Per-channel ``mean`` and ``std``: finite numbers, std > 0, equal lengths."""
     out: list[tuple[float, ...]] = []
     for name, value, low in (("mean", mean, None), ("std", std, 0.0)):
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
@@ -265,16 +159,7 @@ def check_mean_std(
 
 
 def check_optional_int(name: str, value: object) -> int | None:
-    """``value`` as an int, or ``None`` (bools and floats are refused).
-
-    Examples:
-        >>> check_optional_int("ignore_index", 255), check_optional_int("ignore_index", None)
-        (255, None)
-        >>> check_optional_int("ignore_index", "void")
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: ignore_index must be an int or None, got 'void'
-    """
+    """``value`` as an int, or ``None`` (bools and floats are refused)."""
     if value is None:
         return None
     if not _is_int(value):

@@ -1,12 +1,4 @@
-"""Palettes, coloured masks and overlays.
-
-A segmentation mask is a 2-D map of integer labels. This module turns it into
-something a person can look at:
-
-* :func:`colorize` makes a palette-mode (``"P"``) PIL image: the label values are
-  stored as they are and a palette says which colour each label is shown in. Saved
-  as PNG, this is exactly the Pascal-VOC ``SegmentationClassPNG`` format.
-* :func:`overlay` blends the coloured mask over the photo.
+"""Palettes, coloured masks and overlays of label maps (and of multilabel layers).
 
 Two palettes are built in: :data:`VOC_PALETTE`, the standard Pascal-VOC colour map
 (label 1 is dark red, 255 — the "void"/ignore label — is cream), and
@@ -181,13 +173,9 @@ def colorize(
         A new ``"P"`` mode image of the mask's size.
 
     Raises:
-        ShapeError: If the mask is not 2-D (a leading axis of size 1 is accepted) or is empty.
+        ShapeError: If the mask is not ``(H, W)`` or ``(1, H, W)``, or is empty.
         DTypeError: If the mask holds floats, or is an image of another mode.
         ConfigError: If a label has no colour in the palette, or the palette is malformed.
-
-    Shape:
-        - mask: ``(H, W)`` or ``(1, H, W)``.
-        - output: a ``W × H`` PIL image (PIL gives sizes as width, height).
 
     Examples:
         >>> import torch
@@ -263,10 +251,9 @@ def overlay(
 
         out = floor((1 - alpha) * image + alpha * colour + 0.5)
 
-    per channel, i.e. rounded to the nearest integer with halves going up. With the
-    VOC and binary palettes the background colour is black, so the background is
-    darkened by the factor ``1 - alpha``, exactly like ``Image.blend(photo, mask_rgb,
-    alpha)`` in the tutorial (which truncates instead of rounding).
+    per channel. With the VOC and binary palettes the background colour is black, so the
+    background is darkened by ``1 - alpha``, like ``Image.blend(photo, mask_rgb, alpha)``
+    in the tutorial (which truncates instead of rounding).
 
     Args:
         image: The photo: a PIL image (any mode, converted to RGB), a ``uint8`` array
@@ -284,14 +271,8 @@ def overlay(
         DTypeError: If the image array is not uint8 or the mask does not hold integers.
         ConfigError: If ``alpha`` is outside [0, 1], a label has no palette colour or the
             palette is malformed.
-        DataError: If a float image tensor holds values outside [0, 1] (pass 0..255
-            images as uint8).
+        DataError: If a float image tensor holds values outside [0, 1].
         NonFiniteError: If a float image tensor holds NaN or infinity.
-
-    Shape:
-        - image: ``(H, W, C)`` array, ``(C, H, W)`` tensor or a ``W × H`` PIL image.
-        - mask: ``(H, W)``.
-        - output: a ``W × H`` RGB PIL image.
 
     Examples:
         >>> import numpy as np
@@ -311,9 +292,12 @@ def overlay(
             f"{labels.shape[0]}x{labels.shape[1]}; they must match"
         )
     lut = np.asarray(colours, dtype=np.float64).reshape(-1, 3)
-    mixed = (1.0 - float(alpha)) * rgb.astype(np.float64) + float(alpha) * lut[labels]
-    out = np.floor(mixed + 0.5).clip(0, 255).astype(np.uint8)
-    return Image.fromarray(out)
+    return _rounded((1.0 - alpha) * rgb.astype(np.float64) + alpha * lut[labels])
+
+
+def _rounded(rgb: npt.NDArray[np.float64]) -> Image.Image:
+    """An RGB image of ``rgb`` rounded half up: ``floor(rgb + 0.5)``."""
+    return Image.fromarray(np.floor(rgb + 0.5).clip(0, 255).astype(np.uint8))
 
 
 def _layer_colours(
@@ -372,8 +356,7 @@ def colorize_layers(
     """
     mean, present = _layer_colours(layers, palette)
     background = np.asarray(_check_palette(palette)[:3], dtype=np.float64)
-    rgb = np.where(present[..., None], mean, background)
-    return Image.fromarray(np.floor(rgb + 0.5).clip(0, 255).astype(np.uint8))
+    return _rounded(np.where(present[..., None], mean, background))
 
 
 def overlay_layers(
@@ -420,5 +403,4 @@ def overlay_layers(
             f"image is {rgb.shape[0]}x{rgb.shape[1]} (H x W) but layers are "
             f"{present.shape[0]}x{present.shape[1]}; they must match"
         )
-    mixed = np.where(present[..., None], (1.0 - float(alpha)) * rgb + float(alpha) * mean, rgb)
-    return Image.fromarray(np.floor(mixed + 0.5).clip(0, 255).astype(np.uint8))
+    return _rounded(np.where(present[..., None], (1.0 - alpha) * rgb + alpha * mean, rgb))

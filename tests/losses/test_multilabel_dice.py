@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from catseg.errors import ConfigError, DataError, DTypeError, ReadOnlyOptionError, ShapeError
-from catseg.losses import DiceLoss, SoftDice, soft_dice
+from catseg.losses import DiceLoss, soft_dice
 
 # two labels on a 1 x 3 image, probabilities given directly
 P = torch.tensor([[[[0.9, 0.2, 0.6]], [[0.3, 0.8, 0.5]]]])
@@ -76,14 +76,9 @@ def test_module_and_read_only_options() -> None:
     loss = DiceLoss(mode="multilabel", smooth=0.5)
     assert loss.mode == "multilabel"
     assert loss.smooth == 0.5
-    with pytest.raises(ReadOnlyOptionError, match="read-only") as info:
+    with pytest.raises(ReadOnlyOptionError, match="read-only"):
         loss.smooth = 2.0
-    assert isinstance(info.value, AttributeError)  # as dataclasses.FrozenInstanceError
     assert loss.smooth == 0.5
-    metric = SoftDice(mode="multilabel", from_logits=False)
-    assert metric(P, T).item() == pytest.approx(
-        soft_dice(P, T, mode="multilabel", from_logits=False).item()
-    )
 
 
 def test_multilabel_errors_name_the_problem() -> None:

@@ -334,8 +334,8 @@ def test_state_lives_on_device_of_first_update() -> None:
     metric = MeanIoU(3)
     target = torch.randint(0, 3, (2, 8, 8))
     metric.update(torch.randn(2, 3, 8, 8, device="cuda"), target.cuda())
-    assert metric._totals is not None
-    assert metric._totals.confusion.device.type == "cuda"
+    assert metric._state is not None
+    assert metric._state[0].device.type == "cuda"
     metric.update(torch.randn(2, 3, 8, 8), target)  # a CPU batch is added on the GPU state
     assert int(metric.compute().confusion.sum()) == 256
 

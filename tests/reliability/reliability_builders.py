@@ -131,14 +131,20 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
 
 @dataclass(frozen=True)
 class Row:
-    """One catalogue entry: an action on a scratch folder and its expected outcome."""
+    """One catalogue entry: an action and its expected outcome (a catseg error or a check).
+
+    ``call`` (and ``after``, run whatever happens) gets the argument the catalogue's test
+    passes to :func:`run_row`: its ``tmp_path``, or a context holding it. ``check`` gets
+    the result and asserts (or returns ``False`` to fail).
+    """
 
     id: str
-    call: Callable[[Path], Any]
+    call: Callable[[Any], Any]
     outcome: str
     error: type[CatsegError] | None = None
     match: str | None = None
-    check: Callable[[Any], None] | None = None
+    check: Callable[[Any], object] | None = None
+    after: Callable[[Any], None] | None = None
 
 
 def check_rows(rows: Sequence[Row]) -> None:
@@ -149,12 +155,15 @@ def check_rows(rows: Sequence[Row]) -> None:
         assert (row.error is None) == (row.match is None), row.id
 
 
-def run_row(row: Row, tmp_path: Path) -> None:
-    """Run one row: the catseg error it names (message matched), or its check passes."""
-    if row.error is not None:
-        with pytest.raises(row.error, match=row.match) as info:
-            row.call(tmp_path)
-        assert isinstance(info.value, CatsegError)
-    else:
-        assert row.check is not None
-        row.check(row.call(tmp_path))
+def run_row(row: Row, arg: Any) -> None:
+    """Run one row on ``arg``: the catseg error it names (message matched), or its check."""
+    try:
+        if row.error is not None:
+            with pytest.raises(row.error, match=row.match):
+                row.call(arg)
+        else:
+            assert row.check is not None
+            assert row.check(row.call(arg)) is not False, row.id
+    finally:
+        if row.after is not None:
+            row.after(arg)

@@ -25,8 +25,11 @@ import torch
 from PIL import Image
 from reliability_builders import (
     EXIF_ORIENTATION,
+    Row,
+    check_rows,
     png_header_only,
     random_sample,
+    run_row,
     save_palette_mask,
     single_threaded_torch,  # noqa: F401  (autouse fixture)
     write_dist,
@@ -38,7 +41,6 @@ from catseg.checkpoint import load_checkpoint, save_checkpoint
 from catseg.data import VOCSegmentationDataset, labelme_to_voc, open_image, read_labelme, read_mask
 from catseg.data import transforms as tfm
 from catseg.errors import (
-    CatsegError,
     CheckpointError,
     DataError,
     DTypeError,
@@ -70,19 +72,6 @@ class Ctx:
 
     tmp: Path
     monkeypatch: pytest.MonkeyPatch
-
-
-@dataclass(frozen=True)
-class Row:
-    """One catalogue entry: an action and its expected outcome."""
-
-    id: str
-    call: Callable[[Ctx], Any]
-    outcome: str
-    error: type[CatsegError] | None = None
-    match: str | None = None
-    check: Callable[[Any, Ctx], None] | None = None
-    after: Callable[[Ctx], None] | None = None
 
 
 def tiny(in_channels: int = 3, num_classes: int = 1) -> UNet:
@@ -118,8 +107,8 @@ class CodeRunningPayload:
         return (exec, (f"open({str(self.marker)!r}, 'w').close()",))
 
 
-def _equal(expected: Any) -> Callable[[Any, Ctx], None]:
-    def check(result: Any, ctx: Ctx) -> None:
+def _equal(expected: Any) -> Callable[[Any], None]:
+    def check(result: Any) -> None:
         assert result == expected
 
     return check
@@ -192,7 +181,7 @@ def _sixteen_bit_image(ctx: Ctx) -> Any:
     return np.array(open_image(ctx.tmp / "depth16.png"))
 
 
-def _check_sixteen_bit(result: Any, ctx: Ctx) -> None:
+def _check_sixteen_bit(result: Any) -> None:
     expected = np.array([[0, 255, 1], [4, 128, 0]], dtype=np.uint8)  # round(v / 257)
     assert result.shape == (2, 3, 3)
     assert np.array_equal(result, np.repeat(expected[..., None], 3, axis=2))
@@ -212,7 +201,7 @@ def _cmyk_jpeg(ctx: Ctx) -> Any:
     return np.array(open_image(ctx.tmp / "print.jpg")).astype(int)
 
 
-def _check_cmyk(result: Any, ctx: Ctx) -> None:
+def _check_cmyk(result: Any) -> None:
     assert result.shape == (8, 16, 3)
     assert np.abs(result[4, 2] - [255, 0, 0]).max() <= 12
     assert np.abs(result[4, 13] - [0, 255, 0]).max() <= 12
@@ -229,7 +218,7 @@ def _phone_photo(ctx: Ctx) -> Path:
     return ctx.tmp / "IMG_0001.jpg"
 
 
-def _check_upright(result: Any, ctx: Ctx) -> None:
+def _check_upright(result: Any) -> None:
     pixels = np.array(result).astype(int)
     assert pixels.shape == (16, 8, 3)  # upright: 8 wide, 16 tall
     assert np.abs(pixels[3, 4] - [255, 0, 0]).max() <= 40  # stored left -> displayed top
@@ -380,7 +369,7 @@ def _void_255_in_loss(ctx: Ctx) -> Any:
     return float(loss(logits, target)), float(loss(logits[..., :4], target[..., :4]))
 
 
-def _check_pair_equal(result: Any, ctx: Ctx) -> None:
+def _check_pair_equal(result: Any) -> None:
     whole, cropped = result
     assert whole == pytest.approx(cropped, abs=1e-6)
 
@@ -507,8 +496,8 @@ def _predict(make_input: Callable[[Ctx], Any], **options: Any) -> Callable[[Ctx]
     return call
 
 
-def _mask_shape(expected: tuple[int, int]) -> Callable[[Any, Ctx], None]:
-    def check(result: Any, ctx: Ctx) -> None:
+def _mask_shape(expected: tuple[int, int]) -> Callable[[Any], None]:
+    def check(result: Any) -> None:
         assert tuple(result.mask.shape) == expected
         assert result.mask.dtype == torch.uint8
         assert set(torch.unique(result.mask).tolist()) <= {0, 1}
@@ -534,7 +523,7 @@ def _predict_rgba_equals_rgb(ctx: Ctx) -> Any:
     return seg.predict(rgba).mask, seg.predict(rgb).mask
 
 
-def _check_masks_equal(result: Any, ctx: Ctx) -> None:
+def _check_masks_equal(result: Any) -> None:
     first, second = result
     assert torch.equal(first, second)
 
@@ -549,12 +538,12 @@ def _predict_float64_tensor(ctx: Ctx) -> Any:
     return first, second
 
 
-def _check_close(result: Any, ctx: Ctx) -> None:
+def _check_close(result: Any) -> None:
     first, second = result
     torch.testing.assert_close(first, second, atol=1e-5, rtol=0)
 
 
-def _check_tiled(result: Any, ctx: Ctx) -> None:
+def _check_tiled(result: Any) -> None:
     # Tile borders see zero padding where the whole image sees neighbours: close, not equal.
     first, second = result
     torch.testing.assert_close(first, second, atol=2e-3, rtol=0)
@@ -843,22 +832,9 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ctx:
 
 def test_catalogue_has_enough_distinct_rows() -> None:
     assert len(ROWS) >= 25
-    assert len({row.id for row in ROWS}) == len(ROWS)
-    for row in ROWS:
-        assert (row.error is None) != (row.check is None), row.id
-        assert (row.error is None) == (row.match is None), row.id
+    check_rows(ROWS)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_catalogue(row: Row, ctx: Ctx) -> None:
-    try:
-        if row.error is not None:
-            with pytest.raises(row.error, match=row.match) as info:
-                row.call(ctx)
-            assert isinstance(info.value, CatsegError)
-        else:
-            assert row.check is not None
-            row.check(row.call(ctx), ctx)
-    finally:
-        if row.after is not None:
-            row.after(ctx)
+    run_row(row, ctx)

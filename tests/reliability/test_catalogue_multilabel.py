@@ -166,7 +166,7 @@ ROWS: list[Row] = [
         r"target has shape \(1, 3, 3\), expected \(1, 2, 3, 3\)"),
     Row("loss-float-target-above-one",
         lambda _: DiceLoss(mode="multilabel")(_logits(), torch.full((1, 2, 3, 3), 1.5)),
-        "DataError naming the range", DataError, r"got range \[1\.5, 1\.5\]"),
+        "DataError naming the value", DataError, r"only 0 and 1 .*got values such as \[1\.5\]"),
     Row("loss-class-weights-per-label",
         lambda _: DiceLoss(mode="multilabel", class_weights=[1.0, 2.0, 3.0])(_logits(), _target()),
         "ConfigError naming the counts", ConfigError,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,14 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
-from reliability_builders import single_threaded_torch  # noqa: F401  (autouse fixture)
+from reliability_builders import (  # noqa: F401  (single_threaded_torch: autouse fixture)
+    Row,
+    check_rows,
+    run_row,
+    single_threaded_torch,
+)
 
 from catseg.errors import (
-    CatsegError,
     CheckpointError,
     ConfigError,
     DTypeError,
@@ -34,16 +37,6 @@ from catseg.predict import Segmenter, SegmenterOptions
 from catseg.visualize import colorize, overlay
 
 CLASSES = ["_background_", "cat"]
-
-
-@dataclass(frozen=True)
-class Row:
-    """One catalogue entry: a call and the catseg error it must raise."""
-
-    id: str
-    call: Callable[[Path], Any]
-    error: type[CatsegError]
-    match: str
 
 
 def tiny() -> UNet:
@@ -105,68 +98,77 @@ def _runtime_failure(tmp: Path) -> Any:
 
 ROWS: list[Row] = [
     # --- Segmenter options: finite, integer, bool where the value must be one ---------
-    Row("segmenter-tile-smaller-than-stride", lambda tmp: segmenter(tile=(2, 0)), ConfigError,
+    Row("segmenter-tile-smaller-than-stride", lambda tmp: segmenter(tile=(2, 0)),
+        "ConfigError", ConfigError,
         r"tile size 2 is smaller than the model's stride 4.*e\.g\. tile=\(4, 0\)"),
-    Row("segmenter-tile-fractional", lambda tmp: segmenter(tile=(64.5, 8)), ConfigError,
+    Row("segmenter-tile-fractional", lambda tmp: segmenter(tile=(64.5, 8)),
+        "ConfigError", ConfigError,
         r"tile must be None or \(size, overlap\): two ints .*got \(64\.5, 8\)"),
     Row("segmenter-tile-overlap-inf", lambda tmp: segmenter(tile=(64, float("inf"))),
-        ConfigError, r"tile must be None or \(size, overlap\).*got \(64, inf\)"),
-    Row("segmenter-tta-string", lambda tmp: segmenter(tta="no"), ConfigError,
+        "ConfigError", ConfigError, r"tile must be None or \(size, overlap\).*got \(64, inf\)"),
+    Row("segmenter-tta-string", lambda tmp: segmenter(tta="no"), "ConfigError", ConfigError,
         r"tta must be True or False, got 'no'"),
-    Row("segmenter-threshold-nan", lambda tmp: segmenter(threshold=float("nan")), ConfigError,
+    Row("segmenter-threshold-nan", lambda tmp: segmenter(threshold=float("nan")),
+        "ConfigError", ConfigError,
         r"threshold must be a finite number in \(0\.0, 1\.0\), got nan"),
     Row("segmenter-mean-inf", lambda tmp: segmenter(mean=(0.5, float("inf"), 0.5)),
-        ConfigError, r"mean\[1\] must be a finite number, got inf"),
+        "ConfigError", ConfigError, r"mean\[1\] must be a finite number, got inf"),
     Row("options-batch-size-fractional", lambda tmp: SegmenterOptions(batch_size=2.5),
-        ConfigError, r"batch_size must be a positive int, got 2\.5"),
-    Row("options-batch-size-bool", lambda tmp: SegmenterOptions(batch_size=True), ConfigError,
+        "ConfigError", ConfigError, r"batch_size must be a positive int, got 2\.5"),
+    Row("options-batch-size-bool", lambda tmp: SegmenterOptions(batch_size=True),
+        "ConfigError", ConfigError,
         r"batch_size must be a positive int, got True"),
     Row("segmenter-backend-path", lambda tmp: Segmenter("unet.pt", classes=CLASSES),
-        ConfigError, r"backend must be a torch\.nn\.Module or a catseg\.export\.OnnxRunner"),
+        "ConfigError", ConfigError,
+        r"backend must be a torch\.nn\.Module or a catseg\.export\.OnnxRunner"),
     Row("segmenter-options-dict", lambda tmp: Segmenter(tiny(), {"classes": CLASSES}),
-        ConfigError, r"options must be a SegmenterOptions or None, got dict"),
+        "ConfigError", ConfigError, r"options must be a SegmenterOptions or None, got dict"),
     # --- ONNX files: metadata and sizes checked up front ------------------------------
     Row("onnx-metadata-threshold-text", _meta(classes=CLASSES, threshold="high"),
-        CheckpointError, r"downloaded\.onnx' has malformed ONNX metadata: metadata "
+        "CheckpointError", CheckpointError,
+        r"downloaded\.onnx' has malformed ONNX metadata: metadata "
         r"'threshold' must be a finite number in \(0\.0, 1\.0\), got 'high'"),
     Row("onnx-metadata-image-size-strings", _meta(classes=CLASSES, image_size=["a", "b"]),
-        CheckpointError, r"malformed ONNX metadata: metadata 'image_size' must be an int or "
+        "CheckpointError", CheckpointError,
+        r"malformed ONNX metadata: metadata 'image_size' must be an int or "
         r"\(height, width\) of positive ints, got \['a', 'b'\]"),
-    Row("onnx-metadata-classes-string", _meta(classes="cat"), CheckpointError,
+    Row("onnx-metadata-classes-string", _meta(classes="cat"), "CheckpointError", CheckpointError,
         r"metadata 'classes' must be a list of class names, got 'cat'"),
-    Row("onnx-metadata-std-zero", _meta(classes=CLASSES, std=[0.0]), CheckpointError,
+    Row("onnx-metadata-std-zero", _meta(classes=CLASSES, std=[0.0]),
+        "CheckpointError", CheckpointError,
         r"metadata 'std'\[0\] must be a finite number in \(0\.0, inf\], got 0\.0"),
-    Row("onnx-metadata-not-json", _meta(classes=CLASSES, stride="{oops"), CheckpointError,
+    Row("onnx-metadata-not-json", _meta(classes=CLASSES, stride="{oops"),
+        "CheckpointError", CheckpointError,
         r"metadata 'stride' must be a positive int, got '\{oops'"),
-    Row("onnx-static-file-other-size", _static_file_other_size, ConfigError,
+    Row("onnx-static-file-other-size", _static_file_other_size, "ConfigError", ConfigError,
         r"fixed\.onnx accepts only 32x48 \(H x W\) inputs, so image_size must be \(32, 48\)"),
-    Row("onnx-runtime-failure", _runtime_failure, ExportError,
+    Row("onnx-runtime-failure", _runtime_failure, "ExportError", ExportError,
         r"onnxruntime could not run r\.onnx on input shape \(1, 1, 3, 3\)"),
     Row("onnx-runner-array-input", lambda tmp: OnnxRunner(
         _graph_file(tmp, "m.onnx", {}, ["n", 1, "h", "w"]))(np.zeros((1, 1, 2, 2), np.float32)),
-        DTypeError, r"OnnxRunner expects a torch\.Tensor, got ndarray"),
+        "DTypeError", DTypeError, r"OnnxRunner expects a torch\.Tensor, got ndarray"),
     Row("onnx-runner-providers-int", lambda tmp: OnnxRunner(
-        _graph_file(tmp, "m.onnx", {}, ["n", 1, "h", "w"]), providers=3), ConfigError,
+        _graph_file(tmp, "m.onnx", {}, ["n", 1, "h", "w"]), providers=3),
+        "ConfigError", ConfigError,
         r"providers must be None or a sequence of provider names, got 3"),
     Row("to-onnx-conv-layer", lambda tmp: to_onnx(torch.nn.Conv2d(3, 1, 1), tmp / "x.onnx"),
-        ConfigError, r"model_or_segmenter must be a catseg UNet or a Segmenter.*got Conv2d"),
-    Row("to-onnx-path-int", lambda tmp: to_onnx(tiny(), 7), ConfigError,
+        "ConfigError", ConfigError,
+        r"model_or_segmenter must be a catseg UNet or a Segmenter.*got Conv2d"),
+    Row("to-onnx-path-int", lambda tmp: to_onnx(tiny(), 7), "ConfigError", ConfigError,
         r"path must be a str or os\.PathLike, got int"),
     # --- visualisation ------------------------------------------------------------------
     Row("overlay-alpha-nan", lambda tmp: overlay(np.zeros((2, 2, 3), np.uint8),
-        np.zeros((2, 2), np.uint8), alpha=float("nan")), ConfigError,
+        np.zeros((2, 2), np.uint8), alpha=float("nan")), "ConfigError", ConfigError,
         r"alpha must be a finite number in \[0\.0, 1\.0\], got nan"),
     Row("colorize-palette-int", lambda tmp: colorize(np.zeros((2, 2), np.uint8), palette=3),
-        ConfigError, r"palette must be 'voc', 'binary' or a flat sequence of ints"),
+        "ConfigError", ConfigError, r"palette must be 'voc', 'binary' or a flat sequence of ints"),
 ]  # fmt: skip
 
 
 def test_rows_are_distinct() -> None:
-    assert len({row.id for row in ROWS}) == len(ROWS)
+    check_rows(ROWS)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_catalogue_predict(row: Row, tmp_path: Path) -> None:
-    with pytest.raises(row.error, match=row.match) as info:
-        row.call(tmp_path)
-    assert isinstance(info.value, CatsegError)
+    run_row(row, tmp_path)

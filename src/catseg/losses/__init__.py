@@ -1,7 +1,8 @@
 """Segmentation losses: Dice, Dice + cross-entropy, focal, Tversky, Jaccard and Lovász.
 
-Every loss is a function and an ``nn.Module`` sharing one implementation (the module
-checks its options once, at construction), takes logits, knows the three modes
+Every loss is a function and an ``nn.Module`` (the function builds the module and calls
+it; the module checks its options once, at construction, and shows them as read-only
+attributes), takes logits, knows the three modes
 ``"binary"`` (one sigmoid channel), ``"multiclass"`` (softmax over C ≥ 2 channels) and
 ``"multilabel"`` (K independent sigmoid channels, multi-hot targets ``(N, K, H, W)``),
 and leaves out the pixels whose target equals ``ignore_index`` (255 by default).
@@ -35,9 +36,9 @@ without the class pull the coefficient towards 1 (``smooth > 0``) or towards 0
 total mass ``Σp`` gives ``s / (Σp + s)``, which falls quickly as ``Σp`` grows.
 
 Pixels whose target equals ``ignore_index`` (255, VOC "void") are removed from the
-numerator and the denominator; the value never reaches :func:`torch.nn.functional.one_hot`.
-Everything is computed in float32 (or float64 when the input is float64), also when
-the input is bfloat16/float16.
+numerator and the denominator. Everything is computed in float32 (or float64 when the
+input is float64), also for bfloat16/float16 input and under autocast. A NaN logit
+anywhere (also at an ignored pixel) makes the loss NaN.
 
 **Inputs, output and errors, the same for every loss** (function or module; the
 docstrings below refer here). ``input`` holds logits ``(N, C, H, W)``: one channel
@@ -70,20 +71,24 @@ Examples:
 
 from __future__ import annotations
 
-from catseg.losses._dice import soft_dice
+from catseg.losses._checks import LossMode, ReductionScope
 from catseg.losses._dice_ce import BCEDiceLoss, DiceCELoss, dice_ce_loss
 from catseg.losses._focal import FocalLoss, focal_loss
-from catseg.losses._jaccard import JaccardLoss, jaccard_loss
 from catseg.losses._lovasz import LovaszLoss, lovasz_loss
-from catseg.losses._modules import DiceLoss, SoftDice
-from catseg.losses._options import DiceMode, LossMode, ReductionScope
-from catseg.losses._tversky import TverskyLoss, tversky_loss
+from catseg.losses._overlap import (
+    DiceLoss,
+    JaccardLoss,
+    SoftDice,
+    TverskyLoss,
+    jaccard_loss,
+    soft_dice,
+    tversky_loss,
+)
 
 __all__ = [
     "BCEDiceLoss",
     "DiceCELoss",
     "DiceLoss",
-    "DiceMode",
     "FocalLoss",
     "JaccardLoss",
     "LossMode",

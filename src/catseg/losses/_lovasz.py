@@ -10,45 +10,20 @@ multiclass: of ``|g - p|`` with softmax probabilities). Written from the paper's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from catseg._validation import check_bool
 from catseg.losses._base import LossModule
-from catseg.losses._inputs import (
+from catseg.losses._checks import (
+    LossMode,
+    check_ignore_index,
+    check_mode,
     class_labels,
     float_input,
     sigmoid_target,
     weighted_mean,
 )
-from catseg.losses._options import LossMode, check_ignore_index, check_mode
-
-__all__ = ["LovaszLoss", "LovaszOptions", "lovasz_loss"]
-
-
-@dataclass(frozen=True)
-class LovaszOptions:
-    """The checked options of :class:`LovaszLoss`."""
-
-    mode: LossMode
-    per_image: bool
-    ignore_index: int | None
-
-    @classmethod
-    def checked(cls, mode: object, per_image: object, ignore_index: object) -> LovaszOptions:
-        """Check every option once."""
-        checked_mode = check_mode(mode)
-        return cls(
-            checked_mode,
-            check_bool("per_image", per_image),
-            check_ignore_index(ignore_index, checked_mode),
-        )
-
-    def describe(self) -> str:
-        """The options as ``name=value`` pairs for ``extra_repr``."""
-        return f"mode={self.mode!r}, per_image={self.per_image}, ignore_index={self.ignore_index}"
 
 
 def _jaccard_increments(fg_sorted: Tensor) -> Tensor:
@@ -83,7 +58,7 @@ def _hide(errors: Tensor, valid: Tensor) -> Tensor:
     return torch.addcmul(keep - 1.0, errors, keep)
 
 
-def _hinge_errors(x: Tensor, target: Tensor, opts: LovaszOptions) -> tuple[Tensor, ...]:
+def _hinge_errors(x: Tensor, target: Tensor, opts: LovaszLoss) -> tuple[Tensor, ...]:
     """Binary/multilabel: hinge errors ``1 - x·(2g - 1)``; every channel with data counts.
 
     ``x`` is ``(N, C, H, W)``, or ``(C, N, H, W)`` when ``opts.per_image`` is False (the
@@ -98,7 +73,7 @@ def _hinge_errors(x: Tensor, target: Tensor, opts: LovaszOptions) -> tuple[Tenso
     return errors, g * valid, valid
 
 
-def _softmax_errors(x: Tensor, target: Tensor, opts: LovaszOptions) -> tuple[Tensor, ...]:
+def _softmax_errors(x: Tensor, target: Tensor, opts: LovaszLoss) -> tuple[Tensor, ...]:
     """Multiclass: errors ``|g - p|``; a class counts where it is present in the target.
 
     Layout of ``x`` and of the outputs as for :func:`_hinge_errors`.
@@ -113,21 +88,6 @@ def _softmax_errors(x: Tensor, target: Tensor, opts: LovaszOptions) -> tuple[Ten
     fg = is_fg.to(x.dtype)
     errors = _hide((torch.softmax(x, dim=dim) - fg).abs(), valid.unsqueeze(dim))
     return errors, fg, is_fg
-
-
-def _lovasz(input: Tensor, target: Tensor, opts: LovaszOptions) -> Tensor:
-    with float_input(input, target, opts.mode) as x:
-        n, c = x.shape[:2]
-        if not opts.per_image:  # class-major, so that each class's row is contiguous
-            x = x.transpose(0, 1).contiguous()
-        make = _softmax_errors if opts.mode == "multiclass" else _hinge_errors
-        errors, fg, counts = make(x, target, opts)
-        groups, rows = (n, n * c) if opts.per_image else (1, c)
-        losses = _lovasz_rows(errors.reshape(rows, -1), fg.reshape(rows, -1))
-        counted = counts.expand(*errors.shape).reshape(rows, -1).any(-1).reshape(groups, c)
-        # mean over the counted classes of a group, then over the groups that have one
-        per_group = weighted_mean(losses.reshape(groups, c), counted.to(x.dtype), dim=1)
-        return weighted_mean(per_group, counted.any(1).to(x.dtype))
 
 
 def lovasz_loss(
@@ -149,20 +109,18 @@ def lovasz_loss(
     With ``per_image=False`` each class is one set over the whole batch; with
     ``per_image=True`` the loss is computed per image and averaged over the images that
     have a non-ignored pixel (Berman's code counts a fully ignored image as 0; catseg
-    leaves it out). Ignored pixels are left out of every set. A NaN logit anywhere
-    (also at an ignored pixel) makes the loss NaN. The loss sorts every class's errors:
-    it costs more than Dice (see ``benchmarks/bench_losses.py``).
+    leaves it out). The loss sorts every class's errors: it costs more than Dice (see
+    ``benchmarks/bench_losses.py``).
 
     Args:
-        input: Logits, one channel (binary), C ≥ 2 (multiclass) or K ≥ 1 (multilabel).
+        input: Logits ``(N, C, H, W)``.
         target: As for :func:`~catseg.losses.soft_dice`.
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         per_image: One loss per image, then the mean (else one over the batch).
         ignore_index: Target value left out; ``None`` keeps every pixel.
 
     Returns:
-        The scalar loss, >= 0 (0 when no pixel has a positive error); shapes, dtypes and errors as
-        for every loss (see :mod:`catseg.losses`).
+        The scalar loss, >= 0; shapes, dtypes and errors as for every loss.
 
     Examples:
         >>> import torch
@@ -171,14 +129,15 @@ def lovasz_loss(
         >>> lovasz_loss(logits, torch.tensor([[[1, 0, 0]]]))   # 1.5 · (1 - 1/2)
         tensor(0.7500)
     """
-    return _lovasz(input, target, LovaszOptions.checked(mode, per_image, ignore_index))
+    return LovaszLoss(mode=mode, per_image=per_image, ignore_index=ignore_index).forward(
+        input, target
+    )
 
 
-class LovaszLoss(LossModule[LovaszOptions]):
-    """Module form of :func:`lovasz_loss` (options documented there, checked once, here).
+class LovaszLoss(LossModule):
+    """Module form of :func:`lovasz_loss` (options checked once, here; read-only).
 
-    The checked options are kept in ``options``; a confident, correct prediction has
-    zero loss, per image as over the batch:
+    A confident, correct prediction has zero loss, per image as over the batch:
 
     Examples:
         >>> import torch
@@ -190,7 +149,7 @@ class LovaszLoss(LossModule[LovaszOptions]):
         tensor(0.)
     """
 
-    _compute = staticmethod(_lovasz)
+    _shown = ("mode", "per_image", "ignore_index")
 
     def __init__(
         self,
@@ -199,4 +158,21 @@ class LovaszLoss(LossModule[LovaszOptions]):
         per_image: bool = False,
         ignore_index: int | None = 255,
     ) -> None:
-        super().__init__(LovaszOptions.checked(mode, per_image, ignore_index))
+        super().__init__()
+        self.mode = check_mode(mode)
+        self.per_image = check_bool("per_image", per_image)
+        self.ignore_index = check_ignore_index(ignore_index, self.mode)
+
+    def _value(self, input: Tensor, target: Tensor) -> Tensor:
+        with float_input(input, target, self.mode) as x:
+            n, c = x.shape[:2]
+            if not self.per_image:  # class-major, so that each class's row is contiguous
+                x = x.transpose(0, 1).contiguous()
+            make = _softmax_errors if self.mode == "multiclass" else _hinge_errors
+            errors, fg, counts = make(x, target, self)
+            groups, rows = (n, n * c) if self.per_image else (1, c)
+            losses = _lovasz_rows(errors.reshape(rows, -1), fg.reshape(rows, -1))
+            counted = counts.expand(*errors.shape).reshape(rows, -1).any(-1).reshape(groups, c)
+            # mean over the counted classes of a group, then over the groups that have one
+            per_group = weighted_mean(losses.reshape(groups, c), counted.to(x.dtype), dim=1)
+            return weighted_mean(per_group, counted.any(1).to(x.dtype))

@@ -1,135 +1,329 @@
-"""The one core of the set-overlap losses: soft sums per class, then a score, then the class mean.
-
-For probabilities ``p`` and a one-hot (multiclass) or multi-hot (binary, multilabel)
-target ``g``, restricted to the pixels that are not ignored, the core sums per class
-
-``TP = Σp·g``, ``ΣP = Σp`` (``Σp²`` when squared), ``ΣG = Σg`` (``Σg²``),
-
-over the whole batch (``"batch"`` scope) or per image (``"image"``). A score turns the sums
-into one value per (image,) class (Dice, Jaccard, Tversky ...); per-image values are
-averaged over images, then over classes (weighted by ``class_weights``).
-"""
+"""The set-overlap losses: soft Dice, soft Jaccard (IoU) and (focal) Tversky."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
-from catseg.errors import ConfigError
-from catseg.losses._inputs import (
-    activate,
-    class_labels,
-    float_input,
-    sigmoid_target,
-)
-from catseg.losses._options import OverlapOptions
-
-__all__ = [
-    "Score",
-    "class_mean",
-    "class_sums",
-    "overlap_sums",
-    "overlap_value",
-    "sigmoid_sums",
-    "weights_for",
-]
-
-Score = Callable[[Tensor, Tensor, Tensor], Tensor]
-"""``(TP, ΣP, ΣG) -> value`` per (image,) class."""
+from catseg._validation import check_finite_float
+from catseg.losses._base import OverlapLoss
+from catseg.losses._checks import LossMode, ReductionScope, check_term_weights
 
 
-def weights_for(opts: OverlapOptions, channels: int) -> Tensor | None:
-    """The class weights checked against the channel count of the input."""
-    weights = opts.class_weights
-    if weights is None:
-        return None
-    if weights.numel() != channels:
-        raise ConfigError(
-            f"class_weights has {weights.numel()} entries, expected one per input channel "
-            f"({channels})"
+def soft_dice(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: LossMode = "binary",
+    from_logits: bool = True,
+    smooth: float = 1.0,
+    eps: float = 1e-7,
+    squared: bool = False,
+    ignore_index: int | None = 255,
+    class_weights: Sequence[float] | Tensor | None = None,
+    include_background: bool = True,
+    reduction_scope: ReductionScope = "batch",
+) -> Tensor:
+    """Differentiable soft Dice coefficient (higher is better, in ``[0, 1]``).
+
+    Args:
+        input: Logits (``from_logits=True``) or probabilities ``(N, C, H, W)``.
+        target: Integer label map ``(N, H, W)``; binary also ``(N, 1, H, W)`` integer or
+            float ``{0, 1}`` (the tutorial's masks); multilabel a multi-hot
+            ``(N, K, H, W)`` tensor where ``ignore_index`` leaves out one label of one pixel.
+        mode: ``"binary"`` (sigmoid over one channel), ``"multiclass"`` (softmax) or
+            ``"multilabel"`` (K independent sigmoids; with K = 1 equal to binary).
+        from_logits: Apply sigmoid/softmax to ``input``; ``False`` takes probabilities
+            (values outside ``[0, 1]`` raise ``DataError``).
+        smooth: Added to numerator and denominator (``1.0``: the tutorial's value).
+        eps: Lower bound of the denominator, so ``smooth=0`` never divides by zero.
+        squared: Use ``Σp² + Σg²`` in the denominator.
+        ignore_index: Target value whose pixels are left out entirely; ``None`` keeps all.
+        class_weights: One weight per input channel for the average over classes
+            (``ConfigError`` if the length differs or they sum to zero over used classes).
+        include_background: Multiclass only: keep channel 0 in the class average.
+        reduction_scope: ``"batch"`` sums over the whole batch; ``"image"`` computes one
+            coefficient per image and averages.
+
+    Returns:
+        The scalar coefficient (float32, or float64 for float64 input), differentiable;
+        shapes, dtypes and errors as for every loss (see :mod:`catseg.losses`).
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import soft_dice
+        >>> probs = torch.tensor([[[[0.9, 0.2], [0.6, 0.1]]]])
+        >>> target = torch.tensor([[[1, 0], [1, 0]]])
+        >>> soft_dice(probs, target, from_logits=False)   # (2*1.5 + 1) / (1.8 + 2 + 1)
+        tensor(0.8333)
+        >>> logits = torch.zeros(1, 3, 2, 2)              # uniform softmax: p = 1/3
+        >>> soft_dice(logits, torch.tensor([[[0, 1], [2, 255]]]), mode="multiclass",
+        ...           smooth=0.0)                          # 2*(1/3) / (1 + 1) per class
+        tensor(0.3333)
+        >>> multi_hot = torch.tensor([[[[1, 0]], [[1, 255]]]])   # (N=1, K=2, 1, 2)
+        >>> # label 0: 2·0.5 / (1 + 1) = 0.5; label 1 (one pixel ignored): 1 / 1.5
+        >>> soft_dice(torch.zeros(1, 2, 1, 2), multi_hot, mode="multilabel", smooth=0.0)
+        tensor(0.5833)
+    """
+    return SoftDice(
+        mode=mode,
+        from_logits=from_logits,
+        smooth=smooth,
+        eps=eps,
+        squared=squared,
+        ignore_index=ignore_index,
+        class_weights=class_weights,
+        include_background=include_background,
+        reduction_scope=reduction_scope,
+    ).forward(input, target)
+
+
+class SoftDice(OverlapLoss):
+    """Module returning the soft Dice coefficient (options of :func:`soft_dice`).
+
+    A bad option raises :class:`~catseg.errors.ConfigError` here, at construction; the
+    attributes ``mode``, ``smooth`` ... show the checked options and are read-only.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import SoftDice
+        >>> metric = SoftDice(from_logits=False)
+        >>> metric(torch.ones(1, 1, 2, 2), torch.ones(1, 2, 2, dtype=torch.long))
+        tensor(1.)
+    """
+
+    _shown = ("mode", "from_logits", "smooth", "squared", "ignore_index", "reduction_scope")
+
+    def __init__(
+        self,
+        *,
+        mode: LossMode = "binary",
+        from_logits: bool = True,
+        smooth: float = 1.0,
+        eps: float = 1e-7,
+        squared: bool = False,
+        ignore_index: int | None = 255,
+        class_weights: Sequence[float] | Tensor | None = None,
+        include_background: bool = True,
+        reduction_scope: ReductionScope = "batch",
+    ) -> None:
+        super().__init__()
+        self._set_overlap(
+            mode,
+            smooth,
+            ignore_index,
+            class_weights,
+            include_background,
+            reduction_scope,
+            from_logits,
+            eps,
+            squared,
         )
-    if float(weights[opts.first_class :].sum()) <= 0.0:
-        raise ConfigError(
-            f"class_weights {weights.tolist()} sum to zero over the classes used "
-            f"(include_background={opts.include_background})"
+
+    def _score(self, tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor:
+        return (2.0 * tp + self.smooth) / (sum_p + sum_g + self.smooth).clamp_min(self.eps)
+
+
+class DiceLoss(SoftDice):
+    """Dice loss ``1 - soft_dice(...)``: in ``[0, 1]``, 0 for a perfect prediction.
+
+    The options of :func:`soft_dice`; the default is the tutorial's loss: binary,
+    logits in, ``smooth=1.0``, summed over the batch.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import DiceLoss
+        >>> loss_fn = DiceLoss(mode="multiclass", include_background=False)
+        >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> loss = loss_fn(logits, torch.randint(0, 3, (2, 8, 8)))
+        >>> loss.backward()
+        >>> 0.0 <= loss.item() <= 1.0, logits.grad is not None
+        (True, True)
+    """
+
+    def _value(self, input: Tensor, target: Tensor) -> Tensor:
+        return 1.0 - super()._value(input, target)
+
+
+def jaccard_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: LossMode = "binary",
+    smooth: float = 1.0,
+    ignore_index: int | None = 255,
+    class_weights: Sequence[float] | Tensor | None = None,
+    include_background: bool = True,
+    reduction_scope: ReductionScope = "batch",
+) -> Tensor:
+    """Soft Jaccard (IoU) loss ``1 - J`` from logits, in ``[0, 1]``.
+
+    Per class ``J = (TP + s) / (ΣP + ΣG - TP + s)`` with ``TP = Σp·g``, ``ΣP = Σp``,
+    ``ΣG = Σg``; the sums, scopes, class weights and empty-class rule of
+    :func:`~catseg.losses.soft_dice`. ``J = D / (2 - D)`` for ``smooth = 0``: monotone in
+    Dice, but it punishes a mediocre overlap more.
+
+    Args:
+        input: Logits ``(N, C, H, W)``.
+        target: As for :func:`~catseg.losses.soft_dice`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        smooth: Added to numerator and denominator.
+        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
+        class_weights: One weight per input channel for the class average.
+        include_background: Multiclass only: keep channel 0 in the class average.
+        reduction_scope: ``"batch"`` (sums over the batch) or ``"image"``.
+
+    Returns:
+        The scalar loss ``1 - J``; shapes, dtypes and errors as for every loss.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import jaccard_loss
+        >>> logits = torch.zeros(1, 1, 1, 2)                  # p = 0.5
+        >>> jaccard_loss(logits, torch.tensor([[[1, 0]]]), smooth=0.0)  # 1 - 0.5 / 1.5
+        tensor(0.6667)
+    """
+    return JaccardLoss(
+        mode=mode,
+        smooth=smooth,
+        ignore_index=ignore_index,
+        class_weights=class_weights,
+        include_background=include_background,
+        reduction_scope=reduction_scope,
+    ).forward(input, target)
+
+
+class JaccardLoss(OverlapLoss):
+    """Module form of :func:`jaccard_loss` (options checked once, here; read-only).
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import JaccardLoss
+        >>> loss_fn = JaccardLoss(mode="multiclass", smooth=0.0)
+        >>> loss_fn(torch.zeros(1, 2, 1, 2), torch.tensor([[[0, 1]]]))  # 1 - 0.5 / 1.5
+        tensor(0.6667)
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: LossMode = "binary",
+        smooth: float = 1.0,
+        ignore_index: int | None = 255,
+        class_weights: Sequence[float] | Tensor | None = None,
+        include_background: bool = True,
+        reduction_scope: ReductionScope = "batch",
+    ) -> None:
+        super().__init__()
+        self._set_overlap(
+            mode, smooth, ignore_index, class_weights, include_background, reduction_scope
         )
-    return weights
+
+    def _score(self, tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor:
+        return (tp + self.smooth) / (sum_p + sum_g - tp + self.smooth).clamp_min(self.eps)
+
+    def _value(self, input: Tensor, target: Tensor) -> Tensor:
+        return 1.0 - super()._value(input, target)
 
 
-def sigmoid_sums(
-    probs: Tensor, g: Tensor, valid: Tensor, scope: str, squared: bool = False
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Binary/multilabel ``(TP, ΣP, ΣG)`` per class ``(C,)`` or per image and class ``(N, C)``.
+def tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: LossMode = "binary",
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+    smooth: float = 1.0,
+    ignore_index: int | None = 255,
+    class_weights: Sequence[float] | Tensor | None = None,
+    include_background: bool = True,
+    reduction_scope: ReductionScope = "batch",
+) -> Tensor:
+    """Tversky loss ``(1 - TI)^gamma`` from logits, averaged over classes.
 
-    ``g`` is 0 wherever ``valid`` is False. Ignored entries are multiplied by 0 (not
-    selected away), so a NaN anywhere in ``probs`` stays NaN.
+    Per class ``TI = (TP + s) / (TP + α·FP + β·FN + s)`` with ``TP = Σp·g``,
+    ``FP = Σp·(1 - g)``, ``FN = Σ(1 - p)·g`` (Salehi et al. 2017); ``β > α`` punishes
+    missed foreground more than false alarms. ``gamma ≠ 1`` gives the focal Tversky
+    loss (Abraham & Khan 2019 write the exponent as ``1/γ``: their γ = 4/3 is
+    ``gamma=0.75`` here), per image with the ``"image"`` scope. With ``α = β = 0.5`` it
+    equals :class:`~catseg.losses.DiceLoss` with ``smooth`` doubled (the smp/MONAI
+    convention); ``α = β = 1`` gives the Jaccard loss.
+
+    Args:
+        input: Logits ``(N, C, H, W)``.
+        target: As for :func:`~catseg.losses.soft_dice`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        alpha: Weight of false positives (finite, >= 0).
+        beta: Weight of false negatives (finite, >= 0; not both 0).
+        gamma: Focal exponent (finite, > 0); 1 is the plain Tversky loss.
+        smooth: Added to numerator and denominator.
+        ignore_index: Target value left out entirely; ``None`` keeps every pixel.
+        class_weights: One weight per input channel for the class average.
+        include_background: Multiclass only: keep channel 0 in the class average.
+        reduction_scope: ``"batch"`` or ``"image"``.
+
+    Returns:
+        The scalar loss in ``[0, 1]``; shapes, dtypes and errors as for every loss.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import tversky_loss
+        >>> logits = torch.zeros(1, 1, 1, 2)                  # p = 0.5, target [1, 0]
+        >>> tversky_loss(logits, torch.tensor([[[1, 0]]]), alpha=0.3, beta=0.7, smooth=0.0)
+        tensor(0.5000)
     """
-    dims = (0, 2, 3) if scope == "batch" else (2, 3)
-    p = probs * valid.to(probs.dtype)
-    g = g.to(probs.dtype)
-    tp = (p * g).sum(dims)
-    if squared:
-        return tp, (p * p).sum(dims), (g * g).sum(dims)
-    return tp, p.sum(dims), g.sum(dims)
+    return TverskyLoss(
+        mode=mode,
+        alpha=alpha,
+        beta=beta,
+        gamma=gamma,
+        smooth=smooth,
+        ignore_index=ignore_index,
+        class_weights=class_weights,
+        include_background=include_background,
+        reduction_scope=reduction_scope,
+    ).forward(input, target)
 
 
-def class_sums(
-    probs: Tensor, labels: Tensor, valid: Tensor, scope: str, squared: bool = False
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Multiclass ``(TP, ΣP, ΣG)`` from a label map, without a one-hot tensor.
+class TverskyLoss(OverlapLoss):
+    """Module form of :func:`tversky_loss` (options checked once, here; read-only).
 
-    ``TP[c]`` adds the probability of class ``c`` at the valid pixels labelled ``c``
-    (a gather and an index-add), ``ΣG[c]`` counts those pixels; ``Σg² = Σg``.
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import DiceLoss, TverskyLoss
+        >>> logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+        >>> tversky = TverskyLoss(mode="multiclass", smooth=0.5)(logits, target)
+        >>> dice = DiceLoss(mode="multiclass", smooth=1.0)(logits, target)
+        >>> torch.allclose(tversky, dice)                     # alpha = beta = 0.5
+        True
     """
-    n, c = probs.shape[:2]
-    p = probs * valid.unsqueeze(1).to(probs.dtype)
-    at_label = p.gather(1, labels.unsqueeze(1)).reshape(-1)
-    index = (
-        labels
-        if scope == "batch"
-        else labels + c * torch.arange(n, device=labels.device).view(n, 1, 1)
-    )
-    bins = c if scope == "batch" else n * c
-    flat = index.reshape(-1)
-    tp = torch.zeros(bins, dtype=p.dtype, device=p.device).index_add_(0, flat, at_label)
-    count = torch.bincount(flat[valid.reshape(-1)], minlength=bins).to(p.dtype)
-    shape = (c,) if scope == "batch" else (n, c)
-    dims = (0, 2, 3) if scope == "batch" else (2, 3)
-    sum_p = (p * p).sum(dims) if squared else p.sum(dims)
-    return tp.reshape(shape), sum_p, count.reshape(shape)
 
+    _shown = (*OverlapLoss._shown, "alpha", "beta", "gamma")
 
-def overlap_sums(
-    x: Tensor, target: Tensor, opts: OverlapOptions, probs: Tensor | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(TP, ΣP, ΣG)`` of logits/probabilities ``x`` (compute dtype) for the mode of ``opts``.
+    def __init__(
+        self,
+        *,
+        mode: LossMode = "binary",
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        gamma: float = 1.0,
+        smooth: float = 1.0,
+        ignore_index: int | None = 255,
+        class_weights: Sequence[float] | Tensor | None = None,
+        include_background: bool = True,
+        reduction_scope: ReductionScope = "batch",
+    ) -> None:
+        super().__init__()
+        self._set_overlap(
+            mode, smooth, ignore_index, class_weights, include_background, reduction_scope
+        )
+        self.alpha, self.beta = check_term_weights(("alpha", alpha), ("beta", beta))
+        self.gamma = check_finite_float("gamma", gamma, low=0.0, low_open=True)
 
-    ``probs`` may be passed when the caller already has them (DiceCE shares its softmax).
-    """
-    if probs is None:
-        probs = activate(x, opts.mode) if opts.from_logits else x
-    if opts.mode == "multiclass":
-        labels, valid = class_labels(target, x.shape, opts.ignore_index)
-        return class_sums(probs, labels, valid, opts.reduction_scope, opts.squared)
-    g, valid = sigmoid_target(target, x.shape, opts.mode, opts.ignore_index)
-    return sigmoid_sums(probs, g, valid, opts.reduction_scope, opts.squared)
-
-
-def class_mean(values: Tensor, weights: Tensor | None, first: int) -> Tensor:
-    """Mean over images (if per image), then the (weighted) mean over classes ``first:``."""
-    if values.ndim == 2:
-        values = values.mean(0)
-    if weights is None:
-        return values[first:].mean()
-    used = weights[first:].to(device=values.device, dtype=values.dtype)
-    return (values[first:] * used).sum() / used.sum()
-
-
-def overlap_value(input: Tensor, target: Tensor, opts: OverlapOptions, score: Score) -> Tensor:
-    """Check the tensors, compute the soft sums in fp32/fp64 and reduce ``score`` over classes."""
-    with float_input(input, target, opts.mode, opts.from_logits) as x:
-        weights = weights_for(opts, x.shape[1])
-        sums = overlap_sums(x, target, opts)
-        return class_mean(score(*sums), weights, opts.first_class)
+    def _score(self, tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor:
+        errors = self.alpha * (sum_p - tp) + self.beta * (sum_g - tp)
+        index = (tp + self.smooth) / (tp + errors + self.smooth).clamp_min(self.eps)
+        loss = (1.0 - index).clamp_min(0.0)
+        return loss if self.gamma == 1.0 else loss**self.gamma

@@ -19,8 +19,7 @@ Examples:
 from __future__ import annotations
 
 from catseg.metrics._confusion import MetricMode
-from catseg.metrics._iou import AbsentMode, MeanIoU, mean_iou
+from catseg.metrics._iou import AbsentMode, IoUResult, MeanIoU, mean_iou
 from catseg.metrics._matrix import confusion_matrix
-from catseg.metrics._scores import IoUResult
 
 __all__ = ["AbsentMode", "IoUResult", "MeanIoU", "MetricMode", "confusion_matrix", "mean_iou"]

@@ -22,8 +22,6 @@ from catseg._validation import (
 )
 from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
 
-__all__ = ["MetricMode"]
-
 MetricMode = Literal["multiclass", "multilabel"]
 """``"multiclass"``: one label per pixel (binary is two classes); ``"multilabel"``: K
 independent yes/no labels per pixel, scored from K sigmoid maps against multi-hot targets."""

@@ -1,9 +1,8 @@
-"""Mean IoU: the stateful :class:`MeanIoU` and the functional :func:`mean_iou`."""
+"""Mean IoU: the stateful :class:`MeanIoU`, the functional :func:`mean_iou` and their result."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,130 +14,108 @@ from catseg._validation import check_bool, check_choice
 from catseg.errors import DataError
 from catseg.metrics._confusion import MetricMode, check_options
 from catseg.metrics._matrix import batch_confusion
-from catseg.metrics._scores import IoUResult, class_scores, nan_mean
-
-__all__ = ["AbsentMode", "IoUResult", "MeanIoU", "mean_iou"]
 
 AbsentMode = Literal["nan", "zero", "one"]
 """What a class absent from both prediction and target scores: no IoU, 0 or 1."""
 
-_ABSENT: tuple[AbsentMode, ...] = ("nan", "zero", "one")
-
-_Map = Callable[[Tensor], Tensor]
+_FILL: dict[str, float] = {"nan": math.nan, "zero": 0.0, "one": 1.0}
 
 
-@dataclass
-class _PerImageSums:
-    """``per_image=True`` state: per class, sums over images of each per-image score.
+@dataclass(frozen=True, eq=False)
+class IoUResult:
+    """What :meth:`MeanIoU.compute` returns.
 
-    ``scored[c]`` counts the images in which class ``c`` has a score; the per-class
-    result is ``sum / scored``.
+    Every per-class score comes from the same confusion counts: with ``TP`` the pixels
+    of the class predicted as it, ``|G|`` its target pixels and ``|P|`` its predicted
+    pixels, IoU is ``TP / (|P| + |G| - TP)``, Dice/F1 ``2 TP / (|P| + |G|)``, precision
+    ``TP / |P|`` and recall ``TP / |G|``. A class absent from both prediction and target
+    (no union) has every score NaN, 0 or 1 as ``absent`` says (a NaN stays out of the
+    means); a class with a union always has every score (precision 0 when never
+    predicted, recall 0 when not in the target: the ``zero_division=0`` of torchmetrics
+    and scikit-learn). In multilabel mode class ``k`` is label ``k``.
+
+    Attributes:
+        miou: Mean IoU over the classes used (foreground only unless
+            ``include_background=True``; every label in multilabel mode); NaN when no
+            used class has an IoU.
+        iou: Per-class IoU ``(num_classes,)``, float64, background included.
+        dice: Per-class Dice/F1, float64.
+        confusion: The dataset-level confusion matrix ``[target, pred]``, int64;
+            multilabel: one 2 × 2 matrix ``[label, target, pred]`` per label.
+        mdice: Mean Dice/F1 over the same classes as ``miou``.
+        precision: Per-class precision, float64.
+        recall: Per-class recall (sensitivity), float64.
+
+    With ``per_image=True`` the per-class scores are means over the images in which the
+    class has a score, ``miou``/``mdice`` the mean over all (image, class) pairs that
+    have one, and ``confusion`` the dataset-level sum.
+
+    Examples:
+        >>> import torch
+        >>> from catseg.metrics import mean_iou
+        >>> result = mean_iou(torch.tensor([[[0, 1], [1, 1]]]),
+        ...                   torch.tensor([[[0, 1], [0, 1]]]), num_classes=2)
+        >>> result.miou, result.iou.tolist(), result.dice.tolist()
+        (0.6666666666666666, [0.5, 0.6666666666666666], [0.6666666666666666, 0.8])
+        >>> result.precision.tolist(), result.recall.tolist()
+        ([1.0, 0.6666666666666666], [0.5, 1.0])
     """
 
+    miou: float
     iou: Tensor
     dice: Tensor
+    confusion: Tensor
+    mdice: float
     precision: Tensor
     recall: Tensor
-    scored: Tensor
-
-    @classmethod
-    def of_batch(cls, per_image: Tensor, absent: str, *, multilabel: bool) -> _PerImageSums:
-        """Sums over the images of a batch of per-image confusion counts."""
-        scores = class_scores(per_image, absent, multilabel=multilabel)
-        scored = scores.scored()
-
-        def total(values: Tensor) -> Tensor:
-            return torch.where(scored, values, 0.0).sum(0)
-
-        return cls(
-            iou=total(scores.iou),
-            dice=total(scores.dice),
-            precision=total(scores.precision),
-            recall=total(scores.recall),
-            scored=scored.sum(0),
-        )
-
-    def map(self, fn: _Map) -> _PerImageSums:
-        return _PerImageSums(
-            fn(self.iou), fn(self.dice), fn(self.precision), fn(self.recall), fn(self.scored)
-        )
-
-    def add(self, other: _PerImageSums) -> None:
-        for mine, theirs in (
-            (self.iou, other.iou),
-            (self.dice, other.dice),
-            (self.precision, other.precision),
-            (self.recall, other.recall),
-            (self.scored, other.scored),
-        ):
-            mine += theirs.to(mine.device)
 
 
-@dataclass
-class _Totals:
-    """Everything :class:`MeanIoU` accumulates; every field is summed across ranks.
+def class_scores(confusion: Tensor, absent: str, *, multilabel: bool) -> Tensor:
+    """IoU, Dice, precision and recall stacked ``(4, ..., C)`` from (..., C, C) counts.
 
-    ``pixels`` counts the target pixels passed to ``update`` (ignored ones included):
-    zero means the metric has seen no data.
+    Multilabel counts are (..., K, 2, 2); a class with no union gets ``absent``'s value.
     """
+    counts = confusion.to(torch.float64)
+    if multilabel:
+        tp, gt, pr = counts[..., 1, 1], counts[..., 1, :].sum(-1), counts[..., :, 1].sum(-1)
+    else:
+        tp, gt, pr = torch.diagonal(counts, dim1=-2, dim2=-1), counts.sum(-1), counts.sum(-2)
+    union = gt + pr - tp
+    scores = [(tp, union), (2.0 * tp, gt + pr), (tp, pr), (tp, gt)]
+    ratios = [torch.where(d > 0, n / d.clamp(min=1.0), 0.0) for n, d in scores]
+    return torch.stack(ratios).masked_fill(union == 0, _FILL[absent])
 
-    confusion: Tensor
-    pixels: Tensor
-    per_image: _PerImageSums | None = None
 
-    @classmethod
-    def zeros(cls, shape: tuple[int, ...], per_image: bool, device: torch.device) -> _Totals:
-        confusion = torch.zeros(shape, dtype=torch.int64, device=device)
-        pixels = torch.zeros((), dtype=torch.int64, device=device)
-        if not per_image:
-            return cls(confusion, pixels)
-        zero = torch.zeros(shape[0], dtype=torch.float64, device=device)
-        count = torch.zeros(shape[0], dtype=torch.int64, device=device)
-        sums = _PerImageSums(zero, zero.clone(), zero.clone(), zero.clone(), count)
-        return cls(confusion, pixels, sums)
-
-    def map(self, fn: _Map) -> _Totals:
-        sums = None if self.per_image is None else self.per_image.map(fn)
-        return _Totals(fn(self.confusion), fn(self.pixels), sums)
-
-    def add(self, other: _Totals) -> None:
-        self.confusion += other.confusion.to(self.confusion.device)
-        self.pixels += other.pixels.to(self.pixels.device)
-        if self.per_image is not None and other.per_image is not None:
-            self.per_image.add(other.per_image)
+def _nan_mean(values: Tensor) -> float:
+    """Mean of the non-NaN values; NaN when there is none."""
+    if values.numel() == 0 or bool(torch.isnan(values).all()):
+        return math.nan
+    return float(torch.nanmean(values))
 
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _all_reduce(tensor: Tensor) -> Tensor:
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
 class MeanIoU:
     """Stateful mean IoU accumulated over a dataset (VOC / mmseg definition by default).
 
-    Every :meth:`update` adds a batch to a dataset-level confusion matrix (one
-    ``torch.bincount``); :meth:`compute` turns it into per-class IoU
-    ``|P∩G| / |P∪G|``, Dice/F1, precision and recall and the means. By default a
-    class absent from both prediction and ground truth has no IoU and does not enter
-    the mean, pixels labelled 255 are ignored and the background (class 0) is left out
-    of the mean.
+    Every :meth:`update` adds a batch to a dataset-level confusion matrix;
+    :meth:`compute` turns it into per-class IoU ``|P∩G| / |P∪G|``, Dice/F1, precision
+    and recall and the means. By default a class absent from both prediction and ground
+    truth has no IoU and does not enter the mean, pixels labelled 255 are ignored and
+    the background (class 0) is left out of the mean.
 
     ``absent="zero"``/``"one"`` give such classes 0 or 1 instead (``"one"`` is smp's
     convention). ``per_image=True`` computes IoU per image and class and averages the
-    (image, class) pairs that have one, like torchmetrics' ``segmentation.MeanIoU``;
-    the per-class ``iou`` is then the mean over images in which the class has an IoU.
+    (image, class) pairs that have one, like torchmetrics' ``segmentation.MeanIoU``.
 
     ``mode="multilabel"`` scores K independent labels per pixel: ``(N, K, H, W)``
     scores (sigmoid, then ``> threshold`` per label) against multi-hot ``(N, K, H, W)``
     targets of 0 and 1, where ``ignore_index`` skips that pixel for that label. Each
-    label gets a binary confusion matrix over the dataset, and ``miou`` is the mean
-    over all K labels (torchmetrics' ``MultilabelJaccardIndex(average="macro")``;
-    ``include_background`` has no effect: every label is a foreground label). With
-    K = 1 it equals the binary metric ``MeanIoU(2)`` on one-channel scores.
+    label gets a binary confusion matrix, and ``miou`` is the mean over all K labels
+    (torchmetrics' ``MultilabelJaccardIndex(average="macro")``; ``include_background``
+    has no effect). With K = 1 it equals the binary metric ``MeanIoU(2)``.
 
     State lives on the device of the first :meth:`update`. When ``torch.distributed``
     is initialised (and ``sync=True``), :meth:`compute` sums the state over all ranks;
@@ -202,10 +179,13 @@ class MeanIoU:
             self.mode,
         ) = check_options(num_classes, ignore_index, threshold, from_logits, mode)
         self.include_background = check_bool("include_background", include_background)
-        self.absent: AbsentMode = check_choice("absent", absent, _ABSENT)
+        self.absent: AbsentMode = check_choice("absent", absent, ("nan", "zero", "one"))
         self.per_image = check_bool("per_image", per_image)
         self.sync = check_bool("sync", sync)
-        self._totals: _Totals | None = None
+        # [confusion, target pixels seen, per_image: sums over images of (IoU, Dice,
+        # precision, recall, 1 where scored) per class (5, C)]; every entry is summed
+        # across ranks
+        self._state: list[Tensor] | None = None
 
     def __repr__(self) -> str:
         mode = "" if self.mode == "multiclass" else f", mode={self.mode!r}"
@@ -214,10 +194,6 @@ class MeanIoU:
             f"include_background={self.include_background}, absent={self.absent!r}, "
             f"per_image={self.per_image}{mode})"
         )
-
-    @property
-    def _multilabel(self) -> bool:
-        return self.mode == "multilabel"
 
     def reset(self) -> None:
         """Forget every update.
@@ -232,35 +208,18 @@ class MeanIoU:
             >>> metric.compute().confusion.tolist()      # only the second update counts
             [[0, 0], [2, 0]]
         """
-        self._totals = None
+        self._state = None
 
     @torch.no_grad()
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add a batch of predictions.
+        """Add a batch of predictions (inputs and errors as for :func:`confusion_matrix`).
 
         Args:
-            preds: Integer label map, or scores: arg-max over C ≥ 2 channels, sigmoid
-                (if ``from_logits``) and ``> threshold`` for one channel; multilabel:
-                ``(N, K, H, W)`` scores (sigmoid and threshold per label) or a {0, 1} map.
+            preds: Integer label map ``(N, H, W)``, or scores ``(N, C, H, W)``: arg-max
+                over C ≥ 2 channels, sigmoid (if ``from_logits``) and ``> threshold`` for
+                one channel; multilabel: ``(N, K, H, W)`` scores or a {0, 1} map.
             target: Integer label map (``ignore_index`` pixels are skipped); multilabel:
                 multi-hot ``(N, K, H, W)`` map of 0 and 1 (or bool).
-
-        Raises:
-            ShapeError: If ``preds`` and ``target`` do not fit together or the channel
-                count is neither 1 nor ``num_classes``.
-            DTypeError: If ``target`` is not an integer tensor, or ``preds`` is neither
-                an integer label map nor float scores.
-            DataError: If a target label is outside ``[0, num_classes)`` (multilabel:
-                not 0 or 1) and not ``ignore_index``, whatever the prediction (a
-                negative label in a signed mask included), a predicted label is outside
-                that range, or ``from_logits=False`` scores lie outside ``[0, 1]``.
-            NonFiniteError: If the scores contain NaN.
-
-        Shape:
-            - preds: ``(N, H, W)`` labels, ``(N, num_classes, H, W)`` or ``(N, 1, H, W)``
-              scores; multilabel ``(N, K, H, W)``.
-            - target: ``(N, H, W)`` (``(N, 1, H, W)`` is squeezed); multilabel
-              ``(N, K, H, W)``.
 
         Examples:
             >>> import torch
@@ -282,32 +241,36 @@ class MeanIoU:
             per_image=self.per_image,
         )
         pixels = torch.full((), target.numel(), dtype=torch.int64, device=counts.device)
+        batch = [counts.sum(0) if self.per_image else counts, pixels]
         if self.per_image:
-            sums = _PerImageSums.of_batch(counts, self.absent, multilabel=self._multilabel)
-            batch = _Totals(counts.sum(0), pixels, sums)
+            scores = class_scores(counts, self.absent, multilabel=self.mode == "multilabel")
+            scored = ~torch.isnan(scores[0])
+            sums = torch.where(scored, scores, 0.0).sum(1)
+            batch.append(torch.cat([sums, scored.sum(0, keepdim=True).to(sums.dtype)]))
+        if self._state is None:
+            self._state = batch
         else:
-            batch = _Totals(counts, pixels)
-        if self._totals is None:
-            self._totals = batch
-        else:
-            self._totals.add(batch)
+            for mine, new in zip(self._state, batch, strict=True):
+                mine += new.to(mine.device)
 
-    def _confusion_shape(self) -> tuple[int, ...]:
-        k = self.num_classes
-        return (k, 2, 2) if self._multilabel else (k, k)
-
-    def _synced_totals(self) -> _Totals:
+    def _synced_state(self) -> list[Tensor]:
         """A CPU copy of the state, summed over all ranks when distributed."""
-        if self._totals is not None:
-            totals = self._totals.map(torch.clone)
+        if self._state is not None:
+            state = [t.clone() for t in self._state]
         else:
             device = torch.device("cpu")
             if _distributed() and dist.get_backend() == "nccl":
                 device = torch.device("cuda", torch.cuda.current_device())
-            totals = _Totals.zeros(self._confusion_shape(), self.per_image, device)
+            k = self.num_classes
+            shape = (k, 2, 2) if self.mode == "multilabel" else (k, k)
+            state = [torch.zeros(shape, dtype=torch.int64, device=device)]
+            state.append(torch.zeros((), dtype=torch.int64, device=device))
+            if self.per_image:
+                state.append(torch.zeros(5, k, dtype=torch.float64, device=device))
         if self.sync and _distributed():
-            totals = totals.map(_all_reduce)
-        return totals.map(lambda t: t.cpu())
+            for t in state:
+                dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return [t.cpu() for t in state]
 
     @torch.no_grad()
     def compute(self) -> IoUResult:
@@ -331,52 +294,27 @@ class MeanIoU:
             >>> metric.compute().miou                    # mean of 0.5 (class 1) and 1.0
             0.75
         """
-        totals = self._synced_totals()
-        if int(totals.pixels) == 0:
+        confusion, pixels, *per_image = self._synced_state()
+        if int(pixels) == 0:
             where = " on any process" if self.sync and _distributed() else ""
             raise DataError(
                 f"{self!r}.compute() has no data: update() received no target pixel{where} "
                 "since the metric was created or reset() (an empty data loader or dataset "
                 "gives this); there is nothing to average"
             )
-        if totals.per_image is None:
-            return self._dataset_result(totals.confusion)
-        return self._per_image_result(totals.confusion, totals.per_image)
-
-    def _first_class(self) -> int:
-        """Index of the first class that enters the means."""
-        return 0 if self.include_background or self._multilabel else 1
-
-    def _dataset_result(self, confusion: Tensor) -> IoUResult:
-        scores = class_scores(confusion, self.absent, multilabel=self._multilabel)
-        first = self._first_class()
-        return IoUResult(
-            miou=nan_mean(scores.iou[first:]),
-            iou=scores.iou,
-            dice=scores.dice,
-            confusion=confusion,
-            mdice=nan_mean(scores.dice[first:]),
-            precision=scores.precision,
-            recall=scores.recall,
-        )
-
-    def _per_image_result(self, confusion: Tensor, sums: _PerImageSums) -> IoUResult:
-        first = self._first_class()
-        count = sums.scored.to(torch.float64)
-        total = count[first:].sum()
-
-        def pooled(values: Tensor) -> float:
-            return float(values[first:].sum() / total) if total > 0 else math.nan
-
-        return IoUResult(
-            miou=pooled(sums.iou),
-            iou=sums.iou / count,
-            dice=sums.dice / count,
-            confusion=confusion,
-            mdice=pooled(sums.dice),
-            precision=sums.precision / count,
-            recall=sums.recall / count,
-        )
+        first = 0 if self.include_background or self.mode == "multilabel" else 1
+        if per_image:
+            sums, count = per_image[0][:4], per_image[0][4]
+            total = count[first:].sum()
+            iou, dice, precision, recall = sums / count
+            miou, mdice = (
+                float(v[first:].sum() / total) if total > 0 else math.nan for v in sums[:2]
+            )
+        else:
+            scores = class_scores(confusion, self.absent, multilabel=self.mode == "multilabel")
+            iou, dice, precision, recall = scores
+            miou, mdice = _nan_mean(iou[first:]), _nan_mean(dice[first:])
+        return IoUResult(miou, iou, dice, confusion, mdice, precision, recall)
 
 
 def mean_iou(
@@ -394,37 +332,8 @@ def mean_iou(
 ) -> IoUResult:
     """Mean IoU of one set of predictions (the functional form of :class:`MeanIoU`).
 
-    Same definition and options as :class:`MeanIoU`; never synchronises across ranks.
-
-    Args:
-        preds: Integer label map or scores (see :meth:`MeanIoU.update`).
-        target: Integer label map; multilabel: multi-hot ``(N, K, H, W)`` map.
-        num_classes: Number of classes, background included; multilabel: labels K.
-        ignore_index: Target value whose pixels are skipped; ``None`` counts all.
-        include_background: Include class 0 in the means (multiclass only).
-        threshold: Probability threshold for sigmoid scores, in (0, 1).
-        from_logits: Sigmoid scores are logits rather than probabilities.
-        absent: ``"nan"``, ``"zero"`` or ``"one"`` for classes absent from both.
-        per_image: Average per-image scores instead of one dataset-level matrix.
-        mode: ``"multiclass"`` or ``"multilabel"`` (K labels, multi-hot targets).
-
-    Returns:
-        An :class:`IoUResult`.
-
-    Raises:
-        ConfigError: If an option is outside its allowed values.
-        ShapeError: If ``preds`` and ``target`` do not fit together.
-        DTypeError: If a tensor has an unsupported dtype.
-        DataError: If a target label is outside ``[0, num_classes)`` (multilabel: not
-            0 or 1) and not ``ignore_index``, a predicted label is out of range,
-            ``from_logits=False`` scores lie outside ``[0, 1]``, or the batch holds no
-            pixel at all.
-        NonFiniteError: If the scores contain NaN.
-
-    Shape:
-        - preds: ``(N, H, W)`` labels or ``(N, C, H, W)`` scores; multilabel
-          ``(N, K, H, W)``.
-        - target: ``(N, H, W)``; multilabel ``(N, K, H, W)``.
+    The definition, options and errors of :class:`MeanIoU` (and ``DataError`` for a batch
+    with no pixel at all); never synchronises across ranks.
 
     Examples:
         >>> import torch

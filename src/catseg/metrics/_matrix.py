@@ -15,8 +15,6 @@ from catseg.metrics._confusion import (
 )
 from catseg.metrics._multilabel import multilabel_confusion, multilabel_inputs
 
-__all__ = ["batch_confusion", "confusion_matrix"]
-
 
 def batch_confusion(
     preds: Tensor,

@@ -13,8 +13,6 @@ from torch import Tensor
 from catseg.errors import DataError, DTypeError, ShapeError
 from catseg.metrics._confusion import dtype_hint, ignored_pixels, threshold_scores
 
-__all__ = ["multilabel_confusion", "multilabel_inputs"]
-
 
 def _check_target(target: object, num_labels: int) -> Tensor:
     if not isinstance(target, Tensor):
