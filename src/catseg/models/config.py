@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from catseg._validation import check_choice
 from catseg.errors import ConfigError
 from catseg.models.blocks import (
     ACTIVATIONS,
@@ -21,7 +22,6 @@ from catseg.models.blocks import (
     ActivationName,
     NormName,
     UpsampleName,
-    check_choice,
 )
 from catseg.models.preprocessing import Preprocessing, check_preprocessing
 
