@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from catseg.errors import CheckpointError, ConfigError, MissingFileError, OptionalDependencyError
+from catseg.models.encoders._foreign import foreign_errors
 from catseg.models.preprocessing import Preprocessing
 
 __all__ = [
@@ -99,8 +100,8 @@ def _from_catseg_checkpoint(
     if isinstance(config, Mapping) and config.get("preprocessing") is not None:
         record = Preprocessing.from_dict(config["preprocessing"])
     elif isinstance(data.get("mean"), list | tuple) and isinstance(data.get("std"), list | tuple):
-        legacy = Preprocessing(tuple(data["mean"]), tuple(data["std"]))
-        record = None if legacy.is_identity else legacy
+        stored = Preprocessing(tuple(data["mean"]), tuple(data["std"]))
+        record = None if stored.is_identity else stored
     return _check_tensors(encoder, where), record
 
 
@@ -132,18 +133,15 @@ def read_weights_file(
     if not file.is_file():
         raise MissingFileError(f"encoder weights file {file} does not exist")
     if file.suffix == ".safetensors":
-        try:
+        with foreign_errors(
+            OptionalDependencyError,
+            f"reading {file} needs the safetensors package",
+            "pip install safetensors",
+        ):
             load_file = importlib.import_module("safetensors.torch").load_file
-        except ImportError as err:
-            raise OptionalDependencyError(
-                f"reading {file} needs the safetensors package: pip install safetensors"
-            ) from err
-        try:
-            return _check_tensors(load_file(str(file), device="cpu"), str(file)), None
-        except CheckpointError:
-            raise
-        except Exception as err:
-            raise CheckpointError(f"{file} is not a readable safetensors file: {err}") from err
+        with foreign_errors(CheckpointError, f"{file} is not a readable safetensors file"):
+            tensors = load_file(str(file), device="cpu")
+        return _check_tensors(tensors, str(file)), None
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, BadZipFile, KeyError ...
