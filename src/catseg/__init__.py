@@ -64,7 +64,6 @@ from catseg.models import (
     list_encoders,
     param_groups,
     register_encoder,
-    register_encoder_family,
     unfreeze_encoder,
     validate_encoder,
 )
@@ -103,7 +102,6 @@ __all__ += [
     "EncoderFactory",
     "Registry",
     "register_encoder",
-    "register_encoder_family",
     "get_encoder",
     "list_encoders",
     "validate_encoder",

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from catseg.checkpoint import load_checkpoint, save_checkpoint
-from catseg.errors import CheckpointError, ConfigError, EncoderError, MissingFileError
+from catseg.errors import CheckpointError, ConfigError, MissingFileError
 from catseg.models import (
     IMAGENET,
     Preprocessing,
@@ -21,7 +21,8 @@ from catseg.models import (
     adapt_stem_weight,
     get_encoder,
 )
-from catseg.models.encoders import default_registry, register_encoder_family
+from catseg.models.encoders import ClassicEncoder
+from catseg.models.encoders import registry as registry_module
 from catseg.models.encoders.resnet import resnet18
 
 
@@ -71,32 +72,26 @@ def test_encoder_options_round_trip_through_config_and_checkpoint(tmp_path: Path
     assert rebuilt.config == model.config
 
 
-def test_plugin_options_are_recorded_and_replayed() -> None:
-    registry = default_registry()
-
+def test_plugin_options_are_recorded_and_replayed(fresh_global: Registry) -> None:
+    @fresh_global.register("test_wide")
     def wide(*, in_channels: int = 3, scale: int = 1, tag: str = "x") -> object:
         encoder = resnet18(in_channels=in_channels)
         encoder.seen = (scale, tag)  # type: ignore[assignment]
         return encoder
 
-    registry.add("test_wide", wide)  # type: ignore[arg-type]
-    try:
-        model = UNet(3, 1, encoder="test_wide", encoder_options={"scale": 3, "tag": "y"})
-        assert model.encoder.seen == (3, "y")
-        assert model.config.encoder_options == {"scale": 3, "tag": "y"}
-        clone = UNet.from_config(model.config.to_dict())
-        assert clone.encoder.seen == (3, "y")
-        with pytest.raises(
-            ConfigError,
-            match=r"encoder 'test_wide' has no options 'scael', 'tga'; accepted options: "
-            r"\['scale', 'tag'\]",
-        ):
-            UNet(encoder="test_wide", encoder_options={"scael": 1, "tga": "z"})
-        with pytest.raises(ConfigError, match=r"encoder_options\['scale'\] must be JSON-like"):
-            UNet(encoder="test_wide", encoder_options={"scale": object()})
-    finally:
-        registry.unregister("test_wide")
-    assert "test_wide" not in registry
+    model = UNet(3, 1, encoder="test_wide", encoder_options={"scale": 3, "tag": "y"})
+    assert model.encoder.seen == (3, "y")
+    assert model.config.encoder_options == {"scale": 3, "tag": "y"}
+    clone = UNet.from_config(model.config.to_dict())
+    assert clone.encoder.seen == (3, "y")
+    with pytest.raises(
+        ConfigError,
+        match=r"encoder 'test_wide' has no options 'scael', 'tga'; accepted options: "
+        r"\['scale', 'tag'\]",
+    ):
+        UNet(encoder="test_wide", encoder_options={"scael": 1, "tga": "z"})
+    with pytest.raises(ConfigError, match=r"encoder_options\['scale'\] must be JSON-like"):
+        UNet(encoder="test_wide", encoder_options={"scale": object()})
 
 
 def test_classic_options_given_twice_conflict() -> None:
@@ -109,22 +104,17 @@ def test_classic_options_given_twice_conflict() -> None:
     )
 
 
-def test_unet_goes_through_the_registry() -> None:
-    registry = default_registry()
-    original = registry.factory("unet")
+def test_unet_goes_through_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, object]] = []
 
     def spy(**kwargs: object) -> object:
         calls.append(kwargs)
-        return original(**kwargs)  # type: ignore[arg-type]
+        return ClassicEncoder(**kwargs)  # type: ignore[arg-type]
 
-    registry.unregister("unet")
-    registry.add("unet", spy)  # type: ignore[arg-type]
-    try:
-        UNet(1, 1, init_features=4, depth=2, norm="group")
-    finally:
-        registry.unregister("unet")
-        registry.add("unet", original)
+    fresh = Registry(entry_point_group=None)
+    fresh.register("unet")(spy)
+    monkeypatch.setattr(registry_module, "_REGISTRY", fresh)
+    UNet(1, 1, init_features=4, depth=2, norm="group")
     assert calls == [
         {
             "in_channels": 1,
@@ -137,37 +127,13 @@ def test_unet_goes_through_the_registry() -> None:
     ]
 
 
-def test_family_resolver_and_unregister() -> None:
-    registry = Registry(entry_point_group=None)
-    registry.add_family("tv", {"r18": resnet18}.__getitem__)
-    assert registry.names() == []
-    assert registry.families() == ["tv"]
-    assert registry.get("tv:r18", in_channels=2).conv1.in_channels == 2
-    with pytest.raises(EncoderError, match=r"family 'tv' cannot resolve 'r99': KeyError"):
-        registry.get("tv:r99")
-    with pytest.raises(EncoderError, match=r"'tv:' names no member of family 'tv'"):
-        registry.get("tv:")
-    with pytest.raises(EncoderError, match=r"already registered"):
-        registry.add_family("tv", resnet18)  # type: ignore[arg-type]
-    with pytest.raises(EncoderError, match=r"without ':'"):
-        registry.add("a:b", resnet18)
-    registry.unregister("tv:")
-    with pytest.raises(EncoderError, match=r"unknown encoder 'tv:r18'; available: \[\]$"):
-        registry.get("tv:r18")
-    with pytest.raises(EncoderError, match=r"'tv:' is not registered here"):
-        registry.unregister("tv:")
-
-
-def test_family_member_in_unet_round_trips() -> None:
-    @register_encoder_family("testfam")
+def test_family_member_in_unet_round_trips(fresh_global: Registry) -> None:
+    @fresh_global.register("testfam:")
     def resolve(member: str) -> object:
         return {"small": resnet18}[member]
 
-    try:
-        model = UNet(3, 1, encoder="testfam:small")
-        assert UNet.from_config(model.config.to_dict()).config == model.config
-    finally:
-        default_registry().unregister("testfam:")
+    model = UNet(3, 1, encoder="testfam:small")
+    assert UNet.from_config(model.config.to_dict()).config == model.config
 
 
 # ------------------------------------------------------------------ encoder_weights

@@ -7,7 +7,7 @@ that is put on ``sys.path``; discovery itself is not mocked.
 
 from __future__ import annotations
 
-import contextlib
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -20,8 +20,9 @@ from torch import Tensor, nn
 
 from catseg.errors import EncoderError
 from catseg.models import Registry, UNet, get_encoder, list_encoders, register_encoder
-from catseg.models.encoders import ENTRY_POINT_GROUP, default_registry
-from catseg.models.encoders.resnet import ResNetEncoder, resnet18
+from catseg.models.encoders.resnet import ResNetEncoder, resnet18, resnet34
+
+ENTRY_POINT_GROUP = "catseg.encoders"
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "custom_encoder_plugin"
@@ -94,29 +95,36 @@ def test_fresh_registry_register_get_and_duplicates() -> None:
     assert "mine" in registry
     assert registry.get("mine", in_channels=1).conv1.in_channels == 1  # type: ignore[attr-defined]
     with pytest.raises(EncoderError, match=r"encoder 'mine' is already registered"):
-        registry.add("mine", resnet18)
+        registry.register("mine")(resnet18)
     # the process-wide registry is untouched
     assert "mine" not in list_encoders()
 
 
-@pytest.mark.parametrize("name", ["", " x", "a b", 3])
+@pytest.mark.parametrize("name", ["", " x", "a b", 3, "a:b", "a::", ":"])
 def test_invalid_names(name: object) -> None:
     with pytest.raises(EncoderError, match=r"encoder name must be a non-empty word"):
-        Registry(entry_point_group=None).add(name, resnet18)  # type: ignore[arg-type]
+        Registry(entry_point_group=None).register(name)  # type: ignore[arg-type]
 
 
 def test_factory_must_be_callable() -> None:
-    with pytest.raises(EncoderError, match=r"factory for 'x' must be callable, got 3"):
-        Registry(entry_point_group=None).add("x", 3)  # type: ignore[arg-type]
+    with pytest.raises(EncoderError, match=r"encoder 'x' must be a callable, got 3"):
+        Registry(entry_point_group=None).register("x")(3)  # type: ignore[type-var]
 
 
 def test_did_you_mean_and_no_hint() -> None:
-    registry = Registry.with_builtins(entry_point_group=None)
+    registry = Registry(entry_point_group=None)
+    registry.register("resnet18")(resnet18)
+    registry.register("resnet34")(resnet34)
+    registry.register("tv:")({"r18": resnet18}.__getitem__)
     with pytest.raises(
         EncoderError, match=r"unknown encoder 'resnet43'; did you mean 'resnet34'\?"
     ):
         registry.get("resnet43")
-    with pytest.raises(EncoderError, match=r"unknown encoder 'zzz'; available: \['resnet18'"):
+    with pytest.raises(
+        EncoderError,
+        match=r"unknown encoder 'zzz'; available: \['resnet18', 'resnet34'\]; "
+        r"families: \['tv:<name>'\]$",
+    ):
         registry.get("zzz")
 
 
@@ -127,12 +135,31 @@ def test_global_register_encoder_duplicate_of_builtin_raises() -> None:
 
 def test_factory_failures_are_wrapped() -> None:
     registry = Registry(entry_point_group=None)
-    registry.add("broken", lambda *, in_channels=3: resnet18(in_channels=in_channels[0]))  # type: ignore[misc]
-    registry.add("not_module", lambda *, in_channels=3: object())  # type: ignore[misc]
-    with pytest.raises(EncoderError, match=r"factory 'broken' .* failed .*TypeError"):
+    registry.register("broken")(lambda *, in_channels=3: resnet18(in_channels=in_channels[0]))
+    registry.register("not_module")(lambda *, in_channels=3: object())
+    with pytest.raises(EncoderError, match=r"factory 'broken' .* failed .*\(TypeError"):
         registry.get("broken")
     with pytest.raises(EncoderError, match=r"must be a torch.nn.Module"):
         registry.get("not_module")
+
+
+def test_family_resolver() -> None:
+    registry = Registry(entry_point_group=None)
+    registry.register("tv:")({"r18": resnet18}.__getitem__)
+    assert registry.names() == []
+    assert registry.names(families=True) == ["tv:"]
+    assert registry.get("tv:r18", in_channels=2).conv1.in_channels == 2  # type: ignore[attr-defined]
+    with pytest.raises(EncoderError, match=r"family 'tv' cannot resolve 'r99' \(KeyError"):
+        registry.get("tv:r99")
+    with pytest.raises(EncoderError, match=r"'tv:' names no member of family 'tv'"):
+        registry.get("tv:")
+    with pytest.raises(EncoderError, match=r"already registered"):
+        registry.register("tv:")(resnet18)
+    registry.register("bad:")(lambda member: 3)
+    with pytest.raises(EncoderError, match=r"family 'bad' returned 3 for 'x'"):
+        registry.get("bad:x")
+    with pytest.raises(EncoderError, match=r"unknown encoder 'other:r18'; available: \[\]"):
+        registry.get("other:r18")
 
 
 def test_get_encoder_builds_fresh_instances() -> None:
@@ -151,13 +178,40 @@ def test_plugin_is_discovered_lazily(site: Path) -> None:
         {"tiny2": "catseg_plugin_tiny:factory"},
         {"catseg_plugin_tiny": TINY_MODULE},
     )
-    registry = Registry.with_builtins()
+    registry = Registry()
     assert "tiny2" in registry.names()
     assert "catseg_plugin_tiny" not in sys.modules  # listed, not imported
     encoder = registry.get("tiny2", in_channels=2)
     assert "catseg_plugin_tiny" in sys.modules
     assert tuple(encoder.out_channels) == (4, 8)
-    assert registry.factory("tiny2") is registry.factory("tiny2")  # cached after loading
+
+
+def test_entry_points_are_read_once(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_dist(
+        site,
+        "catseg-plugin-once",
+        {"once": "catseg_plugin_once:factory"},
+        {"catseg_plugin_once": TINY_MODULE},
+    )
+    reads: list[str | None] = []
+    real = importlib.metadata.entry_points
+
+    def counting(**kwargs: str) -> object:
+        reads.append(kwargs.get("group"))
+        return real(**kwargs)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", counting)
+    registry = Registry()
+    registry.register("mine")(resnet18)
+    registry.get("mine")  # registered: no need to read the entry points
+    assert reads == []
+    for _ in range(3):
+        assert "once" in registry
+        assert "absent" not in registry
+        registry.get("once")
+    with pytest.raises(EncoderError, match=r"unknown encoder 'absent'"):
+        registry.get("absent")
+    assert reads == [ENTRY_POINT_GROUP]
 
 
 def test_broken_plugin_fails_only_when_asked_for(site: Path) -> None:
@@ -168,17 +222,28 @@ def test_broken_plugin_fails_only_when_asked_for(site: Path) -> None:
         {"catseg_plugin_broken": "raise RuntimeError('boom at import')\n"},
         version="2.3",
     )
-    registry = Registry.with_builtins()
+    registry = Registry()
+    registry.register("resnet18")(resnet18)
     assert "broken" in registry.names()
     registry.get("resnet18")  # other encoders are unaffected
     expected = (
         r"encoder plugin 'broken' failed to load from entry point "
         r"'broken = catseg_plugin_broken:factory' \(group 'catseg.encoders', "
-        r"distribution catseg-broken-plugin 2.3\): RuntimeError: boom at import"
+        r"distribution catseg-broken-plugin 2.3\) \(RuntimeError: boom at import\)"
     )
     with pytest.raises(EncoderError, match=expected):
         registry.get("broken")
-    # the same through the process-wide registry and UNet
+
+
+def test_broken_plugin_through_unet(site: Path, fresh_global: Registry) -> None:
+    write_dist(
+        site,
+        "catseg-broken-plugin",
+        {"broken": "catseg_plugin_broken:factory"},
+        {"catseg_plugin_broken": "raise RuntimeError('boom at import')\n"},
+        version="2.3",
+    )
+    UNet(encoder="resnet18")
     with pytest.raises(EncoderError, match=r"distribution catseg-broken-plugin 2.3"):
         UNet(encoder="broken")
 
@@ -190,7 +255,8 @@ def test_plugin_cannot_shadow_a_builtin(site: Path) -> None:
         {"resnet18": "catseg_plugin_evil:factory"},
         {"catseg_plugin_evil": "raise RuntimeError('must never be imported')\n"},
     )
-    registry = Registry.with_builtins()
+    registry = Registry()
+    registry.register("resnet18")(resnet18)
     assert registry.names().count("resnet18") == 1
     assert isinstance(registry.get("resnet18"), ResNetEncoder)
     assert "catseg_plugin_evil" not in sys.modules
@@ -246,17 +312,6 @@ def example_entry_points() -> dict[str, str]:
     return dict(re.findall(r'^(\w+)\s*=\s*"([^"]+)"', section, flags=re.MULTILINE))
 
 
-@pytest.fixture
-def forget_tiny() -> Iterator[None]:
-    # docs/guides/extending.md registers its own "tiny" in the global registry when the
-    # docs test runs first; start from a registry without it, and leave it clean.
-    with contextlib.suppress(EncoderError):
-        default_registry().unregister("tiny")
-    yield
-    with contextlib.suppress(EncoderError):
-        default_registry().unregister("tiny")  # keep the global registry clean
-
-
 def check_example_model() -> None:
     from catseg_tiny_encoder import TinyEncoder  # type: ignore[import-not-found]
 
@@ -270,7 +325,7 @@ def check_example_model() -> None:
 
 
 def test_example_plugin_via_dist_info(
-    site: Path, monkeypatch: pytest.MonkeyPatch, forget_tiny: None
+    site: Path, monkeypatch: pytest.MonkeyPatch, fresh_global: Registry
 ) -> None:
     assert example_entry_points() == {"tiny": "catseg_tiny_encoder:tiny_encoder"}
     write_dist(site, "catseg-tiny-encoder", example_entry_points())
@@ -280,7 +335,7 @@ def test_example_plugin_via_dist_info(
 
 @pytest.mark.slow
 def test_example_plugin_via_pip_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forget_tiny: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_global: Registry
 ) -> None:
     pytest.importorskip("hatchling", reason="pip needs the example's build backend offline")
     target = tmp_path / "target"

@@ -40,7 +40,7 @@ def _classifier_file(tmp_path: Path, name: str, seed: int = 0) -> Path:
 
 
 def test_family_is_discovered_through_the_entry_point() -> None:
-    assert "timm" in Registry().families()
+    assert "timm:" in list_encoders(families=True)
     assert all(":" not in name for name in list_encoders())
     fresh = Registry()  # nothing registered in-process: only the entry point serves it
     encoder = fresh.get("timm:resnet18", in_channels=2)

@@ -101,7 +101,7 @@ def test_returns_logits_not_probabilities() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"norm": "layer"}, r"norm must be one of \['batch', 'group', 'instance', 'none'\]"),
+        ({"norm": "layer"}, r"norm must be one of 'batch', 'group', 'instance', 'none'; got"),
         ({"activation": "tanh"}, r"activation must be one of .*got 'tanh'"),
         ({"upsample": "nearest"}, r"upsample must be one of .*got 'nearest'"),
         ({"dropout": 1.0}, r"dropout must be a float in \[0, 1\), got 1.0"),

@@ -52,7 +52,9 @@ from catseg.errors import (
 )
 from catseg.losses import DiceLoss, soft_dice
 from catseg.metrics import MeanIoU, mean_iou
-from catseg.models import UNet
+from catseg.models import Registry, UNet
+from catseg.models.encoders import ClassicEncoder
+from catseg.models.encoders import registry as encoder_registry
 from catseg.predict import Segmenter
 from catseg.visualize import overlay
 
@@ -480,6 +482,9 @@ def _broken_plugin(ctx: Ctx) -> Any:
         version="1.2",
     )
     ctx.monkeypatch.syspath_prepend(str(site))
+    fresh = Registry()  # the process-wide one read the entry points before this dist existed
+    fresh.register("unet")(ClassicEncoder)
+    ctx.monkeypatch.setattr(encoder_registry, "_REGISTRY", fresh)
     UNet(encoder="unet", init_features=4, depth=2)  # other encoders are unaffected
     return UNet(encoder="broken_rel")
 
@@ -761,7 +766,7 @@ ROWS: list[Row] = [
     Row("model-broken-encoder-plugin", _broken_plugin,
         "EncoderError naming entry point and distribution", EncoderError,
         r"encoder plugin 'broken_rel' failed to load from entry point .*"
-        r"distribution catseg-reliability-broken 1\.2\): ImportError: needs libfoo\.so",
+        r"distribution catseg-reliability-broken 1\.2\) \(ImportError: needs libfoo\.so\)",
         after=_forget_plugin),
     # --- predictor ---------------------------------------------------------------------
     Row("predict-zero-byte-file", _predict(_empty_upload), "DataError naming the file",

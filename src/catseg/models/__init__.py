@@ -18,7 +18,6 @@ from catseg.models.encoders import (
     get_encoder,
     list_encoders,
     register_encoder,
-    register_encoder_family,
     validate_encoder,
 )
 from catseg.models.finetune import freeze_encoder, param_groups, unfreeze_encoder
@@ -43,7 +42,6 @@ __all__ = [
     "load_encoder_weights",
     "param_groups",
     "register_encoder",
-    "register_encoder_family",
     "unfreeze_encoder",
     "validate_encoder",
 ]

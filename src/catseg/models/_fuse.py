@@ -26,17 +26,11 @@ from torch import nn
 
 from catseg.errors import ConfigError
 
-__all__ = ["fold_batchnorms", "fuse_conv_bn"]
-
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     """Fold ``bn`` (eval statistics) into ``conv`` in place; ``conv`` gains a bias.
 
     The weight keeps its dtype, device and memory format (e.g. ``channels_last``).
-
-    Args:
-        conv: The convolution whose output ``bn`` normalises.
-        bn: A BatchNorm with running statistics.
 
     Raises:
         ConfigError: If ``bn`` tracks no running statistics or the widths differ.
@@ -73,23 +67,13 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
             conv.bias.copy_(new_bias.to(conv.bias.dtype))
 
 
-def _foldable(bn: nn.Module) -> bool:
-    return type(bn) is nn.BatchNorm2d and bn.running_mean is not None
-
-
 def fold_batchnorms(module: nn.Module) -> int:
     """Fold every ``Conv2d → BatchNorm2d`` pair of ``module`` in place.
 
     Two patterns are recognised: consecutive children of an ``nn.Sequential``, and
-    sibling attributes ``convK``/``bnK`` (the torchvision ResNet naming, e.g.
-    ``conv1``/``bn1``). Each folded BatchNorm is replaced by ``nn.Identity``. Other
-    norms (GroupNorm, InstanceNorm) depend on the input and are left untouched.
-
-    Args:
-        module: A module in eval mode (its BatchNorm statistics are used).
-
-    Returns:
-        The number of BatchNorm layers folded.
+    sibling attributes ``convK``/``bnK`` (the torchvision naming). Each folded BatchNorm
+    (its eval statistics) becomes ``nn.Identity``; other norms depend on the input and
+    stay. Returns the number of BatchNorm layers folded.
 
     Examples:
         >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GroupNorm(1, 2)).eval()
@@ -100,20 +84,17 @@ def fold_batchnorms(module: nn.Module) -> int:
     for parent in list(module.modules()):
         children = parent._modules
         if isinstance(parent, nn.Sequential):
-            names = list(children)
-            for first, second in itertools.pairwise(names):
-                conv, bn = children[first], children[second]
-                if isinstance(conv, nn.Conv2d) and bn is not None and _foldable(bn):
-                    fuse_conv_bn(conv, bn)  # type: ignore[arg-type]
-                    children[second] = nn.Identity()
-                    folded += 1
-            continue
-        for name in list(children):
-            if not name.startswith("bn"):
-                continue
-            conv, bn = children.get("conv" + name[2:]), children[name]
-            if isinstance(conv, nn.Conv2d) and bn is not None and _foldable(bn):
-                fuse_conv_bn(conv, bn)  # type: ignore[arg-type]
-                children[name] = nn.Identity()
+            pairs = list(itertools.pairwise(children))
+        else:
+            pairs = [("conv" + name[2:], name) for name in children if name.startswith("bn")]
+        for first, second in pairs:
+            conv, bn = children.get(first), children[second]
+            if (
+                isinstance(conv, nn.Conv2d)
+                and type(bn) is nn.BatchNorm2d
+                and bn.track_running_stats
+            ):
+                fuse_conv_bn(conv, bn)
+                children[second] = nn.Identity()
                 folded += 1
     return folded

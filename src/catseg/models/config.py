@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
-from catseg._validation import check_class_names, check_probability, check_size
+from catseg._validation import check_choice, check_class_names, check_probability, check_size
 from catseg.errors import CheckpointError, ConfigError
 from catseg.models.blocks import (
     ACTIVATIONS,
@@ -22,7 +22,6 @@ from catseg.models.blocks import (
     ActivationName,
     NormName,
     UpsampleName,
-    check_choice,
 )
 from catseg.models.preprocessing import Preprocessing, check_preprocessing
 

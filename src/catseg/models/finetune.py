@@ -48,8 +48,8 @@ def freeze_encoder(model: nn.Module) -> None:
     """Freeze ``model.encoder``: no gradients, and eval mode that ``train()`` keeps.
 
     Args:
-        model: A :class:`~catseg.models.UNet` (possibly wrapped by DDP or
-            ``torch.compile``).
+        model: A :class:`~catseg.models.UNet`, possibly wrapped by DDP or
+            ``torch.compile`` (as for the other functions here).
 
     Raises:
         ConfigError: If ``model`` is not a UNet.
@@ -69,12 +69,6 @@ def freeze_encoder(model: nn.Module) -> None:
 
 def unfreeze_encoder(model: nn.Module) -> None:
     """Undo :func:`freeze_encoder`: gradients on, and the encoder follows the model's mode.
-
-    Args:
-        model: A :class:`~catseg.models.UNet` (possibly wrapped).
-
-    Raises:
-        ConfigError: If ``model`` is not a UNet.
 
     Examples:
         >>> from catseg.models import UNet
@@ -107,12 +101,10 @@ def param_groups(
         decoder_lr: Learning rate of the decoder's and head's parameters.
 
     Returns:
-        ``[{"params": [...], "lr": encoder_lr, "name": "encoder"}, {... "decoder"}]``
-        (``"lr"`` omitted where ``None``).
+        ``[{"params": [...], "lr": encoder_lr, "name": "encoder"}, {... "decoder"}]``.
 
     Raises:
-        ConfigError: If ``model`` is not a UNet or a learning rate is not a finite
-            number > 0.
+        ConfigError: If a learning rate is not a finite number > 0.
 
     Examples:
         >>> import torch
@@ -123,16 +115,12 @@ def param_groups(
         [0.01, 0.1]
     """
     net = _unet(model, "param_groups")
-    encoder_ids = {id(p) for p in net.encoder.parameters()}
+    encoder = {id(p) for p in net.encoder.parameters()}
     groups: list[dict[str, Any]] = []
-    for name, lr, params in (
-        ("encoder", encoder_lr, [p for p in net.encoder.parameters() if p.requires_grad]),
-        (
-            "decoder",
-            decoder_lr,
-            [p for p in net.parameters() if p.requires_grad and id(p) not in encoder_ids],
-        ),
-    ):
+    for name, lr, in_encoder in (("encoder", encoder_lr, True), ("decoder", decoder_lr, False)):
+        params = [
+            p for p in net.parameters() if p.requires_grad and (id(p) in encoder) == in_encoder
+        ]
         group: dict[str, Any] = {"params": params, "name": name}
         if lr is not None:
             group["lr"] = check_finite_float(f"{name}_lr", lr, low=0.0, low_open=True)

@@ -31,7 +31,7 @@ from catseg.models._fuse import fold_batchnorms
 from catseg.models.blocks import ActivationName, DecoderStage, NormName, UpsampleName
 from catseg.models.config import RECORD_FIELDS, Mode, UNetConfig
 from catseg.models.encoders.base import Encoder, check_encoder_attributes
-from catseg.models.encoders.registry import default_registry
+from catseg.models.encoders.registry import get_encoder
 from catseg.models.preprocessing import Preprocessing, check_preprocessing
 from catseg.models.weights import EncoderWeights, load_encoder_weights
 
@@ -152,7 +152,7 @@ class UNet(nn.Module):
         self.num_classes = num_classes
         self._encoder_frozen = False
         if isinstance(encoder, str):
-            built: object = default_registry().get(
+            built: object = get_encoder(
                 cfg.encoder, in_channels=in_channels, options=cfg.factory_options()
             )
         else:

@@ -1,42 +1,22 @@
 """Pretrained encoder weights in one call: ``UNet(..., encoder_weights=...)``.
 
-``encoder_weights`` is one of:
+``encoder_weights`` is a **file path** (a torchvision ``.pth`` state dict, a
+``.safetensors`` file, or a catseg checkpoint whose ``encoder.*`` weights and recorded
+preprocessing are reused; read with ``torch.load(weights_only=True)``), a **state dict**
+keyed like the encoder, or a **named source** the encoder declares in ``weight_sources``
+(``"torchvision"``, ``"timm"``), fetched by its ``load_weight_source(name)``. Then:
 
-* a **file path**: a torchvision ``.pth`` state dict, a ``.safetensors`` file (needs the
-  ``safetensors`` package), or a catseg checkpoint whose ``encoder.*`` weights (and
-  recorded preprocessing) are reused. Files are read with
-  ``torch.load(weights_only=True)``: nothing but tensors and plain data is built;
-* a **state dict** (a mapping of names to tensors), keyed like the encoder;
-* a **named source** the encoder declares in ``weight_sources`` (``"torchvision"`` for
-  the built-in ResNets, ``"timm"`` for timm backbones): the encoder's
-  ``load_weight_source(name)`` fetches it with that library's own loading and cache.
-
-Then, always in this order:
-
-1. keys starting with one of the encoder's ``ignored_weights`` prefixes are dropped
-   (the classifier: ``fc.*`` for ResNets);
-2. **the stem rule** adapts the first convolution (the encoder's ``stem_weight``) when
-   the model's ``in_channels`` differs from the weights': one channel takes the sum over
-   the weights' channels (so a grey image gives the same stem output as that image
-   repeated to RGB), ``k`` channels repeat the weights' channels cyclically and rescale
-   them by ``3 / k`` (so an input whose channels are equal gives the same output);
-3. keys are matched strictly: any missing, unexpected or mismatched-shape key raises
+1. keys starting with one of the encoder's ``ignored_weights`` are dropped (``fc.*``);
+2. **the stem rule** adapts the first convolution (``stem_weight``) when the model's
+   ``in_channels`` differs from the weights': one channel takes the sum over the weights'
+   channels (a grey image gives the stem output of that image repeated to RGB), ``k``
+   channels repeat them cyclically, rescaled by ``3 / k``;
+3. keys are matched strictly: a missing, unexpected or mismatched-shape key raises
    :class:`~catseg.errors.CheckpointError` naming the first of each and the source
-   (BatchNorm ``num_batches_tracked`` counters, absent from old torchvision files,
-   start at 0);
-4. the weights are copied into the encoder (the caller's tensors are not modified),
-   and the preprocessing the weights expect (the catseg checkpoint's record, else the
-   encoder's ``weights_preprocessing``) is returned, adapted to ``in_channels`` by the
-   same rule.
-
-Examples:
-    >>> import torch
-    >>> weight = torch.randn(8, 3, 7, 7)
-    >>> grey = torch.rand(1, 1, 16, 16)
-    >>> one = torch.conv2d(grey, adapt_stem_weight(weight, 1))
-    >>> rgb = torch.conv2d(grey.expand(1, 3, 16, 16), weight)
-    >>> torch.allclose(one, rgb, atol=1e-5)
-    True
+   (BatchNorm ``num_batches_tracked`` counters, absent from old files, start at 0);
+4. the weights are copied in (the caller's tensors are untouched), and the
+   preprocessing they expect (the checkpoint's record, else the encoder's
+   ``weights_preprocessing``) is returned, adapted to ``in_channels`` by the same rule.
 """
 
 from __future__ import annotations
@@ -51,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from catseg.errors import CheckpointError, ConfigError, MissingFileError, OptionalDependencyError
+from catseg.models.encoders._foreign import foreign_errors
 from catseg.models.preprocessing import Preprocessing
 
 __all__ = [
@@ -69,18 +50,10 @@ _SHOWN = 5
 
 
 def adapt_stem_weight(weight: Tensor, in_channels: int) -> Tensor:
-    """Adapt a first-convolution weight ``(out, c, kh, kw)`` to ``in_channels`` inputs.
+    """A new first-convolution weight ``(out, c, kh, kw)`` for ``in_channels`` inputs.
 
-    The stem rule: ``in_channels == c`` keeps the weight; ``1`` sums over the ``c``
-    channels; any other count repeats the ``c`` channels cyclically and multiplies by
-    ``c / in_channels``. A new tensor is returned.
-
-    Args:
-        weight: The pretrained weight (4-D).
-        in_channels: Input channels of the model.
-
-    Returns:
-        The weight ``(out, in_channels, kh, kw)``.
+    The stem rule: ``c`` inputs keep the weight, ``1`` sums over the ``c`` channels, any
+    other count repeats them cyclically, multiplied by ``c / in_channels``.
 
     Examples:
         >>> import torch
@@ -89,6 +62,10 @@ def adapt_stem_weight(weight: Tensor, in_channels: int) -> Tensor:
         [3.0]
         >>> adapt_stem_weight(w, 6).flatten().tolist()
         [0.0, 0.5, 1.0, 0.0, 0.5, 1.0]
+        >>> weight, grey = torch.randn(8, 3, 7, 7), torch.rand(1, 1, 16, 16)
+        >>> one = torch.conv2d(grey, adapt_stem_weight(weight, 1))
+        >>> torch.allclose(one, torch.conv2d(grey.expand(1, 3, 16, 16), weight), atol=1e-5)
+        True
     """
     channels = weight.shape[1]
     if in_channels == channels:
@@ -123,22 +100,19 @@ def _from_catseg_checkpoint(
     if isinstance(config, Mapping) and config.get("preprocessing") is not None:
         record = Preprocessing.from_dict(config["preprocessing"])
     elif isinstance(data.get("mean"), list | tuple) and isinstance(data.get("std"), list | tuple):
-        legacy = Preprocessing(tuple(data["mean"]), tuple(data["std"]))
-        record = None if legacy.is_identity else legacy
+        stored = Preprocessing(tuple(data["mean"]), tuple(data["std"]))
+        record = None if stored.is_identity else stored
     return _check_tensors(encoder, where), record
 
 
 def read_weights_file(
     path: str | os.PathLike[str],
 ) -> tuple[dict[str, Tensor], Preprocessing | None]:
-    """Read a weights file safely: a state dict, a ``.safetensors`` file or a catseg checkpoint.
-
-    Args:
-        path: The file.
+    """Read a state dict, a ``.safetensors`` file or a catseg checkpoint safely.
 
     Returns:
-        ``(state_dict, preprocessing)``: the weights, and the preprocessing a catseg
-        checkpoint records (``None`` for other files).
+        ``(state_dict, preprocessing)``, the preprocessing recorded by a catseg
+        checkpoint (``None`` for other files).
 
     Raises:
         MissingFileError: If the file does not exist.
@@ -159,18 +133,15 @@ def read_weights_file(
     if not file.is_file():
         raise MissingFileError(f"encoder weights file {file} does not exist")
     if file.suffix == ".safetensors":
-        try:
+        with foreign_errors(
+            OptionalDependencyError,
+            f"reading {file} needs the safetensors package",
+            "pip install safetensors",
+        ):
             load_file = importlib.import_module("safetensors.torch").load_file
-        except ImportError as err:
-            raise OptionalDependencyError(
-                f"reading {file} needs the safetensors package: pip install safetensors"
-            ) from err
-        try:
-            return _check_tensors(load_file(str(file), device="cpu"), str(file)), None
-        except CheckpointError:
-            raise
-        except Exception as err:
-            raise CheckpointError(f"{file} is not a readable safetensors file: {err}") from err
+        with foreign_errors(CheckpointError, f"{file} is not a readable safetensors file"):
+            tensors = load_file(str(file), device="cpu")
+        return _check_tensors(tensors, str(file)), None
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, BadZipFile, KeyError ...
@@ -225,11 +196,6 @@ def check_state_keys(
     expected: Mapping[str, Tensor], state: Mapping[str, Tensor], where: str
 ) -> None:
     """Raise unless ``state`` has exactly the keys and shapes of ``expected``.
-
-    Args:
-        expected: The reference state dict (e.g. ``module.state_dict()``).
-        state: The weights to load.
-        where: The source, named in the message (a file path, ``"the given state dict"``).
 
     Raises:
         CheckpointError: Naming the first missing, unexpected and mismatched-shape keys
@@ -287,18 +253,17 @@ def _match(
 def load_encoder_weights(
     encoder: nn.Module, weights: EncoderWeights, *, in_channels: int
 ) -> Preprocessing | None:
-    """Load ``weights`` into ``encoder`` strictly and return the preprocessing they expect.
+    """Load ``weights`` into ``encoder`` strictly; return the preprocessing they expect.
 
-    See the module documentation for the accepted sources and the rules.
+    See the module documentation for the sources and the rules.
 
     Args:
-        encoder: The encoder (modified in place: its parameters and buffers).
+        encoder: The encoder (its parameters and buffers are overwritten).
         weights: A file path, a state dict or a named source of the encoder.
         in_channels: Input channels of the model (for the stem rule).
 
     Returns:
-        The preprocessing the weights expect for ``in_channels`` channels (the catseg
-        checkpoint's record, else the encoder's ``weights_preprocessing``), or ``None``.
+        The preprocessing for ``in_channels`` channels, or ``None``.
 
     Raises:
         ConfigError: If ``weights`` has an unsupported type.

@@ -8,15 +8,9 @@ Examples:
 
 from __future__ import annotations
 
-from catseg.models.encoders import registry
-from catseg.models.encoders.base import (
-    Encoder,
-    EncoderFactory,
-    PretrainedEncoder,
-    validate_encoder,
-)
-from catseg.models.encoders.classic import ClassicEncoder, unet_encoder
-from catseg.models.encoders.registry import *  # noqa: F403  (listed once in its __all__)
+from catseg.models.encoders.base import Encoder, EncoderFactory, PretrainedEncoder, validate_encoder
+from catseg.models.encoders.classic import ClassicEncoder
+from catseg.models.encoders.registry import Registry, get_encoder, list_encoders, register_encoder
 from catseg.models.encoders.resnet import ResNetEncoder, resnet18, resnet34, resnet50
 
 __all__ = [
@@ -24,11 +18,13 @@ __all__ = [
     "Encoder",
     "EncoderFactory",
     "PretrainedEncoder",
+    "Registry",
     "ResNetEncoder",
+    "get_encoder",
+    "list_encoders",
+    "register_encoder",
     "resnet18",
     "resnet34",
     "resnet50",
-    "unet_encoder",
     "validate_encoder",
 ]
-__all__ += registry.__all__  # the registry's whole API

@@ -1,4 +1,4 @@
-"""One wording for a failure inside a third-party library (torchvision, timm)."""
+"""One wording for a failure inside code catseg does not own (torchvision, timm, plugins)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,12 @@ from contextlib import contextmanager
 
 from catseg.errors import CatsegError
 
-__all__ = ["foreign_errors"]
-
 
 @contextmanager
-def foreign_errors(error: type[CatsegError], what: str, hint: str) -> Iterator[None]:
-    """Turn any exception raised in the block into ``error``: what failed, why, what to do.
+def foreign_errors(error: type[CatsegError], what: str, hint: str = "") -> Iterator[None]:
+    """Turn an exception of the block into ``error("{what} ({type}: {message}); {hint}")``.
 
-    A third-party library (or its compiled extension) can fail in any way, so every
-    ``Exception`` is caught; the message is ``"{what} ({type}: {message}); {hint}"``
-    and the original stays chained as ``__cause__``.
-
-    Args:
-        error: The catseg error to raise.
-        what: What failed, e.g. ``"timm cannot build 'x'"``.
-        hint: What the user can do about it.
-
-    Yields:
-        Nothing; the block runs inside.
-
-    Raises:
-        CatsegError: ``error``, if the block raised.
+    A catseg error passes through unchanged; the original stays chained as ``__cause__``.
 
     Examples:
         >>> from catseg.errors import EncoderError
@@ -39,5 +24,9 @@ def foreign_errors(error: type[CatsegError], what: str, hint: str) -> Iterator[N
     """
     try:
         yield
+    except CatsegError:
+        raise
     except Exception as err:
-        raise error(f"{what} ({type(err).__name__}: {err}); {hint}") from err
+        raise error(
+            f"{what} ({type(err).__name__}: {err})" + (f"; {hint}" if hint else "")
+        ) from err
