@@ -75,8 +75,6 @@ from catseg.predict import (
     SegmenterOptions,
 )
 from catseg.training import (
-    CheckpointMeta,
-    CheckpointOptions,
     EpochRecord,
     History,
     RunOptions,
@@ -155,8 +153,6 @@ __all__ += [
     "evaluate",
     "History",
     "EpochRecord",
-    "CheckpointMeta",
-    "CheckpointOptions",
     "RunOptions",
     # export
     "to_onnx",

@@ -27,7 +27,7 @@ from catseg.errors import ConfigError
 from catseg.losses import DiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
-from catseg.training import CheckpointOptions, RunOptions, evaluate, fit
+from catseg.training import RunOptions, evaluate, fit
 from catseg.training._distributed import ShardSampler, shard_eval_loader, shard_train_loader
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +73,7 @@ def _worker(root: Path, out: Path) -> None:
                 optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2),
                 epochs=epochs,
                 val_loader=DataLoader(val, batch_size=4),
-                checkpoint=CheckpointOptions(out / "ckpt"),
+                checkpoint_dir=out / "ckpt",
                 run=RunOptions(precision="fp32", seed=0),
                 progress=False,
             ).to_dict()
@@ -261,7 +261,7 @@ def test_fit_in_a_one_process_group_wraps_in_ddp(synthetic_root: Path, tmp_path:
     model = UNet(num_classes=1, init_features=4, depth=2)
     history = fit(
         model, DataLoader(train, batch_size=8, shuffle=True), loss_fn=DiceLoss(), epochs=1,
-        checkpoint=CheckpointOptions(tmp_path), run=RunOptions(precision="fp32"), progress=False,
+        checkpoint_dir=tmp_path, run=RunOptions(precision="fp32"), progress=False,
     )  # fmt: skip
     assert history.world_size == 1
     # the checkpoint holds the plain model's keys, not DDP's "module." ones

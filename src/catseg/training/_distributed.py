@@ -108,18 +108,14 @@ def max_over_processes(value: float, device: torch.device) -> float:
     """The largest ``value`` of all processes (e.g. the slowest rank's time)."""
     if not is_distributed():
         return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return float(tensor.item())
 
 
 def any_process(flag: bool, device: torch.device) -> bool:
     """True on every process when ``flag`` is true on at least one."""
-    if not is_distributed():
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
+    return max_over_processes(float(flag), device) > 0
 
 
 def broadcast_object(obj: T) -> T:
@@ -161,9 +157,7 @@ class ShardSampler(Sampler[int]):
     """
 
     def __init__(self, length: int, *, rank: int, world_size: int) -> None:
-        self.length = length
-        self.rank = rank
-        self.world_size = world_size
+        self.length, self.rank, self.world_size = length, rank, world_size
 
     def __iter__(self) -> Iterator[int]:
         return iter(range(self.rank, self.length, self.world_size))
@@ -174,22 +168,15 @@ class ShardSampler(Sampler[int]):
 
 # What a sharded loader keeps of the original, by DataLoader argument name; the
 # worker-only ones only when it has workers (DataLoader rejects them otherwise).
-_KEPT = (
-    "batch_size",
-    "collate_fn",
-    "pin_memory",
-    "drop_last",
-    "timeout",
-    "worker_init_fn",
-    "generator",
-)
+_KEPT = ("batch_size", "collate_fn", "pin_memory", "drop_last", "timeout", "worker_init_fn",
+         "generator")  # fmt: skip
 _KEPT_WITH_WORKERS = ("multiprocessing_context", "prefetch_factor", "persistent_workers")
 
 
 def _rebuild(loader: DataLoader[Any], sampler: Sampler[int]) -> DataLoader[Any]:
     workers = loader.num_workers
     kept = _KEPT + (_KEPT_WITH_WORKERS if workers > 0 else ())
-    options: dict[str, Any] = {name: getattr(loader, name) for name in kept}
+    options = {name: getattr(loader, name) for name in kept}
     return DataLoader(loader.dataset, sampler=sampler, num_workers=workers, **options)
 
 
@@ -232,8 +219,7 @@ def shard_train_loader(loader: DataLoader[Any], *, seed: int) -> DataLoader[Any]
             "sampling logic in a DistributedSampler subclass"
         )
     shuffle = isinstance(sampler, RandomSampler)
-    dataset: Any = loader.dataset
-    return _rebuild(loader, DistributedSampler(dataset, shuffle=shuffle, seed=seed))
+    return _rebuild(loader, DistributedSampler(loader.dataset, shuffle=shuffle, seed=seed))
 
 
 def shard_eval_loader(loader: DataLoader[Any]) -> DataLoader[Any]:
@@ -254,6 +240,5 @@ def shard_eval_loader(loader: DataLoader[Any]) -> DataLoader[Any]:
 
 def set_epoch(loader: DataLoader[Any], epoch: int) -> None:
     """Tell the loader's DistributedSampler (if any) which epoch starts, for reshuffling."""
-    sampler = loader.sampler
-    if isinstance(sampler, DistributedSampler):
-        sampler.set_epoch(epoch)
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
