@@ -19,30 +19,17 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
 
 from catseg._modules import unwrap_model
-from catseg._runtime import PRECISIONS, Precision, resolve_device, resolve_precision
+from catseg._runtime import PRECISIONS, Precision, resolve_precision
 from catseg._validation import check_bool, check_choice, check_finite_float, check_int
 from catseg.checkpoint import save_checkpoint
 from catseg.errors import ConfigError
 from catseg.metrics import MeanIoU
 from catseg.training import _distributed as ddp
+from catseg.training import _loop, _resume
 from catseg.training._data import record_data_facts
 from catseg.training._history import Callback, EpochRecord, History
-from catseg.training._loop import (
-    LossFn,
-    ValidationMetric,
-    check_metric,
-    prepare_model,
-    run_evaluation,
-    run_train_epoch,
-)
-from catseg.training._resume import (
-    Scheduler,
-    load_resume,
-    restore,
-    rng_state,
-    run_record,
-    seed_everything,
-)
+from catseg.training._loop import LossFn, ValidationMetric
+from catseg.training._resume import Scheduler
 
 logger = logging.getLogger("catseg.training")
 _PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -200,11 +187,8 @@ def fit(  # noqa: PLR0913 - public keyword-only signature (at most 16, issue 26)
         >>> history.epochs, 0.0 <= history.val_miou[-1] <= 1.0
         ([1, 2], True)
     """
-    run = _check_arguments(locals())
-    training = _Run(model, train_loader, run, loss_fn=loss_fn, optimizer=optimizer,
-                    scheduler=scheduler, val_loader=val_loader, metric=metric,
-                    folder=None if checkpoint_dir is None else Path(checkpoint_dir))  # fmt: skip
-    training.start(epochs, resume)
+    given = _check_arguments(locals())
+    training = _Run(model, train_loader, given)
     bar = _progress_bar(check_bool("progress", progress), epochs, training.epoch)
     try:
         for epoch in range(training.epoch + 1, epochs + 1):
@@ -218,7 +202,7 @@ def fit(  # noqa: PLR0913 - public keyword-only signature (at most 16, issue 26)
                 line = " ".join(f"{k} {v}" for k, v in numbers.items())
                 logger.info("epoch %d/%d %s (%.1fs)", epoch, epochs, line, record.seconds)
             stop = any([bool(callback(record)) for callback in callbacks])
-            if ddp.any_process(stop, training.device):
+            if ddp.max_over_processes(float(stop), training.device) > 0:
                 if ddp.is_main():
                     logger.info("stopped by a callback after epoch %d", epoch)
                 break
@@ -228,8 +212,8 @@ def fit(  # noqa: PLR0913 - public keyword-only signature (at most 16, issue 26)
     return training.history()
 
 
-def _check_arguments(given: dict[str, Any]) -> RunOptions:
-    """Validate fit's arguments where they enter; returns the run options."""
+def _check_arguments(given: dict[str, Any]) -> dict[str, Any]:
+    """Validate fit's arguments where they enter; ``run`` becomes a RunOptions."""
     check_int("epochs", given["epochs"], minimum=1)
     check_bool("resume", given["resume"])
     if not callable(given["loss_fn"]):
@@ -237,7 +221,7 @@ def _check_arguments(given: dict[str, Any]) -> RunOptions:
     if given["optimizer"] is not None and not isinstance(given["optimizer"], Optimizer):
         raise ConfigError(f"optimizer must be a torch Optimizer, got {given['optimizer']!r}")
     if given["metric"] is not None:
-        check_metric(given["metric"])
+        _loop.check_metric(given["metric"])
     scheduler, run = given["scheduler"], given["run"] or RunOptions()
     methods = ("step", "state_dict", "load_state_dict")
     if scheduler is not None and not all(callable(getattr(scheduler, m, None)) for m in methods):
@@ -257,7 +241,7 @@ def _check_arguments(given: dict[str, Any]) -> RunOptions:
     for index, callback in enumerate(callbacks):
         if not callable(callback):
             raise ConfigError(f"callbacks[{index}] must be callable, got {callback!r}")
-    return run
+    return {**given, "run": run}
 
 
 def _progress_bar(show: bool, total: int, initial: int) -> Any:
@@ -303,62 +287,47 @@ def _default_metric(model: nn.Module) -> MeanIoU:
 class _Run:
     """The state of one ``fit`` call: device, model, optimizer, loaders, records, best score."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        train_loader: DataLoader[Any],
-        run: RunOptions,
-        *,
-        loss_fn: LossFn,
-        optimizer: Optimizer | None,
-        scheduler: Scheduler | None,
-        val_loader: DataLoader[Any] | None,
-        metric: ValidationMetric[Any] | None,
-        folder: Path | None,
-    ) -> None:
-        self.run, self.loss_fn, self.scheduler, self.folder = run, loss_fn, scheduler, folder
-        self.device = resolve_device(ddp.default_device(run.device))
-        ddp.bind_device(self.device)
-        self.dtype = resolve_precision(run.precision, self.device)
-        self.net = self.train_model = unwrap_model(model)
-        record_data_facts(self.net, train_loader.dataset, need_size=folder is not None)
-        if run.seed is not None:
-            seed_everything(run.seed, train_loader)
-        prepare_model(self.net, self.device, channels_last=run.channels_last)
-        self.optimizer = optimizer or torch.optim.AdamW(
+    def __init__(self, model: nn.Module, train_loader: DataLoader[Any], given: dict[str, Any]):
+        self.run: RunOptions = given["run"]
+        self.loss_fn, self.scheduler = given["loss_fn"], given["scheduler"]
+        self.folder = None if given["checkpoint_dir"] is None else Path(given["checkpoint_dir"])
+        self.device = ddp.device_for(self.run.device)
+        self.dtype = resolve_precision(self.run.precision, self.device)
+        self.net = unwrap_model(model)
+        record_data_facts(self.net, train_loader.dataset, need_size=self.folder is not None)
+        if self.run.seed is not None:
+            _resume.seed_everything(self.run.seed, train_loader)
+        _loop.prepare_model(self.net, self.device, channels_last=self.run.channels_last)
+        self.optimizer: Optimizer = given["optimizer"] or torch.optim.AdamW(
             self.net.parameters(), lr=1e-3, weight_decay=1e-4
         )
         fp16 = self.dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
-        self.metric = metric
-        if val_loader is not None and metric is None:
+        val_loader, self.metric = given["val_loader"], given["metric"]
+        if val_loader is not None and self.metric is None:
             self.metric = _default_metric(self.net)
-        self.train_loader = ddp.shard_train_loader(train_loader, seed=run.seed or 0)
-        self.val_loader = None if val_loader is None else ddp.shard_eval_loader(val_loader)
+        self.train_loader = ddp.shard(train_loader, train=True, seed=self.run.seed or 0)
+        self.val_loader = None if val_loader is None else ddp.shard(val_loader, train=False)
+        self.started = _resume.run_record(
+            given["epochs"], self.train_loader, self.scheduler, self.run.scheduler_interval
+        )
         self.epoch, self.records, self.best = 0, list[EpochRecord](), -math.inf
-
-    def start(self, epochs: int, resume: bool) -> None:
-        """Resume from ``last.pt`` (when asked and present), then wrap the model for DDP.
-
-        Raises:
-            CheckpointError: If ``last.pt`` cannot be resumed from.
-        """
-        interval = self.run.scheduler_interval
-        self.started = run_record(epochs, self.train_loader, self.scheduler, interval)
-        path = None if self.folder is None else self.folder / "last.pt"
-        payload = load_resume(path, self.started, self.scheduler) if path and resume else None
-        if path is not None and payload is not None:
-            parts = {"model": self.net, "optimizer": self.optimizer}
-            restore(payload, path, {**parts, "scheduler": self.scheduler, "scaler": self.scaler},
-                    self.train_loader)  # fmt: skip
-            training = payload["training"]
-            self.epoch = int(training["epoch"])
-            self.records = [EpochRecord.from_dict(r) for r in training.get("history", [])]
-            best = training.get("best_miou")
-            self.best = -math.inf if best is None else float(best)
-            if ddp.is_main():
-                logger.info("resuming from %s after epoch %d", path, self.epoch)
+        if self.folder is not None and given["resume"]:
+            self._resume(self.folder / "last.pt")
         self.train_model = ddp.wrap(self.net, self.device)
+
+    def _resume(self, path: Path) -> None:
+        payload = _resume.load_resume(path, self.started, self.scheduler)
+        if payload is None:
+            return
+        parts = {"model": self.net, "optimizer": self.optimizer, "scheduler": self.scheduler}
+        _resume.restore(payload, path, {**parts, "scaler": self.scaler}, self.train_loader)
+        training = payload["training"]
+        self.epoch = int(training["epoch"])
+        self.records = [EpochRecord.from_dict(r) for r in training.get("history", [])]
+        self.best = -math.inf if training.get("best_miou") is None else training["best_miou"]
+        if ddp.is_main():
+            logger.info("resuming from %s after epoch %d", path, self.epoch)
 
     def run_epoch(self, epoch: int) -> EpochRecord:
         """Train one epoch, validate, step an epoch scheduler; return the epoch's record."""
@@ -366,7 +335,7 @@ class _Run:
         run, scheduler = self.run, self.scheduler
         ddp.set_epoch(self.train_loader, epoch - 1)
         per_step = run.scheduler_interval == "step"  # never ReduceLROnPlateau (refused)
-        loss, images, seconds = run_train_epoch(
+        loss, images, seconds = _loop.run_train_epoch(
             self.train_model, self.train_loader, self.loss_fn, self.optimizer,
             device=self.device, dtype=self.dtype, scaler=self.scaler, grad_clip=run.grad_clip,
             channels_last=run.channels_last, scheduler=scheduler if per_step else None,
@@ -375,7 +344,7 @@ class _Run:
         ddp.broadcast_buffers(self.net)
         score = val_loss = None
         if self.val_loader is not None and self.metric is not None:
-            result, val_loss = run_evaluation(
+            result, val_loss = _loop.run_evaluation(
                 self.net, self.val_loader, self.metric, device=self.device, dtype=self.dtype,
                 channels_last=run.channels_last, loss_fn=self.loss_fn,
             )  # fmt: skip
@@ -384,14 +353,10 @@ class _Run:
             scheduler.step(loss if score is None or math.isnan(score) else score)
         elif scheduler is not None and not per_step:
             scheduler.step()
+        seconds_all = ddp.max_over_processes(time.perf_counter() - started, self.device)
+        lr = float(self.optimizer.param_groups[0]["lr"])
         return EpochRecord(
-            epoch=epoch,
-            train_loss=loss,
-            val_miou=score,
-            seconds=ddp.max_over_processes(time.perf_counter() - started, self.device),
-            images_per_second=images / max(seconds, 1e-9),
-            lr=float(self.optimizer.param_groups[0]["lr"]),
-            val_loss=val_loss,
+            epoch, loss, score, seconds_all, images / max(seconds, 1e-9), lr, val_loss
         )
 
     def save(self, record: EpochRecord) -> None:
@@ -402,31 +367,25 @@ class _Run:
         self.best = score if improved and score is not None else self.best
         if self.folder is None:
             return
-        rngs = ddp.gather_objects(rng_state(self.train_loader))
+        rngs = ddp.gather_objects(_resume.rng_state(self.train_loader))
         if ddp.is_main():
-            training_state = {
-                "epoch": record.epoch,
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-                "scaler": None if self.scaler is None else self.scaler.state_dict(),
-                "rng": rngs,
-                "history": [r.to_dict() for r in self.records],
-                "best_miou": None if self.best == -math.inf else self.best,
-                "run": self.started,
-            }
-            extra = record.to_dict()
-            save_checkpoint(self.folder / "last.pt", self.net, extra=extra,
-                            training_state=training_state)  # fmt: skip
+            states = {
+                name: None if part is None else part.state_dict()
+                for name, part in (("optimizer", self.optimizer), ("scheduler", self.scheduler),
+                                   ("scaler", self.scaler))
+            }  # fmt: skip
+            best = None if self.best == -math.inf else self.best
+            history = [r.to_dict() for r in self.records]
+            state = {**states, "epoch": record.epoch, "rng": rngs, "history": history,
+                     "best_miou": best, "run": self.started}  # fmt: skip
+            save_checkpoint(self.folder / "last.pt", self.net, extra=record.to_dict(),
+                            training_state=state)  # fmt: skip
             if improved:
-                save_checkpoint(self.folder / "best.pt", self.net, extra=extra)
+                save_checkpoint(self.folder / "best.pt", self.net, extra=record.to_dict())
         ddp.barrier()
 
     def history(self) -> History:
         """The :class:`History` of every finished epoch, resumed ones included."""
-        return History(
-            records=tuple(self.records),
-            precision=_PRECISION_NAMES.get(self.dtype, str(self.dtype)),
-            device=str(self.device),
-            channels_last=self.run.channels_last,
-            world_size=ddp.world_size(),
-        )
+        precision = _PRECISION_NAMES.get(self.dtype, str(self.dtype))
+        return History(tuple(self.records), precision, str(self.device),
+                       self.run.channels_last, ddp.world_size())  # fmt: skip

@@ -311,7 +311,7 @@ def evaluate(
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     if isinstance(loader, torch.utils.data.DataLoader):
-        loader = ddp.shard_eval_loader(loader)
+        loader = ddp.shard(loader, train=False)
     return run_evaluation(
         model, loader, metric, device=dev, dtype=dtype, channels_last=channels_last
     )[0]
