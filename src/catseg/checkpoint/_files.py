@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +13,6 @@ import torch
 from catseg._runtime import quiet_warnings
 from catseg.checkpoint._bounds import MAX_METADATA_BYTES, short
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
-
 
 ZIP_MAGIC = b"PK\x03\x04"
 

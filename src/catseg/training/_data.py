@@ -136,11 +136,8 @@ def read_data_facts(dataset: object, where: str = "the dataset", depth: int = 0)
         else _normalization(transforms)
     )
     inner = getattr(dataset, "dataset", None)
-    if (
-        hasattr(dataset, "class_names")
-        or hasattr(dataset, "image_size")
-        or inner in (None, dataset)
-    ):
+    declares = hasattr(dataset, "class_names") or hasattr(dataset, "image_size")
+    if declares or inner is None or inner is dataset:
         names = getattr(dataset, "class_names", None)
         classes = tuple(map(str, names)) if isinstance(names, Sequence) and names else None
         size = check_optional_size(f"{where}.image_size", getattr(dataset, "image_size", None))
