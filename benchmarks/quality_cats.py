@@ -62,7 +62,7 @@ from catseg.losses import BCEDiceLoss, DiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter, SegmenterOptions
-from catseg.training import CheckpointMeta, EpochRecord, RunOptions, fit
+from catseg.training import EpochRecord, RunOptions, fit
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cats-voc"
@@ -339,14 +339,10 @@ def main() -> None:
         print(f"raw weights IoU {iou:.4f}, EMA({args.ema}) IoU {ema_iou:.4f}")
     eval_seconds = time.perf_counter() - start
     if args.save is not None:
-        meta = CheckpointMeta(tuple(classes), (recipe.image_size, recipe.image_size))
+        model.describe(classes=classes, image_size=recipe.image_size)
         save_checkpoint(
             args.save,
             model,
-            classes=meta.classes,
-            image_size=meta.image_size,
-            mean=meta.mean,
-            std=meta.std,
             extra={"recipe": args.recipe, "val_cat_iou": iou, **asdict(recipe)},
         )
 

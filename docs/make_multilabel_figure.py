@@ -19,7 +19,7 @@ from catseg.data.multilabel import VOCMultilabelDataset, make_synthetic_multilab
 from catseg.losses import DiceCELoss
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import CheckpointOptions, RunOptions, fit
+from catseg.training import RunOptions, fit
 from catseg.visualize import colorize_layers
 
 OUT = Path(__file__).parent / "images" / "multilabel-overlay.png"
@@ -43,7 +43,7 @@ def main() -> None:
         epochs=15,
         val_loader=DataLoader(val_set, batch_size=8),
         optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2),
-        checkpoint=CheckpointOptions(work / "run"),
+        checkpoint_dir=work / "run",
         run=RunOptions(device="cpu", seed=0, precision="fp32"),
         progress=False,
     )

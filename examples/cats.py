@@ -45,7 +45,7 @@ from catseg.losses import BCEDiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import CheckpointMeta, CheckpointOptions, History, RunOptions, fit
+from catseg.training import History, RunOptions, fit
 
 SIZE = 128
 
@@ -116,11 +116,8 @@ def train(data: Path, out: Path, epochs: int, resume: bool) -> History:
             scheduler=schedule,
             epochs=epochs,
             val_loader=val_loader,
-            checkpoint=CheckpointOptions(
-                out / "checkpoints",
-                resume=resume,
-                meta=CheckpointMeta(tuple(train.class_names), image_size=(SIZE, SIZE)),
-            ),
+            checkpoint_dir=out / "checkpoints",  # classes and size come from the data
+            resume=resume,
             run=RunOptions(seed=0, scheduler_interval="step"),
             progress=False,  # one log line per epoch
         )

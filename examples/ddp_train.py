@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from catseg.data import VOCSegmentationDataset, make_synthetic_voc
 from catseg.losses import DiceLoss
 from catseg.models import UNet
-from catseg.training import CheckpointOptions, RunOptions, fit
+from catseg.training import RunOptions, fit
 
 
 def main() -> None:
@@ -76,7 +76,7 @@ def main() -> None:
         optimizer=torch.optim.AdamW(model.parameters(), lr=3e-3),
         epochs=args.epochs,
         val_loader=DataLoader(val, batch_size=16),
-        checkpoint=CheckpointOptions(args.out / "checkpoints"),
+        checkpoint_dir=args.out / "checkpoints",
         run=RunOptions(seed=0),
     )
     if rank == 0:  # fit already showed every epoch (bar or log line): only the summary here

@@ -38,7 +38,7 @@ from catseg.losses import DiceCELoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import CheckpointOptions, RunOptions, fit
+from catseg.training import RunOptions, fit
 
 
 def convert(src: Path, labels: Path, voc: Path) -> Path:
@@ -105,7 +105,8 @@ def main() -> None:
         epochs=options.epochs,
         val_loader=DataLoader(photos, batch_size=3),  # the training photos, unflipped
         # the one-cycle schedule spans exactly `epochs`: always start over
-        checkpoint=CheckpointOptions(out / "checkpoints", resume=False),
+        checkpoint_dir=out / "checkpoints",
+        resume=False,
         run=RunOptions(seed=0, scheduler_interval="step"),
         progress=False,  # one log line per epoch ("val_mIoU": on the training photos)
     )

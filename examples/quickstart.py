@@ -30,7 +30,7 @@ from catseg.data.transforms import RandomHorizontalFlip
 from catseg.losses import DiceLoss
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import CheckpointOptions, RunOptions, fit
+from catseg.training import RunOptions, fit
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 Data = VOCSegmentationDataset | Subset[Pair]
@@ -85,7 +85,8 @@ def run(root: Path, out: Path, size: int, epochs: int, width: int) -> None:
         epochs=epochs,
         val_loader=val_loader,
         # the one-cycle schedule spans exactly `epochs`: always start over
-        checkpoint=CheckpointOptions(out / "checkpoints", resume=False),
+        checkpoint_dir=out / "checkpoints",
+        resume=False,
         run=RunOptions(seed=0, scheduler_interval="step"),
         progress=False,  # one log line per epoch (history.to_markdown() has the table)
     )

@@ -49,14 +49,14 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": _CORE,
     "models": _CORE,
     "data": _CORE | {"visualize"},
-    "checkpoint": _CORE | {"_modules", "_runtime", "_version", "data", "models"},
+    "checkpoint": _CORE | {"_modules", "_runtime", "_version", "models"},
     "export": _CORE | {"_runtime", "_version", "data", "models"},
     # predict -> hub: lazy, in Segmenter.from_pretrained / save_pretrained only
     "predict": _CORE
     | {"_modules", "_runtime", "checkpoint", "data", "export", "hub", "models", "visualize"},
     "hub": _CORE
     | {"_modules", "_version", "checkpoint", "metrics", "models", "training", "visualize"},
-    "training": _CORE | {"_modules", "_runtime", "checkpoint", "metrics", "models"},
+    "training": _CORE | {"_modules", "_runtime", "checkpoint", "data", "metrics", "models"},
     "__init__": set(LAYERS) - {"__init__"},
 }
 

@@ -74,8 +74,6 @@ from catseg.predict import (
     SegmenterOptions,
 )
 from catseg.training import (
-    CheckpointMeta,
-    CheckpointOptions,
     EpochRecord,
     History,
     RunOptions,
@@ -153,8 +151,6 @@ __all__ += [
     "evaluate",
     "History",
     "EpochRecord",
-    "CheckpointMeta",
-    "CheckpointOptions",
     "RunOptions",
     # export
     "to_onnx",

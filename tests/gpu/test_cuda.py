@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from catseg import DiceLoss, MeanIoU, Segmenter, UNet, VOCSegmentationDataset, fit
 from catseg.checkpoint import load_checkpoint
 from catseg.data import make_synthetic_voc
-from catseg.training import CheckpointOptions, RunOptions
+from catseg.training import RunOptions
 
 pytestmark = pytest.mark.gpu
 
@@ -97,7 +97,7 @@ def test_fit_on_cuda_trains_and_saves_a_cpu_loadable_checkpoint(
         loss_fn=DiceLoss(),
         epochs=3,
         run=RunOptions(device="cuda", precision=precision),  # type: ignore[arg-type]
-        checkpoint=CheckpointOptions(tmp_path / "ckpt"),
+        checkpoint_dir=tmp_path / "ckpt",
         progress=False,
     )
     assert history.device.startswith("cuda")

@@ -23,7 +23,8 @@ from catseg.models import (
     unfreeze_encoder,
 )
 from catseg.predict import Segmenter, SegmenterOptions
-from catseg.training import CheckpointMeta, CheckpointOptions, RunOptions, fit
+from catseg.training import RunOptions, fit
+from catseg.training._data import read_data_facts
 
 
 class Blobs(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -58,7 +59,7 @@ def _fit(model: UNet, data: Dataset, checkpoint_dir: Path | None = None) -> None
         loss_fn=DiceLoss(),
         epochs=1,
         run=RunOptions(precision="fp32", device="cpu", seed=0),
-        checkpoint=None if checkpoint_dir is None else CheckpointOptions(checkpoint_dir),
+        checkpoint_dir=checkpoint_dir,
         progress=False,
     )
 
@@ -124,14 +125,13 @@ def test_fit_records_the_datasets_normalize_and_segmenter_reproduces_it(tmp_path
     dataset's normalisation and the Segmenter's probabilities equal the model's."""
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     data = Blobs(transforms=Compose([RandomHorizontalFlip(0.5), Normalize(mean, std)]))
-    assert CheckpointMeta.from_dataset(data).mean == tuple(mean)
+    assert read_data_facts(data).normalization == Preprocessing(tuple(mean), tuple(std))
     torch.manual_seed(0)
     model = UNet(3, 1, init_features=4, depth=2)
     _fit(model, data, checkpoint_dir=tmp_path)
     assert model.preprocessing == Preprocessing(tuple(mean), tuple(std))
     ckpt = load_checkpoint(tmp_path / "last.pt")
-    assert ckpt.mean == tuple(mean)
-    assert ckpt.model_config["preprocessing"] == {"mean": mean, "std": std}
+    assert ckpt.config.preprocessing == Preprocessing(tuple(mean), tuple(std))
 
     image = Blobs(n=1, size=45).images[0]  # raw [0, 1] pixels, not a multiple of the stride
     normalised = (image - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ from catseg.data import transforms as tf
 from catseg.errors import CatsegError, ConfigError
 from catseg.models import UNet, UNetConfig, param_groups
 from catseg.predict import SegmenterOptions
-from catseg.training import CheckpointOptions, RunOptions
+from catseg.training import RunOptions
 from catseg.visualize import overlay
 
 LOGIT = torch.zeros(1, 1, 4, 4)
@@ -184,7 +183,6 @@ CONSTRUCTORS: list[tuple[Callable[..., object], dict[str, Any]]] = [
     (tf.Resize, {"size": (4, 4)}),
     (tf.Compose, {"transforms": []}),
     (RunOptions, {}),
-    (CheckpointOptions, {"directory": Path("checkpoints")}),
     (SegmenterOptions, {}),
     (UNet, {"num_classes": 1}),
     (UNetConfig, {"num_classes": 1}),

@@ -28,7 +28,7 @@ from catseg.data import transforms as tfm
 from catseg.errors import CheckpointError, ConfigError
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import CheckpointMeta
+from catseg.training._data import record_data_facts
 
 CLASSES = ["_background_", "cat"]
 META: dict[str, Any] = {
@@ -99,8 +99,9 @@ class _Declared(Dataset[Any]):
 
 def _meta(dataset: Any) -> Callable[[Path], Any]:
     def call(tmp: Path) -> Any:
-        found = CheckpointMeta.from_dataset(dataset, num_classes=1)
-        return found.classes, found.image_size
+        model = UNet(3, 1, init_features=4, depth=2)
+        record_data_facts(model, dataset, need_size=True)
+        return model.config.classes, model.config.image_size
 
     return call
 
@@ -167,8 +168,8 @@ ROWS: list[Row] = [
         check=_equal((("_background_", "cat"), (32, 48)))),
     Row("meta-from-dataset-concat-disagrees",
         _meta(ConcatDataset([_Declared(CLASSES, 32), _Declared(["_background_", "dog"], 32)])),
-        "ConfigError telling to pass the values", ConfigError,
-        r"parts of the dataset disagree on class_names: .* pass checkpoint_meta="),
+        "ConfigError naming the describe call", ConfigError,
+        r"parts of the dataset disagree on classes: .* model.describe\(classes="),
     Row("meta-from-dataset-unknown-transform",
         _meta(_Declared(CLASSES, 64, tfm.Compose([_crop]))),
         "ConfigError naming the transform", ConfigError,

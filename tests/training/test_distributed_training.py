@@ -27,8 +27,17 @@ from catseg.errors import ConfigError
 from catseg.losses import DiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
-from catseg.training import CheckpointOptions, RunOptions, evaluate, fit
-from catseg.training._distributed import ShardSampler, shard_eval_loader, shard_train_loader
+from catseg.training import RunOptions, evaluate, fit
+from catseg.training._distributed import shard
+
+
+def shard_train_loader(loader: DataLoader[Any], *, seed: int) -> DataLoader[Any]:
+    return shard(loader, train=True, seed=seed)
+
+
+def shard_eval_loader(loader: DataLoader[Any]) -> DataLoader[Any]:
+    return shard(loader, train=False)
+
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 N_IMAGES, VAL_FRACTION = 41, 0.22  # 32 train (even: no DistributedSampler padding), 9 val (odd)
@@ -73,7 +82,7 @@ def _worker(root: Path, out: Path) -> None:
                 optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2),
                 epochs=epochs,
                 val_loader=DataLoader(val, batch_size=4),
-                checkpoint=CheckpointOptions(out / "ckpt"),
+                checkpoint_dir=out / "ckpt",
                 run=RunOptions(precision="fp32", seed=0),
                 progress=False,
             ).to_dict()
@@ -175,12 +184,6 @@ def _collate(batch: list[Any]) -> Any:
     return torch.utils.data.default_collate(batch)
 
 
-def test_shard_sampler_splits_without_padding() -> None:
-    shards = [list(ShardSampler(9, rank=r, world_size=2)) for r in (0, 1)]
-    assert shards == [[0, 2, 4, 6, 8], [1, 3, 5, 7]]
-    assert [len(ShardSampler(9, rank=r, world_size=2)) for r in (0, 1)] == [5, 4]
-
-
 def test_loaders_unchanged_without_distributed() -> None:
     loader = DataLoader(_Tiny(), batch_size=2, shuffle=True)
     assert shard_train_loader(loader, seed=0) is loader
@@ -201,7 +204,7 @@ def test_train_loader_rebuilt_with_distributed_sampler() -> None:
     assert isinstance(ordered.sampler, DistributedSampler)
     assert not ordered.sampler.shuffle
     evaluation = shard_eval_loader(DataLoader(_Tiny(), batch_size=4))
-    assert isinstance(evaluation.sampler, ShardSampler)
+    assert evaluation.sampler == range(0, 10, 1)  # every world_size-th index from the rank
     assert [int(x[0, 0, 0, 0]) for x, _ in evaluation] == [0, 4, 8]
 
 
@@ -261,7 +264,7 @@ def test_fit_in_a_one_process_group_wraps_in_ddp(synthetic_root: Path, tmp_path:
     model = UNet(num_classes=1, init_features=4, depth=2)
     history = fit(
         model, DataLoader(train, batch_size=8, shuffle=True), loss_fn=DiceLoss(), epochs=1,
-        checkpoint=CheckpointOptions(tmp_path), run=RunOptions(precision="fp32"), progress=False,
+        checkpoint_dir=tmp_path, run=RunOptions(precision="fp32"), progress=False,
     )  # fmt: skip
     assert history.world_size == 1
     # the checkpoint holds the plain model's keys, not DDP's "module." ones

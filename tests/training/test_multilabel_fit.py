@@ -13,8 +13,9 @@ from catseg.losses import DiceCELoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
-from catseg.training import CheckpointMeta, CheckpointOptions, RunOptions, fit
-from catseg.training._run import _default_metric
+from catseg.training import RunOptions, fit
+from catseg.training._data import read_data_facts
+from catseg.training._fit import _default_metric
 
 # Measured on the CPU (seed 0, fp32, this exact set-up): best val mIoU 0.84 in 10 epochs
 # (0.0 after the first). The guide documents it; asserted with a margin.
@@ -36,15 +37,16 @@ def test_fit_multilabel_reaches_documented_miou_and_reloads(tmp_path: Path) -> N
         epochs=10,
         val_loader=val,
         optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2),
-        checkpoint=CheckpointOptions(tmp_path / "run"),
+        checkpoint_dir=tmp_path / "run",
         run=RunOptions(device="cpu", seed=0, precision="fp32"),
         progress=False,
     )
     assert max(history.val_miou) >= MIN_MIOU, history.val_miou
 
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert ckpt.mode == "multilabel"
-    assert ckpt.classes == ["disc", "bar"]
+    assert ckpt.config.mode == "multilabel"
+    assert ckpt.config.classes == ("disc", "bar")
+    assert model.config == ckpt.config
     seg = Segmenter.from_checkpoint(tmp_path / "run" / "best.pt", precision="fp32")
     assert seg.mode == "multilabel"
     image, target = VOCMultilabelDataset(root, "val")[0]
@@ -58,38 +60,26 @@ def test_fit_multilabel_reaches_documented_miou_and_reloads(tmp_path: Path) -> N
 
 
 def test_default_metric_follows_the_mode() -> None:
-    model = UNet(3, 3, init_features=4, depth=2)
-    multilabel = _default_metric(model, "multilabel")
-    assert multilabel.mode == "multilabel"
-    assert multilabel.num_classes == 3
-    assert _default_metric(model).mode == "multiclass"
+    multilabel = _default_metric(UNet(3, 3, init_features=4, depth=2).describe(mode="multilabel"))
+    assert (type(multilabel), multilabel.mode, multilabel.num_classes) == (MeanIoU, "multilabel", 3)
+    assert _default_metric(UNet(3, 3, init_features=4, depth=2)).mode == "multiclass"
     assert _default_metric(UNet(3, 1, init_features=4, depth=2)).num_classes == 2
 
 
-def test_checkpoint_meta_reads_mode_from_dataset(tmp_path: Path) -> None:
+def test_the_mode_is_read_from_the_dataset(tmp_path: Path) -> None:
     root = make_synthetic_multilabel(tmp_path / "data", n=4, size=32)
-    meta = CheckpointMeta.from_dataset(VOCMultilabelDataset(root), num_classes=2)
-    assert meta.mode == "multilabel"
-    assert meta.classes == ("disc", "bar")
+    facts = read_data_facts(VOCMultilabelDataset(root))
+    assert (facts.mode, facts.classes) == ("multilabel", ("disc", "bar"))
     subset = torch.utils.data.Subset(VOCMultilabelDataset(root), [0, 1])
-    assert CheckpointMeta.from_dataset(subset, num_classes=2).mode == "multilabel"
-    assert CheckpointMeta.from_dataset(object(), num_classes=2).mode is None
-    assert CheckpointMeta(("bg", "cat")).resolved_mode(1) == "binary"
-    assert CheckpointMeta(("a", "b", "c")).resolved_mode(3) == "multiclass"
+    assert read_data_facts(subset).mode == "multilabel"
+    assert read_data_facts(object()).mode is None
 
 
 def test_single_label_multilabel_checkpoint_round_trip(tmp_path: Path) -> None:
     """K = 1 multilabel saves one label name (binary needs two) and reloads as multilabel."""
     model = UNet(3, 1, init_features=4, depth=2)
-    path = save_checkpoint(
-        tmp_path / "one.pt",
-        model,
-        classes=["cloud"],
-        image_size=None,
-        mean=(0.0,) * 3,
-        std=(1.0,) * 3,
-        extra={"mode": "multilabel"},
-    )
+    model.describe(classes=["cloud"], mode="multilabel")
+    path = save_checkpoint(tmp_path / "one.pt", model)
     seg = Segmenter.from_checkpoint(path, precision="fp32")
     assert seg.mode == "multilabel"
     assert seg.predict(torch.rand(3, 20, 24)).layers.shape == (1, 20, 24)
@@ -97,17 +87,6 @@ def test_single_label_multilabel_checkpoint_round_trip(tmp_path: Path) -> None:
 
 def test_binary_checkpoint_mode_is_inferred(tmp_path: Path) -> None:
     model = UNet(3, 1, init_features=4, depth=2)
-    path = save_checkpoint(
-        tmp_path / "b.pt",
-        model,
-        classes=["bg", "cat"],
-        image_size=None,
-        mean=(0.0,) * 3,
-        std=(1.0,) * 3,
-    )
-    assert load_checkpoint(path).mode == "binary"
+    path = save_checkpoint(tmp_path / "b.pt", model.describe(classes=["bg", "cat"]))
+    assert load_checkpoint(path).config.mode == "binary"
     assert Segmenter.from_checkpoint(path).predict(torch.rand(3, 8, 8)).mask.shape == (8, 8)
-
-
-def test_multilabel_metric_default_is_mean_iou_class() -> None:
-    assert isinstance(_default_metric(UNet(3, 2, init_features=4, depth=2), "multilabel"), MeanIoU)

@@ -21,6 +21,7 @@ from torchmetrics.classification import BinaryJaccardIndex
 import catseg._runtime
 from catseg.checkpoint import load_checkpoint
 from catseg.data import VOCSegmentationDataset, make_synthetic_voc
+from catseg.data.transforms import Compose, Normalize, RandomHorizontalFlip
 from catseg.errors import (
     CheckpointError,
     ConfigError,
@@ -33,8 +34,6 @@ from catseg.losses import DiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.training import (
-    CheckpointMeta,
-    CheckpointOptions,
     EpochRecord,
     History,
     RunOptions,
@@ -101,7 +100,7 @@ def test_fit_reaches_high_miou_and_writes_checkpoints(
     history = fit(
         model, train, loss_fn=DiceLoss(), epochs=12, val_loader=val,
         optimizer=torch.optim.AdamW(model.parameters(), lr=1e-2),
-        checkpoint=CheckpointOptions(tmp_path), run=FP32, progress=False,
+        checkpoint_dir=tmp_path, run=FP32, progress=False,
     )  # fmt: skip
     assert history.epochs == list(range(1, 13))
     assert history.best_val_miou is not None
@@ -119,9 +118,9 @@ def test_fit_reaches_high_miou_and_writes_checkpoints(
     assert best.extra["epoch"] == history.best_epoch
     assert best.extra["val_miou"] == pytest.approx(history.best_val_miou)
     assert best.training_state is None
-    assert best.classes == ["_background_", "blob"]
-    assert best.image_size is None
-    assert (tuple(best.mean), tuple(best.std)) == ((0.0,) * 3, (1.0,) * 3)
+    assert best.config.classes == ("_background_", "blob")
+    assert best.config.image_size is None
+    assert best.config.preprocessing is None  # the identity: [0, 1] pixels
     assert last.training_state is not None
     assert last.training_state["epoch"] == 12
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
@@ -157,7 +156,7 @@ def _train_curve(
     train, val = loaders(train_set, val_set)
     return fit(
         model, train, loss_fn=DiceLoss(), epochs=epochs, optimizer=optimizer,
-        scheduler=scheduler, val_loader=val, checkpoint=CheckpointOptions(ckpt), run=FP32,
+        scheduler=scheduler, val_loader=val, checkpoint_dir=ckpt, run=FP32,
         progress=False, callbacks=callbacks,  # type: ignore[arg-type]
     )  # fmt: skip
 
@@ -197,11 +196,11 @@ def test_resume_false_starts_over(
 ) -> None:
     model = small_unet()
     train, _ = loaders(train_set, val_set)
-    fit(model, train, loss_fn=DiceLoss(), epochs=1, checkpoint=CheckpointOptions(tmp_path),
+    fit(model, train, loss_fn=DiceLoss(), epochs=1, checkpoint_dir=tmp_path,
         progress=False)  # fmt: skip
     history = fit(
         small_unet(), train, loss_fn=DiceLoss(), epochs=1,
-        checkpoint=CheckpointOptions(tmp_path, resume=False), progress=False,
+        checkpoint_dir=tmp_path, resume=False, progress=False,
     )  # fmt: skip
     assert history.epochs == [1]
 
@@ -210,11 +209,11 @@ def test_resume_with_another_model_is_refused(
     train_set: VOCSegmentationDataset, val_set: VOCSegmentationDataset, tmp_path: Path
 ) -> None:
     train, _ = loaders(train_set, val_set)
-    ckpt = CheckpointOptions(tmp_path)
-    fit(small_unet(), train, loss_fn=DiceLoss(), epochs=1, checkpoint=ckpt, progress=False)
+    fit(small_unet(), train, loss_fn=DiceLoss(), epochs=1, checkpoint_dir=tmp_path,
+        progress=False)  # fmt: skip
     wider = UNet(num_classes=1, init_features=6, depth=2)
     with pytest.raises(CheckpointError, match=r"(?s)last\.pt.*size mismatch.*resume=False"):
-        fit(wider, train, loss_fn=DiceLoss(), epochs=2, checkpoint=ckpt, progress=False)
+        fit(wider, train, loss_fn=DiceLoss(), epochs=2, checkpoint_dir=tmp_path, progress=False)
 
 
 _KILL_WORKER = textwrap.dedent(
@@ -225,7 +224,7 @@ _KILL_WORKER = textwrap.dedent(
     from catseg.data import VOCSegmentationDataset
     from catseg.losses import DiceLoss
     from catseg.models import UNet
-    from catseg.training import CheckpointOptions, RunOptions, fit
+    from catseg.training import RunOptions, fit
 
     root, ckpt, marker = (Path(a) for a in sys.argv[1:4])
     torch.set_num_threads(1)
@@ -244,7 +243,7 @@ _KILL_WORKER = textwrap.dedent(
 
     torch.manual_seed(0)
     model = UNet(num_classes=1, init_features=8, depth=2)
-    fit(model, loader, loss_fn=loss_fn, epochs=4, checkpoint=CheckpointOptions(ckpt),
+    fit(model, loader, loss_fn=loss_fn, epochs=4, checkpoint_dir=ckpt,
         run=RunOptions(seed=0), progress=False)
     """
 )
@@ -283,7 +282,7 @@ def test_sigkill_mid_epoch_then_resume(
     model = UNet(num_classes=1, init_features=8, depth=2)
     loader = DataLoader(train_set, batch_size=8, shuffle=True)
     history = fit(
-        model, loader, loss_fn=DiceLoss(), epochs=4, checkpoint=CheckpointOptions(ckpt),
+        model, loader, loss_fn=DiceLoss(), epochs=4, checkpoint_dir=ckpt,
         progress=False,
     )  # fmt: skip
     assert history.epochs == [1, 2, 3, 4]
@@ -306,7 +305,7 @@ def test_nan_loss_stops_with_epoch_and_step(
     model = small_unet()
     with pytest.raises(NonFiniteError, match=r"loss is nan at epoch 2, step 2"):
         fit(model, train, loss_fn=loss_fn, epochs=3, val_loader=val,
-            checkpoint=CheckpointOptions(tmp_path), progress=False)  # fmt: skip
+            checkpoint_dir=tmp_path, progress=False)  # fmt: skip
     kept = load_checkpoint(tmp_path / "last.pt")
     assert kept.extra["epoch"] == 1
     assert all(torch.isfinite(t).all() for t in kept.state_dict.values() if t.is_floating_point())
@@ -495,31 +494,62 @@ def test_tqdm_bar_replaces_log_lines(
     assert "1/1" in capsys.readouterr().err
 
 
-def test_checkpoint_meta_explicit_and_checked(
+def test_fit_records_the_datas_facts_and_refuses_a_disagreeing_model(
     train_set: VOCSegmentationDataset, tmp_path: Path
 ) -> None:
-    loader = DataLoader(torch.utils.data.Subset(train_set, range(4)), batch_size=4)
-    meta = CheckpointMeta(("bg", "thing"), image_size=(32, 32), mean=(0.5,) * 3, std=(0.25,) * 3)
-    fit(UNet(num_classes=1, init_features=4, depth=2), loader, loss_fn=DiceLoss(), epochs=1,
-        checkpoint=CheckpointOptions(tmp_path, meta=meta), progress=False)  # fmt: skip
-    ckpt = load_checkpoint(tmp_path / "last.pt")
-    assert (ckpt.classes, ckpt.image_size) == (["bg", "thing"], (32, 32))
-    assert (tuple(ckpt.mean), tuple(ckpt.std)) == ((0.5,) * 3, (0.25,) * 3)
+    sized = VOCSegmentationDataset(train_set.root, "train", image_size=24,
+                                   transforms=Normalize((0.5,) * 3, (0.25,) * 3))  # fmt: skip
+    loader = DataLoader(torch.utils.data.Subset(sized, range(4)), batch_size=4)
+    model = UNet(num_classes=1, init_features=4, depth=2)
+    fit(model, loader, loss_fn=DiceLoss(), epochs=1, checkpoint_dir=tmp_path, progress=False)
+    config = load_checkpoint(tmp_path / "last.pt").config
+    assert (config.classes, config.image_size) == (("_background_", "blob"), (24, 24))
+    assert (config.preprocessing.mean, config.preprocessing.std) == ((0.5,) * 3, (0.25,) * 3)  # type: ignore[union-attr]
+    assert model.config == config  # the model itself carries the record
+    # a second fit on the same data agrees with what the model now records
+    fit(model, loader, loss_fn=DiceLoss(), epochs=1, progress=False)
 
-    wrong = CheckpointMeta(("bg", "a", "b"))
-    with pytest.raises(ConfigError, match=r"3 names but a binary \(1-logit\) model needs 2"):
-        fit(UNet(num_classes=1, init_features=4, depth=2), loader, loss_fn=DiceLoss(),
-            epochs=1, checkpoint=CheckpointOptions(tmp_path / "x", meta=wrong))  # fmt: skip
-
-
-def test_checkpoint_meta_from_dataset_reads_wrappers(train_set: VOCSegmentationDataset) -> None:
-    sized = VOCSegmentationDataset(train_set.root, "train", image_size=24)
-    meta = CheckpointMeta.from_dataset(torch.utils.data.Subset(sized, [0]), num_classes=1)
-    assert meta == CheckpointMeta(("_background_", "blob"), (24, 24))
-    assert CheckpointMeta.from_dataset(object(), num_classes=1).classes == (
-        "_background_",
-        "foreground",
+    named = UNet(num_classes=1, init_features=4, depth=2).describe(classes=["bg", "thing"])
+    with pytest.raises(ConfigError, match=r"data states classes=\('_background_', 'blob'\) but "
+                       r"the model records classes=\('bg', 'thing'\)"):  # fmt: skip
+        fit(named, loader, loss_fn=DiceLoss(), epochs=1, progress=False)
+    imagenet = UNet(num_classes=1, init_features=4, depth=2).describe(
+        mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
     )
+    with pytest.raises(ConfigError, match=r"normalisation \(mean=\[0.5, 0.5, 0.5\].*differs.*"
+                       r"\(mean=\[0.485"):  # fmt: skip
+        fit(imagenet, loader, loss_fn=DiceLoss(), epochs=1, progress=False)
+    with pytest.raises(ConfigError, match=r"classes has 2 names but a 3-class model needs 3"):
+        fit(UNet(num_classes=3, init_features=4, depth=2), loader, loss_fn=DiceLoss(),
+            epochs=1, progress=False)  # fmt: skip
+
+
+def _crop(image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    return image[:, :16, :16], mask[:16, :16]
+
+
+def test_a_fact_the_data_cannot_state_is_asked_once_and_the_suggested_call_works(
+    train_set: VOCSegmentationDataset, tmp_path: Path
+) -> None:
+    """Issue 26: a plain-function transform gave three errors for one fact."""
+    transforms = Compose([RandomHorizontalFlip(), _crop])
+    cropped = VOCSegmentationDataset(train_set.root, "train", transforms=transforms)
+    loader = DataLoader(torch.utils.data.Subset(cropped, range(4)), batch_size=4)
+    model = UNet(num_classes=1, init_features=4, depth=2)
+    # without checkpoints nothing needs the size: fit runs and records what it can read
+    fit(model, loader, loss_fn=DiceLoss(), epochs=1, progress=False)
+    assert (model.config.classes, model.config.image_size) == (("_background_", "blob"), None)
+    message = (
+        r"^cannot tell the image_size the model is trained with: the transforms of "
+        r"the dataset.dataset hold a function, whose effect on the size is unknown; state it "
+        r"once with model.describe\(image_size=\(H, W\)\) before fit$"
+    )
+    with pytest.raises(ConfigError, match=message):
+        fit(model, loader, loss_fn=DiceLoss(), epochs=1, checkpoint_dir=tmp_path, progress=False)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+    model.describe(image_size=(16, 16))
+    fit(model, loader, loss_fn=DiceLoss(), epochs=1, checkpoint_dir=tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "last.pt").config.image_size == (16, 16)
 
 
 def one_item_loader() -> DataLoader[tuple[Tensor, Tensor]]:
@@ -537,9 +567,6 @@ def one_item_loader() -> DataLoader[tuple[Tensor, Tensor]]:
         (lambda: RunOptions(precision="fp8"), "precision must be one of"),
         (lambda: RunOptions(device="gpu0"), "'gpu0'"),
         (lambda: RunOptions(channels_last=1), "channels_last must be True or False"),
-        (lambda: CheckpointOptions(3), "directory must be a folder path"),
-        (lambda: CheckpointOptions("x", resume=None), "resume must be True or False"),
-        (lambda: CheckpointOptions("x", meta=("a", "b")), "meta must be a CheckpointMeta"),
     ],
 )
 def test_options_reject_bad_values(make: object, match: str) -> None:
@@ -558,7 +585,8 @@ def test_options_reject_bad_values(make: object, match: str) -> None:
         ({"epochs": 1, "metric": object()}, "metric must have reset"),
         ({"epochs": 1, "optimizer": "adam"}, "optimizer must be a torch Optimizer"),
         ({"epochs": 1, "scheduler": 3}, "scheduler must be a torch learning-rate scheduler"),
-        ({"epochs": 1, "checkpoint": "runs"}, r"write checkpoint=CheckpointOptions\('runs'\)"),
+        ({"epochs": 1, "checkpoint_dir": 3}, "checkpoint_dir must be a folder path or None"),
+        ({"epochs": 1, "resume": None}, "resume must be True or False"),
         ({"epochs": 1, "run": {"seed": 0}}, "run must be a RunOptions"),
     ],
 )
@@ -567,34 +595,6 @@ def test_fit_rejects_bad_arguments(kwargs: dict[str, object], match: str) -> Non
     kwargs.setdefault("progress", False)
     with pytest.raises(ConfigError, match=match):
         fit(nn.Conv2d(3, 1, 1), loader, loss_fn=DiceLoss(), **kwargs)  # type: ignore[arg-type]
-
-
-def test_deprecated_keywords_warn_with_the_new_spelling_and_still_work(
-    train_set: VOCSegmentationDataset, tmp_path: Path
-) -> None:
-    loader = DataLoader(torch.utils.data.Subset(train_set, range(8)), batch_size=4, shuffle=True)
-    new = fit(
-        small_unet(), loader, loss_fn=DiceLoss(), epochs=2, progress=False,
-        checkpoint=CheckpointOptions(tmp_path / "new"),
-        run=RunOptions(precision="fp32", seed=0, grad_clip=1.0),
-    )  # fmt: skip
-    expected = (
-        r"fit\(\) keywords checkpoint_dir, precision, seed, grad_clip are deprecated .*"
-        r"checkpoint=CheckpointOptions\(directory=PosixPath\('.*old'\)\), "
-        r"run=RunOptions\(precision='fp32', grad_clip=1.0, seed=0\)\) instead"
-    )
-    with pytest.warns(FutureWarning, match=expected) as caught:
-        old = fit(
-            small_unet(), loader, loss_fn=DiceLoss(), epochs=2, progress=False,
-            checkpoint_dir=tmp_path / "old", precision="fp32", seed=0, grad_clip=1.0,
-        )  # fmt: skip
-    assert caught[0].filename == __file__  # the warning points at the caller's line
-    assert old.train_loss == new.train_loss
-    assert (tmp_path / "old" / "last.pt").is_file()
-    with pytest.raises(ConfigError, match="got run= and the deprecated keywords seed"):
-        fit(small_unet(), loader, loss_fn=DiceLoss(), epochs=1, run=FP32, seed=0)  # type: ignore[call-arg]
-    with pytest.raises(ConfigError, match="unexpected keyword argument 'lr'"):
-        fit(small_unet(), loader, loss_fn=DiceLoss(), epochs=1, lr=0.1)  # type: ignore[call-arg]
 
 
 def test_default_metric_needs_num_classes() -> None:
@@ -648,7 +648,7 @@ def _tiny_fit(
     scheduler = None if schedule is None else schedule(optimizer, epochs, len(loader))  # type: ignore[operator]
     return fit(
         model, loader, loss_fn=DiceLoss(), epochs=epochs, optimizer=optimizer,
-        scheduler=scheduler, checkpoint=CheckpointOptions(ckpt, resume=resume),
+        scheduler=scheduler, checkpoint_dir=ckpt, resume=resume,
         run=RunOptions(precision="fp32", seed=0, scheduler_interval=interval),  # type: ignore[arg-type]
         progress=False,
     )  # fmt: skip
@@ -784,7 +784,7 @@ def test_fit_takes_any_metric_and_records_the_validation_loss(
     history = fit(
         model, DataLoader(torch.utils.data.Subset(train_set, range(16)), batch_size=8),
         loss_fn=DiceLoss(), epochs=2, val_loader=val, metric=PixelAccuracy(),
-        checkpoint=CheckpointOptions(tmp_path), run=FP32, progress=False,
+        checkpoint_dir=tmp_path, run=FP32, progress=False,
     )  # fmt: skip
     # by hand, with the final weights (the last epoch's numbers)
     images = torch.stack([val_set[i][0] for i in range(len(val_set))]).float() / 255

@@ -39,10 +39,8 @@ __all__ = [
     "IMAGENET",
     "Preprocessing",
     "check_preprocessing",
-    "find_normalization",
     "merge_preprocessing",
     "preprocessing_of",
-    "record_preprocessing",
     "resolve_mean_std",
     "same_preprocessing",
 ]
@@ -333,45 +331,6 @@ std=[0.229, 0.224, 0.225])...
     return mean, std
 
 
-def record_preprocessing(
-    model: object, mean: Sequence[float], std: Sequence[float], *, what: str
-) -> None:
-    """Record ``mean``/``std`` in a model that records nothing; check them otherwise.
-
-    :func:`~catseg.training.fit` calls this with the normalisation of the training
-    data, so a model trained on normalised images always carries that normalisation
-    into its checkpoints, its ONNX file and its Segmenter. An identity normalisation is
-    not recorded (``None`` already means identity).
-
-    Args:
-        model: The model (usually a :class:`~catseg.models.UNet`; other modules are
-            left alone).
-        mean: The mean the model is trained with.
-        std: The std the model is trained with.
-        what: How the values are named in the error message.
-
-    Raises:
-        ConfigError: If the model already records other values (both are named).
-
-    Examples:
-        >>> from catseg.models import UNet
-        >>> model = UNet(init_features=4, depth=2)
-        >>> record_preprocessing(model, (0.5,) * 3, (0.2,) * 3, what="the data's")
-        >>> model.preprocessing
-        Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
-    """
-    resolve_mean_std(model, mean, std, what=what)
-    given = _as_record(mean, std)
-    config = getattr(model, "config", None)
-    if (
-        preprocessing_of(model) is None
-        and not given.is_identity
-        and hasattr(config, "preprocessing")
-        and hasattr(model, "in_channels")
-    ):
-        model.preprocessing = given  # type: ignore[attr-defined]
-
-
 def merge_preprocessing(
     config: Mapping[str, Any], mean: Sequence[float], std: Sequence[float], *, what: str
 ) -> dict[str, Any]:
@@ -411,64 +370,3 @@ def merge_preprocessing(
             f"({record}); they must be the same normalisation"
         )
     return data
-
-
-def _compose(
-    first: tuple[list[float], list[float]] | None, mean: list[float], std: list[float]
-) -> tuple[list[float], list[float]]:
-    """Two normalisations in a row, as one: ``((x - m1) / s1 - m2) / s2``."""
-    if first is None:
-        return mean, std
-    m1, s1 = first
-    if len(m1) != len(mean):
-        raise ConfigError(f"two Normalize transforms of different lengths: {m1} then {mean}")
-    return (
-        [a + b * s for a, b, s in zip(m1, mean, s1, strict=True)],
-        [s * t for s, t in zip(s1, std, strict=True)],
-    )
-
-
-def find_normalization(dataset: object) -> tuple[list[float], list[float]] | None:
-    """The ``Normalize`` inside a dataset's transforms, as ``(mean, std)``, or ``None``.
-
-    Looks through wrappers that keep the real dataset in ``.dataset`` (``Subset`` ...),
-    then walks ``dataset.transforms`` (or ``.transform``) and any nested ``Compose``
-    (``.transforms`` lists). A transform counts as a normalisation when its class is
-    called ``Normalize`` and it has ``mean`` and ``std`` (catseg's and torchvision's);
-    several in a row are composed into one.
-
-    Args:
-        dataset: A dataset.
-
-    Returns:
-        ``(mean, std)`` lists, or ``None`` if the transforms normalise nothing.
-
-    Examples:
-        >>> from catseg.data.transforms import Compose, Normalize, Resize
-        >>> class Data:
-        ...     transforms = Compose([Resize(8), Normalize([0.5] * 3, [0.25] * 3)])
-        >>> find_normalization(Data())
-        ([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
-        >>> find_normalization(object()) is None
-        True
-    """
-    for _ in range(8):
-        if hasattr(dataset, "transforms") or hasattr(dataset, "transform"):
-            break
-        inner = getattr(dataset, "dataset", None)
-        if inner is None:
-            break
-        dataset = inner
-    found: tuple[list[float], list[float]] | None = None
-    pending: list[object] = [getattr(dataset, "transforms", getattr(dataset, "transform", None))]
-    while pending:
-        item = pending.pop(0)
-        nested = getattr(item, "transforms", None)
-        if isinstance(nested, list | tuple):
-            pending[:0] = list(nested)
-            continue
-        if type(item).__name__ == "Normalize" and hasattr(item, "mean") and hasattr(item, "std"):
-            mean = [float(v) for v in item.mean]
-            std = [float(v) for v in item.std]
-            found = _compose(found, mean, std)
-    return found

@@ -13,23 +13,18 @@ Examples:
 
 from __future__ import annotations
 
-from catseg.training._fit import fit
+from catseg.training._fit import RunOptions, fit
 from catseg.training._history import Callback, EpochRecord, History
 from catseg.training._loop import LossFn, ValidationMetric, evaluate, train_one_epoch
-from catseg.training._options import CheckpointOptions, DeprecatedFitKeywords, RunOptions
-from catseg.training._state import CheckpointMeta
 
 __all__ = [
     "fit",
     "train_one_epoch",
     "evaluate",
-    "CheckpointOptions",
     "RunOptions",
     "History",
     "EpochRecord",
-    "CheckpointMeta",
     "Callback",
     "LossFn",
     "ValidationMetric",
-    "DeprecatedFitKeywords",
 ]

@@ -7,8 +7,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Callback", "EpochRecord", "History"]
-
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -43,30 +41,17 @@ class EpochRecord:
     val_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the record as a JSON-serialisable dict.
-
-        Returns:
-            A dict with one key per attribute.
-        """
+        """Return the record as a JSON-serialisable dict (one key per attribute)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:
-        """Rebuild a record from :meth:`to_dict` output.
-
-        Args:
-            data: Mapping with the keys of :meth:`to_dict`.
-
-        Returns:
-            The record.
-
-        ``val_loss`` may be missing (records written before it existed).
+        """Rebuild a record from :meth:`to_dict` output (``val_loss`` may be missing).
 
         Raises:
-            KeyError: If a key is missing.
+            KeyError: If another key is missing.
         """
-        miou = data["val_miou"]
-        val_loss = data.get("val_loss")
+        miou, val_loss = data["val_miou"], data.get("val_loss")
         return cls(
             epoch=int(data["epoch"]),
             train_loss=float(data["train_loss"]),
@@ -76,6 +61,15 @@ class EpochRecord:
             lr=float(data["lr"]),
             val_loss=None if val_loss is None else float(val_loss),
         )
+
+    def summary(self) -> dict[str, str]:
+        """The numbers shown per epoch by ``fit``'s progress bar or log line."""
+        out = {"loss": f"{self.train_loss:.4f}"}
+        if self.val_loss is not None:
+            out["val_loss"] = f"{self.val_loss:.4f}"
+        if self.val_miou is not None:
+            out["val_mIoU"] = f"{self.val_miou:.4f}"
+        return {**out, "img/s": f"{self.images_per_second:.1f}"}
 
 
 Callback = Callable[[EpochRecord], "bool | None"]
@@ -152,44 +146,26 @@ class History:
     @property
     def best_epoch(self) -> int | None:
         """The epoch with the highest validation mIoU (the one in ``best.pt``), or ``None``."""
-        best: EpochRecord | None = None
-        for record in self.records:
-            miou = record.val_miou
-            if miou is None or math.isnan(miou):
-                continue
-            if best is None or miou > (best.val_miou or -math.inf):
-                best = record
+        best = self._best()
         return None if best is None else best.epoch
 
     @property
     def best_val_miou(self) -> float | None:
         """The highest validation mIoU, or ``None`` without validation."""
-        epoch = self.best_epoch
-        return None if epoch is None else self.records[self.epochs.index(epoch)].val_miou
+        best = self._best()
+        return None if best is None else best.val_miou
+
+    def _best(self) -> EpochRecord | None:
+        scored = [r for r in self.records if r.val_miou is not None and not math.isnan(r.val_miou)]
+        return max(scored, key=lambda r: r.val_miou or 0.0) if scored else None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the history as a JSON-serialisable dict.
-
-        Returns:
-            ``{"precision", "device", "channels_last", "world_size", "records": [...]}``.
-        """
-        return {
-            "precision": self.precision,
-            "device": self.device,
-            "channels_last": self.channels_last,
-            "world_size": self.world_size,
-            "records": [r.to_dict() for r in self.records],
-        }
+        """Return the history as a JSON-serialisable dict (``records`` as a list of dicts)."""
+        return {**asdict(self), "records": [r.to_dict() for r in self.records]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
         """Rebuild a history from :meth:`to_dict` output.
-
-        Args:
-            data: Mapping as written by :meth:`to_dict`.
-
-        Returns:
-            The history.
 
         Raises:
             KeyError: If a key is missing.
@@ -204,9 +180,6 @@ class History:
 
     def to_markdown(self) -> str:
         """Format the history as a markdown table, one row per epoch.
-
-        Returns:
-            The table as text.
 
         Examples:
             >>> print(History(records=(EpochRecord(1, 0.25, None, 2.0, 16.0, 1e-3),)).to_markdown())

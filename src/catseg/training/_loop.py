@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import torch
@@ -55,18 +54,15 @@ class ValidationMetric(Protocol[ResultT]):
 
 def _split_batch(batch: object, step: int) -> tuple[Tensor, Tensor]:
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-        kind = type(batch).__name__
         size = f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""
         raise DataError(
-            f"batch {step} is a {kind}{size}; the loader must yield pairs (images, masks)"
+            f"batch {step} is a {type(batch).__name__}{size}; the loader must yield pairs "
+            "(images, masks)"
         )
-    images, masks = batch
-    if not isinstance(images, Tensor) or not isinstance(masks, Tensor):
-        raise DataError(
-            f"batch {step} holds ({type(images).__name__}, {type(masks).__name__}); "
-            "expected (Tensor, Tensor)"
-        )
-    return images, masks
+    if not all(isinstance(t, Tensor) for t in batch):
+        kinds = ", ".join(type(t).__name__ for t in batch)
+        raise DataError(f"batch {step} holds ({kinds}); expected (Tensor, Tensor)")
+    return batch[0], batch[1]
 
 
 def _check_scalar(loss: object) -> Tensor:
@@ -117,15 +113,6 @@ def prepare_model(model: nn.Module, device: torch.device, *, channels_last: bool
         to_channels_last(model)
 
 
-@dataclass(frozen=True)
-class EpochStats:
-    """What one training epoch measured (global over processes)."""
-
-    loss: float
-    images: int
-    seconds: float
-
-
 def run_train_epoch(
     model: nn.Module,
     loader: Iterable[Any],
@@ -139,49 +126,41 @@ def run_train_epoch(
     channels_last: bool,
     scheduler: LRScheduler | None,
     epoch: int,
-) -> EpochStats:
-    """One pass over ``loader`` (the engine of train_one_epoch and fit)."""
+) -> tuple[float, int, float]:
+    """One pass over ``loader``: mean loss, images and seconds (over all processes)."""
     model.train()
     start = time.perf_counter()
-    loss_sum = 0.0
-    count = 0
+    loss_sum, count = 0.0, 0
     for step, batch in enumerate(loader, start=1):
-        images, masks = _split_batch(batch, step)
-        x, y = prepare_batch(images, masks, device, channels_last=channels_last)
+        x, y = prepare_batch(*_split_batch(batch, step), device, channels_last=channels_last)
         with autocast(device, dtype):
             logits = model(x)
         loss = _check_scalar(loss_fn(logits.float(), y))
         n = x.shape[0]
         totals = torch.stack([loss.detach().float() * n, torch.tensor(float(n), device=device)])
-        ddp.all_reduce_sum(totals)
-        batch_loss, batch_count = (float(v) for v in totals.tolist())
-        value = batch_loss / batch_count
-        if not math.isfinite(value):
+        batch_loss, batch_count = ddp.all_reduce_sum(totals).tolist()
+        if not math.isfinite(batch_loss / batch_count):
             raise NonFiniteError(
-                f"training loss is {value} at epoch {epoch}, step {step}; stopped before the "
-                "optimizer step (the weights of the previous step are kept)"
+                f"training loss is {batch_loss / batch_count} at epoch {epoch}, step {step}; "
+                "stopped before the optimizer step (the weights of the previous step are kept)"
             )
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
-            if grad_clip is not None:
+        (loss if scaler is None else scaler.scale(loss)).backward()  # type: ignore[no-untyped-call]
+        if grad_clip is not None:
+            if scaler is not None:
                 scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if scaler is None:
+            optimizer.step()
+        else:
             scaler.step(optimizer)
             scaler.update()
-        else:
-            loss.backward()  # type: ignore[no-untyped-call]
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        loss_sum += batch_loss
-        count += int(batch_count)
+        loss_sum, count = loss_sum + batch_loss, count + int(batch_count)
     if count == 0:
         raise DataError(f"the training loader yielded no images in epoch {epoch}")
-    seconds = ddp.max_over_processes(time.perf_counter() - start, device)
-    return EpochStats(loss=loss_sum / count, images=count, seconds=seconds)
+    return loss_sum / count, count, ddp.max_over_processes(time.perf_counter() - start, device)
 
 
 def train_one_epoch(
@@ -258,25 +237,15 @@ def train_one_epoch(
     dtype = resolve_precision(precision, dev)
     if grad_clip is not None:
         grad_clip = check_finite_float("grad_clip", grad_clip, low=0.0, low_open=True)
-    if dtype == torch.float16 and scaler is None:
-        scaler = torch.amp.GradScaler(dev.type)
     if dtype != torch.float16:
         scaler = None
+    elif scaler is None:
+        scaler = torch.amp.GradScaler(dev.type)
     prepare_model(unwrap_model(model), dev, channels_last=channels_last)
-    stats = run_train_epoch(
-        model,
-        loader,
-        loss_fn,
-        optimizer,
-        device=dev,
-        dtype=dtype,
-        scaler=scaler,
-        grad_clip=grad_clip,
-        channels_last=channels_last,
-        scheduler=scheduler,
-        epoch=epoch,
-    )
-    return stats.loss
+    return run_train_epoch(
+        model, loader, loss_fn, optimizer, device=dev, dtype=dtype, scaler=scaler,
+        grad_clip=grad_clip, channels_last=channels_last, scheduler=scheduler, epoch=epoch,
+    )[0]  # fmt: skip
 
 
 def evaluate(
@@ -342,11 +311,10 @@ def evaluate(
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     if isinstance(loader, torch.utils.data.DataLoader):
-        loader = ddp.shard_eval_loader(loader)
-    result, _ = run_evaluation(
+        loader = ddp.shard(loader, train=False)
+    return run_evaluation(
         model, loader, metric, device=dev, dtype=dtype, channels_last=channels_last
-    )
-    return result
+    )[0]
 
 
 def check_metric(metric: object) -> None:
@@ -386,8 +354,7 @@ def run_evaluation(
     totals = torch.zeros(2, dtype=torch.float64, device=device)  # loss x images, images
     try:
         for step, batch in enumerate(loader, start=1):
-            images, masks = _split_batch(batch, step)
-            x, y = prepare_batch(images, masks, device, channels_last=channels_last)
+            x, y = prepare_batch(*_split_batch(batch, step), device, channels_last=channels_last)
             with torch.inference_mode(), autocast(device, dtype):
                 logits = net(x)
             # the metric's state lives outside inference mode (it may be all-reduced later)
@@ -406,5 +373,4 @@ def run_evaluation(
             "the evaluation loader yielded no images: check the validation split "
             "(and, under torch.distributed, that it has at least one image)"
         )
-    result = metric.compute()
-    return result, None if loss_fn is None else loss_sum / count
+    return metric.compute(), None if loss_fn is None else loss_sum / count
