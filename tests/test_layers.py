@@ -24,6 +24,8 @@ LAYERS: dict[str, int] = {
     "_validation": 1,
     "_runtime": 1,
     "_modules": 1,
+    "_bounds": 1,
+    "_files": 1,
     "visualize": 2,
     "losses": 2,
     "metrics": 2,
@@ -44,18 +46,22 @@ ALLOWED: dict[str, set[str]] = {
     "_validation": {"errors"},
     "_runtime": {"errors"},
     "_modules": {"errors"},
+    "_bounds": {"errors"},
+    "_files": {"errors"},
     "visualize": _CORE,
     "losses": _CORE,
     "metrics": _CORE,
-    "models": _CORE,
+    "models": _CORE | {"_bounds"},
     "data": _CORE | {"visualize"},
-    "checkpoint": _CORE | {"_modules", "_runtime", "_version", "models"},
-    "export": _CORE | {"_runtime", "_version", "data", "models"},
+    "checkpoint": _CORE | {"_bounds", "_files", "_modules", "_runtime", "_version", "models"},
+    "export": _CORE | {"_bounds", "_files", "_runtime", "_version", "data", "models"},
     # predict -> hub: lazy, in Segmenter.from_pretrained / save_pretrained only
     "predict": _CORE
-    | {"_modules", "_runtime", "checkpoint", "data", "export", "hub", "models", "visualize"},
+    | {"_files", "_modules", "_runtime", "checkpoint", "data", "export", "hub", "models"}
+    | {"visualize"},
     "hub": _CORE
-    | {"_modules", "_version", "checkpoint", "metrics", "models", "training", "visualize"},
+    | {"_bounds", "_files", "_modules", "_version", "checkpoint", "metrics", "models"}
+    | {"training", "visualize"},
     "training": _CORE | {"_modules", "_runtime", "checkpoint", "data", "metrics", "models"},
     "__init__": set(LAYERS) - {"__init__"},
 }

@@ -58,12 +58,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from catseg._bounds import MAX_NAME_CHARS, Budget, short, walk_plain
 from catseg._files import atomic_write
 from catseg._modules import unwrap_model
 from catseg._version import catseg_version
-from catseg.checkpoint._bounds import MAX_NAME_CHARS, Budget, short, walk_plain
 from catseg.checkpoint._checks import (
-    check_config_bounds,
     check_plain,
     check_weights_fit,
     weight_problem,
@@ -346,7 +345,6 @@ def load_checkpoint(
     reader.walk()
     state = reader.state_dict()
     config = dict(reader.field("model_config", (dict,)))
-    check_config_bounds(config, reader.unsafe)
     training = data.get("training_state")
     if training is not None and not isinstance(training, dict):
         raise reader.corrupt(f"field 'training_state' is {type(training).__name__}, expected dict")

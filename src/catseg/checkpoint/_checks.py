@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from catseg.checkpoint._bounds import Budget, short, tensor_problem, walk_plain
-from catseg.errors import CatsegError, CheckpointError, ConfigError
-
-MAX_CHANNELS = 1024
-"""Most input channels a checkpoint's model config may ask for."""
-MAX_CLASSES = 65_536
-"""Most classes (output maps) a checkpoint's model config may ask for."""
-MAX_DEPTH_STAGES = 12
-"""Deepest classic encoder (number of poolings) a checkpoint's config may ask for."""
-MAX_WIDTH = 65_536
-"""Widest layer (channels) a checkpoint's config may ask for."""
-_MAX_DECODER_STAGES = 32
+from catseg._bounds import Budget, tensor_problem, walk_plain
+from catseg.errors import CheckpointError, ConfigError
 
 
 def _numel(shape: Sequence[int]) -> int:
@@ -64,44 +54,6 @@ def weight_problem(tensor: torch.Tensor) -> str | None:
     if tensor.is_complex():
         return f"is a complex tensor ({tensor.dtype}); model weights are real"
     return None
-
-
-def check_config_bounds(config: Mapping[str, Any], fail: Callable[[str], CatsegError]) -> None:
-    """Refuse a model config that would build an absurdly large model, before building it.
-
-    Only the sizes are checked here (ints of the known fields); everything else is checked
-    by :class:`~catseg.models.config.UNetConfig` when the model is built.
-    """
-
-    def bounded(key: str, limit: int) -> int | None:
-        value = config.get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            return None
-        if value > limit:
-            raise fail(f"model_config {key}={short(value)} is over the limit of {limit}")
-        return value
-
-    bounded("in_channels", MAX_CHANNELS)
-    bounded("num_classes", MAX_CLASSES)
-    depth = bounded("depth", MAX_DEPTH_STAGES)
-    features = bounded("init_features", MAX_WIDTH)
-    if depth is not None and features is not None and features * 2**depth > MAX_WIDTH:
-        raise fail(
-            f"model_config init_features={features}, depth={depth} gives a deepest layer of "
-            f"{features * 2**depth} channels, over the limit of {MAX_WIDTH}"
-        )
-    widths = config.get("decoder_channels")
-    if isinstance(widths, (list, tuple)):
-        if len(widths) > _MAX_DECODER_STAGES:
-            raise fail(
-                f"model_config decoder_channels has {len(widths)} entries, over the limit of "
-                f"{_MAX_DECODER_STAGES}"
-            )
-        for width in widths:
-            if isinstance(width, int) and not isinstance(width, bool) and width > MAX_WIDTH:
-                raise fail(
-                    f"model_config decoder_channels holds {width}, over the limit of {MAX_WIDTH}"
-                )
 
 
 def check_plain(value: Any, where: str) -> None:

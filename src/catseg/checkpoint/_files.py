@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
+from catseg._bounds import MAX_METADATA_BYTES, short
 from catseg._runtime import quiet_warnings
-from catseg.checkpoint._bounds import MAX_METADATA_BYTES, short
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
 
 ZIP_MAGIC = b"PK\x03\x04"

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from catseg._bounds import parse_json
 from catseg._runtime import require
-from catseg.checkpoint._checks import check_config_bounds
 from catseg.errors import (
     CheckpointError,
     ConfigError,
@@ -20,7 +20,6 @@ from catseg.errors import (
     MissingFileError,
     ShapeError,
 )
-from catseg.hub._json import parse_json
 from catseg.models.config import UNetConfig, read_config
 
 
@@ -259,8 +258,4 @@ def _read_record(
     """The model's record from the ``model_config`` metadata entry (read like every record)."""
     if "model_config" not in meta:  # not written by catseg: only the graph's facts are known
         return UNetConfig(in_channels=in_channels or 3, num_classes=num_classes)
-    data = meta["model_config"]
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: invalid model record: expected a JSON object")
-    check_config_bounds(data, lambda m: CheckpointError(f"{path}: {m}"))
-    return read_config(data, path)
+    return read_config(meta["model_config"], path)

@@ -11,12 +11,11 @@ from typing import Any, NoReturn
 
 import torch
 
-from catseg.checkpoint._bounds import short
-from catseg.checkpoint._checks import check_config_bounds, check_weights_fit
+from catseg._bounds import parse_json, read_json, short
+from catseg.checkpoint._checks import check_weights_fit
 from catseg.errors import CatsegError, CheckpointError, MissingFileError
 from catseg.hub._deps import import_safetensors
 from catseg.hub._format import CONFIG_NAME, FORMAT_TAG, FORMAT_VERSION, WEIGHTS_NAME, FolderConfig
-from catseg.hub._json import parse_json, read_json
 from catseg.models import UNet
 from catseg.models.config import read_config as read_config_record
 
@@ -94,7 +93,6 @@ def read_config(folder: Path) -> FolderConfig:
     fields = _Fields(file, data)
     version, writer = _version(fields)
     arch = fields.get("model", (dict,), "an object (UNetConfig.to_dict())")
-    check_config_bounds(arch, lambda m: CheckpointError(f"{file}: {m}"))
     model = read_config_record(arch, file)
     training = data.get("training")
     if training is not None and not isinstance(training, dict):

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from catseg._bounds import read_json
 from catseg._files import atomic_write
 from catseg._modules import unwrap_model
 from catseg._validation import check_bool
@@ -21,7 +22,6 @@ from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.hub._card import model_card
 from catseg.hub._deps import import_safetensors
 from catseg.hub._format import CARD_NAME, CONFIG_NAME, FORMAT_TAG, WEIGHTS_NAME, FolderConfig
-from catseg.hub._json import read_json
 from catseg.metrics import IoUResult
 from catseg.models import UNet
 from catseg.training import History

@@ -9,12 +9,13 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from catseg._bounds import short
 from catseg._validation import check_choice, check_class_names, check_probability, check_size
-from catseg.errors import CheckpointError, ConfigError
+from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.models.blocks import (
     ACTIVATIONS,
     NORMS,
@@ -32,7 +33,6 @@ Mode: TypeAlias = Literal["binary", "multiclass", "multilabel"]
 MODES: tuple[Mode, ...] = ("binary", "multiclass", "multilabel")
 MAX_IMAGE_SIDE = 16384
 """The largest ``image_size`` side a record may ask for (a 16384² float batch is 3 GiB)."""
-MAX_CLASSES = 1024
 _CLASSIC_DEFAULTS = (32, 4)
 _CLASSIC = "unet"
 RECORD_FIELDS = ("classes", "mode", "image_size", "threshold", "preprocessing")
@@ -335,6 +335,53 @@ class UNetConfig:
         return cls(**data)
 
 
+MAX_CHANNELS = 1024
+"""Most input channels a stored record may ask for."""
+MAX_CLASSES = 65_536
+"""Most classes (output maps) a stored record may ask for."""
+MAX_DEPTH_STAGES = 12
+"""Deepest classic encoder (number of poolings) a checkpoint's config may ask for."""
+MAX_WIDTH = 65_536
+"""Widest layer (channels) a checkpoint's config may ask for."""
+_MAX_DECODER_STAGES = 32
+
+
+def _check_bounds(config: Mapping[str, Any], fail: Callable[[str], CatsegError]) -> None:
+    """Refuse a model config that would build an absurdly large model, before building it.
+
+    Only the sizes are checked here (ints of the known fields); :class:`UNetConfig`
+    checks everything else.
+    """
+
+    def bounded(key: str, limit: int) -> int | None:
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None
+        if value > limit:
+            raise fail(f"{key}={short(value)} is over the limit of {limit}")
+        return value
+
+    bounded("in_channels", MAX_CHANNELS)
+    bounded("num_classes", MAX_CLASSES)
+    depth = bounded("depth", MAX_DEPTH_STAGES)
+    features = bounded("init_features", MAX_WIDTH)
+    if depth is not None and features is not None and features * 2**depth > MAX_WIDTH:
+        raise fail(
+            f"init_features={features}, depth={depth} gives a deepest layer of "
+            f"{features * 2**depth} channels, over the limit of {MAX_WIDTH}"
+        )
+    widths = config.get("decoder_channels")
+    if isinstance(widths, (list, tuple)):
+        if len(widths) > _MAX_DECODER_STAGES:
+            raise fail(
+                f"decoder_channels has {len(widths)} entries, over the limit of "
+                f"{_MAX_DECODER_STAGES}"
+            )
+        for width in widths:
+            if isinstance(width, int) and not isinstance(width, bool) and width > MAX_WIDTH:
+                raise fail(f"decoder_channels holds {width}, over the limit of {MAX_WIDTH}")
+
+
 def read_config(data: object, source: object) -> UNetConfig:
     """The record stored in a file (checkpoint, model folder or ONNX metadata), checked.
 
@@ -358,7 +405,14 @@ def read_config(data: object, source: object) -> UNetConfig:
         ...
         catseg.errors.CheckpointError: cat.pt: invalid model record: threshold must be ...
     """
+
+    def fail(message: str) -> CheckpointError:
+        return CheckpointError(f"{source}: invalid model record: {message}")
+
+    if not isinstance(data, Mapping):
+        raise fail(f"expected an object of config fields, got {type(data).__name__}")
+    _check_bounds(data, fail)
     try:
-        return UNetConfig.from_dict(data)  # type: ignore[arg-type]
+        return UNetConfig.from_dict(data)
     except ConfigError as err:
-        raise CheckpointError(f"{source}: invalid model record: {err}") from None
+        raise fail(str(err)) from None
