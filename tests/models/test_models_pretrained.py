@@ -65,9 +65,7 @@ def test_encoder_options_round_trip_through_config_and_checkpoint(tmp_path: Path
     assert [tuple(v.shape) for v in clone.state_dict().values()] == [
         tuple(v.shape) for v in model.state_dict().values()
     ]
-    path = save_checkpoint(
-        tmp_path / "m.pt", model, classes=["a", "b"], image_size=None, mean=[0.0], std=[1.0]
-    )
+    path = save_checkpoint(tmp_path / "m.pt", model)
     rebuilt = load_checkpoint(path).build_model()
     assert rebuilt.config == model.config
 
@@ -260,15 +258,8 @@ def test_bad_sources_raise_catseg_errors(tmp_path: Path) -> None:
 def test_catseg_checkpoint_reuses_encoder_and_preprocessing(tmp_path: Path) -> None:
     torch.manual_seed(1)
     donor = UNet(3, 4, encoder="resnet18")
-    donor.preprocessing = Preprocessing((0.3, 0.4, 0.5), (0.2, 0.2, 0.2))
-    path = save_checkpoint(
-        tmp_path / "donor.pt",
-        donor,
-        classes=["a", "b", "c", "d"],
-        image_size=None,
-        mean=(0.3, 0.4, 0.5),
-        std=(0.2, 0.2, 0.2),
-    )
+    donor.describe(classes=["a", "b", "c", "d"], mean=(0.3, 0.4, 0.5), std=(0.2, 0.2, 0.2))
+    path = save_checkpoint(tmp_path / "donor.pt", donor)
     model = UNet(3, 1, encoder="resnet18", encoder_weights=path)
     for key, value in donor.encoder.state_dict().items():
         assert torch.equal(model.encoder.state_dict()[key], value), key

@@ -202,6 +202,10 @@ def test_config_to_dict_is_plain_json() -> None:
         "dropout": 0.0,
         "encoder_options": {},
         "preprocessing": None,
+        "classes": None,
+        "mode": "multiclass",
+        "image_size": None,
+        "threshold": 0.5,
     }
     assert json.loads(json.dumps(data)) == data
     assert UNetConfig.from_dict(data) == cfg
@@ -218,9 +222,31 @@ def test_from_config_unknown_keys_are_named() -> None:
         UNet.from_config({"depht": 3, "colour": "red"})
     with pytest.raises(ConfigError, match=r"must be a mapping, got list"):
         UNetConfig.from_dict([1, 2])  # type: ignore[arg-type]
-    # configs written before encoder_options carry "pretrained": accepted, and ignored
-    old = UNet.from_config({"init_features": 4, "depth": 2, "pretrained": False})
-    assert old.config == UNetConfig(init_features=4, depth=2)
+
+
+def test_the_record_is_validated_once_for_every_fact() -> None:
+    binary = UNet(3, 1, init_features=4, depth=2)
+    assert binary.config.mode == "binary"
+    assert binary.config.class_names == ("_background_", "foreground")
+    with pytest.raises(ConfigError, match=r"classes has 3 names but a binary \(1-logit\) model"):
+        binary.describe(classes=["bg", "cat", "dog"])
+    with pytest.raises(ConfigError, match=r"mode 'binary' needs 1 logit, but num_classes is 3"):
+        UNetConfig(num_classes=3, mode="binary")
+    with pytest.raises(ConfigError, match=r"threshold must be a finite number in \(0.0, 1.0\)"):
+        binary.describe(threshold=1.5)
+    with pytest.raises(ConfigError, match=r"image_size \(20000, 20000\) has a side over 16384"):
+        binary.describe(image_size=20000)
+    with pytest.raises(ConfigError, match=r"preprocessing has 2 channels"):
+        binary.describe(mean=(0.5, 0.5), std=(1.0, 1.0))
+    with pytest.raises(ConfigError, match=r"mode must be one of"):
+        binary.describe(mode="panoptic")  # type: ignore[arg-type]
+    multilabel = UNet(3, 3, init_features=4, depth=2).describe(
+        classes=["sky", "tree", "car"], mode="multilabel", threshold=[0.3, 0.4, 0.5]
+    )
+    assert multilabel.config.threshold == (0.3, 0.4, 0.5)
+    assert UNet.from_config(multilabel.config.to_dict()).config == multilabel.config
+    with pytest.raises(ConfigError, match=r"threshold holds 2 values"):
+        multilabel.describe(threshold=[0.5, 0.5])
 
 
 def test_instance_encoder_config_cannot_be_rebuilt() -> None:
