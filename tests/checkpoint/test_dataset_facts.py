@@ -1,4 +1,7 @@
-"""CheckpointMeta.from_dataset reads the truth through wrappers and transforms, or refuses."""
+"""read_dataset_facts reads the truth through wrappers and transforms, or refuses.
+
+It is what ``fit`` records as the model's classes and image size.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ import pytest
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from catseg.data import transforms as tfm
+from catseg.checkpoint._dataset import DatasetFacts, read_dataset_facts
 from catseg.errors import ConfigError
-from catseg.training import CheckpointMeta
 
 
 class Declared(Dataset[Any]):
@@ -46,9 +49,9 @@ class Wrapper(Dataset[Any]):
 CATS = ["_background_", "cat"]
 
 
-def meta(dataset: Any) -> tuple[tuple[str, ...], tuple[int, int] | None]:
-    found = CheckpointMeta.from_dataset(dataset, num_classes=1)
-    return found.classes, found.image_size
+def meta(dataset: Any) -> tuple[tuple[str, ...] | None, tuple[int, int] | None]:
+    found = read_dataset_facts(dataset)
+    return found.class_names, found.image_size
 
 
 def test_compose_resize_sets_the_size_the_model_sees() -> None:
@@ -84,8 +87,7 @@ def test_unknown_transform_is_refused_not_guessed() -> None:
 
     with pytest.raises(
         ConfigError,
-        match=r"transforms of the dataset hold a function, whose effect on the size is unknown; "
-        r"pass checkpoint_meta=CheckpointMeta\(classes=\.\.\., image_size=\.\.\.\) explicitly",
+        match=r"transforms of the dataset hold a function, whose effect on the size is unknown; ",
     ):
         meta(Declared(CATS, 64, tfm.Compose([tfm.RandomHorizontalFlip(), my_crop])))
     with pytest.raises(ConfigError, match=r"transforms of the dataset.dataset hold a function"):
@@ -97,9 +99,4 @@ def test_bad_declared_size_and_defaults() -> None:
         ConfigError, match=r"the dataset.image_size is 'big', not \(height, width\)"
     ):
         meta(Declared(CATS, "big"))  # type: ignore[arg-type]
-    assert meta(object()) == (("_background_", "foreground"), None)
-    assert CheckpointMeta.from_dataset(object(), num_classes=3).classes == (
-        "class_0",
-        "class_1",
-        "class_2",
-    )
+    assert read_dataset_facts(object()) == DatasetFacts(None, None)  # the dataset says nothing
