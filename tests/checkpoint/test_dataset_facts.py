@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from catseg.data import transforms as tfm
 from catseg.checkpoint._dataset import DatasetFacts, read_dataset_facts
+from catseg.data import transforms as tfm
 from catseg.errors import ConfigError
 
 
