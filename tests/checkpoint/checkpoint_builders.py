@@ -15,7 +15,7 @@ import torch
 from catseg.checkpoint import save_checkpoint
 from catseg.models import UNet
 
-META: dict[str, Any] = {
+RECORD: dict[str, Any] = {
     "classes": ["_background_", "cat"],
     "image_size": (32, 32),
     "mean": (0.5, 0.5, 0.5),
@@ -24,13 +24,14 @@ META: dict[str, Any] = {
 
 
 def tiny() -> UNet:
+    """A tiny binary UNet whose config records :data:`RECORD`."""
     torch.manual_seed(0)
-    return UNet(3, 1, init_features=4, depth=2).eval()
+    return UNet(3, 1, init_features=4, depth=2).describe(**RECORD).eval()
 
 
 def good_payload(folder: Path) -> dict[str, Any]:
     """The payload dict of a valid checkpoint of :func:`tiny`, to tamper with."""
-    path = save_checkpoint(folder / "good-source.pt", tiny(), **META)
+    path = save_checkpoint(folder / "good-source.pt", tiny())
     payload: dict[str, Any] = torch.load(path, weights_only=True)
     path.unlink()
     return payload

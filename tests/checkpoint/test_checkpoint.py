@@ -19,11 +19,12 @@ from catseg.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
 from catseg.models import UNet
 
-META: dict[str, Any] = {
+RECORD: dict[str, Any] = {
     "classes": ["_background_", "cat"],
     "image_size": (32, 48),
     "mean": (0.485, 0.456, 0.406),
     "std": (0.229, 0.224, 0.225),
+    "threshold": 0.4,
 }
 
 
@@ -32,8 +33,8 @@ def tiny(num_classes: int = 1) -> UNet:
 
 
 def trained_tiny() -> UNet:
-    """A tiny UNet whose BatchNorm statistics and weights moved away from the init."""
-    model = tiny()
+    """A tiny UNet (its record described) whose BatchNorm statistics and weights moved."""
+    model = tiny().describe(**RECORD)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(2):
         loss = model(torch.rand(2, 3, 16, 16)).mean()
@@ -60,18 +61,20 @@ def test_round_trip_restores_everything(tmp_path: Path) -> None:
         model,
         extra={"notes": "hello", "scores": [0.5, 0.75], "t": torch.arange(3)},
         training_state=training_state,
-        **META,
     )
     assert out == tmp_path / "nested" / "ck.pt"
     assert [p.name for p in out.parent.iterdir()] == ["ck.pt"]  # no temp file left
     ckpt = load_checkpoint(out)
     assert ckpt.format_version == FORMAT_VERSION == 1
     assert ckpt.catseg_version == __import__("catseg").__version__
-    assert ckpt.classes == ["_background_", "cat"]
-    assert ckpt.image_size == (32, 48)
-    assert ckpt.mean == pytest.approx(META["mean"])
-    assert ckpt.std == pytest.approx(META["std"])
-    assert ckpt.model_config == model.config.to_dict()
+    assert ckpt.config.classes == ("_background_", "cat")
+    assert ckpt.config.image_size == (32, 48)
+    assert ckpt.config.threshold == 0.4
+    assert ckpt.config.mode == "binary"
+    assert ckpt.config.preprocessing is not None
+    assert ckpt.config.preprocessing.mean == pytest.approx(RECORD["mean"])
+    assert ckpt.config.preprocessing.std == pytest.approx(RECORD["std"])
+    assert ckpt.config == model.config
     assert ckpt.extra["notes"] == "hello"
     assert torch.equal(ckpt.extra["t"], torch.arange(3))
     assert ckpt.training_state is not None
@@ -85,6 +88,7 @@ def test_round_trip_restores_everything(tmp_path: Path) -> None:
 
     rebuilt = ckpt.build_model()
     assert not rebuilt.training
+    assert rebuilt.config == model.config
     pairs = zip(rebuilt.state_dict().items(), model.state_dict().items(), strict=True)
     for (name, a), (_, b) in pairs:
         assert torch.equal(a, b), name
@@ -96,24 +100,22 @@ def test_round_trip_restores_everything(tmp_path: Path) -> None:
 def test_saving_does_not_touch_the_model(tmp_path: Path) -> None:
     model = trained_tiny().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    save_checkpoint(tmp_path / "a.pt", model, **META)
+    config = model.config
+    save_checkpoint(tmp_path / "a.pt", model)
     assert model.training
+    assert model.config is config
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
 
 
 def test_default_model_and_multiclass(tmp_path: Path) -> None:
-    model = tiny(num_classes=3)
-    save_checkpoint(
-        tmp_path / "m.pt",
-        model,
-        classes=["bg", "cat", "dog"],
-        image_size=None,
-        mean=[0, 0, 0],
-        std=[1, 1, 1],
-    )
+    save_checkpoint(tmp_path / "m.pt", tiny(num_classes=3))  # nothing described
     ckpt = load_checkpoint(tmp_path / "m.pt", map_location="cpu")
-    assert ckpt.image_size is None
+    assert ckpt.config.image_size is None
+    assert ckpt.config.classes is None
+    assert ckpt.config.class_names == ("class_0", "class_1", "class_2")
+    assert ckpt.config.mode == "multiclass"
+    assert ckpt.config.preprocessing is None
     assert ckpt.extra == {}
     assert ckpt.training_state is None
     assert ckpt.build_model().num_classes == 3
@@ -121,7 +123,7 @@ def test_default_model_and_multiclass(tmp_path: Path) -> None:
 
 def test_wrapped_models_are_unwrapped(tmp_path: Path) -> None:
     model = tiny()
-    save_checkpoint(tmp_path / "dp.pt", nn.DataParallel(model), **META)
+    save_checkpoint(tmp_path / "dp.pt", nn.DataParallel(model))
     keys = list(load_checkpoint(tmp_path / "dp.pt").state_dict)
     assert keys == list(model.state_dict())
     assert not any(k.startswith("module.") for k in keys)
@@ -130,7 +132,7 @@ def test_wrapped_models_are_unwrapped(tmp_path: Path) -> None:
 def test_fused_model_is_refused(tmp_path: Path) -> None:
     fused = trained_tiny().fuse_for_inference()
     with pytest.raises(CheckpointError, match=r"fuse_for_inference\(\).*save the\s+original"):
-        save_checkpoint(tmp_path / "f.pt", fused, **META)
+        save_checkpoint(tmp_path / "f.pt", fused)
     assert not (tmp_path / "f.pt").exists()
 
 
@@ -140,27 +142,44 @@ def test_fused_model_is_refused(tmp_path: Path) -> None:
         ({"classes": ["cat"]}, r"classes has 1 names but a binary \(1-logit\) model needs 2"),
         ({"classes": "cat"}, "classes must be a list of class names, got 'cat'"),
         ({"classes": ["bg", "bg"]}, "classes must be distinct, got 'bg' twice"),
-        ({"mean": (0.5, 0.5)}, r"mean and std must have the same length"),
+        ({"mean": (0.5, 0.5, 0.5)}, r"give mean and std together"),
         (
             {"mean": (0.5, 0.5), "std": (1.0, 1.0)},
-            r"mean and std must have 3 entries .*\(0.5, 0.5\)",
+            r"preprocessing has 2 channels .* but the model has in_channels=3",
         ),
-        ({"std": (1.0, 0.0, 1.0)}, r"std\[1\] must be a finite number in \(0.0, inf\], got 0.0"),
-        ({"mean": (0.5, float("nan"), 0.5)}, r"mean\[1\] must be a finite number, got nan"),
+        (
+            {"mean": (0.5,) * 3, "std": (1.0, 0.0, 1.0)},
+            r"std\[1\] must be a finite number in \(0.0, inf\], got 0.0",
+        ),
+        ({"mean": (0.5, float("nan"), 0.5), "std": (1,) * 3}, r"mean\[1\] must be a finite"),
         ({"image_size": (32, 0)}, r"image_size must be an int or \(height, width\) of positive"),
+        ({"threshold": 1.5}, r"threshold must be a finite number in \(0.0, 1.0\), got 1.5"),
+        ({"mode": "multiclass"}, r"mode 'multiclass' needs >= 2 logits, but num_classes is 1"),
+    ],
+)
+def test_bad_record_is_refused_where_it_is_stated(changes: dict[str, Any], message: str) -> None:
+    model = tiny()
+    with pytest.raises(ConfigError, match=message):
+        model.describe(**changes)
+    assert model.config == tiny().config  # nothing recorded
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
         ({"extra": {"a": np.zeros(2)}}, r"extra\['a'\] is a numpy.ndarray"),
         ({"training_state": {"x": [1, object()]}}, r"training_state\['x'\]\[1\] is a builtins"),
     ],
 )
 def test_bad_metadata_is_refused(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        save_checkpoint(tmp_path / "x.pt", tiny(), **{**META, **changes})
+        save_checkpoint(tmp_path / "x.pt", tiny(), **changes)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_non_unet_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"saves catseg\.models\.UNet models, got Conv2d"):
-        save_checkpoint(tmp_path / "x.pt", nn.Conv2d(3, 1, 1), **META)
+        save_checkpoint(tmp_path / "x.pt", nn.Conv2d(3, 1, 1))
 
 
 class _Payload:
@@ -177,7 +196,7 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
     good = tmp_path / "good.pt"
-    save_checkpoint(good, tiny(), **META)
+    save_checkpoint(good, tiny())
     payload = torch.load(good, weights_only=True)
     payload["extra"] = {"x": _Payload(marker)}
     torch.save(payload, evil)
@@ -197,7 +216,7 @@ def test_whole_model_pickle_is_refused(tmp_path: Path) -> None:
 
 
 def test_newer_format_version(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "ck.pt", tiny(), **META)
+    save_checkpoint(tmp_path / "ck.pt", tiny())
     payload = torch.load(tmp_path / "ck.pt", weights_only=True)
     payload["format_version"] = FORMAT_VERSION + 1
     payload["catseg_version"] = "9.0.0"
@@ -209,7 +228,7 @@ def test_newer_format_version(tmp_path: Path) -> None:
 
 
 def test_truncated_file(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "ck.pt", tiny(), **META)
+    save_checkpoint(tmp_path / "ck.pt", tiny())
     data = (tmp_path / "ck.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"cut.pt is truncated or corrupt"):
@@ -236,7 +255,7 @@ def test_non_catseg_files(tmp_path: Path) -> None:
 
 
 def test_mismatched_weights_name_keys_and_shapes(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "ck.pt", tiny(), **META)
+    save_checkpoint(tmp_path / "ck.pt", tiny())
     payload = torch.load(tmp_path / "ck.pt", weights_only=True)
     state = payload["state_dict"]
     dropped = next(iter(state))
@@ -255,9 +274,9 @@ def test_mismatched_weights_name_keys_and_shapes(tmp_path: Path) -> None:
 
 
 def test_config_that_cannot_be_rebuilt(tmp_path: Path) -> None:
-    save_checkpoint(tmp_path / "ck.pt", tiny(), **META)
+    save_checkpoint(tmp_path / "ck.pt", tiny())
     payload = torch.load(tmp_path / "ck.pt", weights_only=True)
-    payload["model_config"]["encoder"] = "no_such_encoder"
+    payload["model_config"].update(encoder="no_such_encoder", init_features=32, depth=4)
     torch.save(payload, tmp_path / "enc.pt")
     with pytest.raises(CheckpointError, match=r"cannot be rebuilt.*no_such_encoder"):
         load_checkpoint(tmp_path / "enc.pt").build_model()
@@ -266,17 +285,17 @@ def test_config_that_cannot_be_rebuilt(tmp_path: Path) -> None:
 def test_failed_save_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "ck.pt"
     old = trained_tiny()
-    save_checkpoint(target, old, **META)
+    save_checkpoint(target, old)
     old_bytes = target.read_bytes()
     real_save = torch.save
 
     def broken_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-        f.write(b"PK\x03\x04 half a checkpoint")
+        Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(target, tiny(), **META)
+        save_checkpoint(target, tiny())
     monkeypatch.setattr(torch, "save", real_save)
     assert target.read_bytes() == old_bytes
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # temp file removed
@@ -292,8 +311,7 @@ _KILL_WRITER = textwrap.dedent(
     big = {"blob": torch.rand(48 * 1024 * 1024 // 4)}  # 48 MB of training state
     print("ready", flush=True)
     while True:
-        save_checkpoint(sys.argv[1], model, classes=["bg", "cat"], image_size=None,
-                        mean=[0, 0, 0], std=[1, 1, 1], training_state=big)
+        save_checkpoint(sys.argv[1], model, training_state=big)
     """
 )
 
@@ -313,7 +331,7 @@ def _partial_temp_file(folder: Path) -> bool:
 @pytest.mark.slow
 def test_killed_writer_leaves_the_old_file_loadable(tmp_path: Path) -> None:
     target = tmp_path / "ck.pt"
-    save_checkpoint(target, trained_tiny(), **META)
+    save_checkpoint(target, trained_tiny())
     old_bytes = target.read_bytes()
     with subprocess.Popen(
         [sys.executable, "-c", _KILL_WRITER, str(target)], stdout=subprocess.PIPE, text=True

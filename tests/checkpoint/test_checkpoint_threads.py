@@ -11,14 +11,8 @@ from catseg.models import UNet
 
 
 def test_parallel_loads_restore_the_warning_filters(tmp_path: Path) -> None:
-    path = save_checkpoint(
-        tmp_path / "cat.pt",
-        UNet(3, 1, init_features=4, depth=2),
-        classes=["_background_", "cat"],
-        image_size=(32, 32),
-        mean=(0.5, 0.5, 0.5),
-        std=(0.25, 0.25, 0.25),
-    )
+    model = UNet(3, 1, init_features=4, depth=2).describe(classes=["_background_", "cat"])
+    path = save_checkpoint(tmp_path / "cat.pt", model)
     before = list(warnings.filters)
     start = threading.Barrier(8)
     failures: list[BaseException] = []
@@ -28,7 +22,7 @@ def test_parallel_loads_restore_the_warning_filters(tmp_path: Path) -> None:
             start.wait()
             for _ in range(15):
                 ckpt = load_checkpoint(path)
-                assert ckpt.classes == ["_background_", "cat"]
+                assert ckpt.config.classes == ("_background_", "cat")
         except BaseException as err:  # reported by the main thread
             failures.append(err)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import onnx
 import pytest
@@ -25,8 +27,9 @@ from catseg.errors import (
     ShapeError,
 )
 from catseg.export import INPUT_NAME, OUTPUT_NAME, OnnxRunner, to_onnx
-from catseg.models import UNet, list_encoders
+from catseg.models import UNet, UNetConfig, list_encoders
 from catseg.models.encoders import ClassicEncoder
+from catseg.models.preprocessing import Preprocessing
 from catseg.predict import Segmenter
 
 # (batch, height, width): a multiple of every stride, two sizes that are not, and batch 2.
@@ -110,13 +113,14 @@ def test_exported_file_has_named_dynamic_dims_and_metadata(exported: Exported) -
     assert out_dims == ["batch", NUM_CLASSES, "height", "width"]
     assert proto.opset_import[0].version == 18
     meta = exported.runner.metadata
-    assert meta["in_channels"] == 3
-    assert meta["num_classes"] == NUM_CLASSES
+    # each fact once: the record as one entry, beside what only the file knows
+    assert sorted(meta) == ["catseg_version", "dynamic_size", "model_config", "stride"]
     assert meta["dynamic_size"] is True
+    assert meta["stride"] == exported.model.stride
     assert meta["model_config"] == exported.model.config.to_dict()
     assert isinstance(meta["catseg_version"], str)
-    assert "classes" not in meta  # a bare UNet has no Segmenter fields
-    assert UNet.from_config(meta["model_config"]).config == exported.model.config
+    assert exported.runner.config == exported.model.config
+    assert UNet.from_config(exported.runner.config).config == exported.model.config
 
 
 @dataclass
@@ -124,11 +128,7 @@ class FakeSegmenter:
     """The attributes to_onnx reads from a catseg.predict.Segmenter (duck typed)."""
 
     model: UNet
-    classes: list[str]
-    image_size: tuple[int, int] | None
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    threshold: float
+    config: UNetConfig
 
 
 @pytest.mark.slow
@@ -140,9 +140,14 @@ def test_static_segmenter_export_round_trip_and_atomic_replace(tmp_path: Path) -
     model = UNet(3, 1, encoder=ClassicEncoder(3, init_features=4, depth=2))
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    segmenter = FakeSegmenter(
-        model, ["_background_", "cat"], (40, 56), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 0.4
+    record = dataclasses.replace(  # the Segmenter's resolved record, not the model's
+        model.config,
+        classes=("_background_", "cat"),
+        image_size=(40, 56),
+        preprocessing=Preprocessing((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        threshold=0.4,
     )
+    segmenter = FakeSegmenter(model, record)
     target = tmp_path / "cat.onnx"
     target.write_bytes(b"old contents")
 
@@ -152,19 +157,14 @@ def test_static_segmenter_export_round_trip_and_atomic_replace(tmp_path: Path) -
     proto = onnx.load(str(target))
     assert proto.opset_import[0].version == 20
     runner = OnnxRunner(target)
-    assert runner.metadata == {
-        "in_channels": 3,
-        "num_classes": 1,
-        "dynamic_size": False,
-        "catseg_version": runner.metadata["catseg_version"],
-        "classes": ["_background_", "cat"],
-        "image_size": [40, 56],
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "threshold": 0.4,
-        "stride": 4,
-    }  # no "model_config": an encoder instance cannot be rebuilt from a config
+    assert sorted(runner.metadata) == ["catseg_version", "dynamic_size", "model_config", "stride"]
+    assert (runner.metadata["dynamic_size"], runner.metadata["stride"]) == (False, 4)
     assert isinstance(runner.metadata["catseg_version"], str)
+    # an encoder instance has no rebuildable architecture: the record's facts are stored
+    for field in ("in_channels", "num_classes", "classes", "mode", "image_size", "threshold"):
+        assert getattr(runner.config, field) == getattr(record, field), field
+    assert runner.config.preprocessing == record.preprocessing
+    assert runner.config.mode == "binary"
     assert (runner.in_channels, runner.num_classes) == (3, 1)
     # the model passed in is untouched: still training, same weights
     assert all(m.training for m in model.modules())
@@ -251,10 +251,17 @@ def test_to_onnx_rejects_other_objects(tmp_path: Path) -> None:
 
     class OnnxBacked:  # what Segmenter.from_onnx builds: no PyTorch model
         model = None
-        classes, image_size, mean, std, threshold = ["a"], None, (0.0,), (1.0,), 0.5
+        config = UNetConfig()
 
     with pytest.raises(ConfigError, match=r"\.model is NoneType \(a Segmenter that runs an ONNX"):
         to_onnx(OnnxBacked(), tmp_path / "x.onnx")
+
+    class DictRecord:  # a record that is not a UNetConfig
+        model = UNet(3, 1, init_features=4, depth=2)
+        config: ClassVar[dict[str, Any]] = {"classes": ["bg", "cat"]}
+
+    with pytest.raises(ConfigError, match=r"a UNetConfig `\.config`.*got DictRecord"):
+        to_onnx(DictRecord(), tmp_path / "x.onnx")
     assert not list(tmp_path.iterdir())
 
 
@@ -274,15 +281,6 @@ def test_to_onnx_rejects_non_bool_dynamic_size(tmp_path: Path) -> None:
 def test_to_onnx_rejects_bad_example_size(tmp_path: Path, size: Any) -> None:
     with pytest.raises(ConfigError, match=r"example_size must be an int or \(height, width\)"):
         to_onnx(UNet(3, 1, init_features=4, depth=2), tmp_path / "x.onnx", example_size=size)
-
-
-def test_to_onnx_rejects_segmenter_fields_that_are_not_json(tmp_path: Path) -> None:
-    segmenter = FakeSegmenter(
-        UNet(3, 1, init_features=4, depth=2), ["a"], None, (0.5,), (0.5,), 0.5
-    )
-    segmenter.threshold = object()  # type: ignore[assignment]
-    with pytest.raises(ConfigError, match=r"segmenter\.threshold = <object"):
-        to_onnx(segmenter, tmp_path / "x.onnx")
 
 
 @pytest.mark.parametrize("missing", ["onnx", "onnxscript", "onnxruntime"])
@@ -420,12 +418,14 @@ def test_onnxruntime_failure_is_an_export_error(tmp_path: Path) -> None:
 
 
 def _with_metadata(tmp_path: Path, name: str, meta: dict[str, str]) -> Path:
+    """A 3-channel, 1-logit graph (the channels summed) carrying ``meta``."""
     value = helper.make_tensor_value_info
     graph = helper.make_graph(
-        [helper.make_node("Neg", ["x"], ["y"])],
+        [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)],
         "g",
         [value("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
         [value("y", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [1], [1])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     helper.set_model_props(model, meta)
@@ -433,30 +433,42 @@ def _with_metadata(tmp_path: Path, name: str, meta: dict[str, str]) -> Path:
     return tmp_path / name
 
 
+INVALID = "invalid model record: "
+
+
 @pytest.mark.parametrize(
     ("key", "text", "message"),
     [
-        ("threshold", '"high"', r"metadata 'threshold' must be a finite number in \(0\.0, 1\.0\)"),
-        ("threshold", "1.5", r"metadata 'threshold' must be .*, got 1\.5"),
-        ("image_size", '["a", "b"]', r"metadata 'image_size' must be an int or \(height, width\)"),
-        ("image_size", "[0, 8]", r"metadata 'image_size' must be .*, got \[0, 8\]"),
-        ("image_size", "[8]", r"metadata 'image_size' must be null or \[height, width\]"),
-        ("classes", '"cat"', r"metadata 'classes' must be a list of class names, got 'cat'"),
-        ("classes", '["bg", 3]', r"metadata 'classes' must hold non-empty strings, got 3"),
-        ("mean", "[0.5, NaN, 0.5]", r"metadata 'mean'\[1\] must be a finite number, got nan"),
-        ("std", "[0.5, 0.0, 0.5]", r"metadata 'std'\[1\] must be a finite number in \(0\.0"),
-        ("in_channels", "-3", r"metadata 'in_channels' must be a positive int, got -3"),
-        ("num_classes", '"two"', r"metadata 'num_classes' must be a positive int, got 'two'"),
-        ("stride", "2.5", r"metadata 'stride' must be a positive int, got 2\.5"),
-        ("dynamic_size", '"yes"', r"metadata 'dynamic_size' must be True or False, got 'yes'"),
+        ("model_config", '{"threshold": 1.5}', INVALID + r"threshold must be .* got 1\.5"),
+        ("model_config", '{"classes": ["a", "b", "c"]}', INVALID + r"classes has 3 names but"),
+        (
+            "model_config",
+            '{"preprocessing": {"mean": [0.5, 0.5], "std": [1, 1]}}',
+            INVALID + r"preprocessing has 2 channels",
+        ),
+        ("model_config", '{"mode": "panoptic"}', INVALID + r"mode must be one of"),
+        ("model_config", '{"image_size": [0, 8]}', INVALID + r"image_size must be an int"),
+        ("model_config", '{"colour": 3}', INVALID + r"unknown UNet config key\(s\)"),
+        ("model_config", '"cat"', INVALID + r"expected a JSON object"),
+        ("model_config", "{not json", INVALID + r"expected a JSON object"),
+        ("model_config", '{"num_classes": 2}', INVALID + r"num_classes is 2 but the graph has 1"),
+        ("model_config", '{"in_channels": 2}', INVALID + r"in_channels is 2 but the graph has 3"),
+        ("model_config", '{"depth": 1000}', r"model_config depth=1000 is over the limit of 12"),
+        ("stride", "2.5", r"metadata 'stride' is 2\.5, expected an int in 1\.\.4095"),
+        ("stride", "0", r"metadata 'stride' is 0, expected an int"),
     ],
 )
-def test_malformed_metadata_names_the_key(
+def test_malformed_metadata_names_the_file_and_field(
     tmp_path: Path, key: str, text: str, message: str
 ) -> None:
-    # Before: float("high") and int("a") escaped as bare ValueErrors from from_onnx.
     path = _with_metadata(tmp_path, "meta.onnx", {key: text})
-    with pytest.raises(
-        CheckpointError, match=rf"meta\.onnx' has malformed ONNX metadata: {message}"
-    ):
+    with pytest.raises(CheckpointError, match=rf"meta\.onnx: {message}"):
         OnnxRunner(path)
+
+
+def test_record_of_a_catseg_file_is_read(tmp_path: Path) -> None:
+    record = UNetConfig(num_classes=1, classes=("bg", "cat"), image_size=(24, 40), threshold=0.3)
+    meta = {"model_config": json.dumps(record.to_dict()), "stride": "16"}
+    runner = OnnxRunner(_with_metadata(tmp_path, "cat.onnx", meta))
+    assert runner.config == record
+    assert (runner.in_channels, runner.num_classes, runner.stride) == (3, 1, 16)

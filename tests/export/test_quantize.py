@@ -113,6 +113,8 @@ def test_metadata_survives_and_marks_int8(quantised: Quantised) -> None:
     # every catseg key is kept as it was (onnxruntime adds keys of its own)
     assert {key: int8.metadata.get(key) for key in fp32.metadata} == fp32.metadata
     assert QUANTIZATION_KEY not in fp32.metadata
+    assert int8.config == fp32.config  # the record survives, read with the same checks
+    assert int8.config.classes == ("_background_", "blob")
     assert marker["format"] == "int8"
     assert marker["per_channel"] is True
     assert marker["reduce_range"] is True  # 7-bit weights by default (no vpmaddubsw saturation)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -19,7 +20,6 @@ from catseg.errors import CheckpointError, ConfigError, MissingFileError, Option
 from catseg.hub import FORMAT_VERSION, _deps, _remote, load_pretrained, push_to_hub, save_pretrained
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
-from catseg.models.preprocessing import Preprocessing
 from catseg.predict import Segmenter, SegmenterOptions
 from catseg.training import EpochRecord, History
 
@@ -35,8 +35,9 @@ def trained(cats_voc: Path) -> tuple[UNet, list[Path]]:
     images = torch.stack([b[0] for b in batch])
     masks = torch.stack([b[1] for b in batch])
     model = UNet(3, 2, init_features=8, depth=3)
-    model.preprocessing = Preprocessing((0.45, 0.44, 0.40), (0.25, 0.24, 0.26))
+    model.describe(classes=CLASSES, mean=(0.45, 0.44, 0.40), std=(0.25, 0.24, 0.26))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    assert model.preprocessing is not None
     normalised = model.preprocessing(images)
     for _ in range(6):
         optimizer.zero_grad()
@@ -86,7 +87,7 @@ def test_function_form_keeps_weights_bit_exact_and_safetensors_alone_reads_them(
     trained: tuple[UNet, list[Path]], tmp_path: Path
 ) -> None:
     model, _ = trained
-    folder = save_pretrained(tmp_path / "m", model, classes=CLASSES, palette=[0, 0, 0, 255, 128, 0])
+    folder = save_pretrained(tmp_path / "m", model, palette=[0, 0, 0, 255, 128, 0])
     state = load_file(str(folder / "model.safetensors"))  # safetensors alone, no catseg
     expected = model.state_dict()
     assert set(state) == set(expected)
@@ -96,26 +97,30 @@ def test_function_form_keeps_weights_bit_exact_and_safetensors_alone_reads_them(
     for key, value in loaded.model.state_dict().items():
         assert torch.equal(value, expected[key]), key
     assert loaded.palette == (0, 0, 0, 255, 128, 0)
-    assert loaded.mode == "multiclass"
+    assert loaded.model.config.mode == "multiclass"
     assert loaded.format_version == FORMAT_VERSION
     assert loaded.model.config == model.config
 
 
 def test_config_json_records_everything(trained: tuple[UNet, list[Path]], tmp_path: Path) -> None:
-    model, _ = trained
-    folder = save_pretrained(
-        tmp_path / "m", model, classes=CLASSES, image_size=(48, 80), history=_history()
-    )
+    model = copy.deepcopy(trained[0]).describe(image_size=(48, 80))
+    folder = save_pretrained(tmp_path / "m", model, history=_history())
     config = json.loads((folder / "config.json").read_text())
+    # each fact once: the model's record under "model", the folder's own fields beside it
+    assert sorted(config) == [
+        "catseg_version", "format", "format_version", "fused", "model", "palette", "training"
+    ]  # fmt: skip
     assert config["format"] == "catseg.model"
     assert config["format_version"] == 1
-    assert config["architecture"] == model.config.to_dict()
-    assert config["architecture"]["encoder_options"] == {}
-    assert config["preprocessing"] == {"mean": [0.45, 0.44, 0.40], "std": [0.25, 0.24, 0.26]}
-    assert config["image_size"] == [48, 80]
-    assert config["classes"] == CLASSES
-    assert config["mode"] == "multiclass"
-    assert config["threshold"] == 0.5
+    record = config["model"]
+    assert record == model.config.to_dict()
+    assert record["encoder_options"] == {}
+    assert record["preprocessing"] == {"mean": [0.45, 0.44, 0.40], "std": [0.25, 0.24, 0.26]}
+    assert record["image_size"] == [48, 80]
+    assert record["classes"] == CLASSES
+    assert record["mode"] == "multiclass"
+    assert record["threshold"] == 0.5
+    assert config["palette"] is None
     assert config["training"]["epochs"] == 3
     assert config["training"]["best_epoch"] == 2
     assert config["training"]["best_val_miou"] == 0.62
@@ -125,7 +130,9 @@ def test_config_json_records_everything(trained: tuple[UNet, list[Path]], tmp_pa
 
 
 def test_card_names_classes_colours_preprocessing_and_training(tmp_path: Path) -> None:
-    model = UNet(3, 3, init_features=4, depth=2)
+    model = UNet(3, 3, init_features=4, depth=2).describe(
+        classes=["bg", "cat", "dog"], image_size=128, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2)
+    )
     metric = MeanIoU(3)
     # hand-made: class 1 IoU 1/2 (1 hit, 2 in the union), class 2 IoU 1
     metric.update(torch.tensor([[[1, 1, 2]]]), torch.tensor([[[1, 0, 2]]]))
@@ -133,11 +140,7 @@ def test_card_names_classes_colours_preprocessing_and_training(tmp_path: Path) -
     folder = save_pretrained(
         tmp_path / "pets",
         model,
-        classes=["bg", "cat", "dog"],
         palette="voc",
-        image_size=128,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.2, 0.2, 0.2),
         history=_history(),
         evaluation=result,
     )
@@ -162,58 +165,48 @@ def test_card_names_classes_colours_preprocessing_and_training(tmp_path: Path) -
 
 
 def test_binary_card_threshold_and_default_colours(tmp_path: Path) -> None:
-    folder = save_pretrained(
-        tmp_path / "b", UNet(3, 1, init_features=4, depth=2), classes=CLASSES, threshold=0.3
-    )
+    net = UNet(3, 1, init_features=4, depth=2).describe(classes=CLASSES, threshold=0.3)
+    folder = save_pretrained(tmp_path / "b", net)
     card = (folder / "README.md").read_text()
     assert "| 1 | cat | `#008000` (0, 128, 0) |" in card  # the tutorial's binary palette
     assert "above 0.3" in card
     assert "No training summary" in card
+    assert load_pretrained(folder).model.config.threshold == 0.3
     seg = Segmenter.from_pretrained(folder)
     assert seg.threshold == 0.3
 
 
 def test_resave_into_own_folder_but_not_into_a_foreign_one(tmp_path: Path) -> None:
-    net = UNet(3, 1, init_features=4, depth=2)
-    folder = save_pretrained(tmp_path / "m", net, classes=CLASSES)
-    save_pretrained(folder, net, classes=["bg", "dog"])  # a catseg folder: replaced
-    assert load_pretrained(folder).classes == ("bg", "dog")
+    net = UNet(3, 1, init_features=4, depth=2).describe(classes=CLASSES)
+    folder = save_pretrained(tmp_path / "m", net)
+    save_pretrained(folder, net.describe(classes=["bg", "dog"]))  # a catseg folder: replaced
+    assert load_pretrained(folder).model.config.classes == ("bg", "dog")
+    net.describe(classes=CLASSES)
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "README.md").write_text("my notes")
     with pytest.raises(ConfigError, match="not empty and is not a catseg model folder"):
-        save_pretrained(foreign, net, classes=CLASSES)
+        save_pretrained(foreign, net)
     assert (foreign / "README.md").read_text() == "my notes"
     assert sorted(p.name for p in foreign.iterdir()) == ["README.md"]
-    save_pretrained(foreign, net, classes=CLASSES, overwrite=True)
-    assert load_pretrained(foreign).classes == tuple(CLASSES)
+    save_pretrained(foreign, net, overwrite=True)
+    assert load_pretrained(foreign).model.config.classes == tuple(CLASSES)
     assert not [p for p in foreign.iterdir() if p.name.endswith(".tmp")]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"classes": ["a", "b", "c"]}, "classes has 3 names"),
-        ({"classes": CLASSES, "mode": "multiclass"}, "mode='multiclass' does not fit"),
-        ({"classes": CLASSES, "mode": "semantic"}, "mode must be one of"),
-        ({"classes": CLASSES, "threshold": 1.5}, "threshold"),
-        ({"classes": CLASSES, "palette": [0, 0, 0]}, "a colour for each of the 2 classes"),
-        ({"classes": CLASSES, "palette": [0, 0, 0, 0, 300, 0]}, "0..255"),
-        ({"classes": CLASSES, "mean": (0.5,) * 3, "std": (0.0,) * 3}, "std"),
-        ({"classes": CLASSES, "history": {"epochs": 3}}, "history must be a catseg History"),
+        ({"palette": [0, 0, 0]}, "a colour for each of the 2 classes"),
+        ({"palette": [0, 0, 0, 0, 300, 0]}, "0..255"),
+        ({"history": {"epochs": 3}}, "history must be a catseg History"),
+        ({"overwrite": "yes"}, "overwrite must be True or False"),
     ],
 )
 def test_bad_arguments_are_named(tmp_path: Path, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         save_pretrained(tmp_path / "m", UNet(3, 1, init_features=4, depth=2), **kwargs)
     assert not (tmp_path / "m").exists()
-
-
-def test_mean_std_against_the_model_record(tmp_path: Path) -> None:
-    net = UNet(3, 1, init_features=4, depth=2)
-    net.preprocessing = Preprocessing((0.5,) * 3, (0.25,) * 3)
-    with pytest.raises(ConfigError, match="differ from the preprocessing recorded"):
-        save_pretrained(tmp_path / "m", net, classes=CLASSES, mean=(0.0,) * 3, std=(1.0,) * 3)
 
 
 def test_onnx_segmenter_cannot_save(tmp_path: Path) -> None:
@@ -227,13 +220,17 @@ def test_onnx_segmenter_cannot_save(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------- hostile folders
 def _folder(tmp_path: Path) -> Path:
-    return save_pretrained(tmp_path / "m", UNet(3, 1, init_features=4, depth=2), classes=CLASSES)
+    net = UNet(3, 1, init_features=4, depth=2).describe(classes=CLASSES)
+    return save_pretrained(tmp_path / "m", net)
 
 
-def _edit(folder: Path, **changes: Any) -> None:
+def _edit(folder: Path, record: dict[str, Any] | None = None, **changes: Any) -> None:
+    """Change top-level fields of config.json and fields of its "model" record."""
     path = folder / "config.json"
     data = json.loads(path.read_text())
     data.update(changes)
+    if record is not None:
+        data["model"] = {**data["model"], **record}
     path.write_text(json.dumps(data))
 
 
@@ -241,7 +238,7 @@ def test_newer_format_version_is_refused(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
     _edit(folder, format_version=2, catseg_version="9.0")
     with pytest.raises(CheckpointError, match=r"config\.json: field 'format_version' is 2 .*9\.0"):
-        Segmenter.from_pretrained(folder)
+        load_pretrained(folder)
 
 
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
@@ -262,33 +259,52 @@ def test_missing_folder_and_file_source(tmp_path: Path) -> None:
 
 def test_config_that_does_not_match_the_weights(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
-    data = json.loads((folder / "config.json").read_text())
-    _edit(folder, architecture={**data["architecture"], "init_features": 8})
-    with pytest.raises(CheckpointError, match=r"config\.json: field 'architecture': the weights"):
+    _edit(folder, record={"init_features": 8})
+    with pytest.raises(CheckpointError, match=r"config\.json: field 'model': the weights"):
         load_pretrained(folder)
+
+
+RECORD = r"config\.json: invalid model record: "
 
 
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
         ({"format": "other"}, "not a catseg model config: field 'format'"),
-        ({"classes": "cat"}, "field 'classes' is 'cat'"),
-        ({"classes": ["bg", "cat", "dog"]}, "classes has 3 names|do not match|2 names"),
-        ({"mode": "panoptic"}, "field 'mode'"),
-        ({"threshold": 2}, "field 'threshold'"),
-        ({"image_size": [0, 5]}, "field 'image_size'"),
-        ({"palette": [[0, 0]]}, "field 'palette'"),
-        ({"preprocessing": {"mean": [0, 0, 0], "std": [1, 0, 1]}}, "preprocessing.std"),
-        ({"architecture": {"depth": 10**6}}, "field 'architecture': depth=1000000 is over"),
-        ({"architecture": {"encoder": "nope"}}, "field 'architecture' cannot be built"),
-        ({"fused": "yes"}, "field 'fused'"),
+        ({"model": "unet"}, r"config\.json: field 'model' is 'unet', expected an object"),
+        ({"palette": [[0, 0]]}, r"config\.json: field 'palette' is \[\[0, 0\]\]"),
+        ({"fused": "yes"}, r"config\.json: field 'fused' is 'yes', expected true or false"),
     ],
 )
 def test_malformed_fields_are_named(tmp_path: Path, changes: dict[str, Any], match: str) -> None:
     folder = _folder(tmp_path)
     _edit(folder, **changes)
-    with pytest.raises((CheckpointError, ConfigError), match=match):
-        Segmenter.from_pretrained(folder)
+    with pytest.raises(CheckpointError, match=match):
+        load_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        ({"classes": "cat"}, RECORD + "classes must be a list of class names, got 'cat'"),
+        ({"classes": ["bg", "cat", "dog"]}, RECORD + r"classes has 3 names but a binary"),
+        ({"mode": "panoptic"}, RECORD + "mode must be one of 'binary', .*got 'panoptic'"),
+        ({"threshold": 2}, RECORD + r"threshold must be a finite number in \(0.0, 1.0\), got 2"),
+        ({"image_size": [0, 5]}, RECORD + r"image_size must be an int or \(height, width\)"),
+        ({"preprocessing": {"mean": [0, 0, 0], "std": [1, 0, 1]}}, RECORD + r".*std\[1\]"),
+        ({"colours": 3}, RECORD + r"unknown UNet config key\(s\) \['colours'\]"),
+        ({"depth": 10**6}, r"config\.json: model_config depth=1000000 is over the limit of 12"),
+        (
+            {"encoder": "nope", "init_features": 32, "depth": 4},
+            r"config\.json: field 'model' cannot be built by this catseg: .*'nope'",
+        ),
+    ],
+)
+def test_malformed_records_are_named(tmp_path: Path, model: dict[str, Any], match: str) -> None:
+    folder = _folder(tmp_path)
+    _edit(folder, record=model)
+    with pytest.raises(CheckpointError, match=match):
+        load_pretrained(folder)
 
 
 def test_huge_and_deep_json_is_refused_fast(tmp_path: Path) -> None:
@@ -349,7 +365,7 @@ def test_missing_safetensors_names_the_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)
     with pytest.raises(OptionalDependencyError, match=r"catseg\[safetensors\]"):
-        save_pretrained(tmp_path / "m", UNet(3, 1, init_features=4, depth=2), classes=CLASSES)
+        save_pretrained(tmp_path / "m", UNet(3, 1, init_features=4, depth=2))
     assert not (tmp_path / "m").exists()
 
 
@@ -396,10 +412,10 @@ def test_existing_local_path_wins_over_repo_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     local = tmp_path / "catlab" / "cat-unet"
-    save_pretrained(local, UNet(3, 1, init_features=4, depth=2), classes=["bg", "local"])
+    save_pretrained(local, UNet(3, 1, init_features=4, depth=2).describe(classes=["bg", "local"]))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(_remote, "import_hub", lambda: pytest.fail("the hub was asked"))
-    assert load_pretrained("catlab/cat-unet").classes == ("bg", "local")
+    assert load_pretrained("catlab/cat-unet").model.config.classes == ("bg", "local")
 
 
 def test_missing_hub_library_names_the_extra(
@@ -510,8 +526,8 @@ def test_segmenter_push_to_hub_uploads_a_saved_folder(
     assert seen["upload"]["revision"] == "dev"
     assert seen["upload"]["commit_message"] == "Upload catseg model"
     assert seen["files"] == ["README.md", "config.json", "model.safetensors"]
-    assert seen["config"]["classes"] == CLASSES
-    assert seen["config"]["image_size"] == [64, 64]
+    assert seen["config"]["model"]["classes"] == CLASSES
+    assert seen["config"]["model"]["image_size"] == [64, 64]
     assert seen["config"]["training"]["epochs"] == 3
     assert "cat" in seen["card"]
     reference = Segmenter(
@@ -536,9 +552,7 @@ def test_segmenter_push_to_hub_needs_the_hub_extra(
 
 def test_nan_miou_history_is_recorded_as_null(tmp_path: Path) -> None:
     history = History(records=(EpochRecord(1, 0.5, math.nan, 1.0, 1.0, 1e-3),))
-    folder = save_pretrained(
-        tmp_path / "m", UNet(3, 1, init_features=4, depth=2), classes=CLASSES, history=history
-    )
+    folder = save_pretrained(tmp_path / "m", UNet(3, 1, init_features=4, depth=2), history=history)
     assert json.loads((folder / "config.json").read_text())["training"]["best_val_miou"] is None
 
 

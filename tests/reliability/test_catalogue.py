@@ -60,12 +60,6 @@ from catseg.visualize import overlay
 
 LABELS = ["__ignore__", "_background_", "cat"]
 CLASSES = ["_background_", "cat"]
-META: dict[str, Any] = {
-    "classes": CLASSES,
-    "image_size": None,
-    "mean": (0.5, 0.5, 0.5),
-    "std": (0.25, 0.25, 0.25),
-}
 
 
 @dataclass(frozen=True)
@@ -581,7 +575,7 @@ def _big_tiled(ctx: Ctx) -> Any:
 
 # ---------------------------------------------------------------------- checkpoint rows
 def _pickle_runs_code(ctx: Ctx) -> Any:
-    good = save_checkpoint(ctx.tmp / "good.pt", tiny(), **META)
+    good = save_checkpoint(ctx.tmp / "good.pt", tiny())
     payload = torch.load(good, weights_only=True)
     payload["extra"] = {"note": CodeRunningPayload(ctx.tmp / "PWNED")}
     torch.save(payload, ctx.tmp / "downloaded.pt")
@@ -595,7 +589,7 @@ def _marker_absent(ctx: Ctx) -> None:
 def _other_config(ctx: Ctx) -> Any:
     # Weights of a 4-wide model in a file whose config says 8 wide (e.g. two runs' files
     # mixed up by hand): rebuilding refuses, naming a mismatched tensor and both shapes.
-    small = save_checkpoint(ctx.tmp / "small.pt", tiny(), **META)
+    small = save_checkpoint(ctx.tmp / "small.pt", tiny())
     wide = UNet(3, 1, init_features=8, depth=2)
     payload = torch.load(small, weights_only=True)
     payload["model_config"] = wide.config.to_dict()
@@ -609,15 +603,18 @@ def _tutorial_whole_model(ctx: Ctx) -> Any:
 
 
 def _truncated_checkpoint(ctx: Ctx) -> Any:
-    data = save_checkpoint(ctx.tmp / "full.pt", tiny(), **META).read_bytes()
+    data = save_checkpoint(ctx.tmp / "full.pt", tiny()).read_bytes()
     (ctx.tmp / "copied_halfway.pt").write_bytes(data[: len(data) // 2])
     return load_checkpoint(ctx.tmp / "copied_halfway.pt")
 
 
-def _tampered(**changes: Any) -> Callable[[Ctx], Any]:
+def _tampered(record: dict[str, Any] | None = None, **changes: Any) -> Callable[[Ctx], Any]:
+    """A saved checkpoint with top-level fields and fields of its record replaced."""
+
     def call(ctx: Ctx) -> Any:
-        payload = torch.load(save_checkpoint(ctx.tmp / "ok.pt", tiny(), **META), weights_only=True)
+        payload = torch.load(save_checkpoint(ctx.tmp / "ok.pt", tiny()), weights_only=True)
         payload.update(changes)
+        payload["model_config"].update(record or {})
         torch.save(payload, ctx.tmp / "tampered.pt")
         return load_checkpoint(ctx.tmp / "tampered.pt")
 
@@ -816,12 +813,13 @@ ROWS: list[Row] = [
     Row("checkpoint-whole-model-pickle", _tutorial_whole_model,
         "CheckpointError naming the file", CheckpointError,
         r"unet_model\.pth was refused by the safe loader"),
-    Row("checkpoint-tampered-mean", _tampered(mean=["x", 0.5, 0.5]),
+    Row("checkpoint-tampered-mean",
+        _tampered({"preprocessing": {"mean": ["x", 0.5, 0.5], "std": [1, 1, 1]}}),
         "CheckpointError naming file and field", CheckpointError,
-        r"tampered\.pt is a corrupt catseg checkpoint: .*mean"),
-    Row("checkpoint-tampered-image-size", _tampered(image_size=["a", "b"]),
+        r"tampered\.pt: invalid model record: .*mean"),
+    Row("checkpoint-tampered-image-size", _tampered({"image_size": ["a", "b"]}),
         "CheckpointError naming file and field", CheckpointError,
-        r"tampered\.pt is a corrupt catseg checkpoint: .*image_size"),
+        r"tampered\.pt: invalid model record: image_size"),
     Row("checkpoint-tampered-state-dict-keys", _tampered(state_dict={1: torch.zeros(1)}),
         "CheckpointError naming file and field", CheckpointError,
         r"tampered\.pt is a corrupt catseg checkpoint: .*state_dict"),

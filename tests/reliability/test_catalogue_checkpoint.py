@@ -31,17 +31,12 @@ from catseg.predict import Segmenter
 from catseg.training._data import record_data_facts
 
 CLASSES = ["_background_", "cat"]
-META: dict[str, Any] = {
-    "classes": CLASSES,
-    "image_size": None,
-    "mean": (0.5, 0.5, 0.5),
-    "std": (0.25, 0.25, 0.25),
-}
 
 
 def tiny() -> UNet:
     torch.manual_seed(0)
-    return UNet(3, 1, init_features=4, depth=2).eval()
+    model = UNet(3, 1, init_features=4, depth=2)
+    return model.describe(classes=CLASSES, mean=(0.5,) * 3, std=(0.25,) * 3).eval()
 
 
 def _bomb(levels: int) -> list[Any]:
@@ -55,7 +50,7 @@ def _hostile(field: str, value: Callable[[dict[str, Any]], Any]) -> Callable[[Pa
     """Save a good file, set ``field`` to ``value(payload)``, load it as Segmenter would."""
 
     def call(tmp: Path) -> Any:
-        payload = torch.load(save_checkpoint(tmp / "ok.pt", tiny(), **META), weights_only=True)
+        payload = torch.load(save_checkpoint(tmp / "ok.pt", tiny()), weights_only=True)
         payload[field] = value(payload)
         torch.save(payload, tmp / "downloaded.pt")
         return Segmenter.from_checkpoint(tmp / "downloaded.pt", precision="fp32")
@@ -72,7 +67,7 @@ def _config(**changes: Any) -> Callable[[dict[str, Any]], Any]:
 
 
 def _deflated(tmp: Path) -> Any:
-    source = save_checkpoint(tmp / "ok.pt", tiny(), **META)
+    source = save_checkpoint(tmp / "ok.pt", tiny())
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp / "zipped.pt", "w", 8) as zout:
         for info in zin.infolist():
             zout.writestr(info.filename, zin.read(info.filename))
@@ -81,7 +76,7 @@ def _deflated(tmp: Path) -> Any:
 
 def _map_location(value: Any) -> Callable[[Path], Any]:
     def call(tmp: Path) -> Any:
-        return load_checkpoint(save_checkpoint(tmp / "ok.pt", tiny(), **META), map_location=value)
+        return load_checkpoint(save_checkpoint(tmp / "ok.pt", tiny()), map_location=value)
 
     return call
 
@@ -121,9 +116,14 @@ ROWS: list[Row] = [
     Row("checkpoint-shared-list-bomb-in-extra", _hostile("extra", lambda p: {"x": _bomb(40)}),
         "CheckpointError in ms, naming the field", CheckpointError,
         r"downloaded\.pt cannot be loaded safely: field 'extra'\['x'\].* nested more than 32"),
-    Row("checkpoint-shared-list-bomb-in-classes", _hostile("classes", lambda p: [_bomb(40)]),
+    Row("checkpoint-shared-list-bomb-in-classes",
+        _hostile("model_config", _config(classes=[_bomb(40)])),
         "CheckpointError (was: str() of 2**40 items, a hang)", CheckpointError,
-        r"field 'classes'\[0\].* is nested more than 32 levels deep"),
+        r"field 'model_config'\['classes'\]\[0\].* is nested more than 32 levels deep"),
+    Row("checkpoint-record-threshold-1.5",
+        _hostile("model_config", _config(threshold=1.5)),
+        "CheckpointError naming the file and the field", CheckpointError,
+        r"downloaded\.pt: invalid model record: threshold must be a finite number in \(0\.0, 1"),
     Row("checkpoint-config-depth-1000", _hostile("model_config", _config(depth=1000)),
         "CheckpointError before building", CheckpointError,
         r"model_config depth=1000 is over the limit of 12"),

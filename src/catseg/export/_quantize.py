@@ -207,8 +207,8 @@ def quantize_onnx(
     transposes. On a 2-core AVX2 CPU without VNNI this took the default UNet (256²,
     batch 4) from 1.65× to about 1.9× the fp32 onnxruntime speed (export guide).
 
-    The destination keeps every metadata entry of the source (classes, input size,
-    normalisation, threshold, ...) plus ``quantization`` (a JSON object: ``"int8"``
+    The destination keeps every metadata entry of the source (the model's record in
+    ``model_config``, ...) plus ``quantization`` (a JSON object: ``"int8"``
     format, calibration method and image count), so ``Segmenter.from_onnx(dst_onnx)``
     runs it unchanged. The file is written atomically; ``src_onnx`` is never modified.
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from catseg._bounds import parse_json
+from catseg._bounds import parse_json, short
 from catseg._runtime import require
 from catseg.errors import (
     CheckpointError,
@@ -144,20 +144,27 @@ class OnnxRunner:
             raise CheckpointError(
                 f"{self.path}: cannot tell the number of classes (output shape {out_shape})"
             )
-        self.config = _read_record(
-            self.metadata, self.path, _static_dim(self._input_shape[1]), num_classes
-        )
+        channels = _static_dim(self._input_shape[1])
+        self.config = _read_record(self.metadata, self.path, channels, num_classes)
         """The model's record (classes, mode, image size, threshold, normalisation)."""
         self.in_channels: int = self.config.in_channels
         self.num_classes: int = num_classes
-        if self.config.num_classes != num_classes:
-            raise CheckpointError(
-                f"{self.path}: invalid model record: num_classes is {self.config.num_classes} "
-                f"but the graph outputs {num_classes} maps"
-            )
+        for name, recorded, graph in (
+            ("num_classes", self.config.num_classes, num_classes),
+            ("in_channels", self.in_channels, channels or self.in_channels),
+        ):
+            if recorded != graph:
+                raise CheckpointError(
+                    f"{self.path}: invalid model record: {name} is {recorded} but the graph "
+                    f"has {graph}"
+                )
         stride = self.metadata.get("stride")
         ok = isinstance(stride, int) and not isinstance(stride, bool) and 0 < stride < 4096
-        self.stride: int | None = stride if ok else None
+        if stride is not None and not ok:
+            raise CheckpointError(
+                f"{self.path}: metadata 'stride' is {short(stride)}, expected an int in 1..4095"
+            )
+        self.stride: int | None = stride
 
     @property
     def input_shape(self) -> list[int | str | None]:
@@ -234,11 +241,6 @@ class OnnxRunner:
 
 def _static_dim(dim: object) -> int | None:
     return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
-
-
-def _meta_int(meta: Mapping[str, Any], key: str) -> int | None:
-    value = meta.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _parse(props: Mapping[str, str], path: Path) -> dict[str, Any]:

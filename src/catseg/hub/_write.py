@@ -183,17 +183,14 @@ def save_pretrained(
     safetensors = import_safetensors()
     target = Path(folder)
     _check_target(target, overwrite)
-    target.mkdir(parents=True, exist_ok=True)
-    metadata = {"format": "pt", "catseg": FORMAT_TAG}
-    try:
-        atomic_write(
-            target / WEIGHTS_NAME,
-            lambda p: safetensors.save_file(state, str(p), metadata=metadata),
-        )
+    try:  # bytes written by atomic_write: safetensors.save_file recreates the file as 0600
+        data = safetensors.save(state, metadata={"format": "pt", "catseg": FORMAT_TAG})
     except (RuntimeError, ValueError) as err:  # shared or non-contiguous tensors
         raise CheckpointError(
             f"the model's weights cannot be stored as safetensors: {err}"
         ) from err
+    target.mkdir(parents=True, exist_ok=True)
+    atomic_write(target / WEIGHTS_NAME, lambda p: p.write_bytes(data))
     text = json.dumps(config.to_json(), indent=2, allow_nan=False) + "\n"
     atomic_write(target / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
     card = model_card(target.resolve().name, config)
