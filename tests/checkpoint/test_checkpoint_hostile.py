@@ -36,7 +36,8 @@ from checkpoint_builders import (
 )
 
 import catseg
-from catseg.checkpoint import _bounds, _files, load_checkpoint, save_checkpoint
+from catseg import _bounds
+from catseg.checkpoint import _files, load_checkpoint, save_checkpoint
 from catseg.errors import CheckpointError, ConfigError
 
 _CHILD = textwrap.dedent(
@@ -138,7 +139,7 @@ SAVED: dict[str, tuple[Callable[[Path, dict[str, Any]], Any], str]] = {
     ),
     "config-depth-1000.pt": (
         _config(depth=1000),
-        r"model_config depth=1000 is over the limit of 12",
+        r"invalid model record: depth=1000 is over the limit of 12",
     ),
     "config-features-1e6.pt": (
         _config(init_features=1_000_000),

@@ -293,7 +293,10 @@ def test_malformed_fields_are_named(tmp_path: Path, changes: dict[str, Any], mat
         ({"image_size": [0, 5]}, RECORD + r"image_size must be an int or \(height, width\)"),
         ({"preprocessing": {"mean": [0, 0, 0], "std": [1, 0, 1]}}, RECORD + r".*std\[1\]"),
         ({"colours": 3}, RECORD + r"unknown UNet config key\(s\) \['colours'\]"),
-        ({"depth": 10**6}, r"config\.json: model_config depth=1000000 is over the limit of 12"),
+        (
+            {"depth": 10**6},
+            r"config\.json: invalid model record: depth=1000000 is over the limit of 12",
+        ),
         (
             {"encoder": "nope", "init_features": 32, "depth": 4},
             r"config\.json: field 'model' cannot be built by this catseg: .*'nope'",

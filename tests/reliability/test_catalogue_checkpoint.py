@@ -126,7 +126,7 @@ ROWS: list[Row] = [
         r"downloaded\.pt: invalid model record: threshold must be a finite number in \(0\.0, 1"),
     Row("checkpoint-config-depth-1000", _hostile("model_config", _config(depth=1000)),
         "CheckpointError before building", CheckpointError,
-        r"model_config depth=1000 is over the limit of 12"),
+        r"invalid model record: depth=1000 is over the limit of 12"),
     Row("checkpoint-config-init-features-1e6",
         _hostile("model_config", _config(init_features=10**6)),
         "CheckpointError before building", CheckpointError,

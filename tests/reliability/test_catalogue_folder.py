@@ -98,7 +98,7 @@ ROWS: list[Row] = [
     Row("folder-config-depth-1e6",
         _config(lambda d: {**d, "model": {**d["model"], "depth": 10**6}}),
         "CheckpointError before building", CheckpointError,
-        r"config\.json: model_config depth=1000000 is over the limit of 12"),
+        r"config\.json: invalid model record: depth=1000000 is over the limit of 12"),
     Row("folder-deep-json", _config(lambda d: b"[" * 200_000),
         "CheckpointError in ms (no RecursionError traceback)", CheckpointError,
         r"config\.json is not valid JSON: it is nested too deeply"),
