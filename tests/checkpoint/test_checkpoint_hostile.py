@@ -143,7 +143,7 @@ SAVED: dict[str, tuple[Callable[[Path, dict[str, Any]], Any], str]] = {
     ),
     "config-features-1e6.pt": (
         _config(init_features=1_000_000),
-        r"model_config init_features=1000000 is over the limit of 65536",
+        r"invalid model record: init_features=1000000 is over the limit of 65536",
     ),
     "config-deepest-too-wide.pt": (
         _config(init_features=4096, depth=12),

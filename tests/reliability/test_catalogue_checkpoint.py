@@ -130,7 +130,7 @@ ROWS: list[Row] = [
     Row("checkpoint-config-init-features-1e6",
         _hostile("model_config", _config(init_features=10**6)),
         "CheckpointError before building", CheckpointError,
-        r"model_config init_features=1000000 is over the limit of 65536"),
+        r"invalid model record: init_features=1000000 is over the limit of 65536"),
     Row("checkpoint-config-wider-than-its-weights",
         _hostile("model_config", _config(init_features=64, depth=10)),
         "CheckpointError from the meta-device model, nothing allocated", CheckpointError,
