@@ -227,10 +227,9 @@ def to_onnx(
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(batch, in_channels, height, width, generator=generator)
 
-    if record.encoder_instance is not None:  # no rebuildable architecture: the record alone
-        record = UNetConfig(
-            **{f: getattr(record, f) for f in ("in_channels", "num_classes", *RECORD_FIELDS)}
-        )
+    if record.encoder_instance is not None:  # the record, and the encoder's class name only
+        kept = ("in_channels", "num_classes", "encoder", *RECORD_FIELDS)
+        record = UNetConfig(**{f: getattr(record, f) for f in kept})
     meta = {
         "model_config": json.dumps(record.to_dict()),
         "dynamic_size": json.dumps(bool(dynamic_size)),
