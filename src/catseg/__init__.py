@@ -72,7 +72,6 @@ from catseg.predict import (
     FolderSummary,
     Prediction,
     Segmenter,
-    SegmenterOptions,
 )
 from catseg.training import (
     CheckpointMeta,
@@ -146,7 +145,6 @@ __all__ += [
     "Checkpoint",
     # predict
     "Segmenter",
-    "SegmenterOptions",
     "Prediction",
     "FolderSummary",
     # training

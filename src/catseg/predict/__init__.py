@@ -19,17 +19,8 @@ from __future__ import annotations
 
 from catseg.data._inputs import ImageInput
 from catseg.predict._folder import FolderSummary
-from catseg.predict._options import KEEP, Keep, Postprocess, SegmenterOptions
+from catseg.predict._pipeline import Postprocess
 from catseg.predict._prediction import Prediction
 from catseg.predict._segmenter import Segmenter
 
-__all__ = [
-    "KEEP",
-    "FolderSummary",
-    "ImageInput",
-    "Keep",
-    "Postprocess",
-    "Prediction",
-    "Segmenter",
-    "SegmenterOptions",
-]
+__all__ = ["FolderSummary", "ImageInput", "Postprocess", "Prediction", "Segmenter"]

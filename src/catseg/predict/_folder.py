@@ -5,8 +5,10 @@ decodes them in a :class:`torch.utils.data.DataLoader` whose worker processes re
 next files while the model runs, segments them ``batch_size`` at a time (grouped by
 size), and writes each mask as soon as its batch is done, so memory does not grow with
 the number of photos (only the sorted list of paths is kept). Outputs are written
-atomically (a temporary file in the same folder, then a rename): a killed run leaves no
-half-written PNG, and the next run skips every output that already exists.
+atomically through :func:`catseg._files.atomic_write`: a killed run leaves no
+half-written PNG. A file already in the output folder is never replaced unless
+``overwrite=True``: the next run skips every photo whose outputs all exist and writes
+only the missing outputs of the others.
 
 Under ``torchrun`` (``torch.distributed`` initialised) each process takes the shard
 ``paths[rank::world_size]`` of the sorted list, so together the processes write every
@@ -15,9 +17,10 @@ output once; no collective call is made and each returns the summary of its own 
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import re
-import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,27 +30,14 @@ from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from catseg._validation import check_bool, check_choice, check_int
+from catseg._files import atomic_write
+from catseg._validation import check_choice, check_int
 from catseg.data._inputs import load_input
-from catseg.errors import CatsegError, ConfigError, DataError, MissingFileError
+from catseg.errors import CatsegError, ConfigError, DataError, MissingFileError, OutputExistsError
 from catseg.predict._pipeline import Pipeline
 from catseg.predict._prediction import Prediction
-
-__all__ = [
-    "DEFAULT_PATTERNS",
-    "FolderRequest",
-    "FolderSummary",
-    "OnError",
-    "default_workers",
-    "default_writers",
-    "folder_outputs",
-    "free_cores",
-    "list_photos",
-    "predict_folder",
-]
 
 OnError = Literal["skip", "raise"]
 """What :meth:`Segmenter.predict_folder` does with an unreadable photo."""
@@ -249,6 +239,7 @@ def _plan(
     real_dst: Path,
     rels: list[Path],
     overlay: bool,
+    overwrite: bool,
 ) -> _Plan:
     """This process's shard, minus outputs already written, links leaving src, collisions."""
     rank, world = _distributed()
@@ -271,7 +262,7 @@ def _plan(
         real = (real_src / rel).resolve()
         if not _inside(real, real_src):
             plan.failed.append((src / rel, f"a symbolic link leading outside src, to {real}"))
-        elif all((real_dst / out).exists() for out in folder_outputs(rel, overlay)):
+        elif not overwrite and all((real_dst / o).exists() for o in folder_outputs(rel, overlay)):
             plan.skipped += 1
         else:
             plan.todo.append((real, rel))
@@ -334,27 +325,26 @@ def _buckets(
 
 
 # ---------------------------------------------------------------------- writing
-def _write_atomic(image: Image.Image, target: Path, fmt: str) -> None:
-    """Save ``image`` to a temporary file beside ``target``, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            if fmt == "JPEG":
-                image.save(stream, format=fmt, quality=90)
-            else:
-                image.save(stream, format=fmt)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def _write(prediction: Prediction, rel: Path, real_dst: Path, overlay: bool) -> None:
-    outputs = folder_outputs(rel, overlay)
-    _write_atomic(prediction.colorize(), real_dst / outputs[0], "PNG")
-    if overlay:
-        _write_atomic(prediction.overlay(alpha=_OVERLAY_ALPHA), real_dst / outputs[1], "JPEG")
+def _write(
+    prediction: Prediction, rel: Path, real_dst: Path, overlay: bool, overwrite: bool
+) -> str:
+    """Write the photo's missing outputs (all of them with ``overwrite``); "" or why not."""
+    for out in folder_outputs(rel, overlay):
+        target = real_dst / out
+        if target.exists() and not overwrite:
+            continue  # kept: catseg replaces no file unless asked
+        mask = out.suffix == ".png"
+        image = prediction.colorize() if mask else prediction.overlay(alpha=_OVERLAY_ALPHA)
+        save = functools.partial(image.save, format="PNG" if mask else "JPEG")
+        try:
+            atomic_write(target, save, replace=overwrite)
+        except OutputExistsError as err:
+            return str(err)
+        except OSError as err:
+            if err.errno != errno.ENAMETOOLONG:
+                raise
+            return f"its output name {out.name!r} is too long for the file system"
+    return ""
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
@@ -369,32 +359,6 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 
 # ---------------------------------------------------------------------- the run
-@dataclass(frozen=True)
-class FolderRequest:
-    """The arguments of one :meth:`Segmenter.predict_folder` call, as given (unchecked).
-
-    The method's signature and docstring are the one description of these fields.
-    """
-
-    src: str | os.PathLike[str]
-    dst: str | os.PathLike[str]
-    pattern: str | Sequence[str] | None
-    files: Iterable[str | os.PathLike[str]] | None
-    overlay: object
-    on_error: object
-    num_workers: object
-    progress: object
-
-
-@dataclass(frozen=True)
-class _Settings:
-    overlay: bool
-    on_error: OnError
-    num_workers: int
-    progress: bool
-    writers: int
-
-
 def free_cores(device: torch.device) -> int:
     """Logical cores the forward pass leaves free: ``cpu_count`` minus what it keeps busy.
 
@@ -442,26 +406,13 @@ def default_writers(device: torch.device) -> int:
     return min(2, free_cores(device))
 
 
-def _check_settings(request: FolderRequest, device: torch.device) -> _Settings:
-    num_workers = request.num_workers
-    return _Settings(
-        overlay=check_bool("overlay", request.overlay),
-        on_error=check_choice("on_error", request.on_error, ("skip", "raise")),  # type: ignore[arg-type]
-        num_workers=(
-            default_workers(device)
-            if num_workers is None
-            else check_int("num_workers", num_workers, minimum=0)
-        ),
-        progress=check_bool("progress", request.progress),
-        writers=default_writers(device),
-    )
-
-
-def _loader(plan: _Plan, pipeline: Pipeline, settings: _Settings) -> DataLoader[_Decoded]:
-    workers = min(settings.num_workers, len(plan.todo))
+def _loader(
+    todo: list[tuple[Path, Path]], pipeline: Pipeline, workers: int
+) -> DataLoader[_Decoded]:
+    workers = min(workers, len(todo))
     return DataLoader(
-        _PhotoDataset(plan.todo, pipeline.in_channels),
-        batch_size=pipeline.options.batch_size,
+        _PhotoDataset(todo, pipeline.in_channels),
+        batch_size=pipeline.batch_size,
         shuffle=False,
         num_workers=workers,
         collate_fn=_as_list,
@@ -471,24 +422,31 @@ def _loader(plan: _Plan, pipeline: Pipeline, settings: _Settings) -> DataLoader[
 
 
 class _Writer:
-    """Writes masks on ``threads`` background threads (0: at once, on the caller's thread).
+    """Writes outputs on ``threads`` background threads (0: at once, on the caller's thread).
 
     At most ``limit`` writes are pending, so memory stays bounded; the first failed write
-    is raised by the next :meth:`submit` or by :meth:`finish`.
+    is raised by the next :meth:`submit` or by :meth:`finish`; photos whose outputs
+    could not be written for a reason of their own are collected in :attr:`failed`.
     """
 
-    def __init__(self, real_dst: Path, overlay: bool, threads: int, limit: int) -> None:
-        self.real_dst, self.overlay, self.limit = real_dst, overlay, limit
+    def __init__(self, real_dst: Path, overlay: bool, overwrite: bool, threads: int, limit: int):
+        self.args, self.limit = (real_dst, overlay, overwrite), limit
         self.pool = ThreadPoolExecutor(threads, "catseg-write") if threads else None
-        self.pending: deque[Future[None]] = deque()
+        self.pending: deque[tuple[Path, Future[str]]] = deque()
+        self.failed: list[tuple[Path, str]] = []
+
+    def _done(self, rel: Path, reason: str) -> None:
+        if reason:
+            self.failed.append((rel, reason))
 
     def submit(self, prediction: Prediction, rel: Path) -> None:
         if self.pool is None:
-            _write(prediction, rel, self.real_dst, self.overlay)
+            self._done(rel, _write(prediction, rel, *self.args))
             return
-        self.pending.append(self.pool.submit(_write, prediction, rel, self.real_dst, self.overlay))
-        while len(self.pending) > self.limit or (self.pending and self.pending[0].done()):
-            self.pending.popleft().result()
+        self.pending.append((rel, self.pool.submit(_write, prediction, rel, *self.args)))
+        while len(self.pending) > self.limit or (self.pending and self.pending[0][1].done()):
+            rel, future = self.pending.popleft()
+            self._done(rel, future.result())
 
     def finish(self, raise_errors: bool) -> None:
         """Wait for every pending write (a killed run still leaves only whole files)."""
@@ -496,54 +454,74 @@ class _Writer:
             return
         self.pool.shutdown(wait=True)
         pending, self.pending = self.pending, deque()
-        for future in pending:
+        for rel, future in pending:
             if raise_errors:
-                future.result()
+                self._done(rel, future.result())
 
 
-def _selection(request: FolderRequest, src: Path, real_src: Path) -> list[Path]:
+def _selection(
+    src: Path,
+    real_src: Path,
+    pattern: str | Sequence[str] | None,
+    files: Iterable[str | os.PathLike[str]] | None,
+) -> list[Path]:
     """The photos to segment, relative to src: the listing, or the given ``files``."""
-    if request.files is None:
-        return list_photos(src, request.pattern)
-    if isinstance(request.files, (str, os.PathLike)):
-        raise ConfigError(f"files must be an iterable of paths, got the one path {request.files!r}")
-    rels = {_relative(Path(f), src, real_src) for f in request.files}
+    if files is None:
+        return list_photos(src, pattern)
+    if isinstance(files, str | os.PathLike):
+        raise ConfigError(f"files must be an iterable of paths, got the one path {files!r}")
+    rels = {_relative(Path(f), src, real_src) for f in files}
     return sorted(rels, key=lambda p: p.as_posix())
 
 
-def predict_folder(pipeline: Pipeline, request: FolderRequest) -> FolderSummary:
+def predict_folder(
+    pipeline: Pipeline,
+    src: Path,
+    dst: Path,
+    *,
+    pattern: str | Sequence[str] | None,
+    files: Iterable[str | os.PathLike[str]] | None,
+    overlay: bool,
+    overwrite: bool,
+    on_error: OnError,
+    num_workers: int | None,
+    progress: bool,
+) -> FolderSummary:
     """The work of :meth:`Segmenter.predict_folder` (see there) for one pipeline."""
-    settings = _check_settings(request, pipeline.backend.device)
-    src_path = Path(request.src)
-    regexes = _check_patterns(request.pattern)
-    real_src, real_dst = _check_folders(src_path, Path(request.dst), regexes, settings.overlay)
-    rels = _selection(request, src_path, real_src)
-    plan = _plan(src_path, real_src, real_dst, rels, settings.overlay)
-    if settings.on_error == "raise" and plan.failed:
+    check_choice("on_error", on_error, ("skip", "raise"))
+    device = pipeline.backend.device
+    workers = (
+        default_workers(device)
+        if num_workers is None
+        else check_int("num_workers", num_workers, minimum=0)
+    )
+    real_src, real_dst = _check_folders(src, dst, _check_patterns(pattern), overlay)
+    plan = _plan(
+        src, real_src, real_dst, _selection(src, real_src, pattern, files), overlay, overwrite
+    )
+    if on_error == "raise" and plan.failed:
         path, reason = plan.failed[0]
         raise DataError(f"{path}: {reason}")
     rank, world = _distributed()
-    batch_size = pipeline.options.batch_size
-    writer = _Writer(real_dst, settings.overlay, settings.writers, 2 * batch_size)
-    bar = _progress_bar(len(plan.todo), settings.progress and rank == 0)
-    written, failed, done = 0, list(plan.failed), False
+    batch_size = pipeline.batch_size
+    writer = _Writer(real_dst, overlay, overwrite, default_writers(device), 2 * batch_size)
+    bar = _progress_bar(len(plan.todo), progress and rank == 0)
+    done, failed, good_count = False, list(plan.failed), 0
     try:
         with torch.inference_mode():
-            batches = _buckets(
-                _loader(plan, pipeline, settings), batch_size, by_size=(pipeline.image_size is None)
-            )
-            for batch in batches:
+            by_size = pipeline.record.image_size is None
+            for batch in _buckets(_loader(plan.todo, pipeline, workers), batch_size, by_size):
                 good = [item for item in batch if item.pixels is not None]
                 for item in batch:
                     if item.error is not None:
-                        if settings.on_error == "raise":
+                        if on_error == "raise":
                             raise item.error
-                        failed.append((src_path / item.rel, str(item.error)))
+                        failed.append((src / item.rel, str(item.error)))
                 if good:
                     predictions = pipeline.run([item.pixels for item in good], False)
                     for item, prediction in zip(good, predictions, strict=True):
                         writer.submit(prediction, item.rel)
-                    written += len(good)
+                    good_count += len(good)
                 if bar is not None:
                     bar.update(len(batch))
         done = True
@@ -551,6 +529,11 @@ def predict_folder(pipeline: Pipeline, request: FolderRequest) -> FolderSummary:
         writer.finish(raise_errors=done)
         if bar is not None:
             bar.close()
+    failed += [(src / rel, reason) for rel, reason in writer.failed]
     return FolderSummary(
-        written=written, skipped=plan.skipped, failed=tuple(failed), rank=rank, world_size=world
+        written=good_count - len(writer.failed),
+        skipped=plan.skipped,
+        failed=tuple(failed),
+        rank=rank,
+        world_size=world,
     )

@@ -4,23 +4,25 @@ For one chunk of images (at most ``batch_size``):
 
 1. read each input into a ``(C, H, W)`` uint8 or float tensor on the CPU (no copy for
    arrays and tensors);
-2. per group of images with the same size and dtype: upload them as they are (uint8
-   stays uint8, a quarter of the bytes of float32), then scale to [0, 1], resize and
-   normalise the whole group at once on the device;
+2. per image: upload it as it is (uint8 stays uint8), then scale to [0, 1], resize and
+   normalise on the device; a large image is resized a band of rows at a time, so no
+   full-size float copy of it is ever made;
 3. per group of the same model input size: one forward pass (or tiles), probabilities
    in fp32;
-4. per group again: resize the probabilities back to the original size, threshold or
-   arg-max, all on the device; then one copy of the uint8 masks to the host.
+4. per group again: resize the probabilities back to the original size a band of
+   columns at a time and threshold or arg-max each band into the uint8 mask, so no
+   full-size float map is held unless the probabilities are asked for; then one copy
+   of the masks to the host.
 
-The host waits for the device only at the end of a chunk (and before a ``postprocess``
-hook), so on a GPU reading the next inputs and building the overlay images overlap with
-the device's work. The PIL image of an array or tensor input (for overlays) is made
-only when :attr:`Prediction.image` is first read.
+Both resizes are bilinear and antialiased, computed width first then height exactly as
+:func:`torch.nn.functional.interpolate` does at once (bit for bit), so the banded path
+gives the same numbers as one call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import dataclasses
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import TypeVar
 
 import torch
@@ -28,14 +30,18 @@ import torch.nn.functional as F  # noqa: N812
 
 from catseg.data._inputs import load_input
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
+from catseg.models.config import Mode, UNetConfig
+from catseg.models.preprocessing import Preprocessing
 from catseg.predict._backend import Backend
-from catseg.predict._options import SegmenterMode, SegmenterOptions
 from catseg.predict._prediction import Prediction
 from catseg.predict._tiling import tiled_scores
 
-__all__ = ["Pipeline", "group_indices"]
-
 K = TypeVar("K", bound=Hashable)
+
+Postprocess = Callable[[torch.Tensor], torch.Tensor]
+"""Hook on the class probabilities ``(K, H, W)`` returning new ones of the same shape."""
+
+_BAND = 1 << 22  # floats per band of a banded resize (16 MiB)
 
 
 def group_indices(keys: Sequence[K]) -> dict[K, list[int]]:
@@ -51,18 +57,16 @@ def group_indices(keys: Sequence[K]) -> dict[K, list[int]]:
     return groups
 
 
-def check_class_count(classes: Sequence[str], num_outputs: int, mode: str | None = None) -> None:
-    """Raise ConfigError unless ``classes`` fits a model with ``num_outputs`` logits."""
-    wanted = 2 if num_outputs == 1 and mode != "multilabel" else num_outputs
-    if len(classes) != wanted:
-        raise ConfigError(
-            f"the model has {num_outputs} output channel(s), so classes must have "
-            f"{wanted} names, got {len(classes)}: {list(classes)!r}"
-        )
+def _spans(length: int, step: int) -> list[tuple[int, int]]:
+    """``[a, b)`` bands of ``step`` to ``2 * step - 1`` (one band if shorter)."""
+    starts = list(range(0, length, max(1, step)))
+    if len(starts) > 1 and length - starts[-1] < step:
+        starts.pop()
+    return list(zip(starts, [*starts[1:], length], strict=True))
 
 
-def _size(image: torch.Tensor) -> tuple[int, int]:
-    return int(image.shape[1]), int(image.shape[2])
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 class Pipeline:
@@ -70,60 +74,54 @@ class Pipeline:
 
     Args:
         backend: The forward pass and what is known about the model.
-        options: Fully resolved options (classes, mean and std set; ``image_size`` a
-            size or ``None``; ``threshold`` a float).
+        record: The resolved record (classes, mode, image size, threshold,
+            preprocessing); for a module without ``num_classes`` it is fitted to the
+            model's output channels on the first forward pass.
+        mode: The mode the caller asked for (``None``: the record's), kept to fit the
+            record to a module's output channels.
+        tta: Average the probabilities of the image and its horizontal mirror.
+        tile: ``(size, overlap)`` of tiled inference, or ``None``.
+        batch_size: Images (or tiles) per forward pass.
+        postprocess: Hook on each image's probabilities, or ``None``.
     """
 
-    @property
-    def mode(self) -> SegmenterMode | None:
-        """The mode in use, inferred from the output channels once they are known."""
-        if self.options.mode is not None or self.num_outputs is None:
-            return self.options.mode
-        return "binary" if self.num_outputs == 1 else "multiclass"
-
-    def __init__(self, backend: Backend, options: SegmenterOptions) -> None:
-        assert options.classes is not None
-        assert options.mean is not None
-        assert options.std is not None
-        assert options.threshold is not None
-        self.backend = backend
-        self.options = options
-        self.classes = list(options.classes)
-        self.in_channels = len(options.mean)
-        self.num_outputs = backend.num_outputs
-        self.image_size = options.image_size if isinstance(options.image_size, tuple) else None
-        device, shape = backend.device, (1, self.in_channels, 1, 1)
-        self.multilabel = options.mode == "multilabel"
-        threshold = options.threshold
-        self.threshold = threshold if isinstance(threshold, float) else max(threshold)
-        self.thresholds = torch.tensor(
-            [threshold] if isinstance(threshold, float) else list(threshold),
-            dtype=torch.float32,
-            device=device,
-        ).view(1, -1, 1, 1)
-        self.mean = torch.tensor(options.mean, dtype=torch.float32, device=device).view(shape)
-        self.std = torch.tensor(options.std, dtype=torch.float32, device=device).view(shape)
+    def __init__(
+        self,
+        backend: Backend,
+        record: UNetConfig,
+        *,
+        mode: Mode | None,
+        tta: bool,
+        tile: tuple[int, int] | None,
+        batch_size: int,
+        postprocess: Postprocess | None,
+    ) -> None:
+        self.backend, self.record = backend, record
+        self.tta, self.tile, self.batch_size, self.postprocess = tta, tile, batch_size, postprocess
+        self.given_mode = mode
+        self.in_channels = backend.in_channels or record.in_channels
+        norm = record.preprocessing or Preprocessing.identity(self.in_channels)
+        shape, device, mean, std = (1, -1, 1, 1), backend.device, norm.mean, norm.std
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(shape)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(shape)
 
     # ------------------------------------------------------------------ device steps
-    def prepare(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """Same-size ``(C, H, W)`` uint8 or float images -> normalised ``(N, C, h, w)`` float32.
-
-        The images go to the device as they are; the conversion runs there.
-        """
-        device = self.backend.device
-        x = torch.stack([image.to(device, non_blocking=True) for image in images])
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        if self.image_size is not None and tuple(x.shape[2:]) != self.image_size:
-            x = F.interpolate(
-                x, size=self.image_size, mode="bilinear", align_corners=False, antialias=True
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """A ``(C, H, W)`` uint8 or float image -> normalised ``(1, C, h, w)`` float32."""
+        x = image.to(self.backend.device, non_blocking=True)[None]
+        size = self.record.image_size
+        if size is not None and tuple(x.shape[2:]) != size:
+            rows = _spans(x.shape[2], _BAND // max(1, x.shape[1] * x.shape[3]))
+            x = _resize(
+                torch.cat([_resize(_unit(x[:, :, a:b]), (b - a, size[1])) for a, b in rows], 2),
+                size,
             )
+        else:
+            x = _unit(x)
         return (x - self.mean) / self.std
 
     def scores(self, batch: torch.Tensor) -> torch.Tensor:
-        """Per-pixel probabilities ``(N, K', h, w)`` in fp32 of a normalised batch.
-
-        Raises NonFiniteError at once for NaN or infinite logits (see :meth:`_scores`).
-        """
+        """Per-pixel probabilities ``(N, K', h, w)`` in fp32 of a normalised batch."""
         probs, finite = self._scores(batch)
         self._raise_if_not_finite([finite])
         return probs
@@ -131,30 +129,39 @@ class Pipeline:
     def _scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Probabilities and a device flag telling whether every logit was finite."""
         n = batch.shape[0]
-        inputs = torch.cat([batch, batch.flip(-1)]) if self.options.tta else batch
+        inputs = torch.cat([batch, batch.flip(-1)]) if self.tta else batch
         logits = self.backend.forward(inputs)
         if (
             logits.ndim != 4
-            or logits.shape[0] != inputs.shape[0]
+            or logits.shape[0] != n * (1 + self.tta)
             or logits.shape[2:] != inputs.shape[2:]
         ):
             raise ShapeError(
                 f"the model returned shape {tuple(logits.shape)} for input "
                 f"{tuple(inputs.shape)}; expected (N, K, H, W) logits of the input's size"
             )
-        if self.num_outputs is None:
-            check_class_count(self.classes, int(logits.shape[1]), self.options.mode)
-            self.num_outputs = int(logits.shape[1])
-        elif logits.shape[1] != self.num_outputs:
-            raise ShapeError(
-                f"the model returned {logits.shape[1]} channels, expected {self.num_outputs}"
-            )
+        self._fit_outputs(int(logits.shape[1]))
         finite = torch.isfinite(logits).all()
-        sigmoid = self.multilabel or logits.shape[1] == 1
+        sigmoid = self.record.mode != "multiclass"
         probs = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=1)
-        if self.options.tta:
+        if self.tta:
             probs = (probs[:n] + probs[n:].flip(-1)) / 2
         return probs, finite
+
+    def _fit_outputs(self, channels: int) -> None:
+        """Fit the record to the output channels of a module that did not say them."""
+        if channels == self.record.num_classes:
+            return
+        if self.backend.num_outputs is not None:
+            raise ShapeError(
+                f"the model returned {channels} channels, expected {self.record.num_classes}"
+            )
+        try:
+            self.record = dataclasses.replace(
+                self.record, num_classes=channels, mode=self.given_mode
+            )
+        except ConfigError as err:
+            raise ConfigError(f"the model has {channels} output channel(s): {err}") from None
 
     def _raise_if_not_finite(self, flags: list[torch.Tensor]) -> None:
         if flags and not bool(torch.stack([f.cpu() for f in flags]).all()):
@@ -163,16 +170,16 @@ class Pipeline:
 
     def _forward_group(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Probabilities of one batch of one model input size (tiled when asked for)."""
-        if self.options.tile is None:
+        if self.tile is None:
             return self._scores(batch)
-        size, overlap = self.options.tile
+        size, overlap = self.tile
         tiles = [
             tiled_scores(
                 self.scores,
                 image,
                 size=size,
                 overlap=overlap,
-                batch_size=self.options.batch_size,
+                batch_size=self.batch_size,
                 align=self.backend.stride,
             )
             for image in batch
@@ -180,21 +187,28 @@ class Pipeline:
         return torch.stack(tiles), None
 
     def _decide(self, probs: torch.Tensor) -> torch.Tensor:
-        """Label maps ``(N, H, W)`` uint8 from class probabilities ``(N, K, H, W)``.
-
-        For a multilabel model: boolean layers ``(N, K, H, W)``, ``p > threshold``.
-        """
-        if self.multilabel:
-            return probs > self.thresholds
-        if len(self.classes) == 2 and self.num_outputs == 1:
-            return (probs[:, -1] > self.threshold).to(torch.uint8)
+        """uint8 label maps ``(N, H, W)`` of probabilities; multilabel: bool ``(N, K, H, W)``."""
+        threshold = torch.as_tensor(self.record.threshold, device=probs.device)
+        if self.record.mode == "multilabel":
+            return probs > threshold.view(1, -1, 1, 1)
+        if self.record.mode == "binary":
+            return (probs[:, -1] > threshold).to(torch.uint8)
         # max(dim).indices is the arg-max (first of equal maxima), much faster on the CPU
         return probs.max(dim=1).indices.to(torch.uint8)
 
-    def _postprocess(self, probs: torch.Tensor) -> torch.Tensor:
+    def _bands(
+        self, probs: torch.Tensor, size: tuple[int, int]
+    ) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """Column bands ``[a, b)`` of ``probs`` resized to ``size`` (clamped to [0, 1])."""
+        if tuple(probs.shape[2:]) == size:
+            yield 0, size[1], probs
+            return
+        wide = _resize(probs, (probs.shape[2], size[1]))
+        for a, b in _spans(size[1], _BAND // max(1, probs.shape[0] * probs.shape[1] * size[0])):
+            yield a, b, _resize(wide[..., a:b], (size[0], b - a)).clamp_(0.0, 1.0)
+
+    def _postprocess(self, probs: torch.Tensor, hook: Postprocess) -> torch.Tensor:
         """Apply the user's hook to each image's ``(K, H, W)`` probabilities."""
-        hook = self.options.postprocess
-        assert hook is not None
         out = []
         for image_probs in probs:
             result = hook(image_probs)
@@ -218,61 +232,63 @@ class Pipeline:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Model-size probabilities ``(N, K', h, w)`` -> masks (and probabilities) at ``size``.
 
-        Returns device tensors: uint8 masks ``(N, H, W)`` and, when ``keep`` or a
-        postprocess hook needs them, probabilities ``(N, K, H, W)`` (``K = 2`` for a
-        one-logit model), else ``None``.
+        Returns device tensors: the masks and, when ``keep`` or a postprocess hook needs
+        them, probabilities ``(N, K, H, W)`` (``K = 2`` for a one-logit model), else
+        ``None``. Without them, each band is decided as soon as it is resized.
         """
-        if tuple(probs.shape[2:]) != size:
-            probs = F.interpolate(
-                probs, size=size, mode="bilinear", align_corners=False, antialias=True
-            ).clamp_(0.0, 1.0)
-        if not keep and self.options.postprocess is None:
-            return self._decide(probs), None
-        if probs.shape[1] == 1 and not self.multilabel:
-            probs = torch.cat([1.0 - probs, probs], dim=1)
-        if self.options.postprocess is not None:
-            probs = self._postprocess(probs)
-        return self._decide(probs), probs
+        n, k = probs.shape[:2]
+        if not keep and self.postprocess is None:
+            multilabel = self.record.mode == "multilabel"
+            masks = torch.empty(
+                (n, k, *size) if multilabel else (n, *size),
+                dtype=torch.bool if multilabel else torch.uint8,
+                device=probs.device,
+            )
+            for a, b, band in self._bands(probs, size):
+                masks[..., a:b] = self._decide(band)
+            return masks, None
+        full = torch.empty(n, k, *size, device=probs.device)
+        for a, b, band in self._bands(probs, size):
+            full[..., a:b] = band
+        if self.record.mode == "binary":
+            full = torch.cat([1.0 - full, full], dim=1)
+        if self.postprocess is not None:
+            full = self._postprocess(full, self.postprocess)
+        return self._decide(full), full
 
     # ------------------------------------------------------------------ one chunk
     def run(self, images: Sequence[object], return_probabilities: bool) -> list[Prediction]:
         """Segment one chunk of images (at most ``batch_size``), results in input order."""
         loaded = [load_input(image, self.in_channels) for image in images]
-        tensors = [tensor for tensor, _ in loaded]
-        groups = list(group_indices([(tuple(t.shape), t.dtype) for t in tensors]).values())
-        prepared = [self.prepare([tensors[i] for i in group]) for group in groups]
+        prepared = [self.prepare(tensor) for tensor, _ in loaded]
         flags: list[torch.Tensor] = []
-        probs: list[torch.Tensor] = [torch.empty(0)] * len(groups)
-        by_input = group_indices([tuple(x.shape[1:]) for x in prepared])
-        for members in by_input.values():
-            batch = torch.cat([prepared[g] for g in members])
-            group_probs, finite = self._forward_group(batch)
-            if finite is not None:
-                flags.append(finite)
-            start = 0
-            for g in members:
-                probs[g] = group_probs[start : start + len(groups[g])]
-                start += len(groups[g])
-        if self.options.postprocess is not None:
+        probs: list[torch.Tensor] = prepared[:]
+        for members in group_indices([tuple(x.shape[1:]) for x in prepared]).values():
+            group_probs, finite = self._forward_group(torch.cat([prepared[i] for i in members]))
+            flags += [] if finite is None else [finite]
+            for j, i in enumerate(members):
+                probs[i] = group_probs[j : j + 1]
+        del prepared
+        if self.postprocess is not None:
             self._raise_if_not_finite(flags)  # the hook must not see NaN
         finished = [
-            self.finish(p, _size(tensors[group[0]]), return_probabilities)
-            for p, group in zip(probs, groups, strict=True)
+            self.finish(p, (int(t.shape[1]), int(t.shape[2])), return_probabilities)
+            for p, (t, _) in zip(probs, loaded, strict=True)
         ]
         self._raise_if_not_finite(flags)
-        out: list[Prediction | None] = [None] * len(images)
-        for group, (device_masks, device_probs) in zip(groups, finished, strict=True):
-            masks = device_masks.cpu()
-            kept = device_probs.cpu() if return_probabilities and device_probs is not None else None
-            for j, index in enumerate(group):
-                tensor, image = loaded[index]
-                probabilities = None if kept is None else kept[j].clone()
-                if image is not None:
-                    out[index] = Prediction(
-                        masks[j].clone(), probabilities, list(self.classes), image
-                    )
-                else:  # the PIL image is made only if someone asks for it
-                    out[index] = Prediction.with_pixels(
-                        masks[j].clone(), probabilities, list(self.classes), tensor
-                    )
-        return [p for p in out if p is not None]
+        classes = list(self.record.class_names)
+        out = []
+        for (tensor, image), (masks, kept) in zip(loaded, finished, strict=True):
+            probabilities = kept[0].cpu() if return_probabilities and kept is not None else None
+            if image is not None:
+                out.append(Prediction(masks[0].cpu(), probabilities, list(classes), image))
+            else:  # the PIL image is made only if someone asks for it
+                out.append(
+                    Prediction.with_pixels(masks[0].cpu(), probabilities, list(classes), tensor)
+                )
+        return out
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Pixels as float32 in [0, 1] (uint8 divided by 255)."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()

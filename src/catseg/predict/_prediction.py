@@ -14,8 +14,6 @@ from catseg.data._inputs import display_image
 from catseg.errors import ConfigError
 from catseg.visualize import PaletteName, colorize, colorize_layers, overlay, overlay_layers
 
-__all__ = ["Prediction"]
-
 
 @dataclass(frozen=True, eq=False, init=False)
 class Prediction:

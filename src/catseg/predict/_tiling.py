@@ -6,8 +6,6 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["blend_weights", "tile_starts", "tiled_scores"]
-
 
 def tile_starts(length: int, size: int, overlap: int, align: int = 1) -> list[int]:
     """Start offsets of tiles of at most ``size`` covering ``length`` with ``overlap``.
