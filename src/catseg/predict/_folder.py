@@ -331,12 +331,14 @@ def _write(
     """Write the photo's missing outputs (all of them with ``overwrite``); "" or why not."""
     for out in folder_outputs(rel, overlay):
         target = real_dst / out
-        if target.exists() and not overwrite:
-            continue  # kept: catseg replaces no file unless asked
-        mask = out.suffix == ".png"
-        image = prediction.colorize() if mask else prediction.overlay(alpha=_OVERLAY_ALPHA)
-        save = functools.partial(image.save, format="PNG" if mask else "JPEG")
         try:
+            if target.exists() and not overwrite:
+                continue  # kept: catseg replaces no file unless asked
+            if out.suffix == ".png":
+                save = functools.partial(prediction.colorize().save, format="PNG")
+            else:
+                overlay_image = prediction.overlay(alpha=_OVERLAY_ALPHA)
+                save = functools.partial(overlay_image.save, format="JPEG", quality=90)
             atomic_write(target, save, replace=overwrite)
         except OutputExistsError as err:
             return str(err)

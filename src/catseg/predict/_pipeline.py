@@ -101,9 +101,12 @@ class Pipeline:
         self.given_mode = mode
         self.in_channels = backend.in_channels or record.in_channels
         norm = record.preprocessing or Preprocessing.identity(self.in_channels)
-        shape, device, mean, std = (1, -1, 1, 1), backend.device, norm.mean, norm.std
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(shape)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(shape)
+        if len(norm.mean) == 1:
+            norm = Preprocessing(norm.mean * self.in_channels, norm.std * self.in_channels)
+        self.norm = norm
+        shape, device = (1, -1, 1, 1), backend.device
+        self.mean = torch.tensor(norm.mean, dtype=torch.float32, device=device).view(shape)
+        self.std = torch.tensor(norm.std, dtype=torch.float32, device=device).view(shape)
 
     # ------------------------------------------------------------------ device steps
     def prepare(self, image: torch.Tensor) -> torch.Tensor:

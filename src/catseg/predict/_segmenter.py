@@ -593,16 +593,12 @@ class Segmenter:
     @property
     def mean(self) -> tuple[float, ...]:
         """Per-channel normalisation mean (the record's; zeros without one)."""
-        return tuple(self._pipeline.mean.flatten().tolist()) * (
-            1 if self._pipeline.mean.numel() > 1 else self._pipeline.in_channels
-        )
+        return self._pipeline.norm.mean
 
     @property
     def std(self) -> tuple[float, ...]:
         """Per-channel normalisation standard deviation (the record's; ones without one)."""
-        return tuple(self._pipeline.std.flatten().tolist()) * (
-            1 if self._pipeline.std.numel() > 1 else self._pipeline.in_channels
-        )
+        return self._pipeline.norm.std
 
     @property
     def device(self) -> torch.device:
