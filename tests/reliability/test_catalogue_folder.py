@@ -35,7 +35,7 @@ def tiny() -> UNet:
 
 
 def _folder(tmp: Path) -> Path:
-    return save_pretrained(tmp / "downloaded", tiny(), classes=CLASSES, image_size=32)
+    return save_pretrained(tmp / "downloaded", tiny().describe(classes=CLASSES, image_size=32))
 
 
 def _config(edit: Callable[[dict[str, Any]], Any]) -> Callable[[Path], Any]:
@@ -71,7 +71,7 @@ def _round_trip(tmp: Path) -> Any:
 def _foreign(tmp: Path) -> Any:
     (tmp / "photos").mkdir()
     (tmp / "photos" / "cat.jpg").write_bytes(b"not mine to replace")
-    return save_pretrained(tmp / "photos", tiny(), classes=CLASSES)
+    return save_pretrained(tmp / "photos", tiny().describe(classes=CLASSES))
 
 
 def _equal(expected: Any) -> Callable[[Any], None]:
@@ -92,20 +92,23 @@ ROWS: list[Row] = [
     Row("folder-missing-config", _drop("config.json"), "MissingFileError naming it",
         MissingFileError, r"config\.json is missing"),
     Row("folder-config-does-not-fit-weights",
-        _config(lambda d: {**d, "architecture": {**d["architecture"], "depth": 3}}),
+        _config(lambda d: {**d, "model": {**d["model"], "depth": 3}}),
         "CheckpointError before any weight is read", CheckpointError,
-        r"config\.json: field 'architecture': the weights in model\.safetensors do not match"),
+        r"config\.json: field 'model': the weights in model\.safetensors do not match"),
     Row("folder-config-depth-1e6",
-        _config(lambda d: {**d, "architecture": {**d["architecture"], "depth": 10**6}}),
+        _config(lambda d: {**d, "model": {**d["model"], "depth": 10**6}}),
         "CheckpointError before building", CheckpointError,
-        r"field 'architecture': depth=1000000 is over the limit of 12"),
+        r"config\.json: model_config depth=1000000 is over the limit of 12"),
     Row("folder-deep-json", _config(lambda d: b"[" * 200_000),
         "CheckpointError in ms (no RecursionError traceback)", CheckpointError,
         r"config\.json is not valid JSON: it is nested too deeply"),
     Row("folder-huge-json", _config(lambda d: b" " * (3 << 20)),
         "CheckpointError before reading", CheckpointError, r"over the limit of 1048576 bytes"),
-    Row("folder-classes-not-a-list", _config(lambda d: {**d, "classes": {"0": "bg"}}),
-        "CheckpointError naming the field", CheckpointError, r"field 'classes' is \{'0': 'bg'\}"),
+    Row("folder-classes-not-a-list",
+        _config(lambda d: {**d, "model": {**d["model"], "classes": {"0": "bg"}}}),
+        "CheckpointError naming the field", CheckpointError,
+        r"config\.json: invalid model record: classes must be a list of class names, "
+        r"got \{'0': 'bg'\}"),
     Row("folder-save-into-foreign-folder", _foreign, "ConfigError; nothing overwritten",
         ConfigError, r"photos is not empty and is not a catseg model folder"),
 ]  # fmt: skip
