@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -86,6 +87,11 @@ def _record(
             "dynamic_size=True for any size)"
         )
     return record if static is None else dataclasses.replace(record, image_size=static)
+
+
+def _keywords(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The Segmenter keywords among a constructor's ``locals()`` (its other inputs dropped)."""
+    return {k: v for k, v in arguments.items() if k in _KEYWORDS}
 
 
 class Segmenter:
@@ -244,23 +250,9 @@ class Segmenter:
         """Rebuild a Segmenter from a checkpoint file alone.
 
         ``Segmenter(load_checkpoint(path).build_model(), ...)``: the model, its weights
-        and its record come from the file (see :func:`catseg.checkpoint.load_checkpoint`,
-        which never runs code from it); the keywords are :class:`Segmenter`'s.
-
-        Args:
-            path: A file written by :func:`catseg.checkpoint.save_checkpoint`.
-            classes: As in :class:`Segmenter`.
-            mode: As in :class:`Segmenter`.
-            image_size: As in :class:`Segmenter`.
-            threshold: As in :class:`Segmenter`.
-            tta: As in :class:`Segmenter`.
-            tile: As in :class:`Segmenter`.
-            device: As in :class:`Segmenter`.
-            precision: As in :class:`Segmenter`.
-            batch_size: As in :class:`Segmenter`.
-            postprocess: As in :class:`Segmenter`.
-            channels_last: As in :class:`Segmenter`.
-            fuse: As in :class:`Segmenter`.
+        and its record come from ``path``, a file written by
+        :func:`~catseg.checkpoint.save_checkpoint` (loading never runs code from it); the
+        keywords are :class:`Segmenter`'s.
 
         Returns:
             A ready Segmenter.
@@ -285,18 +277,7 @@ class Segmenter:
         model = load_checkpoint(path, map_location="cpu").build_model()
         return cls(
             model,
-            classes=classes,
-            mode=mode,
-            image_size=image_size,
-            threshold=threshold,
-            tta=tta,
-            tile=tile,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            postprocess=postprocess,
-            channels_last=channels_last,
-            fuse=fuse,
+            **_keywords(locals()),
         )
 
     @classmethod
@@ -319,24 +300,11 @@ class Segmenter:
         """Run an ONNX file (from :func:`catseg.export.to_onnx`) with onnxruntime.
 
         ``Segmenter(OnnxRunner(path, providers=providers), ...)``: the record comes from
-        the file's metadata. Pre- and post-processing are those of a PyTorch model;
-        the forward pass runs in onnxruntime in the file's precision on the devices of
-        ``providers`` (so ``device`` and ``precision`` stay ``"auto"``). A file exported
-        with ``dynamic_size=False`` runs at its one size.
-
-        Args:
-            path: The ``.onnx`` file.
-            classes: As in :class:`Segmenter` (needed for default names only).
-            mode: As in :class:`Segmenter`.
-            image_size: As in :class:`Segmenter`.
-            threshold: As in :class:`Segmenter`.
-            tta: As in :class:`Segmenter`.
-            tile: As in :class:`Segmenter`.
-            device: ``"auto"`` or ``"cpu"``.
-            precision: ``"auto"`` or ``"fp32"``.
-            batch_size: As in :class:`Segmenter`.
-            postprocess: As in :class:`Segmenter`.
-            providers: onnxruntime execution providers (default: CUDA if present, CPU).
+        the file's metadata; the keywords are :class:`Segmenter`'s. Pre- and
+        post-processing are those of a PyTorch model; the forward pass runs in
+        onnxruntime, in the file's precision, with the execution ``providers`` (default:
+        CUDA if present, then the CPU), so ``device`` and ``precision`` stay ``"auto"``.
+        A file exported with ``dynamic_size=False`` runs at its one size.
 
         Returns:
             A Segmenter whose forward pass runs in onnxruntime.
@@ -363,16 +331,7 @@ class Segmenter:
         """
         return cls(
             OnnxRunner(path, providers=providers),
-            classes=classes,
-            mode=mode,
-            image_size=image_size,
-            threshold=threshold,
-            tta=tta,
-            tile=tile,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            postprocess=postprocess,
+            **_keywords(locals()),
         )
 
     @classmethod
@@ -397,27 +356,11 @@ class Segmenter:
     ) -> Segmenter:
         """Load a model folder written by :meth:`save_pretrained`, or a hub repo id.
 
-        ``Segmenter(load_pretrained(source).model, ...)``: the model and its record come
-        from the folder (see :func:`catseg.hub.load_pretrained`, which never runs code
-        from it); the keywords are :class:`Segmenter`'s.
-
-        Args:
-            source: A model folder, or a Hugging Face Hub repo id ``"user/name"``
-                (needs the ``hub`` extra; downloaded into the hub's cache).
-            revision: Hub branch, tag or commit (repo ids only).
-            cache_dir: Hub cache folder (repo ids only).
-            classes: As in :class:`Segmenter`.
-            mode: As in :class:`Segmenter`.
-            image_size: As in :class:`Segmenter`.
-            threshold: As in :class:`Segmenter`.
-            tta: As in :class:`Segmenter`.
-            tile: As in :class:`Segmenter`.
-            device: As in :class:`Segmenter`.
-            precision: As in :class:`Segmenter`.
-            batch_size: As in :class:`Segmenter`.
-            postprocess: As in :class:`Segmenter`.
-            channels_last: As in :class:`Segmenter`.
-            fuse: As in :class:`Segmenter`.
+        ``Segmenter(load_pretrained(source, ...).model, ...)``: the model and its record
+        come from ``source``, a model folder or a Hugging Face Hub repo id ``"user/name"``
+        (the ``hub`` extra; ``revision`` and ``cache_dir`` as in
+        :func:`catseg.hub.load_pretrained`, which never runs code from it); the keywords
+        are :class:`Segmenter`'s.
 
         Returns:
             A ready Segmenter.
@@ -447,18 +390,7 @@ class Segmenter:
 
         return cls(
             load_pretrained(source, revision=revision, cache_dir=cache_dir).model,
-            classes=classes,
-            mode=mode,
-            image_size=image_size,
-            threshold=threshold,
-            tta=tta,
-            tile=tile,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            postprocess=postprocess,
-            channels_last=channels_last,
-            fuse=fuse,
+            **_keywords(locals()),
         )
 
     def save_pretrained(
@@ -800,3 +732,6 @@ class Segmenter:
             num_workers=num_workers,
             progress=check_bool("progress", progress),
         )
+
+
+_KEYWORDS = frozenset(inspect.signature(Segmenter).parameters) - {"model"}
