@@ -283,12 +283,8 @@ class Pipeline:
         out = []
         for (tensor, image), (masks, kept) in zip(loaded, finished, strict=True):
             probabilities = kept[0].cpu() if return_probabilities and kept is not None else None
-            if image is not None:
-                out.append(Prediction(masks[0].cpu(), probabilities, list(classes), image))
-            else:  # the PIL image is made only if someone asks for it
-                out.append(
-                    Prediction.with_pixels(masks[0].cpu(), probabilities, list(classes), tensor)
-                )
+            mask = masks[0].cpu()
+            out.append(Prediction(mask, probabilities, list(classes), image or tensor))
         return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from catseg._files import atomic_write
 from catseg.data._inputs import display_image
 from catseg.errors import ConfigError
 from catseg.visualize import PaletteName, colorize, colorize_layers, overlay, overlay_layers
@@ -19,12 +21,9 @@ from catseg.visualize import PaletteName, colorize, colorize_layers, overlay, ov
 class Prediction:
     """A segmentation of one image, at the image's original size.
 
-    A multilabel prediction (``SegmenterOptions(mode="multilabel")``) has no single
-    label per pixel: its ``mask`` *is* the ``(K, H, W)`` boolean :attr:`layers`
-    (``mask[k, y, x]`` tells whether pixel ``(y, x)`` carries label ``classes[k]``), and
-    :meth:`colorize` and :meth:`overlay` blend the colours of every label present, so
-    overlapping labels stay visible. Taking an arg-max (or the "first" label) would
-    silently drop the overlaps a multilabel model exists to find.
+    A multilabel prediction (``mode="multilabel"``) has no single label per pixel: its
+    ``mask`` *is* the ``(K, H, W)`` boolean :attr:`layers`, and :meth:`colorize` and
+    :meth:`overlay` blend the colours of every label present, so overlaps stay visible.
 
     Attributes:
         mask: Label map, ``mask[y, x]`` is the index into ``classes`` of the pixel; for a
@@ -35,9 +34,9 @@ class Prediction:
             ``return_probabilities=True``.
         classes: Class names, label 0 first.
         image: The input image as an RGB (or grayscale) PIL image, used by
-            :meth:`overlay`; ``None`` if the input had neither 1 nor 3 channels. For
-            array and tensor inputs the Segmenter makes it on first use, from its own
-            copy of the pixels.
+            :meth:`overlay`; ``None`` if the input had neither 1 nor 3 channels. Given
+            as a ``(C, H, W)`` tensor (uint8 or float in [0, 1]), it is copied and made
+            into a PIL image on first use.
 
     Shape:
         - mask: ``(H, W)`` uint8, on the CPU; multilabel: ``(K, H, W)`` bool.
@@ -60,46 +59,17 @@ class Prediction:
         mask: torch.Tensor,
         probabilities: torch.Tensor | None,
         classes: list[str],
-        image: Image.Image | None = None,
+        image: Image.Image | torch.Tensor | None = None,
     ) -> None:
+        pixels = None
+        if isinstance(image, torch.Tensor):  # made into a PIL image on first use, from a copy
+            pixels = image.detach().to("cpu", copy=True) if image.shape[0] in (1, 3) else None
+            image = None
         object.__setattr__(self, "mask", mask)
         object.__setattr__(self, "probabilities", probabilities)
         object.__setattr__(self, "classes", classes)
         object.__setattr__(self, "_image", image)
-        object.__setattr__(self, "_pixels", None)
-
-    @classmethod
-    def with_pixels(
-        cls,
-        mask: torch.Tensor,
-        probabilities: torch.Tensor | None,
-        classes: list[str],
-        pixels: torch.Tensor,
-    ) -> Prediction:
-        """A Prediction whose :attr:`image` is made from ``pixels`` on first use.
-
-        Args:
-            mask: As the attribute.
-            probabilities: As the attribute.
-            classes: As the attribute.
-            pixels: The input ``(C, H, W)``, uint8 or float in [0, 1]; it is copied, so
-                later changes to the caller's array do not show.
-
-        Returns:
-            The prediction.
-
-        Examples:
-            >>> import torch
-            >>> white = torch.full((3, 1, 2), 255, dtype=torch.uint8)
-            >>> mask = torch.zeros(1, 2, dtype=torch.uint8)
-            >>> pred = Prediction.with_pixels(mask, None, ["bg", "cat"], white)
-            >>> pred.image.size, pred.image.getpixel((1, 0))
-            ((2, 1), (255, 255, 255))
-        """
-        prediction = cls(mask, probabilities, classes)
-        if pixels.shape[0] in (1, 3):
-            object.__setattr__(prediction, "_pixels", pixels.detach().to("cpu", copy=True))
-        return prediction
+        object.__setattr__(self, "_pixels", pixels)
 
     @property
     def image(self) -> Image.Image | None:
@@ -218,7 +188,7 @@ class Prediction:
         """Write the mask as a palette PNG (the Pascal-VOC ``SegmentationClassPNG`` format).
 
         The pixel values are the labels, so the file reads back losslessly with
-        :func:`catseg.data.read_mask`.
+        :func:`catseg.data.read_mask`. The file is written atomically.
 
         Args:
             path: Destination; must end in ``.png`` (a lossy format would corrupt labels).
@@ -251,5 +221,4 @@ class Prediction:
                 f"masks are saved as PNG so that labels survive; got {target.name!r}, "
                 "use a '.png' file name"
             )
-        self.colorize(palette).save(target, format="PNG")
-        return target
+        return atomic_write(target, functools.partial(self.colorize(palette).save, format="PNG"))
