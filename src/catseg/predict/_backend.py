@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from catseg._modules import to_channels_last
 from catseg._runtime import Precision, autocast, resolve_device, resolve_precision
+from catseg._validation import check_bool
 from catseg.errors import ConfigError, ShapeError
 from catseg.export._runner import OnnxRunner
 from catseg.models.config import UNetConfig
@@ -39,54 +40,63 @@ class Backend:
 
 def _int_attribute(model: object, name: str) -> int | None:
     value = getattr(model, name, None)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 
 
-class _TorchForward:
-    """The module's forward pass on the fast path: channels-last input, autocast, fp32 out."""
-
-    def __init__(
-        self, module: nn.Module, device: torch.device, dtype: torch.dtype | None, cl: bool
-    ):
-        self.module, self.device, self.dtype, self.channels_last = module, device, dtype, cl
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.dtype):
-            logits = self.module(x)
-        if not isinstance(logits, Tensor):
-            raise ShapeError(
-                f"the model must return a logits tensor, got {type(logits).__qualname__}"
-            )
-        return logits.float()
-
-
-def torch_backend(
-    model: nn.Module,
+def make_backend(
+    model: object,
     device: str | torch.device,
     precision: Precision,
     channels_last: bool,
     fuse: bool,
+) -> Backend:
+    """The backend of ``model``: a module (its own copy) or an :class:`OnnxRunner`."""
+    check_bool("channels_last", channels_last)
+    check_bool("fuse", fuse)
+    if not isinstance(device, str | torch.device):
+        raise ConfigError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
+        )
+    if isinstance(model, OnnxRunner):
+        return _onnx_backend(model, device, precision)
+    if isinstance(model, nn.Module):
+        return _torch_backend(model, resolve_device(device), precision, channels_last, fuse)
+    raise ConfigError(
+        "model must be a torch.nn.Module or a catseg.export.OnnxRunner, got "
+        f"{type(model).__qualname__}"
+    )
+
+
+def _torch_backend(
+    model: nn.Module, device: torch.device, precision: Precision, channels_last: bool, fuse: bool
 ) -> Backend:
     """The Segmenter's own eval-mode (fused, channels-last) copy of ``model`` on its device.
 
     The model passed in is never modified: fusing returns a new module, otherwise the
     model is deep-copied before it is moved or switched to eval mode.
     """
-    resolved = resolve_device(device)
-    dtype = resolve_precision(precision, resolved)
+    dtype = resolve_precision(precision, device)
     fuser = getattr(model, "fuse_for_inference", None)
     module: nn.Module = fuser() if fuse and callable(fuser) else copy.deepcopy(model)
-    module = module.eval().requires_grad_(False).to(resolved)
+    module = module.eval().requires_grad_(False).to(device)
     if channels_last:
         module = to_channels_last(module)
+
+    def forward(x: Tensor) -> Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            logits = module(x)
+        if not isinstance(logits, Tensor):
+            raise ShapeError(
+                f"the model must return a logits tensor, got {type(logits).__qualname__}"
+            )
+        return logits.float()
+
     config = getattr(model, "config", None)
     return Backend(
-        forward=_TorchForward(module, resolved, dtype, channels_last),
-        device=resolved,
+        forward=forward,
+        device=device,
         name="the model",
         config=config if isinstance(config, UNetConfig) else None,
         in_channels=_int_attribute(model, "in_channels"),
@@ -97,23 +107,8 @@ def torch_backend(
     )
 
 
-class _OnnxForward:
-    """Run an OnnxRunner, in pieces of its fixed batch size when the file has one."""
-
-    def __init__(self, runner: OnnxRunner, batch: int | None) -> None:
-        self.runner, self.batch = runner, batch
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if self.batch is None or x.shape[0] == self.batch:
-            return self.runner(x)
-        n, step = x.shape[0], self.batch
-        if n % step:
-            x = torch.cat([x, x[-1:].expand(step - n % step, -1, -1, -1)])
-        return torch.cat([self.runner(x[i : i + step]) for i in range(0, x.shape[0], step)])[:n]
-
-
-def onnx_backend(runner: OnnxRunner, device: str | torch.device, precision: Precision) -> Backend:
-    """An ONNX Runtime session; pre- and post-processing run on the CPU in fp32."""
+def _onnx_backend(runner: OnnxRunner, device: str | torch.device, precision: Precision) -> Backend:
+    """An ONNX Runtime session, run in pieces of the file's fixed batch size if it has one."""
     if precision not in ("auto", "fp32"):
         raise ConfigError(
             f"precision={precision!r} does not apply to an ONNX model, which runs in the "
@@ -124,16 +119,22 @@ def onnx_backend(runner: OnnxRunner, device: str | torch.device, precision: Prec
             f"device={str(device)!r} does not apply to an ONNX model: onnxruntime chooses "
             "its device through providers=...; leave device='auto'"
         )
-    shape = runner.input_shape
-    height, width = (OnnxRunner.static_dim(d) for d in shape[2:])
-    config = runner.config
+    batch, _, height, width = (OnnxRunner.static_dim(d) for d in runner.input_shape)
+
+    def forward(x: Tensor) -> Tensor:
+        if batch is None or x.shape[0] == batch:
+            return runner(x)
+        n = x.shape[0]
+        x = torch.cat([x, x[-1:].expand(-n % batch, -1, -1, -1)])
+        return torch.cat([runner(x[i : i + batch]) for i in range(0, x.shape[0], batch)])[:n]
+
     return Backend(
-        forward=_OnnxForward(runner, OnnxRunner.static_dim(shape[0])),
+        forward=forward,
         device=torch.device("cpu"),
         name=runner.path.name,
-        config=config,
-        in_channels=config.in_channels,
-        num_outputs=config.num_classes,
+        config=runner.config,
+        in_channels=runner.config.in_channels,
+        num_outputs=runner.config.num_classes,
         stride=runner.stride or 1,
         static_size=(height, width) if height is not None and width is not None else None,
     )

@@ -28,6 +28,7 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from catseg._validation import check_bool, check_int, check_positive_int
 from catseg.data._inputs import load_input
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
 from catseg.models.config import Mode, UNetConfig
@@ -65,6 +66,36 @@ def _spans(length: int, step: int) -> list[tuple[int, int]]:
     return list(zip(starts, [*starts[1:], length], strict=True))
 
 
+def _check_tile(value: object, backend: Backend) -> tuple[int, int]:
+    expected = (
+        "tile must be None or (size, overlap): two ints with size >= 1 and "
+        f"0 <= overlap < size, got {value!r}"
+    )
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ConfigError(expected)
+    try:
+        size = check_int("tile size", value[0], minimum=1)
+        overlap = check_int("tile overlap", value[1], minimum=0)
+    except ConfigError as err:
+        raise ConfigError(expected) from err
+    if overlap >= size:
+        raise ConfigError(expected)
+    stride = backend.stride
+    if backend.static_size is not None:
+        raise ConfigError(
+            f"{backend.name} accepts only one input size, so it cannot run on tiles; "
+            "pass tile=None (export with dynamic_size=True to tile)"
+        )
+    if size < stride:
+        hint = max(stride, round(size / stride) * stride)
+        raise ConfigError(
+            f"tile size {size} is smaller than the model's stride {stride}: a tile must span "
+            f"at least one cell of the model's pooling grid; use a multiple of {stride}, e.g. "
+            f"tile=({hint}, {min(overlap, hint // 2)})"
+        )
+    return size, overlap
+
+
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
@@ -96,8 +127,14 @@ class Pipeline:
         batch_size: int,
         postprocess: Postprocess | None,
     ) -> None:
-        self.backend, self.record = backend, record
-        self.tta, self.tile, self.batch_size, self.postprocess = tta, tile, batch_size, postprocess
+        if postprocess is not None and not callable(postprocess):
+            raise ConfigError(
+                f"postprocess must be None or a callable, got {type(postprocess).__name__}"
+            )
+        self.backend, self.record, self.postprocess = backend, record, postprocess
+        self.tta = check_bool("tta", tta)
+        self.tile = None if tile is None else _check_tile(tile, backend)
+        self.batch_size = check_positive_int("batch_size", batch_size)
         self.given_mode = mode
         self.in_channels = backend.in_channels or record.in_channels
         norm = record.preprocessing or Preprocessing.identity(self.in_channels)

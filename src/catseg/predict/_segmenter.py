@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 from catseg._runtime import Precision
-from catseg._validation import check_bool, check_int, check_positive_int
+from catseg._validation import check_bool
 from catseg.checkpoint import load_checkpoint
 from catseg.data._inputs import ImageInput
 from catseg.errors import ConfigError
 from catseg.export._runner import OnnxRunner
 from catseg.models import UNet
-from catseg.models.config import Mode, UNetConfig
-from catseg.predict._backend import Backend, onnx_backend, torch_backend
+from catseg.models.config import RECORD_FIELDS, Mode, UNetConfig
+from catseg.predict._backend import Backend, make_backend
 from catseg.predict._folder import FolderSummary, OnError, predict_folder
 from catseg.predict._pipeline import Pipeline, Postprocess
 from catseg.predict._prediction import Prediction
@@ -32,30 +32,6 @@ if TYPE_CHECKING:
     from catseg.visualize import PaletteName
 
 Threshold = float | Sequence[float]
-
-
-def _check_tile(value: object, stride: int) -> tuple[int, int]:
-    expected = (
-        "tile must be None or (size, overlap): two ints with size >= 1 and "
-        f"0 <= overlap < size, got {value!r}"
-    )
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ConfigError(expected)
-    try:
-        size = check_int("tile size", value[0], minimum=1)
-        overlap = check_int("tile overlap", value[1], minimum=0)
-    except ConfigError as err:
-        raise ConfigError(expected) from err
-    if overlap >= size:
-        raise ConfigError(expected)
-    if size < stride:
-        hint = max(stride, round(size / stride) * stride)
-        raise ConfigError(
-            f"tile size {size} is smaller than the model's stride {stride}: a tile must span "
-            f"at least one cell of the model's pooling grid; use a multiple of {stride}, e.g. "
-            f"tile=({hint}, {min(overlap, hint // 2)})"
-        )
-    return size, overlap
 
 
 def _record(
@@ -86,7 +62,11 @@ def _record(
             f"image_size must be {static}, got {record.image_size!r} (export with "
             "dynamic_size=True for any size)"
         )
-    return record if static is None else dataclasses.replace(record, image_size=static)
+    if static is not None:
+        record = dataclasses.replace(record, image_size=static)
+    if isinstance(backend.module, UNet):  # the Segmenter's copy carries the resolved record
+        backend.module.describe(**{f: getattr(record, f) for f in RECORD_FIELDS[:4]})
+    return record
 
 
 def _keywords(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -182,49 +162,14 @@ class Segmenter:
         channels_last: bool = True,
         fuse: bool = True,
     ) -> None:
-        if postprocess is not None and not callable(postprocess):
-            raise ConfigError(
-                f"postprocess must be None or a callable, got {type(postprocess).__name__}"
-            )
-        if not isinstance(device, str | torch.device):
-            raise ConfigError(
-                f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
-            )
-        flags = {"tta": tta, "channels_last": channels_last, "fuse": fuse}
-        for name, value in flags.items():
-            check_bool(name, value)
-        if isinstance(model, OnnxRunner):
-            backend = onnx_backend(model, device, precision)
-        elif isinstance(model, nn.Module):
-            backend = torch_backend(model, device, precision, channels_last, fuse)
-        else:
-            raise ConfigError(
-                "model must be a torch.nn.Module or a catseg.export.OnnxRunner, got "
-                f"{type(model).__qualname__}"
-            )
-        record = _record(backend, classes, mode, image_size, threshold)
-        if tile is not None:
-            tile = _check_tile(tile, backend.stride)
-            if backend.static_size is not None:
-                raise ConfigError(
-                    f"{backend.name} accepts only one input size, so it cannot run on tiles; "
-                    "pass tile=None (export with dynamic_size=True to tile)"
-                )
-        if isinstance(backend.module, UNet):  # its copy carries the resolved record
-            backend.module.describe(
-                classes=record.classes,
-                mode=record.mode,
-                image_size=record.image_size,
-                threshold=record.threshold,
-            )
-        self._backend = backend
+        backend = make_backend(model, device, precision, channels_last, fuse)
         self._pipeline = Pipeline(
             backend,
-            record,
+            _record(backend, classes, mode, image_size, threshold),
             mode=mode,
             tta=tta,
             tile=tile,
-            batch_size=check_positive_int("batch_size", batch_size),
+            batch_size=batch_size,
             postprocess=postprocess,
         )
 
@@ -535,20 +480,20 @@ class Segmenter:
     @property
     def device(self) -> torch.device:
         """The device the model (and the pre- and post-processing) runs on."""
-        return self._backend.device
+        return self._pipeline.backend.device
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         """The autocast dtype ``precision`` resolved to, ``None`` for plain fp32."""
-        return self._backend.autocast_dtype
+        return self._pipeline.backend.autocast_dtype
 
     @property
     def model(self) -> nn.Module | None:
         """The Segmenter's own (possibly fused) copy of the model; ``None`` for ONNX."""
-        return self._backend.module
+        return self._pipeline.backend.module
 
     def __repr__(self) -> str:
-        dtype = self._backend.autocast_dtype
+        dtype = self._pipeline.backend.autocast_dtype
         precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
         p = self._pipeline
         return (
