@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from catseg._files import atomic_write
 from catseg._validation import check_choice, check_int
@@ -225,25 +225,15 @@ class _Decoded:
     error: CatsegError | None
 
 
-class _PhotoDataset(Dataset[_Decoded]):
-    """Decodes one photo per index the way :meth:`Segmenter.predict` reads a file."""
-
-    def __init__(self, items: list[tuple[Path, Path]], in_channels: int) -> None:
-        self.items, self.in_channels = items, in_channels
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> _Decoded:
-        real, rel = self.items[index]
+def _decode(items: list[tuple[Path, Path]], in_channels: int) -> list[_Decoded]:
+    """Decode photos (in a DataLoader worker) the way :meth:`Segmenter.predict` reads files."""
+    decoded = []
+    for real, rel in items:
         try:
-            return _Decoded(rel, load_input(real, self.in_channels)[0].contiguous(), None)
+            decoded.append(_Decoded(rel, load_input(real, in_channels)[0].contiguous(), None))
         except CatsegError as err:  # DataError, MissingFileError, ShapeError ...
-            return _Decoded(rel, None, err)
-
-
-def _as_list(batch: list[_Decoded]) -> list[_Decoded]:
-    return batch
+            decoded.append(_Decoded(rel, None, err))
+    return decoded
 
 
 def _buckets(
@@ -401,11 +391,12 @@ def predict_folder(
         dst.resolve(), overlay, overwrite, default_writers(device), 2 * pipeline.batch_size
     )
     bar = _progress_bar(len(todo), progress and rank == 0)
-    loader = DataLoader(
-        _PhotoDataset(todo, pipeline.in_channels),
-        batch_size=pipeline.batch_size,
+    decode = functools.partial(_decode, in_channels=pipeline.in_channels)
+    loader: DataLoader[tuple[Path, Path]] = DataLoader(
+        todo,  # type: ignore[arg-type]  # a list is a map-style dataset
+        pipeline.batch_size,
+        collate_fn=decode,
         num_workers=min(workers, len(todo)),
-        collate_fn=_as_list,
     )
     done, segmented = False, 0
     try:

@@ -48,12 +48,9 @@ def _record(
         base = UNetConfig(
             in_channels=backend.in_channels or 3, num_classes=backend.num_outputs or guess
         )
-    given: dict[str, Any] = {
-        "classes": classes,
-        "mode": mode,
-        "image_size": image_size,
-        "threshold": threshold,
-    }
+    given: dict[str, Any] = dict(
+        classes=classes, mode=mode, image_size=image_size, threshold=threshold
+    )
     record = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
     static = backend.static_size
     if static is not None and record.image_size not in (None, static):
@@ -606,10 +603,9 @@ class Segmenter:
         not grow with the number of photos. Writes are atomic (temporary file, then
         rename). A file already in ``dst`` is never replaced unless ``overwrite=True``:
         photos whose outputs all exist are skipped (so an interrupted run resumes where
-        it stopped), and of the others only the missing outputs are written. Under ``torchrun``
-        each process takes the shard ``sorted_paths[rank::world_size]`` and returns its
-        own summary. See
-        :mod:`catseg.predict._folder` and the inference guide.
+        it stopped), and of the others only the missing outputs are written. Under
+        ``torchrun`` each process takes the shard ``sorted_paths[rank::world_size]`` and
+        returns its own summary (see the inference guide).
 
         Args:
             src: The folder of photos. Nothing outside it is read: symbolic links to
@@ -630,10 +626,8 @@ class Segmenter:
             num_workers: Decoding processes (0 decodes in this process, between forward
                 passes); ``None`` uses the logical cores the model leaves free (on the
                 CPU ``cpu_count - torch.get_num_threads()``, on a GPU ``cpu_count - 1``),
-                at most 4. On a CPU whose cores all run torch's threads that is 0, the
-                fastest there: workers take cores from the forward pass. The masks are
-                encoded and written on up to 2 background threads when free cores exist,
-                else between forward passes.
+                at most 4. Outputs are written on up to 2 background threads when free
+                cores exist, else between forward passes.
             progress: Show a tqdm bar (``progress`` extra; rank 0 only).
 
         Returns:
@@ -665,18 +659,10 @@ class Segmenter:
             >>> seg.predict_folder(src, dst, num_workers=0).skipped
             1
         """
-        return predict_folder(
-            self._pipeline,
-            Path(src),
-            Path(dst),
-            pattern=pattern,
-            files=files,
-            overlay=check_bool("overlay", overlay),
-            overwrite=check_bool("overwrite", overwrite),
-            on_error=on_error,
-            num_workers=num_workers,
-            progress=check_bool("progress", progress),
-        )
+        settings = {k: v for k, v in locals().items() if k not in ("self", "src", "dst")}
+        for name in ("overlay", "overwrite", "progress"):
+            check_bool(name, settings[name])
+        return predict_folder(self._pipeline, Path(src), Path(dst), **settings)
 
 
 _KEYWORDS = frozenset(inspect.signature(Segmenter).parameters) - {"model"}
