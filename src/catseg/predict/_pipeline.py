@@ -28,7 +28,7 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from catseg._validation import check_bool, check_int, check_positive_int
+from catseg._validation import check_bool, check_positive_int
 from catseg.data._inputs import load_input
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
 from catseg.models.config import Mode, UNetConfig
@@ -67,20 +67,17 @@ def _spans(length: int, step: int) -> list[tuple[int, int]]:
 
 
 def _check_tile(value: object, backend: Backend) -> tuple[int, int]:
-    expected = (
-        "tile must be None or (size, overlap): two ints with size >= 1 and "
-        f"0 <= overlap < size, got {value!r}"
-    )
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ConfigError(expected)
-    try:
-        size = check_int("tile size", value[0], minimum=1)
-        overlap = check_int("tile overlap", value[1], minimum=0)
-    except ConfigError as err:
-        raise ConfigError(expected) from err
-    if overlap >= size:
-        raise ConfigError(expected)
-    stride = backend.stride
+    if not (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and 0 <= value[1] < value[0]
+    ):
+        raise ConfigError(
+            "tile must be None or (size, overlap): two ints with size >= 1 and "
+            f"0 <= overlap < size, got {value!r}"
+        )
+    (size, overlap), stride = value, backend.stride
     if backend.static_size is not None:
         raise ConfigError(
             f"{backend.name} accepts only one input size, so it cannot run on tiles; "
@@ -162,18 +159,12 @@ class Pipeline:
 
     def scores(self, batch: torch.Tensor) -> torch.Tensor:
         """Per-pixel probabilities ``(N, K', h, w)`` in fp32 of a normalised batch."""
-        probs, finite = self._scores(batch)
-        self._raise_if_not_finite([finite])
-        return probs
-
-    def _scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Probabilities and a device flag telling whether every logit was finite."""
         n = batch.shape[0]
         inputs = torch.cat([batch, batch.flip(-1)]) if self.tta else batch
         logits = self.backend.forward(inputs)
         if (
             logits.ndim != 4
-            or logits.shape[0] != n * (1 + self.tta)
+            or logits.shape[0] != inputs.shape[0]
             or logits.shape[2:] != inputs.shape[2:]
         ):
             raise ShapeError(
@@ -181,12 +172,12 @@ class Pipeline:
                 f"{tuple(inputs.shape)}; expected (N, K, H, W) logits of the input's size"
             )
         self._fit_outputs(int(logits.shape[1]))
-        finite = torch.isfinite(logits).all()
-        sigmoid = self.record.mode != "multiclass"
-        probs = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=1)
-        if self.tta:
-            probs = (probs[:n] + probs[n:].flip(-1)) / 2
-        return probs, finite
+        if not bool(torch.isfinite(logits).all()):
+            hint = "" if self.backend.autocast_dtype is None else "; try precision='fp32'"
+            raise NonFiniteError(f"the model output contains NaN or infinite logits{hint}")
+        multiclass = self.record.mode == "multiclass"
+        probs = torch.softmax(logits, dim=1) if multiclass else torch.sigmoid(logits)
+        return (probs[:n] + probs[n:].flip(-1)) / 2 if self.tta else probs
 
     def _fit_outputs(self, channels: int) -> None:
         """Fit the record to the output channels of a module that did not say them."""
@@ -203,28 +194,24 @@ class Pipeline:
         except ConfigError as err:
             raise ConfigError(f"the model has {channels} output channel(s): {err}") from None
 
-    def _raise_if_not_finite(self, flags: list[torch.Tensor]) -> None:
-        if flags and not bool(torch.stack([f.cpu() for f in flags]).all()):
-            hint = "" if self.backend.autocast_dtype is None else "; try precision='fp32'"
-            raise NonFiniteError(f"the model output contains NaN or infinite logits{hint}")
-
-    def _forward_group(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _forward_group(self, batch: torch.Tensor) -> torch.Tensor:
         """Probabilities of one batch of one model input size (tiled when asked for)."""
         if self.tile is None:
-            return self._scores(batch)
-        size, overlap = self.tile
-        tiles = [
-            tiled_scores(
-                self.scores,
-                image,
-                size=size,
-                overlap=overlap,
-                batch_size=self.batch_size,
-                align=self.backend.stride,
-            )
-            for image in batch
-        ]
-        return torch.stack(tiles), None
+            return self.scores(batch)
+        (size, overlap), stride = self.tile, self.backend.stride
+        return torch.stack(
+            [
+                tiled_scores(
+                    self.scores,
+                    x,
+                    size=size,
+                    overlap=overlap,
+                    batch_size=self.batch_size,
+                    align=stride,
+                )
+                for x in batch
+            ]
+        )
 
     def _decide(self, probs: torch.Tensor) -> torch.Tensor:
         """uint8 label maps ``(N, H, W)`` of probabilities; multilabel: bool ``(N, K, H, W)``."""
@@ -252,16 +239,10 @@ class Pipeline:
         out = []
         for image_probs in probs:
             result = hook(image_probs)
-            if not isinstance(result, torch.Tensor) or result.shape != image_probs.shape:
-                got = (
-                    tuple(result.shape)
-                    if isinstance(result, torch.Tensor)
-                    else type(result).__name__
-                )
-                raise ShapeError(
-                    f"postprocess must return a tensor of shape {tuple(image_probs.shape)}, "
-                    f"got {got}"
-                )
+            got = tuple(getattr(result, "shape", ())) or type(result).__name__
+            if not isinstance(result, torch.Tensor) or got != tuple(image_probs.shape):
+                shape = tuple(image_probs.shape)
+                raise ShapeError(f"postprocess must return a tensor of shape {shape}, got {got}")
             if not bool(torch.isfinite(result).all()):
                 raise NonFiniteError("postprocess returned NaN or infinite probabilities")
             out.append(result.to(device=probs.device, dtype=torch.float32))
@@ -301,21 +282,16 @@ class Pipeline:
         """Segment one chunk of images (at most ``batch_size``), results in input order."""
         loaded = [load_input(image, self.in_channels) for image in images]
         prepared = [self.prepare(tensor) for tensor, _ in loaded]
-        flags: list[torch.Tensor] = []
         probs: list[torch.Tensor] = prepared[:]
         for members in group_indices([tuple(x.shape[1:]) for x in prepared]).values():
-            group_probs, finite = self._forward_group(torch.cat([prepared[i] for i in members]))
-            flags += [] if finite is None else [finite]
+            group_probs = self._forward_group(torch.cat([prepared[i] for i in members]))
             for j, i in enumerate(members):
                 probs[i] = group_probs[j : j + 1]
         del prepared
-        if self.postprocess is not None:
-            self._raise_if_not_finite(flags)  # the hook must not see NaN
         finished = [
             self.finish(p, (int(t.shape[1]), int(t.shape[2])), return_probabilities)
             for p, (t, _) in zip(probs, loaded, strict=True)
         ]
-        self._raise_if_not_finite(flags)
         classes = list(self.record.class_names)
         out = []
         for (tensor, image), (masks, kept) in zip(loaded, finished, strict=True):
