@@ -182,7 +182,7 @@ def test_tiles_follow_the_model_stride_so_tile_cores_equal_the_whole_image() -> 
     torch.testing.assert_close(got.probabilities[1][core], expected, atol=1e-5, rtol=0)
     # the same tiles started at 110 (off the stride grid) do not reproduce the whole image
     x = (image - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-    unaligned = tiled_scores(tiled._pipeline.scores, x, size=128, overlap=18, batch_size=4, align=1)
+    unaligned = tiled_scores(tiled._pipeline.scores, x, (128, 18), 4, align=1)
     assert (unaligned[0][core] - expected).abs().max() > 1e-2
 
 

@@ -198,19 +198,9 @@ class Pipeline:
         """Probabilities of one batch of one model input size (tiled when asked for)."""
         if self.tile is None:
             return self.scores(batch)
-        (size, overlap), stride = self.tile, self.backend.stride
+        align = self.backend.stride
         return torch.stack(
-            [
-                tiled_scores(
-                    self.scores,
-                    x,
-                    size=size,
-                    overlap=overlap,
-                    batch_size=self.batch_size,
-                    align=stride,
-                )
-                for x in batch
-            ]
+            [tiled_scores(self.scores, x, self.tile, self.batch_size, align) for x in batch]
         )
 
     def _decide(self, probs: torch.Tensor) -> torch.Tensor:

@@ -65,11 +65,8 @@ class Prediction:
         if isinstance(image, torch.Tensor):  # made into a PIL image on first use, from a copy
             pixels = image.detach().to("cpu", copy=True) if image.shape[0] in (1, 3) else None
             image = None
-        object.__setattr__(self, "mask", mask)
-        object.__setattr__(self, "probabilities", probabilities)
-        object.__setattr__(self, "classes", classes)
-        object.__setattr__(self, "_image", image)
-        object.__setattr__(self, "_pixels", pixels)
+        values = {"mask": mask, "probabilities": probabilities, "classes": classes}
+        self.__dict__.update(values, _image=image, _pixels=pixels)
 
     @property
     def image(self) -> Image.Image | None:

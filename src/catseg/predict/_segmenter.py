@@ -420,18 +420,15 @@ class Segmenter:
         from catseg.hub import _deps, push_to_hub
 
         _deps.import_hub()  # fail before saving when the extra is missing
+        hub: dict[str, Any] = {"token": token, "private": private, "commit_message": commit_message}
         with tempfile.TemporaryDirectory(prefix="catseg-push-") as tmp:
-            folder = self.save_pretrained(
-                Path(tmp) / "model", history=history, evaluation=evaluation, palette=palette
-            )
-            return push_to_hub(
-                folder,
-                repo_id,
-                token=token,
-                private=private,
-                commit_message=commit_message,
-                revision=revision,
-            )
+            card: dict[str, Any] = {
+                "history": history,
+                "evaluation": evaluation,
+                "palette": palette,
+            }
+            folder = self.save_pretrained(Path(tmp) / "model", **card)
+            return push_to_hub(folder, repo_id, revision=revision, **hub)
 
     # ------------------------------------------------------------------ properties
     @property

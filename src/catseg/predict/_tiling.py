@@ -70,9 +70,7 @@ def blend_weights(height: int, width: int, overlap: int) -> torch.Tensor:
 def tiled_scores(
     scores: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
-    *,
-    size: int,
-    overlap: int,
+    tile: tuple[int, int],
     batch_size: int,
     align: int = 1,
 ) -> torch.Tensor:
@@ -86,15 +84,14 @@ def tiled_scores(
     Args:
         scores: Maps a batch ``(N, C, h, w)`` to per-pixel scores ``(N, K, h, w)``.
         image: The preprocessed image ``(C, H, W)``.
-        size: Tile side in pixels.
-        overlap: Pixels shared by neighbouring tiles (at least).
+        tile: ``(size, overlap)``: tile side and pixels shared by neighbours (at least).
         batch_size: Tiles per call of ``scores``.
         align: Tile starts are multiples of this (the model's total stride).
 
     Returns:
         Blended scores ``(K, H, W)`` float32 on the CPU.
     """
-    _, height, width = image.shape
+    (_, height, width), (size, overlap) = image.shape, tile
     by_shape: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for y in tile_starts(height, size, overlap, align):
         for x in tile_starts(width, size, overlap, align):
@@ -110,8 +107,8 @@ def tiled_scores(
             result = scores(batch).float().cpu()
             if total is None:
                 total = torch.zeros(result.shape[1], height, width)
-            for (y, x), tile in zip(chunk, result, strict=True):
-                total[:, y : y + tile_h, x : x + tile_w] += tile * weight
+            for (y, x), part in zip(chunk, result, strict=True):
+                total[:, y : y + tile_h, x : x + tile_w] += part * weight
                 weight_sum[y : y + tile_h, x : x + tile_w] += weight
     assert total is not None  # at least one tile always exists
     return total / weight_sum
