@@ -1,8 +1,5 @@
 """Segment images with a trained model: :class:`Segmenter` and :class:`Prediction`.
 
-The cat tutorial's inference code — reload the model, preprocess by hand, threshold at
-0.5, write a palette PNG, blend it over the photo — as one object:
-
 Examples:
     >>> import torch
     >>> from catseg.models import UNet

@@ -1,15 +1,9 @@
-"""Folder-scale prediction: every matching photo under a folder to a palette PNG.
+"""Folder-scale prediction (:meth:`Segmenter.predict_folder`): photos to palette PNGs.
 
-:func:`predict_folder` (behind :meth:`Segmenter.predict_folder`) lists the photos,
-decodes them in a :class:`torch.utils.data.DataLoader` whose worker processes read the
-next files while the model runs, segments them ``batch_size`` at a time (grouped by
-size) and writes each mask as soon as its batch is done, so memory does not grow with
-the number of photos. Every output goes through :func:`catseg._files.atomic_write`; a
-file already in the output folder is replaced only with ``overwrite=True``, so a rerun
-skips the photos whose outputs all exist and writes the missing outputs of the others.
-
-Under ``torchrun`` each process takes the shard ``paths[rank::world_size]`` of the
-sorted list, so together they write every output once, without talking to each other.
+DataLoader workers decode the next photos while the model runs; masks are written as
+their batch is done (memory does not grow with the number of photos), each through
+:func:`catseg._files.atomic_write`, never replacing a file unless ``overwrite=True``.
+Under ``torchrun`` each process takes the shard ``paths[rank::world_size]``.
 """
 
 from __future__ import annotations
@@ -108,10 +102,7 @@ def _matches(rel: str, regexes: Sequence[re.Pattern[str]]) -> bool:
 
 
 def list_photos(src: Path, pattern: str | Sequence[str] | None = None) -> list[Path]:
-    """Files under ``src`` matching ``pattern``, as sorted paths relative to ``src``.
-
-    Symbolic links to folders are not followed (no loops, nothing outside ``src``);
-    links to files are listed and checked when read.
+    """Files under ``src`` matching ``pattern``, sorted, relative to ``src`` (no links to folders).
 
     Examples:
         >>> import tempfile
@@ -289,9 +280,8 @@ def free_cores(device: torch.device) -> int:
 def default_workers(device: torch.device) -> int:
     """Decoding processes when ``num_workers=None``: the free cores, at most 4.
 
-    When torch's threads fill every core (the CPU default), a busy decoding process takes
-    a core from one of them and the whole parallel region waits for the slowest thread
-    (a 2-core AMD EPYC: 0.42× ``predict_batch`` with 2 workers, 0.96× with none).
+    When torch's threads fill every core, a decoding process slows the forward pass by
+    more than it saves (2-core EPYC: 0.42× ``predict_batch`` with 2 workers, 0.96× with 0).
 
     Examples:
         >>> 0 <= default_workers(torch.device("cpu")) <= 4

@@ -1,22 +1,12 @@
 """Pipeline: images in, predictions out, with the heavy steps on the model's device.
 
-For one chunk of images (at most ``batch_size``):
-
-1. read each input into a ``(C, H, W)`` uint8 or float tensor on the CPU (no copy for
-   arrays and tensors);
-2. per image: upload it as it is (uint8 stays uint8), then scale to [0, 1], resize and
-   normalise on the device; a large image is resized a band of rows at a time, so no
-   full-size float copy of it is ever made;
-3. per group of the same model input size: one forward pass (or tiles), probabilities
-   in fp32;
-4. per group again: resize the probabilities back to the original size a band of
-   columns at a time and threshold or arg-max each band into the uint8 mask, so no
-   full-size float map is held unless the probabilities are asked for; then one copy
-   of the masks to the host.
-
-Both resizes are bilinear and antialiased, computed width first then height exactly as
-:func:`torch.nn.functional.interpolate` does at once (bit for bit), so the banded path
-gives the same numbers as one call.
+Each input is read into a ``(C, H, W)`` uint8 or float tensor, uploaded as it is,
+scaled, resized to the model's size a band of rows at a time and normalised; inputs of
+one model size share a forward pass (or tiles); the fp32 probabilities are resized
+back a band of columns at a time, each band decided into the mask at once, so no
+full-size float map is held unless the probabilities are asked for. Both resizes are
+bilinear and antialiased, width then height, bit for bit what one
+:func:`torch.nn.functional.interpolate` call gives.
 """
 
 from __future__ import annotations

@@ -26,12 +26,9 @@ class Prediction:
     :meth:`overlay` blend the colours of every label present, so overlaps stay visible.
 
     Attributes:
-        mask: Label map, ``mask[y, x]`` is the index into ``classes`` of the pixel; for a
-            multilabel model the ``(K, H, W)`` boolean layers.
-        probabilities: Per-class probabilities (``probabilities[i]`` belongs to
-            ``classes[i]``; for a binary model channel 0 is ``1 - p`` and channel 1
-            the foreground probability ``p``), or ``None`` unless asked for with
-            ``return_probabilities=True``.
+        mask: Label map (``mask[y, x]`` indexes ``classes``); multilabel: the layers.
+        probabilities: Per-class probabilities (binary: ``[1 - p, p]``), or ``None``
+            unless asked for with ``return_probabilities=True``.
         classes: Class names, label 0 first.
         image: The input image as an RGB (or grayscale) PIL image, used by
             :meth:`overlay`; ``None`` if the input had neither 1 nor 3 channels. Given
@@ -80,13 +77,7 @@ class Prediction:
 
     @property
     def size(self) -> tuple[int, int]:
-        """``(height, width)`` of the mask (the original image size).
-
-        Examples:
-            >>> import torch
-            >>> Prediction(torch.zeros(2, 3, dtype=torch.uint8), None, ["a", "b"], None).size
-            (2, 3)
-        """
+        """``(height, width)`` of the mask (the original image size)."""
         return int(self.mask.shape[-2]), int(self.mask.shape[-1])
 
     @property
@@ -98,10 +89,8 @@ class Prediction:
     def layers(self) -> torch.Tensor:
         """``(K, H, W)`` boolean layers, ``layers[k]`` = "the pixel carries ``classes[k]``".
 
-        For a multilabel model this is :attr:`mask` itself. For a binary or multiclass
-        model it is the one-hot split of the label map (``layers[k] = mask == k``, one
-        layer per class, background included), so code written for layers works with
-        every mode.
+        For a multilabel model this is :attr:`mask` itself, otherwise the one-hot split
+        of the label map (``layers[k] = mask == k``), so such code works in every mode.
 
         Examples:
             >>> import torch
@@ -124,21 +113,14 @@ class Prediction:
         """The mask as a palette-mode PIL image (see :func:`catseg.visualize.colorize`).
 
         Args:
-            palette: ``"voc"``, ``"binary"``, a flat colour sequence, or ``None`` for the
-                tutorial's black/green palette with two classes and the VOC palette otherwise.
+            palette: ``"voc"``, ``"binary"``, a flat colour sequence, or ``None``: the
+                tutorial's black/green with two classes, else VOC.
 
         Returns:
             A new ``"P"`` mode image whose pixel values are the labels.
 
         Raises:
             ConfigError: If the palette is malformed or lacks a colour for a label.
-
-        Examples:
-            >>> import torch
-            >>> pred = Prediction(torch.tensor([[2]], dtype=torch.uint8), None,
-            ...                   ["bg", "cat", "dog"], None)
-            >>> pred.colorize().convert("RGB").getpixel((0, 0))
-            (0, 128, 0)
         """
         if self.multilabel:
             return colorize_layers(self.mask, palette="voc" if palette is None else palette)
@@ -157,8 +139,7 @@ class Prediction:
             A new RGB image of the original size.
 
         Raises:
-            ConfigError: If there is no image to draw on, ``alpha`` is outside [0, 1]
-                or the palette is unusable.
+            ConfigError: If there is no image to draw on, or a bad ``alpha``/palette.
 
         Examples:
             >>> import torch
@@ -184,8 +165,8 @@ class Prediction:
     ) -> Path:
         """Write the mask as a palette PNG (the Pascal-VOC ``SegmentationClassPNG`` format).
 
-        The pixel values are the labels, so the file reads back losslessly with
-        :func:`catseg.data.read_mask`. The file is written atomically.
+        The pixel values are the labels (read back with :func:`catseg.data.read_mask`);
+        the file is written atomically.
 
         Args:
             path: Destination; must end in ``.png`` (a lossy format would corrupt labels).
@@ -195,14 +176,12 @@ class Prediction:
             The path written.
 
         Raises:
-            ConfigError: If the path does not end in ``.png``.
+            ConfigError: If the path does not end in ``.png`` or the mask is multilabel.
             OSError: If the file cannot be written.
 
         Examples:
             >>> import tempfile, torch
-            >>> from pathlib import Path
-            >>> pred = Prediction(torch.tensor([[0, 1]], dtype=torch.uint8), None, ["bg", "cat"],
-            ...                   None)
+            >>> pred = Prediction(torch.tensor([[0, 1]], dtype=torch.uint8), None, ["bg", "cat"])
             >>> pred.save(Path(tempfile.mkdtemp()) / "cat.png").suffix
             '.png'
         """

@@ -10,21 +10,14 @@ import torch
 def tile_starts(length: int, size: int, overlap: int, align: int = 1) -> list[int]:
     """Start offsets of tiles of at most ``size`` covering ``length`` with ``overlap``.
 
-    Every start is a multiple of ``align``. Tiles advance by ``size - overlap`` rounded
-    down to a multiple of ``align``, so neighbours share at least ``overlap`` pixels
-    (when ``size - overlap < align`` the step is ``align`` and they share
-    ``size - align``); the last tile is cut at the end of the image. With ``align`` set
-    to a network's total stride, each tile sees the same pooling grid and the same
-    bottom/right padding as the whole image, so tiles differ from the whole-image pass
-    only near their inner edges, where the overlap blending takes over.
+    Tiles advance by ``size - overlap`` rounded down to a multiple of ``align`` (at
+    least ``align``); the last one is cut at the end of the image. With ``align`` the
+    network's total stride, each tile sees the whole image's pooling grid and padding,
+    so tiles differ from the whole-image pass only near their inner edges.
 
     Examples:
-        >>> tile_starts(10, 4, 1)
-        [0, 3, 6]
-        >>> tile_starts(11, 4, 1)
-        [0, 3, 6, 9]
-        >>> tile_starts(3, 4, 1)
-        [0]
+        >>> tile_starts(10, 4, 1), tile_starts(11, 4, 1), tile_starts(3, 4, 1)
+        ([0, 3, 6], [0, 3, 6, 9], [0])
         >>> tile_starts(1500, 1024, 256, align=16)
         [0, 768]
     """
@@ -40,16 +33,10 @@ def tile_starts(length: int, size: int, overlap: int, align: int = 1) -> list[in
 def blend_weights(height: int, width: int, overlap: int) -> torch.Tensor:
     """Weight map of one tile: a ramp across the middle quarter of the overlap.
 
-    A pixel's weight depends on its distance ``d`` from the nearest tile edge: a small
-    floor (``1e-3``, never 0, so every pixel is covered) up to ``d = 3/8 · overlap``,
-    then a linear rise to 1 at ``d = 5/8 · overlap``. Where two tiles overlap by
-    ``overlap`` pixels, each pixel therefore takes its prediction from tiles in which it
-    lies at least ``3/8 · overlap`` pixels from the edge — the zero padding at a tile
-    edge changes a network's output only within its receptive field of that edge — and
-    the hand-over in the middle of the overlap is smooth, so no seam shows.
-
-    Shape:
-        - output: ``(height, width)`` float32.
+    The weight at distance ``d`` from the nearest tile edge is ``1e-3`` (never 0) up to
+    ``d = 3/8 · overlap``, then rises linearly to 1 at ``d = 5/8 · overlap``: each pixel
+    comes from tiles where it lies away from the (zero-padded) edge, and the hand-over
+    is smooth, so no seam shows. Returns ``(height, width)`` float32.
 
     Examples:
         >>> blend_weights(16, 16, 8)[8]  # a middle row
@@ -76,10 +63,8 @@ def tiled_scores(
 ) -> torch.Tensor:
     """Run ``scores`` on overlapping tiles of ``image`` and blend the results.
 
-    Only ``batch_size`` tiles are in flight at a time; the blended result and the
-    weight sum are accumulated on the CPU, so device memory stays bounded by the
-    tile batch whatever the image size. Tiles of one shape are batched together
-    (the last row and column of tiles may be cut short by the image edge).
+    ``batch_size`` tiles of one shape run at a time; the blend is accumulated on the
+    CPU, so device memory is bounded by the tile batch whatever the image size.
 
     Args:
         scores: Maps a batch ``(N, C, h, w)`` to per-pixel scores ``(N, K, h, w)``.
