@@ -1,5 +1,8 @@
 """Pipeline: images in, predictions out, with the heavy steps on the model's device.
 
+The model runs behind a :class:`Backend`: a PyTorch module (the Segmenter's own copy)
+or an ONNX Runtime session, with the model's record when it has one.
+
 Each input is read into a ``(C, H, W)`` uint8 or float tensor, uploaded as it is,
 scaled, resized to the model's size a band of rows at a time and normalised; inputs of
 one model size share a forward pass (or tiles); the fp32 probabilities are resized
@@ -11,23 +14,25 @@ bilinear and antialiased, width then height, bit for bit what one
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import Callable, Hashable, Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
 
+from catseg._modules import to_channels_last
+from catseg._runtime import Precision, autocast, resolve_device, resolve_precision
 from catseg._validation import check_bool, check_positive_int
 from catseg.data._inputs import load_input
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
+from catseg.export._runner import OnnxRunner
 from catseg.models.config import Mode, UNetConfig
 from catseg.models.preprocessing import Preprocessing
-from catseg.predict._backend import Backend
 from catseg.predict._prediction import Prediction
 from catseg.predict._tiling import tiled_scores
-
-K = TypeVar("K", bound=Hashable)
 
 Postprocess = Callable[[torch.Tensor], torch.Tensor]
 """Hook on the class probabilities ``(K, H, W)`` returning new ones of the same shape."""
@@ -35,17 +40,122 @@ Postprocess = Callable[[torch.Tensor], torch.Tensor]
 _BAND = 1 << 22  # floats per band of a banded resize (16 MiB)
 
 
-def group_indices(keys: Sequence[K]) -> dict[K, list[int]]:
-    """Indices of equal keys, groups in order of first appearance.
+@dataclass(frozen=True)
+class Backend:
+    """A forward pass and what is known about the model behind it."""
 
-    Examples:
-        >>> group_indices(["a", "b", "a"])
-        {'a': [0, 2], 'b': [1]}
+    forward: Callable[[Tensor], Tensor]  # (N, C, h, w) -> (N, K, h, w) float32 logits
+    device: torch.device
+    name: str
+    config: UNetConfig | None  # the model's record; None for a module without one
+    in_channels: int | None = None
+    num_outputs: int | None = None
+    stride: int = 1
+    autocast_dtype: torch.dtype | None = None
+    module: nn.Module | None = None
+    static_size: tuple[int, int] | None = None
+
+
+def _int_attribute(model: object, name: str) -> int | None:
+    value = getattr(model, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
+def make_backend(
+    model: object,
+    device: str | torch.device,
+    precision: Precision,
+    channels_last: bool,
+    fuse: bool,
+) -> Backend:
+    """The backend of ``model``: a module (its own copy) or an :class:`OnnxRunner`."""
+    check_bool("channels_last", channels_last)
+    check_bool("fuse", fuse)
+    if not isinstance(device, str | torch.device):
+        raise ConfigError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
+        )
+    if isinstance(model, OnnxRunner):
+        return _onnx_backend(model, device, precision)
+    if isinstance(model, nn.Module):
+        return _torch_backend(model, resolve_device(device), precision, channels_last, fuse)
+    raise ConfigError(
+        "model must be a torch.nn.Module or a catseg.export.OnnxRunner, got "
+        f"{type(model).__qualname__}"
+    )
+
+
+def _torch_backend(
+    model: nn.Module, device: torch.device, precision: Precision, channels_last: bool, fuse: bool
+) -> Backend:
+    """The Segmenter's own eval-mode (fused, channels-last) copy of ``model`` on its device.
+
+    The model passed in is never modified: fusing returns a new module, otherwise the
+    model is deep-copied before it is moved or switched to eval mode.
     """
-    groups: dict[K, list[int]] = {}
-    for index, key in enumerate(keys):
-        groups.setdefault(key, []).append(index)
-    return groups
+    dtype = resolve_precision(precision, device)
+    fuser = getattr(model, "fuse_for_inference", None)
+    module: nn.Module = fuser() if fuse and callable(fuser) else copy.deepcopy(model)
+    module = module.eval().requires_grad_(False).to(device)
+    if channels_last:
+        module = to_channels_last(module)
+
+    def forward(x: Tensor) -> Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            logits = module(x)
+        if not isinstance(logits, Tensor):
+            raise ShapeError(
+                f"the model must return a logits tensor, got {type(logits).__qualname__}"
+            )
+        return logits.float()
+
+    config = getattr(model, "config", None)
+    return Backend(
+        forward=forward,
+        device=device,
+        name="the model",
+        config=config if isinstance(config, UNetConfig) else None,
+        in_channels=_int_attribute(model, "in_channels"),
+        num_outputs=_int_attribute(model, "num_classes"),
+        stride=_int_attribute(model, "stride") or 1,
+        autocast_dtype=dtype,
+        module=module,
+    )
+
+
+def _onnx_backend(runner: OnnxRunner, device: str | torch.device, precision: Precision) -> Backend:
+    """An ONNX Runtime session, run in pieces of the file's fixed batch size if it has one."""
+    if precision not in ("auto", "fp32"):
+        raise ConfigError(
+            f"precision={precision!r} does not apply to an ONNX model (it runs in the "
+            "file's own precision); leave precision='auto'"
+        )
+    if device not in ("auto", "cpu") and resolve_device(device).type != "cpu":
+        raise ConfigError(
+            f"device={str(device)!r} does not apply to an ONNX model: onnxruntime chooses "
+            "its device through providers=...; leave device='auto'"
+        )
+    batch, _, height, width = (OnnxRunner.static_dim(d) for d in runner.input_shape)
+
+    def forward(x: Tensor) -> Tensor:
+        if batch is None or x.shape[0] == batch:
+            return runner(x)
+        n = x.shape[0]
+        x = torch.cat([x, x[-1:].expand(-n % batch, -1, -1, -1)])
+        return torch.cat([runner(x[i : i + batch]) for i in range(0, x.shape[0], batch)])[:n]
+
+    return Backend(
+        forward=forward,
+        device=torch.device("cpu"),
+        name=runner.path.name,
+        config=runner.config,
+        in_channels=runner.config.in_channels,
+        num_outputs=runner.config.num_classes,
+        stride=runner.stride or 1,
+        static_size=(height, width) if height is not None and width is not None else None,
+    )
 
 
 def _spans(length: int, step: int) -> list[tuple[int, int]]:
@@ -124,13 +234,11 @@ class Pipeline:
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.given_mode = mode
         self.in_channels = backend.in_channels or record.in_channels
-        norm = record.preprocessing or Preprocessing.identity(self.in_channels)
-        if len(norm.mean) == 1:
-            norm = Preprocessing(norm.mean * self.in_channels, norm.std * self.in_channels)
-        self.norm = norm
-        shape, device = (1, -1, 1, 1), backend.device
-        self.mean = torch.tensor(norm.mean, dtype=torch.float32, device=device).view(shape)
-        self.std = torch.tensor(norm.std, dtype=torch.float32, device=device).view(shape)
+        norm = record.preprocessing or Preprocessing.identity(1)
+        repeat = self.in_channels // len(norm.mean)  # a one-value record is for every channel
+        self.norm = Preprocessing(norm.mean * repeat, norm.std * repeat)
+        self.mean = torch.tensor(self.norm.mean, device=backend.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(self.norm.std, device=backend.device).view(1, -1, 1, 1)
 
     # ------------------------------------------------------------------ device steps
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
@@ -263,7 +371,10 @@ class Pipeline:
         loaded = [load_input(image, self.in_channels) for image in images]
         prepared = [self.prepare(tensor) for tensor, _ in loaded]
         probs: list[torch.Tensor] = prepared[:]
-        for members in group_indices([tuple(x.shape[1:]) for x in prepared]).values():
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, x in enumerate(prepared):
+            groups.setdefault(tuple(x.shape[1:]), []).append(index)
+        for members in groups.values():
             group_probs = self._forward_group(torch.cat([prepared[i] for i in members]))
             for j, i in enumerate(members):
                 probs[i] = group_probs[j : j + 1]

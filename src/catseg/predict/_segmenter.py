@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -21,9 +22,8 @@ from catseg.errors import ConfigError
 from catseg.export._runner import OnnxRunner
 from catseg.models import UNet
 from catseg.models.config import RECORD_FIELDS, Mode, UNetConfig
-from catseg.predict._backend import Backend, make_backend
 from catseg.predict._folder import FolderSummary, OnError, predict_folder
-from catseg.predict._pipeline import Pipeline, Postprocess
+from catseg.predict._pipeline import Backend, Pipeline, Postprocess, make_backend
 from catseg.predict._prediction import Prediction
 
 if TYPE_CHECKING:
@@ -413,8 +413,7 @@ class Segmenter:
     @property
     def mode(self) -> Mode:
         """``"binary"``, ``"multiclass"`` or ``"multilabel"``."""
-        mode: Mode = self.config.mode  # type: ignore[assignment]
-        return mode
+        return self.config.mode  # type: ignore[return-value]  # resolved: never None
 
     @property
     def image_size(self) -> tuple[int, int] | None:
@@ -518,15 +517,10 @@ class Segmenter:
             [(20, 30), (41, 17)]
         """
         results: list[Prediction] = []
-        pending: list[Any] = []
+        remaining = iter(images)
         with torch.inference_mode():
-            for image in images:
-                pending.append(image)
-                if len(pending) == self._pipeline.batch_size:
-                    results.extend(self._pipeline.run(pending, return_probabilities))
-                    pending = []
-            if pending:
-                results.extend(self._pipeline.run(pending, return_probabilities))
+            while chunk := list(itertools.islice(remaining, self._pipeline.batch_size)):
+                results.extend(self._pipeline.run(chunk, return_probabilities))
         return results
 
     def predict_folder(
