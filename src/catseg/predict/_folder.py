@@ -170,7 +170,7 @@ def _distributed() -> tuple[int, int]:
 
 def _relative(file: Path, src: Path, real_src: Path) -> Path:
     """``file`` (absolute, or relative to src) as a path relative to src; refuses outsiders."""
-    absolute = file if file.is_absolute() else src / file
+    absolute = (src / file).absolute()  # src / an absolute path is that path
     for base in (src.absolute(), real_src):
         try:
             rel = absolute.relative_to(base)
@@ -304,46 +304,47 @@ class _Writer:
     """Writes outputs on ``threads`` background threads (0: at once, on the caller's thread).
 
     At most ``limit`` writes are pending; the first failed write is raised by the next
-    :meth:`submit` or by :meth:`finish`; photos that could not be written for a reason
-    of their own are collected in :attr:`failed`.
+    :meth:`submit` or by :meth:`finish`; :attr:`results` holds ``(rel, reason)`` per
+    photo written (``reason`` empty, or why it could not be).
     """
 
-    def __init__(self, dst: Path, overlay: bool, overwrite: bool, threads: int, limit: int):
-        self.args, self.limit = (dst, overlay, overwrite), limit
+    def __init__(self, args: tuple[Path, bool, bool], threads: int, limit: int) -> None:
+        self.args, self.limit = args, limit
         self.pool = ThreadPoolExecutor(threads, "catseg-write") if threads else None
         self.pending: deque[tuple[Path, Future[str]]] = deque()
-        self.failed: list[tuple[Path, str]] = []
-
-    def _done(self, rel: Path, reason: str) -> None:
-        if reason:
-            self.failed.append((rel, reason))
+        self.results: list[tuple[Path, str]] = []
 
     def submit(self, prediction: Prediction, rel: Path) -> None:
         if self.pool is None:
-            self._done(rel, _write(prediction, rel, *self.args))
+            self.results.append((rel, _write(prediction, rel, *self.args)))
             return
         self.pending.append((rel, self.pool.submit(_write, prediction, rel, *self.args)))
         while len(self.pending) > self.limit or (self.pending and self.pending[0][1].done()):
             rel, future = self.pending.popleft()
-            self._done(rel, future.result())
+            self.results.append((rel, future.result()))
 
     def finish(self, raise_errors: bool) -> None:
         """Wait for every pending write (a killed run still leaves only whole files)."""
         if self.pool is not None:
             self.pool.shutdown(wait=True)
-        for rel, future in self.pending if raise_errors else ():
-            self._done(rel, future.result())
+        self.results += [(rel, f.result()) for rel, f in self.pending] if raise_errors else []
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
-    """A tqdm bar (``progress`` extra) when asked for and installed, else ``None``."""
-    if not enabled:
-        return None
+    """A tqdm bar (``progress`` extra) when asked for and installed, else a silent one."""
     try:  # tqdm is an optional extra ("progress"): imported only here, lazily
         from tqdm.auto import tqdm
     except ImportError:
-        return None
-    return tqdm(total=total, desc="predict_folder", unit="photo")
+        return _NoBar()
+    return tqdm(total=total, desc="predict_folder", unit="photo") if enabled else _NoBar()
 
 
 def predict_folder(
@@ -367,50 +368,40 @@ def predict_folder(
     real_src = _check_folders(src, dst, _regexes(pattern), overlay)
     if isinstance(files, str | os.PathLike):
         raise ConfigError(f"files must be an iterable of paths, got the one path {files!r}")
-    rels = (
-        list_photos(src, pattern)
-        if files is None
-        else [_relative(Path(f), src, real_src) for f in files]
-    )
-    rels = sorted(set(rels), key=lambda p: p.as_posix())
+    listed = list_photos(src, pattern) if files is None else files
+    rels = sorted({_relative(Path(f), src, real_src) for f in listed}, key=lambda p: p.as_posix())
     todo, skipped, failed = _plan(src, real_src, dst.resolve(), rels, overlay, overwrite)
     if on_error == "raise" and failed:
         raise DataError(f"{failed[0][0]}: {failed[0][1]}")
     rank, world = _distributed()
     writer = _Writer(
-        dst.resolve(), overlay, overwrite, default_writers(device), 2 * pipeline.batch_size
+        (dst.resolve(), overlay, overwrite), default_writers(device), 2 * pipeline.batch_size
     )
     bar = _progress_bar(len(todo), progress and rank == 0)
-    decode = functools.partial(_decode, in_channels=pipeline.in_channels)
     loader: DataLoader[tuple[Path, Path]] = DataLoader(
         todo,  # type: ignore[arg-type]  # a list is a map-style dataset
         pipeline.batch_size,
-        collate_fn=decode,
+        collate_fn=functools.partial(_decode, in_channels=pipeline.in_channels),
         num_workers=min(workers, len(todo)),
     )
-    done, segmented = False, 0
+    done = False
     try:
         with torch.inference_mode():
             by_size = pipeline.record.image_size is None
             for batch in _buckets(loader, pipeline.batch_size, by_size):
+                errors = [item for item in batch if item.error is not None]
+                if errors and on_error == "raise":
+                    raise errors[0].error  # type: ignore[misc]
+                failed += [(src / item.rel, str(item.error)) for item in errors]
                 good = [item for item in batch if item.pixels is not None]
-                for item in batch:
-                    if item.error is not None and on_error == "raise":
-                        raise item.error
-                    if item.error is not None:
-                        failed.append((src / item.rel, str(item.error)))
-                for item, prediction in zip(
-                    good, pipeline.run([i.pixels for i in good], False), strict=True
-                ):
+                predictions = pipeline.run([item.pixels for item in good], False)
+                for item, prediction in zip(good, predictions, strict=True):
                     writer.submit(prediction, item.rel)
-                segmented += len(good)
-                if bar is not None:
-                    bar.update(len(batch))
+                bar.update(len(batch))
         done = True
     finally:
         writer.finish(raise_errors=done)
-        if bar is not None:
-            bar.close()
-    failed += [(src / rel, reason) for rel, reason in writer.failed]
-    written = segmented - len(writer.failed)
+        bar.close()
+    failed += [(src / rel, reason) for rel, reason in writer.results if reason]
+    written = sum(not reason for _, reason in writer.results)
     return FolderSummary(written, skipped, tuple(failed), rank, world)

@@ -79,10 +79,8 @@ def make_backend(
         return _onnx_backend(model, device, precision)
     if isinstance(model, nn.Module):
         return _torch_backend(model, resolve_device(device), precision, channels_last, fuse)
-    raise ConfigError(
-        "model must be a torch.nn.Module or a catseg.export.OnnxRunner, got "
-        f"{type(model).__qualname__}"
-    )
+    kind = type(model).__qualname__
+    raise ConfigError(f"model must be a torch.nn.Module or a catseg.export.OnnxRunner, got {kind}")
 
 
 def _torch_backend(
@@ -348,11 +346,8 @@ class Pipeline:
         n, k = probs.shape[:2]
         if not keep and self.postprocess is None:
             multilabel = self.record.mode == "multilabel"
-            masks = torch.empty(
-                (n, k, *size) if multilabel else (n, *size),
-                dtype=torch.bool if multilabel else torch.uint8,
-                device=probs.device,
-            )
+            shape, dtype = ((n, k, *size), torch.bool) if multilabel else ((n, *size), torch.uint8)
+            masks = torch.empty(shape, dtype=dtype, device=probs.device)
             for a, b, band in self._bands(probs, size):
                 masks[..., a:b] = self._decide(band)
             return masks, None

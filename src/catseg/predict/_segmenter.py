@@ -45,13 +45,10 @@ def _record(
     base = backend.config
     if base is None:  # a module without a record: fitted to its outputs on the first pass
         guess = 1 if mode == "binary" or not classes else len(classes)
-        base = UNetConfig(
-            in_channels=backend.in_channels or 3, num_classes=backend.num_outputs or guess
-        )
-    given: dict[str, Any] = dict(
-        classes=classes, mode=mode, image_size=image_size, threshold=threshold
-    )
-    record = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+        base = UNetConfig(backend.in_channels or 3, backend.num_outputs or guess)
+    given = {"classes": classes, "mode": mode, "image_size": image_size, "threshold": threshold}
+    changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    record = dataclasses.replace(base, **changes)
     static = backend.static_size
     if static is not None and record.image_size not in (None, static):
         raise ConfigError(
@@ -203,10 +200,7 @@ class Segmenter:
             ['bg', 'cat']
         """
         model = load_checkpoint(path, map_location="cpu").build_model()
-        return cls(
-            model,
-            **_keywords(locals()),
-        )
+        return cls(model, **_keywords(locals()))
 
     @classmethod
     def from_onnx(
@@ -251,10 +245,7 @@ class Segmenter:
             >>> Segmenter.from_onnx(to_onnx(seg, Path(tempfile.mkdtemp()) / "c.onnx")).classes
             ['bg', 'cat']
         """
-        return cls(
-            OnnxRunner(path, providers=providers),
-            **_keywords(locals()),
-        )
+        return cls(OnnxRunner(path, providers=providers), **_keywords(locals()))
 
     @classmethod
     def from_pretrained(  # noqa: PLR0913 (one keyword per setting)
@@ -304,10 +295,8 @@ class Segmenter:
         """
         from catseg.hub import load_pretrained
 
-        return cls(
-            load_pretrained(source, revision=revision, cache_dir=cache_dir).model,
-            **_keywords(locals()),
-        )
+        model = load_pretrained(source, revision=revision, cache_dir=cache_dir).model
+        return cls(model, **_keywords(locals()))
 
     def save_pretrained(
         self,
@@ -342,14 +331,8 @@ class Segmenter:
 
         if not isinstance(self.model, UNet):
             raise ConfigError("save_pretrained needs a PyTorch UNet; this Segmenter runs ONNX")
-        return save_pretrained(
-            folder,
-            self.model,
-            palette=palette,
-            history=history,
-            evaluation=evaluation,
-            overwrite=overwrite,
-        )
+        card: dict[str, Any] = {"palette": palette, "history": history, "evaluation": evaluation}
+        return save_pretrained(folder, self.model, overwrite=overwrite, **card)
 
     def push_to_hub(
         self,
@@ -390,12 +373,8 @@ class Segmenter:
 
         _deps.import_hub()  # fail before saving when the extra is missing
         hub: dict[str, Any] = {"token": token, "private": private, "commit_message": commit_message}
+        card: dict[str, Any] = {"palette": palette, "history": history, "evaluation": evaluation}
         with tempfile.TemporaryDirectory(prefix="catseg-push-") as tmp:
-            card: dict[str, Any] = {
-                "history": history,
-                "evaluation": evaluation,
-                "palette": palette,
-            }
             folder = self.save_pretrained(Path(tmp) / "model", **card)
             return push_to_hub(folder, repo_id, revision=revision, **hub)
 
@@ -451,9 +430,8 @@ class Segmenter:
         return self._pipeline.backend.module
 
     def __repr__(self) -> str:
-        dtype = self._pipeline.backend.autocast_dtype
-        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
         p = self._pipeline
+        precision = {None: "fp32", torch.bfloat16: "bf16"}.get(p.backend.autocast_dtype, "fp16")
         return (
             f"Segmenter(classes={self.classes!r}, mode={self.mode!r}, "
             f"image_size={self.image_size}, device={str(self.device)!r}, "
