@@ -44,7 +44,8 @@ def _record(
     """The backend's record with the given facts, checked by :class:`UNetConfig` itself."""
     base = backend.config
     if base is None:  # a module without a record: fitted to its outputs on the first pass
-        guess = 1 if mode == "binary" or not classes else len(classes)
+        named = isinstance(classes, list | tuple) and mode != "binary"
+        guess = len(classes) if named and classes else 1
         base = UNetConfig(backend.in_channels or 3, backend.num_outputs or guess)
     given = {"classes": classes, "mode": mode, "image_size": image_size, "threshold": threshold}
     changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
@@ -330,7 +331,9 @@ class Segmenter:
         from catseg.hub import save_pretrained
 
         if not isinstance(self.model, UNet):
-            raise ConfigError("save_pretrained needs a PyTorch UNet; this Segmenter runs ONNX")
+            raise ConfigError(
+                "save_pretrained needs a PyTorch UNet; this Segmenter runs an ONNX file"
+            )
         card: dict[str, Any] = {"palette": palette, "history": history, "evaluation": evaluation}
         return save_pretrained(folder, self.model, overwrite=overwrite, **card)
 
