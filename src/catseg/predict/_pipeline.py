@@ -37,7 +37,7 @@ from catseg.predict._tiling import tiled_scores
 Postprocess = Callable[[torch.Tensor], torch.Tensor]
 """Hook on the class probabilities ``(K, H, W)`` returning new ones of the same shape."""
 
-_BAND = 1 << 22  # floats per band of a banded resize (16 MiB)
+_BAND = 1 << 20  # floats per band of a banded resize (4 MiB)
 
 
 @dataclass(frozen=True)
