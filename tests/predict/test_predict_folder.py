@@ -214,6 +214,15 @@ def test_files_variant(tmp_path: Path) -> None:
             seg.predict_folder(src, tmp_path / "o", files=[outside], num_workers=0)
 
 
+def test_relative_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _tiny_folder(tmp_path / "s", ["a.jpg", "c/d.jpg"])
+    seg = _segmenter((16, 16))
+    assert seg.predict_folder("s", "o", num_workers=0).written == 2
+    again = seg.predict_folder(Path("s"), "o2", files=["c/d.jpg"], num_workers=0)
+    assert (again.written, (tmp_path / "o2" / "c" / "d.png").exists()) == (1, True)
+
+
 def test_default_workers_use_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)

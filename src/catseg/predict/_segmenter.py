@@ -331,9 +331,7 @@ class Segmenter:
         from catseg.hub import save_pretrained
 
         if not isinstance(self.model, UNet):
-            raise ConfigError(
-                "save_pretrained needs a PyTorch UNet; this Segmenter runs an ONNX file"
-            )
+            raise ConfigError("save_pretrained needs a UNet; this Segmenter runs an ONNX file")
         card: dict[str, Any] = {"palette": palette, "history": history, "evaluation": evaluation}
         return save_pretrained(folder, self.model, overwrite=overwrite, **card)
 
