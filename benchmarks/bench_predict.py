@@ -22,11 +22,13 @@ without them, smooth synthetic images are used and the table says so.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,9 +36,10 @@ import torch.nn.functional as F  # noqa: N812
 from _common import machine_description, markdown_table, measure
 from PIL import Image
 
+from catseg.checkpoint import load_checkpoint
 from catseg.data import open_image
 from catseg.models import UNet
-from catseg.predict import Segmenter, SegmenterOptions
+from catseg.predict import Segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["_background_", "cat"]
@@ -106,27 +109,23 @@ def build(
     full_size: bool = False,
 ) -> Segmenter:
     """The Segmenter under test: from --checkpoint, else a random-init default UNet."""
-    options = SegmenterOptions(
-        precision=precision,  # type: ignore[arg-type]
-        fuse=fuse,
-        channels_last=channels_last,
-        tile=tile,
-        device=args.device,
-        batch_size=args.batch_size,
-    )
+    settings: dict[str, Any] = {
+        "precision": precision,
+        "fuse": fuse,
+        "channels_last": channels_last,
+        "tile": tile,
+        "device": args.device,
+        "batch_size": args.batch_size,
+    }
     if args.checkpoint is not None:
-        if full_size:
-            return Segmenter.from_checkpoint(args.checkpoint, options, image_size=None)
-        return Segmenter.from_checkpoint(args.checkpoint, options)
+        model = load_checkpoint(args.checkpoint).build_model()
+        if full_size:  # run at the photo's own size whatever the record says
+            model.config = dataclasses.replace(model.config, image_size=None)
+        return Segmenter(model, **settings)
     size = (args.image_size, args.image_size) if args.image_size > 0 and not full_size else None
-    return Segmenter(
-        random_model(),
-        options,
-        classes=CLASSES,
-        image_size=size,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-    )
+    model = random_model().describe(classes=CLASSES, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    model.config = dataclasses.replace(model.config, image_size=size)  # shared: set each time
+    return Segmenter(model, **settings)
 
 
 def main() -> int:

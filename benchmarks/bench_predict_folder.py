@@ -37,7 +37,7 @@ from _common import machine_description, markdown_table, measure
 
 from catseg.data import open_image
 from catseg.models import UNet
-from catseg.predict import Segmenter, SegmenterOptions
+from catseg.predict import Segmenter
 from catseg.predict._folder import default_workers, default_writers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,11 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     )  # random weights: speed only
     seg = Segmenter(
         model,
-        SegmenterOptions(
-            classes=["_background_", "cat"],
-            image_size=(args.image_size, args.image_size),
-            batch_size=args.batch_size,
-        ),
+        classes=["_background_", "cat"],
+        image_size=(args.image_size, args.image_size),
+        batch_size=args.batch_size,
     )
     rounds = args.rounds or (3 if args.quick else 5)
     with tempfile.TemporaryDirectory() as tmp:

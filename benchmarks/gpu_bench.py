@@ -27,7 +27,6 @@ from _common import markdown_table
 
 from catseg import DiceLoss, Segmenter, UNet, VOCSegmentationDataset, fit
 from catseg.data import make_synthetic_voc
-from catseg.predict import SegmenterOptions
 from catseg.training import RunOptions
 
 DEVICE = torch.device("cuda")
@@ -84,7 +83,7 @@ def segmenter_rows(size: int, batch: int, n: int) -> list[list[object]]:
         torch.manual_seed(0)
         seg = Segmenter(
             UNet(3, 2),
-            SegmenterOptions(batch_size=batch),
+            batch_size=batch,
             classes=["bg", "fg"],
             image_size=(size, size),
             device="cuda",
@@ -138,7 +137,7 @@ def smp_rows(size: int, batch: int, n: int) -> tuple[list[list[object]], str]:
     photos = [gen.integers(0, 256, (768, 1024, 3), dtype=np.uint8) for _ in range(n)]
     seg = Segmenter(
         UNet(3, 2, encoder="resnet34"),
-        SegmenterOptions(batch_size=batch),
+        batch_size=batch,
         classes=["bg", "fg"],
         image_size=(size, size),
         device="cuda",

@@ -61,7 +61,7 @@ from catseg.data.transforms import (
 from catseg.losses import BCEDiceLoss, DiceLoss
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
-from catseg.predict import Segmenter, SegmenterOptions
+from catseg.predict import Segmenter
 from catseg.training import EpochRecord, RunOptions, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,7 +203,7 @@ def evaluate_original_resolution(
     val = VOCSegmentationDataset(data, "val", image_dtype="uint8")
     segmenter = Segmenter(
         model,
-        SegmenterOptions(channels_last=recipe.channels_last),
+        channels_last=recipe.channels_last,
         classes=classes,
         image_size=(recipe.image_size, recipe.image_size),
         precision=recipe.precision,

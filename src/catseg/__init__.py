@@ -71,7 +71,6 @@ from catseg.predict import (
     FolderSummary,
     Prediction,
     Segmenter,
-    SegmenterOptions,
 )
 from catseg.training import (
     EpochRecord,
@@ -142,7 +141,6 @@ __all__ += [
     "Checkpoint",
     # predict
     "Segmenter",
-    "SegmenterOptions",
     "Prediction",
     "FolderSummary",
     # training

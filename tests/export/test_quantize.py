@@ -128,13 +128,9 @@ def test_metadata_survives_and_marks_int8(quantised: Quantised) -> None:
 
 def test_calibration_matches_the_segmenter_preprocessing(tmp_path: Path) -> None:
     model = UNet(3, 1, init_features=4, depth=2).eval()
+    model.describe(mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.4))
     segmenter = Segmenter(
-        model,
-        classes=["_background_", "cat"],
-        image_size=(24, 40),
-        mean=(0.5, 0.4, 0.3),
-        std=(0.2, 0.3, 0.4),
-        precision="fp32",
+        model, classes=["_background_", "cat"], image_size=(24, 40), precision="fp32"
     )
     path = to_onnx(segmenter, tmp_path / "m.onnx")
     runner = OnnxRunner(path, providers=["CPUExecutionProvider"])
@@ -146,7 +142,7 @@ def test_calibration_matches_the_segmenter_preprocessing(tmp_path: Path) -> None
     produced = list(_calibration_tensors(images, runner))
     assert [index for index, _ in produced] == [0, 1]
     for (_, got), image in zip(produced, images, strict=True):
-        expected = reference._pipeline.prepare([image])
+        expected = reference._pipeline.prepare(image)
         assert got.shape == (1, 3, 24, 40)
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 

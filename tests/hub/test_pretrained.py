@@ -20,7 +20,7 @@ from catseg.errors import CheckpointError, ConfigError, MissingFileError, Option
 from catseg.hub import FORMAT_VERSION, _deps, _remote, load_pretrained, push_to_hub, save_pretrained
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
-from catseg.predict import Segmenter, SegmenterOptions
+from catseg.predict import Segmenter
 from catseg.training import EpochRecord, History
 
 CLASSES = ["_background_", "cat"]
@@ -65,10 +65,9 @@ def test_round_trip_gives_identical_masks_on_cat_photos(
     trained: tuple[UNet, list[Path]], tmp_path: Path, fuse: bool
 ) -> None:
     model, photos = trained
-    options = SegmenterOptions(classes=CLASSES, image_size=(64, 64), precision="fp32", fuse=fuse)
-    seg = Segmenter(model, options)
+    seg = Segmenter(model, classes=CLASSES, image_size=(64, 64), precision="fp32", fuse=fuse)
     folder = seg.save_pretrained(tmp_path / "cat-unet", history=_history())
-    again = Segmenter.from_pretrained(folder, SegmenterOptions(precision="fp32", fuse=fuse))
+    again = Segmenter.from_pretrained(folder, precision="fp32", fuse=fuse)
     assert again.classes == CLASSES
     assert again.image_size == (64, 64)
     assert again.mean == pytest.approx((0.45, 0.44, 0.40))
@@ -494,7 +493,7 @@ def test_segmenter_push_to_hub_uploads_a_saved_folder(
 ) -> None:
     """The method saves into a temporary folder, uploads it through the hub, removes it."""
     model, photos = trained
-    seg = Segmenter(model, SegmenterOptions(classes=CLASSES, image_size=(64, 64)))
+    seg = Segmenter(model, classes=CLASSES, image_size=(64, 64))
     seen: dict[str, Any] = {}
 
     class FakeApi:
@@ -533,9 +532,7 @@ def test_segmenter_push_to_hub_uploads_a_saved_folder(
     assert seen["config"]["model"]["image_size"] == [64, 64]
     assert seen["config"]["training"]["epochs"] == 3
     assert "cat" in seen["card"]
-    reference = Segmenter(
-        model, SegmenterOptions(classes=CLASSES, image_size=(64, 64), precision="fp32")
-    )
+    reference = Segmenter(model, classes=CLASSES, image_size=(64, 64), precision="fp32")
     for photo, mask in zip(photos, seen["masks"], strict=True):
         assert torch.equal(mask, reference.predict(photo).mask)
     assert not Path(seen["upload"]["folder_path"]).exists()  # the temporary folder is gone

@@ -22,7 +22,7 @@ from catseg.models import (
     param_groups,
     unfreeze_encoder,
 )
-from catseg.predict import Segmenter, SegmenterOptions
+from catseg.predict import Segmenter
 from catseg.training import RunOptions, fit
 from catseg.training._data import read_data_facts
 
@@ -147,7 +147,7 @@ def test_fit_records_the_datasets_normalize_and_segmenter_reproduces_it(tmp_path
     # the in-memory Segmenter reads the same record
     direct = Segmenter(
         model,
-        SegmenterOptions(fuse=False),
+        fuse=False,
         classes=["bg", "blob"],
         precision="fp32",
         device="cpu",

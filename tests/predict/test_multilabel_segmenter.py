@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,10 +13,10 @@ from torch import nn
 
 from catseg.errors import ConfigError
 from catseg.models import UNet
-from catseg.predict import Prediction, Segmenter, SegmenterOptions
+from catseg.predict import Prediction, Segmenter
 from catseg.visualize import colorize_layers, overlay_layers
 
-PLAIN = {"precision": "fp32", "fuse": False, "channels_last": False}
+PLAIN: dict[str, Any] = {"precision": "fp32", "fuse": False, "channels_last": False}
 
 
 class ConstantLogits(nn.Module):
@@ -31,9 +31,8 @@ class ConstantLogits(nn.Module):
         return self.logits.expand(x.shape[0], -1, x.shape[2], x.shape[3]).clone()
 
 
-def _multilabel(model: nn.Module, classes: list[str], **extra: object) -> Segmenter:
-    options = SegmenterOptions(classes=classes, mode="multilabel", **PLAIN, **extra)  # type: ignore[arg-type]
-    return Segmenter(model, options)
+def _multilabel(model: nn.Module, classes: list[str], **extra: Any) -> Segmenter:
+    return Segmenter(model, classes=classes, mode="multilabel", **PLAIN, **extra)
 
 
 def test_layers_are_sigmoid_above_per_label_thresholds() -> None:
@@ -48,7 +47,16 @@ def test_layers_are_sigmoid_above_per_label_thresholds() -> None:
     expected = [1 / (1 + math.exp(-v)) for v in (2.0, -2.0, 0.5)]
     assert pred.probabilities[:, 2, 3].tolist() == pytest.approx(expected, abs=1e-6)
     assert seg.threshold == (0.5, 0.1, 0.7)
-    assert seg.options.mode == "multilabel"
+    assert seg.mode == "multilabel"
+
+
+def test_the_issue_call_returns_boolean_layers() -> None:
+    """Issue 26: ``mode`` was only in SegmenterOptions, so this call failed."""
+    seg = Segmenter(
+        UNet(3, 3, init_features=4, depth=2), classes=["sky", "tree", "car"], mode="multilabel"
+    )
+    layers = seg.predict(torch.rand(3, 21, 34)).mask
+    assert (layers.shape, layers.dtype) == ((3, 21, 34), torch.bool)
 
 
 def test_one_threshold_for_every_label_and_overlap_is_kept() -> None:
@@ -60,7 +68,7 @@ def test_one_threshold_for_every_label_and_overlap_is_kept() -> None:
 def test_single_label_multilabel_equals_binary() -> None:
     torch.manual_seed(0)
     model = UNet(3, 1, init_features=4, depth=2)
-    binary = Segmenter(model, SegmenterOptions(classes=["_background_", "cat"], **PLAIN))  # type: ignore[arg-type]
+    binary = Segmenter(model, classes=["_background_", "cat"], **PLAIN)
     multi = _multilabel(model, ["cat"])
     images = [torch.rand(3, 29, 37) for _ in range(3)]
     for image in images:
@@ -75,9 +83,7 @@ def test_single_label_multilabel_equals_binary() -> None:
 
 
 def test_multiclass_and_binary_are_unchanged() -> None:
-    seg = Segmenter(
-        ConstantLogits([0.0, 3.0, 1.0]), SegmenterOptions(classes=["a", "b", "c"], **PLAIN)
-    )  # type: ignore[arg-type]
+    seg = Segmenter(ConstantLogits([0.0, 3.0, 1.0]), classes=["a", "b", "c"], **PLAIN)
     pred = seg.predict(torch.rand(3, 4, 4))
     assert pred.mask.shape == (4, 4)
     assert pred.mask.dtype == torch.uint8
@@ -122,28 +128,27 @@ def test_layer_pictures_validate_input() -> None:
 
 
 def test_multilabel_option_errors() -> None:
-    with pytest.raises(ConfigError, match=r"multilabel.? only"):
-        SegmenterOptions(threshold=(0.5, 0.5), mode="binary")
+    with pytest.raises(ConfigError, match="threshold holds 2 values"):
+        Segmenter(ConstantLogits([0.0]), classes=["bg", "a"], threshold=(0.5, 0.5), mode="binary")
     with pytest.raises(ConfigError, match="mode must be one of"):
-        SegmenterOptions(mode="multi")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="between 2 and 256"):
-        SegmenterOptions(classes=["cat"])
-    assert SegmenterOptions(classes=["cat"], mode="multilabel").classes == ("cat",)
+        Segmenter(ConstantLogits([0.0]), mode="multi")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="classes has 1 names but a binary"):
+        Segmenter(ConstantLogits([0.0]), classes=["cat"])
+    assert _multilabel(ConstantLogits([0.0]), ["cat"]).classes == ["cat"]
     with pytest.raises(ConfigError, match="threshold holds 3 values"):
         _multilabel(ConstantLogits([0.0, 0.0]), ["a", "b"], threshold=(0.5, 0.5, 0.5))
-    with pytest.raises(ConfigError, match=r"multilabel.? only"):
+    with pytest.raises(ConfigError, match="threshold holds 2 values"):
         Segmenter(ConstantLogits([0.0, 0.0]), classes=["a", "b"], threshold=(0.5, 0.5))
-    with pytest.raises(ConfigError, match="mode='binary' does not fit"):
-        Segmenter(ConstantLogits([0.0, 0.0]), SegmenterOptions(classes=["a", "b"], mode="binary"))
-    with pytest.raises(ConfigError, match="classes must have 3 names"):
+    with pytest.raises(ConfigError, match="mode 'binary' needs 1 logit"):
+        Segmenter(ConstantLogits([0.0, 0.0]), classes=["a", "b"], mode="binary")
+    with pytest.raises(ConfigError, match="classes has 2 names but a 3-label multilabel"):
         _multilabel(ConstantLogits([0.0, 0.0, 0.0]), ["a", "b"])
 
 
-def test_options_round_trip_keeps_mode() -> None:
-    seg = _multilabel(ConstantLogits([0.0, 1.0]), ["a", "b"], threshold=(0.3, 0.6))
-    again = Segmenter(ConstantLogits([0.0, 1.0]), seg.options)
-    assert again.mode == "multilabel"
-    assert dataclasses.replace(seg.options, tta=True).mode == "multilabel"
+def test_saved_record_keeps_mode_and_thresholds(tmp_path: Path) -> None:
+    seg = _multilabel(UNet(3, 2, init_features=4, depth=2), ["a", "b"], threshold=(0.3, 0.6))
+    again = Segmenter.from_pretrained(seg.save_pretrained(tmp_path / "m"))
+    assert (again.mode, again.threshold, again.classes) == ("multilabel", (0.3, 0.6), ["a", "b"])
 
 
 def test_onnx_metadata_carries_mode(tmp_path: Path) -> None:
@@ -152,7 +157,7 @@ def test_onnx_metadata_carries_mode(tmp_path: Path) -> None:
     torch.manual_seed(0)
     seg = _multilabel(UNet(3, 2, init_features=4, depth=2), ["disc", "bar"], threshold=(0.4, 0.6))
     path = to_onnx(seg, tmp_path / "ml.onnx")
-    assert OnnxRunner(path).segmenter_fields()["mode"] == "multilabel"
+    assert OnnxRunner(path).config.mode == "multilabel"
     onnx_seg = Segmenter.from_onnx(path)
     assert onnx_seg.mode == "multilabel"
     assert onnx_seg.threshold == (0.4, 0.6)

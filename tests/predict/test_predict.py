@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,21 @@ from catseg.errors import (
     ShapeError,
 )
 from catseg.models import UNet
-from catseg.predict import Prediction, Segmenter, SegmenterOptions
+from catseg.models.config import UNetConfig
+from catseg.models.preprocessing import Preprocessing
+from catseg.predict import Prediction, Segmenter
 from catseg.predict._tiling import tile_starts, tiled_scores
 
 CLASSES = ["_background_", "cat"]
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-REF = SegmenterOptions(precision="fp32", fuse=False, channels_last=False)
+REF: dict[str, Any] = {"precision": "fp32", "fuse": False, "channels_last": False}
 """The plain reference path: fp32, no BatchNorm folding, NCHW."""
+
+
+def normed(model: UNet) -> UNet:
+    """``model`` recording the ImageNet normalisation the tests train with."""
+    return model.describe(mean=MEAN, std=STD)
 
 
 def tiny(num_classes: int = 1, seed: int = 0) -> UNet:
@@ -99,7 +107,7 @@ def reference_probabilities(
 def test_matches_hand_written_pipeline(image_size: tuple[int, int] | None) -> None:
     model = trained_tiny()
     image = smooth_image(57, 83)
-    seg = Segmenter(model, classes=CLASSES, image_size=image_size, mean=MEAN, std=STD, options=REF)
+    seg = Segmenter(normed(model), classes=CLASSES, image_size=image_size, **REF)
     pred = seg.predict(image, return_probabilities=True)
     expected = reference_probabilities(model, image, image_size)
     assert pred.mask.shape == (57, 83)
@@ -117,8 +125,8 @@ def test_fast_path_agrees_with_reference_and_leaves_model_alone() -> None:
     model = trained_tiny().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     image = smooth_image(64, 96)
-    ref = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, options=REF)
-    fast = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, precision="fp32")
+    ref = Segmenter(normed(model), classes=CLASSES, **REF)
+    fast = Segmenter(normed(model), classes=CLASSES, precision="fp32")
     assert fast.model is not None
     assert getattr(fast.model, "is_fused", False)
     p_ref = ref.predict(image, return_probabilities=True).probabilities
@@ -144,9 +152,9 @@ def test_precision_auto_follows_the_runtime_rule() -> None:
 def test_bf16_and_tiled_masks_agree_with_fp32_on_a_large_image() -> None:
     model = trained_tiny()
     image = smooth_image(1500, 2000)
-    whole = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, precision="fp32")
-    bf16 = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, precision="bf16")
-    tiled = Segmenter(model, classes=CLASSES, mean=MEAN, std=STD, precision="fp32", tile=(512, 64))
+    whole = Segmenter(normed(model), classes=CLASSES, precision="fp32")
+    bf16 = Segmenter(normed(model), classes=CLASSES, precision="bf16")
+    tiled = Segmenter(normed(model), classes=CLASSES, precision="fp32", tile=(512, 64))
     m_whole = whole.predict(image).mask
     m_bf16 = bf16.predict(image).mask
     m_tiled = tiled.predict(image).mask
@@ -162,9 +170,9 @@ def test_tiles_follow_the_model_stride_so_tile_cores_equal_the_whole_image() -> 
     model = trained_tiny()
     assert model.stride == 4
     image = smooth_image(300, 300)
-    kwargs: dict[str, Any] = {"classes": CLASSES, "mean": MEAN, "std": STD, "options": REF}
-    whole = Segmenter(model, **kwargs).predict(image, return_probabilities=True)
-    tiled = Segmenter(model, tile=(128, 18), **kwargs)
+    kwargs: dict[str, Any] = {"classes": CLASSES, **REF}
+    whole = Segmenter(normed(model), **kwargs).predict(image, return_probabilities=True)
+    tiled = Segmenter(normed(model), tile=(128, 18), **kwargs)
     # steps of 128 - 18 = 110 are rounded down to 108: tiles start at 0, 108, 216
     got = tiled.predict(image, return_probabilities=True)
     assert whole.probabilities is not None
@@ -174,7 +182,7 @@ def test_tiles_follow_the_model_stride_so_tile_cores_equal_the_whole_image() -> 
     torch.testing.assert_close(got.probabilities[1][core], expected, atol=1e-5, rtol=0)
     # the same tiles started at 110 (off the stride grid) do not reproduce the whole image
     x = (image - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-    unaligned = tiled_scores(tiled._pipeline.scores, x, size=128, overlap=18, batch_size=4, align=1)
+    unaligned = tiled_scores(tiled._pipeline.scores, x, (128, 18), 4, align=1)
     assert (unaligned[0][core] - expected).abs().max() > 1e-2
 
 
@@ -208,10 +216,10 @@ def test_tiles_cover_the_image_and_blend_exactly() -> None:
     model = Pointwise(3)
     image = smooth_image(300, 410)
     names = ["a", "b", "c"]
-    whole = Segmenter(model, classes=names, options=REF).predict(image, return_probabilities=True)
-    tiled = Segmenter(
-        model, classes=names, tile=(128, 32), options=dataclasses.replace(REF, batch_size=3)
-    ).predict(image, return_probabilities=True)
+    whole = Segmenter(model, classes=names, **REF).predict(image, return_probabilities=True)
+    tiled = Segmenter(model, classes=names, tile=(128, 32), **REF, batch_size=3).predict(
+        image, return_probabilities=True
+    )
     assert whole.probabilities is not None
     assert tiled.probabilities is not None
     torch.testing.assert_close(tiled.probabilities, whole.probabilities, atol=1e-6, rtol=0)
@@ -220,7 +228,7 @@ def test_tiles_cover_the_image_and_blend_exactly() -> None:
 
 def test_multiclass_argmax_and_probabilities() -> None:
     model = trained_tiny(num_classes=3)
-    seg = Segmenter(model, classes=["bg", "cat", "dog"], options=REF)
+    seg = Segmenter(model, classes=["bg", "cat", "dog"], **REF)
     pred = seg.predict(smooth_image(40, 50), return_probabilities=True)
     assert pred.probabilities is not None
     assert pred.probabilities.shape == (3, 40, 50)
@@ -231,8 +239,8 @@ def test_multiclass_argmax_and_probabilities() -> None:
 def test_tta_averages_the_horizontal_flip() -> None:
     model = trained_tiny()
     image = smooth_image(33, 47)
-    plain = Segmenter(model, classes=CLASSES, options=REF)
-    tta = Segmenter(model, classes=CLASSES, tta=True, options=REF)
+    plain = Segmenter(model, classes=CLASSES, **REF)
+    tta = Segmenter(model, classes=CLASSES, tta=True, **REF)
     p = plain.predict(image, return_probabilities=True).probabilities
     p_flip = plain.predict(image.flip(-1), return_probabilities=True).probabilities
     p_tta = tta.predict(image, return_probabilities=True).probabilities
@@ -252,12 +260,12 @@ def test_postprocess_and_threshold() -> None:
         seen.append(tuple(probs.shape))
         return probs.flip(0)
 
-    base = Segmenter(model, classes=CLASSES, options=REF).predict(image, return_probabilities=True)
-    swapped = Segmenter(model, classes=CLASSES, postprocess=swap, options=REF).predict(image)
+    base = Segmenter(model, classes=CLASSES, **REF).predict(image, return_probabilities=True)
+    swapped = Segmenter(model, classes=CLASSES, postprocess=swap, **REF).predict(image)
     assert seen == [(2, 30, 40)]  # class probabilities at the original size
     assert base.probabilities is not None
     assert torch.equal(swapped.mask, (base.probabilities[0] > 0.5).to(torch.uint8))
-    high = Segmenter(model, classes=CLASSES, threshold=0.9, options=REF).predict(image)
+    high = Segmenter(model, classes=CLASSES, threshold=0.9, **REF).predict(image)
     assert torch.equal(high.mask, (base.probabilities[1] > 0.9).to(torch.uint8))
 
     def bad(probs: torch.Tensor) -> torch.Tensor:
@@ -266,11 +274,11 @@ def test_postprocess_and_threshold() -> None:
     with pytest.raises(
         ShapeError, match=r"postprocess must return a tensor of shape \(2, 30, 40\)"
     ):
-        Segmenter(model, classes=CLASSES, postprocess=bad, options=REF).predict(image)
+        Segmenter(model, classes=CLASSES, postprocess=bad, **REF).predict(image)
 
 
 def test_every_input_kind_gives_the_same_mask_and_is_not_modified(tmp_path: Path) -> None:
-    seg = Segmenter(trained_tiny(), classes=CLASSES, image_size=(32, 32), mean=MEAN, std=STD)
+    seg = Segmenter(normed(trained_tiny()), classes=CLASSES, image_size=(32, 32))
     rng = np.random.default_rng(0)
     array = rng.integers(0, 256, size=(37, 45, 3), dtype=np.uint8)
     Image.fromarray(array).save(tmp_path / "x.png")
@@ -319,7 +327,8 @@ def test_predict_batch_equals_predict_for_mixed_sizes() -> None:
             model,
             classes=CLASSES,
             image_size=image_size,
-            options=dataclasses.replace(REF, batch_size=3),
+            **REF,
+            batch_size=3,
         )
         batch = seg.predict_batch(iter(images), return_probabilities=True)
         assert [p.size for p in batch] == [(30, 40), (41, 17), (30, 40), (64, 64)]
@@ -333,7 +342,7 @@ def test_predict_batch_equals_predict_for_mixed_sizes() -> None:
 
 
 def test_real_photos_keep_their_original_size(cats_voc: Path, tmp_path: Path) -> None:
-    seg = Segmenter(trained_tiny(), classes=CLASSES, image_size=(64, 64), mean=MEAN, std=STD)
+    seg = Segmenter(normed(trained_tiny()), classes=CLASSES, image_size=(64, 64))
     paths = sorted((cats_voc / "JPEGImages").glob("*.jpg"))[::60][:4]
     preds = seg.predict_batch(paths)
     for path, pred in zip(paths, preds, strict=True):
@@ -420,14 +429,15 @@ def test_non_finite_model_output() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"classes": ["bg", "cat", "dog"]}, r"1 output channel\(s\), so classes must have 2"),
-        ({"classes": ["cat"]}, "between 2 and 256 labels"),
+        ({"classes": ["bg", "cat", "dog"]}, r"classes has 3 names but a binary \(1-logit\) model"),
+        ({"classes": ["cat"]}, "classes has 1 names but a binary"),
         ({"classes": ["cat", "cat"]}, "classes must be distinct, got 'cat' twice"),
-        ({"mean": (0.5,)}, r"mean must hold 3 numbers \(one per input channel\), got \(0\.5,\)"),
-        ({"std": (1.0, 1.0, 0.0)}, r"std\[2\] must be a finite number in \(0\.0, inf\], got 0\.0"),
-        ({"mean": (0.5, float("nan"), 0.5)}, r"mean\[1\] must be a finite number, got nan"),
+        ({"classes": "cat"}, "classes must be a list of class names, got 'cat'"),
+        ({"mode": "multi"}, "mode must be one of"),
+        ({"mode": "multiclass"}, "mode 'multiclass' needs >= 2 logits, but num_classes is 1"),
         ({"threshold": 1.0}, r"threshold must be a finite number in \(0\.0, 1\.0\), got 1\.0"),
         ({"threshold": float("nan")}, r"threshold must be a finite number in .*, got nan"),
+        ({"threshold": (0.5, 0.5)}, "threshold holds 2 values"),
         ({"tile": (64, 64)}, r"0 <= overlap < size, got \(64, 64\)"),
         ({"tile": 512}, r"tile must be None or \(size, overlap\): two ints .*, got 512"),
         ({"tile": (64.5, 8)}, r"tile must be None or \(size, overlap\).*, got \(64\.5, 8\)"),
@@ -442,12 +452,15 @@ def test_non_finite_model_output() -> None:
         ({"image_size": (32.5, 32)}, r"image_size must be an int or \(height, width\)"),
         ({"tta": "no"}, "tta must be True or False, got 'no'"),
         ({"tta": 1}, "tta must be True or False, got 1"),
+        ({"fuse": "yes"}, "fuse must be True or False, got 'yes'"),
+        ({"channels_last": None}, "channels_last must be True or False, got None"),
+        ({"batch_size": 0}, "batch_size must be a positive int, got 0"),
+        ({"batch_size": 2.5}, "batch_size must be a positive int, got 2.5"),
+        ({"batch_size": True}, "batch_size must be a positive int, got True"),
         ({"precision": "fp8"}, "precision must be one of"),
         ({"device": "tpu:9"}, "device must be"),
         ({"device": 3}, "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got 3"),
         ({"postprocess": 3}, "postprocess must be None or a callable, got int"),
-        ({"options": {"tta": True}}, "options must be a SegmenterOptions or None, got dict"),
-        ({"clases": CLASSES}, r"unexpected keyword argument\(s\) \['clases'\]"),
     ],
 )
 def test_bad_configuration(kwargs: dict[str, Any], message: str) -> None:
@@ -456,72 +469,59 @@ def test_bad_configuration(kwargs: dict[str, Any], message: str) -> None:
         Segmenter(tiny(), **args)
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [
-        ("batch_size", 0, "batch_size must be a positive int, got 0"),
-        ("batch_size", 2.5, "batch_size must be a positive int, got 2.5"),
-        ("batch_size", True, "batch_size must be a positive int, got True"),
-        ("fuse", "yes", "fuse must be True or False, got 'yes'"),
-        ("channels_last", None, "channels_last must be True or False, got None"),
-        ("classes", "cat", "classes must be a list of class names, got 'cat'"),
-    ],
-)
-def test_options_validate_each_field_once(field: str, value: Any, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        SegmenterOptions(**{field: value})
-
-
-def test_one_options_object_for_every_constructor(tmp_path: Path) -> None:
-    model = trained_tiny()
-    options = SegmenterOptions(
-        classes=CLASSES, image_size=(40, 40), mean=MEAN, std=STD, threshold=0.4,
-        precision="fp32", tta=True, batch_size=2,
-    )  # fmt: skip
-    seg = Segmenter(model, options)
-    resolved = seg.options
-    assert resolved == dataclasses.replace(options)  # all fields were given: nothing to fill
-    assert (seg.classes, seg.image_size, seg.threshold, seg.mean) == (CLASSES, (40, 40), 0.4, MEAN)
-    # a keyword overrides one field of the options, the rest stays
-    other = Segmenter(model, options, threshold=0.7, image_size=None)
-    assert (other.threshold, other.image_size, other.options.tta) == (0.7, None, True)
-    # the resolved options rebuild an equal Segmenter
+def test_facts_come_from_the_record_and_keywords_replace_them(tmp_path: Path) -> None:
+    model = normed(trained_tiny()).describe(classes=["bg", "fg"], image_size=32, threshold=0.4)
+    seg = Segmenter(model, precision="fp32", tta=True, batch_size=2)
+    assert (seg.classes, seg.image_size, seg.threshold, seg.mean) == (
+        ["bg", "fg"],
+        (32, 32),
+        0.4,
+        MEAN,
+    )
+    assert (seg.mode, seg.config.classes) == ("binary", ("bg", "fg"))
+    mine = Segmenter(model, classes=CLASSES, image_size=(40, 40), threshold=0.7, precision="fp32")
+    assert (mine.classes, mine.image_size, mine.threshold, mine.std) == (
+        CLASSES,
+        (40, 40),
+        0.7,
+        STD,
+    )
+    assert model.config.classes == ("bg", "fg")  # the caller's model keeps its record
+    assert mine.model is not None
+    assert mine.model.config == mine.config  # the Segmenter's copy carries the resolved one
+    # a checkpoint gives the same facts; keywords replace them the same way
+    ckpt = save_checkpoint(tmp_path / "c.pt", model)
     image = smooth_image(45, 61)
-    again = Segmenter(model, seg.options)
-    assert torch.equal(again.predict(image).mask, seg.predict(image).mask)
-    # a checkpoint fills in what the options leave open; the options win over the file
-    ckpt = save_checkpoint(
-        tmp_path / "c.pt", model, classes=["bg", "fg"], image_size=(32, 32), mean=MEAN, std=STD
+    from_file = Segmenter.from_checkpoint(ckpt, precision="fp32", tta=True, batch_size=2)
+    assert (from_file.classes, from_file.image_size, from_file.threshold) == (
+        ["bg", "fg"],
+        (32, 32),
+        0.4,
     )
-    from_file = Segmenter.from_checkpoint(ckpt, SegmenterOptions(precision="fp32", tta=True))
-    assert (from_file.classes, from_file.image_size, from_file.options.tta) == (
-        ["bg", "fg"], (32, 32), True,
-    )  # fmt: skip
-    mine = Segmenter.from_checkpoint(ckpt, options)
-    assert (mine.classes, mine.image_size) == (CLASSES, (40, 40))
-    assert torch.equal(mine.predict(image).mask, seg.predict(image).mask)
+    assert torch.equal(from_file.predict(image).mask, seg.predict(image).mask)
+    again = Segmenter.from_checkpoint(ckpt, classes=CLASSES, image_size=(40, 40), threshold=0.7)
+    assert (again.classes, again.image_size, again.threshold) == (CLASSES, (40, 40), 0.7)
+    # a plain module without a record: identity normalisation, default names
+    plain = Segmenter(Pointwise(3), **REF)
+    assert (plain.classes, plain.mean, plain.std) == (
+        ["class_0", "class_1", "class_2"],
+        (0.0,) * 3,
+        (1.0,) * 3,
+    )
 
 
-def test_moved_keywords_still_work_with_a_deprecation_warning() -> None:
+def test_batch_size_and_the_plain_path_warn_nothing() -> None:
     image = smooth_image(33, 47)
-    with pytest.warns(
-        DeprecationWarning, match=r"batch_size, channels_last, fuse .*SegmenterOptions"
-    ):
-        old = Segmenter(
-            trained_tiny(), classes=CLASSES, precision="fp32",
-            batch_size=3, fuse=False, channels_last=False,
-        )  # fmt: skip
-    assert (old.options.batch_size, old.options.fuse, old.options.channels_last) == (
-        3,
-        False,
-        False,
-    )
-    new = Segmenter(trained_tiny(), classes=CLASSES, options=REF)
-    assert torch.equal(old.predict(image).mask, new.predict(image).mask)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        old = Segmenter(trained_tiny(), classes=CLASSES, batch_size=4, **REF)
+        mask = old.predict(image).mask
+    new = Segmenter(trained_tiny(), classes=CLASSES, **REF)
+    assert torch.equal(mask, new.predict(image).mask)
 
 
-def test_backend_must_be_a_module_or_an_onnx_runner() -> None:
-    with pytest.raises(ConfigError, match=r"backend must be a torch\.nn\.Module or .*got str"):
+def test_model_must_be_a_module_or_an_onnx_runner() -> None:
+    with pytest.raises(ConfigError, match=r"model must be a torch\.nn\.Module or .*got str"):
         Segmenter("model.pt", classes=CLASSES)  # type: ignore[arg-type]
 
 
@@ -551,7 +551,7 @@ _FRESH_PROCESS = textwrap.dedent(
 def test_checkpoint_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
     model = trained_tiny(steps=2)  # the issue's "train 2 steps"
     ckpt = save_checkpoint(
-        tmp_path / "cat.pt", model, classes=CLASSES, image_size=(48, 48), mean=MEAN, std=STD
+        tmp_path / "cat.pt", normed(model).describe(classes=CLASSES, image_size=(48, 48))
     )
     photos = []
     for i, size in enumerate([(70, 90), (51, 33)]):
@@ -564,9 +564,7 @@ def test_checkpoint_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
         timeout=120,
     )
     fresh = torch.load(tmp_path / "m", weights_only=True)
-    here = Segmenter(
-        model, classes=CLASSES, image_size=(48, 48), mean=MEAN, std=STD, precision="fp32"
-    )
+    here = Segmenter(model, precision="fp32")
     loaded = Segmenter.from_checkpoint(ckpt, precision="fp32")
     assert loaded.classes == CLASSES
     assert loaded.image_size == (48, 48)
@@ -574,7 +572,6 @@ def test_checkpoint_round_trip_in_a_fresh_process(tmp_path: Path) -> None:
     for photo, mask in zip(photos, fresh, strict=True):
         assert torch.equal(mask, here.predict(photo).mask)
         assert torch.equal(mask, loaded.predict(photo).mask)
-    assert Segmenter.from_checkpoint(ckpt, image_size=None).image_size is None
 
 
 def _pointwise_onnx(path: Path, weight: torch.Tensor, metadata: dict[str, Any]) -> Path:
@@ -603,11 +600,10 @@ def test_from_onnx_runs_the_same_pipeline(tmp_path: Path) -> None:
     torch.nn.init.zeros_(torch_model.conv.bias)
     weight = torch_model.conv.weight.detach() * 5  # Pointwise scales its logits by 5
     bare = _pointwise_onnx(tmp_path / "bare.onnx", weight, {})
-    with pytest.raises(ConfigError, match=r"no class names in its metadata.*pass classes="):
-        Segmenter.from_onnx(bare)
+    assert Segmenter.from_onnx(bare).classes == ["_background_", "foreground"]
     image = smooth_image(45, 70)
-    options: dict[str, Any] = {"mean": MEAN, "std": STD, "tta": True, "image_size": (32, 48)}
-    torch_seg = Segmenter(torch_model, classes=CLASSES, **options, options=REF)
+    options: dict[str, Any] = {"tta": True, "image_size": (32, 48)}
+    torch_seg = Segmenter(torch_model, classes=CLASSES, **options, **REF)
     onnx_seg = Segmenter.from_onnx(bare, classes=CLASSES, **options)
     assert onnx_seg.model is None
     p_torch = torch_seg.predict(image, return_probabilities=True).probabilities
@@ -615,18 +611,19 @@ def test_from_onnx_runs_the_same_pipeline(tmp_path: Path) -> None:
     assert p_torch is not None
     assert p_onnx is not None
     torch.testing.assert_close(p_onnx, p_torch, atol=1e-5, rtol=0)
-    # Metadata written by to_onnx(segmenter) fills in classes, size, normalisation, threshold.
-    meta = {"classes": CLASSES, "image_size": [40, 40], "mean": MEAN, "std": STD, "threshold": 0.4}
+    # The record written by to_onnx fills in classes, size, normalisation, threshold.
+    record = UNetConfig(classes=CLASSES, image_size=40, threshold=0.4)
+    record = dataclasses.replace(record, preprocessing=Preprocessing(MEAN, STD))
+    meta = {"model_config": record.to_dict()}
     loaded = Segmenter.from_onnx(_pointwise_onnx(tmp_path / "seg.onnx", weight, meta))
     assert (loaded.classes, loaded.image_size, loaded.threshold) == (CLASSES, (40, 40), 0.4)
     assert loaded.mean == pytest.approx(MEAN)
     assert loaded.std == pytest.approx(STD)
-    assert Segmenter.from_onnx(tmp_path / "seg.onnx", image_size=None).image_size is None
 
 
 def test_grayscale_model_and_models_without_attributes() -> None:
     gray_model = UNet(1, 1, init_features=4, depth=2)
-    seg = Segmenter(gray_model, classes=CLASSES, mean=(0.5,), std=(0.25,), options=REF)
+    seg = Segmenter(gray_model.describe(mean=(0.5,), std=(0.25,)), classes=CLASSES, **REF)
     rgb = Image.fromarray(np.full((9, 11, 3), 128, np.uint8))
     assert seg.predict(rgb).size == (9, 11)  # PIL images are converted to grayscale
     assert seg.predict(torch.rand(1, 9, 11)).size == (9, 11)
@@ -634,9 +631,9 @@ def test_grayscale_model_and_models_without_attributes() -> None:
         seg.predict(np.zeros((9, 11, 3), np.uint8))
     # A plain module: the class count is checked against its first output.
     plain = nn.Conv2d(3, 2, 1)
-    with pytest.raises(ConfigError, match=r"2 output channel\(s\), so classes must have 2"):
-        Segmenter(plain, classes=["a", "b", "c"], options=REF).predict(torch.rand(3, 4, 4))
-    pred = Segmenter(plain, classes=["a", "b"], options=REF).predict(torch.rand(3, 4, 4))
+    with pytest.raises(ConfigError, match=r"2 output channel\(s\): classes has 3 names but"):
+        Segmenter(plain, classes=["a", "b", "c"], **REF).predict(torch.rand(3, 4, 4))
+    pred = Segmenter(plain, classes=["a", "b"], **REF).predict(torch.rand(3, 4, 4))
     assert pred.size == (4, 4)
 
 
@@ -645,7 +642,7 @@ def test_overlay_image_is_made_on_first_use_from_a_copy() -> None:
     went into building it eagerly), from the Segmenter's own copy of the pixels."""
     photo = np.zeros((6, 8, 3), np.uint8)
     photo[:, 4:] = 200
-    pred = Segmenter(tiny(), classes=CLASSES, options=REF).predict(photo)
+    pred = Segmenter(tiny(), classes=CLASSES, **REF).predict(photo)
     assert pred.__dict__["_image"] is None  # not built yet
     photo[:] = 7  # the caller reuses the array afterwards
     assert pred.image is not None

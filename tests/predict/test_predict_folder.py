@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +22,15 @@ from PIL import Image
 
 from catseg.errors import ConfigError, DataError
 from catseg.models import UNet
-from catseg.predict import FolderSummary, Segmenter, SegmenterOptions, _folder
+from catseg.predict import FolderSummary, Segmenter, _folder
 
 
 def _segmenter(image_size: tuple[int, int] | None = None) -> Segmenter:
     torch.manual_seed(0)
     model = UNet(3, 3, init_features=4, depth=2)
-    options = SegmenterOptions(
-        classes=["bg", "cat", "edge"], image_size=image_size, precision="fp32", batch_size=3
+    return Segmenter(
+        model, classes=["bg", "cat", "edge"], image_size=image_size, precision="fp32", batch_size=3
     )
-    return Segmenter(model, options)
 
 
 def _photos(cats_voc: Path, root: Path) -> list[Path]:
@@ -96,8 +96,10 @@ def test_overlay_written_and_resumed(cats_voc: Path, tmp_path: Path) -> None:
     seg.predict_folder(src, dst, pattern="sub/*.jpg", num_workers=0)
     assert sorted(p.name for p in (dst / "sub").iterdir()) == ["e.png", "f.png"]
     (dst / "sub" / "e.png").unlink()
+    kept = (dst / "sub" / "f.png").stat().st_mtime_ns
     summary = seg.predict_folder(src, dst, pattern="sub/*.jpg", overlay=True, num_workers=0)
     assert (summary.written, summary.skipped) == (2, 0)  # the overlays were missing
+    assert (dst / "sub" / "f.png").stat().st_mtime_ns == kept  # an existing mask is kept
     names = sorted(p.name for p in (dst / "sub").iterdir())
     assert names == ["e.overlay.jpg", "e.png", "f.overlay.jpg", "f.png"]
     pred = seg.predict(src / "sub" / "f.jpg")
@@ -111,6 +113,39 @@ def _tiny_folder(root: Path, names: list[str]) -> None:
     for i, name in enumerate(names):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (20 + i, 16), (i * 40 % 255, 90, 30)).save(root / name)
+
+
+@pytest.mark.parametrize("overlay", [False, True])
+def test_files_catseg_did_not_write_are_kept_unless_overwrite(
+    tmp_path: Path, overlay: bool
+) -> None:
+    """Issue 27: pointing dst at a folder of ground-truth masks replaced them with overlay=True."""
+    src, dst = tmp_path / "s", tmp_path / "truth"
+    _tiny_folder(src, ["a.jpg", "b.jpg"])
+    dst.mkdir()
+    (dst / "a.png").write_bytes(b"ground truth")
+    seg = _segmenter((16, 16))
+    summary = seg.predict_folder(src, dst, overlay=overlay, num_workers=0)
+    assert (dst / "a.png").read_bytes() == b"ground truth"
+    assert (summary.written, summary.skipped) == (2, 0) if overlay else (1, 1)
+    assert (dst / "a.overlay.jpg").exists() == overlay
+    again = seg.predict_folder(src, dst, overlay=overlay, num_workers=0)  # resumes: all done
+    assert (again.written, again.skipped) == (0, 2)
+    assert (dst / "a.png").read_bytes() == b"ground truth"
+    redo = seg.predict_folder(src, dst, overlay=overlay, overwrite=True, num_workers=0)
+    assert (redo.written, redo.skipped) == (2, 0)
+    np.testing.assert_array_equal(_labels(dst / "a.png"), seg.predict(src / "a.jpg").mask.numpy())
+
+
+def test_a_name_too_long_is_reported_and_the_others_written(tmp_path: Path) -> None:
+    """Issue 27: a 251-character photo name stopped the whole run and wrote nothing."""
+    src, dst = tmp_path / "s", tmp_path / "o"
+    long = "x" * 247 + ".jpg"  # the mask name fits (251 bytes), the overlay's does not
+    _tiny_folder(src, [long, "b.jpg"])
+    summary = _segmenter((16, 16)).predict_folder(src, dst, overlay=True, num_workers=0)
+    assert (summary.written, [p.name for p, _ in summary.failed]) == (1, [long])
+    assert "too long" in summary.failed[0][1]
+    assert sorted(p.name for p in dst.iterdir()) == ["b.overlay.jpg", "b.png", long[:-4] + ".png"]
 
 
 def test_pattern_is_case_insensitive_and_tuple(tmp_path: Path) -> None:
@@ -179,6 +214,15 @@ def test_files_variant(tmp_path: Path) -> None:
             seg.predict_folder(src, tmp_path / "o", files=[outside], num_workers=0)
 
 
+def test_relative_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _tiny_folder(tmp_path / "s", ["a.jpg", "c/d.jpg"])
+    seg = _segmenter((16, 16))
+    assert seg.predict_folder("s", "o", num_workers=0).written == 2
+    again = seg.predict_folder(Path("s"), "o2", files=["c/d.jpg"], num_workers=0)
+    assert (again.written, (tmp_path / "o2" / "c" / "d.png").exists()) == (1, True)
+
+
 def test_default_workers_use_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
@@ -230,7 +274,7 @@ def test_background_write_error_is_raised(tmp_path: Path, monkeypatch: pytest.Mo
     _tiny_folder(src, ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
 
     def full_disk(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
-        fp.write(b"\x89PNG half")  # type: ignore[attr-defined]
+        Path(str(fp)).write_bytes(b"\x89PNG half")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", full_disk)
@@ -254,7 +298,7 @@ def test_failed_write_leaves_no_partial_file(
     real_save = Image.Image.save
 
     def dying_save(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
-        fp.write(b"\x89PNG half")  # type: ignore[attr-defined]
+        Path(str(fp)).write_bytes(b"\x89PNG half")
         raise KeyboardInterrupt  # the run is killed mid-write
 
     monkeypatch.setattr(Image.Image, "save", dying_save)
@@ -273,6 +317,7 @@ def test_failed_write_leaves_no_partial_file(
         ({"pattern": 5}, "pattern"),
         ({"pattern": ()}, "pattern"),
         ({"overlay": "yes"}, "overlay"),
+        ({"overwrite": 1}, "overwrite"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, kwargs: dict[str, object], match: str) -> None:
@@ -333,13 +378,13 @@ def _worker(src: Path, dst: Path, log: Path) -> None:
     torch.set_num_threads(1)
     rank = dist.get_rank()
     writes: list[str] = []
-    real = _folder._write_atomic
+    real = _folder.atomic_write
 
-    def logging_write(image: Image.Image, target: Path, fmt: str) -> None:
+    def logging_write(target: Path, write: Callable[[Path], object], *, replace: bool) -> Path:
         writes.append(target.relative_to(dst.resolve()).as_posix())
-        real(image, target, fmt)
+        return real(target, write, replace=replace)
 
-    _folder._write_atomic = logging_write  # type: ignore[assignment]
+    _folder.atomic_write = logging_write  # type: ignore[assignment]
     summary = _segmenter((32, 32)).predict_folder(src, dst, num_workers=1)
     record = {"writes": writes, "written": summary.written, "skipped": summary.skipped,
               "failed": [p.name for p, _ in summary.failed], "rank": summary.rank,

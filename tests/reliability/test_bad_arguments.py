@@ -26,7 +26,7 @@ from catseg import metrics as me
 from catseg.data import transforms as tf
 from catseg.errors import CatsegError, ConfigError
 from catseg.models import UNet, UNetConfig, param_groups
-from catseg.predict import SegmenterOptions
+from catseg.predict import Segmenter
 from catseg.training import RunOptions
 from catseg.visualize import overlay
 
@@ -35,6 +35,10 @@ LABELS = torch.zeros(1, 4, 4, dtype=torch.long)
 IMAGE = torch.zeros(3, 4, 4)
 MASK = torch.zeros(4, 4, dtype=torch.long)
 NON_FINITE = [math.nan, math.inf, -math.inf]
+
+
+def _tiny() -> UNet:
+    return UNet(num_classes=1, init_features=4, depth=1)
 
 
 def _triple(value: float, at: int, fill: float) -> tuple[float, float, float]:
@@ -110,14 +114,14 @@ FINITE_ARGUMENTS: dict[str, tuple[str, Callable[[float, int], object]]] = {
         lambda v, i: tf.RandomRotation(10.0, image_fill=v),
     ),
     "RunOptions.grad_clip": ("grad_clip", lambda v, i: RunOptions(grad_clip=v)),
-    "SegmenterOptions.threshold": ("threshold", lambda v, i: SegmenterOptions(threshold=v)),
-    "SegmenterOptions.mean": (
+    "Segmenter.threshold": ("threshold", lambda v, i: Segmenter(_tiny(), threshold=v)),
+    "UNet.describe.mean": (
         "mean",
-        lambda v, i: SegmenterOptions(mean=_triple(v, i, 0.5), std=(0.2, 0.2, 0.2)),
+        lambda v, i: _tiny().describe(mean=_triple(v, i, 0.5), std=(0.2, 0.2, 0.2)),
     ),
-    "SegmenterOptions.std": (
+    "UNet.describe.std": (
         "std",
-        lambda v, i: SegmenterOptions(mean=(0.5, 0.5, 0.5), std=_triple(v, i, 0.2)),
+        lambda v, i: _tiny().describe(mean=(0.5, 0.5, 0.5), std=_triple(v, i, 0.2)),
     ),
     "UNet.dropout": ("dropout", lambda v, i: UNet(num_classes=1, dropout=v)),
     "UNetConfig.dropout": ("dropout", lambda v, i: UNetConfig(num_classes=1, dropout=v)),
@@ -183,7 +187,7 @@ CONSTRUCTORS: list[tuple[Callable[..., object], dict[str, Any]]] = [
     (tf.Resize, {"size": (4, 4)}),
     (tf.Compose, {"transforms": []}),
     (RunOptions, {}),
-    (SegmenterOptions, {}),
+    (Segmenter, {"model": UNet(num_classes=1, init_features=4, depth=1)}),
     (UNet, {"num_classes": 1}),
     (UNetConfig, {"num_classes": 1}),
 ]

@@ -529,7 +529,7 @@ def _check_masks_equal(result: Any) -> None:
 
 def _predict_float64_tensor(ctx: Ctx) -> Any:
     image = torch.rand(3, 10, 12, dtype=torch.float64)
-    seg = segmenter(mean=(0.5,) * 3, std=(0.25,) * 3)
+    seg = segmenter(tiny().describe(mean=(0.5,) * 3, std=(0.25,) * 3))
     first = seg.predict(image, return_probabilities=True).probabilities
     second = seg.predict(image.float(), return_probabilities=True).probabilities
     assert first is not None

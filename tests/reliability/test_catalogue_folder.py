@@ -107,7 +107,8 @@ ROWS: list[Row] = [
     Row("folder-classes-not-a-list",
         _config(lambda d: {**d, "model": {**d["model"], "classes": {"0": "bg"}}}),
         "CheckpointError naming the field", CheckpointError,
-        r"config\.json: invalid model record: classes must be a list of class names"),
+        r"config\.json: invalid model record: classes must be a list of class names, "
+        r"got \{'0': 'bg'\}"),
     Row("folder-save-into-foreign-folder", _foreign, "ConfigError; nothing overwritten",
         ConfigError, r"photos is not empty and is not a catseg model folder"),
 ]  # fmt: skip

@@ -29,7 +29,7 @@ from catseg.errors import ConfigError, DataError, LabelmeError, MissingFileError
 from catseg.losses import DiceCELoss, DiceLoss, FocalLoss, JaccardLoss, LovaszLoss, TverskyLoss
 from catseg.metrics import MeanIoU, mean_iou
 from catseg.models import UNet
-from catseg.predict import Segmenter, SegmenterOptions
+from catseg.predict import Segmenter
 
 LABELS = ["__ignore__", "_background_", "cat", "dog"]
 LOSSES = {
@@ -134,10 +134,9 @@ def _segmenter(classes: list[str], threshold: Any, channels: int = 2) -> Callabl
     def call(_: Path) -> Any:
         torch.manual_seed(0)
         model = UNet(3, channels, init_features=4, depth=2).eval()
-        options = SegmenterOptions(
-            classes=classes, threshold=threshold, mode="multilabel", precision="fp32"
-        )
-        return Segmenter(model, options).threshold
+        return Segmenter(
+            model, classes=classes, threshold=threshold, mode="multilabel", precision="fp32"
+        ).threshold
 
     return call
 
@@ -207,7 +206,7 @@ ROWS: list[Row] = [
     # --- Segmenter thresholds ---------------------------------------------------------------
     Row("segmenter-threshold-count", _segmenter(["a", "b"], [0.5, 0.4, 0.3]),
         "ConfigError naming the counts", ConfigError,
-        r"threshold holds 3 values but the model has 2 labels \['a', 'b'\]"),
+        r"threshold holds 3 values; give one, or one per label of a multilabel model \(2\)"),
     Row("segmenter-threshold-nan", _segmenter(["a", "b"], [0.5, float("nan")]),
         "ConfigError naming the entry", ConfigError,
         r"threshold\[1\] must be a finite number in \(0\.0, 1\.0\), got nan"),
@@ -215,7 +214,7 @@ ROWS: list[Row] = [
         ConfigError, r"threshold must be a finite number in \(0\.0, 1\.0\), got 1\.0"),
     Row("segmenter-background-name", _segmenter(["_background_", "a", "b"], 0.5),
         "ConfigError: K names for K channels", ConfigError,
-        r"2 output channel\(s\), so classes must have 2 names, got 3"),
+        r"classes has 3 names but a 2-label multilabel model needs 2 names"),
     Row("segmenter-per-label-thresholds", _segmenter(["a", "b"], [0.25, 0.75]),
         "kept per label", check=_equal((0.25, 0.75))),
     # --- labelme mode="multilabel" ----------------------------------------------------------

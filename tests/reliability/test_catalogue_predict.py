@@ -33,7 +33,7 @@ from catseg.errors import (
 )
 from catseg.export import OnnxRunner, to_onnx
 from catseg.models import UNet
-from catseg.predict import Segmenter, SegmenterOptions
+from catseg.predict import Segmenter
 from catseg.visualize import colorize, overlay
 
 CLASSES = ["_background_", "cat"]
@@ -66,7 +66,10 @@ def _graph_file(tmp: Path, name: str, meta: dict[str, Any], shape: list[Any]) ->
     return path
 
 
-def _meta(**meta: Any) -> Callable[[Path], Any]:
+def _meta(**record: Any) -> Callable[[Path], Any]:
+    """A file whose record (the ``model_config`` entry) holds the given values."""
+    meta = {"model_config": {"in_channels": 1, "num_classes": 1, **record}}
+
     def call(tmp: Path) -> Any:
         shape: list[Any] = ["n", 1, "h", "w"]
         return Segmenter.from_onnx(_graph_file(tmp, "downloaded.onnx", meta, shape))
@@ -75,7 +78,7 @@ def _meta(**meta: Any) -> Callable[[Path], Any]:
 
 
 def _static_file_other_size(tmp: Path) -> Any:
-    path = _graph_file(tmp, "fixed.onnx", {"classes": CLASSES}, [1, 1, 32, 48])
+    path = _graph_file(tmp, "fixed.onnx", {}, [1, 1, 32, 48])
     return Segmenter.from_onnx(path, image_size=(64, 64))
 
 
@@ -111,36 +114,28 @@ ROWS: list[Row] = [
     Row("segmenter-threshold-nan", lambda tmp: segmenter(threshold=float("nan")),
         "ConfigError", ConfigError,
         r"threshold must be a finite number in \(0\.0, 1\.0\), got nan"),
-    Row("segmenter-mean-inf", lambda tmp: segmenter(mean=(0.5, float("inf"), 0.5)),
-        "ConfigError", ConfigError, r"mean\[1\] must be a finite number, got inf"),
-    Row("options-batch-size-fractional", lambda tmp: SegmenterOptions(batch_size=2.5),
-        "ConfigError", ConfigError, r"batch_size must be a positive int, got 2\.5"),
-    Row("options-batch-size-bool", lambda tmp: SegmenterOptions(batch_size=True),
-        "ConfigError", ConfigError,
+    Row("segmenter-mode-unknown", lambda tmp: segmenter(mode="multi"), ConfigError,
+        r"mode must be one of 'binary', 'multiclass', 'multilabel'; got 'multi'"),
+    Row("segmenter-batch-size-fractional", lambda tmp: segmenter(batch_size=2.5),
+        ConfigError, r"batch_size must be a positive int, got 2\.5"),
+    Row("segmenter-batch-size-bool", lambda tmp: segmenter(batch_size=True), ConfigError,
         r"batch_size must be a positive int, got True"),
-    Row("segmenter-backend-path", lambda tmp: Segmenter("unet.pt", classes=CLASSES),
-        "ConfigError", ConfigError,
-        r"backend must be a torch\.nn\.Module or a catseg\.export\.OnnxRunner"),
-    Row("segmenter-options-dict", lambda tmp: Segmenter(tiny(), {"classes": CLASSES}),
-        "ConfigError", ConfigError, r"options must be a SegmenterOptions or None, got dict"),
+    Row("segmenter-model-path", lambda tmp: Segmenter("unet.pt", classes=CLASSES),
+        ConfigError, r"model must be a torch\.nn\.Module or a catseg\.export\.OnnxRunner"),
     # --- ONNX files: metadata and sizes checked up front ------------------------------
     Row("onnx-metadata-threshold-text", _meta(classes=CLASSES, threshold="high"),
-        "CheckpointError", CheckpointError,
-        r"downloaded\.onnx' has malformed ONNX metadata: metadata "
-        r"'threshold' must be a finite number in \(0\.0, 1\.0\), got 'high'"),
+        CheckpointError, r"downloaded\.onnx: invalid model record: threshold must be a finite "
+        r"number in \(0\.0, 1\.0\), got 'high'"),
     Row("onnx-metadata-image-size-strings", _meta(classes=CLASSES, image_size=["a", "b"]),
-        "CheckpointError", CheckpointError,
-        r"malformed ONNX metadata: metadata 'image_size' must be an int or "
+        CheckpointError, r"invalid model record: image_size must be an int or "
         r"\(height, width\) of positive ints, got \['a', 'b'\]"),
-    Row("onnx-metadata-classes-string", _meta(classes="cat"), "CheckpointError", CheckpointError,
-        r"metadata 'classes' must be a list of class names, got 'cat'"),
-    Row("onnx-metadata-std-zero", _meta(classes=CLASSES, std=[0.0]),
-        "CheckpointError", CheckpointError,
-        r"metadata 'std'\[0\] must be a finite number in \(0\.0, inf\], got 0\.0"),
-    Row("onnx-metadata-not-json", _meta(classes=CLASSES, stride="{oops"),
-        "CheckpointError", CheckpointError,
-        r"metadata 'stride' must be a positive int, got '\{oops'"),
-    Row("onnx-static-file-other-size", _static_file_other_size, "ConfigError", ConfigError,
+    Row("onnx-metadata-classes-string", _meta(classes="cat"), CheckpointError,
+        r"invalid model record: classes must be a list of class names, got 'cat'"),
+    Row("onnx-metadata-std-zero", _meta(preprocessing={"mean": [0.5], "std": [0.0]}),
+        CheckpointError, r"std\[0\] must be a finite number in \(0\.0, inf\], got 0\.0"),
+    Row("onnx-metadata-unknown-key", _meta(stride="{oops"), CheckpointError,
+        r"invalid model record: unknown UNet config key\(s\) \['stride'\]"),
+    Row("onnx-static-file-other-size", _static_file_other_size, ConfigError,
         r"fixed\.onnx accepts only 32x48 \(H x W\) inputs, so image_size must be \(32, 48\)"),
     Row("onnx-runtime-failure", _runtime_failure, "ExportError", ExportError,
         r"onnxruntime could not run r\.onnx on input shape \(1, 1, 3, 3\)"),

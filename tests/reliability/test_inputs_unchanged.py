@@ -165,8 +165,8 @@ CASES: list[tuple[str, Callable[[Path], tuple[Any, ...]], Callable[..., Any]]] =
     ),
     (
         "Segmenter.predict-float-tensor",
-        lambda tmp: (_tiny_unet(), torch.rand(3, 9, 11)),
-        _segmenter_call(mean=(0.4,) * 3, std=(0.3,) * 3),
+        lambda tmp: (_tiny_unet().describe(mean=(0.4,) * 3, std=(0.3,) * 3), torch.rand(3, 9, 11)),
+        _segmenter_call(),
     ),
     (
         "Segmenter.predict-uint8-tensor-tta-tiled",

@@ -1,8 +1,5 @@
 """Segment images with a trained model: :class:`Segmenter` and :class:`Prediction`.
 
-The cat tutorial's inference code — reload the model, preprocess by hand, threshold at
-0.5, write a palette PNG, blend it over the photo — as one object:
-
 Examples:
     >>> import torch
     >>> from catseg.models import UNet
@@ -19,17 +16,8 @@ from __future__ import annotations
 
 from catseg.data._inputs import ImageInput
 from catseg.predict._folder import FolderSummary
-from catseg.predict._options import KEEP, Keep, Postprocess, SegmenterOptions
+from catseg.predict._pipeline import Postprocess
 from catseg.predict._prediction import Prediction
 from catseg.predict._segmenter import Segmenter
 
-__all__ = [
-    "KEEP",
-    "FolderSummary",
-    "ImageInput",
-    "Keep",
-    "Postprocess",
-    "Prediction",
-    "Segmenter",
-    "SegmenterOptions",
-]
+__all__ = ["FolderSummary", "ImageInput", "Postprocess", "Prediction", "Segmenter"]

@@ -1,23 +1,17 @@
-"""Folder-scale prediction: every matching photo under a folder to a palette PNG.
+"""Folder-scale prediction (:meth:`Segmenter.predict_folder`): photos to palette PNGs.
 
-:func:`predict_folder` (behind :meth:`Segmenter.predict_folder`) lists the photos,
-decodes them in a :class:`torch.utils.data.DataLoader` whose worker processes read the
-next files while the model runs, segments them ``batch_size`` at a time (grouped by
-size), and writes each mask as soon as its batch is done, so memory does not grow with
-the number of photos (only the sorted list of paths is kept). Outputs are written
-atomically (a temporary file in the same folder, then a rename): a killed run leaves no
-half-written PNG, and the next run skips every output that already exists.
-
-Under ``torchrun`` (``torch.distributed`` initialised) each process takes the shard
-``paths[rank::world_size]`` of the sorted list, so together the processes write every
-output once; no collective call is made and each returns the summary of its own shard.
+DataLoader workers decode the next photos while the model runs; masks are written as
+their batch is done (memory does not grow with the number of photos), each through
+:func:`catseg._files.atomic_write`, never replacing a file unless ``overwrite=True``.
+Under ``torchrun`` each process takes the shard ``paths[rank::world_size]``.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import re
-import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,36 +21,21 @@ from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from catseg._validation import check_bool, check_choice, check_int
+from catseg._files import atomic_write
+from catseg._validation import check_choice, check_int
 from catseg.data._inputs import load_input
-from catseg.errors import CatsegError, ConfigError, DataError, MissingFileError
+from catseg.errors import CatsegError, ConfigError, DataError, MissingFileError, OutputExistsError
 from catseg.predict._pipeline import Pipeline
 from catseg.predict._prediction import Prediction
-
-__all__ = [
-    "DEFAULT_PATTERNS",
-    "FolderRequest",
-    "FolderSummary",
-    "OnError",
-    "default_workers",
-    "default_writers",
-    "folder_outputs",
-    "free_cores",
-    "list_photos",
-    "predict_folder",
-]
 
 OnError = Literal["skip", "raise"]
 """What :meth:`Segmenter.predict_folder` does with an unreadable photo."""
 
-DEFAULT_PATTERNS: tuple[str, ...] = ("**/*.jpg", "**/*.jpeg", "**/*.png")
-"""Photos matched when no pattern is given: JPEG and PNG files at any depth."""
-
-_OVERLAY_SUFFIX = ".overlay.jpg"
-_OVERLAY_ALPHA = 0.3
+DEFAULT_PATTERNS = ("**/*.jpg", "**/*.jpeg", "**/*.png")
+_GLOB = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+_OVERLAY = ".overlay.jpg"
 
 
 @dataclass(frozen=True)
@@ -64,16 +43,15 @@ class FolderSummary:
     """What one :meth:`Segmenter.predict_folder` call did (one process's shard under torchrun).
 
     Attributes:
-        written: Photos whose mask (and overlay) this call wrote.
-        skipped: Photos whose outputs already existed (left untouched).
+        written: Photos whose outputs this call wrote.
+        skipped: Photos whose outputs all existed (left untouched).
         failed: ``(photo, reason)`` for each photo that was not segmented: unreadable
             files, symbolic links that leave ``src``, photos whose output another photo
-            already claims (``a.jpg`` and ``a.png`` in one folder).
+            already claims (``a.jpg`` and ``a.png``), output names too long to write.
         rank: This process's rank (0 without torch.distributed).
         world_size: Number of processes sharing the folder (1 without torch.distributed).
 
     Examples:
-        >>> from pathlib import Path
         >>> summary = FolderSummary(written=3, skipped=1, failed=((Path("x.jpg"), "broken"),))
         >>> summary.total, summary.ok
         (5, False)
@@ -96,50 +74,27 @@ class FolderSummary:
         return not self.failed
 
 
-# ---------------------------------------------------------------------- listing
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A glob over ``/``-separated relative paths: ``**/`` any folders, ``*``/``?`` in a name.
+def _regexes(pattern: str | Sequence[str] | None) -> list[re.Pattern[str]]:
+    """Globs over ``/``-separated relative paths (``**/``: any folders), case-insensitive.
 
     Examples:
-        >>> rx = _pattern_regex("**/*.jpg")
-        >>> [bool(rx.fullmatch(p)) for p in ("a.JPG", "d/e/a.jpg", "a.png")]
+        >>> [bool(_regexes("**/*.jpg")[0].fullmatch(p)) for p in ("a.JPG", "d/a.jpg", "a.png")]
         [True, True, False]
     """
-    parts: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            parts.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            parts.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            parts.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            parts.append("[^/]")
-            i += 1
-        else:
-            parts.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(parts), re.IGNORECASE)
-
-
-def _check_patterns(pattern: str | Sequence[str] | None) -> list[re.Pattern[str]]:
-    patterns = DEFAULT_PATTERNS if pattern is None else pattern
-    if isinstance(patterns, str):
-        patterns = (patterns,)
+    patterns = (
+        (pattern,) if isinstance(pattern, str) else DEFAULT_PATTERNS if pattern is None else pattern
+    )
     if (
         not isinstance(patterns, Sequence)
         or not patterns
-        or not all(isinstance(p, str) and p and not p.startswith("/") for p in patterns)
+        or not all(isinstance(p, str) and p[:1] not in ("", "/") for p in patterns)
     ):
         raise ConfigError(
             "pattern must be a glob relative to src (e.g. '**/*.jpg') or a non-empty tuple "
             f"of them, got {pattern!r}"
         )
-    return [_pattern_regex(p) for p in patterns]
+    parts = (re.split(r"(\*\*/|\*\*|\*|\?)", p) for p in patterns)
+    return [re.compile("".join(_GLOB.get(t, re.escape(t)) for t in p), re.I) for p in parts]
 
 
 def _matches(rel: str, regexes: Sequence[re.Pattern[str]]) -> bool:
@@ -147,11 +102,7 @@ def _matches(rel: str, regexes: Sequence[re.Pattern[str]]) -> bool:
 
 
 def list_photos(src: Path, pattern: str | Sequence[str] | None = None) -> list[Path]:
-    """Files under ``src`` matching ``pattern``, as sorted paths relative to ``src``.
-
-    Matching is case-insensitive (``*.jpg`` matches ``A.JPG``). Symbolic links to folders
-    are not followed (no loops, nothing outside ``src``); symbolic links to files are
-    listed and checked when read.
+    """Files under ``src`` matching ``pattern``, sorted, relative to ``src`` (no links to folders).
 
     Examples:
         >>> import tempfile
@@ -162,27 +113,22 @@ def list_photos(src: Path, pattern: str | Sequence[str] | None = None) -> list[P
         >>> [p.as_posix() for p in list_photos(root)]
         ['a.png', 'b.JPG', 'sub/c.jpeg']
     """
-    regexes = _check_patterns(pattern)
-    found: list[Path] = []
-    for folder, dirnames, filenames in os.walk(src):
-        dirnames.sort()
-        base = Path(folder).relative_to(src)
-        for name in filenames:
-            rel = base / name
-            if _matches(rel.as_posix(), regexes):
-                found.append(rel)
+    regexes = _regexes(pattern)
+    found = [
+        Path(folder).relative_to(src) / name
+        for folder, _, names in os.walk(src)
+        for name in names
+        if _matches((Path(folder).relative_to(src) / name).as_posix(), regexes)
+    ]
     return sorted(found, key=lambda p: p.as_posix())
 
 
-# ---------------------------------------------------------------------- checks
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _check_folders(
-    src: Path, dst: Path, regexes: Sequence[re.Pattern[str]], overlay: bool
-) -> tuple[Path, Path]:
-    """Resolved ``(src, dst)``; refuses a missing src and a dst whose outputs would be inputs."""
+def _check_folders(src: Path, dst: Path, regexes: list[re.Pattern[str]], overlay: bool) -> Path:
+    """The resolved ``src``; refuses a missing src and a dst whose outputs would be inputs."""
     if not src.is_dir():
         if not src.exists():
             raise MissingFileError(f"src folder not found: {src}")
@@ -193,9 +139,8 @@ def _check_folders(
     if _inside(real_dst, real_src):
         rel = real_dst.relative_to(real_src).as_posix()
         prefix = "" if rel == "." else rel + "/"
-        outputs = [prefix + "x.png", prefix + "d/x.png"]
-        if overlay:
-            outputs += [prefix + "x" + _OVERLAY_SUFFIX, prefix + "d/x" + _OVERLAY_SUFFIX]
+        outputs = [prefix + name for name in ("x.png", "d/x.png")]
+        outputs += [out[:-4] + _OVERLAY for out in outputs] if overlay else []
         if any(_matches(o, regexes) for o in outputs):
             raise ConfigError(
                 f"dst {dst} is inside src {src} and pattern matches the files written there "
@@ -203,7 +148,7 @@ def _check_folders(
                 "outputs as photos (or overwrite a photo); choose a dst outside src or a "
                 "pattern that does not match them, e.g. '**/*.jpg'"
             )
-    return real_src, real_dst
+    return real_src
 
 
 def folder_outputs(rel: Path, overlay: bool) -> tuple[Path, ...]:
@@ -214,7 +159,7 @@ def folder_outputs(rel: Path, overlay: bool) -> tuple[Path, ...]:
         ['sub/cat.png', 'sub/cat.overlay.jpg']
     """
     mask = rel.with_suffix(".png")
-    return (mask, rel.with_suffix(_OVERLAY_SUFFIX)) if overlay else (mask,)
+    return (mask, rel.with_suffix(_OVERLAY)) if overlay else (mask,)
 
 
 def _distributed() -> tuple[int, int]:
@@ -223,16 +168,9 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-@dataclass
-class _Plan:
-    todo: list[tuple[Path, Path]]  # (real file, relative path)
-    skipped: int
-    failed: list[tuple[Path, str]]
-
-
 def _relative(file: Path, src: Path, real_src: Path) -> Path:
     """``file`` (absolute, or relative to src) as a path relative to src; refuses outsiders."""
-    absolute = file if file.is_absolute() else src / file
+    absolute = (src / file).absolute()  # src / an absolute path is that path
     for base in (src.absolute(), real_src):
         try:
             rel = absolute.relative_to(base)
@@ -244,41 +182,33 @@ def _relative(file: Path, src: Path, real_src: Path) -> Path:
 
 
 def _plan(
-    src: Path,
-    real_src: Path,
-    real_dst: Path,
-    rels: list[Path],
-    overlay: bool,
-) -> _Plan:
-    """This process's shard, minus outputs already written, links leaving src, collisions."""
+    src: Path, real_src: Path, dst: Path, rels: list[Path], overlay: bool, overwrite: bool
+) -> tuple[list[tuple[Path, Path]], int, list[tuple[Path, str]]]:
+    """This process's shard: ``(real file, rel)`` to do, the number skipped, the failures."""
     rank, world = _distributed()
-    owner: dict[str, Path] = {}
-    shard: list[tuple[Path, Path | str]] = []
+    owner: dict[Path, Path] = {}
+    todo: list[tuple[Path, Path]] = []
+    failed: list[tuple[Path, str]] = []
+    skipped = 0
     for index, rel in enumerate(rels):
-        key = folder_outputs(rel, False)[0].as_posix()
+        key = rel.with_suffix(".png")
         first = owner.setdefault(key, rel)  # the sorted list: the same owner on every rank
         if index % world != rank:
             continue
-        if first != rel:
-            shard.append((rel, f"its output {key} is already the output of {first}"))
-        else:
-            shard.append((rel, rel))
-    plan = _Plan([], 0, [])
-    for rel, outcome in shard:
-        if isinstance(outcome, str):
-            plan.failed.append((src / rel, outcome))
-            continue
         real = (real_src / rel).resolve()
-        if not _inside(real, real_src):
-            plan.failed.append((src / rel, f"a symbolic link leading outside src, to {real}"))
-        elif all((real_dst / out).exists() for out in folder_outputs(rel, overlay)):
-            plan.skipped += 1
+        if first != rel:
+            failed.append(
+                (src / rel, f"its output {key.as_posix()} is already the output of {first}")
+            )
+        elif not _inside(real, real_src):
+            failed.append((src / rel, f"a symbolic link leading outside src, to {real}"))
+        elif not overwrite and all((dst / out).exists() for out in folder_outputs(rel, overlay)):
+            skipped += 1
         else:
-            plan.todo.append((real, rel))
-    return plan
+            todo.append((real, rel))
+    return todo, skipped, failed
 
 
-# ---------------------------------------------------------------------- decoding
 @dataclass(frozen=True)
 class _Decoded:
     rel: Path
@@ -286,27 +216,15 @@ class _Decoded:
     error: CatsegError | None
 
 
-class _PhotoDataset(Dataset[_Decoded]):
-    """Decodes one photo per index the way :meth:`Segmenter.predict` reads a file."""
-
-    def __init__(self, items: list[tuple[Path, Path]], in_channels: int) -> None:
-        self.items = items
-        self.in_channels = in_channels
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> _Decoded:
-        real, rel = self.items[index]
+def _decode(items: list[tuple[Path, Path]], in_channels: int) -> list[_Decoded]:
+    """Decode photos (in a DataLoader worker) the way :meth:`Segmenter.predict` reads files."""
+    decoded = []
+    for real, rel in items:
         try:
-            pixels, _ = load_input(real, self.in_channels)
+            decoded.append(_Decoded(rel, load_input(real, in_channels)[0].contiguous(), None))
         except CatsegError as err:  # DataError, MissingFileError, ShapeError ...
-            return _Decoded(rel, None, err)
-        return _Decoded(rel, pixels.contiguous(), None)
-
-
-def _as_list(batch: list[_Decoded]) -> list[_Decoded]:
-    return batch
+            decoded.append(_Decoded(rel, None, err))
+    return decoded
 
 
 def _buckets(
@@ -314,112 +232,56 @@ def _buckets(
 ) -> Iterator[list[_Decoded]]:
     """Regroup decoded photos into same-size batches; at most ``4 * batch_size`` held back."""
     pending: dict[object, list[_Decoded]] = {}
-    held = 0
-    for chunk in decoded:
-        for item in chunk:
-            if item.pixels is None:
-                yield [item]
-                continue
-            key = tuple(item.pixels.shape) if by_size else None
-            pending.setdefault(key, []).append(item)
-            held += 1
-            if len(pending[key]) == batch_size:
-                held -= batch_size
-                yield pending.pop(key)
-            elif held >= 4 * batch_size:
-                largest = max(pending, key=lambda k: len(pending[k]))
-                held -= len(pending[largest])
-                yield pending.pop(largest)
+    for item in (item for chunk in decoded for item in chunk):
+        if item.pixels is None:
+            yield [item]
+            continue
+        key = tuple(item.pixels.shape) if by_size else None
+        pending.setdefault(key, []).append(item)
+        if len(pending[key]) == batch_size:
+            yield pending.pop(key)
+        elif sum(map(len, pending.values())) >= 4 * batch_size:
+            yield pending.pop(max(pending, key=lambda k: len(pending[k])))
     yield from pending.values()
 
 
-# ---------------------------------------------------------------------- writing
-def _write_atomic(image: Image.Image, target: Path, fmt: str) -> None:
-    """Save ``image`` to a temporary file beside ``target``, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            if fmt == "JPEG":
-                image.save(stream, format=fmt, quality=90)
+def _write(prediction: Prediction, rel: Path, dst: Path, overlay: bool, overwrite: bool) -> str:
+    """Write the photo's missing outputs (all of them with ``overwrite``); "" or why not."""
+    for out in folder_outputs(rel, overlay):
+        try:
+            if (dst / out).exists() and not overwrite:
+                continue  # kept: catseg replaces no file unless asked
+            if out.suffix == ".png":
+                save = functools.partial(prediction.colorize().save, format="PNG")
             else:
-                image.save(stream, format=fmt)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def _write(prediction: Prediction, rel: Path, real_dst: Path, overlay: bool) -> None:
-    outputs = folder_outputs(rel, overlay)
-    _write_atomic(prediction.colorize(), real_dst / outputs[0], "PNG")
-    if overlay:
-        _write_atomic(prediction.overlay(alpha=_OVERLAY_ALPHA), real_dst / outputs[1], "JPEG")
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    """A tqdm bar (``progress`` extra) when asked for and installed, else ``None``."""
-    if not enabled:
-        return None
-    try:  # tqdm is an optional extra ("progress"): imported only here, lazily
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="predict_folder", unit="photo")
-
-
-# ---------------------------------------------------------------------- the run
-@dataclass(frozen=True)
-class FolderRequest:
-    """The arguments of one :meth:`Segmenter.predict_folder` call, as given (unchecked).
-
-    The method's signature and docstring are the one description of these fields.
-    """
-
-    src: str | os.PathLike[str]
-    dst: str | os.PathLike[str]
-    pattern: str | Sequence[str] | None
-    files: Iterable[str | os.PathLike[str]] | None
-    overlay: object
-    on_error: object
-    num_workers: object
-    progress: object
-
-
-@dataclass(frozen=True)
-class _Settings:
-    overlay: bool
-    on_error: OnError
-    num_workers: int
-    progress: bool
-    writers: int
+                picture = prediction.overlay(alpha=0.3)
+                save = functools.partial(picture.save, format="JPEG", quality=90)
+            atomic_write(dst / out, save, replace=overwrite)
+        except OutputExistsError as err:
+            return str(err)
+        except OSError as err:
+            if err.errno != errno.ENAMETOOLONG:
+                raise
+            return f"its output name {out.name!r} is too long for the file system"
+    return ""
 
 
 def free_cores(device: torch.device) -> int:
-    """Logical cores the forward pass leaves free: ``cpu_count`` minus what it keeps busy.
-
-    On a GPU the forward pass keeps one core busy (the host thread); on the CPU it keeps
-    ``torch.get_num_threads()`` cores busy.
+    """Logical cores the forward pass leaves free (one busy on a GPU, else torch's threads).
 
     Examples:
         >>> free_cores(torch.device("cpu")) >= 0
         True
     """
-    cores = os.cpu_count() or 1
     busy = 1 if device.type != "cpu" else torch.get_num_threads()
-    return max(0, cores - busy)
+    return max(0, (os.cpu_count() or 1) - busy)
 
 
 def default_workers(device: torch.device) -> int:
     """Decoding processes when ``num_workers=None``: the free cores, at most 4.
 
-    Decoding and writing overlap the forward pass only on cores it does not use. When
-    torch's intra-op threads fill every core (the CPU default), a busy decoding process
-    takes a core from one of them and the whole parallel region waits for the slowest
-    thread, so the forward pass slows down by far more than the decoding it hides
-    (measured on a 2-core AMD EPYC: 0.42× ``predict_batch`` with 2 workers, 0.96× with
-    none); decoding in between forward passes is then faster. DataLoader workers run
-    with one torch thread each (PyTorch sets it).
+    When torch's threads fill every core, a decoding process slows the forward pass by
+    more than it saves (2-core EPYC: 0.42× ``predict_batch`` with 2 workers, 0.96× with 0).
 
     Examples:
         >>> 0 <= default_workers(torch.device("cpu")) <= 4
@@ -429,11 +291,7 @@ def default_workers(device: torch.device) -> int:
 
 
 def default_writers(device: torch.device) -> int:
-    """Background threads encoding and writing the PNGs: free cores, at most 2, else 0.
-
-    Pillow releases the GIL while it compresses, so on a GPU (or a CPU with cores torch
-    does not use) writing overlaps the next forward pass; with no free core the masks are
-    written in between forward passes, for the reason given in :func:`default_workers`.
+    """Background threads encoding and writing the outputs: free cores, at most 2.
 
     Examples:
         >>> 0 <= default_writers(torch.device("cpu")) <= 2
@@ -442,115 +300,108 @@ def default_writers(device: torch.device) -> int:
     return min(2, free_cores(device))
 
 
-def _check_settings(request: FolderRequest, device: torch.device) -> _Settings:
-    num_workers = request.num_workers
-    return _Settings(
-        overlay=check_bool("overlay", request.overlay),
-        on_error=check_choice("on_error", request.on_error, ("skip", "raise")),  # type: ignore[arg-type]
-        num_workers=(
-            default_workers(device)
-            if num_workers is None
-            else check_int("num_workers", num_workers, minimum=0)
-        ),
-        progress=check_bool("progress", request.progress),
-        writers=default_writers(device),
-    )
-
-
-def _loader(plan: _Plan, pipeline: Pipeline, settings: _Settings) -> DataLoader[_Decoded]:
-    workers = min(settings.num_workers, len(plan.todo))
-    return DataLoader(
-        _PhotoDataset(plan.todo, pipeline.in_channels),
-        batch_size=pipeline.options.batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_as_list,
-        prefetch_factor=2 if workers else None,
-        persistent_workers=False,
-    )
-
-
 class _Writer:
-    """Writes masks on ``threads`` background threads (0: at once, on the caller's thread).
+    """Writes outputs on ``threads`` background threads (0: at once, on the caller's thread).
 
-    At most ``limit`` writes are pending, so memory stays bounded; the first failed write
-    is raised by the next :meth:`submit` or by :meth:`finish`.
+    At most ``limit`` writes are pending; the first failed write is raised by the next
+    :meth:`submit` or by :meth:`finish`; :attr:`results` holds ``(rel, reason)`` per
+    photo written (``reason`` empty, or why it could not be).
     """
 
-    def __init__(self, real_dst: Path, overlay: bool, threads: int, limit: int) -> None:
-        self.real_dst, self.overlay, self.limit = real_dst, overlay, limit
+    def __init__(self, args: tuple[Path, bool, bool], threads: int, limit: int) -> None:
+        self.args, self.limit = args, limit
         self.pool = ThreadPoolExecutor(threads, "catseg-write") if threads else None
-        self.pending: deque[Future[None]] = deque()
+        self.pending: deque[tuple[Path, Future[str]]] = deque()
+        self.results: list[tuple[Path, str]] = []
 
     def submit(self, prediction: Prediction, rel: Path) -> None:
         if self.pool is None:
-            _write(prediction, rel, self.real_dst, self.overlay)
+            self.results.append((rel, _write(prediction, rel, *self.args)))
             return
-        self.pending.append(self.pool.submit(_write, prediction, rel, self.real_dst, self.overlay))
-        while len(self.pending) > self.limit or (self.pending and self.pending[0].done()):
-            self.pending.popleft().result()
+        self.pending.append((rel, self.pool.submit(_write, prediction, rel, *self.args)))
+        while len(self.pending) > self.limit or (self.pending and self.pending[0][1].done()):
+            rel, future = self.pending.popleft()
+            self.results.append((rel, future.result()))
 
     def finish(self, raise_errors: bool) -> None:
         """Wait for every pending write (a killed run still leaves only whole files)."""
-        if self.pool is None:
-            return
-        self.pool.shutdown(wait=True)
-        pending, self.pending = self.pending, deque()
-        for future in pending:
-            if raise_errors:
-                future.result()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        self.results += [(rel, f.result()) for rel, f in self.pending] if raise_errors else []
 
 
-def _selection(request: FolderRequest, src: Path, real_src: Path) -> list[Path]:
-    """The photos to segment, relative to src: the listing, or the given ``files``."""
-    if request.files is None:
-        return list_photos(src, request.pattern)
-    if isinstance(request.files, (str, os.PathLike)):
-        raise ConfigError(f"files must be an iterable of paths, got the one path {request.files!r}")
-    rels = {_relative(Path(f), src, real_src) for f in request.files}
-    return sorted(rels, key=lambda p: p.as_posix())
+class _NoBar:
+    def update(self, n: int) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
-def predict_folder(pipeline: Pipeline, request: FolderRequest) -> FolderSummary:
+def _progress_bar(total: int, enabled: bool) -> Any:
+    """A tqdm bar (``progress`` extra) when asked for and installed, else a silent one."""
+    try:  # tqdm is an optional extra ("progress"): imported only here, lazily
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc="predict_folder", unit="photo") if enabled else _NoBar()
+
+
+def predict_folder(
+    pipeline: Pipeline,
+    src: Path,
+    dst: Path,
+    *,
+    pattern: str | Sequence[str] | None,
+    files: Iterable[str | os.PathLike[str]] | None,
+    overlay: bool,
+    overwrite: bool,
+    on_error: OnError,
+    num_workers: int | None,
+    progress: bool,
+) -> FolderSummary:
     """The work of :meth:`Segmenter.predict_folder` (see there) for one pipeline."""
-    settings = _check_settings(request, pipeline.backend.device)
-    src_path = Path(request.src)
-    regexes = _check_patterns(request.pattern)
-    real_src, real_dst = _check_folders(src_path, Path(request.dst), regexes, settings.overlay)
-    rels = _selection(request, src_path, real_src)
-    plan = _plan(src_path, real_src, real_dst, rels, settings.overlay)
-    if settings.on_error == "raise" and plan.failed:
-        path, reason = plan.failed[0]
-        raise DataError(f"{path}: {reason}")
+    check_choice("on_error", on_error, ("skip", "raise"))
+    device = pipeline.backend.device
+    workers = default_workers(device) if num_workers is None else num_workers
+    check_int("num_workers", workers, minimum=0)
+    real_src = _check_folders(src, dst, _regexes(pattern), overlay)
+    if isinstance(files, str | os.PathLike):
+        raise ConfigError(f"files must be an iterable of paths, got the one path {files!r}")
+    listed = list_photos(src, pattern) if files is None else files
+    rels = sorted({_relative(Path(f), src, real_src) for f in listed}, key=lambda p: p.as_posix())
+    todo, skipped, failed = _plan(src, real_src, dst.resolve(), rels, overlay, overwrite)
+    if on_error == "raise" and failed:
+        raise DataError(f"{failed[0][0]}: {failed[0][1]}")
     rank, world = _distributed()
-    batch_size = pipeline.options.batch_size
-    writer = _Writer(real_dst, settings.overlay, settings.writers, 2 * batch_size)
-    bar = _progress_bar(len(plan.todo), settings.progress and rank == 0)
-    written, failed, done = 0, list(plan.failed), False
+    writer = _Writer(
+        (dst.resolve(), overlay, overwrite), default_writers(device), 2 * pipeline.batch_size
+    )
+    bar = _progress_bar(len(todo), progress and rank == 0)
+    loader: DataLoader[tuple[Path, Path]] = DataLoader(
+        todo,  # type: ignore[arg-type]  # a list is a map-style dataset
+        pipeline.batch_size,
+        collate_fn=functools.partial(_decode, in_channels=pipeline.in_channels),
+        num_workers=min(workers, len(todo)),
+    )
+    done = False
     try:
         with torch.inference_mode():
-            batches = _buckets(
-                _loader(plan, pipeline, settings), batch_size, by_size=(pipeline.image_size is None)
-            )
-            for batch in batches:
+            by_size = pipeline.record.image_size is None
+            for batch in _buckets(loader, pipeline.batch_size, by_size):
+                errors = [item for item in batch if item.error is not None]
+                if errors and on_error == "raise":
+                    raise errors[0].error  # type: ignore[misc]
+                failed += [(src / item.rel, str(item.error)) for item in errors]
                 good = [item for item in batch if item.pixels is not None]
-                for item in batch:
-                    if item.error is not None:
-                        if settings.on_error == "raise":
-                            raise item.error
-                        failed.append((src_path / item.rel, str(item.error)))
-                if good:
-                    predictions = pipeline.run([item.pixels for item in good], False)
-                    for item, prediction in zip(good, predictions, strict=True):
-                        writer.submit(prediction, item.rel)
-                    written += len(good)
-                if bar is not None:
-                    bar.update(len(batch))
+                predictions = pipeline.run([item.pixels for item in good], False)
+                for item, prediction in zip(good, predictions, strict=True):
+                    writer.submit(prediction, item.rel)
+                bar.update(len(batch))
         done = True
     finally:
         writer.finish(raise_errors=done)
-        if bar is not None:
-            bar.close()
-    return FolderSummary(
-        written=written, skipped=plan.skipped, failed=tuple(failed), rank=rank, world_size=world
-    )
+        bar.close()
+    failed += [(src / rel, reason) for rel, reason in writer.results if reason]
+    written = sum(not reason for _, reason in writer.results)
+    return FolderSummary(written, skipped, tuple(failed), rank, world)

@@ -1,68 +1,198 @@
 """Pipeline: images in, predictions out, with the heavy steps on the model's device.
 
-For one chunk of images (at most ``batch_size``):
+The model runs behind a :class:`Backend`: a PyTorch module (the Segmenter's own copy)
+or an ONNX Runtime session, with the model's record when it has one.
 
-1. read each input into a ``(C, H, W)`` uint8 or float tensor on the CPU (no copy for
-   arrays and tensors);
-2. per group of images with the same size and dtype: upload them as they are (uint8
-   stays uint8, a quarter of the bytes of float32), then scale to [0, 1], resize and
-   normalise the whole group at once on the device;
-3. per group of the same model input size: one forward pass (or tiles), probabilities
-   in fp32;
-4. per group again: resize the probabilities back to the original size, threshold or
-   arg-max, all on the device; then one copy of the uint8 masks to the host.
-
-The host waits for the device only at the end of a chunk (and before a ``postprocess``
-hook), so on a GPU reading the next inputs and building the overlay images overlap with
-the device's work. The PIL image of an array or tensor input (for overlays) is made
-only when :attr:`Prediction.image` is first read.
+Each input is read into a ``(C, H, W)`` uint8 or float tensor, uploaded as it is,
+scaled, resized to the model's size a band of rows at a time and normalised; inputs of
+one model size share a forward pass (or tiles); the fp32 probabilities are resized
+back a band of columns at a time, each band decided into the mask at once, so no
+full-size float map is held unless the probabilities are asked for. Both resizes are
+bilinear and antialiased, width then height, bit for bit what one
+:func:`torch.nn.functional.interpolate` call gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
-from typing import TypeVar
+import copy
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
 
+from catseg._modules import to_channels_last
+from catseg._runtime import Precision, autocast, resolve_device, resolve_precision
+from catseg._validation import check_bool, check_positive_int
 from catseg.data._inputs import load_input
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
-from catseg.predict._backend import Backend
-from catseg.predict._options import SegmenterMode, SegmenterOptions
+from catseg.export._runner import OnnxRunner
+from catseg.models.config import Mode, UNetConfig
+from catseg.models.preprocessing import Preprocessing
 from catseg.predict._prediction import Prediction
 from catseg.predict._tiling import tiled_scores
 
-__all__ = ["Pipeline", "group_indices"]
+Postprocess = Callable[[torch.Tensor], torch.Tensor]
+"""Hook on the class probabilities ``(K, H, W)`` returning new ones of the same shape."""
 
-K = TypeVar("K", bound=Hashable)
-
-
-def group_indices(keys: Sequence[K]) -> dict[K, list[int]]:
-    """Indices of equal keys, groups in order of first appearance.
-
-    Examples:
-        >>> group_indices(["a", "b", "a"])
-        {'a': [0, 2], 'b': [1]}
-    """
-    groups: dict[K, list[int]] = {}
-    for index, key in enumerate(keys):
-        groups.setdefault(key, []).append(index)
-    return groups
+_BAND = 1 << 20  # floats per band of a banded resize (4 MiB)
 
 
-def check_class_count(classes: Sequence[str], num_outputs: int, mode: str | None = None) -> None:
-    """Raise ConfigError unless ``classes`` fits a model with ``num_outputs`` logits."""
-    wanted = 2 if num_outputs == 1 and mode != "multilabel" else num_outputs
-    if len(classes) != wanted:
+@dataclass(frozen=True)
+class Backend:
+    """A forward pass and what is known about the model behind it."""
+
+    forward: Callable[[Tensor], Tensor]  # (N, C, h, w) -> (N, K, h, w) float32 logits
+    device: torch.device
+    name: str
+    config: UNetConfig | None  # the model's record; None for a module without one
+    in_channels: int | None = None
+    num_outputs: int | None = None
+    stride: int = 1
+    autocast_dtype: torch.dtype | None = None
+    module: nn.Module | None = None
+    static_size: tuple[int, int] | None = None
+
+
+def _int_attribute(model: object, name: str) -> int | None:
+    value = getattr(model, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
+def make_backend(
+    model: object,
+    device: str | torch.device,
+    precision: Precision,
+    channels_last: bool,
+    fuse: bool,
+) -> Backend:
+    """The backend of ``model``: a module (its own copy) or an :class:`OnnxRunner`."""
+    check_bool("channels_last", channels_last)
+    check_bool("fuse", fuse)
+    if not isinstance(device, str | torch.device):
         raise ConfigError(
-            f"the model has {num_outputs} output channel(s), so classes must have "
-            f"{wanted} names, got {len(classes)}: {list(classes)!r}"
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
         )
+    if isinstance(model, OnnxRunner):
+        return _onnx_backend(model, device, precision)
+    if isinstance(model, nn.Module):
+        return _torch_backend(model, resolve_device(device), precision, channels_last, fuse)
+    kind = type(model).__qualname__
+    raise ConfigError(f"model must be a torch.nn.Module or a catseg.export.OnnxRunner, got {kind}")
 
 
-def _size(image: torch.Tensor) -> tuple[int, int]:
-    return int(image.shape[1]), int(image.shape[2])
+def _torch_backend(
+    model: nn.Module, device: torch.device, precision: Precision, channels_last: bool, fuse: bool
+) -> Backend:
+    """The Segmenter's own eval-mode (fused, channels-last) copy of ``model`` on its device.
+
+    The model passed in is never modified: fusing returns a new module, otherwise the
+    model is deep-copied before it is moved or switched to eval mode.
+    """
+    dtype = resolve_precision(precision, device)
+    fuser = getattr(model, "fuse_for_inference", None)
+    module: nn.Module = fuser() if fuse and callable(fuser) else copy.deepcopy(model)
+    module = module.eval().requires_grad_(False).to(device)
+    if channels_last:
+        module = to_channels_last(module)
+
+    def forward(x: Tensor) -> Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            logits = module(x)
+        if not isinstance(logits, Tensor):
+            raise ShapeError(
+                f"the model must return a logits tensor, got {type(logits).__qualname__}"
+            )
+        return logits.float()
+
+    config = getattr(model, "config", None)
+    return Backend(
+        forward=forward,
+        device=device,
+        name="the model",
+        config=config if isinstance(config, UNetConfig) else None,
+        in_channels=_int_attribute(model, "in_channels"),
+        num_outputs=_int_attribute(model, "num_classes"),
+        stride=_int_attribute(model, "stride") or 1,
+        autocast_dtype=dtype,
+        module=module,
+    )
+
+
+def _onnx_backend(runner: OnnxRunner, device: str | torch.device, precision: Precision) -> Backend:
+    """An ONNX Runtime session, run in pieces of the file's fixed batch size if it has one."""
+    if precision not in ("auto", "fp32"):
+        raise ConfigError(
+            f"precision={precision!r} does not apply to an ONNX model (it runs in the "
+            "file's own precision); leave precision='auto'"
+        )
+    if device not in ("auto", "cpu") and resolve_device(device).type != "cpu":
+        raise ConfigError(
+            f"device={str(device)!r} does not apply to an ONNX model: onnxruntime chooses "
+            "its device through providers=...; leave device='auto'"
+        )
+    batch, _, height, width = (OnnxRunner.static_dim(d) for d in runner.input_shape)
+
+    def forward(x: Tensor) -> Tensor:
+        if batch is None or x.shape[0] == batch:
+            return runner(x)
+        n = x.shape[0]
+        x = torch.cat([x, x[-1:].expand(-n % batch, -1, -1, -1)])
+        return torch.cat([runner(x[i : i + batch]) for i in range(0, x.shape[0], batch)])[:n]
+
+    return Backend(
+        forward=forward,
+        device=torch.device("cpu"),
+        name=runner.path.name,
+        config=runner.config,
+        in_channels=runner.config.in_channels,
+        num_outputs=runner.config.num_classes,
+        stride=runner.stride or 1,
+        static_size=(height, width) if height is not None and width is not None else None,
+    )
+
+
+def _spans(length: int, step: int) -> list[tuple[int, int]]:
+    """``[a, b)`` bands of ``step`` to ``2 * step - 1`` (one band if shorter)."""
+    starts = list(range(0, length, max(1, step)))
+    if len(starts) > 1 and length - starts[-1] < step:
+        starts.pop()
+    return list(zip(starts, [*starts[1:], length], strict=True))
+
+
+def _check_tile(value: object, backend: Backend) -> tuple[int, int]:
+    if not (
+        isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and 0 <= value[1] < value[0]
+    ):
+        raise ConfigError(
+            "tile must be None or (size, overlap): two ints with size >= 1 and "
+            f"0 <= overlap < size, got {value!r}"
+        )
+    (size, overlap), stride = value, backend.stride
+    if backend.static_size is not None:
+        raise ConfigError(
+            f"{backend.name} accepts only one input size, so it cannot run on tiles; "
+            "pass tile=None (export with dynamic_size=True to tile)"
+        )
+    if size < stride:
+        hint = max(stride, round(size / stride) * stride)
+        raise ConfigError(
+            f"tile size {size} is smaller than the model's stride {stride}: a tile must span "
+            f"at least one cell of the model's pooling grid; use a multiple of {stride}, e.g. "
+            f"tile=({hint}, {min(overlap, hint // 2)})"
+        )
+    return size, overlap
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 class Pipeline:
@@ -70,68 +200,63 @@ class Pipeline:
 
     Args:
         backend: The forward pass and what is known about the model.
-        options: Fully resolved options (classes, mean and std set; ``image_size`` a
-            size or ``None``; ``threshold`` a float).
+        record: The resolved record (classes, mode, image size, threshold,
+            preprocessing); for a module without ``num_classes`` it is fitted to the
+            model's output channels on the first forward pass.
+        mode: The mode the caller asked for (``None``: the record's), kept to fit the
+            record to a module's output channels.
+        tta: Average the probabilities of the image and its horizontal mirror.
+        tile: ``(size, overlap)`` of tiled inference, or ``None``.
+        batch_size: Images (or tiles) per forward pass.
+        postprocess: Hook on each image's probabilities, or ``None``.
     """
 
-    @property
-    def mode(self) -> SegmenterMode | None:
-        """The mode in use, inferred from the output channels once they are known."""
-        if self.options.mode is not None or self.num_outputs is None:
-            return self.options.mode
-        return "binary" if self.num_outputs == 1 else "multiclass"
-
-    def __init__(self, backend: Backend, options: SegmenterOptions) -> None:
-        assert options.classes is not None
-        assert options.mean is not None
-        assert options.std is not None
-        assert options.threshold is not None
-        self.backend = backend
-        self.options = options
-        self.classes = list(options.classes)
-        self.in_channels = len(options.mean)
-        self.num_outputs = backend.num_outputs
-        self.image_size = options.image_size if isinstance(options.image_size, tuple) else None
-        device, shape = backend.device, (1, self.in_channels, 1, 1)
-        self.multilabel = options.mode == "multilabel"
-        threshold = options.threshold
-        self.threshold = threshold if isinstance(threshold, float) else max(threshold)
-        self.thresholds = torch.tensor(
-            [threshold] if isinstance(threshold, float) else list(threshold),
-            dtype=torch.float32,
-            device=device,
-        ).view(1, -1, 1, 1)
-        self.mean = torch.tensor(options.mean, dtype=torch.float32, device=device).view(shape)
-        self.std = torch.tensor(options.std, dtype=torch.float32, device=device).view(shape)
+    def __init__(
+        self,
+        backend: Backend,
+        record: UNetConfig,
+        *,
+        mode: Mode | None,
+        tta: bool,
+        tile: tuple[int, int] | None,
+        batch_size: int,
+        postprocess: Postprocess | None,
+    ) -> None:
+        if postprocess is not None and not callable(postprocess):
+            raise ConfigError(
+                f"postprocess must be None or a callable, got {type(postprocess).__name__}"
+            )
+        self.backend, self.record, self.postprocess = backend, record, postprocess
+        self.tta = check_bool("tta", tta)
+        self.tile = None if tile is None else _check_tile(tile, backend)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.given_mode = mode
+        self.in_channels = backend.in_channels or record.in_channels
+        norm = record.preprocessing or Preprocessing.identity(1)
+        repeat = self.in_channels // len(norm.mean)  # a one-value record is for every channel
+        self.norm = Preprocessing(norm.mean * repeat, norm.std * repeat)
+        self.mean = torch.tensor(self.norm.mean, device=backend.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(self.norm.std, device=backend.device).view(1, -1, 1, 1)
 
     # ------------------------------------------------------------------ device steps
-    def prepare(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """Same-size ``(C, H, W)`` uint8 or float images -> normalised ``(N, C, h, w)`` float32.
-
-        The images go to the device as they are; the conversion runs there.
-        """
-        device = self.backend.device
-        x = torch.stack([image.to(device, non_blocking=True) for image in images])
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        if self.image_size is not None and tuple(x.shape[2:]) != self.image_size:
-            x = F.interpolate(
-                x, size=self.image_size, mode="bilinear", align_corners=False, antialias=True
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """A ``(C, H, W)`` uint8 or float image -> normalised ``(1, C, h, w)`` float32."""
+        x = image.to(self.backend.device, non_blocking=True)[None]
+        size = self.record.image_size
+        if size is not None and tuple(x.shape[2:]) != size:
+            rows = _spans(x.shape[2], _BAND // max(1, x.shape[1] * x.shape[3]))
+            x = _resize(
+                torch.cat([_resize(_unit(x[:, :, a:b]), (b - a, size[1])) for a, b in rows], 2),
+                size,
             )
+        else:
+            x = _unit(x)
         return (x - self.mean) / self.std
 
     def scores(self, batch: torch.Tensor) -> torch.Tensor:
-        """Per-pixel probabilities ``(N, K', h, w)`` in fp32 of a normalised batch.
-
-        Raises NonFiniteError at once for NaN or infinite logits (see :meth:`_scores`).
-        """
-        probs, finite = self._scores(batch)
-        self._raise_if_not_finite([finite])
-        return probs
-
-    def _scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Probabilities and a device flag telling whether every logit was finite."""
+        """Per-pixel probabilities ``(N, K', h, w)`` in fp32 of a normalised batch."""
         n = batch.shape[0]
-        inputs = torch.cat([batch, batch.flip(-1)]) if self.options.tta else batch
+        inputs = torch.cat([batch, batch.flip(-1)]) if self.tta else batch
         logits = self.backend.forward(inputs)
         if (
             logits.ndim != 4
@@ -142,72 +267,68 @@ class Pipeline:
                 f"the model returned shape {tuple(logits.shape)} for input "
                 f"{tuple(inputs.shape)}; expected (N, K, H, W) logits of the input's size"
             )
-        if self.num_outputs is None:
-            check_class_count(self.classes, int(logits.shape[1]), self.options.mode)
-            self.num_outputs = int(logits.shape[1])
-        elif logits.shape[1] != self.num_outputs:
-            raise ShapeError(
-                f"the model returned {logits.shape[1]} channels, expected {self.num_outputs}"
-            )
-        finite = torch.isfinite(logits).all()
-        sigmoid = self.multilabel or logits.shape[1] == 1
-        probs = torch.sigmoid(logits) if sigmoid else torch.softmax(logits, dim=1)
-        if self.options.tta:
-            probs = (probs[:n] + probs[n:].flip(-1)) / 2
-        return probs, finite
-
-    def _raise_if_not_finite(self, flags: list[torch.Tensor]) -> None:
-        if flags and not bool(torch.stack([f.cpu() for f in flags]).all()):
+        self._fit_outputs(int(logits.shape[1]))
+        if not bool(torch.isfinite(logits).all()):
             hint = "" if self.backend.autocast_dtype is None else "; try precision='fp32'"
             raise NonFiniteError(f"the model output contains NaN or infinite logits{hint}")
+        multiclass = self.record.mode == "multiclass"
+        probs = torch.softmax(logits, dim=1) if multiclass else torch.sigmoid(logits)
+        return (probs[:n] + probs[n:].flip(-1)) / 2 if self.tta else probs
 
-    def _forward_group(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Probabilities of one batch of one model input size (tiled when asked for)."""
-        if self.options.tile is None:
-            return self._scores(batch)
-        size, overlap = self.options.tile
-        tiles = [
-            tiled_scores(
-                self.scores,
-                image,
-                size=size,
-                overlap=overlap,
-                batch_size=self.options.batch_size,
-                align=self.backend.stride,
+    def _fit_outputs(self, channels: int) -> None:
+        """Fit the record to the output channels of a module that did not say them."""
+        if channels == self.record.num_classes:
+            return
+        if self.backend.num_outputs is not None:
+            raise ShapeError(
+                f"the model returned {channels} channels, expected {self.record.num_classes}"
             )
-            for image in batch
-        ]
-        return torch.stack(tiles), None
+        try:
+            self.record = dataclasses.replace(
+                self.record, num_classes=channels, mode=self.given_mode
+            )
+        except ConfigError as err:
+            raise ConfigError(f"the model has {channels} output channel(s): {err}") from None
+
+    def _forward_group(self, batch: torch.Tensor) -> torch.Tensor:
+        """Probabilities of one batch of one model input size (tiled when asked for)."""
+        if self.tile is None:
+            return self.scores(batch)
+        align = self.backend.stride
+        return torch.stack(
+            [tiled_scores(self.scores, x, self.tile, self.batch_size, align) for x in batch]
+        )
 
     def _decide(self, probs: torch.Tensor) -> torch.Tensor:
-        """Label maps ``(N, H, W)`` uint8 from class probabilities ``(N, K, H, W)``.
-
-        For a multilabel model: boolean layers ``(N, K, H, W)``, ``p > threshold``.
-        """
-        if self.multilabel:
-            return probs > self.thresholds
-        if len(self.classes) == 2 and self.num_outputs == 1:
-            return (probs[:, -1] > self.threshold).to(torch.uint8)
+        """uint8 label maps ``(N, H, W)`` of probabilities; multilabel: bool ``(N, K, H, W)``."""
+        threshold = torch.as_tensor(self.record.threshold, device=probs.device)
+        if self.record.mode == "multilabel":
+            return probs > threshold.view(1, -1, 1, 1)
+        if self.record.mode == "binary":
+            return (probs[:, -1] > threshold).to(torch.uint8)
         # max(dim).indices is the arg-max (first of equal maxima), much faster on the CPU
         return probs.max(dim=1).indices.to(torch.uint8)
 
-    def _postprocess(self, probs: torch.Tensor) -> torch.Tensor:
+    def _bands(
+        self, probs: torch.Tensor, size: tuple[int, int]
+    ) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """Column bands ``[a, b)`` of ``probs`` resized to ``size`` (clamped to [0, 1])."""
+        if tuple(probs.shape[2:]) == size:
+            yield 0, size[1], probs
+            return
+        wide = _resize(probs, (probs.shape[2], size[1]))
+        for a, b in _spans(size[1], _BAND // max(1, probs.shape[0] * probs.shape[1] * size[0])):
+            yield a, b, _resize(wide[..., a:b], (size[0], b - a)).clamp_(0.0, 1.0)
+
+    def _postprocess(self, probs: torch.Tensor, hook: Postprocess) -> torch.Tensor:
         """Apply the user's hook to each image's ``(K, H, W)`` probabilities."""
-        hook = self.options.postprocess
-        assert hook is not None
         out = []
         for image_probs in probs:
             result = hook(image_probs)
-            if not isinstance(result, torch.Tensor) or result.shape != image_probs.shape:
-                got = (
-                    tuple(result.shape)
-                    if isinstance(result, torch.Tensor)
-                    else type(result).__name__
-                )
-                raise ShapeError(
-                    f"postprocess must return a tensor of shape {tuple(image_probs.shape)}, "
-                    f"got {got}"
-                )
+            got = tuple(getattr(result, "shape", ())) or type(result).__name__
+            if not isinstance(result, torch.Tensor) or got != tuple(image_probs.shape):
+                shape = tuple(image_probs.shape)
+                raise ShapeError(f"postprocess must return a tensor of shape {shape}, got {got}")
             if not bool(torch.isfinite(result).all()):
                 raise NonFiniteError("postprocess returned NaN or infinite probabilities")
             out.append(result.to(device=probs.device, dtype=torch.float32))
@@ -218,61 +339,54 @@ class Pipeline:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Model-size probabilities ``(N, K', h, w)`` -> masks (and probabilities) at ``size``.
 
-        Returns device tensors: uint8 masks ``(N, H, W)`` and, when ``keep`` or a
-        postprocess hook needs them, probabilities ``(N, K, H, W)`` (``K = 2`` for a
-        one-logit model), else ``None``.
+        Returns device tensors: the masks and, when ``keep`` or a postprocess hook needs
+        them, probabilities ``(N, K, H, W)`` (``K = 2`` for a one-logit model), else
+        ``None``. Without them, each band is decided as soon as it is resized.
         """
-        if tuple(probs.shape[2:]) != size:
-            probs = F.interpolate(
-                probs, size=size, mode="bilinear", align_corners=False, antialias=True
-            ).clamp_(0.0, 1.0)
-        if not keep and self.options.postprocess is None:
-            return self._decide(probs), None
-        if probs.shape[1] == 1 and not self.multilabel:
-            probs = torch.cat([1.0 - probs, probs], dim=1)
-        if self.options.postprocess is not None:
-            probs = self._postprocess(probs)
-        return self._decide(probs), probs
+        n, k = probs.shape[:2]
+        if not keep and self.postprocess is None:
+            multilabel = self.record.mode == "multilabel"
+            shape, dtype = ((n, k, *size), torch.bool) if multilabel else ((n, *size), torch.uint8)
+            masks = torch.empty(shape, dtype=dtype, device=probs.device)
+            for a, b, band in self._bands(probs, size):
+                masks[..., a:b] = self._decide(band)
+            return masks, None
+        full = torch.empty(n, k, *size, device=probs.device)
+        for a, b, band in self._bands(probs, size):
+            full[..., a:b] = band
+        if self.record.mode == "binary":
+            full = torch.cat([1.0 - full, full], dim=1)
+        if self.postprocess is not None:
+            full = self._postprocess(full, self.postprocess)
+        return self._decide(full), full
 
     # ------------------------------------------------------------------ one chunk
     def run(self, images: Sequence[object], return_probabilities: bool) -> list[Prediction]:
         """Segment one chunk of images (at most ``batch_size``), results in input order."""
         loaded = [load_input(image, self.in_channels) for image in images]
-        tensors = [tensor for tensor, _ in loaded]
-        groups = list(group_indices([(tuple(t.shape), t.dtype) for t in tensors]).values())
-        prepared = [self.prepare([tensors[i] for i in group]) for group in groups]
-        flags: list[torch.Tensor] = []
-        probs: list[torch.Tensor] = [torch.empty(0)] * len(groups)
-        by_input = group_indices([tuple(x.shape[1:]) for x in prepared])
-        for members in by_input.values():
-            batch = torch.cat([prepared[g] for g in members])
-            group_probs, finite = self._forward_group(batch)
-            if finite is not None:
-                flags.append(finite)
-            start = 0
-            for g in members:
-                probs[g] = group_probs[start : start + len(groups[g])]
-                start += len(groups[g])
-        if self.options.postprocess is not None:
-            self._raise_if_not_finite(flags)  # the hook must not see NaN
+        prepared = [self.prepare(tensor) for tensor, _ in loaded]
+        probs: list[torch.Tensor] = prepared[:]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, x in enumerate(prepared):
+            groups.setdefault(tuple(x.shape[1:]), []).append(index)
+        for members in groups.values():
+            group_probs = self._forward_group(torch.cat([prepared[i] for i in members]))
+            for j, i in enumerate(members):
+                probs[i] = group_probs[j : j + 1]
+        del prepared
         finished = [
-            self.finish(p, _size(tensors[group[0]]), return_probabilities)
-            for p, group in zip(probs, groups, strict=True)
+            self.finish(p, (int(t.shape[1]), int(t.shape[2])), return_probabilities)
+            for p, (t, _) in zip(probs, loaded, strict=True)
         ]
-        self._raise_if_not_finite(flags)
-        out: list[Prediction | None] = [None] * len(images)
-        for group, (device_masks, device_probs) in zip(groups, finished, strict=True):
-            masks = device_masks.cpu()
-            kept = device_probs.cpu() if return_probabilities and device_probs is not None else None
-            for j, index in enumerate(group):
-                tensor, image = loaded[index]
-                probabilities = None if kept is None else kept[j].clone()
-                if image is not None:
-                    out[index] = Prediction(
-                        masks[j].clone(), probabilities, list(self.classes), image
-                    )
-                else:  # the PIL image is made only if someone asks for it
-                    out[index] = Prediction.with_pixels(
-                        masks[j].clone(), probabilities, list(self.classes), tensor
-                    )
-        return [p for p in out if p is not None]
+        classes = list(self.record.class_names)
+        out = []
+        for (tensor, image), (masks, kept) in zip(loaded, finished, strict=True):
+            probabilities = kept[0].cpu() if return_probabilities and kept is not None else None
+            mask = masks[0].cpu()
+            out.append(Prediction(mask, probabilities, list(classes), image or tensor))
+        return out
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Pixels as float32 in [0, 1] (uint8 divided by 255)."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()

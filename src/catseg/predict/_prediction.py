@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,36 +11,29 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from catseg._files import atomic_write
 from catseg.data._inputs import display_image
 from catseg.errors import ConfigError
 from catseg.visualize import PaletteName, colorize, colorize_layers, overlay, overlay_layers
-
-__all__ = ["Prediction"]
 
 
 @dataclass(frozen=True, eq=False, init=False)
 class Prediction:
     """A segmentation of one image, at the image's original size.
 
-    A multilabel prediction (``SegmenterOptions(mode="multilabel")``) has no single
-    label per pixel: its ``mask`` *is* the ``(K, H, W)`` boolean :attr:`layers`
-    (``mask[k, y, x]`` tells whether pixel ``(y, x)`` carries label ``classes[k]``), and
-    :meth:`colorize` and :meth:`overlay` blend the colours of every label present, so
-    overlapping labels stay visible. Taking an arg-max (or the "first" label) would
-    silently drop the overlaps a multilabel model exists to find.
+    A multilabel prediction (``mode="multilabel"``) has no single label per pixel: its
+    ``mask`` *is* the ``(K, H, W)`` boolean :attr:`layers`, and :meth:`colorize` and
+    :meth:`overlay` blend the colours of every label present, so overlaps stay visible.
 
     Attributes:
-        mask: Label map, ``mask[y, x]`` is the index into ``classes`` of the pixel; for a
-            multilabel model the ``(K, H, W)`` boolean layers.
-        probabilities: Per-class probabilities (``probabilities[i]`` belongs to
-            ``classes[i]``; for a binary model channel 0 is ``1 - p`` and channel 1
-            the foreground probability ``p``), or ``None`` unless asked for with
-            ``return_probabilities=True``.
+        mask: Label map (``mask[y, x]`` indexes ``classes``); multilabel: the layers.
+        probabilities: Per-class probabilities (binary: ``[1 - p, p]``), or ``None``
+            unless asked for with ``return_probabilities=True``.
         classes: Class names, label 0 first.
         image: The input image as an RGB (or grayscale) PIL image, used by
-            :meth:`overlay`; ``None`` if the input had neither 1 nor 3 channels. For
-            array and tensor inputs the Segmenter makes it on first use, from its own
-            copy of the pixels.
+            :meth:`overlay`; ``None`` if the input had neither 1 nor 3 channels. Given
+            as a ``(C, H, W)`` tensor (uint8 or float in [0, 1]), it is copied and made
+            into a PIL image on first use.
 
     Shape:
         - mask: ``(H, W)`` uint8, on the CPU; multilabel: ``(K, H, W)`` bool.
@@ -62,46 +56,14 @@ class Prediction:
         mask: torch.Tensor,
         probabilities: torch.Tensor | None,
         classes: list[str],
-        image: Image.Image | None = None,
+        image: Image.Image | torch.Tensor | None = None,
     ) -> None:
-        object.__setattr__(self, "mask", mask)
-        object.__setattr__(self, "probabilities", probabilities)
-        object.__setattr__(self, "classes", classes)
-        object.__setattr__(self, "_image", image)
-        object.__setattr__(self, "_pixels", None)
-
-    @classmethod
-    def with_pixels(
-        cls,
-        mask: torch.Tensor,
-        probabilities: torch.Tensor | None,
-        classes: list[str],
-        pixels: torch.Tensor,
-    ) -> Prediction:
-        """A Prediction whose :attr:`image` is made from ``pixels`` on first use.
-
-        Args:
-            mask: As the attribute.
-            probabilities: As the attribute.
-            classes: As the attribute.
-            pixels: The input ``(C, H, W)``, uint8 or float in [0, 1]; it is copied, so
-                later changes to the caller's array do not show.
-
-        Returns:
-            The prediction.
-
-        Examples:
-            >>> import torch
-            >>> white = torch.full((3, 1, 2), 255, dtype=torch.uint8)
-            >>> mask = torch.zeros(1, 2, dtype=torch.uint8)
-            >>> pred = Prediction.with_pixels(mask, None, ["bg", "cat"], white)
-            >>> pred.image.size, pred.image.getpixel((1, 0))
-            ((2, 1), (255, 255, 255))
-        """
-        prediction = cls(mask, probabilities, classes)
-        if pixels.shape[0] in (1, 3):
-            object.__setattr__(prediction, "_pixels", pixels.detach().to("cpu", copy=True))
-        return prediction
+        pixels = None
+        if isinstance(image, torch.Tensor):  # made into a PIL image on first use, from a copy
+            pixels = image.detach().to("cpu", copy=True) if image.shape[0] in (1, 3) else None
+            image = None
+        values = {"mask": mask, "probabilities": probabilities, "classes": classes}
+        self.__dict__.update(values, _image=image, _pixels=pixels)
 
     @property
     def image(self) -> Image.Image | None:
@@ -115,13 +77,7 @@ class Prediction:
 
     @property
     def size(self) -> tuple[int, int]:
-        """``(height, width)`` of the mask (the original image size).
-
-        Examples:
-            >>> import torch
-            >>> Prediction(torch.zeros(2, 3, dtype=torch.uint8), None, ["a", "b"], None).size
-            (2, 3)
-        """
+        """``(height, width)`` of the mask (the original image size)."""
         return int(self.mask.shape[-2]), int(self.mask.shape[-1])
 
     @property
@@ -133,10 +89,8 @@ class Prediction:
     def layers(self) -> torch.Tensor:
         """``(K, H, W)`` boolean layers, ``layers[k]`` = "the pixel carries ``classes[k]``".
 
-        For a multilabel model this is :attr:`mask` itself. For a binary or multiclass
-        model it is the one-hot split of the label map (``layers[k] = mask == k``, one
-        layer per class, background included), so code written for layers works with
-        every mode.
+        For a multilabel model this is :attr:`mask` itself, otherwise the one-hot split
+        of the label map (``layers[k] = mask == k``), so such code works in every mode.
 
         Examples:
             >>> import torch
@@ -159,21 +113,14 @@ class Prediction:
         """The mask as a palette-mode PIL image (see :func:`catseg.visualize.colorize`).
 
         Args:
-            palette: ``"voc"``, ``"binary"``, a flat colour sequence, or ``None`` for the
-                tutorial's black/green palette with two classes and the VOC palette otherwise.
+            palette: ``"voc"``, ``"binary"``, a flat colour sequence, or ``None``: the
+                tutorial's black/green with two classes, else VOC.
 
         Returns:
             A new ``"P"`` mode image whose pixel values are the labels.
 
         Raises:
             ConfigError: If the palette is malformed or lacks a colour for a label.
-
-        Examples:
-            >>> import torch
-            >>> pred = Prediction(torch.tensor([[2]], dtype=torch.uint8), None,
-            ...                   ["bg", "cat", "dog"], None)
-            >>> pred.colorize().convert("RGB").getpixel((0, 0))
-            (0, 128, 0)
         """
         if self.multilabel:
             return colorize_layers(self.mask, palette="voc" if palette is None else palette)
@@ -192,8 +139,7 @@ class Prediction:
             A new RGB image of the original size.
 
         Raises:
-            ConfigError: If there is no image to draw on, ``alpha`` is outside [0, 1]
-                or the palette is unusable.
+            ConfigError: If there is no image to draw on, or a bad ``alpha``/palette.
 
         Examples:
             >>> import torch
@@ -219,8 +165,8 @@ class Prediction:
     ) -> Path:
         """Write the mask as a palette PNG (the Pascal-VOC ``SegmentationClassPNG`` format).
 
-        The pixel values are the labels, so the file reads back losslessly with
-        :func:`catseg.data.read_mask`.
+        The pixel values are the labels (read back with :func:`catseg.data.read_mask`);
+        the file is written atomically.
 
         Args:
             path: Destination; must end in ``.png`` (a lossy format would corrupt labels).
@@ -230,14 +176,12 @@ class Prediction:
             The path written.
 
         Raises:
-            ConfigError: If the path does not end in ``.png``.
+            ConfigError: If the path does not end in ``.png`` or the mask is multilabel.
             OSError: If the file cannot be written.
 
         Examples:
             >>> import tempfile, torch
-            >>> from pathlib import Path
-            >>> pred = Prediction(torch.tensor([[0, 1]], dtype=torch.uint8), None, ["bg", "cat"],
-            ...                   None)
+            >>> pred = Prediction(torch.tensor([[0, 1]], dtype=torch.uint8), None, ["bg", "cat"])
             >>> pred.save(Path(tempfile.mkdtemp()) / "cat.png").suffix
             '.png'
         """
@@ -253,5 +197,4 @@ class Prediction:
                 f"masks are saved as PNG so that labels survive; got {target.name!r}, "
                 "use a '.png' file name"
             )
-        self.colorize(palette).save(target, format="PNG")
-        return target
+        return atomic_write(target, functools.partial(self.colorize(palette).save, format="PNG"))

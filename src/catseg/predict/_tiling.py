@@ -6,27 +6,18 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["blend_weights", "tile_starts", "tiled_scores"]
-
 
 def tile_starts(length: int, size: int, overlap: int, align: int = 1) -> list[int]:
     """Start offsets of tiles of at most ``size`` covering ``length`` with ``overlap``.
 
-    Every start is a multiple of ``align``. Tiles advance by ``size - overlap`` rounded
-    down to a multiple of ``align``, so neighbours share at least ``overlap`` pixels
-    (when ``size - overlap < align`` the step is ``align`` and they share
-    ``size - align``); the last tile is cut at the end of the image. With ``align`` set
-    to a network's total stride, each tile sees the same pooling grid and the same
-    bottom/right padding as the whole image, so tiles differ from the whole-image pass
-    only near their inner edges, where the overlap blending takes over.
+    Tiles advance by ``size - overlap`` rounded down to a multiple of ``align`` (at
+    least ``align``); the last one is cut at the end of the image. With ``align`` the
+    network's total stride, each tile sees the whole image's pooling grid and padding,
+    so tiles differ from the whole-image pass only near their inner edges.
 
     Examples:
-        >>> tile_starts(10, 4, 1)
-        [0, 3, 6]
-        >>> tile_starts(11, 4, 1)
-        [0, 3, 6, 9]
-        >>> tile_starts(3, 4, 1)
-        [0]
+        >>> tile_starts(10, 4, 1), tile_starts(11, 4, 1), tile_starts(3, 4, 1)
+        ([0, 3, 6], [0, 3, 6, 9], [0])
         >>> tile_starts(1500, 1024, 256, align=16)
         [0, 768]
     """
@@ -42,16 +33,10 @@ def tile_starts(length: int, size: int, overlap: int, align: int = 1) -> list[in
 def blend_weights(height: int, width: int, overlap: int) -> torch.Tensor:
     """Weight map of one tile: a ramp across the middle quarter of the overlap.
 
-    A pixel's weight depends on its distance ``d`` from the nearest tile edge: a small
-    floor (``1e-3``, never 0, so every pixel is covered) up to ``d = 3/8 · overlap``,
-    then a linear rise to 1 at ``d = 5/8 · overlap``. Where two tiles overlap by
-    ``overlap`` pixels, each pixel therefore takes its prediction from tiles in which it
-    lies at least ``3/8 · overlap`` pixels from the edge — the zero padding at a tile
-    edge changes a network's output only within its receptive field of that edge — and
-    the hand-over in the middle of the overlap is smooth, so no seam shows.
-
-    Shape:
-        - output: ``(height, width)`` float32.
+    The weight at distance ``d`` from the nearest tile edge is ``1e-3`` (never 0) up to
+    ``d = 3/8 · overlap``, then rises linearly to 1 at ``d = 5/8 · overlap``: each pixel
+    comes from tiles where it lies away from the (zero-padded) edge, and the hand-over
+    is smooth, so no seam shows. Returns ``(height, width)`` float32.
 
     Examples:
         >>> blend_weights(16, 16, 8)[8]  # a middle row
@@ -72,31 +57,26 @@ def blend_weights(height: int, width: int, overlap: int) -> torch.Tensor:
 def tiled_scores(
     scores: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
-    *,
-    size: int,
-    overlap: int,
+    tile: tuple[int, int],
     batch_size: int,
     align: int = 1,
 ) -> torch.Tensor:
     """Run ``scores`` on overlapping tiles of ``image`` and blend the results.
 
-    Only ``batch_size`` tiles are in flight at a time; the blended result and the
-    weight sum are accumulated on the CPU, so device memory stays bounded by the
-    tile batch whatever the image size. Tiles of one shape are batched together
-    (the last row and column of tiles may be cut short by the image edge).
+    ``batch_size`` tiles of one shape run at a time; the blend is accumulated on the
+    CPU, so device memory is bounded by the tile batch whatever the image size.
 
     Args:
         scores: Maps a batch ``(N, C, h, w)`` to per-pixel scores ``(N, K, h, w)``.
         image: The preprocessed image ``(C, H, W)``.
-        size: Tile side in pixels.
-        overlap: Pixels shared by neighbouring tiles (at least).
+        tile: ``(size, overlap)``: tile side and pixels shared by neighbours (at least).
         batch_size: Tiles per call of ``scores``.
         align: Tile starts are multiples of this (the model's total stride).
 
     Returns:
         Blended scores ``(K, H, W)`` float32 on the CPU.
     """
-    _, height, width = image.shape
+    (_, height, width), (size, overlap) = image.shape, tile
     by_shape: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for y in tile_starts(height, size, overlap, align):
         for x in tile_starts(width, size, overlap, align):
@@ -112,8 +92,8 @@ def tiled_scores(
             result = scores(batch).float().cpu()
             if total is None:
                 total = torch.zeros(result.shape[1], height, width)
-            for (y, x), tile in zip(chunk, result, strict=True):
-                total[:, y : y + tile_h, x : x + tile_w] += tile * weight
+            for (y, x), part in zip(chunk, result, strict=True):
+                total[:, y : y + tile_h, x : x + tile_w] += part * weight
                 weight_sum[y : y + tile_h, x : x + tile_w] += weight
     assert total is not None  # at least one tile always exists
     return total / weight_sum
