@@ -220,11 +220,12 @@ def test_resize_sample_layers_equal_per_layer_resizing() -> None:
 
 
 def test_fit_reads_the_multilabel_mode(tmp_path: Path) -> None:
-    from catseg.training._state import _dataset_mode
+    from catseg.training._data import read_data_facts
 
     write_doc(tmp_path / "d", [square("cat", 1, 1, 5, 5)])
-    assert _dataset_mode(LabelmeDataset(tmp_path / "d", LABELS, mode="multilabel")) == "multilabel"
-    assert _dataset_mode(LabelmeDataset(tmp_path / "d", LABELS)) is None
+    layers = LabelmeDataset(tmp_path / "d", LABELS, mode="multilabel")
+    assert read_data_facts(layers).mode == "multilabel"
+    assert read_data_facts(LabelmeDataset(tmp_path / "d", LABELS)).mode != "multilabel"
 
 
 # --- bad inputs -----------------------------------------------------------------------------

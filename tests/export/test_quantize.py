@@ -52,13 +52,9 @@ def quantised(tmp_path_factory: pytest.TempPathFactory) -> Quantised:
     loader = DataLoader(dataset, batch_size=8, shuffle=True, generator=torch.Generator())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     fit(model, loader, loss_fn=BCEDiceLoss(), optimizer=optimizer, epochs=8, progress=False)
+    model.describe(mean=(0.4, 0.45, 0.5), std=(0.25, 0.2, 0.3))  # carried by both files
     segmenter = Segmenter(
-        model.eval(),
-        classes=["_background_", "blob"],
-        mean=(0.4, 0.45, 0.5),
-        std=(0.25, 0.2, 0.3),
-        device="cpu",
-        precision="fp32",
+        model.eval(), classes=["_background_", "blob"], device="cpu", precision="fp32"
     )
     fp32 = to_onnx(segmenter, folder / "fp32.onnx")
     calibration = _photos(data, "train")[:16]

@@ -92,6 +92,7 @@ class Checkpoint:
         training_state: Optimizer/scheduler/epoch/RNG state for resuming, or ``None``.
         format_version: Layout version of the file.
         catseg_version: Version of catseg that wrote the file.
+        path: The file read (named in :meth:`build_model`'s errors), or ``None``.
 
     Examples:
         >>> import torch
@@ -111,6 +112,7 @@ class Checkpoint:
     training_state: dict[str, Any] | None
     format_version: int
     catseg_version: str
+    path: Path | None = None
 
     def build_model(self) -> UNet:
         """Rebuild the model from its config and load the weights strictly.
@@ -125,13 +127,16 @@ class Checkpoint:
                 message names the first missing/unexpected keys and mismatched shapes).
                 This is checked on the ``meta`` device, before any memory is allocated.
         """
+        where = "the checkpoint" if self.path is None else f"{self.path}: the checkpoint"
         try:
             with torch.device("meta"):
                 reference = UNet.from_config(self.config)
+            check_weights_fit(reference, self.state_dict, what=f"{where}'s weights")
+            _check_weight_kinds(reference, self.state_dict, where)
+        except CheckpointError:
+            raise
         except CatsegError as err:
-            raise CheckpointError(f"the checkpoint's model cannot be rebuilt: {err}") from err
-        check_weights_fit(reference, self.state_dict, what="the checkpoint's weights")
-        _check_weight_kinds(reference, self.state_dict)
+            raise CheckpointError(f"{where}'s model cannot be rebuilt: {err}") from err
         model = UNet.from_config(self.config)
         devices = {t.device for t in self.state_dict.values()}
         if len(devices) == 1:
@@ -218,7 +223,9 @@ def _save(payload: dict[str, Any], tmp: Path) -> None:
     check_metadata_size(tmp)
 
 
-def _check_weight_kinds(reference: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+def _check_weight_kinds(
+    reference: nn.Module, state: Mapping[str, torch.Tensor], where: str
+) -> None:
     """Refuse weights of another kind (float vs integer) than the model's, naming the first."""
     for name, expected in reference.state_dict().items():
         given = state[name]
@@ -227,7 +234,7 @@ def _check_weight_kinds(reference: nn.Module, state: Mapping[str, torch.Tensor])
             kind = "floating-point" if expected.is_floating_point() else "integer"
             problem = f"is {given.dtype}, but the model needs a {kind} tensor"
         if problem is not None:
-            raise CheckpointError(f"the checkpoint's weight {name!r} {problem}")
+            raise CheckpointError(f"{where}'s weight {name!r} {problem}")
 
 
 class _Reader:
@@ -355,4 +362,5 @@ def load_checkpoint(
         training_state=dict(training) if training is not None else None,
         format_version=version,
         catseg_version=writer,
+        path=file,
     )

@@ -9,9 +9,10 @@ place:
 * ``UNet(..., encoder_weights=...)`` records the mean/std the pretrained weights expect
   (ImageNet's for the torchvision ResNets, the pretrained config's for timm backbones);
 * a randomly initialised model records nothing (``None``, read as the identity);
-* :func:`~catseg.training.fit` records the ``Normalize`` found in the training dataset's
-  transforms into a model that records nothing, and raises
-  :class:`~catseg.errors.ConfigError` naming both values when they disagree.
+* :meth:`UNet.describe(mean=..., std=...) <catseg.models.UNet.describe>` records it by hand;
+* :func:`~catseg.training.fit` records the normalisation of the training data into a
+  model that records nothing, and raises :class:`~catseg.errors.ConfigError` naming both
+  values when they disagree.
 
 Examples:
     >>> from catseg.models.preprocessing import IMAGENET, Preprocessing
@@ -25,7 +26,7 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,6 @@ __all__ = [
     "IMAGENET",
     "Preprocessing",
     "check_preprocessing",
-    "merge_preprocessing",
-    "preprocessing_of",
-    "resolve_mean_std",
     "same_preprocessing",
 ]
 
@@ -222,29 +220,6 @@ std=[1.0, 1.0]) but the model has in_channels=3; give 1 or 3 values
     return record
 
 
-def preprocessing_of(model: object) -> Preprocessing | None:
-    """The preprocessing record of ``model`` (``model.config.preprocessing``), if any.
-
-    Args:
-        model: Usually a :class:`~catseg.models.UNet`; anything else records nothing.
-
-    Returns:
-        The record, or ``None``.
-
-    Examples:
-        >>> from catseg.models import UNet
-        >>> preprocessing_of(UNet(init_features=4, depth=2)) is None
-        True
-    """
-    config = getattr(model, "config", None)
-    record = getattr(config, "preprocessing", None)
-    return record if isinstance(record, Preprocessing) else None
-
-
-def _as_record(mean: Sequence[float], std: Sequence[float]) -> Preprocessing:
-    return Preprocessing(tuple(mean), tuple(std))
-
-
 def same_preprocessing(a: Preprocessing, b: Preprocessing, channels: int) -> bool:
     """True when two records normalise ``channels`` channels the same (within 1e-6).
 
@@ -270,103 +245,3 @@ def same_preprocessing(a: Preprocessing, b: Preprocessing, channels: int) -> boo
         len(x) == len(y) and all(abs(u - v) <= 1e-6 for u, v in zip(x, y, strict=True))
         for x, y in pairs
     )
-
-
-def resolve_mean_std(
-    model: object,
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
-    *,
-    what: str = "mean/std",
-) -> tuple[Sequence[float] | None, Sequence[float] | None]:
-    """The mean/std to use with ``model``: its record, or the given values if they agree.
-
-    Used by :class:`~catseg.predict.Segmenter`, :func:`~catseg.checkpoint.save_checkpoint`
-    and :func:`~catseg.training.fit`, so that the normalisation recorded in a model's
-    config can never be silently replaced by another one.
-
-    Args:
-        model: The model (its ``config.preprocessing`` is read).
-        mean: Mean given by the caller, or ``None``.
-        std: Std given by the caller, or ``None``.
-        what: How the caller's values are named in the error message.
-
-    Returns:
-        ``(mean, std)``: the caller's values when given (and consistent), otherwise the
-        model's record, otherwise ``(None, None)``.
-
-    Raises:
-        ConfigError: If the caller's values differ from the model's record; the message
-            names both.
-
-    Examples:
-        >>> from catseg.models import UNet
-        >>> from catseg.models.preprocessing import IMAGENET
-        >>> model = UNet(init_features=4, depth=2)
-        >>> model.preprocessing = IMAGENET
-        >>> resolve_mean_std(model, None, None)
-        ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-        >>> resolve_mean_std(model, (0.0,) * 3, (1.0,) * 3)
-        Traceback (most recent call last):
-        ...
-        catseg.errors.ConfigError: mean/std (mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0]) \
-differ from the preprocessing recorded in the model's config (mean=[0.485, 0.456, 0.406], \
-std=[0.229, 0.224, 0.225])...
-    """
-    record = preprocessing_of(model)
-    if mean is None and std is None:
-        return (record.mean, record.std) if record is not None else (None, None)
-    if record is None or mean is None or std is None:
-        return mean, std
-    given = _as_record(mean, std)
-    channels = max(len(record.mean), len(given.mean))
-    if not same_preprocessing(given, record, channels):
-        raise ConfigError(
-            f"{what} ({given}) differ from the preprocessing recorded in the model's config "
-            f"({record}); the model expects its inputs normalised as recorded. Normalise "
-            "with the recorded values (e.g. catseg.data.transforms.Normalize(mean, std) in "
-            "the dataset's transforms), or set model.preprocessing to the normalisation "
-            "really used (None = identity)"
-        )
-    return mean, std
-
-
-def merge_preprocessing(
-    config: Mapping[str, Any], mean: Sequence[float], std: Sequence[float], *, what: str
-) -> dict[str, Any]:
-    """A model-config dict whose ``preprocessing`` agrees with ``mean``/``std``.
-
-    Used where a config dict and separate mean/std meet (checkpoints): a config that
-    records nothing gets them (unless they are the identity); one that records other
-    values raises.
-
-    Args:
-        config: ``UNetConfig.to_dict()`` output (not modified).
-        mean: The mean stored beside the config.
-        std: The std stored beside the config.
-        what: How ``mean``/``std`` are named in the error message.
-
-    Returns:
-        A new dict.
-
-    Raises:
-        ConfigError: If the config records other values (both are named).
-
-    Examples:
-        >>> merge_preprocessing({"in_channels": 1}, [0.5], [0.2], what="mean/std")
-        {'in_channels': 1, 'preprocessing': {'mean': [0.5], 'std': [0.2]}}
-    """
-    data = dict(config)
-    given = _as_record(mean, std)
-    recorded = data.get("preprocessing")
-    if recorded is None:
-        data["preprocessing"] = None if given.is_identity else given.to_dict()
-        return data
-    record = Preprocessing.from_dict(recorded)
-    channels = max(len(record.mean), len(given.mean))
-    if not same_preprocessing(given, record, channels):
-        raise ConfigError(
-            f"{what} ({given}) differ from the preprocessing recorded in the model's config "
-            f"({record}); they must be the same normalisation"
-        )
-    return data
