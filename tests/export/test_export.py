@@ -179,12 +179,15 @@ def test_static_segmenter_export_round_trip_and_atomic_replace(tmp_path: Path) -
         runner(torch.rand(1, 3, 41, 56))
     # A Segmenter runs the fixed-size file one image at a time, at its one size only.
     with pytest.raises(ConfigError, match=r"accepts only 40x56 \(H x W\) inputs, so image_size"):
-        Segmenter(runner, image_size=None)
+        Segmenter(runner, image_size=(64, 64))
     seg = Segmenter(runner)
     images = [torch.rand(3, 30 + i, 50) for i in range(3)]
     masks = [p.mask for p in seg.predict_batch(images)]
     model.eval()
-    reference = Segmenter(model, seg.options, precision="fp32")
+    record = seg.config
+    reference = Segmenter(
+        model, classes=record.classes, image_size=record.image_size, precision="fp32"
+    )
     for mask, image in zip(masks, images, strict=True):
         assert (mask == reference.predict(image).mask).float().mean() > 0.999
 

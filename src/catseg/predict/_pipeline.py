@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
@@ -380,10 +381,11 @@ class Pipeline:
         ]
         classes = list(self.record.class_names)
         out = []
-        for (tensor, image), (masks, kept) in zip(loaded, finished, strict=True):
+        for given, (tensor, image), (masks, kept) in zip(images, loaded, finished, strict=True):
             probabilities = kept[0].cpu() if return_probabilities and kept is not None else None
-            mask = masks[0].cpu()
-            out.append(Prediction(mask, probabilities, list(classes), image or tensor))
+            if image is None and isinstance(given, (torch.Tensor, np.ndarray)):
+                tensor = tensor.clone()  # the caller's pixels may change later; a file's are ours
+            out.append(Prediction(masks[0].cpu(), probabilities, list(classes), image or tensor))
         return out
 
 

@@ -59,8 +59,8 @@ class Prediction:
         image: Image.Image | torch.Tensor | None = None,
     ) -> None:
         pixels = None
-        if isinstance(image, torch.Tensor):  # made into a PIL image on first use, from a copy
-            pixels = image.detach().to("cpu", copy=True) if image.shape[0] in (1, 3) else None
+        if isinstance(image, torch.Tensor):  # made into a PIL image on first use
+            pixels = image.detach().cpu() if image.shape[0] in (1, 3) else None
             image = None
         values = {"mask": mask, "probabilities": probabilities, "classes": classes}
         self.__dict__.update(values, _image=image, _pixels=pixels)
