@@ -7,16 +7,15 @@ memory before the call (``VmRSS``), after resetting the peak (``echo 5 >
 a PNG file and a JPEG file (decode included: the total) and the decoded uint8 tensor
 (what the Segmenter itself adds: resizing, the model, the full-size mask). Linux only.
 
-Each input is measured in a fresh process with glibc's mmap threshold fixed at its
-default 128 KiB (``MALLOC_MMAP_THRESHOLD_``): every large buffer is then mapped when
-allocated and returned when freed, so the figure is the memory really held at the
-peak, the same on every run (with the threshold left dynamic, the heap keeps freed
-buffers and the figure wanders between 1x and 3.7x for the same code).
+Each input is measured in a fresh process twice: with glibc's mmap threshold fixed at
+its default 128 KiB (``MALLOC_MMAP_THRESHOLD_``: every large buffer is mapped when
+allocated and returned when freed, so the figure is the memory really held at the peak,
+the same on every run) and with glibc's dynamic default (the heap keeps freed buffers
+and the figure depends on the allocator's history).
 
-Run: ``python benchmarks/bench_predict_memory.py`` (about 30 s on one core). Measured
-(2-core EPYC): before issue 26, 7.3x (PNG), 7.3x (JPEG), 5.0x (tensor); now 4.7x,
-4.7x, 1.4x. The file figures are the decode's own peak (``load_input`` alone: 4.7x);
-of the tensor's 1.4x, 1.0x is the Prediction's copy of the pixels for its overlay.
+Run: ``python benchmarks/bench_predict_memory.py`` (about a minute on one core); it is
+part of ``run_all.py``, whose page (``docs/benchmarks.md``) has the figures. Before
+issue 26 (fixed threshold, 2-core EPYC): 7.3x (PNG), 7.3x (JPEG), 5.0x (tensor).
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import machine_description
 from PIL import Image
 
 from catseg.models import UNet
@@ -75,20 +75,36 @@ def measure(kind: str) -> None:
         print(peak_added(seg, image))
 
 
+def _run(kind: str, env: dict[str, str]) -> int:
+    out = subprocess.run(
+        [sys.executable, __file__, kind], capture_output=True, text=True, check=True, env=env
+    )
+    return int(out.stdout.split()[-1])
+
+
 def main() -> None:
     pixels = 3 * HEIGHT * WIDTH
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-    print(f"{'input':<22}{'peak added':>12}{'x image':>9}")
+    fixed = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    dynamic = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    print("### Peak memory of `Segmenter.predict` on a 4000×3000 photo (target ≤ 4×)\n")
+    print(machine_description() + "\n")
+    print("Peak resident memory added by one call (after a warm-up), as a multiple of the")
+    print("decoded RGB image (36 MB); tiny UNet at `image_size=256`; each figure in a fresh")
+    print("process, with glibc's mmap threshold fixed at 128 KiB and, for comparison, left")
+    print("dynamic (glibc's default, where freed buffers stay in the heap and the figure")
+    print("depends on the allocator's history).\n")
+    print("| input | fixed threshold | × image | glibc default | × image |")
+    print("|---|---:|---:|---:|---:|")
     for name, kind in (("PNG file", "png"), ("JPEG file", "jpg"), ("uint8 tensor", "tensor")):
-        out = subprocess.run(
-            [sys.executable, __file__, kind], capture_output=True, text=True, check=True, env=env
+        a, b = _run(kind, fixed), _run(kind, dynamic)
+        print(
+            f"| {name} | {a / 2**20:.0f} MiB | {a / pixels:.1f}× "
+            f"| {b / 2**20:.0f} MiB | {b / pixels:.1f}× |"
         )
-        added = int(out.stdout.split()[-1])
-        print(f"{name:<22}{added / 2**20:>9.0f} MiB{added / pixels:>8.1f}x")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    if len(sys.argv) > 1 and sys.argv[1] in ("png", "jpg", "tensor"):
         measure(sys.argv[1])
     else:
         main()

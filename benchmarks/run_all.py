@@ -46,6 +46,7 @@ SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("losses", "bench_losses.py", LOSSES_FULL),
     ("quality", "quality_cats.py", ["--minutes", "2", "--save", CHECKPOINT]),
     ("predict", "bench_predict.py", ["--checkpoint", CHECKPOINT]),
+    ("predict-memory", "bench_predict_memory.py", []),
     ("predict-folder", "bench_predict_folder.py", []),
     ("onnx", "bench_onnx.py", []),
     ("int8", "bench_int8.py", ["--checkpoint", CHECKPOINT]),
