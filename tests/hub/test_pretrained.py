@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from catseg.data import VOCSegmentationDataset
@@ -145,9 +146,12 @@ def test_card_names_classes_colours_preprocessing_and_training(tmp_path: Path) -
     )
     card = (folder / "README.md").read_text()
     front, body = card.split("---\n", 2)[1:]
-    assert "library_name: catseg" in front
-    assert "  - image-segmentation" in front
-    assert "# license:" in front  # left for the author
+    meta = yaml.safe_load(front)
+    assert meta["library_name"] == "catseg"
+    assert meta["pipeline_tag"] == "image-segmentation"
+    assert "image-segmentation" in meta["tags"]
+    assert "license" not in meta  # left for the author
+    assert "# license:" in front
     assert "| 1 | cat | `#800000` (128, 0, 0) |" in body
     assert "| 2 | dog | `#008000` (0, 128, 0) |" in body
     assert "resized to 128×128" in body

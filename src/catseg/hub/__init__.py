@@ -40,10 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from catseg._validation import check_bool
-from catseg.errors import ConfigError
 from catseg.hub._format import FORMAT_VERSION
 from catseg.hub._read import read_config, read_weights
-from catseg.hub._remote import is_repo_id, locate, upload
+from catseg.hub._remote import locate, upload
 from catseg.hub._write import save_pretrained
 from catseg.models import UNet
 
@@ -138,7 +137,8 @@ def push_to_hub(
 
     The folder is read first (as :func:`load_pretrained` would), so only a complete,
     valid model folder is uploaded; its three files are sent with
-    ``HfApi.upload_folder``, other files in the folder are not.
+    ``HfApi.upload_folder``, other files in the folder are not. A symbolic link
+    anywhere in the folder is refused, and the card must be UTF-8 of at most 1 MiB.
 
     Args:
         folder: A folder written by :func:`save_pretrained`.
@@ -154,19 +154,14 @@ def push_to_hub(
     Raises:
         ConfigError: If ``repo_id`` is not ``"user/name"``.
         MissingFileError: If the folder or one of its files is missing.
-        CheckpointError: If the folder is not a valid model folder.
+        CheckpointError: If the folder is not a valid model folder or holds a symbolic
+            link, or the hub refuses or cannot be reached (the hub's error is chained).
         OptionalDependencyError: If huggingface_hub is not installed (extra ``hub``).
     """
-    if not isinstance(repo_id, str) or not is_repo_id(repo_id):
-        raise ConfigError(f"repo_id must look like 'user/name', got {repo_id!r}")
     if private is not None:
         check_bool("private", private)
-    path = Path(folder)
-    if not path.is_dir():
-        raise ConfigError(f"push_to_hub uploads a model folder, but {path} is not a folder")
-    read_weights(path, read_config(path))
     return upload(
-        path,
+        Path(folder),
         repo_id,
         token=token,
         private=private,

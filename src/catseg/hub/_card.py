@@ -16,6 +16,14 @@ _OUTPUT = {
 }
 
 
+def _text(value: object) -> str:
+    """``value`` as literal Markdown on one line: markup and control characters escaped."""
+    return "".join(
+        f"\\{c}" if c in "\\`*_[]<>|&~$" else c if c.isprintable() else ascii(c)[1:-1]
+        for c in str(value)
+    )
+
+
 def _colours(config: FolderConfig) -> list[tuple[int, int, int]]:
     if config.palette is not None:
         return list(config.palette)
@@ -23,22 +31,13 @@ def _colours(config: FolderConfig) -> list[tuple[int, int, int]]:
     return [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(len(flat) // 3)]
 
 
-def _front_matter() -> list[str]:
-    return [
-        "---",
-        "library_name: catseg",
-        "# license: mit  # choose the licence of these weights and uncomment this line",
-        "tags:",
-        "  - image-segmentation",
-        "  - semantic-segmentation",
-        "  - catseg",
-        "  - unet",
-        "  - pytorch",
-        "  - safetensors",
-        "pipeline_tag: image-segmentation",
-        "---",
-        "",
-    ]
+_FRONT_MATTER = """---
+library_name: catseg
+# license: mit  # choose the licence of these weights and uncomment this line
+tags: [image-segmentation, semantic-segmentation, catseg, unet, pytorch, safetensors]
+pipeline_tag: image-segmentation
+---
+"""
 
 
 def _classes_section(config: FolderConfig) -> list[str]:
@@ -50,7 +49,7 @@ def _classes_section(config: FolderConfig) -> list[str]:
             colour = f"`#{r:02x}{g:02x}{b:02x}` ({r}, {g}, {b})"
         else:
             colour = "-"
-        lines.append(f"| {label} | {name} | {colour} |")
+        lines.append(f"| {label} | {_text(name)} | {colour} |")
     return [*lines, ""]
 
 
@@ -99,14 +98,14 @@ def _training_section(config: FolderConfig) -> list[str]:
         f"- epochs: {info.get('epochs')}",
         f"- best validation mIoU: {_number(info.get('best_val_miou'))} "
         f"(epoch {_number(info.get('best_epoch'))})",
-        f"- precision: {info.get('precision')}",
-        f"- device: {info.get('device')} (processes: {info.get('world_size')})",
+        f"- precision: {_text(info.get('precision'))}",
+        f"- device: {_text(info.get('device'))} (processes: {info.get('world_size')})",
         "",
     ]
     per_class = info.get("per_class_iou")
     if isinstance(per_class, dict) and per_class:
         lines += ["| class | validation IoU |", "|---|---:|"]
-        lines += [f"| {name} | {_number(iou)} |" for name, iou in per_class.items()]
+        lines += [f"| {_text(name)} | {_number(iou)} |" for name, iou in per_class.items()]
         lines.append("")
     return lines
 
@@ -122,23 +121,19 @@ def model_card(name: str, config: FolderConfig) -> str:
         (True, True)
     """
     arch = config.model
-    fused = (
-        " Its BatchNorm layers are folded into the convolutions (an inference-only copy)."
-        if config.fused
-        else ""
-    )
+    fused = " BatchNorm is folded into its convolutions (inference only)." if config.fused else ""
     lines = [
-        *_front_matter(),
-        f"# {name}",
+        _FRONT_MATTER,
+        f"# {_text(name)}",
         "",
         f"A [catseg](https://catseg.readthedocs.io) UNet for {arch.mode} semantic "
-        f"segmentation: encoder `{arch.encoder}`, {arch.in_channels} input "
+        f"segmentation: encoder {_text(arch.encoder)}, {arch.in_channels} input "
         f"channels, {arch.num_classes} output map(s).{fused}",
         "",
         "```python",
         "from catseg.predict import Segmenter",
         "",
-        f'seg = Segmenter.from_pretrained("{name}")  # a folder or a hub repo id',
+        f"seg = Segmenter.from_pretrained({name!r})  # a folder or a hub repo id",
         'seg.predict("photo.jpg").save("photo-mask.png")',
         "```",
         "",

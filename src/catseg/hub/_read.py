@@ -68,9 +68,7 @@ def _palette(fields: _Fields, count: int) -> tuple[tuple[int, int, int], ...] | 
         return None
     ok = isinstance(value, list) and len(value) == count
     ok = ok and all(
-        isinstance(c, list)
-        and len(c) == 3
-        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)
+        isinstance(c, list) and len(c) == 3 and all(type(v) is int and 0 <= v <= 255 for v in c)
         for c in value
     )
     if not ok:
@@ -131,24 +129,20 @@ def _header(file: Path) -> dict[str, Any]:
 
 
 def _check_entry(file: Path, name: str, entry: object, data_bytes: int) -> None:
-    ok = isinstance(entry, dict) and entry.get("dtype") in _DTYPES
-    shape = entry.get("shape") if isinstance(entry, dict) else None
-    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-    ok = ok and isinstance(shape, list) and len(shape) <= 8
-    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in shape)  # type: ignore[union-attr]
-    ok = ok and isinstance(offsets, list) and len(offsets) == 2
-    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in offsets)  # type: ignore[union-attr]
-    if not ok:
+    fields: Any = entry if isinstance(entry, dict) else {}
+    dtype, shape, offsets = fields.get("dtype"), fields.get("shape"), fields.get("data_offsets")
+    size = _DTYPES.get(dtype) if isinstance(dtype, str) else None
+    lists = isinstance(shape, list) and len(shape) <= 8 and isinstance(offsets, list)
+    ints = lists and len(offsets) == 2 and all(type(v) is int and v >= 0 for v in shape + offsets)
+    if size is None or not ints:
         raise CheckpointError(f"{file}: tensor {short(name)} has a malformed entry {short(entry)}")
-    assert isinstance(entry, dict)
-    assert isinstance(shape, list)
-    assert isinstance(offsets, list)
-    numel = math.prod(shape)
     start, end = offsets
-    if not 0 <= start <= end <= data_bytes or end - start != numel * _DTYPES[entry["dtype"]]:
+    span = math.prod(max(v, 1) for v in shape) * size  # torch's strides, in int64
+    fits = start <= end <= data_bytes and end - start == math.prod(shape) * size
+    if not fits or span >= 1 << 63:
         raise CheckpointError(
-            f"{file}: tensor {short(name)} ({entry['dtype']} {shape}) has data offsets "
-            f"{offsets} that do not fit its size or the file"
+            f"{file}: tensor {short(name)} ({dtype} {short(shape)}, data offsets "
+            f"{short(offsets)}) does not fit its data, the file, or 64-bit sizes"
         )
 
 

@@ -6,12 +6,15 @@ import os
 import re
 from pathlib import Path
 
+from catseg._bounds import short
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
 from catseg.hub._deps import import_hub
 from catseg.hub._format import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from catseg.hub._read import read_config, read_weights
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
+MAX_CARD_BYTES = 1 << 20  # the largest README.md push_to_hub uploads (catseg writes 2-5 kB)
 
 
 def is_repo_id(value: str) -> bool:
@@ -60,9 +63,31 @@ def locate(
     except Exception as err:  # network, missing repo, offline without a cached copy
         raise CheckpointError(
             f"cannot get the model {text!r} from the Hugging Face Hub "
-            f"(revision {revision or 'main'}): {type(err).__name__}: {err}"
+            f"(revision {revision or 'main'}): {type(err).__name__}: {str(err)[:500]}"
         ) from err
     return Path(snapshot)
+
+
+def _check_files(folder: Path) -> None:
+    """Refuse a symbolic link anywhere in ``folder``, then check its three files."""
+    link = next((path for path in folder.rglob("*") if path.is_symlink()), None)
+    if link is not None:  # rglob does not follow linked folders
+        raise CheckpointError(
+            f"{link} is a symbolic link; push_to_hub uploads only regular files inside the "
+            "folder (replace the link by the file it points to)"
+        )
+    read_weights(folder, read_config(folder))
+    card = folder / CARD_NAME
+    if not card.is_file():
+        raise MissingFileError(f"{card} is missing or not a file (save_pretrained writes it)")
+    with open(card, "rb") as handle:
+        text = handle.read(MAX_CARD_BYTES + 1)
+    if len(text) > MAX_CARD_BYTES:
+        raise CheckpointError(f"{card} is over the limit of {MAX_CARD_BYTES} bytes for a card")
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{card} is not UTF-8 text (byte {err.start})") from None
 
 
 def upload(
@@ -74,18 +99,25 @@ def upload(
     commit_message: str,
     revision: str | None,
 ) -> str:
-    """Create the repo if needed and upload the folder's three files; the commit's URL."""
+    """Check the folder, create the repo if needed, upload the three files; the commit's URL."""
     if not isinstance(repo_id, str) or not is_repo_id(repo_id):
-        raise ConfigError(f"repo_id must look like 'user/name', got {repo_id!r}")
+        raise ConfigError(f"repo_id must look like 'user/name', got {short(repo_id)}")
+    _check_files(folder)
     hub = import_hub()
-    api = hub.HfApi(token=token)
-    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id,
-        repo_type="model",
-        folder_path=os.fspath(folder),
-        allow_patterns=_FILES,
-        commit_message=commit_message,
-        revision=revision,
-    )
+    try:
+        api = hub.HfApi(token=token)
+        api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            repo_type="model",
+            folder_path=os.fspath(folder),
+            allow_patterns=_FILES,
+            commit_message=commit_message,
+            revision=revision,
+        )
+    except Exception as err:  # network, token, permissions: httpx and huggingface_hub errors
+        raise CheckpointError(
+            f"cannot upload {folder} to {repo_id!r} on the Hugging Face Hub: "
+            f"{type(err).__name__}: {str(err)[:500]}"
+        ) from err
     return str(getattr(info, "commit_url", info))

@@ -369,6 +369,7 @@ class Segmenter:
             OptionalDependencyError: If huggingface_hub (extra ``hub``) or safetensors is
                 not installed; checked before anything is written.
             ConfigError: As in :meth:`save_pretrained`, or a bad ``repo_id``.
+            CheckpointError: If the hub refuses or cannot be reached (its error chained).
         """
         from catseg.hub import _deps, push_to_hub
 
