@@ -492,6 +492,38 @@ def test_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.Monk
     assert len(calls) == 3
 
 
+@pytest.mark.parametrize("where", ["create_repo", "upload_folder"])
+def test_push_to_hub_wraps_the_hubs_errors_and_chains_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Offline, without a token or refused: a CheckpointError, the hub's error its cause."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    httpx = sys.modules[HfHubHTTPError.__mro__[1].__module__]  # httpx (or the hub's fork)
+    error = httpx.ConnectError("[Errno -3] Temporary failure in name resolution")
+
+    class FakeApi:
+        def __init__(self, token: str | None = None) -> None:
+            pass
+
+        def create_repo(self, **kwargs: Any) -> None:
+            if where == "create_repo":
+                raise error
+
+        def upload_folder(self, **kwargs: Any) -> Any:
+            raise error
+
+    monkeypatch.setattr(_remote, "import_hub", lambda: types.SimpleNamespace(HfApi=FakeApi))
+    folder = _folder(tmp_path)
+    with pytest.raises(CheckpointError, match="on the Hugging Face Hub: ConnectError") as info:
+        push_to_hub(folder, "catlab/cat-unet")
+    assert info.value.__cause__ is error
+    seg = Segmenter(UNet(3, 1, init_features=4, depth=2), classes=CLASSES)
+    with pytest.raises(CheckpointError, match="ConnectError: \\[Errno -3\\]") as info:
+        seg.push_to_hub("catlab/cat-unet")
+    assert info.value.__cause__ is error
+
+
 def test_segmenter_push_to_hub_uploads_a_saved_folder(
     trained: tuple[UNet, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,7 +19,7 @@ _OUTPUT = {
 def _text(value: object) -> str:
     """``value`` as literal Markdown on one line: markup and control characters escaped."""
     return "".join(
-        f"\\{c}" if c in "\\`*_[]<>|&~$" else c if c.isprintable() else ascii(c)[1:-1]
+        f"\\{c}" if c in "\\`*_[]<>|&~$#" else c if c.isprintable() else ascii(c)[1:-1]
         for c in str(value)
     )
 
