@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -36,6 +37,14 @@ from catseg.models.preprocessing import Preprocessing, check_preprocessing
 from catseg.models.weights import EncoderWeights, load_encoder_weights
 
 __all__ = ["UNet", "UNetConfig", "count_parameters"]
+
+_SMP_NAMES = {  # segmentation_models_pytorch's spellings → catseg's
+    "encoder_name": "encoder=",
+    "classes": "num_classes=",
+    "encoder_weights": 'encoder_weights="torchvision" or "timm" (not "imagenet")',
+    "activation": "none: models return logits (activation= is the decoder's)",
+}
+_SMP_OUTPUTS = (None, "sigmoid", "softmax", "softmax2d", "logsoftmax", "identity", "argmax")
 
 
 class UNet(nn.Module):
@@ -106,6 +115,23 @@ class UNet(nn.Module):
         >>> UNet(encoder="unet", encoder_options={"init_features": 4, "depth": 2}).stride
         4
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> UNet:
+        """Refuse what ``__init__`` does not take by a ConfigError naming smp's spellings."""
+        smp = {
+            "encoder_name": "encoder_name" in kwargs,
+            "classes": "classes" in kwargs,
+            "encoder_weights": kwargs.get("encoder_weights") in ("imagenet",),
+            "activation": "activation" in kwargs and kwargs["activation"] in _SMP_OUTPUTS,
+        }
+        hints = "".join(f"; {k}: catseg says {_SMP_NAMES[k]}" for k, v in smp.items() if v)
+        try:
+            inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        except TypeError as err:
+            raise ConfigError(f"UNet: {str(err)[:200]}{hints}") from None
+        if hints:
+            raise ConfigError(f"UNet got segmentation_models_pytorch's values{hints}")
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -188,6 +214,8 @@ class UNet(nn.Module):
         self._batch_norm = any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules()
         )
+
+    __new__.__signature__ = inspect.signature(__init__)  # type: ignore[attr-defined]
 
     def _single_pixel_fails(self, batch: int) -> bool:
         return self._spatial_norm or (self._batch_norm and self.training and batch == 1)
