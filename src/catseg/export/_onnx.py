@@ -40,11 +40,10 @@ _CHECK_SIZES = ((37, 53), (41, 29))
 _ATOL = 1e-4
 # one known-harmless deprecation warning raised inside torch.export itself
 _EXPORTER_NOISE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
-# ... and torch.onnx's registry logs, per op, that torchvision (catseg needs none) is absent
 _REGISTRY_LOG = logging.getLogger("torch.onnx._internal.exporter._registration")
 
 
-def _not_torchvision_notice(record: logging.LogRecord) -> bool:
+def _not_torchvision_notice(record: logging.LogRecord) -> bool:  # logged per op, by torch
     return not record.getMessage().startswith("torchvision is not installed")
 
 

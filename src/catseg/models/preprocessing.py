@@ -98,11 +98,9 @@ class Preprocessing:
     def for_channels(self, channels: int) -> Preprocessing:
         """Adapt an RGB record to ``channels`` inputs by the stem rule.
 
-        As :func:`catseg.models.weights.adapt_stem_weight` does with the filters: a
-        channel whose filter becomes the sum of the RGB filters takes the average of the
-        three means and of the three stds (every channel for fewer than three, each
-        added channel for more); kept RGB channels keep theirs. A record that already
-        has ``channels`` entries (or one entry) is returned unchanged.
+        As :func:`~catseg.models.weights.adapt_stem_weight` does with filters: kept RGB
+        channels keep theirs, the others take the average mean and std. A record with
+        ``channels`` entries (or one) is returned unchanged.
 
         Args:
             channels: Number of input channels of the model.

@@ -65,11 +65,9 @@ def adapt_stem_weight(weight: Tensor, in_channels: int) -> Tensor:
     channels = weight.shape[1]
     if in_channels == channels:
         return weight.clone()
-    total = weight.sum(dim=1, keepdim=True)
-    if in_channels < channels:
-        return total.repeat(1, in_channels, 1, 1) / in_channels
-    new = total.repeat(1, in_channels - channels, 1, 1)
-    return torch.cat([weight * channels, new], dim=1) / in_channels
+    kept = weight[:, : channels if in_channels > channels else 0] * channels
+    added = weight.sum(dim=1, keepdim=True).repeat(1, in_channels - kept.shape[1], 1, 1)
+    return torch.cat([kept, added], dim=1) / in_channels
 
 
 def _check_tensors(data: Mapping[Any, Any], where: str) -> dict[str, Tensor]:

@@ -124,11 +124,10 @@ class Normalize(Joint):
 
 
 class ToGray(Joint):
-    """Make an RGB image one grey channel as PIL's ``"L"`` does: ``0.299 R + 0.587 G + 0.114 B``.
+    """RGB to one grey channel as PIL's ``"L"`` does (ITU-R 601: ``.299 R + .587 G + .114 B``).
 
-    A 1-channel model's :class:`~catseg.predict.Segmenter` converts RGB files this way
-    (ITU-R 601 luma), so train on the same grey images. uint8 images are rounded back to
-    uint8; the mask is returned unchanged (a copy).
+    A 1-channel model's :class:`~catseg.predict.Segmenter` converts RGB files so: train on
+    the same grey images. uint8 stays uint8 (rounded); the mask is returned as a copy.
 
     Raises:
         ShapeError: On call, when the image does not have 3 channels.
