@@ -291,3 +291,29 @@ def test_properties_of_pad_flip_and_resize(
     assert set(torch.unique(small).tolist()) <= set(torch.unique(mask).tolist())
     assert float(resized.min()) >= float(image.min()) - 1e-6
     assert float(resized.max()) <= float(image.max()) + 1e-6
+
+
+def test_to_gray_equals_pil_l_on_the_cat_photos(cats_voc) -> None:  # type: ignore[no-untyped-def]
+    # the conversion a 1-channel model's Segmenter applies to RGB files: PIL's "L"
+    photos = sorted((cats_voc / "JPEGImages").glob("*.jpg"))[:8]
+    for photo in photos:
+        with Image.open(photo) as file:
+            rgb = file.convert("RGB")
+            grey = np.asarray(rgb.convert("L")).astype(np.int16)
+        image = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
+        mask = torch.zeros(image.shape[1:], dtype=torch.int64)
+        out, kept = tfm.ToGray()(image, mask)
+        assert out.dtype == torch.uint8
+        assert out.shape == (1, *image.shape[1:])
+        assert np.abs(out[0].numpy().astype(np.int16) - grey).max() <= 1, photo.name  # rounding
+        as_float, _ = tfm.ToGray()(image.float() / 255, mask)
+        assert np.abs(as_float[0].numpy() * 255 - grey).max() <= 1.0
+        assert torch.equal(kept, mask)
+
+
+def test_to_gray_hand_values_and_channel_check() -> None:
+    image = torch.tensor([[[1.0]], [[0.5]], [[0.0]]])  # 0.299 + 0.587 / 2
+    out, _ = tfm.ToGray()(image, torch.zeros(1, 1, dtype=torch.int64))
+    assert out.flatten().tolist() == pytest.approx([0.5925])
+    with pytest.raises(ShapeError, match=r"ToGray needs a 3-channel RGB image, got \(1, 2, 2\)"):
+        tfm.ToGray()(torch.rand(1, 2, 2), torch.zeros(2, 2, dtype=torch.int64))

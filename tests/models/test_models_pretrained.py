@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 from catseg.checkpoint import load_checkpoint, save_checkpoint
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
@@ -18,7 +17,6 @@ from catseg.models import (
     Registry,
     UNet,
     UNetConfig,
-    adapt_stem_weight,
     get_encoder,
 )
 from catseg.models.encoders import ClassicEncoder
@@ -190,30 +188,6 @@ def test_stem_rule_one_channel_matches_grey_repeated_to_rgb(tv_file: tuple) -> N
         assert (deep_grey - deep_rgb).abs().max() <= 1e-5 * scale
     # the recorded preprocessing follows the same rule: the mean of the RGB values
     assert grey.preprocessing == Preprocessing((0.449,), (0.226,))
-
-
-@pytest.mark.parametrize("channels", [2, 4, 6])
-def test_stem_rule_more_channels_repeat_and_rescale(tv_file: tuple, channels: int) -> None:
-    path, state = tv_file
-    model = UNet(channels, 1, encoder="resnet18", encoder_weights=path)
-    weight = model.encoder.conv1.weight
-    source = state["conv1.weight"]
-    for i in range(channels):  # hand-computed: channel i is RGB channel i % 3, times 3 / k
-        assert torch.allclose(weight[:, i], source[:, i % 3] * 3 / channels)
-    x = torch.rand(1, 1, 16, 16)
-    if channels % 3 == 0:  # equal channels give the RGB output exactly
-        out = F.conv2d(x.expand(-1, channels, -1, -1), weight, stride=2, padding=3)
-        ref = F.conv2d(x.expand(-1, 3, -1, -1), source, stride=2, padding=3)
-        assert torch.allclose(out, ref, atol=1e-5)
-    assert len(model.preprocessing.mean) == channels  # type: ignore[union-attr]
-
-
-def test_adapt_stem_weight_hand_values() -> None:
-    w = torch.tensor([1.0, 2.0, 4.0]).view(1, 3, 1, 1)
-    assert adapt_stem_weight(w, 1).flatten().tolist() == [7.0]
-    assert adapt_stem_weight(w, 2).flatten().tolist() == [1.5, 3.0]
-    assert adapt_stem_weight(w, 3).flatten().tolist() == [1.0, 2.0, 4.0]
-    assert adapt_stem_weight(w, 4).flatten().tolist() == [0.75, 1.5, 3.0, 0.75]
 
 
 def test_wrong_keys_are_named_with_the_file(tmp_path: Path, tv_file: tuple) -> None:

@@ -287,3 +287,32 @@ def test_any_size_equals_crop_of_explicitly_padded_input(
         out = model(x)
         assert out.shape == (1, 1, height, width)
         torch.testing.assert_close(out, model(padded)[:, :, :height, :width])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"encoder_name": "resnet34", "classes": 3},
+            r"unexpected keyword argument 'encoder_name'; encoder_name: catseg says encoder=; "
+            r"classes: catseg says num_classes=",
+        ),
+        ({"encoder_weights": "imagenet"}, r"catseg says encoder_weights=\"torchvision\" or"),
+        ({"activation": "sigmoid"}, r"models return logits"),
+        ({"colour": "red"}, r"not understood: got an unexpected keyword argument 'colour'$"),
+        ({"in_channels": 3, "dpeth": 2}, r"unexpected keyword argument 'dpeth'"),
+    ],
+)
+def test_unknown_and_smp_arguments_raise_config_error(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        UNet(**kwargs)
+    with pytest.raises(ConfigError, match=r"too many positional arguments"):
+        UNet(3, 1, "resnet18")  # type: ignore[misc]
+
+
+def test_signature_is_the_constructors() -> None:
+    import inspect
+
+    params = inspect.signature(UNet).parameters
+    assert list(params)[:3] == ["in_channels", "num_classes", "encoder"]
+    assert "args" not in params

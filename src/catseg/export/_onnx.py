@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -39,6 +40,11 @@ _CHECK_SIZES = ((37, 53), (41, 29))
 _ATOL = 1e-4
 # one known-harmless deprecation warning raised inside torch.export itself
 _EXPORTER_NOISE = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+_REGISTRY_LOG = logging.getLogger("torch.onnx._internal.exporter._registration")
+
+
+def _not_torchvision_notice(record: logging.LogRecord) -> bool:  # logged per op, by torch
+    return not record.getMessage().startswith("torchvision is not installed")
 
 
 def _unpack(model_or_segmenter: object) -> tuple[UNet, UNetConfig]:
@@ -258,16 +264,20 @@ def _export_program(
         dynamic_shapes = ({axis: torch.export.Dim.DYNAMIC for axis in _DIM_NAMES},)
     try:
         with quiet_warnings(_EXPORTER_NOISE, FutureWarning), torch.no_grad():
-            program = torch.onnx.export(
-                module,
-                (example,),
-                dynamo=True,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes=dynamic_shapes,
-                verbose=False,
-            )
+            _REGISTRY_LOG.addFilter(_not_torchvision_notice)  # under quiet_warnings' lock
+            try:
+                program = torch.onnx.export(
+                    module,
+                    (example,),
+                    dynamo=True,
+                    opset_version=opset,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_shapes=dynamic_shapes,
+                    verbose=False,
+                )
+            finally:
+                _REGISTRY_LOG.removeFilter(_not_torchvision_notice)
     except Exception as err:  # torch.export raises many unrelated types
         raise ExportError(
             f"torch.onnx.export failed on {type(module).__name__} at input shape "

@@ -98,11 +98,9 @@ class Preprocessing:
     def for_channels(self, channels: int) -> Preprocessing:
         """Adapt an RGB record to ``channels`` inputs by the stem rule.
 
-        The same rule adapts the first convolution of pretrained weights (see
-        :func:`catseg.models.weights.adapt_stem_weight`): one channel takes the average
-        of the three means and of the three stds (a grey image); more channels repeat
-        the values cyclically. A record that already has ``channels`` entries (or one
-        entry) is returned unchanged.
+        As :func:`~catseg.models.weights.adapt_stem_weight` does with filters: kept RGB
+        channels keep theirs, the others take the average mean and std. A record with
+        ``channels`` entries (or one) is returned unchanged.
 
         Args:
             channels: Number of input channels of the model.
@@ -112,18 +110,16 @@ class Preprocessing:
 
         Examples:
             >>> Preprocessing((0.1, 0.2, 0.3), (1.0, 2.0, 3.0)).for_channels(4)
-            Preprocessing(mean=(0.1, 0.2, 0.3, 0.1), std=(1.0, 2.0, 3.0, 1.0))
+            Preprocessing(mean=(0.1, 0.2, 0.3, 0.2), std=(1.0, 2.0, 3.0, 2.0))
         """
         size = len(self.mean)
         if size in (1, channels):
             return self
-        if channels == 1:
-            return Preprocessing(
-                (round(sum(self.mean) / size, 6),), (round(sum(self.std) / size, 6),)
-            )
+        kept = size if channels > size else 0
+        added = channels - kept
         return Preprocessing(
-            tuple(self.mean[i % size] for i in range(channels)),
-            tuple(self.std[i % size] for i in range(channels)),
+            self.mean[:kept] + (round(sum(self.mean) / size, 6),) * added,
+            self.std[:kept] + (round(sum(self.std) / size, 6),) * added,
         )
 
     def __call__(self, x: Tensor) -> Tensor:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -36,6 +38,16 @@ from catseg.models.preprocessing import Preprocessing, check_preprocessing
 from catseg.models.weights import EncoderWeights, load_encoder_weights
 
 __all__ = ["UNet", "UNetConfig", "count_parameters"]
+
+_LOGITS = "no output activation: models return logits (activation= is the decoder's)"
+_SMP = {  # segmentation_models_pytorch's arguments → what catseg calls them
+    "encoder_name": "encoder=",
+    "classes": "num_classes=",
+    "encoder_weights='imagenet'": 'encoder_weights="torchvision" or "timm"',
+    "activation='sigmoid'": _LOGITS,
+    "activation='softmax'": _LOGITS,
+    "activation='softmax2d'": _LOGITS,
+}
 
 
 class UNet(nn.Module):
@@ -83,7 +95,8 @@ class UNet(nn.Module):
         stride: Total stride; inputs are padded to a multiple of it.
 
     Raises:
-        ConfigError: On invalid options (named), an option the encoder does not accept,
+        ConfigError: On an unknown argument (segmentation_models_pytorch's spellings are
+            translated), invalid options (named), an option the encoder does not accept,
             a ``decoder_channels`` of the wrong length, or ``encoder_options`` with an
             encoder instance.
         EncoderError: If the encoder name is unknown, the plugin is broken, or the
@@ -106,6 +119,18 @@ class UNet(nn.Module):
         >>> UNet(encoder="unet", encoder_options={"init_features": 4, "depth": 2}).stride
         4
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> UNet:
+        """Refuse what ``__init__`` does not take by a ConfigError naming smp's spellings."""
+        said = [*kwargs, *(f"{k}={v!r}" for k, v in kwargs.items() if isinstance(v, str))]
+        hints = "".join(f"; {s}: catseg says {_SMP[s]}" for s in said if s in _SMP)
+        try:
+            inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        except TypeError as err:
+            hints = f": {str(err)[:200]}{hints}"
+        if hints:
+            raise ConfigError(f"UNet arguments not understood{hints}")
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -131,20 +156,12 @@ class UNet(nn.Module):
             encoder=encoder if isinstance(encoder, str) else type(encoder).__name__,
             init_features=init_features,
             depth=depth,
-            decoder_channels=(  # anything else is refused, naming it, by UNetConfig
-                tuple(decoder_channels)
-                if isinstance(decoder_channels, Sequence)
-                else cast(Any, decoder_channels)
-            ),
+            decoder_channels=cast(Any, decoder_channels),  # UNetConfig checks and converts
             norm=norm,
             activation=activation,
             upsample=upsample,
             dropout=dropout,
-            encoder_options=(
-                dict(encoder_options)
-                if isinstance(encoder_options, Mapping)
-                else cast(Any, {} if encoder_options is None else encoder_options)
-            ),
+            encoder_options=cast(Any, {} if encoder_options is None else encoder_options),
             encoder_instance=None if is_named else type(encoder).__name__,
         )
         cfg = self.config
@@ -169,15 +186,22 @@ class UNet(nn.Module):
             record = load_encoder_weights(self.encoder, encoder_weights, in_channels=in_channels)
             self.config = dataclasses.replace(self.config, preprocessing=record)
         widths = self._decoder_widths(channels, reductions, cfg.decoder_channels, is_named)
+        stage = functools.partial(
+            DecoderStage,
+            upsample=cfg.upsample,
+            norm=cfg.norm,
+            activation=cfg.activation,
+            dropout=cfg.dropout,
+        )
         stages: list[DecoderStage] = []
         previous = channels[-1]
         levels = list(range(len(channels) - 2, -1, -1))
         for width, level in zip(widths, levels, strict=False):
             factor = reductions[level + 1] // reductions[level]
-            stages.append(self._stage(previous, channels[level], width, factor))
+            stages.append(stage(previous, channels[level], width, factor=factor))
             previous = width
         if reductions[0] > 1:
-            stages.append(self._stage(previous, 0, widths[-1], reductions[0]))
+            stages.append(stage(previous, 0, widths[-1], factor=reductions[0]))
             previous = widths[-1]
         self.decoder = nn.ModuleList(stages)
         self.head = nn.Conv2d(previous, num_classes, 1)
@@ -189,21 +213,7 @@ class UNet(nn.Module):
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules()
         )
 
-    def _single_pixel_fails(self, batch: int) -> bool:
-        return self._spatial_norm or (self._batch_norm and self.training and batch == 1)
-
-    def _stage(self, in_ch: int, skip: int, out: int, factor: int) -> DecoderStage:
-        cfg = self.config
-        return DecoderStage(
-            in_ch,
-            skip,
-            out,
-            factor=factor,
-            upsample=cfg.upsample,
-            norm=cfg.norm,
-            activation=cfg.activation,
-            dropout=cfg.dropout,
-        )
+    __new__.__signature__ = inspect.signature(__init__)  # type: ignore[attr-defined]
 
     def _decoder_widths(
         self,
@@ -278,16 +288,8 @@ class UNet(nn.Module):
             ...
             catseg.errors.ConfigError: classes has 3 names but a binary (1-logit) model needs 2...
         """
-        changes: dict[str, Any] = {
-            k: v
-            for k, v in (
-                ("classes", classes),
-                ("mode", mode),
-                ("image_size", image_size),
-                ("threshold", threshold),
-            )
-            if v is not None
-        }
+        given = dict(classes=classes, mode=mode, image_size=image_size, threshold=threshold)
+        changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if (mean is None) != (std is None):
             raise ConfigError("give mean and std together (both or neither)")
         if mean is not None and std is not None:
@@ -304,11 +306,7 @@ class UNet(nn.Module):
         return self._encoder_frozen
 
     def train(self, mode: bool = True) -> UNet:
-        """Set training mode; a frozen encoder stays in eval mode.
-
-        After :func:`~catseg.models.freeze_encoder` the encoder's BatchNorm running
-        statistics must not move, so ``model.train()`` (as called by
-        :func:`~catseg.training.fit`) leaves the encoder in eval mode.
+        """Set training mode; an encoder frozen by ``freeze_encoder`` stays in eval mode.
 
         Args:
             mode: Training (True) or evaluation (False).
@@ -417,12 +415,10 @@ class UNet(nn.Module):
         pad_h = (-height) % self.stride
         pad_w = (-width) % self.stride
         if (
-            self._single_pixel_fails(x.shape[0])
+            (self._spatial_norm or (self._batch_norm and self.training and x.shape[0] == 1))
             and height + pad_h == self.stride
             and width + pad_w == self.stride
         ):
-            # The deepest level would be one pixel, which Group/InstanceNorm (and
-            # BatchNorm training on one image) cannot normalise: give it two.
             pad_w += self.stride
         # Pad and crop unconditionally (both are no-ops for multiples of the stride): a
         # Python branch on the size would be traced once by torch.export / ONNX export and

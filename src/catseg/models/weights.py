@@ -8,9 +8,8 @@ keyed like the encoder, or a **named source** the encoder declares in ``weight_s
 
 1. keys starting with one of the encoder's ``ignored_weights`` are dropped (``fc.*``);
 2. **the stem rule** adapts the first convolution (``stem_weight``) when the model's
-   ``in_channels`` differs from the weights': one channel takes the sum over the weights'
-   channels (a grey image gives the stem output of that image repeated to RGB), ``k``
-   channels repeat them cyclically, rescaled by ``3 / k``;
+   ``in_channels`` differs from the weights' (see :func:`adapt_stem_weight`: ``k`` equal
+   channels give the stem output of that grey image repeated to RGB);
 3. keys are matched strictly: a missing, unexpected or mismatched-shape key raises
    :class:`~catseg.errors.CheckpointError` naming the first of each and the source
    (BatchNorm ``num_batches_tracked`` counters, absent from old files, start at 0);
@@ -52,28 +51,23 @@ _SHOWN = 5
 def adapt_stem_weight(weight: Tensor, in_channels: int) -> Tensor:
     """A new first-convolution weight ``(out, c, kh, kw)`` for ``in_channels`` inputs.
 
-    The stem rule: ``c`` inputs keep the weight, ``1`` sums over the ``c`` channels, any
-    other count repeats them cyclically, multiplied by ``c / in_channels``.
+    The stem rule, with ``S`` the sum of the ``c`` filters and ``k = in_channels``: for
+    ``k < c`` every channel's filter is ``S / k``; for ``k > c`` the ``c`` filters are kept,
+    times ``c / k``, and each new channel's filter is ``S / k``. So for every ``k`` an input
+    whose ``k`` channels all equal ``g`` gives the output of ``(g, g, g)`` in the RGB model.
 
     Examples:
         >>> import torch
-        >>> w = torch.arange(3.0).view(1, 3, 1, 1)
-        >>> adapt_stem_weight(w, 1).flatten().tolist()
-        [3.0]
-        >>> adapt_stem_weight(w, 6).flatten().tolist()
-        [0.0, 0.5, 1.0, 0.0, 0.5, 1.0]
-        >>> weight, grey = torch.randn(8, 3, 7, 7), torch.rand(1, 1, 16, 16)
-        >>> one = torch.conv2d(grey, adapt_stem_weight(weight, 1))
-        >>> torch.allclose(one, torch.conv2d(grey.expand(1, 3, 16, 16), weight), atol=1e-5)
-        True
+        >>> w = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+        >>> adapt_stem_weight(w, 2).flatten().tolist(), adapt_stem_weight(w, 4).flatten().tolist()
+        ([3.0, 3.0], [0.75, 1.5, 2.25, 1.5])
     """
     channels = weight.shape[1]
     if in_channels == channels:
         return weight.clone()
-    if in_channels == 1:
-        return weight.sum(dim=1, keepdim=True)
-    index = torch.arange(in_channels, device=weight.device) % channels
-    return weight[:, index] * (channels / in_channels)
+    kept = weight[:, : channels if in_channels > channels else 0] * channels
+    added = weight.sum(dim=1, keepdim=True).repeat(1, in_channels - kept.shape[1], 1, 1)
+    return torch.cat([kept, added], dim=1) / in_channels
 
 
 def _check_tensors(data: Mapping[Any, Any], where: str) -> dict[str, Tensor]:

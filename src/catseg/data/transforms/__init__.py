@@ -35,7 +35,7 @@ from catseg.data.transforms.geometric import (
     RandomRotation,
     Resize,
 )
-from catseg.data.transforms.photometric import ColorJitter, Normalize
+from catseg.data.transforms.photometric import ColorJitter, Normalize, ToGray
 
 __all__ = [
     "ColorJitter",
@@ -47,4 +47,5 @@ __all__ = [
     "RandomResizedCrop",
     "RandomRotation",
     "Resize",
+    "ToGray",
 ]

@@ -17,7 +17,7 @@ from catseg.data.transforms._common import (
 )
 from catseg.errors import DTypeError, ShapeError
 
-__all__ = ["ColorJitter", "Normalize"]
+__all__ = ["ColorJitter", "Normalize", "ToGray"]
 
 
 class ColorJitter(Joint):
@@ -121,3 +121,25 @@ class Normalize(Joint):
         mean = torch.tensor(self.mean, dtype=image.dtype).view(-1, 1, 1)
         std = torch.tensor(self.std, dtype=image.dtype).view(-1, 1, 1)
         return (image - mean) / std, mask.clone()
+
+
+class ToGray(Joint):
+    """RGB to one grey channel as PIL's ``"L"`` does (ITU-R 601: ``.299 R + .587 G + .114 B``).
+
+    A 1-channel model's :class:`~catseg.predict.Segmenter` converts RGB files so: train on
+    the same grey images. uint8 stays uint8 (rounded); the mask is returned as a copy.
+
+    Raises:
+        ShapeError: On call, when the image does not have 3 channels.
+
+    Examples:
+        >>> import torch
+        >>> red = torch.tensor([255, 0, 0], dtype=torch.uint8).view(3, 1, 1)
+        >>> ToGray()(red, torch.zeros(1, 1, dtype=torch.int64))[0].tolist()
+        [[[76]]]
+    """
+
+    def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
+        if image.shape[0] != 3:
+            raise ShapeError(f"ToGray needs a 3-channel RGB image, got {tuple(image.shape)}")
+        return _back(_luma(_to_float(image))[None], image), mask.clone()
