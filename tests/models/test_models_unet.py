@@ -104,7 +104,7 @@ def test_returns_logits_not_probabilities() -> None:
         ({"norm": "layer"}, r"norm must be one of 'batch', 'group', 'instance', 'none'; got"),
         ({"activation": "tanh"}, r"activation must be one of .*got 'tanh'"),
         ({"upsample": "nearest"}, r"upsample must be one of .*got 'nearest'"),
-        ({"dropout": 1.0}, r"dropout must be a float in \[0, 1\), got 1.0"),
+        ({"dropout": 1.0}, r"dropout must be a finite number in \[0.0, 1.0\), got 1.0"),
         ({"depth": 0}, r"depth must be an int >= 1, got 0"),
         ({"init_features": 2.5}, r"init_features must be an int >= 1, got 2.5"),
         ({"decoder_channels": [8, 4]}, r"decoder_channels must have 4 entries .* got 2"),
