@@ -14,7 +14,6 @@ from typing import Any, TypeVar, cast
 import torch
 from torch import nn
 
-from catseg._bounds import short
 from catseg.errors import ConfigError
 
 _ModuleT = TypeVar("_ModuleT", bound=nn.Module)
@@ -46,7 +45,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         True
     """
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model must be a torch.nn.Module, got {short(model)}")
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for _ in range(_MAX_WRAPPERS):  # a bound, in case a module wraps itself
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             inner = model.module

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -41,10 +40,12 @@ def check_bool(name: str, value: object) -> bool:
 
 def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
     """``value`` as an int, at least ``minimum`` when given (floats such as 2.0 are refused)."""
-    wanted = "an int" if minimum is None else f"an int >= {minimum}"
-    if not _is_int(value) or (minimum is not None and operator.index(value) < minimum):  # type: ignore[arg-type]
-        raise ConfigError(f"{name} must be {wanted}, got {short(value)}")
-    return operator.index(value)  # type: ignore[arg-type]
+    if not _is_int(value):
+        raise ConfigError(f"{name} must be an int, got {short(value)}")
+    number = operator.index(value)  # type: ignore[arg-type]
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {short(value)}")
+    return number
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -154,15 +155,13 @@ def check_mean_std(
     if len(out[0]) != len(out[1]):
         raise ConfigError(f"mean and std must have equal lengths, got {short(mean)}, {short(std)}")
     if channels is not None and len(out[0]) not in (1, channels):
-        raise ConfigError(
-            f"mean and std must have 1 or {channels} entries (one per channel), got {short(mean)}"
-        )
+        raise ConfigError(f"mean and std must have 1 or {channels} entries, got {short(mean)}")
     return out[0], out[1]
 
 
 def check_path(name: str, value: object) -> Path:
     """``value`` (a non-empty ``str`` or ``os.PathLike``) as a :class:`~pathlib.Path`."""
-    if isinstance(value, os.PathLike) or (isinstance(value, str) and value):
+    if hasattr(value, "__fspath__") or (isinstance(value, str) and value):
         return Path(value)
     raise ConfigError(f"{name} must be a path (str or os.PathLike), got {short(value)}")
 

@@ -106,7 +106,7 @@ def test_returns_logits_not_probabilities() -> None:
         ({"upsample": "nearest"}, r"upsample must be one of .*got 'nearest'"),
         ({"dropout": 1.0}, r"dropout must be a finite number in \[0.0, 1.0\), got 1.0"),
         ({"depth": 0}, r"depth must be an int >= 1, got 0"),
-        ({"init_features": 2.5}, r"init_features must be an int >= 1, got 2.5"),
+        ({"init_features": 2.5}, r"init_features must be an int, got 2.5"),
         ({"decoder_channels": [8, 4]}, r"decoder_channels must have 4 entries .* got 2"),
         ({"encoder": "resnet18", "depth": 3}, r"classic 'unet' encoder only.*depth=3"),
     ],

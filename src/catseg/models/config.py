@@ -162,8 +162,7 @@ class UNetConfig:
         """Validate classes, mode, image size and threshold (the one validator of each)."""
         k = self.num_classes
         mode = self.mode if self.mode is not None else ("binary" if k == 1 else "multiclass")
-        if mode not in MODES:
-            raise ConfigError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
+        check_choice("mode", mode, MODES)
         if (mode == "binary") != (k == 1) and mode != "multilabel":
             raise ConfigError(
                 f"mode {mode!r} needs {'1 logit' if mode == 'binary' else '>= 2 logits'}, "

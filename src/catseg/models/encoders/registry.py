@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from catseg._bounds import short
 from catseg._validation import check_bool
 from catseg.errors import ConfigError, EncoderError
 from catseg.models.encoders._foreign import foreign_errors
@@ -190,8 +189,6 @@ class Registry:
                 factory = factory(member)
             if not callable(factory):
                 raise EncoderError(f"encoder family {prefix!r} returned {factory!r} for {member!r}")
-        if not isinstance(options, Mapping | None):
-            raise ConfigError(f"options must be a mapping of keywords, got {short(options)}")
         kwargs = dict(options or {})
         accepted = _accepted_options(factory)
         unknown = [repr(key) for key in kwargs if accepted is not None and key not in accepted]
