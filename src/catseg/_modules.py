@@ -14,6 +14,8 @@ from typing import Any, TypeVar, cast
 import torch
 from torch import nn
 
+from catseg.errors import ConfigError
+
 _ModuleT = TypeVar("_ModuleT", bound=nn.Module)
 
 _MAX_WRAPPERS = 32
@@ -42,6 +44,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         >>> unwrap_model(nn.DataParallel(nn.DataParallel(net))) is net
         True
     """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for _ in range(_MAX_WRAPPERS):  # a bound, in case a module wraps itself
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             inner = model.module

@@ -1,10 +1,10 @@
 """Argument checks with one wording per rule, shared by every public entry point.
 
 Each helper takes the argument's ``name`` and ``value``, returns the value normalised
-(``int``, ``float``, a tuple ...) and raises :class:`~catseg.errors.ConfigError` naming
-the argument, the value and what was expected. Checks run once, at construction or at the
-top of a function, never inside a hot loop. ``bool`` is never accepted where a number is
-expected (``True`` is an ``int`` to Python, not to a user).
+(``int``, ``float``, a ``Path`` ...) and raises :class:`~catseg.errors.ConfigError` naming
+the argument, the value (bounded by :func:`~catseg._bounds.short`) and what was expected.
+Checks run once, where an argument enters. ``bool`` is never accepted where a number is
+expected (``True`` is an ``int`` to Python, not to a user); ints must fit in 64 bits.
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ import math
 import numbers
 import operator
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TypeVar
 
+from catseg._bounds import short
 from catseg.errors import ConfigError
 
 T = TypeVar("T")
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return ok and -(2**63) <= value < 2**63  # type: ignore[operator]
 
 
 def _is_real(value: object) -> bool:
@@ -32,23 +35,23 @@ def check_bool(name: str, value: object) -> bool:
     """``value`` as a bool; only ``True``/``False`` (and numpy bools) are accepted."""
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return bool(value)
-    raise ConfigError(f"{name} must be True or False, got {value!r}")
+    raise ConfigError(f"{name} must be True or False, got {short(value)}")
 
 
 def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
     """``value`` as an int, at least ``minimum`` when given (floats such as 2.0 are refused)."""
     if not _is_int(value):
-        raise ConfigError(f"{name} must be an int, got {value!r}")
+        raise ConfigError(f"{name} must be an int, got {short(value)}")
     number = operator.index(value)  # type: ignore[arg-type]
     if minimum is not None and number < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {short(value)}")
     return number
 
 
 def check_positive_int(name: str, value: object) -> int:
     """``value`` as an int >= 1."""
     if not _is_int(value) or operator.index(value) < 1:  # type: ignore[arg-type]
-        raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        raise ConfigError(f"{name} must be a positive int, got {short(value)}")
     return operator.index(value)  # type: ignore[arg-type]
 
 
@@ -68,14 +71,14 @@ def check_finite_float(
         right = ("inf" if high is None else repr(float(high))) + (")" if high_open else "]")
         interval = f" in {left}, {right}"
     if not _is_real(value):
-        raise ConfigError(f"{name} must be a finite number{interval}, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number{interval}, got {short(value)}")
     number = float(value)  # type: ignore[arg-type]
     if not math.isfinite(number):
-        raise ConfigError(f"{name} must be a finite number{interval}, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number{interval}, got {short(value)}")
     too_low = low is not None and (number <= low if low_open else number < low)
     too_high = high is not None and (number >= high if high_open else number > high)
     if too_low or too_high:
-        raise ConfigError(f"{name} must be a finite number{interval}, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number{interval}, got {short(value)}")
     return number
 
 
@@ -94,13 +97,13 @@ def check_choice(name: str, value: T, choices: Sequence[T]) -> T:
         ok = False
     if not ok or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
         options = ", ".join(repr(c) for c in choices)
-        raise ConfigError(f"{name} must be one of {options}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {options}; got {short(value)}")
     return value
 
 
 def check_size(name: str, value: object) -> tuple[int, int]:
     """An int (square) or a ``(height, width)`` pair of positive ints, as a pair."""
-    expected = f"{name} must be an int or (height, width) of positive ints, got {value!r}"
+    expected = f"{name} must be an int or (height, width) of positive ints, got {short(value)}"
     if _is_int(value):
         pair: tuple[object, ...] = (value, value)
     elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
@@ -123,15 +126,15 @@ def check_optional_size(name: str, value: object) -> tuple[int, int] | None:
 def check_class_names(name: str, value: object, *, count: int | None = None) -> list[str]:
     """A list of distinct, non-empty class names (``count`` of them when given)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigError(f"{name} must be a list of class names, got {value!r}")
+        raise ConfigError(f"{name} must be a list of class names, got {short(value)}")
     names = list(value)
     for i, item in enumerate(names):
         if not isinstance(item, str) or not item:
-            raise ConfigError(f"{name} must hold non-empty strings, got {item!r}")
+            raise ConfigError(f"{name} must hold non-empty strings, got {short(item)}")
         if item in names[:i]:
-            raise ConfigError(f"{name} must be distinct, got {item!r} twice")
+            raise ConfigError(f"{name} must be distinct, got {short(item)} twice")
     if count is not None and len(names) != count:
-        raise ConfigError(f"{name} must have {count} entries, got {len(names)}: {names!r}")
+        raise ConfigError(f"{name} must have {count} entries, got {len(names)}: {short(names)}")
     return names
 
 
@@ -142,7 +145,7 @@ def check_mean_std(
     out: list[tuple[float, ...]] = []
     for name, value, low in (("mean", mean, None), ("std", std, 0.0)):
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
-            raise ConfigError(f"{name} must be a non-empty sequence of numbers, got {value!r}")
+            raise ConfigError(f"{name} must be a non-empty sequence of numbers, got {short(value)}")
         out.append(
             tuple(
                 check_finite_float(f"{name}[{i}]", v, low=low, low_open=low is not None)
@@ -150,12 +153,17 @@ def check_mean_std(
             )
         )
     if len(out[0]) != len(out[1]):
-        raise ConfigError(f"mean and std must have the same length, got {mean!r} and {std!r}")
+        raise ConfigError(f"mean and std must have equal lengths, got {short(mean)}, {short(std)}")
     if channels is not None and len(out[0]) not in (1, channels):
-        raise ConfigError(
-            f"mean and std must have 1 or {channels} entries (one per channel), got {mean!r}"
-        )
+        raise ConfigError(f"mean and std must have 1 or {channels} entries, got {short(mean)}")
     return out[0], out[1]
+
+
+def check_path(name: str, value: object) -> Path:
+    """``value`` (a non-empty ``str`` or ``os.PathLike``) as a :class:`~pathlib.Path`."""
+    if hasattr(value, "__fspath__") or (isinstance(value, str) and value):
+        return Path(value)
+    raise ConfigError(f"{name} must be a path (str or os.PathLike), got {short(value)}")
 
 
 def check_optional_int(name: str, value: object) -> int | None:
@@ -163,5 +171,5 @@ def check_optional_int(name: str, value: object) -> int | None:
     if value is None:
         return None
     if not _is_int(value):
-        raise ConfigError(f"{name} must be an int or None, got {value!r}")
+        raise ConfigError(f"{name} must be an int or None, got {short(value)}")
     return operator.index(value)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
-from catseg._validation import check_finite_float
+from catseg._validation import check_finite_float, check_int
 from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
 
 __all__ = [
@@ -114,14 +114,10 @@ def _check_palette(palette: PaletteName | Sequence[int]) -> tuple[int, ...]:
             "palette must hold 3 ints per colour and at most 256 colours (1 to 768 ints, a "
             f"multiple of 3), got {len(values)} values"
         )
-    colours: list[int] = []
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ConfigError(f"palette values must be ints in 0..255, got {value!r}")
-        if not 0 <= int(value) <= 255:
-            raise ConfigError(f"palette values must be in 0..255, got {int(value)}")
-        colours.append(int(value))
-    return tuple(colours)
+    colours = tuple(check_int("palette values", value, minimum=0) for value in values)
+    if max(colours) > 255:
+        raise ConfigError(f"palette values must be in 0..255, got {max(colours)}")
+    return colours
 
 
 def _mask_to_uint8(

@@ -232,7 +232,7 @@ NAN, INF = float("nan"), float("inf")
             r"std\[0\] must be a finite number in \(0\.0, inf\], got 0\.0",
         ),
         (lambda: tfm.Normalize([NAN], [1.0]), r"mean\[0\] must be a finite number, got nan"),
-        (lambda: tfm.Normalize([0.5, 0.5], [1.0]), r"mean and std must have the same length"),
+        (lambda: tfm.Normalize([0.5, 0.5], [1.0]), r"mean and std must have equal lengths"),
         (lambda: tfm.PadToMultiple(0), r"multiple must be a positive int, got 0"),
         (lambda: tfm.PadToMultiple(8.0), r"multiple must be a positive int, got 8\.0"),  # type: ignore[arg-type]
         (

@@ -90,7 +90,7 @@ def test_refuses_non_empty_root(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"n": 0}, "n must be a positive int, got 0"),
+        ({"n": 0}, "n must be an int >= 1, got 0"),
         ({"size": 8}, "size must be at least 16 pixels on each side, got 8"),
         ({"size": (32, "a")}, r"size must be an int or \(height, width\)"),
         (

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from catseg._validation import check_optional_size
+from catseg._validation import check_optional_size, check_path
 from catseg.errors import DataError, MissingFileError
 
 _SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
@@ -293,4 +293,4 @@ def open_image(
         ((800, 600), (200, 150))
     """
     draft = check_optional_size("draft_size", draft_size)
-    return read_rgb(Path(path), str(path), draft)[0]
+    return read_rgb(check_path("path", path), str(path), draft)[0]

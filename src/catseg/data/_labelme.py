@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
 
+from catseg._bounds import short
 from catseg.data._io import decode, read_rgb
 from catseg.data._samples import read_lines
 from catseg.errors import ConfigError, DataError, LabelmeError, MissingFileError
@@ -67,9 +68,9 @@ def read_labels(labels: Labels) -> list[str]:
             raise MissingFileError(f"labels file not found: {path}")
         names, source = read_lines(path), str(path)
     else:
-        names, source = list(labels), "labels"
+        names, source = list(labels) if isinstance(labels, Sequence) else [labels], "labels"
         if not all(isinstance(name, str) and name for name in names):
-            raise ConfigError(f"labels must be non-empty strings, got {names!r}")
+            raise ConfigError(f"labels must be non-empty strings, got {short(names)}")
     names = names[1:] if names[:1] == [IGNORE_LABEL] else names
     if names[:1] != ["_background_"]:
         raise ConfigError(

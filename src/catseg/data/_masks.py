@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from catseg._validation import check_path
 from catseg.data._io import TURNED, decode, upright
 from catseg.errors import DataError
 from catseg.visualize import VOC_PALETTE
@@ -156,7 +157,7 @@ def read_mask(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
         >>> read_mask(path).tolist()
         [[1, 1, 1], [1, 1, 1]]
     """
-    file = Path(path)
+    file = check_path("path", path)
     decoded = decode(file, str(file))
     if decoded.format in _LOSSY_FORMATS:
         raise DataError(

@@ -51,7 +51,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
-from catseg._validation import check_choice, check_finite_float, check_int
+from catseg._validation import check_choice, check_finite_float, check_int, check_path
 from catseg.data._labelme import (
     IGNORE_LABEL,
     Labels,
@@ -179,7 +179,7 @@ def read_labelme(
         [[[1, 1, 1, 0]], [[0, 1, 1, 1]]]
     """
     checked, names = _checked(labels, mode)
-    path = Path(json_path)
+    path = check_path("json_path", json_path)
     image, mask = _read(path, names, image_root_or(image_root, path.parent), checked)
     return np.array(image, dtype=np.uint8), mask
 
@@ -235,7 +235,7 @@ def labelme_to_voc(
         >>> VOCSegmentationDataset(dst, "trainval").class_names
         ['_background_', 'cat']
     """
-    source, destination = Path(src_dir), Path(dst_dir)
+    source, destination = check_path("src_dir", src_dir), check_path("dst_dir", dst_dir)
     val_fraction = check_finite_float(
         "val_fraction", val_fraction, low=0.0, high=1.0, high_open=True
     )
@@ -352,7 +352,7 @@ class LabelmeDataset(FolderDataset):
         if mask_dtype is None:
             mask_dtype = "uint8" if multilabel else "int64"
         super().__init__(None, image_size, transforms, image_dtype, mask_dtype)
-        self.root = Path(root)
+        self.root = check_path("root", root)
         self.image_root = image_root_or(image_root, self.root)
         self.class_names = self._names[1:] if multilabel else self._names
         self.files = json_files(self.root)

@@ -37,6 +37,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image, ImageDraw
 
+from catseg._validation import check_path
 from catseg.data._io import read_rgb
 from catseg.data._masks import read_mask
 from catseg.data._samples import (
@@ -115,7 +116,7 @@ class VOCMultilabelDataset(FolderDataset):
         image_dtype: Literal["float32", "uint8"] = "float32",
     ) -> None:
         super().__init__(split, image_size, transforms, image_dtype, "uint8")
-        self.root = Path(root)
+        self.root = check_path("root", root)
         labels_file = self.root / "labels.txt"
         if not (self.root / "JPEGImages").is_dir() or not (self.root / LABELS_FOLDER).is_dir():
             raise MissingFileError(

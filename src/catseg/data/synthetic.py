@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw
 
-from catseg._validation import check_finite_float, check_int, check_positive_int, check_size
+from catseg._validation import check_finite_float, check_int, check_path, check_size
 from catseg.data._samples import write_splits
 from catseg.errors import ConfigError, DataError
 from catseg.visualize import VOC_PALETTE
@@ -39,13 +39,13 @@ def checked_args(
     if min(pair) < 16:
         raise ConfigError(f"size must be at least 16 pixels on each side, got {size!r}")
     checked = (
-        check_positive_int("n", n),
+        check_int("n", n, minimum=1),
         pair,
         check_int("seed", seed, minimum=0),
         check_finite_float("val_fraction", val_fraction, low=0.0, high=1.0, high_open=True),
         check_int("void_width", void_width, minimum=0),
     )
-    out = Path(root)
+    out = check_path("root", root)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out} exists and is not an empty folder; refusing to write into it")
     return (out, *checked)

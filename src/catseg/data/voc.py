@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from catseg._validation import check_bool, check_choice
+from catseg._validation import check_bool, check_choice, check_class_names, check_path
 from catseg.data._io import read_rgb
 from catseg.data._masks import align_mask, read_mask
 from catseg.data._samples import (
@@ -134,7 +134,7 @@ class VOCSegmentationDataset(FolderDataset):
         self.on_error = check_choice("on_error", on_error, ("raise", "skip"))
         super().__init__(split, image_size, transforms, image_dtype, mask_dtype)
         self.cache = check_bool("cache", cache)
-        self.root = _find_root(Path(root))
+        self.root = _find_root(check_path("root", root))
         self.image_dir = self.root / "JPEGImages"
         found = [self.root / n for n in ("SegmentationClassPNG", "SegmentationClass")]
         found = [folder for folder in found if folder.is_dir()]
@@ -201,8 +201,7 @@ class VOCSegmentationDataset(FolderDataset):
         if classes is None:
             lut[: len(names)] = np.arange(len(names))
             return lut, names
-        if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
-            raise ConfigError(f"classes must be a sequence of class names, got {classes!r}")
+        classes = check_class_names("classes", classes)
         if not names:
             raise ConfigError(
                 f"classes={list(classes)!r} needs {self.root / 'class_names.txt'} to map "

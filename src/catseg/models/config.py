@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from catseg._bounds import short
-from catseg._validation import check_choice, check_class_names, check_probability, check_size
+from catseg._validation import (
+    check_choice,
+    check_class_names,
+    check_finite_float,
+    check_int,
+    check_probability,
+    check_size,
+)
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.models.blocks import (
     ACTIVATIONS,
@@ -51,11 +58,6 @@ def _plain(name: str, value: object) -> Any:
         f"{name} must be JSON-like (str, int, float, bool, None, lists, dicts with str keys) "
         f"so that the config can be saved, got {type(value).__name__}: {value!r}"
     )
-
-
-def _check_int(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -122,14 +124,14 @@ class UNetConfig:
     encoder_instance: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        _check_int("in_channels", self.in_channels)
-        _check_int("num_classes", self.num_classes)
+        check_int("in_channels", self.in_channels, minimum=1)
+        check_int("num_classes", self.num_classes, minimum=1)
         self._check_record()
         if not isinstance(self.encoder, str) or not self.encoder:
             raise ConfigError(f"encoder must be a non-empty name, got {self.encoder!r}")
         self._normalise_options()
-        _check_int("init_features", self.init_features)
-        _check_int("depth", self.depth)
+        check_int("init_features", self.init_features, minimum=1)
+        check_int("depth", self.depth, minimum=1)
         if self.encoder != _CLASSIC and (self.init_features, self.depth) != _CLASSIC_DEFAULTS:
             raise ConfigError(
                 "init_features and depth configure the classic 'unet' encoder only; got "
@@ -143,20 +145,15 @@ class UNetConfig:
             )
         widths: object = self.decoder_channels
         if widths is not None:
-            if isinstance(widths, str | bytes) or not isinstance(widths, Sequence):
-                raise ConfigError(f"decoder_channels must be a sequence of ints, got {widths!r}")
+            if isinstance(widths, str | bytes) or not isinstance(widths, Sequence) or not widths:
+                raise ConfigError(f"decoder_channels must be ints, one per stage, got {widths!r}")
             for width in widths:
-                _check_int("each decoder_channels entry", width)
+                check_int("each decoder_channels entry", width, minimum=1)
             object.__setattr__(self, "decoder_channels", tuple(widths))
         check_choice("norm", self.norm, NORMS)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("upsample", self.upsample, UPSAMPLES)
-        if (
-            isinstance(self.dropout, bool)
-            or not isinstance(self.dropout, int | float)
-            or not 0.0 <= self.dropout < 1.0
-        ):
-            raise ConfigError(f"dropout must be a float in [0, 1), got {self.dropout!r}")
+        check_finite_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         object.__setattr__(
             self, "preprocessing", check_preprocessing(self.preprocessing, self.in_channels)
         )
@@ -165,8 +162,7 @@ class UNetConfig:
         """Validate classes, mode, image size and threshold (the one validator of each)."""
         k = self.num_classes
         mode = self.mode if self.mode is not None else ("binary" if k == 1 else "multiclass")
-        if mode not in MODES:
-            raise ConfigError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}")
+        check_choice("mode", mode, MODES)
         if (mode == "binary") != (k == 1) and mode != "multilabel":
             raise ConfigError(
                 f"mode {mode!r} needs {'1 logit' if mode == 'binary' else '>= 2 logits'}, "

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from catseg._validation import check_mean_std
 from catseg.errors import ConfigError, DTypeError, ShapeError
 from catseg.models._fuse import fold_batchnorms
 from catseg.models.blocks import ActivationName, DecoderStage, NormName, UpsampleName
@@ -293,7 +294,7 @@ class UNet(nn.Module):
         if (mean is None) != (std is None):
             raise ConfigError("give mean and std together (both or neither)")
         if mean is not None and std is not None:
-            record = Preprocessing(tuple(mean), tuple(std))
+            record = Preprocessing(*check_mean_std(mean, std))
             changes["preprocessing"] = check_preprocessing(
                 None if record.is_identity else record, self.in_channels
             )

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from catseg._runtime import Precision
-from catseg._validation import check_bool
+from catseg._validation import check_bool, check_path
 from catseg.checkpoint import load_checkpoint
 from catseg.data._inputs import ImageInput
 from catseg.errors import ConfigError
@@ -497,10 +497,11 @@ class Segmenter:
             [(20, 30), (41, 17)]
         """
         results: list[Prediction] = []
+        probabilities = check_bool("return_probabilities", return_probabilities)
         remaining = iter(images)
         with torch.inference_mode():
             while chunk := list(itertools.islice(remaining, self._pipeline.batch_size)):
-                results.extend(self._pipeline.run(chunk, return_probabilities))
+                results.extend(self._pipeline.run(chunk, probabilities))
         return results
 
     def predict_folder(
@@ -568,7 +569,8 @@ class Segmenter:
         settings = {k: v for k, v in locals().items() if k not in ("self", "src", "dst")}
         for name in ("overlay", "overwrite", "progress"):
             check_bool(name, settings[name])
-        return predict_folder(self._pipeline, Path(src), Path(dst), **settings)
+        source, target = check_path("src", src), check_path("dst", dst)
+        return predict_folder(self._pipeline, source, target, **settings)
 
 
 _KEYWORDS = frozenset(inspect.signature(Segmenter).parameters) - {"model"}

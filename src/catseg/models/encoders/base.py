@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from catseg._validation import check_positive_int
 from catseg.errors import EncoderError
 
 __all__ = [
@@ -194,11 +195,12 @@ def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None 
     channels, reductions = check_encoder_attributes(encoder)
     module = cast(nn.Module, encoder)
     name = f"encoder {type(encoder).__name__}"
-    side = 2 * reductions[-1] if size is None else size
-    if side < 1 or side % reductions[-1]:
+    side = 2 * reductions[-1] if size is None else check_positive_int("size", size)
+    if side % reductions[-1]:
         raise EncoderError(f"size must be a positive multiple of {reductions[-1]}, got {size}")
     param = next(module.parameters(), None)
-    x = torch.zeros(1, in_channels, side, side, device=None if param is None else param.device)
+    device = None if param is None else param.device
+    x = torch.zeros(1, check_positive_int("in_channels", in_channels), side, side, device=device)
     was_training = module.training
     try:
         with torch.no_grad():

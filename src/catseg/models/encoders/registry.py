@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from catseg._validation import check_bool
 from catseg.errors import ConfigError, EncoderError
 from catseg.models.encoders._foreign import foreign_errors
 from catseg.models.encoders.base import Encoder, check_encoder_attributes
@@ -245,4 +246,4 @@ def list_encoders(*, families: bool = False) -> list[str]:
         >>> {"unet", "resnet18", "resnet34", "resnet50"} <= set(list_encoders())
         True
     """
-    return _REGISTRY.names(families=families)
+    return _REGISTRY.names(families=check_bool("families", families))

@@ -20,7 +20,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from catseg._validation import check_positive_int
+from catseg._validation import check_choice, check_positive_int
 from catseg.errors import ConfigError, EncoderError, OptionalDependencyError
 from catseg.models.blocks import StemConv2d
 from catseg.models.encoders._foreign import foreign_errors
@@ -151,8 +151,7 @@ class ResNetEncoder(nn.Module):
         arch: str | None = None,
     ) -> None:
         super().__init__()
-        if block not in ("basic", "bottleneck"):
-            raise ConfigError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+        check_choice("block", block, ("basic", "bottleneck"))
         if len(layers) != 4 or any(n < 1 for n in layers):
             raise ConfigError(f"layers must be 4 positive block counts, got {layers!r}")
         kind = BasicBlock if block == "basic" else Bottleneck
