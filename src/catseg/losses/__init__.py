@@ -38,7 +38,8 @@ total mass ``Σp`` gives ``s / (Σp + s)``, which falls quickly as ``Σp`` grows
 Pixels whose target equals ``ignore_index`` (255, VOC "void") are removed from the
 numerator and the denominator. Everything is computed in float32 (or float64 when the
 input is float64), also for bfloat16/float16 input and under autocast. A NaN logit
-anywhere (also at an ignored pixel) makes the loss NaN.
+anywhere (also at an ignored pixel) makes the loss NaN; finite logits give a finite
+gradient for options in float32's range (also ``(1 - p)^γ``, ``γ < 1``, at ``p = 1``).
 
 **Inputs, output and errors, the same for every loss** (function or module; the
 docstrings below refer here). ``input`` holds logits ``(N, C, H, W)``: one channel

@@ -86,8 +86,13 @@ class OverlapLoss(LossModule):
         self.include_background = check_bool("include_background", include_background)
         self.reduction_scope = check_choice("reduction_scope", reduction_scope, SCOPES)
 
-    @abc.abstractmethod
-    def _score(self, tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor: ...
+    def _score(self, tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor:
+        """The Dice coefficient of each class (Jaccard and Tversky override it)."""
+        return (2.0 * tp + self.smooth) / self._floor(sum_p + sum_g + self.smooth)
+
+    def _floor(self, den: Tensor) -> Tensor:
+        """``den`` clamped to ``eps``, at least the dtype's smallest normal (``1/eps`` finite)."""
+        return den.clamp_min(max(self.eps, torch.finfo(den.dtype).tiny))
 
     def _value(self, input: Tensor, target: Tensor) -> Tensor:
         with float_input(input, target, self.mode, self.from_logits) as x:

@@ -119,14 +119,14 @@ def float_input(
 
 
 def weighted_mean(values: Tensor, weights: Tensor, dim: int | None = None) -> Tensor:
-    """``Σ w·v / Σ w`` over everything (or over ``dim``); 0 where the weights sum to 0.
+    """``Σ w·v / Σ w`` over everything (or over ``dim``); 0 (gradient 0) where ``Σ w = 0``.
 
     Multiplying by the weights (not selecting with them) keeps a NaN of a left-out entry
     visible, so a NaN logit anywhere makes the loss NaN.
     """
     dims = tuple(range(values.ndim)) if dim is None else (dim,)
     total = weights.sum(dims)
-    return (values * weights).sum(dims) / total.clamp_min(torch.finfo(total.dtype).tiny)
+    return (values * weights).sum(dims) / torch.where(total > 0, total, 1.0)
 
 
 def _shape_error(target: Tensor, expected: tuple[int, ...], input_shape: torch.Size) -> ShapeError:

@@ -114,9 +114,6 @@ class DiceCELoss(OverlapLoss):
             ("ce_weight", ce_weight), ("dice_weight", dice_weight)
         )
 
-    def _score(self, tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor:
-        return (2.0 * tp + self.smooth) / (sum_p + sum_g + self.smooth).clamp_min(self.eps)
-
     def _value(self, input: Tensor, target: Tensor) -> Tensor:
         with float_input(input, target, self.mode) as x:
             weights = self._weights(x.shape[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -119,16 +120,21 @@ class FocalLoss(LossModule):
             alpha_t: Tensor | float = 1.0
             if self.mode == "multiclass":
                 g, valid = class_labels(target, x.shape, self.ignore_index)
-                log_p_t = torch.log_softmax(x, dim=1).gather(1, g.unsqueeze(1)).squeeze(1)
+                log_p = torch.log_softmax(x, dim=1)
+                log_p_t = log_p.gather(1, g.unsqueeze(1)).squeeze(1)
+                # log(1 - p_t): the log of the other classes' mass, finite (C >= 2)
+                log_rest = log_p.scatter(1, g.unsqueeze(1), -math.inf).logsumexp(1)
                 if isinstance(self.alpha, Tensor):
                     check_weight_count(self.alpha, "alpha", x.shape[1])
                     alpha_t = self.alpha.to(device=x.device, dtype=x.dtype)[g]
             else:
                 g, valid = sigmoid_target(target, x.shape, self.mode, self.ignore_index)
                 g = g.to(x.dtype)
-                # p_t = sigmoid(x) where g = 1, sigmoid(-x) where g = 0; BCE = -log p_t
-                log_p_t = F.logsigmoid(x * (2.0 * g - 1.0))
+                # p_t = sigmoid(z), 1 - p_t = sigmoid(-z) with z = x·(2g - 1); BCE = -log p_t
+                z = x * (2.0 * g - 1.0)
+                log_p_t, log_rest = F.logsigmoid(z), F.logsigmoid(-z)
                 if isinstance(self.alpha, float):
                     alpha_t = self.alpha * g + (1.0 - self.alpha) * (1.0 - g)
-            focus = 1.0 if self.gamma == 0.0 else (1.0 - log_p_t.exp()) ** self.gamma
+            # (1 - p_t)^γ in log space: its gradient stays finite at p_t = 1 for γ < 1
+            focus = (self.gamma * log_rest).exp()
             return weighted_mean(-log_p_t * focus * alpha_t, valid.to(x.dtype))

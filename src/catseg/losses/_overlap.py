@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from catseg._validation import check_finite_float
@@ -37,7 +38,8 @@ def soft_dice(
         from_logits: Apply sigmoid/softmax to ``input``; ``False`` takes probabilities
             (values outside ``[0, 1]`` raise ``DataError``).
         smooth: Added to numerator and denominator (``1.0``: the tutorial's value).
-        eps: Lower bound of the denominator, so ``smooth=0`` never divides by zero.
+        eps: Lower bound of the denominator (at least the dtype's smallest normal
+            number), so ``smooth=0`` never divides by zero.
         squared: Use ``Σp² + Σg²`` in the denominator.
         ignore_index: Target value whose pixels are left out entirely; ``None`` keeps all.
         class_weights: One weight per input channel for the average over classes
@@ -120,9 +122,6 @@ class SoftDice(OverlapLoss):
             eps,
             squared,
         )
-
-    def _score(self, tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor:
-        return (2.0 * tp + self.smooth) / (sum_p + sum_g + self.smooth).clamp_min(self.eps)
 
 
 class DiceLoss(SoftDice):
@@ -221,7 +220,7 @@ class JaccardLoss(OverlapLoss):
         )
 
     def _score(self, tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor:
-        return (tp + self.smooth) / (sum_p + sum_g - tp + self.smooth).clamp_min(self.eps)
+        return (tp + self.smooth) / self._floor(sum_p + sum_g - tp + self.smooth)
 
     def _value(self, input: Tensor, target: Tensor) -> Tensor:
         return 1.0 - super()._value(input, target)
@@ -324,6 +323,6 @@ class TverskyLoss(OverlapLoss):
 
     def _score(self, tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor:
         errors = self.alpha * (sum_p - tp) + self.beta * (sum_g - tp)
-        index = (tp + self.smooth) / (tp + errors + self.smooth).clamp_min(self.eps)
-        loss = (1.0 - index).clamp_min(0.0)
-        return loss if self.gamma == 1.0 else loss**self.gamma
+        loss = (1.0 - (tp + self.smooth) / self._floor(tp + errors + self.smooth)).clamp_min(0.0)
+        # loss is 0 or >= 2^-24 (float32): the power's gradient is finite except at 0
+        return torch.where(loss > 0, torch.where(loss > 0, loss, 1.0) ** self.gamma, loss)

@@ -167,8 +167,8 @@ def fit(  # noqa: PLR0913 - public keyword-only signature (at most 16, issue 26)
         The :class:`History` of all finished epochs, resumed ones included.
 
     Raises:
-        NonFiniteError: If a loss is NaN/inf; names epoch and step, ``last.pt`` keeps the
-            previous epoch.
+        NonFiniteError: If a loss or gradient is NaN/inf; names epoch and step, the model
+            and optimizer keep the previous step, ``last.pt`` the previous epoch.
         ConfigError: If an argument is invalid, the data's facts disagree with the model's
             record or a needed one is unknown, or a loader cannot be sharded.
         CheckpointError: If ``last.pt`` cannot be resumed from (the message says why).

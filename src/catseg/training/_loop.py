@@ -133,23 +133,32 @@ def run_train_epoch(
     loss_sum, count = 0.0, 0
     for step, batch in enumerate(loader, start=1):
         x, y = prepare_batch(*_split_batch(batch, step), device, channels_last=channels_last)
+        buffers = [(b, b.clone()) for b in model.buffers()]  # BatchNorm updates them in forward
         with autocast(device, dtype):
             logits = model(x)
         loss = _check_scalar(loss_fn(logits.float(), y))
         n = x.shape[0]
         totals = torch.stack([loss.detach().float() * n, torch.tensor(float(n), device=device)])
         batch_loss, batch_count = ddp.all_reduce_sum(totals).tolist()
-        if not math.isfinite(batch_loss / batch_count):
-            raise NonFiniteError(
-                f"training loss is {batch_loss / batch_count} at epoch {epoch}, step {step}; "
-                "stopped before the optimizer step (the weights of the previous step are kept)"
-            )
+        mean = batch_loss / batch_count
+        bad = "" if math.isfinite(mean) else f"loss is {mean}"
         optimizer.zero_grad(set_to_none=True)
-        (loss if scaler is None else scaler.scale(loss)).backward()  # type: ignore[no-untyped-call]
-        if grad_clip is not None:
-            if scaler is not None:
+        if not bad:
+            (loss if scaler is None else scaler.scale(loss)).backward()  # type: ignore[no-untyped-call]
+            if scaler is not None:  # fp16: the scaler skips a step with non-finite gradients
                 scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            # the same on every process (DDP has averaged the gradients)
+            norm = float(nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf))
+            if scaler is None and not math.isfinite(norm):
+                bad = f"gradient norm is {norm}"
+        if bad:
+            for buffer, kept in buffers:
+                buffer.copy_(kept)
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteError(
+                f"training {bad} at epoch {epoch}, step {step}; stopped before the optimizer "
+                "step (weights, buffers and optimizer state of the previous step are kept)"
+            )
         if scaler is None:
             optimizer.step()
         else:
@@ -207,8 +216,9 @@ def train_one_epoch(
         Mean loss over all images of the epoch.
 
     Raises:
-        NonFiniteError: If the loss is NaN or infinite; the message names epoch and step,
-            and the optimizer step of that batch is not taken.
+        NonFiniteError: If the loss or the gradient norm is NaN or infinite (without a
+            scaler); the message names epoch and step, and the model's weights and buffers
+            and the optimizer's state are those of the previous step.
         DataError: If a batch is not an ``(images, masks)`` pair, or the loader is empty.
         ShapeError: If images are not 4-D, masks do not match, or the loss is not a scalar.
         DTypeError: If images are neither uint8 nor floating point.
@@ -237,10 +247,7 @@ def train_one_epoch(
     dtype = resolve_precision(precision, dev)
     if grad_clip is not None:
         grad_clip = check_finite_float("grad_clip", grad_clip, low=0.0, low_open=True)
-    if dtype != torch.float16:
-        scaler = None
-    elif scaler is None:
-        scaler = torch.amp.GradScaler(dev.type)
+    scaler = None if dtype != torch.float16 else scaler or torch.amp.GradScaler(dev.type)
     prepare_model(unwrap_model(model), dev, channels_last=channels_last)
     return run_train_epoch(
         model, loader, loss_fn, optimizer, device=dev, dtype=dtype, scaler=scaler,
