@@ -452,7 +452,7 @@ def test_extreme_numbers_and_wrong_types_name_file_and_field(
     ("text", "pattern"),
     [
         ("[" * 100_000 + "]" * 100_000, r"deep\.json is nested too deeply"),
-        ('{"shapes": [], "imagePath": 5}', r"deep\.json: imagePath must be a string, got int 5"),
+        ('{"shapes": [], "imagePath": 5}', r"deep\.json: imagePath must be a string, got 5$"),
         ('{"shapes": [], "imageData": [1]}', r"imageData must be a base64 string or null"),
         ('{"shapes": [[0, ' + "9" * 5000 + "]]}", r"deep\.json is not valid JSON"),
         ("[1, 2]", r"deep\.json is not a labelme file .*got a JSON list"),
@@ -462,7 +462,7 @@ def test_extreme_numbers_and_wrong_types_name_file_and_field(
         ('{"shapes": [], "imagePath": "' + "a/" * 2500 + 'a.png"}', r"File name too long$"),
         ('{"shapes": [], "imagePath": "../' + "a" * 5000 + '"}', r"resolves to a file outside"),
         ('{"shapes": [], "imagePath": [' + "1, " * 9999 + "1]}",
-         r"imagePath must be a string, got list \[1, 1, 1, 1, \.\.\.\]$"),
+         r"imagePath must be a string, got \[1, 1, 1, 1, \.\.\.\]$"),
     ],
     ids=["nesting", "imagePath-int", "imageData-list", "5000-digit-int", "top-level-list",
          "imagePath-5000-chars", "imagePath-deep", "imagePath-long-outside", "imagePath-long-list"],

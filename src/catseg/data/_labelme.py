@@ -130,10 +130,7 @@ def load_image(doc: dict[str, Any], path: Path, image_root: Path) -> Image.Image
             raise LabelmeError(str(err)) from err
     image_path = doc.get("imagePath")
     if image_path is not None and not isinstance(image_path, str):
-        raise LabelmeError(
-            f"{path}: imagePath must be a string, got {type(image_path).__name__} "
-            f"{short(image_path)}"
-        )
+        raise LabelmeError(f"{path}: imagePath must be a string, got {short(image_path)}")
     if not image_path:
         raise LabelmeError(f"{path} has neither imageData nor imagePath; cannot find the image")
     shown = short(image_path)
