@@ -14,9 +14,9 @@ thread as ``quickstart.py`` does (torchrun gives each process one thread already
 Every process runs this script. ``fit`` sees the initialised process group and wraps the
 model in DistributedDataParallel, gives each process its own shard of the data through a
 DistributedSampler, sums the validation counts over processes, and lets only rank 0 write
-checkpoints and print. Outputs go to ``outputs/ddp/`` in the repository (ignored by git);
-``--out`` must be a folder all processes can reach (checkpoints are written by rank 0 and
-read back by rank 0 on resume).
+checkpoints and print. Outputs go to ``outputs/ddp_train/`` in the repository (ignored by
+git) unless ``--out`` names a folder, which all processes must reach (checkpoints are
+written by rank 0 and read back by rank 0 on resume).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
         "--data", type=Path, default=None, help="a Pascal-VOC folder (default: synthetic data)"
     )
     options.add_argument(
-        "--out", type=Path, default=output_dir("ddp"), help="checkpoints (and the synthetic data)"
+        "--out", type=Path, default=output_dir("ddp_train"), help="checkpoints, synthetic data"
     )
     options.add_argument("--epochs", type=int, default=10, help="passes over the data")
     options.add_argument("--batch-size", type=int, default=8, help="images per process and step")
