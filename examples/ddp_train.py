@@ -8,24 +8,26 @@
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 \\
         --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 examples/ddp_train.py --data DIR
 
-Without torchrun (``python examples/ddp_train.py``) it trains in one process.
+Without torchrun (``python examples/ddp_train.py``) it trains in one process, on one
+thread as ``quickstart.py`` does (torchrun gives each process one thread already).
 
 Every process runs this script. ``fit`` sees the initialised process group and wraps the
 model in DistributedDataParallel, gives each process its own shard of the data through a
 DistributedSampler, sums the validation counts over processes, and lets only rank 0 write
-checkpoints and print. ``--out`` must be a folder all processes can reach (checkpoints are
+checkpoints and print. Outputs go to ``outputs/ddp_train/`` in the repository (ignored by
+git) unless ``--out`` names a folder, which all processes must reach (checkpoints are
 written by rank 0 and read back by rank 0 on resume).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from _data import output_dir, parser
 from torch.utils.data import DataLoader
 
 from catseg.data import VOCSegmentationDataset, make_synthetic_voc
@@ -35,13 +37,17 @@ from catseg.training import RunOptions, fit
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="a Pascal-VOC folder")
-    parser.add_argument("--out", type=Path, default=Path("ddp-output"))
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=8, help="per process")
-    parser.add_argument("--size", type=int, default=64)
-    args = parser.parse_args()
+    options = parser(__doc__)
+    options.add_argument(
+        "--data", type=Path, default=None, help="a Pascal-VOC folder (default: synthetic data)"
+    )
+    options.add_argument(
+        "--out", type=Path, default=output_dir("ddp_train"), help="checkpoints, synthetic data"
+    )
+    options.add_argument("--epochs", type=int, default=10, help="passes over the data")
+    options.add_argument("--batch-size", type=int, default=8, help="images per process and step")
+    options.add_argument("--size", type=int, default=64, help="image side in pixels")
+    args = options.parse_args()
 
     launched = "RANK" in os.environ  # torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, ...
     if launched:
@@ -49,6 +55,8 @@ def main() -> None:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         dist.init_process_group(backend)
+    else:  # a model this small trains fastest on one thread (see quickstart.py)
+        torch.set_num_threads(1)
     rank = dist.get_rank() if launched else 0
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s")
 

@@ -452,17 +452,26 @@ def test_extreme_numbers_and_wrong_types_name_file_and_field(
     ("text", "pattern"),
     [
         ("[" * 100_000 + "]" * 100_000, r"deep\.json is nested too deeply"),
-        ('{"shapes": [], "imagePath": 5}', r"deep\.json: imagePath must be a string, got int 5"),
+        ('{"shapes": [], "imagePath": 5}', r"deep\.json: imagePath must be a string, got 5$"),
         ('{"shapes": [], "imageData": [1]}', r"imageData must be a base64 string or null"),
         ('{"shapes": [[0, ' + "9" * 5000 + "]]}", r"deep\.json is not valid JSON"),
         ("[1, 2]", r"deep\.json is not a labelme file .*got a JSON list"),
+        # long names: bare OSError (File name too long) and 5,000-character messages before
+        ('{"shapes": [], "imagePath": "' + "a" * 5000 + '"}',
+         r"deep\.json: imagePath 'a+\.\.\.a+' cannot be resolved: File name too long$"),
+        ('{"shapes": [], "imagePath": "' + "a/" * 2500 + 'a.png"}', r"File name too long$"),
+        ('{"shapes": [], "imagePath": "../' + "a" * 5000 + '"}', r"resolves to a file outside"),
+        ('{"shapes": [], "imagePath": [' + "1, " * 9999 + "1]}",
+         r"imagePath must be a string, got \[1, 1, 1, 1, \.\.\.\]$"),
     ],
-    ids=["nesting", "imagePath-int", "imageData-list", "5000-digit-int", "top-level-list"],
-)
+    ids=["nesting", "imagePath-int", "imageData-list", "5000-digit-int", "top-level-list",
+         "imagePath-5000-chars", "imagePath-deep", "imagePath-long-outside", "imagePath-long-list"],
+)  # fmt: skip
 def test_hostile_documents(tmp_path: Path, text: str, pattern: str) -> None:
     (tmp_path / "deep.json").write_text(text)
-    with pytest.raises(LabelmeError, match=pattern):
+    with pytest.raises(LabelmeError, match=pattern) as exc:
         read_labelme(tmp_path / "deep.json", LABELS)
+    assert len(str(exc.value)) < 300 + 2 * len(str(tmp_path))  # the message is bounded
 
 
 def test_points_within_the_margin_still_draw_like_labelme(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@
 Blocks of one page run in order in one namespace (like a notebook), in a temporary
 working directory. A block preceded by the line ``<!-- docs-test: skip -->`` is shown
 but not run (used only for commands that need a GPU, several processes or hours).
-Pages that use the real cat photos (their text names ``CATSEG_SHARED_DATA``) run with
-that variable set to the shared data folder found by ``tests/conftest.py``, and skip
-(saying how to get the data) without it; every other page runs without the data.
+Pages that use the real cat photos (their code names ``CATSEG_SHARED_DATA``) run as a
+new user runs them, by the README's rule without that variable: from a folder beside
+``shared/data`` (a link to the folder found by ``tests/conftest.py``); they skip (saying
+how to get the data) without it. Every other page runs without the data.
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ def test_pages_that_use_the_shared_data_say_so() -> None:
     assert needs_shared_data((REPO_ROOT / "README.md").read_text(encoding="utf-8"))
 
 
+def test_pages_find_the_shared_data_by_the_readme_rule() -> None:
+    # os.environ["CATSEG_SHARED_DATA"] fails with KeyError under ../shared/data
+    for page in PAGES:
+        for block in python_blocks(page.read_text(encoding="utf-8")):
+            for use in re.findall(r'environ\S*"CATSEG_SHARED_DATA"[^)\]]*', block):
+                assert use == 'environ.get("CATSEG_SHARED_DATA", "../shared/data"', page.name
+
+
 def needs_shared_data(text: str) -> bool:
     """Whether a page's code uses the shared data (it names ``CATSEG_SHARED_DATA``)."""
     return any("CATSEG_SHARED_DATA" in block for block in python_blocks(text))
@@ -73,12 +82,16 @@ def test_docs_page_code_runs(
     page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     text = page.read_text(encoding="utf-8")
+    work = tmp_path / "catseg"  # the checkout's place: the data is ../shared/data
+    work.mkdir()
     if needs_shared_data(text):
         shared_data = request.getfixturevalue("shared_data")  # skips, saying how to get it
-        monkeypatch.setenv("CATSEG_SHARED_DATA", str(shared_data))
-    monkeypatch.chdir(tmp_path)
+        (tmp_path / "shared").mkdir()
+        (tmp_path / "shared" / "data").symlink_to(shared_data, target_is_directory=True)
+    monkeypatch.delenv("CATSEG_SHARED_DATA", raising=False)
+    monkeypatch.chdir(work)
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem}"}
     for index, block in enumerate(python_blocks(text)):
         code = compile(block, f"{page.relative_to(REPO_ROOT)} (block {index + 1})", "exec")
         exec(code, namespace)  # running our own docs is the point
-    assert os.getcwd() == str(tmp_path)
+    assert os.getcwd() == str(work)

@@ -83,7 +83,7 @@ def test_outputs_default_to_the_ignored_outputs_folder(monkeypatch: pytest.Monke
     assert "/outputs/" in ignored
 
 
-@pytest.mark.parametrize("name", ["quickstart", "cats", "labelme_workflow"])
+@pytest.mark.parametrize("name", ["quickstart", "cats", "labelme_workflow", "ddp_train"])
 def test_help_shows_the_docstring_and_every_default(
     name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -130,24 +130,26 @@ def load_image(doc: dict[str, Any], path: Path, image_root: Path) -> Image.Image
             raise LabelmeError(str(err)) from err
     image_path = doc.get("imagePath")
     if image_path is not None and not isinstance(image_path, str):
-        raise LabelmeError(
-            f"{path}: imagePath must be a string, got {type(image_path).__name__} {image_path!r}"
-        )
+        raise LabelmeError(f"{path}: imagePath must be a string, got {short(image_path)}")
     if not image_path:
         raise LabelmeError(f"{path} has neither imageData nor imagePath; cannot find the image")
+    shown = short(image_path)
     try:
         resolved = (path.parent / image_path.replace("\\", "/")).resolve()
         root = image_root.resolve()
-    except (OSError, ValueError, RuntimeError) as err:  # NUL bytes, symlink loops
-        raise LabelmeError(f"{path}: imagePath {image_path!r} cannot be resolved: {err}") from err
-    if not resolved.is_relative_to(root):
+        inside = resolved.is_relative_to(root)
+        found = inside and resolved.is_file()
+    except (OSError, ValueError, RuntimeError) as err:  # NUL bytes, symlink loops, long names
+        reason = getattr(err, "strerror", None) or err  # an OSError's names the path again
+        raise LabelmeError(f"{path}: imagePath {shown} cannot be resolved: {reason}") from err
+    if not inside:
         raise LabelmeError(
-            f"{path}: imagePath {image_path!r} resolves to {resolved}, outside {root}; "
+            f"{path}: imagePath {shown} resolves to a file outside {root}; "
             "images are read only inside the labelme folder unless you opt in with "
             "image_root= (e.g. the parent folder of a sibling images/ folder)"
         )
-    if not resolved.is_file():
-        raise MissingFileError(f"{path}: imagePath {image_path!r} not found at {resolved}")
+    if not found:
+        raise MissingFileError(f"{path}: imagePath {shown} not found at {resolved}")
     return read_rgb(resolved, str(resolved))[0]
 
 

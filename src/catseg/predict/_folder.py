@@ -230,18 +230,27 @@ def _decode(items: list[tuple[Path, Path]], in_channels: int) -> list[_Decoded]:
 def _buckets(
     decoded: Iterable[list[_Decoded]], batch_size: int, by_size: bool
 ) -> Iterator[list[_Decoded]]:
-    """Regroup decoded photos into same-size batches; at most ``4 * batch_size`` held back."""
+    """Regroup decoded photos into same-size batches; at most ``4 * batch_size`` held back.
+
+    A loader's worker that dies (killed, out of memory) is a DataError.
+    """
     pending: dict[object, list[_Decoded]] = {}
-    for item in (item for chunk in decoded for item in chunk):
-        if item.pixels is None:
-            yield [item]
-            continue
-        key = tuple(item.pixels.shape) if by_size else None
-        pending.setdefault(key, []).append(item)
-        if len(pending[key]) == batch_size:
-            yield pending.pop(key)
-        elif sum(map(len, pending.values())) >= 4 * batch_size:
-            yield pending.pop(max(pending, key=lambda k: len(pending[k])))
+    try:
+        for item in (item for chunk in decoded for item in chunk):
+            if item.pixels is None:
+                yield [item]
+                continue
+            key = tuple(item.pixels.shape) if by_size else None
+            pending.setdefault(key, []).append(item)
+            if len(pending[key]) == batch_size:
+                yield pending.pop(key)
+            elif sum(map(len, pending.values())) >= 4 * batch_size:
+                yield pending.pop(max(pending, key=lambda k: len(pending[k])))
+    except RuntimeError as err:  # the loader's: "DataLoader worker (pid ...) is killed by ..."
+        raise DataError(
+            f"decoding the photos stopped: {err} The outputs written are whole: run again to "
+            "resume (done photos are skipped), with num_workers=0 to decode in this process"
+        ) from err
     yield from pending.values()
 
 
