@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickletools
 import reprlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -97,6 +98,61 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
         return (
             f"declares {tensor.numel()} elements over a storage of {capacity} (overlapping strides)"
         )
+    return None
+
+
+def weight_problem(tensor: torch.Tensor, like: torch.Tensor | None = None) -> str | None:
+    """Why a tensor cannot be a model weight (in place of the model's ``like``), or ``None``.
+
+    Examples:
+        >>> weight_problem(torch.tensor([1.0, float("nan")]))
+        'holds NaN or infinite values'
+        >>> weight_problem(torch.ones(2, dtype=torch.bool), like=torch.zeros(2))
+        'is torch.bool, but the model needs a floating-point tensor'
+    """
+    if (problem := tensor_problem(tensor)) is not None:
+        return problem
+    if tensor.is_complex():
+        return f"is a complex tensor ({tensor.dtype}); model weights are real"
+    if like is not None and like.is_floating_point() != tensor.is_floating_point():
+        kind = "a floating-point" if like.is_floating_point() else "an integer"
+        return f"is {tensor.dtype}, but the model needs {kind} tensor"
+    finite = not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())
+    return None if finite else "holds NaN or infinite values"
+
+
+def pickle_problem(data: bytes) -> str | None:
+    """Why unpickling ``data`` could hang, or ``None``: a tuple of over :data:`MAX_ITEMS` items.
+
+    Unpickling hashes a dict key, and a tuple of 40 levels that each hold the level below
+    twice is 40 tuples in the file but 2**40 to hash. The opcodes are read (not run) here,
+    counting each tuple's items the way hashing visits them; malformed data is left to the
+    unpickler to refuse.
+    """
+    stack: list[int] = []  # the items each stack entry expands to (1 for all but tuples)
+    marks: list[int] = []
+    memo: dict[object, int] = {}
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "MARK":
+                marks.append(len(stack))
+            elif op.name.startswith("TUPLE"):
+                start = marks.pop() if op.name == "TUPLE" else len(stack) - int(op.name[-1])
+                stack[start:] = [1 + sum(stack[start:])]
+                if stack[-1] > MAX_ITEMS:
+                    return f"its pickle builds a tuple of more than {MAX_ITEMS} nested items"
+            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                memo[len(memo) if arg is None else arg] = stack[-1]
+            elif op.name.endswith("GET"):
+                stack.append(memo[arg])
+            else:
+                before = op.stack_before
+                if pickletools.markobject in before:
+                    del stack[marks.pop() :]
+                    before = before[: before.index(pickletools.markobject)]
+                stack[len(stack) - len(before) :] = [1] * len(op.stack_after)
+    except (ValueError, KeyError, IndexError):
+        return None
     return None
 
 

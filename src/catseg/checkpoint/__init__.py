@@ -58,15 +58,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from catseg._bounds import MAX_NAME_CHARS, Budget, short, walk_plain
+from catseg._bounds import MAX_NAME_CHARS, Budget, short, walk_plain, weight_problem
 from catseg._files import atomic_write
 from catseg._modules import unwrap_model
 from catseg._version import catseg_version
-from catseg.checkpoint._checks import (
-    check_plain,
-    check_weights_fit,
-    weight_problem,
-)
+from catseg.checkpoint._checks import check_plain, check_weights_fit
 from catseg.checkpoint._files import check_metadata_size, describe, read_archive
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.models import UNet
@@ -132,7 +128,9 @@ class Checkpoint:
             with torch.device("meta"):
                 reference = UNet.from_config(self.config)
             check_weights_fit(reference, self.state_dict, what=f"{where}'s weights")
-            _check_weight_kinds(reference, self.state_dict, where)
+            for name, like in reference.state_dict().items():
+                if (problem := weight_problem(self.state_dict[name], like)) is not None:
+                    raise CheckpointError(f"{where}'s weight {name!r} {problem}")
         except CheckpointError:
             raise
         except CatsegError as err:
@@ -221,20 +219,6 @@ def save_checkpoint(
 def _save(payload: dict[str, Any], tmp: Path) -> None:
     torch.save(payload, tmp)
     check_metadata_size(tmp)
-
-
-def _check_weight_kinds(
-    reference: nn.Module, state: Mapping[str, torch.Tensor], where: str
-) -> None:
-    """Refuse weights of another kind (float vs integer) than the model's, naming the first."""
-    for name, expected in reference.state_dict().items():
-        given = state[name]
-        problem = weight_problem(given)
-        if problem is None and expected.is_floating_point() != given.is_floating_point():
-            kind = "floating-point" if expected.is_floating_point() else "integer"
-            problem = f"is {given.dtype}, but the model needs a {kind} tensor"
-        if problem is not None:
-            raise CheckpointError(f"{where}'s weight {name!r} {problem}")
 
 
 class _Reader:
@@ -343,8 +327,11 @@ def load_checkpoint(
         ...
         catseg.errors.CheckpointError: ...notes.pt is not a catseg checkpoint: ...
     """
-    file = Path(path)
-    data = read_archive(file, map_location)
+    return _read_payload(Path(path), read_archive(Path(path), map_location))
+
+
+def _read_payload(file: Path, data: Any) -> Checkpoint:
+    """The checkpoint in ``data`` (read from ``file`` by ``read_archive``), checked."""
     if not isinstance(data, dict) or data.get("format") != _FORMAT_TAG:
         raise CheckpointError(f"{file} is not a catseg checkpoint: it holds {describe(data)}")
     reader = _Reader(file, data)

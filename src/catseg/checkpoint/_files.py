@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from catseg._bounds import MAX_METADATA_BYTES, short
+from catseg._bounds import MAX_METADATA_BYTES, pickle_problem, short
 from catseg._runtime import quiet_warnings
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
 
@@ -119,9 +119,15 @@ def check_archive(path: Path) -> None:
         )
     try:
         with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
+            pickled = _check_entries(path, archive.infolist(), size)
+            problem = pickle_problem(archive.read(pickled)) if pickled else None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt: {err}") from None
+    if problem is not None:
+        raise CheckpointError(f"{path} cannot be loaded safely: {problem}")
+
+
+def _check_entries(path: Path, infos: list[zipfile.ZipInfo], size: int) -> zipfile.ZipInfo | None:
     declared = 0
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:
@@ -141,6 +147,7 @@ def check_archive(path: Path) -> None:
             f"{path} is truncated or corrupt: its entries declare {declared} bytes but the "
             f"file has {size}"
         )
+    return next((i for i in infos if i.filename.endswith("data.pkl")), None)
 
 
 def read_archive(path: Path, map_location: object) -> Any:

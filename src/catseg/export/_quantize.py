@@ -28,6 +28,7 @@ QUANTIZATION_KEY = "quantization"
 """Metadata key that marks a quantised file; its value describes the quantisation."""
 
 _METHODS: tuple[CalibrationMethod, ...] = ("minmax", "entropy", "percentile")
+_QDQ = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul")
 _ORT_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
@@ -268,12 +269,15 @@ def quantize_onnx(
         "method": check.check_choice("method", method, _METHODS),
     }
     preprocess = check.check_bool("preprocess", preprocess)
-    require("onnx", "onnx")
+    onnx = require("onnx", "onnx")
     runner = OnnxRunner(src, providers=["CPUExecutionProvider"])
-    if QUANTIZATION_KEY in runner.metadata:
+    graph = onnx.load(str(src), load_external_data=False).graph  # onnxruntime loops on int8
+    if any(n.op_type in _QDQ for n in graph.node) or any(
+        t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) for t in graph.initializer
+    ):
         raise CheckpointError(
-            f"{str(src)!r} is already quantised (metadata {QUANTIZATION_KEY!r} = "
-            f"{runner.metadata[QUANTIZATION_KEY]!r}); quantise the fp32 file instead"
+            f"{str(src)!r} is already quantised (it holds QuantizeLinear/DequantizeLinear "
+            "nodes or int8 weights); quantise the fp32 file instead"
         )
     reader = _Reader(images, runner)
 
@@ -294,4 +298,9 @@ def quantize_onnx(
         except CatsegError as err:
             raise ExportError(f"the quantised model does not load: {err}") from err
 
-    return atomic_write(dst, write)
+    try:
+        return atomic_write(dst, write)
+    except CatsegError:
+        raise
+    except OSError as err:  # a read-only folder, a full disk, a parent that is a file
+        raise ExportError(f"cannot write {dst}: {err.strerror or err}") from err

@@ -30,6 +30,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
+from catseg._bounds import short, weight_problem
 from catseg.errors import CheckpointError, ConfigError, MissingFileError, OptionalDependencyError
 from catseg.models.encoders._foreign import foreign_errors
 from catseg.models.preprocessing import Preprocessing
@@ -80,35 +81,19 @@ def _check_tensors(data: Mapping[Any, Any], where: str) -> dict[str, Tensor]:
     bad = [k for k, v in data.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(
-            f"{where} is not a state dict (names → tensors): entries {bad[:_SHOWN]!r} are "
-            f"not; top-level keys: {list(data)[:_SHOWN]!r}"
+            f"{where} is not a state dict (names → tensors): entries {short(bad)} are "
+            f"not; top-level keys: {short(list(data))}"
         )
     return dict(data)
-
-
-def _from_catseg_checkpoint(
-    data: Mapping[str, Any], where: str
-) -> tuple[dict[str, Tensor], Preprocessing | None]:
-    state = data.get("state_dict")
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{where} is a catseg checkpoint without a state_dict")
-    encoder = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
-    if not encoder:
-        raise CheckpointError(f"{where} is a catseg checkpoint with no encoder.* weights")
-    record = None
-    config = data.get("model_config")
-    if isinstance(config, Mapping) and config.get("preprocessing") is not None:
-        record = Preprocessing.from_dict(config["preprocessing"])
-    elif isinstance(data.get("mean"), list | tuple) and isinstance(data.get("std"), list | tuple):
-        stored = Preprocessing(tuple(data["mean"]), tuple(data["std"]))
-        record = None if stored.is_identity else stored
-    return _check_tensors(encoder, where), record
 
 
 def read_weights_file(
     path: str | os.PathLike[str],
 ) -> tuple[dict[str, Tensor], Preprocessing | None]:
     """Read a state dict, a ``.safetensors`` file or a catseg checkpoint safely.
+
+    A ``torch.save`` file is read within the bounds of
+    :func:`~catseg.checkpoint.load_checkpoint` (and a catseg checkpoint with all its checks).
 
     Returns:
         ``(state_dict, preprocessing)``, the preprocessing recorded by a catseg
@@ -117,8 +102,8 @@ def read_weights_file(
     Raises:
         MissingFileError: If the file does not exist.
         OptionalDependencyError: For a ``.safetensors`` file without ``safetensors``.
-        CheckpointError: If the file is unreadable, holds pickled objects outside
-            ``torch.load(weights_only=True)``'s safe set, or is not a state dict.
+        CheckpointError: If the file is unreadable, over the bounds, holds pickled objects
+            outside ``torch.load(weights_only=True)``'s safe set, or is not a state dict.
 
     Examples:
         >>> import tempfile, torch
@@ -129,6 +114,9 @@ def read_weights_file(
         >>> list(state), record
         (['conv1.weight'], None)
     """
+    from catseg.checkpoint import _read_payload  # catseg.checkpoint imports catseg.models
+    from catseg.checkpoint._files import read_archive
+
     file = Path(path)
     if not file.is_file():
         raise MissingFileError(f"encoder weights file {file} does not exist")
@@ -142,18 +130,16 @@ def read_weights_file(
         with foreign_errors(CheckpointError, f"{file} is not a readable safetensors file"):
             tensors = load_file(str(file), device="cpu")
         return _check_tensors(tensors, str(file)), None
-    try:
-        data = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError, RuntimeError, BadZipFile, KeyError ...
-        raise CheckpointError(
-            f"{file} cannot be read safely as encoder weights (torch.load with "
-            f"weights_only=True): {type(err).__name__}: {str(err).splitlines()[0]}"
-        ) from err
+    data = read_archive(file, None)
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{file} holds a {type(data).__name__}, expected a state dict")
-    if data.get("format") == _CHECKPOINT_TAG:
-        return _from_catseg_checkpoint(data, str(file))
-    return _check_tensors(data, str(file)), None
+    if data.get("format") != _CHECKPOINT_TAG:
+        return _check_tensors(data, str(file)), None
+    ckpt = _read_payload(file, data)
+    state = {k[8:]: v for k, v in ckpt.state_dict.items() if k.startswith("encoder.")}
+    if not state:
+        raise CheckpointError(f"{file} is a catseg checkpoint with no encoder.* weights")
+    return state, ckpt.config.preprocessing
 
 
 def _resolve(
@@ -236,6 +222,9 @@ def _match(
     expected = encoder.state_dict()
     ignored = tuple(getattr(encoder, "ignored_weights", ()))
     state = {k: v for k, v in state.items() if not (ignored and k.startswith(ignored))}
+    for key, value in state.items():
+        if (problem := weight_problem(value, expected.get(key))) is not None:
+            raise CheckpointError(f"{where}: weight {key!r} {problem}")
     stem = getattr(encoder, "stem_weight", None)
     if isinstance(stem, str) and stem in state and stem in expected:
         have, want = state[stem], expected[stem]
