@@ -1,11 +1,11 @@
 """Bounds on untrusted files (checkpoints, model folders, ONNX metadata), checked before use.
 
-Every file is untrusted input. Unpickling is linear in the size of the file, but the
-objects it yields may not be: a list that holds the same list twice, nested forty deep,
-is a few hundred bytes in the file and 2**40 items to anything that walks or copies it
-(``repr``, ``copy.deepcopy``, ``==``). Every field is therefore walked once here with a
-budget that counts each *visit* (shared references are counted every time they are
-reached), a nesting limit, a character budget for strings and a 64-bit limit for ints;
+Every file is untrusted input. Unpickling is linear in the size of the file (once its
+tuples are bounded: :func:`pickle_problem`); the objects it yields may not be: a list
+that holds the same list twice, nested forty deep, is a few hundred bytes in the file
+and 2**40 items to anything that walks or copies it (``repr``, ``==``). Every field is
+walked once with a budget that counts each *visit* (shared references counted each
+time), a nesting limit, a character budget for strings and a 64-bit limit for ints;
 tensors must be plain dense (strided) tensors whose elements fit their storage.
 
 The same walk runs when saving (raising :class:`~catseg.errors.ConfigError` that names
@@ -124,10 +124,8 @@ def weight_problem(tensor: torch.Tensor, like: torch.Tensor | None = None) -> st
 def pickle_problem(data: bytes) -> str | None:
     """Why unpickling ``data`` could hang, or ``None``: a tuple of over :data:`MAX_ITEMS` items.
 
-    Unpickling hashes a dict key, and a tuple of 40 levels that each hold the level below
-    twice is 40 tuples in the file but 2**40 to hash. The opcodes are read (not run) here,
-    counting each tuple's items the way hashing visits them; malformed data is left to the
-    unpickler to refuse.
+    A dict key is hashed when unpickled: 40 tuples, each holding the one below twice, are
+    2**40 to hash. The opcodes are read, not run; malformed data is left to the unpickler.
     """
     stack: list[int] = []  # the items each stack entry expands to (1 for all but tuples)
     marks: list[int] = []
@@ -266,8 +264,10 @@ class _RefusedJSONError(CatsegError, ValueError):
     """Raised by the ``json.loads`` hooks; ``parse_json`` turns it into ``fail(message)``."""
 
 
-def _refuse_constant(name: str) -> float:
-    raise _RefusedJSONError(f"{name} is not a finite number")
+def _finite(text: str) -> float:
+    if not math.isfinite(value := float(text)):  # NaN, Infinity, 1e999
+        raise _RefusedJSONError(f"{text[:40]} is not a finite number")
+    return value
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -297,7 +297,8 @@ def parse_json(text: bytes, where: str, fail: Callable[[str], CatsegError]) -> A
     try:
         data = json.loads(
             text.decode("utf-8"),
-            parse_constant=_refuse_constant,
+            parse_constant=_finite,
+            parse_float=_finite,
             object_pairs_hook=_no_duplicates,
         )
     except RecursionError:
@@ -306,24 +307,7 @@ def parse_json(text: bytes, where: str, fail: Callable[[str], CatsegError]) -> A
         message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise fail(f"{where} is not valid JSON: {message}") from None
     walk_plain(data, where, Budget(), fail)
-    for value in _floats(data):
-        if not math.isfinite(value):  # 1e999 parses to inf
-            raise fail(f"{where} holds the number {value}; only finite numbers are allowed")
     return data
-
-
-def _floats(data: Any) -> list[float]:
-    found: list[float] = []
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            found.append(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
 
 
 def read_json(path: Path, *, limit: int = MAX_JSON_BYTES) -> Any:

@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import catseg
 from catseg.data import VOCSegmentationDataset, make_synthetic_voc
 from catseg.errors import (
     CheckpointError,
@@ -28,7 +29,6 @@ from catseg.export import QUANTIZATION_KEY, OnnxRunner, quantize_onnx, to_onnx
 from catseg.export._quantize import _calibration_tensors
 from catseg.losses import BCEDiceLoss
 from catseg.metrics import MeanIoU
-import catseg
 from catseg.models import UNet
 from catseg.predict import Segmenter
 from catseg.training import fit

@@ -82,6 +82,7 @@ def _encoder_weights(key: str, tensor: torch.Tensor, *, file: bool) -> Callable[
 
 _STEM = "blocks.0.0.weight"  # (4, 3, 3, 3): the first convolution
 _NAN, _COUNTER = torch.full((4, 3, 3, 3), float("nan")), "blocks.0.1.num_batches_tracked"
+_INF = torch.full((4, 3, 3, 3), float("inf"))
 
 
 def _deflated(tmp: Path) -> Any:
@@ -193,7 +194,7 @@ ROWS: list[Row] = [
     Row("encoder-weights-nan-file", _encoder_weights(_STEM, _NAN, file=True),
         "CheckpointError naming the file and the weight", CheckpointError,
         r"weights\.pth: weight 'blocks.0.0.weight' holds NaN or infinite values"),
-    Row("encoder-weights-inf", _encoder_weights(_STEM, torch.full((4, 3, 3, 3), -float("inf")), file=False),
+    Row("encoder-weights-inf", _encoder_weights(_STEM, -_INF, file=False),
         "CheckpointError naming the weight", CheckpointError,
         r"the given state dict: weight 'blocks.0.0.weight' holds NaN or infinite values"),
     Row("encoder-weights-integer-file",
@@ -210,7 +211,8 @@ ROWS: list[Row] = [
     Row("encoder-weights-float-counter",
         _encoder_weights(_COUNTER, torch.tensor(3.0), file=False),
         "CheckpointError: the model's counter is an integer", CheckpointError,
-        r"weight 'blocks.0.1.num_batches_tracked' is torch.float32, but the model needs an integer"),
+        r"weight 'blocks.0.1.num_batches_tracked' is torch.float32, but the model needs an "
+        r"integer tensor"),
     Row("encoder-weights-sparse",
         _encoder_weights(_STEM, torch.zeros(4, 3, 3, 3).to_sparse(), file=False),
         "CheckpointError (was: a bare RuntimeError)", CheckpointError,

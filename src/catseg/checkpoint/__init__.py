@@ -23,13 +23,10 @@ File layout (format version 1) — one ``torch.save`` zip archive holding a dict
 Writes are atomic (:func:`catseg._files.atomic_write`): a crash or a kill during the
 save leaves the previous checkpoint intact.
 
-Loading treats the file as untrusted input and bounds the work it may cause: the
-archive is checked before unpickling (no compressed entries, at most 512 KiB of pickled
-metadata beside the weights), every field is walked once within a budget of items,
-nesting and characters (so shared-reference "list bombs" are refused in milliseconds),
-tensors must be dense, non-quantized and (for weights) real, and
-:meth:`Checkpoint.build_model` bounds the model a config may build and checks it
-against the weights present before allocating anything.
+Loading treats the file as untrusted input (:mod:`catseg._bounds`): the archive and its
+pickle are checked before unpickling, every field is walked once within a budget (list
+bombs are refused in milliseconds), weights must be dense, real and finite, and
+:meth:`Checkpoint.build_model` checks the config against the weights on the meta device.
 
 Examples:
     >>> import tempfile
@@ -313,7 +310,7 @@ def load_checkpoint(
             is empty, truncated or corrupt; not a catseg checkpoint (e.g. a plain
             state_dict or another kind of file); holds pickled objects outside the safe
             set; holds more than a checkpoint may (nesting, items, metadata size) or
-            tensors that cannot be weights (sparse, quantized, complex); or was written
+            tensors that cannot be weights (sparse, complex, NaN); or was written
             with a newer format version than this catseg reads. The message says what
             was found.
 

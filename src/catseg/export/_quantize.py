@@ -241,7 +241,8 @@ def quantize_onnx(
         MissingFileError: If ``src_onnx`` does not exist.
         CheckpointError: If ``src_onnx`` is not a loadable ONNX model or already
             quantised.
-        ExportError: If onnxruntime fails to quantise it or the result does not load.
+        ExportError: If onnxruntime fails to quantise it, the result does not load, or
+            ``dst_onnx`` cannot be written (a read-only folder, a parent that is a file).
         OptionalDependencyError: If onnx or onnxruntime is not installed.
 
     Examples:

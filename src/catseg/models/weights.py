@@ -92,8 +92,7 @@ def read_weights_file(
 ) -> tuple[dict[str, Tensor], Preprocessing | None]:
     """Read a state dict, a ``.safetensors`` file or a catseg checkpoint safely.
 
-    A ``torch.save`` file is read within the bounds of
-    :func:`~catseg.checkpoint.load_checkpoint` (and a catseg checkpoint with all its checks).
+    A ``torch.save`` file is read as :func:`~catseg.checkpoint.load_checkpoint` reads one.
 
     Returns:
         ``(state_dict, preprocessing)``, the preprocessing recorded by a catseg
