@@ -60,7 +60,12 @@ from catseg._files import atomic_write
 from catseg._modules import unwrap_model
 from catseg._version import catseg_version
 from catseg.checkpoint._checks import check_plain, check_weights_fit
-from catseg.checkpoint._files import check_metadata_size, describe, read_archive
+from catseg.checkpoint._files import (
+    check_map_location,
+    check_metadata_size,
+    describe,
+    read_archive,
+)
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.models import UNet
 from catseg.models.config import UNetConfig, read_config
@@ -324,11 +329,8 @@ def load_checkpoint(
         ...
         catseg.errors.CheckpointError: ...notes.pt is not a catseg checkpoint: ...
     """
-    return _read_payload(Path(path), read_archive(Path(path), map_location))
-
-
-def _read_payload(file: Path, data: Any) -> Checkpoint:
-    """The checkpoint in ``data`` (read from ``file`` by ``read_archive``), checked."""
+    file = Path(path)
+    data = read_archive(file, check_map_location(map_location))
     if not isinstance(data, dict) or data.get("format") != _FORMAT_TAG:
         raise CheckpointError(f"{file} is not a catseg checkpoint: it holds {describe(data)}")
     reader = _Reader(file, data)

@@ -30,8 +30,9 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from catseg._bounds import short, weight_problem
+from catseg._bounds import Budget, check_archive, short, walk_plain, weight_problem
 from catseg.errors import CheckpointError, ConfigError, MissingFileError, OptionalDependencyError
+from catseg.models.config import read_config
 from catseg.models.encoders._foreign import foreign_errors
 from catseg.models.preprocessing import Preprocessing
 
@@ -113,9 +114,6 @@ def read_weights_file(
         >>> list(state), record
         (['conv1.weight'], None)
     """
-    from catseg.checkpoint import _read_payload  # catseg.checkpoint imports catseg.models
-    from catseg.checkpoint._files import read_archive
-
     file = Path(path)
     if not file.is_file():
         raise MissingFileError(f"encoder weights file {file} does not exist")
@@ -129,16 +127,26 @@ def read_weights_file(
         with foreign_errors(CheckpointError, f"{file} is not a readable safetensors file"):
             tensors = load_file(str(file), device="cpu")
         return _check_tensors(tensors, str(file)), None
-    data = read_archive(file, None)
+    check_archive(file)
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError, BadZipFile, KeyError ...
+        raise CheckpointError(
+            f"{file} cannot be read safely as encoder weights (torch.load with "
+            f"weights_only=True): {type(err).__name__}: {str(err).splitlines()[0]}"
+        ) from err
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{file} holds a {type(data).__name__}, expected a state dict")
+    walk_plain(data, str(file), Budget(), CheckpointError)
     if data.get("format") != _CHECKPOINT_TAG:
         return _check_tensors(data, str(file)), None
-    ckpt = _read_payload(file, data)
-    state = {k[8:]: v for k, v in ckpt.state_dict.items() if k.startswith("encoder.")}
-    if not state:
+    state, config = data.get("state_dict"), data.get("model_config")
+    if not isinstance(state, Mapping) or not isinstance(config, Mapping):
+        raise CheckpointError(f"{file} is a catseg checkpoint without state_dict or model_config")
+    encoder = {k[8:]: v for k, v in state.items() if str(k).startswith("encoder.")}
+    if not encoder:
         raise CheckpointError(f"{file} is a catseg checkpoint with no encoder.* weights")
-    return state, ckpt.config.preprocessing
+    return _check_tensors(encoder, str(file)), read_config(dict(config), file).preprocessing
 
 
 def _resolve(
