@@ -55,14 +55,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from catseg._bounds import MAX_NAME_CHARS, Budget, short, walk_plain, weight_problem
+from catseg._bounds import (
+    MAX_NAME_CHARS,
+    Budget,
+    check_archive,
+    short,
+    walk_plain,
+    weight_problem,
+)
 from catseg._files import atomic_write
 from catseg._modules import unwrap_model
 from catseg._version import catseg_version
 from catseg.checkpoint._checks import check_plain, check_weights_fit
 from catseg.checkpoint._files import (
     check_map_location,
-    check_metadata_size,
     describe,
     read_archive,
 )
@@ -220,7 +226,10 @@ def save_checkpoint(
 
 def _save(payload: dict[str, Any], tmp: Path) -> None:
     torch.save(payload, tmp)
-    check_metadata_size(tmp)
+    try:
+        check_archive(tmp)
+    except CheckpointError as err:  # what loading would refuse
+        raise ConfigError(str(err).replace(str(tmp), "the checkpoint")) from None
 
 
 class _Reader:
@@ -269,8 +278,7 @@ class _Reader:
         for key, tensor in state.items():
             if not isinstance(tensor, torch.Tensor):
                 raise self.corrupt(f"state_dict holds non-tensors ({key!r} is {short(tensor)})")
-            problem = weight_problem(tensor)
-            if problem is not None:
+            if (problem := weight_problem(tensor)) is not None:
                 raise self.corrupt(f"state_dict[{key!r}] {problem}")
         return dict(state)
 
@@ -338,9 +346,7 @@ def load_checkpoint(
     reader.walk()
     state = reader.state_dict()
     config = dict(reader.field("model_config", (dict,)))
-    training = data.get("training_state")
-    if training is not None and not isinstance(training, dict):
-        raise reader.corrupt(f"field 'training_state' is {type(training).__name__}, expected dict")
+    training = reader.field("training_state", (dict, type(None)))
     return Checkpoint(
         config=read_config(config, file),
         state_dict=state,

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from catseg._bounds import MAX_METADATA_BYTES, check_archive, short
+from catseg._bounds import check_archive, short
 from catseg._runtime import quiet_warnings
-from catseg.errors import CheckpointError, ConfigError, MissingFileError
-
-
-def check_metadata_size(path: Path) -> None:
-    with zipfile.ZipFile(path) as archive:
-        sizes = [i.file_size for i in archive.infolist() if i.filename.endswith("/data.pkl")]
-    if sizes and sizes[0] > MAX_METADATA_BYTES:
-        raise ConfigError(
-            f"extra and training_state pickle to {sizes[0]} bytes, more than the "
-            f"{MAX_METADATA_BYTES} a checkpoint may hold beside its weights; store large "
-            "lists of numbers as tensors"
-        )
+from catseg.errors import CheckpointError, MissingFileError
 
 
 def describe(obj: Any) -> str:

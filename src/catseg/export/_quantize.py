@@ -72,18 +72,15 @@ class _Reader:
         self._images = images
         self._runner = runner
         self._iterator = _calibration_tensors(images, runner)
-        self.count = 0
 
     def get_next(self) -> dict[str, Any] | None:
         item = next(self._iterator, None)
         if item is None:
             return None
-        self.count += 1
         return {self._runner.input_name: item[1].numpy()}
 
     def rewind(self) -> None:
         self._iterator = _calibration_tensors(self._images, self._runner)
-        self.count = 0
 
 
 def _path(name: str, value: object) -> Path:

@@ -140,13 +140,12 @@ def read_weights_file(
     walk_plain(data, str(file), Budget(), CheckpointError)
     if data.get("format") != _CHECKPOINT_TAG:
         return _check_tensors(data, str(file)), None
-    state, config = data.get("state_dict"), data.get("model_config")
-    if not isinstance(state, Mapping) or not isinstance(config, Mapping):
-        raise CheckpointError(f"{file} is a catseg checkpoint without state_dict or model_config")
+    state, config = data.get("state_dict"), read_config(data.get("model_config"), file)
+    state = state if isinstance(state, Mapping) else {}
     encoder = {k[8:]: v for k, v in state.items() if str(k).startswith("encoder.")}
     if not encoder:
         raise CheckpointError(f"{file} is a catseg checkpoint with no encoder.* weights")
-    return _check_tensors(encoder, str(file)), read_config(dict(config), file).preprocessing
+    return _check_tensors(encoder, str(file)), config.preprocessing
 
 
 def _resolve(
