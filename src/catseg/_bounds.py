@@ -310,6 +310,8 @@ def check_archive(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             pickled = _check_entries(path, archive.infolist(), size)
             problem = pickle_problem(archive.read(pickled)) if pickled else None
+    except CheckpointError:  # from _check_entries (a ValueError)
+        raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt: {err}") from None
     if problem is not None:

@@ -66,7 +66,7 @@ from catseg._bounds import (
 from catseg._files import atomic_write
 from catseg._modules import unwrap_model
 from catseg._version import catseg_version
-from catseg.checkpoint._checks import check_plain, check_weights_fit
+from catseg.checkpoint._checks import check_weights_fit
 from catseg.checkpoint._files import (
     check_map_location,
     describe,
@@ -219,7 +219,7 @@ def save_checkpoint(
         if value is not None and not isinstance(value, Mapping):
             raise ConfigError(f"{name} must be a dict or None, got {type(value).__name__}")
         payload[name] = None if value is None else dict(value)
-        check_plain(payload[name], name)
+        walk_plain(payload[name], name, Budget(), ConfigError)
     payload["extra"] = payload["extra"] or {}
     return atomic_write(Path(path), lambda tmp: _save(payload, tmp))
 

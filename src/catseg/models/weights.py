@@ -236,9 +236,8 @@ def _match(
         have, want = state[stem], expected[stem]
         if have.ndim == 4 and have.shape[1] != want.shape[1] == in_channels:
             state[stem] = adapt_stem_weight(have, in_channels)
-    for key, value in expected.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.zeros_like(value)
+    counters = [k for k in expected if k.endswith("num_batches_tracked") and k not in state]
+    state.update({k: torch.zeros_like(expected[k]) for k in counters})
     check_state_keys(
         expected, state, f"{where} into {type(encoder).__name__} (in_channels={in_channels})"
     )
