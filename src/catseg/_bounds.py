@@ -1,11 +1,11 @@
 """Bounds on untrusted files (checkpoints, model folders, ONNX metadata), checked before use.
 
-Every file is untrusted input. Unpickling is linear in the size of the file, but the
-objects it yields may not be: a list that holds the same list twice, nested forty deep,
-is a few hundred bytes in the file and 2**40 items to anything that walks or copies it
-(``repr``, ``copy.deepcopy``, ``==``). Every field is therefore walked once here with a
-budget that counts each *visit* (shared references are counted every time they are
-reached), a nesting limit, a character budget for strings and a 64-bit limit for ints;
+Every file is untrusted input. Unpickling is linear in the size of the file (once its
+tuples are bounded: :func:`pickle_problem`); the objects it yields may not be: a list
+that holds the same list twice, nested forty deep, is a few hundred bytes in the file
+and 2**40 items to anything that walks or copies it (``repr``, ``==``). Every field is
+walked once with a budget that counts each *visit* (shared references counted each
+time), a nesting limit, a character budget for strings and a 64-bit limit for ints;
 tensors must be plain dense (strided) tensors whose elements fit their storage.
 
 The same walk runs when saving (raising :class:`~catseg.errors.ConfigError` that names
@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickletools
 import reprlib
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +99,59 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
         return (
             f"declares {tensor.numel()} elements over a storage of {capacity} (overlapping strides)"
         )
+    return None
+
+
+def weight_problem(tensor: torch.Tensor, like: torch.Tensor | None = None) -> str | None:
+    """Why a tensor cannot be a model weight (in place of the model's ``like``), or ``None``.
+
+    Examples:
+        >>> weight_problem(torch.tensor([1.0, float("nan")]))
+        'holds NaN or infinite values'
+        >>> weight_problem(torch.ones(2, dtype=torch.bool), like=torch.zeros(2))
+        'is torch.bool, but the model needs a floating-point tensor'
+    """
+    if (problem := tensor_problem(tensor)) is not None:
+        return problem
+    if tensor.is_complex():
+        return f"is a complex tensor ({tensor.dtype}); model weights are real"
+    if like is not None and like.is_floating_point() != tensor.is_floating_point():
+        kind = "a floating-point" if like.is_floating_point() else "an integer"
+        return f"is {tensor.dtype}, but the model needs {kind} tensor"
+    finite = not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())
+    return None if finite else "holds NaN or infinite values"
+
+
+def pickle_problem(data: bytes) -> str | None:
+    """Why unpickling ``data`` could hang, or ``None``: a tuple of over :data:`MAX_ITEMS` items.
+
+    A dict key is hashed when unpickled: 40 tuples, each holding the one below twice, are
+    2**40 to hash. The opcodes are read, not run; malformed data is left to the unpickler.
+    """
+    stack: list[int] = []  # the items each stack entry expands to (1 for all but tuples)
+    marks: list[int] = []
+    memo: dict[object, int] = {}
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "MARK":
+                marks.append(len(stack))
+            elif op.name.startswith("TUPLE"):
+                start = marks.pop() if op.name == "TUPLE" else len(stack) - int(op.name[-1])
+                stack[start:] = [1 + sum(stack[start:])]
+                if stack[-1] > MAX_ITEMS:
+                    return f"its pickle builds a tuple of more than {MAX_ITEMS} nested items"
+            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                memo[len(memo) if arg is None else arg] = stack[-1]
+            elif op.name.endswith("GET"):
+                stack.append(memo[arg])
+            else:
+                before = op.stack_before
+                if pickletools.markobject in before:
+                    del stack[marks.pop() :]
+                    before = before[: before.index(pickletools.markobject)]
+                stack[len(stack) - len(before) :] = [1] * len(op.stack_after)
+    except (ValueError, KeyError, IndexError):
+        return None
     return None
 
 
@@ -200,6 +255,92 @@ def _too_many(where: str) -> str:
     )
 
 
+# --- torch.save archives ---------------------------------------------------------
+
+ZIP_MAGIC = b"PK\x03\x04"
+MAX_RECORDS = 50_000
+"""Most entries (one per tensor storage) the archive of a checkpoint or weights may hold."""
+_EOCD = b"PK\x05\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
+
+
+def _record_count(path: Path, size: int) -> int | None:
+    """Entries declared by the zip's end-of-central-directory record (None if unreadable)."""
+    with path.open("rb") as handle:
+        tail_start = max(0, size - (1 << 16) - 22)
+        handle.seek(tail_start)
+        tail = handle.read()
+        at = tail.rfind(_EOCD)
+        if at < 0 or len(tail) < at + 22:
+            return None
+        count = int.from_bytes(tail[at + 10 : at + 12], "little")
+        locator = tail.rfind(_EOCD64_LOCATOR, 0, at)
+        if count != 0xFFFF or locator < 0:
+            return count
+        handle.seek(int.from_bytes(tail[locator + 8 : locator + 16], "little"))
+        record = handle.read(56)
+        return int.from_bytes(record[32:40], "little") if len(record) == 56 else None
+
+
+def check_archive(path: Path) -> None:
+    """Refuse, before unpickling, ``torch.save`` archives whose reading could not be bounded.
+
+    Not a zip archive, too many entries, compressed entries (``torch.save`` never
+    compresses; a compressed entry can expand a small file into gigabytes), entries that
+    declare more bytes than the file has, pickled metadata over :data:`MAX_METADATA_BYTES`
+    and pickles that :func:`pickle_problem` refuses.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes), not a catseg checkpoint")
+    if head != ZIP_MAGIC:
+        raise CheckpointError(
+            f"{path} is not a catseg checkpoint: it is not a torch.save zip archive "
+            f"(it starts with bytes {head!r})"
+        )
+    size = path.stat().st_size
+    count = _record_count(path, size)
+    if count is not None and count > MAX_RECORDS:
+        raise CheckpointError(
+            f"{path} is not a catseg checkpoint: its archive declares {count} entries "
+            f"(at most {MAX_RECORDS})"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickled = _check_entries(path, archive.infolist(), size)
+            problem = pickle_problem(archive.read(pickled)) if pickled else None
+    except CheckpointError:  # from _check_entries (a ValueError)
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise CheckpointError(f"{path} is truncated or corrupt: {err}") from None
+    if problem is not None:
+        raise CheckpointError(f"{path} cannot be loaded safely: {problem}")
+
+
+def _check_entries(path: Path, infos: list[zipfile.ZipInfo], size: int) -> zipfile.ZipInfo | None:
+    declared = 0
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(
+                f"{path} is not a catseg checkpoint: archive entry {short(info.filename)} is "
+                "compressed (torch.save writes uncompressed archives)"
+            )
+        declared += info.file_size
+        if info.filename.endswith("/data.pkl") and info.file_size > MAX_METADATA_BYTES:
+            raise CheckpointError(
+                f"{path} holds {info.file_size} bytes of pickled metadata, more than the "
+                f"{MAX_METADATA_BYTES} a catseg checkpoint may (the weights are stored "
+                "beside it and do not count)"
+            )
+    if declared > size:
+        raise CheckpointError(
+            f"{path} is truncated or corrupt: its entries declare {declared} bytes but the "
+            f"file has {size}"
+        )
+    return next((i for i in infos if i.filename.endswith("data.pkl")), None)
+
+
 # --- JSON -------------------------------------------------------------------------
 
 MAX_JSON_BYTES = 1 << 20
@@ -210,8 +351,10 @@ class _RefusedJSONError(CatsegError, ValueError):
     """Raised by the ``json.loads`` hooks; ``parse_json`` turns it into ``fail(message)``."""
 
 
-def _refuse_constant(name: str) -> float:
-    raise _RefusedJSONError(f"{name} is not a finite number")
+def _finite(text: str) -> float:
+    if not math.isfinite(value := float(text)):  # NaN, Infinity, 1e999
+        raise _RefusedJSONError(f"{text[:40]} is not a finite number")
+    return value
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -241,7 +384,8 @@ def parse_json(text: bytes, where: str, fail: Callable[[str], CatsegError]) -> A
     try:
         data = json.loads(
             text.decode("utf-8"),
-            parse_constant=_refuse_constant,
+            parse_constant=_finite,
+            parse_float=_finite,
             object_pairs_hook=_no_duplicates,
         )
     except RecursionError:
@@ -250,24 +394,7 @@ def parse_json(text: bytes, where: str, fail: Callable[[str], CatsegError]) -> A
         message = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise fail(f"{where} is not valid JSON: {message}") from None
     walk_plain(data, where, Budget(), fail)
-    for value in _floats(data):
-        if not math.isfinite(value):  # 1e999 parses to inf
-            raise fail(f"{where} holds the number {value}; only finite numbers are allowed")
     return data
-
-
-def _floats(data: Any) -> list[float]:
-    found: list[float] = []
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            found.append(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
 
 
 def read_json(path: Path, *, limit: int = MAX_JSON_BYTES) -> Any:

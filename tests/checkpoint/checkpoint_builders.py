@@ -107,6 +107,26 @@ def deeply_nested_pickle(depth: int) -> bytes:
     return body + b"u."
 
 
+def shared_tuple_key_pickle(levels: int) -> bytes:
+    """A catseg-tagged payload whose ``extra`` dict has as key a tuple of ``levels`` levels.
+
+    Each level holds the level below twice: ``levels`` tuples in the file, ``2**levels``
+    to hash when the unpickler puts the key into the dict (Python does not cache tuple
+    hashes). The opcodes are written by hand: building the dict here would hash the key.
+    """
+
+    def text(value: str) -> bytes:
+        raw = value.encode()
+        return b"X" + struct.pack("<I", len(raw)) + raw
+
+    key: Any = (0,)
+    for _ in range(levels):
+        key = (key, key)
+    body = b"\x80\x02}(" + text("format") + text("catseg.checkpoint")
+    body += text("format_version") + b"K\x01" + text("extra") + b"}"
+    return body + pickle.dumps(key, protocol=2)[2:-1] + b"K\x01su."
+
+
 def deflate_entries(source: Path, target: Path) -> Path:
     """Copy an archive with every entry deflated (torch.load reads those too)."""
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:

@@ -30,6 +30,7 @@ from checkpoint_builders import (
     deflate_entries,
     good_payload,
     shared_list_bomb,
+    shared_tuple_key_pickle,
     tiny,
     write_archive,
     write_raw,
@@ -47,6 +48,13 @@ _CHILD = textwrap.dedent(
     torch.set_num_threads(1)
     from catseg.checkpoint import load_checkpoint
     from catseg.errors import CatsegError
+    from catseg.models import UNet
+
+    READERS = {  # the two readers of a torch.save file
+        "checkpoint": lambda path: load_checkpoint(path).build_model(),
+        "weights": lambda path: UNet(3, 1, init_features=4, depth=2, encoder_weights=path),
+    }
+    read = READERS[sys.argv[1]]
 
     def vm_bytes():
         with open("/proc/self/status") as status:
@@ -57,10 +65,12 @@ _CHILD = textwrap.dedent(
 
     limit = vm_bytes() + (1 << 30)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    for path in sys.argv[1:]:
+    seconds = int(time.process_time()) + 60  # a hang is killed (SIGXCPU), not waited for
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+    for path in sys.argv[2:]:
         wall, cpu = time.perf_counter(), time.process_time()
         try:
-            load_checkpoint(path).build_model()
+            read(path)
             outcome, message = "loaded", ""
         except CatsegError as err:
             outcome, message = type(err).__name__, str(err)
@@ -171,6 +181,10 @@ SAVED: dict[str, tuple[Callable[[Path, dict[str, Any]], Any], str]] = {
         _with_state("head.bias", torch.zeros(1, dtype=torch.int64)),
         r"weight 'head.bias' is torch.int64, but the model needs a floating-point tensor",
     ),
+    "nan-weight.pt": (
+        _with_state("head.bias", torch.tensor([float("nan")])),
+        r"state_dict\['head.bias'\] holds NaN or infinite values",
+    ),
     "expanded-2**40.pt": (
         _tampered(extra={"x": torch.zeros(1).expand(1 << 40)}),
         r"field 'extra'\['x'\] declares 1099511627776 elements over a storage of 1",
@@ -191,7 +205,10 @@ def _write_crafted(folder: Path) -> dict[str, str]:
     torch.save({**good_payload(folder), "extra": {"x": [0] * 100_000}}, folder / "plain.pt")
     deflate_entries(folder / "plain.pt", folder / "deflated.pt")
     (folder / "plain.pt").unlink()
+    write_archive(folder / "tuple-key-2**40.pt", shared_tuple_key_pickle(40), [])
     return {
+        "tuple-key-2**40.pt": r"tuple-key-2\*\*40\.pt cannot be loaded safely: its pickle builds "
+        r"a tuple of more than 200000 nested items",
         "declared-4TB.pt": r"is truncated or corrupt: record size \(16 bytes\) does not match",
         "nested-100000.pt": r"field 'extra'(\[0\])+ is nested more than 32 levels deep",
         "deflated.pt": r"archive entry '.*data.pkl' is compressed \(torch.save writes uncompressed",
@@ -209,9 +226,14 @@ def test_hostile_files_are_refused_fast_in_bounded_memory(tmp_path: Path) -> Non
     torch.save({**payload, "extra": {"x": [[] for _ in range(70_000)]}}, tmp_path / "max.pt")
     assert 400_000 < _metadata_size(tmp_path / "max.pt") < _bounds.MAX_METADATA_BYTES
     expected["max.pt"] = "loaded"
-    files = [str(tmp_path / name) for name in expected]
+    _check_in_child("checkpoint", tmp_path, expected)
+
+
+def _check_in_child(reader: str, folder: Path, expected: dict[str, str]) -> None:
+    """Read each file with ``reader`` in a child with 1 GiB of memory; 2 s of CPU each."""
+    files = [str(folder / name) for name in expected]
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, *files],
+        [sys.executable, "-c", _CHILD, reader, *files],
         capture_output=True,
         text=True,
         timeout=300,
@@ -240,6 +262,43 @@ def test_hostile_files_are_refused_fast_in_bounded_memory(tmp_path: Path) -> Non
         assert row["wall"] < 20.0, row
 
 
+def test_hostile_weight_files_are_refused_fast_in_bounded_memory(tmp_path: Path) -> None:
+    # UNet(encoder_weights=path) reads a torch.save file within the checkpoint's bounds.
+    # Before, the tuple key hung, the bomb hung in building a message, and 60,000 tensors
+    # were all read before their names were refused.
+    payload = good_payload(tmp_path)
+    encoder = {k: v for k, v in payload["state_dict"].items() if k.startswith("encoder.")}
+    config = payload["model_config"]
+    files: dict[str, tuple[Any, str]] = {
+        "mean-bomb.pth": (
+            {**payload, "mean": shared_list_bomb(40)},
+            r"mean-bomb\.pth\['mean'\](\[1\])+ is nested more than 32 levels deep",
+        ),
+        "preprocessing-bomb.pth": (
+            {
+                **payload,
+                "model_config": {**config, "preprocessing": {"mean": shared_list_bomb(40)}},
+            },
+            r"preprocessing-bomb\.pth\['model_config'\]\['preprocessing'\]\['mean'\].* is nested",
+        ),
+        "plain-bomb.pth": (
+            {**encoder, "mean": shared_list_bomb(40)},
+            r"plain-bomb\.pth\['mean'\](\[1\])+ is nested more than 32 levels deep",
+        ),
+        "many-tensors.pth": (
+            {f"t{i}": torch.zeros(1) for i in range(60_000)},
+            r"many-tensors\.pth is not a catseg checkpoint: its archive declares 6000\d entries "
+            r"\(at most 50000\)",
+        ),
+    }
+    expected = {name: pattern for name, (_, pattern) in files.items()}
+    for name, (content, _) in files.items():
+        torch.save(content, tmp_path / name)
+    write_archive(tmp_path / "tuple-key.pt", shared_tuple_key_pickle(40), [])
+    expected["tuple-key.pt"] = r"its pickle builds a tuple of more than 200000 nested items"
+    _check_in_child("weights", tmp_path, expected)
+
+
 def _metadata_size(path: Path) -> int:
     with zipfile.ZipFile(path) as archive:
         return next(i.file_size for i in archive.infolist() if i.filename.endswith("data.pkl"))
@@ -255,7 +314,7 @@ def test_file_device_tags_are_ignored_tensors_go_to_map_location(tmp_path: Path)
     tag = {"format": "catseg.checkpoint", "format_version": 1}
     tensors = {f"t{i}": RawTensor(s, (2,), (1,)) for i, s in enumerate(storages)}
     write_raw(tmp_path / "gpu.pt", {**tag, "extra": tensors}, storages)
-    data = _files.read_archive(tmp_path / "gpu.pt", None)
+    data = _files.read_archive(tmp_path / "gpu.pt", torch.device("cpu"))
     assert [t.tolist() for t in data["extra"].values()] == [[1.0, 1.0], [1.0, 1.0]]
     assert {t.device.type for t in data["extra"].values()} == {"cpu"}
 
@@ -297,10 +356,10 @@ def test_too_many_archive_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     path = save_checkpoint(tmp_path / "ok.pt", tiny())
     with zipfile.ZipFile(path) as archive:
         entries = len(archive.infolist())
-    monkeypatch.setattr(_files, "MAX_RECORDS", entries - 1)
+    monkeypatch.setattr(_bounds, "MAX_RECORDS", entries - 1)
     with pytest.raises(CheckpointError, match=rf"its archive declares {entries} entries \(at most"):
         load_checkpoint(path)
-    monkeypatch.setattr(_files, "MAX_RECORDS", entries)
+    monkeypatch.setattr(_bounds, "MAX_RECORDS", entries)
     load_checkpoint(path)
 
 
@@ -310,7 +369,10 @@ def test_saving_refuses_what_loading_would_refuse(tmp_path: Path) -> None:
         ({"extra": {"x": shared_list_bomb(40)}}, r"extra\['x'\](\[1\])+ is nested more than 32"),
         ({"extra": {"n": -(1 << 64)}}, r"extra\['n'\] is an int of 65 bits"),
         ({"extra": {"s": torch.zeros(2).to_sparse()}}, r"extra\['s'\] is a sparse_coo tensor"),
-        ({"training_state": {"x": [[] for _ in range(100_000)]}}, r"pickle to \d+ bytes, more"),
+        (
+            {"training_state": {"x": [[] for _ in range(100_000)]}},
+            r"^the checkpoint holds \d+ bytes of pickled metadata, more than the 524288",
+        ),
         ({"extra": [1, 2]}, r"extra must be a dict or None, got list"),
     ]
     for changes, message in cases:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +16,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import catseg
 from catseg.data import VOCSegmentationDataset, make_synthetic_voc
 from catseg.errors import (
     CheckpointError,
     ConfigError,
+    ExportError,
     MissingFileError,
     OptionalDependencyError,
 )
@@ -197,3 +203,74 @@ def test_missing_extra_names_it(
     monkeypatch.setitem(sys.modules, missing, None)
     with pytest.raises(OptionalDependencyError, match=r"pip install \"catseg\[onnx\]\""):
         quantize_onnx(quantised.fp32, tmp_path / "o.onnx", calibration_images=quantised.calibration)
+
+
+_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    import torch
+    from catseg.errors import CatsegError
+    from catseg.export import quantize_onnx
+
+    with open("/proc/self/status") as status:
+        vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30),) * 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (int(time.process_time()) + 60,) * 2)
+    cpu = time.process_time()
+    try:
+        quantize_onnx(sys.argv[1], sys.argv[2], calibration_images=[torch.rand(3, 64, 64)])
+        outcome = "written"
+    except CatsegError as err:
+        outcome = f"{type(err).__name__}: {err}"
+    print(json.dumps({"outcome": outcome, "cpu": time.process_time() - cpu}))
+    """
+)
+
+
+def test_int8_file_without_its_marker_is_refused_fast(quantised: Quantised, tmp_path: Path) -> None:
+    # Before: with the `quantization` metadata entry removed, onnxruntime's quantiser
+    # looped forever on the int8 graph. Now the graph itself is read: refused at once.
+    model = onnx.load(str(quantised.int8))
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != QUANTIZATION_KEY]
+    del model.metadata_props[:]
+    for key, value in kept:
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(tmp_path / "stripped.onnx"))
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tmp_path / "stripped.onnx"), str(tmp_path / "o.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(Path(catseg.__file__).parents[1]),
+        },
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads(proc.stdout.splitlines()[-1])
+    assert row["outcome"].startswith("CheckpointError: "), row
+    assert (
+        "stripped.onnx' is already quantised (it holds QuantizeLinear/DequantizeLinear"
+        in (row["outcome"])
+    )
+    assert row["cpu"] < 2.0, row
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_unwritable_destinations_are_named(quantised: Quantised, tmp_path: Path) -> None:
+    images = quantised.calibration[:1]
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ConfigError, match=r"out is a folder; give a file name"):
+        quantize_onnx(quantised.fp32, tmp_path / "out", calibration_images=images)
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    with pytest.raises(ExportError, match=r"cannot write .*notes\.txt/o\.onnx: "):
+        quantize_onnx(quantised.fp32, tmp_path / "notes.txt" / "o.onnx", calibration_images=images)
+    if os.geteuid() != 0:  # root writes into read-only folders
+        (tmp_path / "ro").mkdir(mode=0o555)
+        with pytest.raises(ExportError, match=r"cannot write .*ro/o\.onnx: Permission denied"):
+            quantize_onnx(quantised.fp32, tmp_path / "ro" / "o.onnx", calibration_images=images)
+    assert (
+        sorted(p.name for p in tmp_path.iterdir())
+        == ["notes.txt", "out", "ro"][: 3 if os.geteuid() != 0 else 2]
+    )

@@ -66,6 +66,25 @@ def _config(**changes: Any) -> Callable[[dict[str, Any]], Any]:
     return lambda payload: {**payload["model_config"], **changes}
 
 
+def _encoder_weights(key: str, tensor: torch.Tensor, *, file: bool) -> Callable[[Path], Any]:
+    """Build a tiny UNet from its own encoder's weights with ``key`` replaced by ``tensor``."""
+
+    def call(tmp: Path) -> Any:
+        state = {**UNet(3, 1, init_features=4, depth=2).encoder.state_dict(), key: tensor}
+        if file:
+            torch.save(state, tmp / "weights.pth")
+        return UNet(
+            3, 1, init_features=4, depth=2, encoder_weights=tmp / "weights.pth" if file else state
+        )
+
+    return call
+
+
+_STEM = "blocks.0.0.weight"  # (4, 3, 3, 3): the first convolution
+_NAN, _COUNTER = torch.full((4, 3, 3, 3), float("nan")), "blocks.0.1.num_batches_tracked"
+_INF = torch.full((4, 3, 3, 3), float("inf"))
+
+
 def _deflated(tmp: Path) -> Any:
     source = save_checkpoint(tmp / "ok.pt", tiny())
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp / "zipped.pt", "w", 8) as zout:
@@ -162,6 +181,50 @@ ROWS: list[Row] = [
     Row("checkpoint-map-location-callable", _map_location(lambda s, loc: s),
         "CheckpointError naming the type", CheckpointError,
         r"map_location must be None, a device name .* of type function"),
+    # One rule for the weights of a checkpoint and of encoder_weights= (issue 27, class 6):
+    # before, these loaded silently through encoder_weights= (complex lost its imaginary part).
+    Row("checkpoint-nan-weight",
+        _hostile("state_dict", _weight(torch.tensor([float("nan")]))),
+        "CheckpointError naming the weight", CheckpointError,
+        r"downloaded\.pt is a corrupt catseg checkpoint: state_dict\['head.bias'\] holds NaN or "
+        r"infinite values"),
+    Row("checkpoint-bool-weight", _hostile("state_dict", _weight(torch.ones(1, dtype=torch.bool))),
+        "CheckpointError naming the weight and the dtype", CheckpointError,
+        r"weight 'head.bias' is torch.bool, but the model needs a floating-point tensor"),
+    Row("encoder-weights-nan-file", _encoder_weights(_STEM, _NAN, file=True),
+        "CheckpointError naming the file and the weight", CheckpointError,
+        r"weights\.pth: weight 'blocks.0.0.weight' holds NaN or infinite values"),
+    Row("encoder-weights-inf", _encoder_weights(_STEM, -_INF, file=False),
+        "CheckpointError naming the weight", CheckpointError,
+        r"the given state dict: weight 'blocks.0.0.weight' holds NaN or infinite values"),
+    Row("encoder-weights-integer-file",
+        _encoder_weights(_STEM, torch.ones(4, 3, 3, 3, dtype=torch.int64), file=True),
+        "CheckpointError (was: loaded as 1.0)", CheckpointError,
+        r"weight 'blocks.0.0.weight' is torch.int64, but the model needs a floating-point tensor"),
+    Row("encoder-weights-bool", _encoder_weights(_STEM, torch.ones(4, 3, 3, 3).bool(), file=False),
+        "CheckpointError (was: loaded as 1.0)", CheckpointError,
+        r"weight 'blocks.0.0.weight' is torch.bool, but the model needs a floating-point tensor"),
+    Row("encoder-weights-complex-file",
+        _encoder_weights(_STEM, torch.ones(4, 3, 3, 3, dtype=torch.complex64), file=True),
+        "CheckpointError (was: the imaginary part dropped with a torch warning)", CheckpointError,
+        r"weight 'blocks.0.0.weight' is a complex tensor \(torch.complex64\); model weights are"),
+    Row("encoder-weights-float-counter",
+        _encoder_weights(_COUNTER, torch.tensor(3.0), file=False),
+        "CheckpointError: the model's counter is an integer", CheckpointError,
+        r"weight 'blocks.0.1.num_batches_tracked' is torch.float32, but the model needs an "
+        r"integer tensor"),
+    Row("encoder-weights-sparse",
+        _encoder_weights(_STEM, torch.zeros(4, 3, 3, 3).to_sparse(), file=False),
+        "CheckpointError (was: a bare RuntimeError)", CheckpointError,
+        r"weight 'blocks.0.0.weight' is a sparse_coo tensor \(only dense tensors\)"),
+    Row("encoder-weights-meta",
+        _encoder_weights(_STEM, torch.zeros(4, 3, 3, 3, device="meta"), file=False),
+        "CheckpointError (was: a bare NotImplementedError)", CheckpointError,
+        r"weight 'blocks.0.0.weight' is a meta tensor \(it holds no values\)"),
+    Row("encoder-weights-integer-counter-loads",
+        _encoder_weights(_COUNTER, torch.tensor(7), file=True),
+        "loads: the counter is an integer in the model too",
+        check=lambda model: int(model.encoder.state_dict()[_COUNTER]) == 7),
     Row("meta-from-dataset-through-compose-resize",
         _meta(Subset(_Declared(CLASSES, 64, tfm.Compose([tfm.Resize((32, 48))])), [0])),
         "the size after Resize, not the dataset's 64",

@@ -23,13 +23,10 @@ File layout (format version 1) — one ``torch.save`` zip archive holding a dict
 Writes are atomic (:func:`catseg._files.atomic_write`): a crash or a kill during the
 save leaves the previous checkpoint intact.
 
-Loading treats the file as untrusted input and bounds the work it may cause: the
-archive is checked before unpickling (no compressed entries, at most 512 KiB of pickled
-metadata beside the weights), every field is walked once within a budget of items,
-nesting and characters (so shared-reference "list bombs" are refused in milliseconds),
-tensors must be dense, non-quantized and (for weights) real, and
-:meth:`Checkpoint.build_model` bounds the model a config may build and checks it
-against the weights present before allocating anything.
+Loading treats the file as untrusted input (:mod:`catseg._bounds`): the archive and its
+pickle are checked before unpickling, every field is walked once within a budget (list
+bombs are refused in milliseconds), weights must be dense, real and finite, and
+:meth:`Checkpoint.build_model` checks the config against the weights on the meta device.
 
 Examples:
     >>> import tempfile
@@ -58,16 +55,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from catseg._bounds import MAX_NAME_CHARS, Budget, short, walk_plain
+from catseg._bounds import (
+    MAX_NAME_CHARS,
+    Budget,
+    check_archive,
+    short,
+    walk_plain,
+    weight_problem,
+)
 from catseg._files import atomic_write
 from catseg._modules import unwrap_model
 from catseg._version import catseg_version
-from catseg.checkpoint._checks import (
-    check_plain,
-    check_weights_fit,
-    weight_problem,
+from catseg.checkpoint._checks import check_weights_fit
+from catseg.checkpoint._files import (
+    check_map_location,
+    describe,
+    read_archive,
 )
-from catseg.checkpoint._files import check_metadata_size, describe, read_archive
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.models import UNet
 from catseg.models.config import UNetConfig, read_config
@@ -132,7 +136,9 @@ class Checkpoint:
             with torch.device("meta"):
                 reference = UNet.from_config(self.config)
             check_weights_fit(reference, self.state_dict, what=f"{where}'s weights")
-            _check_weight_kinds(reference, self.state_dict, where)
+            for name, like in reference.state_dict().items():
+                if (problem := weight_problem(self.state_dict[name], like)) is not None:
+                    raise CheckpointError(f"{where}'s weight {name!r} {problem}")
         except CheckpointError:
             raise
         except CatsegError as err:
@@ -213,28 +219,17 @@ def save_checkpoint(
         if value is not None and not isinstance(value, Mapping):
             raise ConfigError(f"{name} must be a dict or None, got {type(value).__name__}")
         payload[name] = None if value is None else dict(value)
-        check_plain(payload[name], name)
+        walk_plain(payload[name], name, Budget(), ConfigError)
     payload["extra"] = payload["extra"] or {}
     return atomic_write(Path(path), lambda tmp: _save(payload, tmp))
 
 
 def _save(payload: dict[str, Any], tmp: Path) -> None:
     torch.save(payload, tmp)
-    check_metadata_size(tmp)
-
-
-def _check_weight_kinds(
-    reference: nn.Module, state: Mapping[str, torch.Tensor], where: str
-) -> None:
-    """Refuse weights of another kind (float vs integer) than the model's, naming the first."""
-    for name, expected in reference.state_dict().items():
-        given = state[name]
-        problem = weight_problem(given)
-        if problem is None and expected.is_floating_point() != given.is_floating_point():
-            kind = "floating-point" if expected.is_floating_point() else "integer"
-            problem = f"is {given.dtype}, but the model needs a {kind} tensor"
-        if problem is not None:
-            raise CheckpointError(f"{where}'s weight {name!r} {problem}")
+    try:
+        check_archive(tmp)
+    except CheckpointError as err:  # what loading would refuse
+        raise ConfigError(str(err).replace(str(tmp), "the checkpoint")) from None
 
 
 class _Reader:
@@ -283,8 +278,7 @@ class _Reader:
         for key, tensor in state.items():
             if not isinstance(tensor, torch.Tensor):
                 raise self.corrupt(f"state_dict holds non-tensors ({key!r} is {short(tensor)})")
-            problem = weight_problem(tensor)
-            if problem is not None:
+            if (problem := weight_problem(tensor)) is not None:
                 raise self.corrupt(f"state_dict[{key!r}] {problem}")
         return dict(state)
 
@@ -329,7 +323,7 @@ def load_checkpoint(
             is empty, truncated or corrupt; not a catseg checkpoint (e.g. a plain
             state_dict or another kind of file); holds pickled objects outside the safe
             set; holds more than a checkpoint may (nesting, items, metadata size) or
-            tensors that cannot be weights (sparse, quantized, complex); or was written
+            tensors that cannot be weights (sparse, complex, NaN); or was written
             with a newer format version than this catseg reads. The message says what
             was found.
 
@@ -344,7 +338,7 @@ def load_checkpoint(
         catseg.errors.CheckpointError: ...notes.pt is not a catseg checkpoint: ...
     """
     file = Path(path)
-    data = read_archive(file, map_location)
+    data = read_archive(file, check_map_location(map_location))
     if not isinstance(data, dict) or data.get("format") != _FORMAT_TAG:
         raise CheckpointError(f"{file} is not a catseg checkpoint: it holds {describe(data)}")
     reader = _Reader(file, data)
@@ -352,9 +346,7 @@ def load_checkpoint(
     reader.walk()
     state = reader.state_dict()
     config = dict(reader.field("model_config", (dict,)))
-    training = data.get("training_state")
-    if training is not None and not isinstance(training, dict):
-        raise reader.corrupt(f"field 'training_state' is {type(training).__name__}, expected dict")
+    training = reader.field("training_state", (dict, type(None)))
     return Checkpoint(
         config=read_config(config, file),
         state_dict=state,

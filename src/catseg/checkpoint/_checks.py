@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
-from catseg._bounds import Budget, tensor_problem, walk_plain
-from catseg.errors import CheckpointError, ConfigError
+from catseg.errors import CheckpointError
 
 
 def _numel(shape: Sequence[int]) -> int:
@@ -44,18 +42,3 @@ def check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], *, wh
         f"{what} do not match the model config: {', '.join(parts)} (the config builds "
         f"{wanted} weight values, the file holds {held})"
     )
-
-
-def weight_problem(tensor: torch.Tensor) -> str | None:
-    """Why a tensor cannot be a model weight, or ``None`` if it can."""
-    problem = tensor_problem(tensor)
-    if problem is not None:
-        return problem
-    if tensor.is_complex():
-        return f"is a complex tensor ({tensor.dtype}); model weights are real"
-    return None
-
-
-def check_plain(value: Any, where: str) -> None:
-    """Refuse anything ``load_checkpoint`` would not read back (a ConfigError naming it)."""
-    walk_plain(value, where, Budget(), ConfigError)

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from catseg._bounds import MAX_METADATA_BYTES, short
+from catseg._bounds import check_archive, short
 from catseg._runtime import quiet_warnings
-from catseg.errors import CheckpointError, ConfigError, MissingFileError
-
-ZIP_MAGIC = b"PK\x03\x04"
-
-
-def check_metadata_size(path: Path) -> None:
-    with zipfile.ZipFile(path) as archive:
-        sizes = [i.file_size for i in archive.infolist() if i.filename.endswith("/data.pkl")]
-    if sizes and sizes[0] > MAX_METADATA_BYTES:
-        raise ConfigError(
-            f"extra and training_state pickle to {sizes[0]} bytes, more than the "
-            f"{MAX_METADATA_BYTES} a checkpoint may hold beside its weights; store large "
-            "lists of numbers as tensors"
-        )
+from catseg.errors import CheckpointError, MissingFileError
 
 
 def describe(obj: Any) -> str:
@@ -39,12 +25,6 @@ def describe(obj: Any) -> str:
             )
         return f"a dict with keys {short(keys[:5])} but no 'format' tag"
     return f"a {type(obj).__qualname__}"
-
-
-MAX_RECORDS = 50_000
-"""Most entries (one per tensor storage) the zip archive of a checkpoint may hold."""
-_EOCD = b"PK\x05\x06"
-_EOCD64_LOCATOR = b"PK\x06\x07"
 
 
 def check_map_location(value: object) -> torch.device:
@@ -85,80 +65,12 @@ def check_map_location(value: object) -> torch.device:
     return device
 
 
-def _record_count(path: Path, size: int) -> int | None:
-    """Entries declared by the zip's end-of-central-directory record (None if unreadable)."""
-    with path.open("rb") as handle:
-        tail_start = max(0, size - (1 << 16) - 22)
-        handle.seek(tail_start)
-        tail = handle.read()
-        at = tail.rfind(_EOCD)
-        if at < 0 or len(tail) < at + 22:
-            return None
-        count = int.from_bytes(tail[at + 10 : at + 12], "little")
-        locator = tail.rfind(_EOCD64_LOCATOR, 0, at)
-        if count != 0xFFFF or locator < 0:
-            return count
-        handle.seek(int.from_bytes(tail[locator + 8 : locator + 16], "little"))
-        record = handle.read(56)
-        return int.from_bytes(record[32:40], "little") if len(record) == 56 else None
-
-
-def check_archive(path: Path) -> None:
-    """Refuse, before unpickling, archives whose reading could not be bounded.
-
-    Too many entries, compressed entries (``torch.save`` never compresses; a compressed
-    entry can expand a small file into gigabytes), entries that declare more bytes than
-    the file has, and pickled metadata over :data:`MAX_METADATA_BYTES`.
-    """
-    size = path.stat().st_size
-    count = _record_count(path, size)
-    if count is not None and count > MAX_RECORDS:
-        raise CheckpointError(
-            f"{path} is not a catseg checkpoint: its archive declares {count} entries "
-            f"(at most {MAX_RECORDS})"
-        )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt: {err}") from None
-    declared = 0
-    for info in infos:
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise CheckpointError(
-                f"{path} is not a catseg checkpoint: archive entry {short(info.filename)} is "
-                "compressed (torch.save writes uncompressed archives)"
-            )
-        declared += info.file_size
-        if info.filename.endswith("/data.pkl") and info.file_size > MAX_METADATA_BYTES:
-            raise CheckpointError(
-                f"{path} holds {info.file_size} bytes of pickled metadata, more than the "
-                f"{MAX_METADATA_BYTES} a catseg checkpoint may (the weights are stored "
-                "beside it and do not count)"
-            )
-    if declared > size:
-        raise CheckpointError(
-            f"{path} is truncated or corrupt: its entries declare {declared} bytes but the "
-            f"file has {size}"
-        )
-
-
-def read_archive(path: Path, map_location: object) -> Any:
+def read_archive(path: Path, device: torch.device) -> Any:
     """``torch.load(weights_only=True)`` of a checked archive; every failure a CheckpointError."""
-    device = check_map_location(map_location)
     if not path.exists():
         raise MissingFileError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise CheckpointError(f"{path} is not a file (expected a catseg checkpoint)")
-    with path.open("rb") as handle:
-        head = handle.read(4)
-    if not head:
-        raise CheckpointError(f"{path} is empty (0 bytes), not a catseg checkpoint")
-    if head != ZIP_MAGIC:
-        raise CheckpointError(
-            f"{path} is not a catseg checkpoint: it is not a torch.save zip archive "
-            f"(it starts with bytes {head!r})"
-        )
     check_archive(path)
     try:
         # A hostile file may hold tensors (quantized ...) whose rebuilding warns; they are

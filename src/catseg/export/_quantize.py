@@ -28,6 +28,7 @@ QUANTIZATION_KEY = "quantization"
 """Metadata key that marks a quantised file; its value describes the quantisation."""
 
 _METHODS: tuple[CalibrationMethod, ...] = ("minmax", "entropy", "percentile")
+_QDQ = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul")
 _ORT_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
@@ -71,18 +72,15 @@ class _Reader:
         self._images = images
         self._runner = runner
         self._iterator = _calibration_tensors(images, runner)
-        self.count = 0
 
     def get_next(self) -> dict[str, Any] | None:
         item = next(self._iterator, None)
         if item is None:
             return None
-        self.count += 1
         return {self._runner.input_name: item[1].numpy()}
 
     def rewind(self) -> None:
         self._iterator = _calibration_tensors(self._images, self._runner)
-        self.count = 0
 
 
 def _path(name: str, value: object) -> Path:
@@ -240,7 +238,8 @@ def quantize_onnx(
         MissingFileError: If ``src_onnx`` does not exist.
         CheckpointError: If ``src_onnx`` is not a loadable ONNX model or already
             quantised.
-        ExportError: If onnxruntime fails to quantise it or the result does not load.
+        ExportError: If onnxruntime fails to quantise it, the result does not load, or
+            ``dst_onnx`` cannot be written (a read-only folder, a parent that is a file).
         OptionalDependencyError: If onnx or onnxruntime is not installed.
 
     Examples:
@@ -268,12 +267,15 @@ def quantize_onnx(
         "method": check.check_choice("method", method, _METHODS),
     }
     preprocess = check.check_bool("preprocess", preprocess)
-    require("onnx", "onnx")
+    onnx = require("onnx", "onnx")
     runner = OnnxRunner(src, providers=["CPUExecutionProvider"])
-    if QUANTIZATION_KEY in runner.metadata:
+    graph = onnx.load(str(src), load_external_data=False).graph  # onnxruntime loops on int8
+    if any(n.op_type in _QDQ for n in graph.node) or any(
+        t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) for t in graph.initializer
+    ):
         raise CheckpointError(
-            f"{str(src)!r} is already quantised (metadata {QUANTIZATION_KEY!r} = "
-            f"{runner.metadata[QUANTIZATION_KEY]!r}); quantise the fp32 file instead"
+            f"{str(src)!r} is already quantised (it holds QuantizeLinear/DequantizeLinear "
+            "nodes or int8 weights); quantise the fp32 file instead"
         )
     reader = _Reader(images, runner)
 
@@ -294,4 +296,9 @@ def quantize_onnx(
         except CatsegError as err:
             raise ExportError(f"the quantised model does not load: {err}") from err
 
-    return atomic_write(dst, write)
+    try:
+        return atomic_write(dst, write)
+    except CatsegError:
+        raise
+    except OSError as err:  # a read-only folder, a full disk, a parent that is a file
+        raise ExportError(f"cannot write {dst}: {err.strerror or err}") from err

@@ -139,12 +139,12 @@ class OnnxRunner:
         self.output_name: str = outputs[0].name
         self._input_shape: list[Any] = list(inputs[0].shape)
         out_shape = list(outputs[0].shape)
-        num_classes = _static_dim(out_shape[1]) if len(out_shape) == 4 else None
+        num_classes = self.static_dim(out_shape[1]) if len(out_shape) == 4 else None
         if num_classes is None:
             raise CheckpointError(
                 f"{self.path}: cannot tell the number of classes (output shape {out_shape})"
             )
-        channels = _static_dim(self._input_shape[1])
+        channels = self.static_dim(self._input_shape[1])
         self.config = _read_record(self.metadata, self.path, channels, num_classes)
         """The model's record (classes, mode, image size, threshold, normalisation)."""
         self.in_channels: int = self.config.in_channels
@@ -184,7 +184,7 @@ class OnnxRunner:
             >>> OnnxRunner.static_dim(0) is None
             True
         """
-        return _static_dim(dim)
+        return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
 
     def __repr__(self) -> str:
         return (
@@ -217,7 +217,7 @@ class OnnxRunner:
         if x.ndim != 4:
             raise ShapeError(f"OnnxRunner expects (N, C, H, W) images, got shape {tuple(x.shape)}")
         for axis, (got, want) in enumerate(zip(x.shape, self._input_shape, strict=True)):
-            expected = _static_dim(want)
+            expected = self.static_dim(want)
             if expected is not None and got != expected:
                 raise ShapeError(
                     f"{self.path.name} expects input shape {self._input_shape} "
@@ -237,10 +237,6 @@ class OnnxRunner:
                 f"{type(err).__name__}: {err}"
             ) from err
         return torch.from_numpy(out).to(x.device)
-
-
-def _static_dim(dim: object) -> int | None:
-    return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else None
 
 
 def _parse(props: Mapping[str, str], path: Path) -> dict[str, Any]:

@@ -29,7 +29,9 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
+from catseg._bounds import Budget, check_archive, short, walk_plain, weight_problem
 from catseg.errors import CheckpointError, ConfigError, MissingFileError, OptionalDependencyError
+from catseg.models.config import read_config
 from catseg.models.encoders._foreign import foreign_errors
 from catseg.models.preprocessing import Preprocessing
 
@@ -74,35 +76,18 @@ def _check_tensors(data: Mapping[Any, Any], where: str) -> dict[str, Tensor]:
     bad = [k for k, v in data.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
         raise CheckpointError(
-            f"{where} is not a state dict (names → tensors): entries {bad[:_SHOWN]!r} are "
-            f"not; top-level keys: {list(data)[:_SHOWN]!r}"
+            f"{where} is not a state dict (names → tensors): entries {short(bad)} are "
+            f"not; top-level keys: {short(list(data))}"
         )
     return dict(data)
-
-
-def _from_catseg_checkpoint(
-    data: Mapping[str, Any], where: str
-) -> tuple[dict[str, Tensor], Preprocessing | None]:
-    state = data.get("state_dict")
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{where} is a catseg checkpoint without a state_dict")
-    encoder = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
-    if not encoder:
-        raise CheckpointError(f"{where} is a catseg checkpoint with no encoder.* weights")
-    record = None
-    config = data.get("model_config")
-    if isinstance(config, Mapping) and config.get("preprocessing") is not None:
-        record = Preprocessing.from_dict(config["preprocessing"])
-    elif isinstance(data.get("mean"), list | tuple) and isinstance(data.get("std"), list | tuple):
-        stored = Preprocessing(tuple(data["mean"]), tuple(data["std"]))
-        record = None if stored.is_identity else stored
-    return _check_tensors(encoder, where), record
 
 
 def read_weights_file(
     path: str | os.PathLike[str],
 ) -> tuple[dict[str, Tensor], Preprocessing | None]:
     """Read a state dict, a ``.safetensors`` file or a catseg checkpoint safely.
+
+    A ``torch.save`` file is read as :func:`~catseg.checkpoint.load_checkpoint` reads one.
 
     Returns:
         ``(state_dict, preprocessing)``, the preprocessing recorded by a catseg
@@ -111,8 +96,8 @@ def read_weights_file(
     Raises:
         MissingFileError: If the file does not exist.
         OptionalDependencyError: For a ``.safetensors`` file without ``safetensors``.
-        CheckpointError: If the file is unreadable, holds pickled objects outside
-            ``torch.load(weights_only=True)``'s safe set, or is not a state dict.
+        CheckpointError: If the file is unreadable, over the bounds, holds pickled objects
+            outside ``torch.load(weights_only=True)``'s safe set, or is not a state dict.
 
     Examples:
         >>> import tempfile, torch
@@ -136,6 +121,7 @@ def read_weights_file(
         with foreign_errors(CheckpointError, f"{file} is not a readable safetensors file"):
             tensors = load_file(str(file), device="cpu")
         return _check_tensors(tensors, str(file)), None
+    check_archive(file)
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, BadZipFile, KeyError ...
@@ -145,9 +131,15 @@ def read_weights_file(
         ) from err
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{file} holds a {type(data).__name__}, expected a state dict")
-    if data.get("format") == _CHECKPOINT_TAG:
-        return _from_catseg_checkpoint(data, str(file))
-    return _check_tensors(data, str(file)), None
+    walk_plain(data, str(file), Budget(), CheckpointError)
+    if data.get("format") != _CHECKPOINT_TAG:
+        return _check_tensors(data, str(file)), None
+    state, config = data.get("state_dict"), read_config(data.get("model_config"), file)
+    state = state if isinstance(state, Mapping) else {}
+    encoder = {k[8:]: v for k, v in state.items() if str(k).startswith("encoder.")}
+    if not encoder:
+        raise CheckpointError(f"{file} is a catseg checkpoint with no encoder.* weights")
+    return _check_tensors(encoder, str(file)), config.preprocessing
 
 
 def _resolve(
@@ -230,14 +222,16 @@ def _match(
     expected = encoder.state_dict()
     ignored = tuple(getattr(encoder, "ignored_weights", ()))
     state = {k: v for k, v in state.items() if not (ignored and k.startswith(ignored))}
+    for key, value in state.items():
+        if (problem := weight_problem(value, expected.get(key))) is not None:
+            raise CheckpointError(f"{where}: weight {key!r} {problem}")
     stem = getattr(encoder, "stem_weight", None)
     if isinstance(stem, str) and stem in state and stem in expected:
         have, want = state[stem], expected[stem]
         if have.ndim == 4 and have.shape[1] != want.shape[1] == in_channels:
             state[stem] = adapt_stem_weight(have, in_channels)
-    for key, value in expected.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.zeros_like(value)
+    counters = [k for k in expected if k.endswith("num_batches_tracked") and k not in state]
+    state.update({k: torch.zeros_like(expected[k]) for k in counters})
     check_state_keys(
         expected, state, f"{where} into {type(encoder).__name__} (in_channels={in_channels})"
     )
