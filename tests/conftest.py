@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -87,14 +88,28 @@ def one_thread() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without a CUDA GPU, skip the ``gpu`` tests, saying why in the summary.
+    """Without a CUDA GPU, deselect the ``gpu`` tests; the summary says why.
 
     They are the GPU half of the suite, run by ``benchmarks/gpu_checks.py`` on a CUDA
-    machine; CI has none, and only these and the timm/torchvision tests may skip there.
+    machine; CI has none, and only the timm/torchvision tests may skip there.
     """
     if torch.cuda.is_available():
         return
-    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (run by benchmarks/gpu_checks.py)")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(no_gpu)
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if gpu:
+        items[:] = [item for item in items if "gpu" not in item.keywords]
+        config.hook.pytest_deselected(items=gpu)
+        config.stash[_GPU_DESELECTED] = len(gpu)
+
+
+_GPU_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Name the reason for the deselected GPU tests in the summary."""
+    count = config.stash.get(_GPU_DESELECTED, 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} gpu tests deselected: no CUDA GPU here (they run by "
+            "benchmarks/gpu_checks.py on a CUDA machine)"
+        )
