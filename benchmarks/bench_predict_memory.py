@@ -93,7 +93,7 @@ def main() -> None:
     print("process, with glibc's mmap threshold fixed at 128 KiB and, for comparison, left")
     print("dynamic (glibc's default, where freed buffers stay in the heap and the figure")
     print("depends on the allocator's history).\n")
-    print("| input | fixed threshold | × image | glibc default | × image |")
+    print("| input | fixed threshold | per image | glibc default | per image |")
     print("|---|---:|---:|---:|---:|")
     for name, kind in (("PNG file", "png"), ("JPEG file", "jpg"), ("uint8 tensor", "tensor")):
         a, b = _run(kind, fixed), _run(kind, dynamic)

@@ -137,7 +137,8 @@ def main() -> int:
         "and reported as a ratio, because absolute numbers on shared machines are noisy. "
         "The chart is drawn from this page by `python docs/make_figures.py --only chart`. "
         "Figures from other machines: [a 2-core AMD EPYC with native bf16]"
-        "(benchmarks-epyc-bf16.md), [a 2-core Xeon with AMX](benchmarks-xeon-amx.md), "
+        "(benchmarks-epyc-bf16.md), [a 2-core AMD EPYC with AVX2 only]"
+        "(benchmarks-epyc-avx2.md), [a 2-core Xeon with AMX](benchmarks-xeon-amx.md), "
         "[an NVIDIA H200](benchmarks-gpu-h200.md).\n\n"
         f"{machine_description()}\n" + "\n".join(sections)
     )

@@ -242,15 +242,8 @@ def cats_checkpoint(args: argparse.Namespace, workdir: Path) -> tuple[Path, str]
         args.data, size=size, width=16, depth=4, minutes=args.train_minutes, lr=3e-3, seed=0
     )
     path = workdir / "cats.pt"
-    save_checkpoint(
-        path,
-        model,
-        classes=classes,
-        image_size=(size, size),
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
-        extra={"made_by": "docs/make_figures.py"},
-    )
+    model.describe(classes=classes, image_size=(size, size))  # fit recorded them already
+    save_checkpoint(path, model, extra={"made_by": "docs/make_figures.py"})
     return path, f"model trained by make_figures.py for {args.train_minutes:g} min"
 
 
