@@ -90,10 +90,7 @@ def test_weights_file_checkpoint_round_trip_and_onnx(tmp_path: Path, name: str) 
     cfg = reference.pretrained_cfg
     assert model.preprocessing == Preprocessing(tuple(cfg["mean"]), tuple(cfg["std"]))
 
-    ckpt = save_checkpoint(
-        tmp_path / "m.pt", model, classes=["bg", "fg"], image_size=None,
-        mean=cfg["mean"], std=cfg["std"],
-    )  # fmt: skip
+    ckpt = save_checkpoint(tmp_path / "m.pt", model.describe(classes=["bg", "fg"]))
     rebuilt = load_checkpoint(ckpt).build_model()
     assert rebuilt.config == model.config
     x = torch.rand(1, 3, 45, 77)
@@ -102,7 +99,7 @@ def test_weights_file_checkpoint_round_trip_and_onnx(tmp_path: Path, name: str) 
 
     onnx_path = to_onnx(model, tmp_path / "m.onnx")  # verifies parity itself (<= 1e-4)
     runner = OnnxRunner(onnx_path)
-    assert runner.metadata["mean"] == list(cfg["mean"])
+    assert runner.config.preprocessing == model.preprocessing
     with torch.no_grad():
         expected = model(x)
     assert (runner(x) - expected).abs().max().item() <= 1e-4 * max(1.0, expected.abs().max())
