@@ -41,7 +41,7 @@ from typing import Any
 
 from catseg._validation import check_bool
 from catseg.hub._format import FORMAT_VERSION
-from catseg.hub._read import read_config, read_weights
+from catseg.hub._read import read_folder, read_weights
 from catseg.hub._remote import locate, upload
 from catseg.hub._write import save_pretrained
 from catseg.models import UNet
@@ -109,7 +109,7 @@ def load_pretrained(
         catseg.errors.MissingFileError: model folder .../missing does not exist ...
     """
     folder = locate(source, revision=revision, cache_dir=cache_dir)
-    config = read_config(folder)
+    config = read_folder(folder)
     model = read_weights(folder, config)
     palette = (
         None if config.palette is None else tuple(v for colour in config.palette for v in colour)

@@ -17,7 +17,7 @@ from catseg.errors import CatsegError, CheckpointError, MissingFileError
 from catseg.hub._deps import import_safetensors
 from catseg.hub._format import CONFIG_NAME, FORMAT_TAG, FORMAT_VERSION, WEIGHTS_NAME, FolderConfig
 from catseg.models import UNet
-from catseg.models.config import read_config as read_config_record
+from catseg.models.config import read_config
 
 MAX_HEADER_BYTES = 1 << 24
 """Largest safetensors header (tensor names, shapes, offsets) a model folder may hold."""
@@ -76,7 +76,7 @@ def _palette(fields: _Fields, count: int) -> tuple[tuple[int, int, int], ...] | 
     return tuple((c[0], c[1], c[2]) for c in value)
 
 
-def read_config(folder: Path) -> FolderConfig:
+def read_folder(folder: Path) -> FolderConfig:
     """Read and check ``config.json`` of a model folder."""
     file = folder / CONFIG_NAME
     if not file.is_file():
@@ -91,7 +91,7 @@ def read_config(folder: Path) -> FolderConfig:
     fields = _Fields(file, data)
     version, writer = _version(fields)
     arch = fields.get("model", (dict,), "an object (UNetConfig.to_dict())")
-    model = read_config_record(arch, file)
+    model = read_config(arch, file)
     training = data.get("training")
     if training is not None and not isinstance(training, dict):
         fields.fail("training", training, "null or an object")

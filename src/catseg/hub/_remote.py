@@ -10,7 +10,7 @@ from catseg._bounds import short
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
 from catseg.hub._deps import import_hub
 from catseg.hub._format import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
-from catseg.hub._read import read_config, read_weights
+from catseg.hub._read import read_folder, read_weights
 
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 _FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
@@ -76,7 +76,7 @@ def _check_files(folder: Path) -> None:
             f"{link} is a symbolic link; push_to_hub uploads only regular files inside the "
             "folder (replace the link by the file it points to)"
         )
-    read_weights(folder, read_config(folder))
+    read_weights(folder, read_folder(folder))
     card = folder / CARD_NAME
     if not card.is_file():
         raise MissingFileError(f"{card} is missing or not a file (save_pretrained writes it)")

@@ -21,7 +21,7 @@ from catseg.data._inputs import ImageInput
 from catseg.errors import ConfigError
 from catseg.export._runner import OnnxRunner
 from catseg.models import UNet
-from catseg.models.config import RECORD_FIELDS, Mode, UNetConfig
+from catseg.models.config import Mode, UNetConfig
 from catseg.predict._folder import FolderSummary, OnError, predict_folder
 from catseg.predict._pipeline import Backend, Pipeline, Postprocess, make_backend
 from catseg.predict._prediction import Prediction
@@ -60,7 +60,12 @@ def _record(
     if static is not None:
         record = dataclasses.replace(record, image_size=static)
     if isinstance(backend.module, UNet):  # the Segmenter's copy carries the resolved record
-        backend.module.describe(**{f: getattr(record, f) for f in RECORD_FIELDS[:4]})
+        backend.module.describe(
+            classes=record.classes,
+            mode=record.mode,
+            image_size=record.image_size,
+            threshold=record.threshold,
+        )
     return record
 
 
