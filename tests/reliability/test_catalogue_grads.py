@@ -8,9 +8,10 @@
   (BatchNorm running statistics included) and the optimizer's state exactly those of the
   last good step.
 
-Upper edges of the unbounded options are 1e30, one option at a time: options past
-float32's range (3.4e38), or products of several huge options past it, overflow as any
-float32 computation does.
+Upper edges of the numeric options are 1e30 (``MAX_OPTION``); past it (up to and beyond
+float32's range, 3.4e38) every option is refused at construction with a ``ConfigError``
+naming the option and the range, and every loss refuses an empty batch with a
+``ShapeError`` (one rule; the Lovász per-image loss gave 0, Dice and Tversky NaN).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from reliability_builders import (  # noqa: F401  (single_threaded_torch: autous
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from catseg.errors import NonFiniteError
+from catseg.errors import ConfigError, NonFiniteError, ShapeError
 from catseg.losses import (
     BCEDiceLoss,
     DiceCELoss,
@@ -187,6 +188,53 @@ def test_every_loss_gradient_is_finite_over_its_option_grid(name: str) -> None:
     assert not failures, f"{len(failures)} of {cases} non-finite:\n" + "\n".join(failures[:20])
 
 
+BEYOND = (1e30 * 1.0000001, 3.5e38, 1e39, -1e39, 1e300)  # past MAX_OPTION, float32 and below 0
+NUMERIC: dict[str, tuple[str, ...]] = {
+    "SoftDice": ("smooth", "eps", "class_weights"),
+    "DiceLoss": ("smooth", "eps", "class_weights"),
+    "JaccardLoss": ("smooth", "class_weights"),
+    "DiceCELoss": ("smooth", "ce_weight", "dice_weight", "class_weights"),
+    "TverskyLoss": ("smooth", "alpha", "beta", "gamma", "class_weights"),
+    "FocalLoss": ("gamma", "alpha"),
+    "BCEDiceLoss": ("smooth", "bce_weight", "dice_weight"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMERIC))
+def test_every_numeric_option_beyond_its_range_is_refused_at_construction(name: str) -> None:
+    make = GRID[name][0]
+    for option in NUMERIC[name]:
+        per_class = option == "class_weights" or (name, option) == ("FocalLoss", "alpha")
+
+        def given(value: float, per_class: bool = per_class) -> Any:
+            return [1.0] * (C - 1) + [value] if per_class else value
+
+        make(mode="multiclass", **{option: given(1e30)})  # the upper edge is accepted
+        for value in BEYOND:
+            with pytest.raises(ConfigError, match=rf"^{option} must .* in [(\[]0\.0, 1e\+30\]"):
+                make(mode="multiclass", **{option: given(value)})
+
+
+@pytest.mark.parametrize("name", sorted(GRID))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", [(0, 1, 4, 4), (2, 1, 0, 4), (2, 1, 4, 0)])
+def test_every_loss_refuses_an_empty_batch(name: str, mode: str, shape: tuple[int, ...]) -> None:
+    if name == "BCEDiceLoss" and mode != "binary":
+        return
+    n, _, h, w = shape
+    c = _channels(mode)
+    target = torch.zeros((n, c, h, w) if mode == "multilabel" else (n, h, w), dtype=torch.long)
+    for options in (
+        {},
+        {"per_image": True} if name == "LovaszLoss" else {"reduction_scope": "image"},
+    ):
+        if name in ("FocalLoss", "BCEDiceLoss") and options:
+            continue
+        loss_fn = GRID[name][0](mode=mode, **options)
+        with pytest.raises(ShapeError, match=r"input has no values \(shape"):
+            loss_fn(torch.zeros(n, c, h, w, requires_grad=True), target)
+
+
 def _focal_grad_at_confident_pixel(_: object) -> Tensor:
     logits = torch.tensor([[[[30.0, -30.0]]]], requires_grad=True)
     FocalLoss(gamma=0.5)(logits, torch.tensor([[[1, 0]]])).backward()
@@ -208,12 +256,9 @@ def _tversky_grad_at_perfect_prediction(_: object) -> Tensor:
     return logits.grad
 
 
-def _lovasz_empty_batch(_: object) -> tuple[float, Tensor]:
+def _lovasz_empty_batch(_: object) -> Tensor:
     logits = torch.zeros(0, 3, 4, 4, requires_grad=True)
-    loss = LovaszLoss(mode="multiclass", per_image=True)(logits, torch.zeros(0, 4, 4).long())
-    loss.backward()
-    assert logits.grad is not None
-    return loss.item(), logits.grad
+    return LovaszLoss(mode="multiclass", per_image=True)(logits, torch.zeros(0, 4, 4).long())
 
 
 ROWS = [
@@ -250,8 +295,9 @@ ROWS = [
     Row(
         "lovasz-per-image-empty-batch",
         _lovasz_empty_batch,
-        "0 with an empty gradient (was: bare RuntimeError from reshape)",
-        check=lambda out: out[0] == 0.0 and out[1].shape == (0, 3, 4, 4),
+        "ShapeError, as every loss (was: bare RuntimeError, then 0 while Dice gave NaN)",
+        error=ShapeError,
+        match=r"input has no values \(shape \(0, 3, 4, 4\)\)",
     ),
 ]
 

@@ -54,7 +54,7 @@ ROWS = [
         lambda _: DiceLoss(smooth=math.inf),
         "ConfigError naming the value",
         ConfigError,
-        r"smooth must be a finite number in \[0\.0, inf\], got inf",
+        r"smooth must be a finite number in \[0\.0, 1e\+30\], got inf",
     ),
     Row(
         "loss-tversky-alpha-beta-zero",

@@ -48,11 +48,11 @@ docstrings below refer here). ``input`` holds logits ``(N, C, H, W)``: one chann
 multilabel mode a multi-hot ``(N, K, H, W)`` tensor (integer, float ``{0, 1}`` or bool).
 The result is a scalar ``()``. The errors, each naming the option, shape or value:
 
-* :class:`~catseg.errors.ConfigError`: an option outside its values (a module checks
-  its options once, at construction), or ``class_weights``/``alpha`` of the wrong length
+* :class:`~catseg.errors.ConfigError`: an option outside its values (numbers in
+  ``[0, 1e30]``, checked once, at construction), or ``class_weights``/``alpha`` of the wrong length
   for ``input``;
 * :class:`~catseg.errors.ShapeError`: ``input`` and ``target`` shapes that do not fit
-  ``mode``;
+  ``mode``, or an ``input`` without values (an empty batch: N, C, H or W = 0);
 * :class:`~catseg.errors.DTypeError`: ``input`` not floating point, or a ``target``
   dtype the mode does not take;
 * :class:`~catseg.errors.DataError`: a ``target`` value other than the labels and

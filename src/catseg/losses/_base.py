@@ -15,13 +15,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from catseg._validation import check_bool, check_choice, check_finite_float
+from catseg._validation import check_bool, check_choice
 from catseg.errors import ConfigError, ReadOnlyOptionError
 from catseg.losses._checks import (
     SCOPES,
     check_class_weights,
     check_ignore_index,
     check_mode,
+    check_option,
     check_weight_count,
     class_labels,
     float_input,
@@ -78,8 +79,8 @@ class OverlapLoss(LossModule):
     ) -> None:
         self.mode = check_mode(mode)
         self.from_logits = check_bool("from_logits", from_logits)
-        self.smooth = check_finite_float("smooth", smooth, low=0.0)
-        self.eps = check_finite_float("eps", eps, low=0.0, low_open=True)
+        self.smooth = check_option("smooth", smooth)
+        self.eps = check_option("eps", eps, positive=True)
         self.squared = check_bool("squared", squared)
         self.ignore_index = check_ignore_index(ignore_index, self.mode)
         self.class_weights = check_class_weights(class_weights, "class_weights")

@@ -21,6 +21,13 @@ ReductionScope = Literal["batch", "image"]
 
 MODES: tuple[LossMode, ...] = ("binary", "multiclass", "multilabel")
 SCOPES: tuple[ReductionScope, ...] = ("batch", "image")
+MAX_OPTION = 1e30
+"""The largest value of a numeric loss option: float32 keeps 10⁸ of headroom for the sums."""
+
+
+def check_option(name: str, value: object, *, positive: bool = False) -> float:
+    """A numeric loss option: finite, in ``[0, MAX_OPTION]`` (``(0, ...]`` if ``positive``)."""
+    return check_finite_float(name, value, low=0.0, high=MAX_OPTION, low_open=positive)
 
 
 def check_mode(value: object) -> LossMode:
@@ -50,8 +57,8 @@ def check_class_weights(value: float | Sequence[float] | Tensor | None, name: st
         raise ConfigError(
             f"{name} must be a non-empty 1-D sequence, got shape {tuple(weights.shape)}"
         )
-    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
-        raise ConfigError(f"{name} must be finite and >= 0, got {weights.tolist()}")
+    if not bool(((weights >= 0) & (weights <= MAX_OPTION)).all()):
+        raise ConfigError(f"{name} must be finite numbers in [0.0, 1e+30], got {weights.tolist()}")
     return weights
 
 
@@ -64,8 +71,7 @@ def check_weight_count(weights: Tensor, name: str, channels: int) -> None:
 
 def check_term_weights(a: tuple[str, object], b: tuple[str, object]) -> tuple[float, float]:
     """Two term weights (finite, >= 0), not both 0."""
-    first = check_finite_float(a[0], a[1], low=0.0)
-    second = check_finite_float(b[0], b[1], low=0.0)
+    first, second = check_option(*a), check_option(*b)
     if first == 0 and second == 0:
         raise ConfigError(f"{a[0]} and {b[0]} are both 0; the loss would be 0")
     return first, second
@@ -91,7 +97,12 @@ def _check_input(input: Tensor, target: Tensor, mode: LossMode, from_logits: boo
             f"multiclass mode expects input with C >= 2 channels, got shape "
             f"{tuple(input.shape)} (use mode='binary' for one logit channel)"
         )
-    if not from_logits and input.numel():
+    if not input.numel():
+        raise ShapeError(
+            f"input has no values (shape {tuple(input.shape)}); a loss needs at least one "
+            "image, channel and pixel"
+        )
+    if not from_logits:
         low, high = (float(v) for v in torch.aminmax(input.detach()))
         if low < 0.0 or high > 1.0:
             raise DataError(

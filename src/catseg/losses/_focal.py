@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from catseg._validation import check_finite_float, check_probability
+from catseg._validation import check_probability
 from catseg.errors import ConfigError
 from catseg.losses._base import LossModule
 from catseg.losses._checks import (
@@ -17,6 +17,7 @@ from catseg.losses._checks import (
     check_class_weights,
     check_ignore_index,
     check_mode,
+    check_option,
     check_weight_count,
     class_labels,
     float_input,
@@ -99,7 +100,7 @@ class FocalLoss(LossModule):
     ) -> None:
         super().__init__()
         self.mode = check_mode(mode)
-        self.gamma = check_finite_float("gamma", gamma, low=0.0)
+        self.gamma = check_option("gamma", gamma)
         if alpha is not None and self.mode == "multiclass" and isinstance(alpha, (int, float)):
             raise ConfigError(
                 f"alpha must be one weight per class in multiclass mode (a sequence), got "

@@ -109,7 +109,7 @@ def lovasz_loss(
     With ``per_image=False`` each class is one set over the whole batch; with
     ``per_image=True`` the loss is computed per image and averaged over the images that
     have a non-ignored pixel (Berman's code counts a fully ignored image as 0; catseg
-    leaves it out; a batch without such an image, or without images, gives 0). The loss
+    leaves it out; a batch without such an image gives 0). The loss
     sorts every class's errors: it costs more than Dice (see ``benchmarks/bench_losses.py``).
 
     Args:
@@ -171,9 +171,8 @@ class LovaszLoss(LossModule):
             make = _softmax_errors if self.mode == "multiclass" else _hinge_errors
             errors, fg, counts = make(x, target, self)
             groups, rows = (n, n * c) if self.per_image else (1, c)
-            size = (rows, errors.shape[2:].numel() * (1 if self.per_image else n))  # N = 0 too
-            losses = _lovasz_rows(errors.reshape(size), fg.reshape(size))
-            counted = counts.expand(*errors.shape).reshape(size).any(-1).reshape(groups, c)
+            losses = _lovasz_rows(errors.reshape(rows, -1), fg.reshape(rows, -1))
+            counted = counts.expand(*errors.shape).reshape(rows, -1).any(-1).reshape(groups, c)
             # mean over the counted classes of a group, then over the groups that have one
             per_group = weighted_mean(losses.reshape(groups, c), counted.to(x.dtype), dim=1)
             return weighted_mean(per_group, counted.any(1).to(x.dtype))

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from catseg._validation import check_finite_float
 from catseg.losses._base import OverlapLoss
-from catseg.losses._checks import LossMode, ReductionScope, check_term_weights
+from catseg.losses._checks import LossMode, ReductionScope, check_option, check_term_weights
 
 
 def soft_dice(
@@ -319,7 +318,7 @@ class TverskyLoss(OverlapLoss):
             mode, smooth, ignore_index, class_weights, include_background, reduction_scope
         )
         self.alpha, self.beta = check_term_weights(("alpha", alpha), ("beta", beta))
-        self.gamma = check_finite_float("gamma", gamma, low=0.0, low_open=True)
+        self.gamma = check_option("gamma", gamma, positive=True)
 
     def _score(self, tp: Tensor, sum_p: Tensor, sum_g: Tensor) -> Tensor:
         errors = self.alpha * (sum_p - tp) + self.beta * (sum_g - tp)
