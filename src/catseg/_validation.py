@@ -14,12 +14,15 @@ import numbers
 import operator
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeAlias, TypeVar
 
 from catseg._bounds import short
 from catseg.errors import ConfigError
 
 T = TypeVar("T")
+Mode: TypeAlias = Literal["binary", "multiclass", "multilabel"]
+"""How logits become labels: one sigmoid map, a softmax over classes, or K sigmoid maps."""
+MODES: tuple[Mode, ...] = ("binary", "multiclass", "multilabel")
 
 
 def _is_int(value: object) -> bool:
@@ -99,6 +102,11 @@ def check_choice(name: str, value: T, choices: Sequence[T]) -> T:
         options = ", ".join(repr(c) for c in choices)
         raise ConfigError(f"{name} must be one of {options}; got {short(value)}")
     return value
+
+
+def check_mode(value: object) -> Mode:
+    """``value`` if it is one of :data:`MODES`."""
+    return check_choice("mode", value, MODES)  # type: ignore[arg-type]
 
 
 def check_size(name: str, value: object) -> tuple[int, int]:

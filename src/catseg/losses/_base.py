@@ -15,13 +15,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from catseg._validation import check_bool, check_choice
+from catseg._validation import check_bool, check_choice, check_mode
 from catseg.errors import ConfigError, ReadOnlyOptionError
 from catseg.losses._checks import (
     SCOPES,
     check_class_weights,
     check_ignore_index,
-    check_mode,
     check_option,
     check_weight_count,
     class_labels,

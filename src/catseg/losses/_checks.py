@@ -9,17 +9,16 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from catseg._validation import check_choice, check_finite_float, check_optional_int
+from catseg._validation import Mode, check_finite_float, check_optional_int
 from catseg.errors import ConfigError, DataError, DTypeError, ShapeError
 
-LossMode = Literal["binary", "multiclass", "multilabel"]
+LossMode = Mode
 """``"binary"``: one logit channel (sigmoid); ``"multiclass"``: C ≥ 2 channels (softmax);
 ``"multilabel"``: K independent sigmoid channels with multi-hot targets ``(N, K, H, W)``."""
 
 ReductionScope = Literal["batch", "image"]
 """``"batch"``: sums over the whole batch; ``"image"``: per image, then the mean."""
 
-MODES: tuple[LossMode, ...] = ("binary", "multiclass", "multilabel")
 SCOPES: tuple[ReductionScope, ...] = ("batch", "image")
 MAX_OPTION = 1e30
 """The largest value of a numeric loss option: float32 keeps 10⁸ of headroom for the sums."""
@@ -28,10 +27,6 @@ MAX_OPTION = 1e30
 def check_option(name: str, value: object, *, positive: bool = False) -> float:
     """A numeric loss option: finite, in ``[0, MAX_OPTION]`` (``(0, ...]`` if ``positive``)."""
     return check_finite_float(name, value, low=0.0, high=MAX_OPTION, low_open=positive)
-
-
-def check_mode(value: object) -> LossMode:
-    return check_choice("mode", value, MODES)  # type: ignore[arg-type]
 
 
 def check_ignore_index(value: object, mode: LossMode) -> int | None:

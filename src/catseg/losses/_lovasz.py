@@ -13,12 +13,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from catseg._validation import check_bool
+from catseg._validation import check_bool, check_mode
 from catseg.losses._base import LossModule
 from catseg.losses._checks import (
     LossMode,
     check_ignore_index,
-    check_mode,
     class_labels,
     float_input,
     sigmoid_target,

@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 from catseg._bounds import short
 from catseg._validation import (
+    MODES,
+    Mode,
     check_choice,
     check_class_names,
     check_finite_float,
@@ -35,9 +37,6 @@ from catseg.models.preprocessing import Preprocessing, check_preprocessing
 
 __all__ = ["MODES", "Mode", "UNetConfig", "read_config"]
 
-Mode: TypeAlias = Literal["binary", "multiclass", "multilabel"]
-"""How logits become labels: one sigmoid map, a softmax over classes, or K sigmoid maps."""
-MODES: tuple[Mode, ...] = ("binary", "multiclass", "multilabel")
 MAX_IMAGE_SIDE = 16384
 """The largest ``image_size`` side a record may ask for (a 16384² float batch is 3 GiB)."""
 _CLASSIC_DEFAULTS = (32, 4)
