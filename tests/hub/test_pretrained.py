@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -455,6 +456,12 @@ def test_missing_optional_libraries_give_the_whole_message(
     )
 
 
+@dataclasses.dataclass
+class _Add:  # huggingface_hub.CommitOperationAdd's fields that push_to_hub uses
+    path_in_repo: str
+    path_or_fileobj: bytes
+
+
 def test_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _folder(tmp_path)
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -466,11 +473,11 @@ def test_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.Monk
         def create_repo(self, **kwargs: Any) -> None:
             calls.append(("create_repo", kwargs))
 
-        def upload_folder(self, **kwargs: Any) -> Any:
-            calls.append(("upload_folder", kwargs))
+        def create_commit(self, **kwargs: Any) -> Any:
+            calls.append(("create_commit", kwargs))
             return types.SimpleNamespace(commit_url="https://hub/commit/1")
 
-    fake = types.SimpleNamespace(HfApi=FakeApi)
+    fake = types.SimpleNamespace(HfApi=FakeApi, CommitOperationAdd=_Add)
     monkeypatch.setattr(_remote, "import_hub", lambda: fake)
     url = push_to_hub(folder, "catlab/cat-unet", token="t", private=True)
     assert url == "https://hub/commit/1"
@@ -482,8 +489,9 @@ def test_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.Monk
         "exist_ok": True,
     }
     upload = calls[2][1]
-    assert upload["folder_path"] == os.fspath(folder)
-    assert sorted(upload["allow_patterns"]) == ["README.md", "config.json", "model.safetensors"]
+    sent = {op.path_in_repo: op.path_or_fileobj for op in upload["operations"]}
+    assert sent == {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    assert sorted(sent) == ["README.md", "config.json", "model.safetensors"]
     with pytest.raises(ConfigError, match="repo_id must look like 'user/name'"):
         push_to_hub(folder, "not a repo")
     (folder / "model.safetensors").unlink()
@@ -492,7 +500,7 @@ def test_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.Monk
     assert len(calls) == 3
 
 
-@pytest.mark.parametrize("where", ["create_repo", "upload_folder"])
+@pytest.mark.parametrize("where", ["create_repo", "create_commit"])
 def test_push_to_hub_wraps_the_hubs_errors_and_chains_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
@@ -510,10 +518,11 @@ def test_push_to_hub_wraps_the_hubs_errors_and_chains_them(
             if where == "create_repo":
                 raise error
 
-        def upload_folder(self, **kwargs: Any) -> Any:
+        def create_commit(self, **kwargs: Any) -> Any:
             raise error
 
-    monkeypatch.setattr(_remote, "import_hub", lambda: types.SimpleNamespace(HfApi=FakeApi))
+    hub = types.SimpleNamespace(HfApi=FakeApi, CommitOperationAdd=_Add)
+    monkeypatch.setattr(_remote, "import_hub", lambda: hub)
     folder = _folder(tmp_path)
     with pytest.raises(CheckpointError, match="on the Hugging Face Hub: ConnectError") as info:
         push_to_hub(folder, "catlab/cat-unet")
@@ -539,8 +548,11 @@ def test_segmenter_push_to_hub_uploads_a_saved_folder(
         def create_repo(self, **kwargs: Any) -> None:
             seen["create_repo"] = kwargs
 
-        def upload_folder(self, **kwargs: Any) -> Any:
-            folder = Path(kwargs["folder_path"])
+        def create_commit(self, **kwargs: Any) -> Any:
+            folder = tmp_path / "uploaded"
+            folder.mkdir()
+            for op in kwargs["operations"]:
+                (folder / op.path_in_repo).write_bytes(op.path_or_fileobj)
             seen["upload"] = kwargs
             seen["files"] = sorted(p.name for p in folder.iterdir())
             seen["config"] = json.loads((folder / "config.json").read_text())
@@ -549,7 +561,15 @@ def test_segmenter_push_to_hub_uploads_a_saved_folder(
             seen["masks"] = [again.predict(p).mask for p in photos]
             return types.SimpleNamespace(commit_url="https://hub/commit/2")
 
-    monkeypatch.setattr(_remote, "import_hub", lambda: types.SimpleNamespace(HfApi=FakeApi))
+    hub = types.SimpleNamespace(HfApi=FakeApi, CommitOperationAdd=_Add)
+    monkeypatch.setattr(_remote, "import_hub", lambda: hub)
+    checked = _remote._checked_files
+
+    def checked_files(folder: Path) -> dict[str, bytes]:
+        seen["saved"] = folder
+        return checked(folder)
+
+    monkeypatch.setattr(_remote, "_checked_files", checked_files)
     url = seg.push_to_hub(
         "catlab/cat-unet", token="t", private=False, revision="dev", history=_history()
     )
@@ -571,7 +591,7 @@ def test_segmenter_push_to_hub_uploads_a_saved_folder(
     reference = Segmenter(model, classes=CLASSES, image_size=(64, 64), precision="fp32")
     for photo, mask in zip(photos, seen["masks"], strict=True):
         assert torch.equal(mask, reference.predict(photo).mask)
-    assert not Path(seen["upload"]["folder_path"]).exists()  # the temporary folder is gone
+    assert not seen["saved"].exists()  # the temporary folder is gone
 
 
 def test_segmenter_push_to_hub_needs_the_hub_extra(

@@ -132,18 +132,22 @@ REPO = "catlab/cat-unet"
 
 
 def _push(
-    prepare: Callable[[Path, Path], object], fail: BaseException | None = None
+    prepare: Callable[[Path, Path], object],
+    fail: BaseException | None = None,
+    after_check: Callable[[Path], object] | None = None,
 ) -> Callable[[Path], Any]:
     """Save a good folder, ``prepare(folder, tmp)`` it, push it through a fake HfApi.
 
     The fake raises ``fail`` (a hub or network error) from ``create_repo``; otherwise it
-    returns the commit URL and the bytes of each file ``upload_folder`` would send
-    (tests/hub checks that the hub's error is chained).
+    returns the commit URL, the bytes of each file it was sent and the bytes the folder
+    held before the push (tests/hub checks that the hub's error is chained).
+    ``after_check(folder)`` runs once the weights are checked (a file swapped then).
     """
 
     def call(tmp: Path) -> Any:
         folder = _folder(tmp)
         prepare(folder, tmp)
+        before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
         sent: dict[str, bytes] = {}
 
         class FakeApi:
@@ -154,18 +158,36 @@ def _push(
                 if fail is not None:
                     raise fail
 
-            def upload_folder(self, **kwargs: Any) -> Any:
-                root = Path(kwargs["folder_path"])
-                for name in kwargs["allow_patterns"]:
-                    if (root / name).exists():
-                        sent[name] = (root / name).read_bytes()  # what the hub client reads
+            def create_commit(self, **kwargs: Any) -> Any:
+                sent.update({op.path_in_repo: op.path_or_fileobj for op in kwargs["operations"]})
                 return types.SimpleNamespace(commit_url="https://hub/commit/1")
 
+            def upload_folder(self, **kwargs: Any) -> Any:  # by path (before issue 27's fix)
+                root = Path(kwargs["folder_path"])
+                sent.update({name: (root / name).read_bytes() for name in kwargs["allow_patterns"]})
+                return types.SimpleNamespace(commit_url="https://hub/commit/1")
+
+        def read_weights(*args: Any) -> Any:
+            model = checked_weights(*args)
+            if after_check is not None:
+                after_check(folder)
+            return model
+
+        checked_weights = _remote.read_weights
+        hub = types.SimpleNamespace(HfApi=FakeApi, CommitOperationAdd=types.SimpleNamespace)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(_remote, "import_hub", lambda: types.SimpleNamespace(HfApi=FakeApi))
-            return push_to_hub(folder, REPO), sent
+            patch.setattr(_remote, "import_hub", lambda: hub)
+            patch.setattr(_remote, "read_weights", read_weights)
+            return push_to_hub(folder, REPO), sent, before
 
     return call
+
+
+def _swap(folder: Path) -> None:
+    """Replace the card and the weights once checked: another model's, an unchecked card."""
+    other = save_pretrained(folder.parent / "other", UNet(3, 1, init_features=8, depth=2))
+    (folder / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    (folder / "README.md").write_bytes(b"\xff not checked")
 
 
 def _link(name: str, target: str = "secret.txt") -> Callable[[Path, Path], object]:
@@ -195,9 +217,10 @@ def _card(data: bytes | None) -> Callable[[Path, Path], object]:
 
 
 def _sent_the_three_files(result: Any) -> None:
-    url, sent = result
+    url, sent, before = result
     assert url == "https://hub/commit/1"
     assert sorted(sent) == ["README.md", "config.json", "model.safetensors"]
+    assert sent == {name: before[name] for name in sent}  # the bytes that were checked
 
 
 def _hub_errors() -> list[tuple[str, BaseException]]:
@@ -218,6 +241,9 @@ def _hub_errors() -> list[tuple[str, BaseException]]:
 PUSH_ROWS: list[Row] = [
     Row("push-good-folder", _push(lambda folder, tmp: None), "the three files, nothing else",
         check=_sent_the_three_files),
+    Row("push-files-swapped-after-the-check", _push(lambda folder, tmp: None, after_check=_swap),
+        "the bytes that were checked, not the swapped files (was: the swapped files)",
+        check=_sent_the_three_files),
     Row("push-card-symlink-to-a-secret", _push(_link("README.md")),
         "CheckpointError naming the link; nothing uploaded", CheckpointError,
         r"downloaded/README\.md is a symbolic link; push_to_hub uploads only regular files"),
@@ -236,8 +262,8 @@ PUSH_ROWS: list[Row] = [
     Row("push-card-over-1-mib", _push(_card(b"#" * ((1 << 20) + 1))),
         "CheckpointError before reading it all", CheckpointError,
         r"README\.md is over the limit of 1048576 bytes"),
-    Row("push-card-is-a-folder", _push(_card(None)), "MissingFileError naming the card",
-        MissingFileError, r"README\.md is missing or not a file"),
+    Row("push-card-is-a-folder", _push(_card(None)), "CheckpointError naming the card",
+        CheckpointError, r"README\.md is not a readable regular file"),
     *(
         Row(f"push-offline-{name}", _push(lambda folder, tmp: None, err),
             "CheckpointError naming the hub's error, which is chained", CheckpointError,

@@ -135,10 +135,11 @@ def push_to_hub(
 ) -> str:
     """Upload a model folder to the Hugging Face Hub (the repo is created if needed).
 
-    The folder is read first (as :func:`load_pretrained` would), so only a complete,
-    valid model folder is uploaded; its three files are sent with
-    ``HfApi.upload_folder``, other files in the folder are not. A symbolic link
-    anywhere in the folder is refused, and the card must be UTF-8 of at most 1 MiB.
+    Each of the three files is read once and checked (as :func:`load_pretrained`
+    would); those bytes are what ``HfApi.create_commit`` sends, so a file replaced in
+    between is not uploaded unchecked, and other files in the folder are not sent. A
+    symbolic link anywhere in the folder is refused, and the card must be UTF-8 of at
+    most 1 MiB.
 
     Args:
         folder: A folder written by :func:`save_pretrained`.

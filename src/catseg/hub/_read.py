@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
@@ -76,12 +77,12 @@ def _palette(fields: _Fields, count: int) -> tuple[tuple[int, int, int], ...] | 
     return tuple((c[0], c[1], c[2]) for c in value)
 
 
-def read_folder(folder: Path) -> FolderConfig:
-    """Read and check ``config.json`` of a model folder."""
+def read_folder(folder: Path, text: bytes | None = None) -> FolderConfig:
+    """Read and check ``config.json`` of a model folder (or ``text``, its bytes read before)."""
     file = folder / CONFIG_NAME
-    if not file.is_file():
+    if text is None and not file.is_file():
         raise MissingFileError(f"{folder} is not a catseg model folder: {CONFIG_NAME} is missing")
-    data = read_json(file)
+    data = read_json(file) if text is None else parse_json(text, str(file), CheckpointError)
     if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
         found = short(data.get("format")) if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(
@@ -105,10 +106,11 @@ def read_folder(folder: Path) -> FolderConfig:
     )
 
 
-def _header(file: Path) -> dict[str, Any]:
+def _header(file: Path, data: bytes | None) -> dict[str, Any]:
     """The safetensors header (names, dtypes, shapes, offsets), read and checked with bounds."""
-    size = os.stat(file).st_size
-    with open(file, "rb") as handle:
+    with open(file, "rb") if data is None else io.BytesIO(data) as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(0)
         prefix = handle.read(8)
         if len(prefix) < 8:
             raise CheckpointError(f"{file} is not a safetensors file: it has {size} bytes")
@@ -146,14 +148,14 @@ def _check_entry(file: Path, name: str, entry: object, data_bytes: int) -> None:
         )
 
 
-def read_weights(folder: Path, config: FolderConfig) -> UNet:
-    """Build the model of ``config`` and load ``model.safetensors`` into it, checked first."""
+def read_weights(folder: Path, config: FolderConfig, data: bytes | None = None) -> UNet:
+    """Build the model of ``config`` and load ``model.safetensors`` (or ``data``) into it."""
     file = folder / WEIGHTS_NAME
-    if not file.is_file():
+    if data is None and not file.is_file():
         raise MissingFileError(
             f"{folder} is not a complete catseg model folder: {WEIGHTS_NAME} is missing"
         )
-    header = _header(file)
+    header = _header(file, data)
     try:
         with torch.device("meta"):
             reference = UNet.from_config(config.model)
@@ -176,7 +178,7 @@ def read_weights(folder: Path, config: FolderConfig) -> UNet:
             )
     safetensors = import_safetensors()
     try:
-        state = safetensors.load_file(str(file), device="cpu")
+        state = safetensors.load_file(str(file)) if data is None else safetensors.load(data)
     except Exception as err:  # safetensors_rust.SafetensorError and friends
         raise CheckpointError(f"{file} is not a readable safetensors file: {err}") from err
     model = UNet.from_config(config.model)

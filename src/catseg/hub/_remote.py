@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
-from catseg._bounds import short
+from catseg._bounds import MAX_JSON_BYTES, short
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
 from catseg.hub._deps import import_hub
 from catseg.hub._format import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
@@ -68,26 +69,45 @@ def locate(
     return Path(snapshot)
 
 
-def _check_files(folder: Path) -> None:
-    """Refuse a symbolic link anywhere in ``folder``, then check its three files."""
+def _read_file(path: Path, limit: int | None) -> bytes:
+    """The bytes of a regular file (not a link), at most ``limit`` of them."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise MissingFileError(f"{path} is missing (save_pretrained writes it)") from None
+    except OSError as err:  # a link (ELOOP), no permission
+        raise CheckpointError(f"{path} is not a readable regular file: {err}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{path} is not a readable regular file")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(-1 if limit is None else limit + 1)
+    if limit is not None and len(data) > limit:
+        raise CheckpointError(f"{path} is over the limit of {limit} bytes")
+    return data
+
+
+def _checked_files(folder: Path) -> dict[str, bytes]:
+    """The three files' bytes, read once and checked: what is checked is what is uploaded.
+
+    A symbolic link anywhere in ``folder`` is refused.
+    """
     link = next((path for path in folder.rglob("*") if path.is_symlink()), None)
     if link is not None:  # rglob does not follow linked folders
         raise CheckpointError(
             f"{link} is a symbolic link; push_to_hub uploads only regular files inside the "
             "folder (replace the link by the file it points to)"
         )
-    read_weights(folder, read_folder(folder))
-    card = folder / CARD_NAME
-    if not card.is_file():
-        raise MissingFileError(f"{card} is missing or not a file (save_pretrained writes it)")
-    with open(card, "rb") as handle:
-        text = handle.read(MAX_CARD_BYTES + 1)
-    if len(text) > MAX_CARD_BYTES:
-        raise CheckpointError(f"{card} is over the limit of {MAX_CARD_BYTES} bytes for a card")
+    limits = {CONFIG_NAME: MAX_JSON_BYTES, WEIGHTS_NAME: None, CARD_NAME: MAX_CARD_BYTES}
+    files = {name: _read_file(folder / name, limit) for name, limit in limits.items()}
+    read_weights(folder, read_folder(folder, files[CONFIG_NAME]), files[WEIGHTS_NAME])
     try:
-        text.decode("utf-8")
+        files[CARD_NAME].decode("utf-8")
     except UnicodeDecodeError as err:
-        raise CheckpointError(f"{card} is not UTF-8 text (byte {err.start})") from None
+        raise CheckpointError(
+            f"{folder / CARD_NAME} is not UTF-8 text (byte {err.start})"
+        ) from None
+    return files
 
 
 def upload(
@@ -99,19 +119,24 @@ def upload(
     commit_message: str,
     revision: str | None,
 ) -> str:
-    """Check the folder, create the repo if needed, upload the three files; the commit's URL."""
+    """Check the folder, create the repo if needed, upload the three files; the commit's URL.
+
+    The bytes checked are the bytes uploaded: a file replaced in between is not sent.
+    """
     if not isinstance(repo_id, str) or not is_repo_id(repo_id):
         raise ConfigError(f"repo_id must look like 'user/name', got {short(repo_id)}")
-    _check_files(folder)
+    files = _checked_files(folder)
     hub = import_hub()
     try:
         api = hub.HfApi(token=token)
         api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-        info = api.upload_folder(
+        info = api.create_commit(
             repo_id=repo_id,
             repo_type="model",
-            folder_path=os.fspath(folder),
-            allow_patterns=_FILES,
+            operations=[
+                hub.CommitOperationAdd(path_in_repo=name, path_or_fileobj=data)
+                for name, data in files.items()
+            ],
             commit_message=commit_message,
             revision=revision,
         )
