@@ -456,16 +456,12 @@ def test_extreme_numbers_and_wrong_types_name_file_and_field(
         ('{"shapes": [], "imageData": [1]}', r"imageData must be a base64 string or null"),
         ('{"shapes": [[0, ' + "9" * 5000 + "]]}", r"deep\.json is not valid JSON"),
         ("[1, 2]", r"deep\.json is not a labelme file .*got a JSON list"),
-        # long names: bare OSError (File name too long) and 5,000-character messages before
-        ('{"shapes": [], "imagePath": "' + "a" * 5000 + '"}',
-         r"deep\.json: imagePath 'a+\.\.\.a+' cannot be resolved: File name too long$"),
-        ('{"shapes": [], "imagePath": "' + "a/" * 2500 + 'a.png"}', r"File name too long$"),
-        ('{"shapes": [], "imagePath": "../' + "a" * 5000 + '"}', r"resolves to a file outside"),
+        # long imagePath names: tests/reliability/test_catalogue_data.py
         ('{"shapes": [], "imagePath": [' + "1, " * 9999 + "1]}",
          r"imagePath must be a string, got \[1, 1, 1, 1, \.\.\.\]$"),
     ],
     ids=["nesting", "imagePath-int", "imageData-list", "5000-digit-int", "top-level-list",
-         "imagePath-5000-chars", "imagePath-deep", "imagePath-long-outside", "imagePath-long-list"],
+         "imagePath-long-list"],
 )  # fmt: skip
 def test_hostile_documents(tmp_path: Path, text: str, pattern: str) -> None:
     (tmp_path / "deep.json").write_text(text)

@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -423,27 +422,3 @@ def test_torchrun_two_processes_write_each_output_once(cats_voc: Path, tmp_path:
 
 if __name__ == "__main__":
     _worker(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked (and killed) on Linux")
-def test_a_killed_worker_is_a_catseg_error_and_a_rerun_resumes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    src, dst = tmp_path / "s", tmp_path / "o"
-    _tiny_folder(src, ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
-    read = _folder.load_input
-
-    def killed_on_c(path: Path, in_channels: int) -> tuple[torch.Tensor, object]:
-        if path.name == "c.jpg":  # as the kernel's OOM killer does to a worker
-            os.kill(os.getpid(), signal.SIGKILL)
-        return read(path, in_channels)
-
-    monkeypatch.setattr(_folder, "load_input", killed_on_c)
-    seg = _segmenter((16, 16))
-    with pytest.raises(DataError, match=r"decoding the photos stopped: DataLoader worker .*again"):
-        seg.predict_folder(src, dst, num_workers=1)  # a bare RuntimeError before
-    monkeypatch.setattr(_folder, "load_input", read)
-    summary = seg.predict_folder(src, dst, num_workers=0)
-    assert summary.written + summary.skipped == 4
-    assert summary.ok
-    assert sorted(p.name for p in dst.iterdir()) == ["a.png", "b.png", "c.png", "d.png"]

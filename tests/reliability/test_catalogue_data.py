@@ -219,6 +219,18 @@ ROWS: list[Row] = [
         r"points\[1\]\[0\] must be a JSON number, got None"),
     Row("labelme-deep-nesting", _deep, "LabelmeError, not RecursionError", LabelmeError,
         r"deep\.json is nested too deeply"),
+    # a 5,000-character imagePath: a bare OSError (File name too long) and a 5,000-character
+    # message before (issue 27, class 5); the shortened name is at most 2 × 30 characters
+    Row("labelme-imagePath-5000-chars", lambda t: _labelme(t, {"imagePath": "a" * 5000}),
+        "LabelmeError naming the file, a shortened path", LabelmeError,
+        r"a\.json: imagePath 'a{1,30}\.\.\.a{1,30}' cannot be resolved: File name too long$"),
+    Row("labelme-imagePath-2500-folders",
+        lambda t: _labelme(t, {"imagePath": "a/" * 2500 + "a.png"}),
+        "LabelmeError naming the file", LabelmeError, r"a\.json: imagePath .*File name too long$"),
+    Row("labelme-imagePath-5000-chars-outside",
+        lambda t: _labelme(t, {"imagePath": "../" + "a" * 5000}),
+        "LabelmeError naming the file", LabelmeError,
+        r"a\.json: imagePath .*resolves to a file outside"),
     # --- transform options: finite numbers and whole ints only ------------------------------
     Row("rotation-nan-degrees", lambda t: tfm.RandomRotation(NAN), "ConfigError", ConfigError,
         r"degrees must be a finite number in \[0\.0, inf\], got nan"),

@@ -1,11 +1,14 @@
 """Bad-input catalogue for folder prediction (issue 19): ``Segmenter.predict_folder``.
 
 Each row is one thing a user may pass to ``predict_folder`` and the catseg error (class
-and message) it gets, raised before any photo is read or any file written.
+and message) it gets, raised before any photo is read or any file written; and a
+DataLoader worker killed mid-run (issue 27, class 5), after which a rerun resumes.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from reliability_builders import (  # noqa: F401  (single_threaded_torch: autous
 
 from catseg.errors import ConfigError, DataError, MissingFileError
 from catseg.models import UNet
-from catseg.predict import Segmenter
+from catseg.predict import Segmenter, _folder
 
 
 def segmenter() -> Segmenter:
@@ -41,6 +44,31 @@ def photos(tmp: Path) -> Path:
 
 def folder(tmp: Path, **kwargs: Any) -> Any:
     return segmenter().predict_folder(photos(tmp), tmp / "out", num_workers=0, **kwargs)
+
+
+def _killed_worker(tmp: Path) -> Any:
+    """A DataLoader worker killed on c.jpg, as the kernel's OOM killer does (issue 27)."""
+    src = tmp / "s"
+    src.mkdir()
+    for i, name in enumerate(["a.jpg", "b.jpg", "c.jpg", "d.jpg"]):
+        Image.new("RGB", (20 + i, 16), (i * 40, 90, 30)).save(src / name)
+    read = _folder.load_input
+
+    def killed_on_c(path: Path, in_channels: int) -> tuple[torch.Tensor, object]:
+        if path.name == "c.jpg":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return read(path, in_channels)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_folder, "load_input", killed_on_c)
+        return segmenter().predict_folder(src, tmp / "o", num_workers=1)
+
+
+def _rerun_resumes(tmp: Path) -> None:
+    summary = segmenter().predict_folder(tmp / "s", tmp / "o", num_workers=0)
+    assert summary.ok
+    assert summary.written + summary.skipped == 4
+    assert sorted(p.name for p in (tmp / "o").iterdir()) == ["a.png", "b.png", "c.png", "d.png"]
 
 
 # fmt: off
@@ -76,6 +104,9 @@ ROWS: list[Row] = [
         "ConfigError", ConfigError, r"files must lie under src"),
     Row("folder-broken-photo-raise", lambda tmp: folder(tmp, on_error="raise"),
         "DataError", DataError, r"b\.jpg"),
+    Row("folder-worker-killed", _killed_worker,
+        "DataError (was: a bare RuntimeError); a rerun then resumes and completes", DataError,
+        r"decoding the photos stopped: DataLoader worker .*again", after=_rerun_resumes),
 ]
 # fmt: on
 
