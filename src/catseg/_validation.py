@@ -174,6 +174,13 @@ def check_path(name: str, value: object) -> Path:
     raise ConfigError(f"{name} must be a path (str or os.PathLike), got {short(value)}")
 
 
+def check_callable(name: str, value: T, *, optional: bool = False) -> T:
+    """``value`` if it is callable (or ``None`` when ``optional``)."""
+    if not callable(value) and not (optional and value is None):
+        raise ConfigError(f"{name} must be callable{' or None' * optional}, got {short(value)}")
+    return value
+
+
 def check_optional_int(name: str, value: object) -> int | None:
     """``value`` as an int, or ``None`` (bools and floats are refused)."""
     if value is None:

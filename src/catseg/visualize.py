@@ -100,7 +100,8 @@ def get_palette(name: PaletteName) -> tuple[int, ...]:
     raise ConfigError(f"palette name must be one of {_PALETTE_NAMES}, got {name!r}")
 
 
-def _check_palette(palette: PaletteName | Sequence[int]) -> tuple[int, ...]:
+def check_palette(palette: PaletteName | Sequence[int]) -> tuple[int, ...]:
+    """A palette name or flat ``r0, g0, b0, ...`` ints as the flat tuple of its colours."""
     if isinstance(palette, str):
         return get_palette(palette)
     if not isinstance(palette, (Sequence, np.ndarray)):
@@ -181,7 +182,7 @@ def colorize(
         >>> [img.convert("RGB").getpixel((x, 0)) for x in range(3)]
         [(0, 0, 0), (128, 0, 0), (224, 224, 192)]
     """
-    colours = _check_palette(palette)
+    colours = check_palette(palette)
     labels = _mask_to_uint8(mask, len(colours) // 3)
     height, width = labels.shape
     image = Image.frombytes("P", (width, height), labels.tobytes())
@@ -279,7 +280,7 @@ def overlay(
         ((70, 178, 35), (7, 14, 21))
     """
     alpha = check_finite_float("alpha", alpha, low=0.0, high=1.0)
-    colours = _check_palette(palette)
+    colours = check_palette(palette)
     labels = _mask_to_uint8(mask, len(colours) // 3)
     rgb = _image_to_uint8_rgb(image)
     if rgb.shape[:2] != labels.shape:
@@ -308,7 +309,7 @@ def _layer_colours(
     if array.dtype != np.bool_ and not np.issubdtype(array.dtype, np.integer):
         raise DTypeError(f"layers must be boolean or 0/1 integers, got dtype {array.dtype}")
     present = array == 1 if array.dtype != np.bool_ else array
-    lut = np.asarray(_check_palette(palette), dtype=np.float64).reshape(-1, 3)
+    lut = np.asarray(check_palette(palette), dtype=np.float64).reshape(-1, 3)
     if lut.shape[0] < array.shape[0] + 1:
         raise ConfigError(
             f"the palette has {lut.shape[0]} colours but {array.shape[0]} layers need "
@@ -351,7 +352,7 @@ def colorize_layers(
         [(128, 0, 0), (64, 64, 0), (0, 0, 0)]
     """
     mean, present = _layer_colours(layers, palette)
-    background = np.asarray(_check_palette(palette)[:3], dtype=np.float64)
+    background = np.asarray(check_palette(palette)[:3], dtype=np.float64)
     return _rounded(np.where(present[..., None], mean, background))
 
 

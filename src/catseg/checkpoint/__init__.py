@@ -65,6 +65,7 @@ from catseg._bounds import (
 )
 from catseg._files import atomic_write
 from catseg._modules import unwrap_model
+from catseg._validation import check_path
 from catseg._version import catseg_version
 from catseg.checkpoint._checks import check_weights_fit
 from catseg.checkpoint._files import (
@@ -221,7 +222,7 @@ def save_checkpoint(
         payload[name] = None if value is None else dict(value)
         walk_plain(payload[name], name, Budget(), ConfigError)
     payload["extra"] = payload["extra"] or {}
-    return atomic_write(Path(path), lambda tmp: _save(payload, tmp))
+    return atomic_write(check_path("path", path), lambda tmp: _save(payload, tmp))
 
 
 def _save(payload: dict[str, Any], tmp: Path) -> None:
@@ -337,7 +338,7 @@ def load_checkpoint(
         ...
         catseg.errors.CheckpointError: ...notes.pt is not a catseg checkpoint: ...
     """
-    file = Path(path)
+    file = check_path("path", path)
     data = read_archive(file, check_map_location(map_location))
     if not isinstance(data, dict) or data.get("format") != _FORMAT_TAG:
         raise CheckpointError(f"{file} is not a catseg checkpoint: it holds {describe(data)}")

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
-from catseg._validation import check_bool, check_int
+from catseg._validation import check_bool, check_callable, check_int
 from catseg.errors import ConfigError
 
 __all__ = ["SegmentationLoader", "default_num_workers"]
@@ -71,8 +71,8 @@ class SegmentationLoader(DataLoader[Any]):
         worker_init_fn: Optional function called with the worker id in each worker.
 
     Raises:
-        ConfigError: When ``batch_size`` or ``num_workers`` is not a valid int, or
-            ``shuffle`` is combined with a ``sampler``.
+        ConfigError: When an argument is of the wrong type, ``batch_size`` or
+            ``num_workers`` is not a valid int, or ``shuffle`` is combined with a ``sampler``.
 
     Examples:
         >>> import torch
@@ -107,6 +107,18 @@ class SegmentationLoader(DataLoader[Any]):
             pin_memory = check_bool("pin_memory", pin_memory)
         if persistent_workers is not None:
             persistent_workers = check_bool("persistent_workers", persistent_workers)
+        if not callable(getattr(dataset, "__getitem__", None)):
+            raise ConfigError(f"dataset must be a map-style dataset, got {type(dataset).__name__}")
+        if sampler is not None and not isinstance(sampler, Iterable):
+            raise ConfigError(
+                f"sampler must be an iterable of indices, got {type(sampler).__name__}"
+            )
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ConfigError(
+                f"generator must be a torch.Generator, got {type(generator).__name__}"
+            )
+        check_callable("collate_fn", collate_fn, optional=True)
+        check_callable("worker_init_fn", worker_init_fn, optional=True)
         if shuffle and sampler is not None:
             raise ConfigError("shuffle=True cannot be combined with a sampler; shuffle in it")
         super().__init__(

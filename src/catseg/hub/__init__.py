@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catseg._validation import check_bool
+from catseg._validation import check_bool, check_path
+from catseg.errors import ConfigError
 from catseg.hub._format import FORMAT_VERSION
 from catseg.hub._read import read_folder, read_weights
 from catseg.hub._remote import locate, upload
@@ -99,7 +100,8 @@ def load_pretrained(
             names the file and the field); or the hub download fails.
         OptionalDependencyError: If safetensors (extra ``safetensors``) or, for a repo
             id, huggingface_hub (extra ``hub``) is not installed.
-        ConfigError: If ``source`` is a file.
+        ConfigError: If ``source`` is a file or not a path, or ``revision`` or
+            ``cache_dir`` is of the wrong type.
 
     Examples:
         >>> import tempfile
@@ -108,7 +110,11 @@ def load_pretrained(
         ...
         catseg.errors.MissingFileError: model folder .../missing does not exist ...
     """
-    folder = locate(source, revision=revision, cache_dir=cache_dir)
+    check_path("source", source)
+    if revision is not None and not isinstance(revision, str):
+        raise ConfigError(f"revision must be a str or None, got {type(revision).__name__}")
+    cache = None if cache_dir is None else check_path("cache_dir", cache_dir)
+    folder = locate(source, revision=revision, cache_dir=cache)
     config = read_folder(folder)
     model = read_weights(folder, config)
     palette = (
@@ -162,7 +168,7 @@ def push_to_hub(
     if private is not None:
         check_bool("private", private)
     return upload(
-        Path(folder),
+        check_path("folder", folder),
         repo_id,
         token=token,
         private=private,

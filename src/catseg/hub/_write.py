@@ -15,7 +15,7 @@ from torch import nn
 from catseg._bounds import read_json
 from catseg._files import atomic_write
 from catseg._modules import unwrap_model
-from catseg._validation import check_bool
+from catseg._validation import check_bool, check_path
 from catseg._version import catseg_version
 from catseg.checkpoint._checks import check_weights_fit
 from catseg.errors import CatsegError, CheckpointError, ConfigError
@@ -25,7 +25,7 @@ from catseg.hub._format import CARD_NAME, CONFIG_NAME, FORMAT_TAG, WEIGHTS_NAME,
 from catseg.metrics import IoUResult
 from catseg.models import UNet
 from catseg.training import History
-from catseg.visualize import PaletteName, get_palette
+from catseg.visualize import PaletteName, check_palette
 
 
 def _check_target(folder: Path, overwrite: bool) -> None:
@@ -52,16 +52,12 @@ def _palette(
 ) -> tuple[tuple[int, int, int], ...] | None:
     if palette is None:
         return None
-    flat = get_palette(palette) if isinstance(palette, str) else tuple(palette)
-    if len(flat) % 3 or len(flat) < 3 * count or len(flat) > 768:
+    flat = check_palette(palette)
+    if len(flat) < 3 * count:
         raise ConfigError(
-            f"palette must be 'voc', 'binary' or a flat sequence r0, g0, b0, r1, ... with a "
-            f"colour for each of the {count} classes (at most 256 colours), got "
-            f"{len(flat)} values"
+            f"palette has {len(flat) // 3} colours, expected a colour for each of the "
+            f"{count} classes"
         )
-    for value in flat:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-            raise ConfigError(f"palette values must be ints in 0..255, got {value!r}")
     return tuple((flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(count))
 
 
@@ -181,7 +177,7 @@ def save_pretrained(
     )
     state = _weights(plain)
     safetensors = import_safetensors()
-    target = Path(folder)
+    target = check_path("folder", folder)
     _check_target(target, overwrite)
     try:  # bytes written by atomic_write: safetensors.save_file recreates the file as 0600
         data = safetensors.save(state, metadata={"format": "pt", "catseg": FORMAT_TAG})

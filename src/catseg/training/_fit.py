@@ -216,16 +216,18 @@ def _check_arguments(given: dict[str, Any]) -> dict[str, Any]:
     """Validate fit's arguments where they enter; ``run`` becomes a RunOptions."""
     check_int("epochs", given["epochs"], minimum=1)
     check_bool("resume", given["resume"])
-    if not callable(given["loss_fn"]):
-        raise ConfigError(f"loss_fn must be callable(logits, masks), got {given['loss_fn']!r}")
-    if given["optimizer"] is not None and not isinstance(given["optimizer"], Optimizer):
-        raise ConfigError(f"optimizer must be a torch Optimizer, got {given['optimizer']!r}")
+    scheduler, run = given["scheduler"], given["run"] or RunOptions()
+    _loop.check_loop("train_loader", given["train_loader"], given["loss_fn"], scheduler)
+    if given["optimizer"] is not None:
+        _loop.check_optimizer(given["optimizer"])
+    if not isinstance(given["train_loader"], DataLoader):
+        raise ConfigError(
+            f"train_loader must be a torch DataLoader, got {type(given['train_loader']).__name__}"
+        )
+    if given["val_loader"] is not None:
+        _loop.check_loader("val_loader", given["val_loader"])
     if given["metric"] is not None:
         _loop.check_metric(given["metric"])
-    scheduler, run = given["scheduler"], given["run"] or RunOptions()
-    methods = ("step", "state_dict", "load_state_dict")
-    if scheduler is not None and not all(callable(getattr(scheduler, m, None)) for m in methods):
-        raise ConfigError(f"scheduler must be a torch learning-rate scheduler, got {scheduler!r}")
     if not isinstance(run, RunOptions):
         raise ConfigError(f"run must be a RunOptions or None, got {run!r}")
     if isinstance(scheduler, ReduceLROnPlateau) and run.scheduler_interval == "step":

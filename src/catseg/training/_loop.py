@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from catseg._modules import to_channels_last, unwrap_model
 from catseg._runtime import Precision, autocast, resolve_device, resolve_precision
-from catseg._validation import check_finite_float
+from catseg._validation import check_bool, check_callable, check_finite_float, check_positive_int
 from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
 from catseg.training import _distributed as ddp
 
@@ -222,7 +222,8 @@ def train_one_epoch(
         DataError: If a batch is not an ``(images, masks)`` pair, or the loader is empty.
         ShapeError: If images are not 4-D, masks do not match, or the loss is not a scalar.
         DTypeError: If images are neither uint8 nor floating point.
-        ConfigError: If ``device``, ``precision`` or ``grad_clip`` is invalid.
+        ConfigError: If an argument is of the wrong type, or ``device``, ``precision``,
+            ``grad_clip`` or ``epoch`` (>= 1) is invalid.
 
     Shape:
         images ``(N, C, H, W)`` uint8 or float; masks ``(N, H, W)`` integer class indices
@@ -243,6 +244,14 @@ def train_one_epoch(
         >>> loss > 0
         True
     """
+    check_loop("loader", loader, loss_fn, scheduler)
+    check_optimizer(optimizer)
+    channels_last = check_bool("channels_last", channels_last)
+    epoch = check_positive_int("epoch", epoch)
+    if scaler is not None and not isinstance(scaler, torch.amp.GradScaler):
+        raise ConfigError(
+            f"scaler must be a torch.amp.GradScaler or None, got {type(scaler).__name__}"
+        )
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     if grad_clip is not None:
@@ -295,8 +304,9 @@ def evaluate(
             outside the metric's classes that is not its ``ignore_index``, or the loader
             yields no images at all (on every process together).
         ShapeError: If images are not 4-D or masks do not match them.
-        ConfigError: If ``metric`` lacks ``reset``/``update``/``compute``, ``device`` or
-            ``precision`` is invalid, or the loader cannot be sharded under
+        ConfigError: If ``loader`` is not iterable, ``metric`` lacks
+            ``reset``/``update``/``compute``, ``device``, ``precision`` or
+            ``channels_last`` is invalid, or the loader cannot be sharded under
             torch.distributed.
 
     Shape:
@@ -314,7 +324,9 @@ def evaluate(
         >>> 0.0 <= result.miou <= 1.0 or result.miou != result.miou
         True
     """
+    check_loader("loader", loader)
     check_metric(metric)
+    channels_last = check_bool("channels_last", channels_last)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     if isinstance(loader, torch.utils.data.DataLoader):
@@ -322,6 +334,32 @@ def evaluate(
     return run_evaluation(
         model, loader, metric, device=dev, dtype=dtype, channels_last=channels_last
     )[0]
+
+
+def check_loop(loader_name: str, loader: object, loss_fn: object, scheduler: object) -> None:
+    """Refuse a non-iterable loader, a non-callable loss or a scheduler without ``step``."""
+    check_loader(loader_name, loader)
+    check_callable("loss_fn", loss_fn)
+    methods = ("step", "state_dict", "load_state_dict")  # what fit and resuming use
+    if scheduler is not None and not all(callable(getattr(scheduler, m, None)) for m in methods):
+        raise ConfigError(
+            f"scheduler must be a torch learning-rate scheduler, got {type(scheduler).__name__}"
+        )
+
+
+def check_optimizer(optimizer: object) -> None:
+    """Refuse an optimizer that is not a torch ``Optimizer``."""
+    if not isinstance(optimizer, Optimizer):
+        raise ConfigError(f"optimizer must be a torch Optimizer, got {type(optimizer).__name__}")
+
+
+def check_loader(name: str, loader: object) -> None:
+    """Refuse a loader that is not an iterable of batches."""
+    if not isinstance(loader, Iterable) or isinstance(loader, (str, bytes)):
+        raise ConfigError(
+            f"{name} must be an iterable of (images, masks) batches such as a DataLoader, "
+            f"got {type(loader).__name__}"
+        )
 
 
 def check_metric(metric: object) -> None:
