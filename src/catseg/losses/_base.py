@@ -12,7 +12,7 @@ import abc
 import inspect
 from collections.abc import Callable, Sequence
 from inspect import Parameter
-from typing import Any, ClassVar, Concatenate, ParamSpec, cast
+from typing import Any, ClassVar, Concatenate, ParamSpec
 
 import torch
 from torch import Tensor, nn
@@ -41,20 +41,18 @@ def functional(
     It has the module's options, checks and documentation: one implementation of each loss.
     """
 
-    def loss(input: Tensor, target: Tensor, *args: P.args, **options: P.kwargs) -> Tensor:
+    def loss(input: Tensor, target: Tensor, /, *args: P.args, **options: P.kwargs) -> Tensor:
         return module(*args, **options).forward(input, target)
 
     tensors = [
-        Parameter(n, Parameter.POSITIONAL_OR_KEYWORD, annotation="Tensor")
-        for n in ("input", "target")
+        Parameter(n, Parameter.POSITIONAL_ONLY, annotation="Tensor") for n in ("input", "target")
     ]
     options = list(inspect.signature(module).parameters.values())
     loss.__signature__ = inspect.Signature([*tensors, *options], return_annotation="Tensor")  # type: ignore[attr-defined]
     loss.__doc__ = f"The function form of :class:`{module.__name__}`.\n\n{module.__doc__}"
     loss.__name__ = loss.__qualname__ = name
     loss.__module__ = module.__module__
-    # typed positional (Concatenate), also callable as input=..., target=... as signed
-    return cast(Callable[Concatenate[Tensor, Tensor, P], Tensor], loss)
+    return loss
 
 
 class LossModule(nn.Module):
