@@ -17,8 +17,8 @@ from catseg import losses as L  # noqa: N812
 
 SIGNATURES = {
     "soft_dice": [
-        ("positional_only", "input: 'Tensor'"),
-        ("positional_only", "target: 'Tensor'"),
+        ("positional_or_keyword", "input: 'Tensor'"),
+        ("positional_or_keyword", "target: 'Tensor'"),
         ("keyword_only", "mode: 'LossMode' = 'binary'"),
         ("keyword_only", "from_logits: 'bool' = True"),
         ("keyword_only", "smooth: 'float' = 1.0"),
@@ -52,8 +52,8 @@ SIGNATURES = {
         ("keyword_only", "reduction_scope: 'ReductionScope' = 'batch'"),
     ],
     "dice_ce_loss": [
-        ("positional_only", "input: 'Tensor'"),
-        ("positional_only", "target: 'Tensor'"),
+        ("positional_or_keyword", "input: 'Tensor'"),
+        ("positional_or_keyword", "target: 'Tensor'"),
         ("keyword_only", "mode: 'LossMode' = 'binary'"),
         ("keyword_only", "ce_weight: 'float' = 1.0"),
         ("keyword_only", "dice_weight: 'float' = 1.0"),
@@ -80,8 +80,8 @@ SIGNATURES = {
         ("keyword_only", "ignore_index: 'int | None' = 255"),
     ],
     "focal_loss": [
-        ("positional_only", "input: 'Tensor'"),
-        ("positional_only", "target: 'Tensor'"),
+        ("positional_or_keyword", "input: 'Tensor'"),
+        ("positional_or_keyword", "target: 'Tensor'"),
         ("keyword_only", "mode: 'LossMode' = 'binary'"),
         ("keyword_only", "gamma: 'float' = 2.0"),
         ("keyword_only", "alpha: 'float | Sequence[float] | Tensor | None' = None"),
@@ -94,8 +94,8 @@ SIGNATURES = {
         ("keyword_only", "ignore_index: 'int | None' = 255"),
     ],
     "tversky_loss": [
-        ("positional_only", "input: 'Tensor'"),
-        ("positional_only", "target: 'Tensor'"),
+        ("positional_or_keyword", "input: 'Tensor'"),
+        ("positional_or_keyword", "target: 'Tensor'"),
         ("keyword_only", "mode: 'LossMode' = 'binary'"),
         ("keyword_only", "alpha: 'float' = 0.5"),
         ("keyword_only", "beta: 'float' = 0.5"),
@@ -118,8 +118,8 @@ SIGNATURES = {
         ("keyword_only", "reduction_scope: 'ReductionScope' = 'batch'"),
     ],
     "jaccard_loss": [
-        ("positional_only", "input: 'Tensor'"),
-        ("positional_only", "target: 'Tensor'"),
+        ("positional_or_keyword", "input: 'Tensor'"),
+        ("positional_or_keyword", "target: 'Tensor'"),
         ("keyword_only", "mode: 'LossMode' = 'binary'"),
         ("keyword_only", "smooth: 'float' = 1.0"),
         ("keyword_only", "ignore_index: 'int | None' = 255"),
@@ -136,8 +136,8 @@ SIGNATURES = {
         ("keyword_only", "reduction_scope: 'ReductionScope' = 'batch'"),
     ],
     "lovasz_loss": [
-        ("positional_only", "input: 'Tensor'"),
-        ("positional_only", "target: 'Tensor'"),
+        ("positional_or_keyword", "input: 'Tensor'"),
+        ("positional_or_keyword", "target: 'Tensor'"),
         ("keyword_only", "mode: 'LossMode' = 'binary'"),
         ("keyword_only", "per_image: 'bool' = False"),
         ("keyword_only", "ignore_index: 'int | None' = 255"),

@@ -9,10 +9,8 @@ sums into one value per (image,) class, averaged over images, then over classes.
 from __future__ import annotations
 
 import abc
-import inspect
-from collections.abc import Callable, Sequence
-from inspect import Parameter
-from typing import Any, ClassVar, Concatenate, ParamSpec
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,30 +27,6 @@ from catseg.losses._checks import (
     float_input,
     sigmoid_target,
 )
-
-P = ParamSpec("P")
-
-
-def functional(
-    module: Callable[P, LossModule], name: str
-) -> Callable[Concatenate[Tensor, Tensor, P], Tensor]:
-    """The function ``name(input, target, **options) = module(**options)(input, target)``.
-
-    It has the module's options, checks and documentation: one implementation of each loss.
-    """
-
-    def loss(input: Tensor, target: Tensor, /, *args: P.args, **options: P.kwargs) -> Tensor:
-        return module(*args, **options).forward(input, target)
-
-    tensors = [
-        Parameter(n, Parameter.POSITIONAL_ONLY, annotation="Tensor") for n in ("input", "target")
-    ]
-    options = list(inspect.signature(module).parameters.values())
-    loss.__signature__ = inspect.Signature([*tensors, *options], return_annotation="Tensor")  # type: ignore[attr-defined]
-    loss.__doc__ = f"The function form of :class:`{module.__name__}`.\n\n{module.__doc__}"
-    loss.__name__ = loss.__qualname__ = name
-    loss.__module__ = module.__module__
-    return loss
 
 
 class LossModule(nn.Module):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from catseg.losses._base import OverlapLoss, functional
+from catseg.losses._base import OverlapLoss
 from catseg.losses._checks import (
     LossMode,
     ReductionScope,
@@ -20,7 +20,19 @@ from catseg.losses._checks import (
 )
 
 
-class DiceCELoss(OverlapLoss):
+def dice_ce_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: LossMode = "binary",
+    ce_weight: float = 1.0,
+    dice_weight: float = 1.0,
+    smooth: float = 1.0,
+    ignore_index: int | None = 255,
+    class_weights: Sequence[float] | Tensor | None = None,
+    include_background: bool = True,
+    reduction_scope: ReductionScope = "batch",
+) -> Tensor:
     """Cross-entropy plus Dice loss from logits: ``ce_weight·CE + dice_weight·(1 - Dice)``.
 
     ``CE`` is the softmax cross-entropy (multiclass) or the binary cross-entropy with
@@ -31,11 +43,9 @@ class DiceCELoss(OverlapLoss):
     every pixel a gradient from the first step; the Dice term keeps small foregrounds
     from being swamped by background.
 
-    Options are checked here, at construction, and read-only; :func:`dice_ce_loss` is the
-    function form. In multilabel mode each label channel gets its own binary
-    cross-entropy and Dice term.
-
     Args:
+        input: Logits ``(N, C, H, W)``.
+        target: As for :func:`~catseg.losses.soft_dice`.
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         ce_weight: Weight of the cross-entropy term (finite, >= 0).
         dice_weight: Weight of the Dice term (finite, >= 0; not both 0).
@@ -45,12 +55,36 @@ class DiceCELoss(OverlapLoss):
         include_background: Multiclass only: keep channel 0 in the Dice class average.
         reduction_scope: Dice sums over the ``"batch"`` or per ``"image"``.
 
+    Returns:
+        The scalar loss, >= 0; shapes, dtypes and errors as for every loss.
+
     Examples:
         >>> import torch
-        >>> from catseg.losses import DiceCELoss, dice_ce_loss
+        >>> from catseg.losses import dice_ce_loss
         >>> logits = torch.zeros(1, 2, 1, 2)                  # softmax p = 0.5
         >>> dice_ce_loss(logits, torch.tensor([[[0, 1]]]), mode="multiclass", smooth=0.0)
         tensor(1.1931)
+    """
+    return DiceCELoss(
+        mode=mode,
+        ce_weight=ce_weight,
+        dice_weight=dice_weight,
+        smooth=smooth,
+        ignore_index=ignore_index,
+        class_weights=class_weights,
+        include_background=include_background,
+        reduction_scope=reduction_scope,
+    ).forward(input, target)
+
+
+class DiceCELoss(OverlapLoss):
+    """Module form of :func:`dice_ce_loss` (options checked once, here; read-only).
+
+    In multilabel mode each label channel gets its own binary cross-entropy and Dice term:
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import DiceCELoss
         >>> loss_fn = DiceCELoss(mode="multilabel", dice_weight=0.5)
         >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
         >>> loss_fn(logits, torch.randint(0, 2, (2, 3, 8, 8))).backward()
@@ -97,10 +131,6 @@ class DiceCELoss(OverlapLoss):
                 probs = torch.sigmoid(x)
             dice = self._class_mean(self._score(*self._sums(probs, g, valid)), weights)
             return self.ce_weight * weighted_mean(ce, ce_weights) + self.dice_weight * (1 - dice)
-
-
-dice_ce_loss = functional(DiceCELoss, "dice_ce_loss")
-"""Cross-entropy plus Dice ``DiceCELoss(**options)(input, target)`` (see :class:`DiceCELoss`)."""
 
 
 class BCEDiceLoss(DiceCELoss):

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from catseg._validation import check_mode, check_probability
 from catseg.errors import ConfigError
-from catseg.losses._base import LossModule, functional
+from catseg.losses._base import LossModule
 from catseg.losses._checks import (
     LossMode,
     check_class_weights,
@@ -25,7 +25,15 @@ from catseg.losses._checks import (
 )
 
 
-class FocalLoss(LossModule):
+def focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: LossMode = "binary",
+    gamma: float = 2.0,
+    alpha: float | Sequence[float] | Tensor | None = None,
+    ignore_index: int | None = 255,
+) -> Tensor:
     """Focal loss from logits, averaged over the entries that are not ignored.
 
     Binary and multilabel (one term per pixel and label, Lin et al. 2017):
@@ -40,22 +48,38 @@ class FocalLoss(LossModule):
     ``gamma=0`` and ``alpha=None`` give plain (binary) cross-entropy. The mean is over
     the valid entries (α does not renormalise it).
 
-    Options are checked here, at construction, and read-only; :func:`focal_loss` is the
-    function form.
-
     Args:
+        input: Logits ``(N, C, H, W)``.
+        target: As for :func:`~catseg.losses.soft_dice`.
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         gamma: Focusing exponent (finite, >= 0).
         alpha: Binary/multilabel: weight of the positives in ``[0, 1]``; multiclass:
             one weight (>= 0) per class; ``None``: no weighting.
         ignore_index: Target value left out; ``None`` keeps every pixel.
 
+    Returns:
+        The scalar loss, >= 0; shapes, dtypes and errors as for every loss.
+
     Examples:
         >>> import torch
-        >>> from catseg.losses import FocalLoss, focal_loss
+        >>> from catseg.losses import focal_loss
         >>> logits = torch.zeros(1, 1, 1, 2)                  # p = 0.5: (1/2)^2 · ln 2
         >>> focal_loss(logits, torch.tensor([[[1, 0]]]))
         tensor(0.1733)
+    """
+    return FocalLoss(mode=mode, gamma=gamma, alpha=alpha, ignore_index=ignore_index).forward(
+        input, target
+    )
+
+
+class FocalLoss(LossModule):
+    """Module form of :func:`focal_loss` (options checked once, here; read-only).
+
+    ``gamma=0`` without ``alpha`` is plain cross-entropy:
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import FocalLoss
         >>> loss_fn = FocalLoss(mode="multiclass", gamma=0.0)  # = cross-entropy
         >>> logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
         >>> ce = torch.nn.functional.cross_entropy(logits, target)
@@ -114,7 +138,3 @@ class FocalLoss(LossModule):
             # (1 - p_t)^γ in log space: its gradient stays finite at p_t = 1 for γ < 1
             focus = (self.gamma * log_rest).exp()
             return weighted_mean(-log_p_t * focus * alpha_t, valid.to(x.dtype))
-
-
-focal_loss = functional(FocalLoss, "focal_loss")
-"""The focal loss ``FocalLoss(**options)(input, target)`` (see :class:`FocalLoss`)."""

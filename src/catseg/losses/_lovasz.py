@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from catseg._validation import check_bool, check_mode
-from catseg.losses._base import LossModule, functional
+from catseg.losses._base import LossModule
 from catseg.losses._checks import (
     LossMode,
     check_ignore_index,
@@ -89,7 +89,14 @@ def _softmax_errors(x: Tensor, target: Tensor, opts: LovaszLoss) -> tuple[Tensor
     return errors, fg, is_fg
 
 
-class LovaszLoss(LossModule):
+def lovasz_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: LossMode = "binary",
+    per_image: bool = False,
+    ignore_index: int | None = 255,
+) -> Tensor:
     """Lovász hinge (binary, multilabel) or Lovász-softmax (multiclass) loss from logits.
 
     Binary: the Lovász hinge of Berman et al. (2018) on the errors ``1 - x·(2g - 1)``.
@@ -104,20 +111,36 @@ class LovaszLoss(LossModule):
     leaves it out; a batch without such an image gives 0). The loss
     sorts every class's errors: it costs more than Dice (see ``benchmarks/bench_losses.py``).
 
-    Options are checked here, at construction, and read-only; :func:`lovasz_loss` is the
-    function form.
-
     Args:
+        input: Logits ``(N, C, H, W)``.
+        target: As for :func:`~catseg.losses.soft_dice`.
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         per_image: One loss per image, then the mean (else one over the batch).
         ignore_index: Target value left out; ``None`` keeps every pixel.
 
+    Returns:
+        The scalar loss, >= 0; shapes, dtypes and errors as for every loss.
+
     Examples:
         >>> import torch
-        >>> from catseg.losses import LovaszLoss, lovasz_loss
+        >>> from catseg.losses import lovasz_loss
         >>> logits = torch.tensor([[[[2.0, -1.0, 0.5]]]])      # hinge errors -1, 0, 1.5
         >>> lovasz_loss(logits, torch.tensor([[[1, 0, 0]]]))   # 1.5 · (1 - 1/2)
         tensor(0.7500)
+    """
+    return LovaszLoss(mode=mode, per_image=per_image, ignore_index=ignore_index).forward(
+        input, target
+    )
+
+
+class LovaszLoss(LossModule):
+    """Module form of :func:`lovasz_loss` (options checked once, here; read-only).
+
+    A confident, correct prediction has zero loss, per image as over the batch:
+
+    Examples:
+        >>> import torch
+        >>> from catseg.losses import LovaszLoss
         >>> loss_fn = LovaszLoss(mode="multiclass", per_image=True)
         >>> target = torch.randint(0, 3, (2, 8, 8))
         >>> perfect = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2) * 100.0
@@ -152,7 +175,3 @@ class LovaszLoss(LossModule):
             # mean over the counted classes of a group, then over the groups that have one
             per_group = weighted_mean(losses.reshape(groups, c), counted.to(x.dtype), dim=1)
             return weighted_mean(per_group, counted.any(1).to(x.dtype))
-
-
-lovasz_loss = functional(LovaszLoss, "lovasz_loss")
-"""The Lovász loss ``LovaszLoss(**options)(input, target)`` (see :class:`LovaszLoss`)."""
