@@ -14,7 +14,7 @@ import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,16 +28,11 @@ from catseg.errors import ConfigError, MissingFileError
 from catseg.predict._folder import list_photos
 
 if TYPE_CHECKING:
-    from catseg.predict._prediction import Prediction
+    from catseg.predict._prediction import Prediction, Uncertainty
     from catseg.predict._segmenter import Segmenter
 
-Uncertainty = Literal["entropy", "margin"]
-"""How :meth:`Prediction.uncertainty` measures doubt: normalised entropy or top-2 margin."""
-_FIELDS: dict[str, Any] = {
-    "group_id": None,
-    "description": "",
-    "flags": {},
-}  # what labelme 5.x writes
+# the shape fields labelme 5.x writes besides label, points, shape_type and mask
+_FIELDS: dict[str, Any] = {"group_id": None, "description": "", "flags": {}}
 _BOX = Image.Resampling.BOX
 
 
@@ -176,9 +171,7 @@ def rank_for_labelling(
     later: list[tuple[ImageInput, float]] = []
     seen: list[torch.Tensor] = []
     for image, score, thumb in sorted(scored, key=lambda item: -item[1]):
-        near = thumb is not None and any(
-            (t - thumb).square().mean().sqrt() < distance for t in seen
-        )
+        near = thumb is not None and any(((t - thumb) ** 2).mean() < distance**2 for t in seen)
         (later if near else picked).append((image, score))
         seen += [] if near or thumb is None else [thumb]
     return picked + later

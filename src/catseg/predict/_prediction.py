@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from PIL import Image
@@ -20,8 +20,7 @@ from catseg.data._inputs import display_image
 from catseg.errors import ConfigError
 from catseg.visualize import PaletteName, colorize, colorize_layers, overlay, overlay_layers
 
-if TYPE_CHECKING:
-    from catseg.predict._annotate import Uncertainty
+Uncertainty = Literal["entropy", "margin"]  # Prediction.uncertainty: see there
 
 
 @dataclass(frozen=True, eq=False, init=False)
@@ -236,10 +235,7 @@ class Prediction:
         check_choice("method", method, ("entropy", "margin"))
         p = self.probabilities
         if p is None:
-            raise ConfigError(
-                "this prediction has no probabilities to measure uncertainty with; "
-                "predict with return_probabilities=True"
-            )
+            raise ConfigError("no probabilities to measure; predict with return_probabilities=True")
         p = torch.stack([1 - p, p]) if self.multilabel else p.unsqueeze(1)  # (C, layers, H, W)
         if method == "entropy":
             doubt: torch.Tensor = -torch.special.xlogy(p, p).sum(0) / math.log(p.shape[0])
