@@ -48,6 +48,7 @@ SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("predict", "bench_predict.py", ["--checkpoint", CHECKPOINT]),
     ("predict-memory", "bench_predict_memory.py", []),
     ("predict-folder", "bench_predict_folder.py", []),
+    ("labelling", "bench_labelling.py", []),
     ("onnx", "bench_onnx.py", []),
     ("int8", "bench_int8.py", ["--checkpoint", CHECKPOINT]),
     ("bf16-training", "bf16_training_quality.py", ["--epochs", "20", "--seeds", "0", "1"]),

@@ -71,6 +71,7 @@ from catseg.predict import (
     FolderSummary,
     Prediction,
     Segmenter,
+    rank_for_labelling,
 )
 from catseg.training import (
     EpochRecord,
@@ -143,6 +144,7 @@ __all__ += [
     "Segmenter",
     "Prediction",
     "FolderSummary",
+    "rank_for_labelling",
     # training
     "fit",
     "train_one_epoch",

@@ -15,9 +15,11 @@ Examples:
 from __future__ import annotations
 
 from catseg.data._inputs import ImageInput
+from catseg.predict._annotate import rank_for_labelling
 from catseg.predict._folder import FolderSummary
 from catseg.predict._pipeline import Postprocess
 from catseg.predict._prediction import Prediction
 from catseg.predict._segmenter import Segmenter
 
 __all__ = ["FolderSummary", "ImageInput", "Postprocess", "Prediction", "Segmenter"]
+__all__ += ["rank_for_labelling"]

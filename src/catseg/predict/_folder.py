@@ -32,6 +32,7 @@ from catseg.predict._prediction import Prediction
 
 OnError = Literal["skip", "raise"]
 """What :meth:`Segmenter.predict_folder` does with an unreadable photo."""
+Outputs = tuple[bool, bool]  # (overlay, labelme): the optional outputs asked for
 
 DEFAULT_PATTERNS = ("**/*.jpg", "**/*.jpeg", "**/*.png")
 _GLOB = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
@@ -127,7 +128,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _check_folders(src: Path, dst: Path, regexes: list[re.Pattern[str]], overlay: bool) -> Path:
+def _check_folders(src: Path, dst: Path, regexes: list[re.Pattern[str]], out: Outputs) -> Path:
     """The resolved ``src``; refuses a missing src and a dst whose outputs would be inputs."""
     if not src.is_dir():
         if not src.exists():
@@ -139,27 +140,28 @@ def _check_folders(src: Path, dst: Path, regexes: list[re.Pattern[str]], overlay
     if _inside(real_dst, real_src):
         rel = real_dst.relative_to(real_src).as_posix()
         prefix = "" if rel == "." else rel + "/"
-        outputs = [prefix + name for name in ("x.png", "d/x.png")]
-        outputs += [out[:-4] + _OVERLAY for out in outputs] if overlay else []
+        photos = (Path("x.jpg"), Path("d/x.jpg"))
+        outputs = [prefix + o.as_posix() for p in photos for o in folder_outputs(p, *out)]
         if any(_matches(o, regexes) for o in outputs):
             raise ConfigError(
                 f"dst {dst} is inside src {src} and pattern matches the files written there "
-                "(masks are .png, overlays .overlay.jpg), so a later run would read its own "
-                "outputs as photos (or overwrite a photo); choose a dst outside src or a "
-                "pattern that does not match them, e.g. '**/*.jpg'"
+                "(masks are .png, overlays .overlay.jpg, labelme files .json), so a later run "
+                "would read its own outputs as photos (or overwrite a photo); choose a dst "
+                "outside src or a pattern that does not match them, e.g. '**/*.jpg'"
             )
     return real_src
 
 
-def folder_outputs(rel: Path, overlay: bool) -> tuple[Path, ...]:
-    """The files written for the photo at relative path ``rel``: mask, then overlay.
+def folder_outputs(rel: Path, overlay: bool, labelme: bool = False) -> tuple[Path, ...]:
+    """The files written for the photo at relative path ``rel``: mask, overlay, labelme.
 
     Examples:
-        >>> [p.as_posix() for p in folder_outputs(Path("sub/cat.JPG"), overlay=True)]
-        ['sub/cat.png', 'sub/cat.overlay.jpg']
+        >>> [p.as_posix() for p in folder_outputs(Path("sub/cat.JPG"), True, labelme=True)]
+        ['sub/cat.png', 'sub/cat.overlay.jpg', 'sub/cat.json']
     """
     mask = rel.with_suffix(".png")
-    return (mask, rel.with_suffix(_OVERLAY)) if overlay else (mask,)
+    extra = (rel.with_suffix(_OVERLAY),) * overlay + (rel.with_suffix(".json"),) * labelme
+    return (mask, *extra)
 
 
 def _distributed() -> tuple[int, int]:
@@ -182,7 +184,7 @@ def _relative(file: Path, src: Path, real_src: Path) -> Path:
 
 
 def _plan(
-    src: Path, real_src: Path, dst: Path, rels: list[Path], overlay: bool, overwrite: bool
+    src: Path, real_src: Path, dst: Path, rels: list[Path], out: Outputs, overwrite: bool
 ) -> tuple[list[tuple[Path, Path]], int, list[tuple[Path, str]]]:
     """This process's shard: ``(real file, rel)`` to do, the number skipped, the failures."""
     rank, world = _distributed()
@@ -202,7 +204,7 @@ def _plan(
             )
         elif not _inside(real, real_src):
             failed.append((src / rel, f"a symbolic link leading outside src, to {real}"))
-        elif not overwrite and all((dst / out).exists() for out in folder_outputs(rel, overlay)):
+        elif not overwrite and all((dst / out).exists() for out in folder_outputs(rel, *out)):
             skipped += 1
         else:
             todo.append((real, rel))
@@ -254,16 +256,19 @@ def _buckets(
     yield from pending.values()
 
 
-def _write(prediction: Prediction, rel: Path, dst: Path, overlay: bool, overwrite: bool) -> str:
+def _write(p: Prediction, rel: Path, src: Path, dst: Path, kinds: Outputs, overwrite: bool) -> str:
     """Write the photo's missing outputs (all of them with ``overwrite``); "" or why not."""
-    for out in folder_outputs(rel, overlay):
+    for out in folder_outputs(rel, *kinds):
         try:
             if (dst / out).exists() and not overwrite:
                 continue  # kept: catseg replaces no file unless asked
+            if out.suffix == ".json":  # imagePath: the photo (src is resolved)
+                p.to_labelme(dst / out, image_path=src / rel, overwrite=overwrite)
+                continue
             if out.suffix == ".png":
-                save = functools.partial(prediction.colorize().save, format="PNG")
+                save = functools.partial(p.colorize().save, format="PNG")
             else:
-                picture = prediction.overlay(alpha=0.3)
+                picture = p.overlay(alpha=0.3)
                 save = functools.partial(picture.save, format="JPEG", quality=90)
             atomic_write(dst / out, save, replace=overwrite)
         except OutputExistsError as err:
@@ -317,7 +322,7 @@ class _Writer:
     photo written (``reason`` empty, or why it could not be).
     """
 
-    def __init__(self, args: tuple[Path, bool, bool], threads: int, limit: int) -> None:
+    def __init__(self, args: tuple[Path, Path, Outputs, bool], threads: int, limit: int) -> None:
         self.args, self.limit = args, limit
         self.pool = ThreadPoolExecutor(threads, "catseg-write") if threads else None
         self.pending: deque[tuple[Path, Future[str]]] = deque()
@@ -364,6 +369,7 @@ def predict_folder(
     pattern: str | Sequence[str] | None,
     files: Iterable[str | os.PathLike[str]] | None,
     overlay: bool,
+    labelme: bool,
     overwrite: bool,
     on_error: OnError,
     num_workers: int | None,
@@ -374,18 +380,17 @@ def predict_folder(
     device = pipeline.backend.device
     workers = default_workers(device) if num_workers is None else num_workers
     check_int("num_workers", workers, minimum=0)
-    real_src = _check_folders(src, dst, _regexes(pattern), overlay)
+    real_src = _check_folders(src, dst, _regexes(pattern), (overlay, labelme))
     if isinstance(files, str | os.PathLike):
         raise ConfigError(f"files must be an iterable of paths, got the one path {files!r}")
     listed = list_photos(src, pattern) if files is None else files
     rels = sorted({_relative(Path(f), src, real_src) for f in listed}, key=lambda p: p.as_posix())
-    todo, skipped, failed = _plan(src, real_src, dst.resolve(), rels, overlay, overwrite)
+    todo, skipped, failed = _plan(src, real_src, dst.resolve(), rels, (overlay, labelme), overwrite)
     if on_error == "raise" and failed:
         raise DataError(f"{failed[0][0]}: {failed[0][1]}")
     rank, world = _distributed()
-    writer = _Writer(
-        (dst.resolve(), overlay, overwrite), default_writers(device), 2 * pipeline.batch_size
-    )
+    args = (real_src, dst.resolve(), (overlay, labelme), overwrite)
+    writer = _Writer(args, default_writers(device), 2 * pipeline.batch_size)
     bar = _progress_bar(len(todo), progress and rank == 0)
     loader: DataLoader[tuple[Path, Path]] = DataLoader(
         todo,  # type: ignore[arg-type]  # a list is a map-style dataset

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import functools
+import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from PIL import Image
 
 from catseg._files import atomic_write
+from catseg._validation import check_bool, check_choice, check_path
 from catseg.data._inputs import display_image
 from catseg.errors import ConfigError
 from catseg.visualize import PaletteName, colorize, colorize_layers, overlay, overlay_layers
+
+Uncertainty = Literal["entropy", "margin"]  # Prediction.uncertainty: see there
 
 
 @dataclass(frozen=True, eq=False, init=False)
@@ -198,3 +204,106 @@ class Prediction:
                 "use a '.png' file name"
             )
         return atomic_write(target, functools.partial(self.colorize(palette).save, format="PNG"))
+
+    def uncertainty(self, method: Uncertainty = "entropy") -> torch.Tensor:
+        """How unsure the model is of each pixel: 0 (certain) to 1 (no idea).
+
+        With class probabilities ``p`` (binary: ``[1 - p, p]``), ``"entropy"`` is
+        ``-sum(p * log p) / log(len(classes))`` and ``"margin"`` is ``1 - (p1 - p2)``,
+        ``p1 >= p2`` the two largest. Multilabel: the mean over labels of the same
+        measures of each label's ``[1 - p, p]``. The map's mean is the image's score in
+        :func:`~catseg.predict.rank_for_labelling`.
+
+        Args:
+            method: ``"entropy"`` (normalised Shannon entropy) or ``"margin"``.
+
+        Returns:
+            A new ``(H, W)`` float32 map in [0, 1].
+
+        Raises:
+            ConfigError: If the prediction has no probabilities, or ``method`` is unknown.
+
+        Examples:
+            >>> import torch
+            >>> probs = torch.tensor([[[0.5, 0.9]], [[0.5, 0.1]]])
+            >>> pred = Prediction(torch.tensor([[0, 0]], dtype=torch.uint8), probs, ["bg", "cat"])
+            >>> [round(u, 3) for u in pred.uncertainty().flatten().tolist()]
+            [1.0, 0.469]
+            >>> [round(u, 3) for u in pred.uncertainty("margin").flatten().tolist()]
+            [1.0, 0.2]
+        """
+        check_choice("method", method, ("entropy", "margin"))
+        p = self.probabilities
+        if p is None:
+            raise ConfigError("no probabilities to measure; predict with return_probabilities=True")
+        p = torch.stack([1 - p, p]) if self.multilabel else p.unsqueeze(1)  # (C, layers, H, W)
+        if method == "entropy":
+            doubt: torch.Tensor = -torch.special.xlogy(p, p).sum(0) / math.log(p.shape[0])
+        else:
+            top = p.topk(2, dim=0).values
+            doubt = 1 - (top[0] - top[1])
+        return doubt.mean(0).clamp_(0.0, 1.0).float()
+
+    def to_labelme(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        image_path: str | os.PathLike[str] | None = None,
+        shapes: Literal["polygon", "mask"] = "polygon",
+        tolerance: float = 1.0,
+        min_area: int = 10,
+        overwrite: bool = False,
+    ) -> Path:
+        """Write the prediction as a labelme 5.x JSON file: a pre-annotation to correct.
+
+        Each connected region (8-connected) of each class but label 0 becomes one shape
+        labelled with the class name (255: ``"__ignore__"``); a multilabel prediction
+        writes one set of shapes per label (overlaps kept). Polygons follow the region's
+        outline through its edge pixels, simplified with ``tolerance``. labelme draws
+        shapes in order, a later one over an earlier one, so larger shapes come first
+        and a hole (a background region enclosed by others) is a later ``classes[0]``
+        polygon; multilabel polygons keep their holes filled (no labelme shape removes
+        one label only; ``shapes="mask"`` keeps them). Regions (and holes) smaller than
+        ``min_area`` pixels are left out. Read back with
+        :func:`catseg.data.read_labelme`, the cats' val masks come back on >= 99.5 % of
+        pixels (default tolerance), exactly with ``tolerance=0`` or ``shapes="mask"``.
+
+        Args:
+            path: The ``.json`` file to write (atomically).
+            image_path: The photo; stored as ``imagePath`` relative to the JSON's folder.
+                ``None``: the prediction's image is embedded as ``imageData`` (PNG).
+            shapes: ``"polygon"`` or ``"mask"`` (labelme's bitmap shape: the region's
+                bounding box and its pixels as a base64 PNG, an exact copy).
+            tolerance: Greatest distance in pixels of a dropped point from the
+                polygon (``cv2.approxPolyDP``); 0 keeps every corner.
+            min_area: Smallest region kept, in pixels.
+            overwrite: Replace an existing file (a human's work, maybe); otherwise
+                :class:`~catseg.errors.OutputExistsError`.
+
+        Returns:
+            The path written.
+
+        Raises:
+            OptionalDependencyError: If OpenCV is missing (``pip install "catseg[labelme]"``).
+            ConfigError: If an argument is invalid or the path does not end in ``.json``.
+            MissingFileError: If ``image_path`` does not exist.
+            OutputExistsError: If the file exists and ``overwrite`` is false.
+
+        Examples:
+            >>> import json, tempfile, torch
+            >>> mask = torch.zeros(20, 20, dtype=torch.uint8)
+            >>> mask[5:15, 5:15] = 1
+            >>> pred = Prediction(mask, None, ["_background_", "cat"], torch.zeros(3, 20, 20))
+            >>> doc = json.loads(pred.to_labelme(Path(tempfile.mkdtemp()) / "a.json").read_text())
+            >>> [(s["label"], s["points"]) for s in doc["shapes"]]
+            [('cat', [[5, 5], [5, 14], [14, 14], [14, 5]])]
+        """
+        from catseg.predict._annotate import labelme_document  # _annotate imports _folder
+
+        target = check_path("path", path)
+        if target.suffix.lower() != ".json":
+            raise ConfigError(f"labelme files end in '.json', got {target.name!r}")
+        replace = check_bool("overwrite", overwrite)
+        doc = labelme_document(self, target, image_path, shapes, tolerance, min_area)
+        text = json.dumps(doc, ensure_ascii=False, indent=2)
+        return atomic_write(target, lambda tmp: tmp.write_text(text, "utf-8"), replace=replace)

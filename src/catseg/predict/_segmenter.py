@@ -517,6 +517,7 @@ class Segmenter:
         pattern: str | Sequence[str] | None = None,
         files: Iterable[str | os.PathLike[str]] | None = None,
         overlay: bool = False,
+        labelme: bool = False,
         overwrite: bool = False,
         on_error: OnError = "skip",
         num_workers: int | None = None,
@@ -541,6 +542,9 @@ class Segmenter:
                 of them, case-insensitive; default ``*.jpg``, ``*.jpeg``, ``*.png``.
             files: Instead of ``pattern``, the photos (paths under ``src``).
             overlay: Also write ``<name>.overlay.jpg``, the mask over the photo.
+            labelme: Also write ``<name>.json``, a labelme pre-annotation of the photo
+                (:meth:`Prediction.to_labelme` with its defaults; ``imagePath`` leads
+                back to the photo, so read it with ``image_root=`` a common parent).
             overwrite: Segment every photo again and replace existing outputs.
             on_error: ``"skip"`` records an unreadable photo in the summary;
                 ``"raise"`` stops with its :class:`~catseg.errors.DataError`.
@@ -572,7 +576,7 @@ class Segmenter:
             (1, ['broken.jpg'], 1)
         """
         settings = {k: v for k, v in locals().items() if k not in ("self", "src", "dst")}
-        for name in ("overlay", "overwrite", "progress"):
+        for name in ("overlay", "labelme", "overwrite", "progress"):
             check_bool(name, settings[name])
         source, target = check_path("src", src), check_path("dst", dst)
         return predict_folder(self._pipeline, source, target, **settings)
