@@ -15,6 +15,13 @@ Run: ``python benchmarks/bench_predict.py`` (``--quick`` for a smoke run,
   input's own size). These are the issue #6 acceptance figures (≥ 99.9 % and ≥ 99.5 %)
   when run with a model trained on cats-voc.
 
+* phone-size photos (issue 29): ``predict`` on a photo-like 4000×3000 JPEG and PNG (a
+  cats-voc val photo upscaled, with mild sensor-like noise) as a ratio to the model's
+  forward at its input size, in the same run, at the default precision and at fp32;
+  and agreement of the masks with the path before issue 29 (full-size decode, resize as
+  float), on the val photos and on 10 such large JPEGs, with the val IoU of both paths
+  when a checkpoint is given. ``--photos-only`` runs this part alone.
+
 Photos come from ``$CATSEG_SHARED_DATA/cats-voc`` (or ``../shared/data/cats-voc``);
 without them, smooth synthetic images are used and the table says so.
 """
@@ -37,7 +44,8 @@ from _common import machine_description, markdown_table, measure
 from PIL import Image
 
 from catseg.checkpoint import load_checkpoint
-from catseg.data import open_image
+from catseg.data import open_image, read_mask
+from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
 
@@ -128,6 +136,84 @@ def build(
     return Segmenter(model, **settings)
 
 
+def photo_like(photo: Image.Image, seed: int) -> Image.Image:
+    """A 4000×3000 phone-size photo: ``photo`` upscaled (bicubic) with mild noise (σ = 3)."""
+    big = np.asarray(photo.resize((4000, 3000), Image.Resampling.BICUBIC), dtype=np.int16)
+    noise = np.random.default_rng(seed).normal(0.0, 3.0, big.shape).round().astype(np.int16)
+    return Image.fromarray((big + noise).clip(0, 255).astype(np.uint8))
+
+
+def before_issue_29(seg: Segmenter, path: Path) -> torch.Tensor:
+    """The mask as the path before issue 29 made it: full decode, float resize in bands."""
+    pixels = torch.from_numpy(np.asarray(open_image(path)).copy()).permute(2, 0, 1)
+    pipe = seg._pipeline
+    with torch.inference_mode():
+        probs = pipe.scores(pipe.prepare(pixels.float() / 255.0))
+        return pipe.finish(probs, tuple(pixels.shape[1:]), False)[0][0]
+
+
+def phone_photos(args: argparse.Namespace, root: Path | None) -> None:
+    """Issue 29's table: phone-size photos against the forward pass, and agreement."""
+    progress("phone-size photos")
+    photos = val_photos(root, 10)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        jpegs = []
+        for i, photo in enumerate(photos):
+            jpegs.append(Path(tmp) / f"big{i}.jpg")
+            photo_like(photo, i).save(jpegs[-1], quality=90)
+        png = Path(tmp) / "big0.png"
+        photo_like(photos[0], 0).save(png)
+        default = argparse.Namespace(**{**vars(args), "checkpoint": None, "image_size": 256})
+        for precision in ("auto", "fp32"):  # the issue's model: default UNet(3, 1) at 256²
+            seg = build(default, precision=precision)
+            size = seg.image_size or (256, 256)
+            x = torch.randn(1, 3, *size)
+            with torch.inference_mode():
+                forward = measure(lambda: seg._pipeline.backend.forward(x), repeats=7)  # noqa: B023
+            name = str(seg.autocast_dtype or torch.float32).removeprefix("torch.")
+            for label, path, target in (("JPEG", jpegs[0], 1.35), ("PNG", png, 1.6)):
+                took = measure(lambda: seg.predict(path), warmup=1, repeats=5)  # noqa: B023
+                rows.append(
+                    [
+                        f"{label} 4000×3000 ({path.stat().st_size / 1e6:.1f} MB), {name}",
+                        forward.best * 1e3,
+                        took.best * 1e3,
+                        f"{took.best / forward.best:.2f}×",
+                        f"≤ {target}×",
+                    ]
+                )
+        seg = build(args, precision="fp32")
+        big = agreement(
+            [seg.predict(p).mask for p in jpegs], [before_issue_29(seg, p) for p in jpegs]
+        )
+        val_ids = []
+        if root is not None:
+            val_ids = (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+        files = [root / "JPEGImages" / f"{i}.jpg" for i in val_ids] if root else []
+        now = [seg.predict(f).mask for f in files]
+        before = [before_issue_29(seg, f) for f in files]
+    header = ["photo, precision", "forward at 256², ms", "predict, ms", "ratio", "target"]
+    print(f"\n#### Phone-size photos (issue 29)\n\n{markdown_table(header, rows)}\n")
+    agree = [["10 photo-like 4000×3000 JPEGs, fp32", f"{100 * big:.3f} %"]]
+    if files:
+        agree.append(
+            [f"{len(files)} cats-voc val photos, fp32", f"{100 * agreement(now, before):.3f} %"]
+        )
+    if files and args.checkpoint is not None:
+        truth = [
+            torch.from_numpy(read_mask(root / "SegmentationClassPNG" / f"{i}.png")) for i in val_ids
+        ]  # type: ignore[operator]
+        for label, masks in (("now", now), ("before issue 29", before)):
+            metric = MeanIoU(num_classes=2)
+            for mask, target in zip(masks, truth, strict=True):
+                metric.update(mask.long()[None], target.long()[None])
+            agree.append([f"val mIoU, {label}", f"{float(metric.compute().miou):.4f}"])
+    print(
+        markdown_table(["masks against the path before issue 29", "pixels agreeing / mIoU"], agree)
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (few images, 1 repeat)")
@@ -137,10 +223,15 @@ def main() -> int:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--photos-only", action="store_true", help="only the phone-size photos")
     args = parser.parse_args()
 
     quick = args.quick
     root = cats_root()
+    if args.photos_only:
+        print(f"### Segmenter (`catseg.predict`)\n\n{machine_description()}\n")
+        phone_photos(args, root)
+        return 0
     fast = build(args)
     plain = build(args, precision="fp32", fuse=False, channels_last=False)
     fp32_fast = build(args, precision="fp32")
@@ -239,6 +330,7 @@ def main() -> int:
     )
     if args.checkpoint is None:
         print("\n(Random-init model: agreement figures are indicative only; pass --checkpoint.)")
+    phone_photos(args, root)
     return 0
 
 

@@ -20,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from catseg.data._inputs import Loaded
 from catseg.errors import ConfigError, DataError
 from catseg.models import UNet
 from catseg.predict import FolderSummary, Segmenter, _folder
@@ -332,8 +333,8 @@ def test_missing_src(tmp_path: Path) -> None:
 
 def test_buckets_group_sizes_and_bound_memory() -> None:
     sizes = [(3, 5, 5), (3, 6, 6)] * 20 + [(3, 7, 7)]
-    items = [_folder._Decoded(Path(str(i)), torch.zeros(s, dtype=torch.uint8), None)
-             for i, s in enumerate(sizes)]  # fmt: skip
+    items = [_folder._Decoded(Path(str(i)), Loaded(torch.zeros(s, dtype=torch.uint8), s[1:], None),
+                              None) for i, s in enumerate(sizes)]  # fmt: skip
     chunks = [items[i : i + 4] for i in range(0, len(items), 4)]
     seen: list[str] = []
     consumed = 0
@@ -346,7 +347,7 @@ def test_buckets_group_sizes_and_bound_memory() -> None:
 
     for batch in _folder._buckets(feed(), 4, by_size=True):  # type: ignore[arg-type]
         assert len(batch) <= 4
-        assert len({tuple(b.pixels.shape) for b in batch}) == 1  # type: ignore[union-attr]
+        assert len({tuple(b.loaded.pixels.shape) for b in batch}) == 1  # type: ignore[union-attr]
         seen += [b.rel.name for b in batch]
         assert consumed - len(seen) <= 4 * 4  # never more than 4 batches held back
     assert sorted(seen, key=int) == [str(i) for i in range(len(sizes))]

@@ -22,6 +22,7 @@ from reliability_builders import (  # noqa: F401  (single_threaded_torch: autous
     single_threaded_torch,
 )
 
+from catseg.data._inputs import Loaded
 from catseg.errors import ConfigError, DataError, MissingFileError
 from catseg.models import UNet
 from catseg.predict import Segmenter, _folder
@@ -54,10 +55,10 @@ def _killed_worker(tmp: Path) -> Any:
         Image.new("RGB", (20 + i, 16), (i * 40, 90, 30)).save(src / name)
     read = _folder.load_input
 
-    def killed_on_c(path: Path, in_channels: int) -> tuple[torch.Tensor, object]:
+    def killed_on_c(path: Path, in_channels: int, size: tuple[int, int] | None) -> Loaded:
         if path.name == "c.jpg":
             os.kill(os.getpid(), signal.SIGKILL)
-        return read(path, in_channels)
+        return read(path, in_channels, size)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_folder, "load_input", killed_on_c)

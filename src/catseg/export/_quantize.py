@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 from catseg import _validation as check
 from catseg._files import atomic_write
@@ -42,7 +41,7 @@ def _calibration_tensors(
     ``image_size`` (bilinear, antialiased; a fixed-size file's own size when it stores
     none) and normalise with the file's ``mean``/``std``.
     """
-    from catseg.data._inputs import load_input
+    from catseg.data._inputs import load_input, model_input
 
     record = runner.config
     channels = runner.in_channels
@@ -55,14 +54,10 @@ def _calibration_tensors(
         size = (height, width) if height is not None and width is not None else None
     for index, image in enumerate(images):
         try:
-            tensor, _ = load_input(image, channels)
+            tensor = load_input(image, channels, size).pixels
         except CatsegError as err:
             raise ConfigError(f"calibration_images[{index}] cannot be read: {err}") from err
-        x = tensor.unsqueeze(0)
-        x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
-        if size is not None and tuple(x.shape[2:]) != tuple(size):
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        yield index, (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        yield index, model_input(tensor, size, mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1))
 
 
 class _Reader:

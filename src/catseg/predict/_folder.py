@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from catseg._files import atomic_write
 from catseg._validation import check_choice, check_int
-from catseg.data._inputs import load_input
+from catseg.data._inputs import Loaded, load_input
 from catseg.errors import CatsegError, ConfigError, DataError, MissingFileError, OutputExistsError
 from catseg.predict._pipeline import Pipeline
 from catseg.predict._prediction import Prediction
@@ -214,16 +214,19 @@ def _plan(
 @dataclass(frozen=True)
 class _Decoded:
     rel: Path
-    pixels: torch.Tensor | None
+    loaded: Loaded | None
     error: CatsegError | None
 
 
-def _decode(items: list[tuple[Path, Path]], in_channels: int) -> list[_Decoded]:
+def _decode(
+    items: list[tuple[Path, Path]], in_channels: int, size: tuple[int, int] | None
+) -> list[_Decoded]:
     """Decode photos (in a DataLoader worker) the way :meth:`Segmenter.predict` reads files."""
     decoded = []
     for real, rel in items:
         try:
-            decoded.append(_Decoded(rel, load_input(real, in_channels)[0].contiguous(), None))
+            pixels, full, shown = load_input(real, in_channels, size)
+            decoded.append(_Decoded(rel, Loaded(pixels.contiguous(), full, shown), None))
         except CatsegError as err:  # DataError, MissingFileError, ShapeError ...
             decoded.append(_Decoded(rel, None, err))
     return decoded
@@ -239,10 +242,10 @@ def _buckets(
     pending: dict[object, list[_Decoded]] = {}
     try:
         for item in (item for chunk in decoded for item in chunk):
-            if item.pixels is None:
+            if item.loaded is None:
                 yield [item]
                 continue
-            key = tuple(item.pixels.shape) if by_size else None
+            key = tuple(item.loaded.pixels.shape) if by_size else None
             pending.setdefault(key, []).append(item)
             if len(pending[key]) == batch_size:
                 yield pending.pop(key)
@@ -395,7 +398,9 @@ def predict_folder(
     loader: DataLoader[tuple[Path, Path]] = DataLoader(
         todo,  # type: ignore[arg-type]  # a list is a map-style dataset
         pipeline.batch_size,
-        collate_fn=functools.partial(_decode, in_channels=pipeline.in_channels),
+        collate_fn=functools.partial(
+            _decode, in_channels=pipeline.in_channels, size=pipeline.record.image_size
+        ),
         num_workers=min(workers, len(todo)),
     )
     done = False
@@ -407,8 +412,8 @@ def predict_folder(
                 if errors and on_error == "raise":
                     raise errors[0].error  # type: ignore[misc]
                 failed += [(src / item.rel, str(item.error)) for item in errors]
-                good = [item for item in batch if item.pixels is not None]
-                predictions = pipeline.run([item.pixels for item in good], False)
+                good = [item for item in batch if item.loaded is not None]
+                predictions = pipeline.run([item.loaded for item in good], False)
                 for item, prediction in zip(good, predictions, strict=True):
                     writer.submit(prediction, item.rel)
                 bar.update(len(batch))

@@ -3,13 +3,14 @@
 The model runs behind a :class:`Backend`: a PyTorch module (the Segmenter's own copy)
 or an ONNX Runtime session, with the model's record when it has one.
 
-Each input is read into a ``(C, H, W)`` uint8 or float tensor, uploaded as it is,
-scaled, resized to the model's size a band of rows at a time and normalised; inputs of
-one model size share a forward pass (or tiles); the fp32 probabilities are resized
-back a band of columns at a time, each band decided into the mask at once, so no
-full-size float map is held unless the probabilities are asked for. Both resizes are
-bilinear and antialiased, width then height, bit for bit what one
-:func:`torch.nn.functional.interpolate` call gives.
+Each input is read at the model's size where it can be (:func:`load_input`: a JPEG at a
+draft scale, a file or PIL image resized by Pillow before it becomes a tensor); a larger
+uint8 tensor is resized as uint8 on the CPU, or uploaded and resized as float a band of
+rows at a time; then scaled and normalised. Inputs of one model size share a forward
+pass (or tiles); the fp32 probabilities are resized back to the full size a band of
+columns at a time, each band decided into the mask at once, so no full-size float map
+is held unless the probabilities are asked for (bilinear, antialiased, width then
+height: bit for bit what one :func:`torch.nn.functional.interpolate` call gives).
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ import copy
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+from PIL import Image
 from torch import Tensor, nn
 
 from catseg._modules import to_channels_last
 from catseg._runtime import Precision, autocast, resolve_device, resolve_precision
 from catseg._validation import check_bool, check_positive_int
-from catseg.data._inputs import load_input
+from catseg.data._inputs import BAND, Loaded, load_input, model_input, resize, spans
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
 from catseg.export._runner import OnnxRunner
 from catseg.models.config import Mode, UNetConfig
@@ -37,8 +38,6 @@ from catseg.predict._tiling import tiled_scores
 
 Postprocess = Callable[[torch.Tensor], torch.Tensor]
 """Hook on the class probabilities ``(K, H, W)`` returning new ones of the same shape."""
-
-_BAND = 1 << 20  # floats per band of a banded resize (4 MiB)
 
 
 @dataclass(frozen=True)
@@ -157,14 +156,6 @@ def _onnx_backend(runner: OnnxRunner, device: str | torch.device, precision: Pre
     )
 
 
-def _spans(length: int, step: int) -> list[tuple[int, int]]:
-    """``[a, b)`` bands of ``step`` to ``2 * step - 1`` (one band if shorter)."""
-    starts = list(range(0, length, max(1, step)))
-    if len(starts) > 1 and length - starts[-1] < step:
-        starts.pop()
-    return list(zip(starts, [*starts[1:], length], strict=True))
-
-
 def _check_tile(value: object, backend: Backend) -> tuple[int, int]:
     if not (
         isinstance(value, tuple | list)
@@ -190,10 +181,6 @@ def _check_tile(value: object, backend: Backend) -> tuple[int, int]:
             f"tile=({hint}, {min(overlap, hint // 2)})"
         )
     return size, overlap
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 class Pipeline:
@@ -242,17 +229,7 @@ class Pipeline:
     # ------------------------------------------------------------------ device steps
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
         """A ``(C, H, W)`` uint8 or float image -> normalised ``(1, C, h, w)`` float32."""
-        x = image.to(self.backend.device, non_blocking=True)[None]
-        size = self.record.image_size
-        if size is not None and tuple(x.shape[2:]) != size:
-            rows = _spans(x.shape[2], _BAND // max(1, x.shape[1] * x.shape[3]))
-            x = _resize(
-                torch.cat([_resize(_unit(x[:, :, a:b]), (b - a, size[1])) for a, b in rows], 2),
-                size,
-            )
-        else:
-            x = _unit(x)
-        return (x - self.mean) / self.std
+        return model_input(image, self.record.image_size, self.mean, self.std)
 
     def scores(self, batch: torch.Tensor) -> torch.Tensor:
         """Per-pixel probabilities ``(N, K', h, w)`` in fp32 of a normalised batch."""
@@ -317,9 +294,9 @@ class Pipeline:
         if tuple(probs.shape[2:]) == size:
             yield 0, size[1], probs
             return
-        wide = _resize(probs, (probs.shape[2], size[1]))
-        for a, b in _spans(size[1], _BAND // max(1, probs.shape[0] * probs.shape[1] * size[0])):
-            yield a, b, _resize(wide[..., a:b], (size[0], b - a)).clamp_(0.0, 1.0)
+        wide = resize(probs, (probs.shape[2], size[1]))
+        for a, b in spans(size[1], BAND // max(1, probs.shape[0] * probs.shape[1] * size[0])):
+            yield a, b, resize(wide[..., a:b], (size[0], b - a)).clamp_(0.0, 1.0)
 
     def _postprocess(self, probs: torch.Tensor, hook: Postprocess) -> torch.Tensor:
         """Apply the user's hook to each image's ``(K, H, W)`` probabilities."""
@@ -363,9 +340,16 @@ class Pipeline:
 
     # ------------------------------------------------------------------ one chunk
     def run(self, images: Sequence[object], return_probabilities: bool) -> list[Prediction]:
-        """Segment one chunk of images (at most ``batch_size``), results in input order."""
-        loaded = [load_input(image, self.in_channels) for image in images]
-        prepared = [self.prepare(tensor) for tensor, _ in loaded]
+        """Segment one chunk of images (at most ``batch_size``), results in input order.
+
+        An item may be a :class:`Loaded` input read beforehand (``predict_folder``).
+        """
+        size = self.record.image_size
+        loaded = [
+            item if isinstance(item, Loaded) else load_input(item, self.in_channels, size)
+            for item in images
+        ]
+        prepared = [self.prepare(item.pixels) for item in loaded]
         probs: list[torch.Tensor] = prepared[:]
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, x in enumerate(prepared):
@@ -375,20 +359,13 @@ class Pipeline:
             for j, i in enumerate(members):
                 probs[i] = group_probs[j : j + 1]
         del prepared
-        finished = [
-            self.finish(p, (int(t.shape[1]), int(t.shape[2])), return_probabilities)
-            for p, (t, _) in zip(probs, loaded, strict=True)
-        ]
         classes = list(self.record.class_names)
         out = []
-        for given, (tensor, image), (masks, kept) in zip(images, loaded, finished, strict=True):
+        for given, item, p in zip(images, loaded, probs, strict=True):
+            masks, kept = self.finish(p, item.size, return_probabilities)
             probabilities = kept[0].cpu() if return_probabilities and kept is not None else None
-            if image is None and isinstance(given, (torch.Tensor, np.ndarray)):
-                tensor = tensor.clone()  # the caller's pixels may change later; a file's are ours
-            out.append(Prediction(masks[0].cpu(), probabilities, list(classes), image or tensor))
+            display: Path | Image.Image | torch.Tensor | None = item.display
+            if display is None:  # an array or tensor: its pixels are the full-size image
+                display = item.pixels if isinstance(given, Loaded) else item.pixels.clone()
+            out.append(Prediction(masks[0].cpu(), probabilities, list(classes), display))
         return out
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """Pixels as float32 in [0, 1] (uint8 divided by 255)."""
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()

@@ -17,7 +17,8 @@ from PIL import Image
 from catseg._files import atomic_write
 from catseg._validation import check_bool, check_choice, check_path
 from catseg.data._inputs import display_image
-from catseg.errors import ConfigError
+from catseg.data._io import open_image
+from catseg.errors import ConfigError, DataError
 from catseg.visualize import PaletteName, colorize, colorize_layers, overlay, overlay_layers
 
 Uncertainty = Literal["entropy", "margin"]  # Prediction.uncertainty: see there
@@ -39,7 +40,8 @@ class Prediction:
         image: The input image as an RGB (or grayscale) PIL image, used by
             :meth:`overlay`; ``None`` if the input had neither 1 nor 3 channels. Given
             as a ``(C, H, W)`` tensor (uint8 or float in [0, 1]), it is copied and made
-            into a PIL image on first use.
+            into a PIL image on first use; given as a file path (a photo segmented from
+            its file), the file is read again, upright and RGB, on first use.
 
     Shape:
         - mask: ``(H, W)`` uint8, on the CPU; multilabel: ``(K, H, W)`` bool.
@@ -62,12 +64,14 @@ class Prediction:
         mask: torch.Tensor,
         probabilities: torch.Tensor | None,
         classes: list[str],
-        image: Image.Image | torch.Tensor | None = None,
+        image: Image.Image | torch.Tensor | Path | None = None,
     ) -> None:
-        pixels = None
+        pixels: torch.Tensor | Path | None = None
         if isinstance(image, torch.Tensor):  # made into a PIL image on first use
             pixels = image.detach().cpu() if image.shape[0] in (1, 3) else None
             image = None
+        elif isinstance(image, Path):  # a file, read again if an overlay is asked for
+            pixels, image = image, None
         values = {"mask": mask, "probabilities": probabilities, "classes": classes}
         self.__dict__.update(values, _image=image, _pixels=pixels)
 
@@ -76,7 +80,13 @@ class Prediction:
         """The input as a PIL image for overlays (see the class attributes)."""
         pixels = self.__dict__["_pixels"]
         if self.__dict__["_image"] is None and pixels is not None:
-            object.__setattr__(self, "_image", display_image(pixels))
+            shown = open_image(pixels) if isinstance(pixels, Path) else display_image(pixels)
+            if shown is not None and (shown.height, shown.width) != self.size:
+                raise DataError(
+                    f"{pixels} changed since it was segmented: it is now {shown.width}x"
+                    f"{shown.height}, the mask {self.size[1]}x{self.size[0]}"
+                )
+            object.__setattr__(self, "_image", shown)
             object.__setattr__(self, "_pixels", None)
         image: Image.Image | None = self.__dict__["_image"]
         return image
