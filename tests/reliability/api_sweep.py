@@ -158,6 +158,8 @@ _ALLOWED: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = [
     ("transforms", ("[]",), ("Compose",), "an empty Compose is the identity"),
     ("callbacks", ("[]",), ("fit",), "no callbacks (the default is ())"),
     ("files", ("[]",), ("Segmenter.predict_folder",), "an empty list predicts nothing"),
+    ("images", ("[]",), ("rank_for_labelling",), "an empty list ranks nothing"),
+    ("min_area", ("0",), ("Prediction.to_labelme",), "0 keeps every region"),
 ]
 
 
@@ -390,6 +392,18 @@ def recipes(tmp: Path) -> dict[str, Recipe]:
         ),
         "Segmenter": lambda: (catseg.Segmenter, {"model": _tiny(), "device": "cpu", "fuse": False}),
         "Segmenter.predict": lambda: (segmenter().predict, {"image": image}),
+        "rank_for_labelling": lambda: (
+            catseg.rank_for_labelling,
+            {"segmenter": segmenter(), "images": [image]},
+        ),
+        "Prediction.to_labelme": lambda: (
+            segmenter().predict(image, return_probabilities=True).to_labelme,
+            {"path": out(".json")},
+        ),
+        "Prediction.uncertainty": lambda: (
+            segmenter().predict(image, return_probabilities=True).uncertainty,
+            {},
+        ),
         "Segmenter.predict_folder": lambda: (
             segmenter().predict_folder,
             {"src": photos, "dst": out(), "num_workers": 0},

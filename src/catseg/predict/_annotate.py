@@ -21,15 +21,16 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
+from catseg._bounds import short
 from catseg._runtime import require
 from catseg._validation import check_choice, check_finite_float, check_int, check_path
 from catseg.data._inputs import ImageInput
 from catseg.errors import ConfigError, MissingFileError
 from catseg.predict._folder import list_photos
+from catseg.predict._segmenter import Segmenter
 
 if TYPE_CHECKING:
     from catseg.predict._prediction import Prediction, Uncertainty
-    from catseg.predict._segmenter import Segmenter
 
 # the shape fields labelme 5.x writes besides label, points, shape_type and mask
 _FIELDS: dict[str, Any] = {"group_id": None, "description": "", "flags": {}}
@@ -155,6 +156,10 @@ def rank_for_labelling(
         (2, True)
     """
     distance = check_finite_float("spread", spread, low=0.0)
+    if not isinstance(segmenter, Segmenter):
+        raise ConfigError(f"segmenter must be a catseg Segmenter, got {short(segmenter)}")
+    if not isinstance(images, str | os.PathLike | Iterable):
+        raise ConfigError(f"images must be a folder or an iterable of images, got {short(images)}")
     if isinstance(images, (str, os.PathLike)):
         folder = check_path("images", images)
         if not folder.is_dir():

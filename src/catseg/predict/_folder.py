@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from catseg._bounds import short
 from catseg._files import atomic_write
 from catseg._validation import check_choice, check_int
 from catseg.data._inputs import Loaded, load_input
@@ -384,9 +385,11 @@ def predict_folder(
     workers = default_workers(device) if num_workers is None else num_workers
     check_int("num_workers", workers, minimum=0)
     real_src = _check_folders(src, dst, _regexes(pattern), (overlay, labelme))
-    if isinstance(files, str | os.PathLike):
-        raise ConfigError(f"files must be an iterable of paths, got the one path {files!r}")
     listed = list_photos(src, pattern) if files is None else files
+    if isinstance(files, str | os.PathLike) or not all(
+        isinstance(f, str | os.PathLike) for f in (listed if isinstance(listed, Iterable) else [0])
+    ):
+        raise ConfigError(f"files must be None or an iterable of paths, got {short(files)}")
     rels = sorted({_relative(Path(f), src, real_src) for f in listed}, key=lambda p: p.as_posix())
     todo, skipped, failed = _plan(src, real_src, dst.resolve(), rels, (overlay, labelme), overwrite)
     if on_error == "raise" and failed:
