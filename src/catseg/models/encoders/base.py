@@ -168,7 +168,8 @@ def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None 
     """Check that ``encoder`` keeps the :class:`Encoder` contract, with one dummy forward.
 
     The forward runs under ``torch.no_grad`` in eval mode (the training flag is restored)
-    on zeros of shape ``(1, in_channels, size, size)``.
+    on zeros of shape ``(1, in_channels, size, size)``, on the device and in the dtype of
+    its parameters (``meta`` works). ``UNet`` runs it when it is built.
 
     Args:
         encoder: The candidate encoder (an ``nn.Module``).
@@ -198,9 +199,10 @@ def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None 
     side = 2 * reductions[-1] if size is None else check_positive_int("size", size)
     if side % reductions[-1]:
         raise EncoderError(f"size must be a positive multiple of {reductions[-1]}, got {size}")
-    param = next(module.parameters(), None)
-    device = None if param is None else param.device
-    x = torch.zeros(1, check_positive_int("in_channels", in_channels), side, side, device=device)
+    like = next(module.parameters(), torch.zeros(()))  # the encoder's device and dtype
+    dtype = like.dtype if like.is_floating_point() else None
+    shape = (1, check_positive_int("in_channels", in_channels), side, side)
+    x = torch.zeros(shape, device=like.device, dtype=dtype)
     was_training = module.training
     try:
         with torch.no_grad():
@@ -211,7 +213,7 @@ def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None 
         ) from err
     finally:
         module.train(was_training)
-    if not isinstance(features, list | tuple) or not all(isinstance(f, Tensor) for f in features):
+    if not isinstance(features, list) or not all(isinstance(f, Tensor) for f in features):
         raise EncoderError(f"{name}: forward must return a list of tensors, got {type(features)!r}")
     if len(features) != len(channels):
         raise EncoderError(
