@@ -121,7 +121,9 @@ def test_builtins_record_no_package_and_only_declared_options() -> None:
 
 
 def test_a_bad_package_record_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"encoder_package must be 'distribution==version'"):
+    with pytest.raises(
+        ConfigError, match=r"encoder_package must be 'dist==version' or None, got 'x; rm -rf /'"
+    ):
         UNet.from_config({"encoder": "resnet18", "encoder_package": "x; rm -rf /"})
 
 
@@ -280,8 +282,7 @@ def test_shadowed_plugin_warns_once_naming_both(
     monkeypatch.setattr(registry_module, "_REGISTRY", registry)
     by_builtin = (
         r"entry point 'resnet18 = catseg_plugin_shadow:factory' .*catseg-plugin-shadow 0\.3\) "
-        r"is not used: 'resnet18' is already the catseg encoder "
-        r"catseg\.models\.encoders\.resnet\.resnet18"
+        r"is not used: 'resnet18' is already the catseg encoder resnet18$"
     )
     with pytest.warns(UserWarning, match=by_builtin) as caught:
         UNet(encoder="resnet18")

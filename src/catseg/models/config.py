@@ -43,6 +43,7 @@ MAX_IMAGE_SIDE = 16384
 """The largest ``image_size`` side a record may ask for (a 16384² float batch is 3 GiB)."""
 _CLASSIC_DEFAULTS = (32, 4)
 _CLASSIC = "unet"
+_PACKAGE = re.compile(r"[\w.-]{1,200}==[\w.+!-]{1,100}")  # a plugin's "dist==version"
 RECORD_FIELDS = ("classes", "mode", "image_size", "threshold", "preprocessing")
 """The fields that describe a trained model's use rather than its architecture."""
 
@@ -246,11 +247,9 @@ class UNetConfig:
                 object.__setattr__(self, key, value)
         object.__setattr__(self, "encoder_options", given)
         package = self.encoder_package
-        if package is not None and not (
-            isinstance(package, str) and re.fullmatch(r"[\w.-]{1,200}==[\w.+!-]{1,100}", package)
-        ):
+        if package is not None and not _PACKAGE.fullmatch(str(package)):
             raise ConfigError(
-                f"encoder_package must be 'distribution==version' or None, got {short(package)}"
+                f"encoder_package must be 'dist==version' or None, got {short(package)}"
             )
 
     def factory_options(self) -> dict[str, Any]:
@@ -302,15 +301,9 @@ class UNetConfig:
             )
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         del data["encoder_instance"]
-        if data["decoder_channels"] is not None:
-            data["decoder_channels"] = list(data["decoder_channels"])
-        data["encoder_options"] = plain("encoder_options", self.encoder_options)
         if self.preprocessing is not None:
             data["preprocessing"] = self.preprocessing.to_dict()
-        for key in ("classes", "image_size", "threshold"):
-            if isinstance(data[key], tuple):
-                data[key] = list(data[key])
-        return data
+        return {key: plain(key, value) for key, value in data.items()}  # tuples become lists
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UNetConfig:
@@ -392,12 +385,12 @@ def _check_bounds(config: Mapping[str, Any], fail: Callable[[str], CatsegError])
 
 def plugin_change(saved: UNetConfig, built: UNetConfig) -> str:
     """A note for a weights mismatch when the encoder's plugin version changed, else ``""``."""
-    if saved.encoder_package in (None, built.encoder_package):
+    old, new = saved.encoder_package, built.encoder_package
+    if old in (None, new):
         return ""
     return (
-        f" (plugin version mismatch: encoder {saved.encoder!r} was saved with "
-        f"{saved.encoder_package}, this environment has {built.encoder_package or 'another'}; "
-        f"pip install {saved.encoder_package})"
+        f" (plugin version mismatch: encoder {saved.encoder!r} was saved with {old}, this "
+        f"environment has {new or 'another'}; pip install {old})"
     )
 
 

@@ -33,7 +33,7 @@ from catseg.errors import ConfigError, DTypeError, EncoderError, ShapeError
 from catseg.models._fuse import fold_batchnorms
 from catseg.models.blocks import ActivationName, DecoderStage, NormName, UpsampleName
 from catseg.models.config import RECORD_FIELDS, Mode, UNetConfig
-from catseg.models.encoders.base import Encoder, check_encoder_attributes, validate_encoder
+from catseg.models.encoders.base import Encoder, validate_encoder
 from catseg.models.encoders.registry import build_encoder
 from catseg.models.preprocessing import Preprocessing, check_preprocessing
 from catseg.models.weights import EncoderWeights, load_encoder_weights
@@ -175,23 +175,19 @@ class UNet(nn.Module):
                 cfg.encoder, in_channels=in_channels, options=cfg.factory_options()
             )
             if cfg.encoder != "unet":  # the classic encoder's options are config fields
-                cfg = dataclasses.replace(cfg, encoder_options=options, encoder_package=package)
-                self.config = cfg
+                self.config = cfg = dataclasses.replace(
+                    cfg, encoder_options=options, encoder_package=package
+                )
         elif cfg.encoder_options:
             raise ConfigError(
                 "encoder_options apply to encoders given by name; configure the "
                 f"{type(encoder).__name__} instance before passing it"
             )
         try:  # the contract, with one dummy forward at the smallest size forward feeds it
-            channels, reductions = check_encoder_attributes(built)
-            norms = (nn.GroupNorm, nn.InstanceNorm2d)  # forward pads those to 2 pixels
-            spatial = any(isinstance(m, norms) for m in cast(nn.Module, built).modules())
-            validate_encoder(built, in_channels=in_channels, size=reductions[-1] * (1 + spatial))
+            channels, reductions = validate_encoder(built, in_channels=in_channels)
         except EncoderError as err:
-            where = f" from {cfg.encoder_package}" if cfg.encoder_package else ""
-            raise EncoderError(
-                f"encoder {cfg.encoder!r}{where} breaks the contract: {err}"
-            ) from err
+            via = f" from {cfg.encoder_package}" if cfg.encoder_package else ""
+            raise EncoderError(f"encoder {cfg.encoder!r}{via} breaks the contract: {err}") from err
         self.encoder = cast(nn.Module, built)
         self.stride = reductions[-1]
         if encoder_weights is not None:
@@ -362,16 +358,12 @@ class UNet(nn.Module):
         package = data.pop("encoder_package")
         try:
             model = cls(**{k: v for k, v in data.items() if k not in RECORD_FIELDS})
-        except (ConfigError, EncoderError) as err:
-            if package is None:
-                raise
-            raise type(err)(
-                f"{err}; the model was saved with {package}: pip install {package}"
-            ) from err
+        except (ConfigError, EncoderError) as err:  # a missing plugin says what to install
+            hint = f"; the model was saved with {package}: pip install {package}" if package else ""
+            raise type(err)(f"{err}{hint}") from err
         # the architecture as built here (plugin version, its options), the record's use facts
-        model.config = dataclasses.replace(
-            model.config, **{k: getattr(config, k) for k in RECORD_FIELDS}
-        )
+        use = {k: getattr(config, k) for k in RECORD_FIELDS}
+        model.config = dataclasses.replace(model.config, **use)
         return model
 
     def _check_input(self, x: Tensor) -> None:

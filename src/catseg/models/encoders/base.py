@@ -164,7 +164,9 @@ def check_encoder_attributes(encoder: object) -> tuple[tuple[int, ...], tuple[in
     return channels, reductions
 
 
-def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None = None) -> None:
+def validate_encoder(
+    encoder: object, *, in_channels: int = 3, size: int | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Check that ``encoder`` keeps the :class:`Encoder` contract, with one dummy forward.
 
     The forward runs under ``torch.no_grad`` in eval mode (the training flag is restored)
@@ -174,7 +176,12 @@ def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None 
     Args:
         encoder: The candidate encoder (an ``nn.Module``).
         in_channels: Input channels of the dummy batch.
-        size: Its height and width, a multiple of ``reductions[-1]`` (default twice it).
+        size: Its height and width, a multiple of ``reductions[-1]``; by default the
+            smallest a ``UNet`` feeds it: ``reductions[-1]``, twice it for an encoder with
+            ``GroupNorm`` or ``InstanceNorm2d`` layers (the UNet pads those to 2 pixels).
+
+    Returns:
+        ``(out_channels, reductions)`` as tuples of ints.
 
     Raises:
         EncoderError: Naming the first mismatch: an attribute (see
@@ -196,7 +203,8 @@ def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None 
     channels, reductions = check_encoder_attributes(encoder)
     module = cast(nn.Module, encoder)
     name = f"encoder {type(encoder).__name__}"
-    side = 2 * reductions[-1] if size is None else check_positive_int("size", size)
+    spatial = any(isinstance(m, nn.GroupNorm | nn.InstanceNorm2d) for m in module.modules())
+    side = reductions[-1] * (1 + spatial) if size is None else check_positive_int("size", size)
     if side % reductions[-1]:
         raise EncoderError(f"size must be a positive multiple of {reductions[-1]}, got {size}")
     like = next(module.parameters(), torch.zeros(()))  # the encoder's device and dtype
@@ -231,3 +239,4 @@ def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None 
                 f"{name}: feature map {i} has shape {tuple(feat.shape)} for a {side}x{side} "
                 f"input, expected {expected} (reduction {r})"
             )
+    return channels, reductions

@@ -37,6 +37,7 @@ from catseg.models.encoders.base import Encoder, check_encoder_attributes
 __all__ = ["Registry", "get_encoder", "list_encoders", "register_encoder"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+Built = tuple[Encoder, dict[str, Any], str | None]  # an encoder, its options, its package
 EntryPoint = importlib.metadata.EntryPoint
 
 
@@ -47,11 +48,8 @@ def _describe(ep: EntryPoint) -> str:
 
 def _package(ep: EntryPoint) -> str | None:
     """``dist==version`` of the distribution behind ``ep``; ``None`` for catseg's own."""
-    return (
-        None
-        if ep.dist is None or ep.dist.name == "catseg"
-        else f"{ep.dist.name}=={ep.dist.version}"
-    )
+    dist = ep.dist
+    return f"{dist.name}=={dist.version}" if dist and dist.name != "catseg" else None
 
 
 def _options(what: str, factory: Callable[..., object]) -> dict[str, inspect.Parameter] | None:
@@ -144,8 +142,7 @@ class Registry:
         return decorator
 
     def _warn_shadowed(self, name: str, plugins: list[EntryPoint]) -> None:
-        factory = self._entries[name]
-        owner = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', '?')}"
+        owner = getattr(self._entries[name], "__qualname__", self._entries[name])
         for ep in plugins:
             warnings.warn(
                 f"encoder plugin {_describe(ep)} is not used: {name!r} is already the "
@@ -194,9 +191,8 @@ class Registry:
             >>> from catseg.models.encoders import resnet18
             >>> registry = Registry(entry_point_group=None)
             >>> _ = registry.register("r18")(resnet18)
-            >>> _ = registry.register("mine")(lambda *, in_channels=3: resnet18())
-            >>> registry.source("r18"), registry.source("mine")
-            ('catseg', 'runtime')
+            >>> registry.source("r18")
+            'catseg'
         """
         if name in self._entries and name not in self._packages:
             module = getattr(self._entries[name], "__module__", None) or ""
@@ -257,9 +253,7 @@ class Registry:
         """
         return self._build(name, in_channels, options)[0]
 
-    def _build(
-        self, name: str, in_channels: int, options: Mapping[str, Any] | None
-    ) -> tuple[Encoder, dict[str, Any], str | None]:
+    def _build(self, name: str, in_channels: int, options: Mapping[str, Any] | None) -> Built:
         """The encoder, the options passed (with defaults) and its plugin's ``dist==version``."""
         prefix, colon, member = str(name).partition(":")
         factory = self._entry(prefix + colon, str(name))
@@ -272,19 +266,16 @@ class Registry:
                 factory = factory(member)
             if not callable(factory):
                 raise EncoderError(f"encoder family {prefix!r} returned {factory!r} for {member!r}")
-        given = dict(options or {})
+        kwargs = dict(options or {})
         declared = _options(f"encoder {name!r}", factory)
-        unknown = [repr(key) for key in given if declared is not None and key not in declared]
+        unknown = [repr(key) for key in kwargs if declared is not None and key not in declared]
         if unknown:
             raise ConfigError(
                 f"encoder {name!r} has no option{'s' if len(unknown) > 1 else ''} "
                 f"{', '.join(unknown)}; accepted options: {sorted(declared or ())}"
             )
-        kwargs = dict(given) if declared is None else {}
         for key, param in (declared or {}).items():
-            if key in given:
-                kwargs[key] = given[key]
-            elif param.default is not param.empty:
+            if key not in kwargs and param.default is not param.empty:
                 with contextlib.suppress(ConfigError):  # a default the record cannot hold
                     kwargs[key] = plain(key, param.default)
         failed = f"encoder factory {name!r} ({factory!r}) failed with in_channels={in_channels}"
@@ -329,9 +320,7 @@ def get_encoder(
     return _REGISTRY.get(name, in_channels=in_channels, options=options)
 
 
-def build_encoder(
-    name: str, *, in_channels: int, options: Mapping[str, Any]
-) -> tuple[Encoder, dict[str, Any], str | None]:
+def build_encoder(name: str, *, in_channels: int, options: Mapping[str, Any]) -> Built:
     """The encoder, options with defaults and plugin ``dist==version`` (what ``UNet`` records)."""
     return _REGISTRY._build(name, in_channels, options)
 
