@@ -69,9 +69,9 @@ class UNet(nn.Module):
             :class:`~catseg.models.Encoder` (then ``config.to_dict()`` raises; register
             it by name to checkpoint it).
         encoder_options: Keyword options of the encoder factory (recorded in the
-            config, so :meth:`from_config` and checkpoints rebuild the same encoder);
-            an unknown option raises :class:`~catseg.errors.ConfigError` listing the
-            accepted ones.
+            config with the factory's defaults, so :meth:`from_config` and checkpoints
+            rebuild the same encoder); an unknown option raises
+            :class:`~catseg.errors.ConfigError` listing the accepted ones.
         encoder_weights: Pretrained encoder weights, loaded strictly once the encoder
             is built: a file path (torchvision ``.pth``, ``.safetensors``, or a catseg
             checkpoint whose encoder is reused), a state dict, or a named source of the
@@ -101,7 +101,7 @@ class UNet(nn.Module):
             a ``decoder_channels`` of the wrong length, or ``encoder_options`` with an
             encoder instance.
         EncoderError: If the encoder name is unknown, the plugin is broken, or the
-            encoder breaks the protocol.
+            encoder breaks the protocol (a dummy forward, :func:`~catseg.models.validate_encoder`).
         CheckpointError: If ``encoder_weights`` cannot be read or does not fit the
             encoder (the first missing, unexpected and mismatched keys are named).
         MissingFileError: If ``encoder_weights`` is neither a file nor a named source.
@@ -345,7 +345,7 @@ class UNet(nn.Module):
         Raises:
             ConfigError: On unknown keys (named) or invalid values, or a config that
                 records an encoder instance.
-            EncoderError: If the encoder name is not registered.
+            EncoderError: If the encoder is not registered (a recorded plugin is named).
 
         Examples:
             >>> model = UNet(1, 2, init_features=4, depth=2).describe(mean=(0.5,), std=(0.2,))
