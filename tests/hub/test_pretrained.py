@@ -303,7 +303,7 @@ def test_malformed_fields_are_named(tmp_path: Path, changes: dict[str, Any], mat
         ),
         (
             {"encoder": "nope", "init_features": 32, "depth": 4},
-            r"config\.json: field 'model' cannot be built by this catseg: .*'nope'",
+            r"config\.json: field 'model' cannot be built: .*'nope'",
         ),
     ],
 )

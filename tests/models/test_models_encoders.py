@@ -156,7 +156,7 @@ class FakeEncoder(nn.Module):
             FakeEncoder((4, 8), (2, 4), [(4, 2), (6, 4)]),
             r"feature map 1 has 6 channels, expected 8",
         ),
-        (FakeEncoder((4, 8), (2, 4), [(4, 2), (8, 2)]), r"feature map 1 has shape \(1, 8, 4, 4\)"),
+        (FakeEncoder((4, 8), (2, 4), [(4, 2), (8, 2)]), r"feature map 1 has shape \(1, 8, 2, 2\)"),
         (FakeEncoder((4, 8), (2, 4), [(4, 2)]), r"returned 1 feature maps, expected 2"),
         (FakeEncoder((4, 8), (4, 2), [(4, 4), (8, 2)]), r"strictly increasing, got \(4, 2\)"),
         (FakeEncoder((4, 8), (2, 2), [(4, 2), (8, 2)]), r"strictly increasing"),

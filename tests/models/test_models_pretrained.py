@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -103,9 +104,19 @@ def test_classic_options_given_twice_conflict() -> None:
 def test_unet_goes_through_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, object]] = []
 
-    def spy(**kwargs: object) -> object:
+    def spy(  # options declared explicitly: **kwargs is refused
+        *,
+        in_channels: int,
+        init_features: int,
+        depth: int,
+        norm: str,
+        activation: str,
+        dropout: float,
+    ) -> object:
+        kwargs: dict[str, Any] = dict(in_channels=in_channels, init_features=init_features)
+        kwargs.update(depth=depth, norm=norm, activation=activation, dropout=dropout)
         calls.append(kwargs)
-        return ClassicEncoder(**kwargs)  # type: ignore[arg-type]
+        return ClassicEncoder(**kwargs)
 
     fresh = Registry(entry_point_group=None)
     fresh.register("unet")(spy)

@@ -201,6 +201,7 @@ def test_config_to_dict_is_plain_json() -> None:
         "upsample": "transpose",
         "dropout": 0.0,
         "encoder_options": {},
+        "encoder_package": None,
         "preprocessing": None,
         "classes": None,
         "mode": "multiclass",

@@ -75,7 +75,7 @@ from catseg.checkpoint._files import (
 )
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.models import UNet
-from catseg.models.config import UNetConfig, read_config
+from catseg.models.config import UNetConfig, plugin_change, read_config
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -136,7 +136,8 @@ class Checkpoint:
         try:
             with torch.device("meta"):
                 reference = UNet.from_config(self.config)
-            check_weights_fit(reference, self.state_dict, what=f"{where}'s weights")
+            note = plugin_change(self.config, reference.config)
+            check_weights_fit(reference, self.state_dict, what=f"{where}'s weights{note}")
             for name, like in reference.state_dict().items():
                 if (problem := weight_problem(self.state_dict[name], like)) is not None:
                     raise CheckpointError(f"{where}'s weight {name!r} {problem}")

@@ -121,6 +121,7 @@ def model_card(name: str, config: FolderConfig) -> str:
         (True, True)
     """
     arch = config.model
+    package = arch.encoder_package  # a checked "dist==version": safe in a code span
     fused = " BatchNorm is folded into its convolutions (inference only)." if config.fused else ""
     lines = [
         _FRONT_MATTER,
@@ -130,6 +131,7 @@ def model_card(name: str, config: FolderConfig) -> str:
         f"segmentation: encoder {_text(arch.encoder)}, {arch.in_channels} input "
         f"channels, {arch.num_classes} output map(s).{fused}",
         "",
+        *([f"Its encoder is a plugin: `pip install {package}` first.", ""] if package else []),
         "```python",
         "from catseg.predict import Segmenter",
         "",

@@ -18,7 +18,7 @@ from catseg.errors import CatsegError, CheckpointError, MissingFileError
 from catseg.hub._deps import import_safetensors
 from catseg.hub._format import CONFIG_NAME, FORMAT_TAG, FORMAT_VERSION, WEIGHTS_NAME, FolderConfig
 from catseg.models import UNet
-from catseg.models.config import read_config
+from catseg.models.config import plugin_change, read_config
 
 MAX_HEADER_BYTES = 1 << 24
 """Largest safetensors header (tensor names, shapes, offsets) a model folder may hold."""
@@ -163,11 +163,12 @@ def read_weights(folder: Path, config: FolderConfig, data: bytes | None = None) 
                 reference = reference.fuse_for_inference()
     except CatsegError as err:
         raise CheckpointError(
-            f"{folder / CONFIG_NAME}: field 'model' cannot be built by this catseg: {err}"
+            f"{folder / CONFIG_NAME}: field 'model' cannot be built: {err}"
         ) from err
     meta = {k: torch.empty(v["shape"], device="meta") for k, v in header.items()}
     try:
-        check_weights_fit(reference, meta, what=f"the weights in {WEIGHTS_NAME}")
+        note = plugin_change(config.model, reference.config)
+        check_weights_fit(reference, meta, what=f"the weights in {WEIGHTS_NAME}{note}")
     except CheckpointError as err:
         raise CheckpointError(f"{folder / CONFIG_NAME}: field 'model': {err}") from err
     for name, tensor in reference.state_dict().items():

@@ -86,6 +86,8 @@ def make_activation(activation: ActivationName) -> nn.Module:
 
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
     """The dtype autocast casts to on ``device_type`` right now, or ``None`` when off."""
+    if device_type == "meta":  # no autocast there (UNet checks its encoder on meta)
+        return None
     try:
         on = torch.is_autocast_enabled(device_type)
         return torch.get_autocast_dtype(device_type) if on else None

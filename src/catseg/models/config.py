@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,18 +42,19 @@ MAX_IMAGE_SIDE = 16384
 """The largest ``image_size`` side a record may ask for (a 16384² float batch is 3 GiB)."""
 _CLASSIC_DEFAULTS = (32, 4)
 _CLASSIC = "unet"
+_PACKAGE = re.compile(r"[\w.-]{1,200}==[\w.+!-]{1,100}")  # a plugin's "dist==version"
 RECORD_FIELDS = ("classes", "mode", "image_size", "threshold", "preprocessing")
 """The fields that describe a trained model's use rather than its architecture."""
 
 
-def _plain(name: str, value: object) -> Any:
+def plain(name: str, value: object) -> Any:
     """``value`` as JSON-like data (tuples become lists), or a ConfigError naming ``name``."""
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, list | tuple):
-        return [_plain(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        return [plain(f"{name}[{i}]", v) for i, v in enumerate(value)]
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return {k: _plain(f"{name}[{k!r}]", v) for k, v in value.items()}
+        return {k: plain(f"{name}[{k!r}]", v) for k, v in value.items()}
     raise ConfigError(
         f"{name} must be JSON-like (str, int, float, bool, None, lists, dicts with str keys) "
         f"so that the config can be saved, got {type(value).__name__}: {value!r}"
@@ -67,8 +69,11 @@ class UNetConfig:
         in_channels: Input channels.
         num_classes: Output logit maps (1 = binary).
         encoder: Registered encoder name (``"prefix:member"`` for a family).
-        encoder_options: Keyword options of the encoder factory (JSON-like values); for
-            ``"unet"``, ``init_features`` and ``depth`` given here move to their fields.
+        encoder_options: Keyword options of the encoder factory (JSON-like values); a
+            ``UNet`` records every one, defaults included (``"unet"``'s are its fields:
+            ``init_features`` and ``depth`` given here move there).
+        encoder_package: ``"distribution==version"`` of the plugin that provided the
+            encoder (an entry point), or ``None`` (catseg's own or registered in-process).
         init_features: Width of the first classic-encoder block (``"unet"`` only).
         depth: Number of poolings of the classic encoder (``"unet"`` only).
         decoder_channels: Width of each decoder stage, deepest first; None = default.
@@ -115,6 +120,7 @@ class UNetConfig:
     upsample: UpsampleName = "transpose"
     dropout: float = 0.0
     encoder_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    encoder_package: str | None = None
     preprocessing: Preprocessing | None = None
     classes: tuple[str, ...] | None = None
     mode: Mode | None = None
@@ -225,12 +231,12 @@ class UNetConfig:
             raise ConfigError(
                 f"encoder_options must be a mapping of option names to values, got {options!r}"
             )
-        plain: dict[str, Any] = _plain("encoder_options", dict(options))
+        given: dict[str, Any] = plain("encoder_options", dict(options))
         if self.encoder == _CLASSIC:
             for key, default in zip(("init_features", "depth"), _CLASSIC_DEFAULTS, strict=True):
-                if key not in plain:
+                if key not in given:
                     continue
-                value = plain.pop(key)
+                value = given.pop(key)
                 current = getattr(self, key)
                 if current not in (default, value):
                     raise ConfigError(
@@ -238,7 +244,12 @@ class UNetConfig:
                         f"={value!r}; give it once"
                     )
                 object.__setattr__(self, key, value)
-        object.__setattr__(self, "encoder_options", plain)
+        object.__setattr__(self, "encoder_options", given)
+        package = self.encoder_package
+        if package is not None and not _PACKAGE.fullmatch(str(package)):
+            raise ConfigError(
+                f"encoder_package must be 'dist==version' or None, got {short(package)}"
+            )
 
     def factory_options(self) -> dict[str, Any]:
         """The keyword options passed to the encoder factory.
@@ -289,15 +300,9 @@ class UNetConfig:
             )
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         del data["encoder_instance"]
-        if data["decoder_channels"] is not None:
-            data["decoder_channels"] = list(data["decoder_channels"])
-        data["encoder_options"] = _plain("encoder_options", self.encoder_options)
         if self.preprocessing is not None:
             data["preprocessing"] = self.preprocessing.to_dict()
-        for key in ("classes", "image_size", "threshold"):
-            if isinstance(data[key], tuple):
-                data[key] = list(data[key])
-        return data
+        return {key: plain(key, value) for key, value in data.items()}  # tuples become lists
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UNetConfig:
@@ -375,6 +380,17 @@ def _check_bounds(config: Mapping[str, Any], fail: Callable[[str], CatsegError])
         for width in widths:
             if isinstance(width, int) and not isinstance(width, bool) and width > MAX_WIDTH:
                 raise fail(f"decoder_channels holds {width}, over the limit of {MAX_WIDTH}")
+
+
+def plugin_change(saved: UNetConfig, built: UNetConfig) -> str:
+    """A note for a weights mismatch when the encoder's plugin version changed, else ``""``."""
+    old, new = saved.encoder_package, built.encoder_package
+    if old in (None, new):
+        return ""
+    return (
+        f" (plugin version mismatch: encoder {saved.encoder!r} was saved with {old}, this "
+        f"environment has {new or 'another'}; pip install {old})"
+    )
 
 
 def read_config(data: object, source: object) -> UNetConfig:

@@ -29,12 +29,12 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from catseg._validation import check_mean_std
-from catseg.errors import ConfigError, DTypeError, ShapeError
+from catseg.errors import ConfigError, DTypeError, EncoderError, ShapeError
 from catseg.models._fuse import fold_batchnorms
 from catseg.models.blocks import ActivationName, DecoderStage, NormName, UpsampleName
 from catseg.models.config import RECORD_FIELDS, Mode, UNetConfig
-from catseg.models.encoders.base import Encoder, check_encoder_attributes
-from catseg.models.encoders.registry import get_encoder
+from catseg.models.encoders.base import Encoder, validate_encoder
+from catseg.models.encoders.registry import build_encoder
 from catseg.models.preprocessing import Preprocessing, check_preprocessing
 from catseg.models.weights import EncoderWeights, load_encoder_weights
 
@@ -69,9 +69,9 @@ class UNet(nn.Module):
             :class:`~catseg.models.Encoder` (then ``config.to_dict()`` raises; register
             it by name to checkpoint it).
         encoder_options: Keyword options of the encoder factory (recorded in the
-            config, so :meth:`from_config` and checkpoints rebuild the same encoder);
-            an unknown option raises :class:`~catseg.errors.ConfigError` listing the
-            accepted ones.
+            config with the factory's defaults, so :meth:`from_config` and checkpoints
+            rebuild the same encoder); an unknown option raises
+            :class:`~catseg.errors.ConfigError` listing the accepted ones.
         encoder_weights: Pretrained encoder weights, loaded strictly once the encoder
             is built: a file path (torchvision ``.pth``, ``.safetensors``, or a catseg
             checkpoint whose encoder is reused), a state dict, or a named source of the
@@ -101,7 +101,7 @@ class UNet(nn.Module):
             a ``decoder_channels`` of the wrong length, or ``encoder_options`` with an
             encoder instance.
         EncoderError: If the encoder name is unknown, the plugin is broken, or the
-            encoder breaks the protocol.
+            encoder breaks the protocol (a dummy forward, :func:`~catseg.models.validate_encoder`).
         CheckpointError: If ``encoder_weights`` cannot be read or does not fit the
             encoder (the first missing, unexpected and mismatched keys are named).
         MissingFileError: If ``encoder_weights`` is neither a file nor a named source.
@@ -169,18 +169,25 @@ class UNet(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self._encoder_frozen = False
+        built: object = encoder
         if isinstance(encoder, str):
-            built: object = get_encoder(
+            built, options, package = build_encoder(
                 cfg.encoder, in_channels=in_channels, options=cfg.factory_options()
             )
-        else:
-            if cfg.encoder_options:
-                raise ConfigError(
-                    "encoder_options apply to encoders given by name; configure the "
-                    f"{type(encoder).__name__} instance before passing it"
+            if cfg.encoder != "unet":  # the classic encoder's options are config fields
+                self.config = cfg = dataclasses.replace(
+                    cfg, encoder_options=options, encoder_package=package
                 )
-            built = encoder
-        channels, reductions = check_encoder_attributes(built)
+        elif cfg.encoder_options:
+            raise ConfigError(
+                "encoder_options apply to encoders given by name; configure the "
+                f"{type(encoder).__name__} instance before passing it"
+            )
+        try:  # the contract, with one dummy forward at the smallest size forward feeds it
+            channels, reductions = validate_encoder(built, in_channels=in_channels)
+        except EncoderError as err:
+            via = f" from {cfg.encoder_package}" if cfg.encoder_package else ""
+            raise EncoderError(f"encoder {cfg.encoder!r}{via} breaks the contract: {err}") from err
         self.encoder = cast(nn.Module, built)
         self.stride = reductions[-1]
         if encoder_weights is not None:
@@ -338,7 +345,7 @@ class UNet(nn.Module):
         Raises:
             ConfigError: On unknown keys (named) or invalid values, or a config that
                 records an encoder instance.
-            EncoderError: If the encoder name is not registered.
+            EncoderError: If the encoder is not registered (a recorded plugin is named).
 
         Examples:
             >>> model = UNet(1, 2, init_features=4, depth=2).describe(mean=(0.5,), std=(0.2,))
@@ -348,8 +355,15 @@ class UNet(nn.Module):
         """
         config = UNetConfig.from_dict(cfg) if not isinstance(cfg, UNetConfig) else cfg
         data = config.to_dict()  # raises for encoder instances
-        model = cls(**{k: v for k, v in data.items() if k not in RECORD_FIELDS})
-        model.config = config
+        package = data.pop("encoder_package")
+        try:
+            model = cls(**{k: v for k, v in data.items() if k not in RECORD_FIELDS})
+        except (ConfigError, EncoderError) as err:  # a missing plugin says what to install
+            hint = f"; the model was saved with {package}: pip install {package}" if package else ""
+            raise type(err)(f"{err}{hint}") from err
+        # the architecture as built here (plugin version, its options), the record's use facts
+        use = {k: getattr(config, k) for k in RECORD_FIELDS}
+        model.config = dataclasses.replace(model.config, **use)
         return model
 
     def _check_input(self, x: Tensor) -> None:

@@ -164,16 +164,24 @@ def check_encoder_attributes(encoder: object) -> tuple[tuple[int, ...], tuple[in
     return channels, reductions
 
 
-def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None = None) -> None:
+def validate_encoder(
+    encoder: object, *, in_channels: int = 3, size: int | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Check that ``encoder`` keeps the :class:`Encoder` contract, with one dummy forward.
 
     The forward runs under ``torch.no_grad`` in eval mode (the training flag is restored)
-    on zeros of shape ``(1, in_channels, size, size)``.
+    on zeros of shape ``(1, in_channels, size, size)``, on the device and in the dtype of
+    its parameters (``meta`` works). ``UNet`` runs it when it is built.
 
     Args:
         encoder: The candidate encoder (an ``nn.Module``).
         in_channels: Input channels of the dummy batch.
-        size: Its height and width, a multiple of ``reductions[-1]`` (default twice it).
+        size: Its height and width, a multiple of ``reductions[-1]``; by default the
+            smallest a ``UNet`` feeds it: ``reductions[-1]``, twice it for an encoder with
+            ``GroupNorm`` or ``InstanceNorm2d`` layers (the UNet pads those to 2 pixels).
+
+    Returns:
+        ``(out_channels, reductions)`` as tuples of ints.
 
     Raises:
         EncoderError: Naming the first mismatch: an attribute (see
@@ -195,12 +203,14 @@ def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None 
     channels, reductions = check_encoder_attributes(encoder)
     module = cast(nn.Module, encoder)
     name = f"encoder {type(encoder).__name__}"
-    side = 2 * reductions[-1] if size is None else check_positive_int("size", size)
+    spatial = any(isinstance(m, nn.GroupNorm | nn.InstanceNorm2d) for m in module.modules())
+    side = reductions[-1] * (1 + spatial) if size is None else check_positive_int("size", size)
     if side % reductions[-1]:
         raise EncoderError(f"size must be a positive multiple of {reductions[-1]}, got {size}")
-    param = next(module.parameters(), None)
-    device = None if param is None else param.device
-    x = torch.zeros(1, check_positive_int("in_channels", in_channels), side, side, device=device)
+    like = next(module.parameters(), torch.zeros(()))  # the encoder's device and dtype
+    dtype = like.dtype if like.is_floating_point() else None
+    shape = (1, check_positive_int("in_channels", in_channels), side, side)
+    x = torch.zeros(shape, device=like.device, dtype=dtype)
     was_training = module.training
     try:
         with torch.no_grad():
@@ -211,7 +221,7 @@ def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None 
         ) from err
     finally:
         module.train(was_training)
-    if not isinstance(features, list | tuple) or not all(isinstance(f, Tensor) for f in features):
+    if not isinstance(features, list) or not all(isinstance(f, Tensor) for f in features):
         raise EncoderError(f"{name}: forward must return a list of tensors, got {type(features)!r}")
     if len(features) != len(channels):
         raise EncoderError(
@@ -229,3 +239,4 @@ def validate_encoder(encoder: object, *, in_channels: int = 3, size: int | None 
                 f"{name}: feature map {i} has shape {tuple(feat.shape)} for a {side}x{side} "
                 f"input, expected {expected} (reduction {r})"
             )
+    return channels, reductions

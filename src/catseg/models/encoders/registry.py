@@ -2,12 +2,13 @@
 
 A name is looked up among the registered encoders (catseg's built-ins and whatever
 :func:`register_encoder` added); ``"prefix:member"`` goes to the family registered as
-``"prefix:"``, a resolver ``member -> factory`` (``"timm:convnext_atto"``). Only on a
-miss are the ``catseg.encoders`` entry points read, once per registry, and a plugin's
-module is imported only when its own name is asked for: a plugin never shadows a
-registered name, and a broken one fails only when asked for, naming the entry point and
-its distribution. A distribution exposes an encoder, or a family, in its
-``pyproject.toml``::
+``"prefix:"``, a resolver ``member -> factory`` (``"timm:convnext_atto"``). The
+``catseg.encoders`` entry points are read once per registry, on its first lookup, and a
+plugin's module is imported only when its own name is asked for: a registered name shadows
+a plugin (one warning names both), and a broken plugin fails only when asked for, naming
+the entry point and its distribution. A factory declares its options as keyword
+parameters (``**kwargs`` is refused). A distribution exposes an encoder, or a family, in
+its ``pyproject.toml``::
 
     [project.entry-points."catseg.encoders"]
     tiny = "my_package.encoders:tiny_encoder"
@@ -16,22 +17,27 @@ its distribution. A distribution exposes an encoder, or a family, in its
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.metadata
+import importlib.util
 import inspect
 import re
 import threading
+import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from catseg._validation import check_bool
 from catseg.errors import ConfigError, EncoderError
+from catseg.models.config import plain
 from catseg.models.encoders._foreign import foreign_errors
 from catseg.models.encoders.base import Encoder, check_encoder_attributes
 
 __all__ = ["Registry", "get_encoder", "list_encoders", "register_encoder"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+Built = tuple[Encoder, dict[str, Any], str | None]  # an encoder, its options, its package
 EntryPoint = importlib.metadata.EntryPoint
 
 
@@ -40,16 +46,29 @@ def _describe(ep: EntryPoint) -> str:
     return f"entry point '{ep.name} = {ep.value}' (group {ep.group!r}, {dist})"
 
 
-def _accepted_options(factory: Callable[..., object]) -> list[str] | None:
-    """The keyword parameters of ``factory`` besides ``in_channels``; ``None``: any."""
+def _package(ep: EntryPoint) -> str | None:
+    """``dist==version`` of the distribution behind ``ep``; ``None`` for catseg's own."""
+    dist = ep.dist
+    return f"{dist.name}=={dist.version}" if dist and dist.name != "catseg" else None
+
+
+def _options(what: str, factory: Callable[..., object]) -> dict[str, inspect.Parameter] | None:
+    """The keyword parameters of ``factory`` besides ``in_channels`` (``None``: unknowable).
+
+    Raises:
+        EncoderError: If the factory takes ``**kwargs`` (its options could not be checked).
+    """
     try:
         params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):
         return None
     if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
+        raise EncoderError(
+            f"{what}: factory {factory!r} takes **kwargs; declare each option as a "
+            "keyword parameter with its default, so that catseg can check and record it"
+        )
     keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sorted(p.name for p in params if p.kind in keyword and p.name != "in_channels")
+    return {p.name: p for p in params if p.kind in keyword and p.name != "in_channels"}
 
 
 class Registry:
@@ -81,6 +100,7 @@ class Registry:
         self._group = entry_point_group
         self._entries: dict[str, Callable[..., Any]] = {}
         self._plugins: dict[str, list[EntryPoint]] | None = None
+        self._packages: dict[str, str | None] = {}  # entries loaded from entry points
         self._lock = threading.Lock()
 
     def register(self, name: str) -> Callable[[F], F]:
@@ -94,7 +114,8 @@ class Registry:
             A decorator that registers the callable and returns it unchanged.
 
         Raises:
-            EncoderError: If the name is invalid or taken, or the object is not callable.
+            EncoderError: If the name is invalid or taken, or the object is not callable
+                or takes ``**kwargs``. Shadowing an entry point of that name warns.
         """
         if not isinstance(name, str) or not re.fullmatch(r"[^\s:]+:?", name):
             raise EncoderError(
@@ -105,6 +126,8 @@ class Registry:
         def decorator(factory: F) -> F:
             if not callable(factory):
                 raise EncoderError(f"encoder {name!r} must be a callable, got {factory!r}")
+            if not name.endswith(":"):
+                _options(f"encoder {name!r}", factory)
             with self._lock:
                 if name in self._entries:
                     raise EncoderError(
@@ -112,12 +135,25 @@ class Registry:
                         "choose another name"
                     )
                 self._entries[name] = factory
+                shadowed = (self._plugins or {}).get(name, [])
+            self._warn_shadowed(name, shadowed)
             return factory
 
         return decorator
 
+    def _warn_shadowed(self, name: str, plugins: list[EntryPoint]) -> None:
+        owner = getattr(self._entries[name], "__qualname__", self._entries[name])
+        for ep in plugins:
+            warnings.warn(
+                f"encoder plugin {_describe(ep)} is not used: {name!r} is already the "
+                f"{self.source(name)} encoder {owner}",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def _plugin_table(self) -> dict[str, list[EntryPoint]]:
         with self._lock:
+            fresh = self._plugins is None
             if self._plugins is None:  # read once, on the first need
                 self._plugins = {}
                 found = importlib.metadata.entry_points(group=self._group) if self._group else ()
@@ -125,25 +161,56 @@ class Registry:
                     same = self._plugins.setdefault(ep.name, [])
                     if all(ep.value != other.value for other in same):
                         same.append(ep)
-            return self._plugins
+        for name in (self._plugins.keys() & self._entries.keys()) if fresh else ():
+            self._warn_shadowed(name, self._plugins[name])
+        return self._plugins
 
     def names(self, *, families: bool = False) -> list[str]:
         """Registered and plugin names (plugins not imported), sorted.
 
         Args:
-            families: List the family prefixes (each ending with ``:``) instead.
+            families: List the family prefixes (each ending with ``:``) instead; catseg's
+                ``"timm:"`` only when timm is installed.
         """
         keys = {*self._entries, *self._plugin_table()}
+        if families and importlib.util.find_spec("timm") is None:
+            keys.discard("timm:")
         return sorted(key for key in keys if key.endswith(":") == families)
+
+    def source(self, name: str) -> str:
+        """Where the encoder (or ``"prefix:"`` family) ``name`` comes from.
+
+        Returns:
+            ``"catseg"`` (built in), ``"runtime"`` (registered in this process) or
+            ``"<distribution> <version>"`` (an entry point).
+
+        Raises:
+            EncoderError: If the name is unknown.
+
+        Examples:
+            >>> from catseg.models.encoders import resnet18
+            >>> registry = Registry(entry_point_group=None)
+            >>> _ = registry.register("r18")(resnet18)
+            >>> registry.source("r18")
+            'catseg'
+        """
+        if name in self._entries and name not in self._packages:
+            module = getattr(self._entries[name], "__module__", None) or ""
+            return "catseg" if module.startswith("catseg.") else "runtime"
+        eps = self._plugin_table().get(name, [])
+        found = [self._packages[name]] if name in self._packages else map(_package, eps)
+        if not (where := ", ".join((p or "catseg").replace("==", " ") for p in found)):
+            raise EncoderError(f"unknown encoder {name!r}; available: {self.names()}")
+        return where
 
     def __contains__(self, name: object) -> bool:
         return name in self.names()
 
     def _entry(self, key: str, name: str) -> Callable[..., Any]:
         """The factory or resolver registered as ``key``, loading its plugin on a miss."""
+        candidates = self._plugin_table().get(key, [])  # read on the first lookup
         if key in self._entries:
             return self._entries[key]
-        candidates = self._plugin_table().get(key, [])
         if not candidates:
             hint = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.5)
             did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
@@ -160,12 +227,18 @@ class Registry:
             loaded = candidates[0].load()
         if not callable(loaded):
             raise EncoderError(f"encoder plugin {key!r} from {where} is not callable: {loaded!r}")
-        return self._entries.setdefault(key, loaded)
+        if not key.endswith(":"):
+            _options(f"encoder plugin {key!r} from {where}", loaded)
+        with self._lock:
+            self._packages.setdefault(key, _package(candidates[0]))
+            return self._entries.setdefault(key, loaded)
 
     def get(
         self, name: str, *, in_channels: int = 3, options: Mapping[str, Any] | None = None
     ) -> Encoder:
         """Build the encoder called ``name``: ``factory(in_channels=..., **options)``.
+
+        The factory's JSON-like defaults are passed too (a UNet's config records them).
 
         Args:
             name: An encoder name, or ``"prefix:member"`` for a family member.
@@ -178,6 +251,10 @@ class Registry:
             EncoderError: If the name is unknown ("did you mean" hint), the plugin or
                 family is broken, the factory fails, or its result breaks the contract.
         """
+        return self._build(name, in_channels, options)[0]
+
+    def _build(self, name: str, in_channels: int, options: Mapping[str, Any] | None) -> Built:
+        """The encoder, the options passed (with defaults) and its plugin's ``dist==version``."""
         prefix, colon, member = str(name).partition(":")
         factory = self._entry(prefix + colon, str(name))
         if colon:
@@ -190,18 +267,22 @@ class Registry:
             if not callable(factory):
                 raise EncoderError(f"encoder family {prefix!r} returned {factory!r} for {member!r}")
         kwargs = dict(options or {})
-        accepted = _accepted_options(factory)
-        unknown = [repr(key) for key in kwargs if accepted is not None and key not in accepted]
+        declared = _options(f"encoder {name!r}", factory)
+        unknown = [repr(key) for key in kwargs if declared is not None and key not in declared]
         if unknown:
             raise ConfigError(
                 f"encoder {name!r} has no option{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(unknown)}; accepted options: {accepted}"
+                f"{', '.join(unknown)}; accepted options: {sorted(declared or ())}"
             )
+        for key, param in (declared or {}).items():
+            if key not in kwargs and param.default is not param.empty:
+                with contextlib.suppress(ConfigError):  # a default the record cannot hold
+                    kwargs[key] = plain(key, param.default)
         failed = f"encoder factory {name!r} ({factory!r}) failed with in_channels={in_channels}"
         with foreign_errors(EncoderError, f"{failed}, options={kwargs}"):
             encoder: Encoder = factory(in_channels=in_channels, **kwargs)
         check_encoder_attributes(encoder)
-        return encoder
+        return encoder, kwargs, self._packages.get(prefix + colon)
 
 
 _REGISTRY = Registry()
@@ -239,11 +320,28 @@ def get_encoder(
     return _REGISTRY.get(name, in_channels=in_channels, options=options)
 
 
-def list_encoders(*, families: bool = False) -> list[str]:
+def build_encoder(name: str, *, in_channels: int, options: Mapping[str, Any]) -> Built:
+    """The encoder, options with defaults and plugin ``dist==version`` (what ``UNet`` records)."""
+    return _REGISTRY._build(name, in_channels, options)
+
+
+@overload
+def list_encoders(*, families: bool = ..., sources: Literal[False] = ...) -> list[str]: ...
+@overload
+def list_encoders(*, families: bool = ..., sources: Literal[True]) -> dict[str, str]: ...
+def list_encoders(*, families: bool = False, sources: bool = False) -> list[str] | dict[str, str]:
     """The names ``UNet(encoder=...)`` accepts, or the family prefixes (see :meth:`Registry.names`).
+
+    Args:
+        families: List the family prefixes (``"timm:"``) instead.
+        sources: Return ``{name: source}`` (see :meth:`Registry.source`): ``"catseg"``,
+            ``"runtime"`` or ``"<distribution> <version>"``.
 
     Examples:
         >>> {"unet", "resnet18", "resnet34", "resnet50"} <= set(list_encoders())
         True
+        >>> list_encoders(sources=True)["resnet18"]
+        'catseg'
     """
-    return _REGISTRY.names(families=check_bool("families", families))
+    names = _REGISTRY.names(families=check_bool("families", families))
+    return {n: _REGISTRY.source(n) for n in names} if check_bool("sources", sources) else names
