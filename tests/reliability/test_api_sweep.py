@@ -8,7 +8,7 @@ the offending calls). The test fails when a total exceeds :data:`LIMITS` or any 
 gets worse.
 
 Before the fixes of issue #27 the same sweep gave 1,845 calls, 125 bare errors and 69
-accepted invalid values; then 44 and 31, now 18 and 4, all in models, predict and
+accepted invalid values; then 44 and 31, now 16 and 4 (1,903 calls), all in models and
 ``to_rgb`` (the issue's own sweep found 286 and 250 of 2,426).
 """
 
@@ -20,7 +20,7 @@ import pytest
 from api_sweep import NOT_SWEPT, format_table, public_callables, sweep
 from reliability_builders import single_threaded_torch  # noqa: F401  (autouse fixture)
 
-LIMITS = {"bare": 18, "accepted": 4}
+LIMITS = {"bare": 16, "accepted": 4}
 """The totals at the last change (issue 27's acceptance bound was 50 each): never more."""
 
 TABLE = {  # name: (calls, bare, accepted)
@@ -38,6 +38,8 @@ TABLE = {  # name: (calls, bare, accepted)
     "Normalize": (10, 0, 0),
     "OnnxRunner": (7, 0, 0),
     "PadToMultiple": (26, 0, 0),
+    "Prediction.to_labelme": (29, 0, 0),
+    "Prediction.uncertainty": (2, 0, 0),
     "Preprocessing": (10, 0, 0),
     "RandomHorizontalFlip": (16, 0, 0),
     "RandomResizedCrop": (29, 0, 0),
@@ -48,13 +50,13 @@ TABLE = {  # name: (calls, bare, accepted)
     "SegmentationLoader": (37, 0, 0),
     "Segmenter": (57, 0, 0),
     "Segmenter.predict": (6, 0, 0),
-    "Segmenter.predict_folder": (37, 2, 0),
+    "Segmenter.predict_folder": (41, 0, 0),
     "SoftDice": (49, 0, 0),
     "TverskyLoss": (57, 0, 0),
     "UNet": (63, 0, 0),
     "UNet.describe": (33, 0, 0),
     "UNet.from_config": (3, 0, 0),
-    "UNetConfig": (86, 0, 0),
+    "UNetConfig": (88, 0, 0),
     "VOCMultilabelDataset": (19, 0, 0),
     "VOCSegmentationDataset": (33, 0, 0),
     "adapt_stem_weight": (14, 12, 2),
@@ -70,7 +72,7 @@ TABLE = {  # name: (calls, bare, accepted)
     "get_palette": (3, 0, 0),
     "jaccard_loss": (43, 0, 0),
     "labelme_to_voc": (28, 0, 0),
-    "list_encoders": (4, 0, 0),
+    "list_encoders": (8, 0, 0),
     "load_checkpoint": (5, 0, 0),
     "load_pretrained": (7, 0, 0),
     "lovasz_loss": (25, 0, 0),
@@ -82,6 +84,7 @@ TABLE = {  # name: (calls, bare, accepted)
     "overlay_layers": (23, 0, 0),
     "param_groups": (16, 0, 0),
     "quantize_onnx": (26, 0, 0),
+    "rank_for_labelling": (17, 0, 0),
     "read_labelme": (11, 0, 0),
     "read_labels": (3, 0, 0),
     "read_mask": (3, 0, 0),
