@@ -57,8 +57,8 @@ ALLOWED: dict[str, set[str]] = {
     "export": _CORE | {"_bounds", "_files", "_runtime", "_version", "data", "models"},
     # predict -> hub: lazy, in Segmenter.from_pretrained / save_pretrained only
     "predict": _CORE
-    | {"_files", "_modules", "_runtime", "checkpoint", "data", "export", "hub", "models"}
-    | {"visualize"},
+    | {"_bounds", "_files", "_modules", "_runtime", "checkpoint", "data", "export", "hub"}
+    | {"models", "visualize"},
     "hub": _CORE
     | {"_bounds", "_files", "_modules", "_version", "checkpoint", "metrics", "models"}
     | {"training", "visualize"},

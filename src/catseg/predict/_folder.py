@@ -385,12 +385,14 @@ def predict_folder(
     workers = default_workers(device) if num_workers is None else num_workers
     check_int("num_workers", workers, minimum=0)
     real_src = _check_folders(src, dst, _regexes(pattern), (overlay, labelme))
-    listed = list_photos(src, pattern) if files is None else files
-    if isinstance(files, str | os.PathLike) or not all(
-        isinstance(f, str | os.PathLike) for f in (listed if isinstance(listed, Iterable) else [0])
-    ):
+    if isinstance(files, str | os.PathLike):
+        raise ConfigError(f"files must be an iterable of paths, got the one path {files!r}")
+    given = list(files) if isinstance(files, Iterable) else [files]
+    listed = list_photos(src, pattern) if files is None else given
+    paths = [Path(f) for f in listed if isinstance(f, str | os.PathLike)]
+    if len(paths) != len(listed):
         raise ConfigError(f"files must be None or an iterable of paths, got {short(files)}")
-    rels = sorted({_relative(Path(f), src, real_src) for f in listed}, key=lambda p: p.as_posix())
+    rels = sorted({_relative(f, src, real_src) for f in paths}, key=lambda p: p.as_posix())
     todo, skipped, failed = _plan(src, real_src, dst.resolve(), rels, (overlay, labelme), overwrite)
     if on_error == "raise" and failed:
         raise DataError(f"{failed[0][0]}: {failed[0][1]}")
