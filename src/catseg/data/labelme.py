@@ -72,13 +72,7 @@ from catseg.data._samples import (
 from catseg.errors import ConfigError, DataError
 from catseg.visualize import VOC_PALETTE
 
-__all__ = [
-    "IGNORE_LABEL",
-    "LabelmeDataset",
-    "labelme_to_voc",
-    "read_labelme",
-    "read_labels",
-]
+__all__ = ["IGNORE_LABEL", "LabelmeDataset", "labelme_to_voc", "read_labelme", "read_labels"]
 
 LabelmeMode = Literal["multiclass", "multilabel"]
 """How labelme shapes become targets: one label map (z-order) or one layer per label."""

@@ -28,13 +28,7 @@ from catseg.data.transforms._common import (
 )
 from catseg.errors import ConfigError
 
-__all__ = [
-    "PadToMultiple",
-    "RandomHorizontalFlip",
-    "RandomResizedCrop",
-    "RandomRotation",
-    "Resize",
-]
+__all__ = ["PadToMultiple", "RandomHorizontalFlip", "RandomResizedCrop", "RandomRotation", "Resize"]
 
 
 class Resize(Joint):

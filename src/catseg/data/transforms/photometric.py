@@ -7,14 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from catseg._validation import check_finite_float, check_mean_std
-from catseg.data.transforms._common import (
-    Joint,
-    Pair,
-    _back,
-    _make_generator,
-    _to_float,
-    _uniform,
-)
+from catseg.data.transforms._common import Joint, Pair, _back, _make_generator, _to_float, _uniform
 from catseg.errors import DTypeError, ShapeError
 
 __all__ = ["ColorJitter", "Normalize", "ToGray"]
