@@ -111,8 +111,9 @@ def checked_index(index: int, size: int) -> int:
 class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
     """Base of the folder datasets: the options they share, their repr, their tensors.
 
-    A subclass calls this constructor (arguments checked before any file is read), names
-    its repr fields in :meth:`_repr_fields` and ends ``__getitem__`` with :meth:`_tensors`.
+    A subclass calls this constructor (arguments checked before any file is read), sets
+    ``root``, adds its own repr fields in :meth:`_repr_fields` and ends ``__getitem__``
+    with :meth:`_tensors`.
 
     Raises:
         ConfigError: When an argument is invalid (the message names it).
@@ -120,13 +121,16 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
     Examples:
         >>> import numpy as np
         >>> class Tiny(FolderDataset):
-        ...     def _repr_fields(self) -> dict[str, object]:
-        ...         return {"len": 1, "image_size": self.image_size}
+        ...     root = Path("r")
+        ...     def __len__(self) -> int:
+        ...         return 1
         >>> tiny = Tiny(None, 2, None, "uint8", "int64")
         >>> image, mask = tiny._tensors(np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.uint8))
         >>> tiny, tuple(image.shape), image.dtype, mask.dtype
-        (Tiny(len=1, image_size=(2, 2)), (3, 2, 2), torch.uint8, torch.int64)
+        (Tiny(root='r', split=None, len=1, image_size=(2, 2)), (3, 2, 2), torch.uint8, torch.int64)
     """
+
+    root: Path
 
     def __init__(
         self,
@@ -147,12 +151,17 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
         self.transforms = transforms
 
     @abc.abstractmethod
+    def __len__(self) -> int: ...
+
     def _repr_fields(self) -> dict[str, object]:
-        """The ``name: value`` pairs the repr shows, in order (values are repr'd)."""
+        """The fields the repr shows after ``root``, ``split``, ``len`` and ``image_size``."""
+        return {}
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in self._repr_fields().items())
-        return f"{type(self).__name__}({fields})"
+        fields: dict[str, object] = {"root": str(self.root), "split": self.split, "len": len(self)}
+        fields |= {"image_size": self.image_size, **self._repr_fields()}
+        shown = ", ".join(f"{name}={value!r}" for name, value in fields.items())
+        return f"{type(self).__name__}({shown})"
 
     def _tensors(
         self, pixels: npt.NDArray[np.uint8], mask: npt.NDArray[Any]

@@ -355,13 +355,7 @@ class LabelmeDataset(FolderDataset):
         return len(self.files)
 
     def _repr_fields(self) -> dict[str, object]:
-        fields: dict[str, object] = {
-            "root": str(self.root),
-            "len": len(self),
-            "image_size": self.image_size,
-            "classes": self.class_names,
-        }
-        return fields | ({"mode": self.mode} if self.mode == "multilabel" else {})
+        return {"classes": self.class_names, "mode": self.mode}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.files[checked_index(index, len(self))]

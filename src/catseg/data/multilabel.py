@@ -164,13 +164,7 @@ class VOCMultilabelDataset(FolderDataset):
         return len(self.ids)
 
     def _repr_fields(self) -> dict[str, object]:
-        return {
-            "root": str(self.root),
-            "split": self.split,
-            "len": len(self),
-            "image_size": self.image_size,
-            "labels": self.class_names,
-        }
+        return {"labels": self.class_names}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = checked_index(index, len(self))
@@ -207,14 +201,10 @@ def _bar(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.ui
     angle = rng.uniform(0.0, math.pi)
     length, thick = rng.uniform(0.5, 0.9) * max(height, width), rng.uniform(0.1, 0.2) * height
     cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
-    dx, dy = math.cos(angle), math.sin(angle)
-    corners = [
-        (
-            cx + sa * dx * length / 2 - sb * dy * thick / 2,
-            cy + sa * dy * length / 2 + sb * dx * thick / 2,
-        )
-        for sa, sb in ((1, 1), (1, -1), (-1, -1), (-1, 1))
-    ]
+    ax, ay = math.cos(angle) * length / 2, math.sin(angle) * length / 2  # half the length
+    bx, by = -math.sin(angle) * thick / 2, math.cos(angle) * thick / 2  # half the thickness
+    signs = ((1, 1), (1, -1), (-1, -1), (-1, 1))
+    corners = [(cx + a * ax + b * bx, cy + a * ay + b * by) for a, b in signs]
     ImageDraw.Draw(canvas).polygon(corners, fill=1)
     return np.array(canvas, dtype=np.uint8)
 

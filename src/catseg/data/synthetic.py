@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,7 @@ from PIL import Image, ImageDraw
 from catseg._validation import check_finite_float, check_int, check_path, check_size
 from catseg.data._samples import write_splits
 from catseg.errors import ConfigError, DataError
-from catseg.visualize import VOC_PALETTE
+from catseg.visualize import colorize
 
 __all__ = ["SYNTHETIC_CLASS_NAMES", "make_synthetic_voc"]
 
@@ -65,9 +66,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> npt.NDArra
 
 def _blob_texture(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.float64]:
     """Bright warm colour with stripes and pixel noise."""
-    base = np.array(
-        [rng.uniform(190.0, 240.0), rng.uniform(120.0, 200.0), rng.uniform(40.0, 110.0)]
-    )
+    base = rng.uniform([190.0, 120.0, 40.0], [240.0, 200.0, 110.0])
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     angle = rng.uniform(0.0, math.pi)
     period = rng.uniform(4.0, 9.0)
@@ -107,24 +106,16 @@ def _draw_blobs(rng: np.random.Generator, height: int, width: int) -> npt.NDArra
 
 
 def void_band(mask: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
-    """Set pixels within ``width`` (Chebyshev) of a class boundary to 255."""
-    band = np.zeros(mask.shape, dtype=bool)
-    edge = np.zeros(mask.shape, dtype=bool)
-    edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
-    edge[:, :-1] |= mask[:, 1:] != mask[:, :-1]
-    edge[1:, :] |= mask[1:, :] != mask[:-1, :]
-    edge[:-1, :] |= mask[1:, :] != mask[:-1, :]
-    # edge marks both sides of each boundary (a 2-pixel line); grow by width - 1.
-    band |= edge
+    """Set pixels within ``width`` 4-neighbour steps of a class boundary (both sides) to 255."""
+
+    def neighbours(grid: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
+        padded = np.pad(grid, 1, mode="edge")  # the border is its own outside neighbour
+        return [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+
+    band = np.logical_or.reduce([near != mask for near in neighbours(mask)])
     for _ in range(width - 1):
-        grown = band.copy()
-        grown[1:, :] |= band[:-1, :]
-        grown[:-1, :] |= band[1:, :]
-        grown[:, 1:] |= band[:, :-1]
-        grown[:, :-1] |= band[:, 1:]
-        band = grown
-    out: npt.NDArray[np.uint8] = mask.copy()
-    out[band] = 255
+        band = np.logical_or.reduce([band, *neighbours(band)])
+    out: npt.NDArray[np.uint8] = np.where(band, 255, mask).astype(np.uint8)
     return out
 
 
@@ -204,9 +195,7 @@ def make_synthetic_voc(
         Image.fromarray(rgb).save(image_dir / f"{sample_id}.jpg", quality=95)
         if void_width > 0:
             mask = void_band(mask, void_width)
-        png = Image.fromarray(mask)
-        png.putpalette(VOC_PALETTE)
-        png.save(mask_dir / f"{sample_id}.png")
+        colorize(mask).save(mask_dir / f"{sample_id}.png")
 
     order = np.random.default_rng(children[n]).permutation(n)
     write_splits(split_dir, ids, [ids[i] for i in order], val_fraction)

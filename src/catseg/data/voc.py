@@ -234,14 +234,7 @@ class VOCSegmentationDataset(FolderDataset):
         return len(self.ids)
 
     def _repr_fields(self) -> dict[str, object]:
-        return {
-            "root": str(self.root),
-            "split": self.split,
-            "len": len(self),
-            "image_size": self.image_size,
-            "mask_dir": self.mask_dir.name,
-            "classes": self.class_names,
-        }
+        return {"mask_dir": self.mask_dir.name, "classes": self.class_names}
 
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         cached = self._cache.get(index)
