@@ -153,14 +153,6 @@ def load_image(doc: dict[str, Any], path: Path, image_root: Path) -> Image.Image
     return read_rgb(resolved, str(resolved))[0]
 
 
-def image_root_or(image_root: str | os.PathLike[str] | None, default: Path) -> Path:
-    if image_root is None:
-        return default
-    if not isinstance(image_root, (str, os.PathLike)):
-        raise ConfigError(f"image_root must be a folder path or None, got {image_root!r}")
-    return Path(image_root)
-
-
 def json_files(folder: Path) -> list[Path]:
     """The visible ``.json`` files of ``folder``, sorted; ids differing only in case refused."""
     if not folder.is_dir():
@@ -238,8 +230,7 @@ def _shapes(
         where = f"{path}: shape {index} ({kind})"
         raw = shape.get("points")
         if not isinstance(raw, list) or not all(isinstance(p, list) and len(p) == 2 for p in raw):
-            shown = repr(raw) if len(repr(raw)) <= 80 else repr(raw)[:77] + "..."
-            raise LabelmeError(f"{where} has malformed points {shown}; expected [[x, y], ...]")
+            raise LabelmeError(f"{where} has malformed points {short(raw)}; expected [[x, y], ...]")
         points = [
             (
                 _coordinate(x, f"{where}: points[{i}][0]", size[0]),

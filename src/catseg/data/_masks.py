@@ -37,9 +37,8 @@ def _rgb_mask_to_indices(rgb: npt.NDArray[np.uint8], path: Path) -> npt.NDArray[
     palette = np.asarray(VOC_PALETTE, dtype=np.int64).reshape(-1, 3)
     codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
     palette_codes = (palette[:, 0] << 16) | (palette[:, 1] << 8) | palette[:, 2]
-    lookup: dict[int, int] = {}
-    for index in range(palette_codes.shape[0] - 1, -1, -1):  # lowest index wins on duplicates
-        lookup[int(palette_codes[index])] = index
+    # the lowest index wins where the palette repeats a colour
+    lookup = {int(code): index for index, code in reversed(list(enumerate(palette_codes)))}
     unique, inverse = np.unique(codes, return_inverse=True)
     unknown = [int(c) for c in unique if int(c) not in lookup]
     if unknown:

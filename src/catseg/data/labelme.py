@@ -55,7 +55,6 @@ from catseg._validation import check_choice, check_finite_float, check_int, chec
 from catseg.data._labelme import (
     IGNORE_LABEL,
     Labels,
-    image_root_or,
     json_files,
     load_image,
     rasterise,
@@ -70,7 +69,7 @@ from catseg.data._samples import (
     write_splits,
 )
 from catseg.errors import ConfigError, DataError
-from catseg.visualize import VOC_PALETTE
+from catseg.visualize import colorize
 
 __all__ = ["IGNORE_LABEL", "LabelmeDataset", "labelme_to_voc", "read_labelme", "read_labels"]
 
@@ -174,7 +173,8 @@ def read_labelme(
     """
     checked, names = _checked(labels, mode)
     path = check_path("json_path", json_path)
-    image, mask = _read(path, names, image_root_or(image_root, path.parent), checked)
+    root = path.parent if image_root is None else check_path("image_root", image_root)
+    image, mask = _read(path, names, root, checked)
     return np.array(image, dtype=np.uint8), mask
 
 
@@ -235,7 +235,7 @@ def labelme_to_voc(
     )
     seed = check_int("seed", seed)
     names = read_labels(labels)
-    root = image_root_or(image_root, source)
+    root = source if image_root is None else check_path("image_root", image_root)
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise DataError(f"{destination} exists and is not empty; refusing to overwrite it")
     files = json_files(source)
@@ -248,9 +248,7 @@ def labelme_to_voc(
         for file in files:
             image, mask = _read(file, names, root, "multiclass")
             image.save(staging / "JPEGImages" / f"{file.stem}.jpg", quality=95)
-            png = Image.fromarray(mask)
-            png.putpalette(VOC_PALETTE)
-            png.save(staging / "SegmentationClassPNG" / f"{file.stem}.png")
+            colorize(mask).save(staging / "SegmentationClassPNG" / f"{file.stem}.png")
         ids = [file.stem for file in files]
         order = list(ids)
         random.Random(seed).shuffle(order)
@@ -347,7 +345,7 @@ class LabelmeDataset(FolderDataset):
             mask_dtype = "uint8" if multilabel else "int64"
         super().__init__(None, image_size, transforms, image_dtype, mask_dtype)
         self.root = check_path("root", root)
-        self.image_root = image_root_or(image_root, self.root)
+        self.image_root = self.root if image_root is None else check_path("image_root", image_root)
         self.class_names = self._names[1:] if multilabel else self._names
         self.files = json_files(self.root)
 

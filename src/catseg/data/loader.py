@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
+from catseg._bounds import short
 from catseg._validation import check_bool, check_callable, check_int
 from catseg.errors import ConfigError
 
@@ -110,13 +111,9 @@ class SegmentationLoader(DataLoader[Any]):
         if not callable(getattr(dataset, "__getitem__", None)):
             raise ConfigError(f"dataset must be a map-style dataset, got {type(dataset).__name__}")
         if sampler is not None and not isinstance(sampler, Iterable):
-            raise ConfigError(
-                f"sampler must be an iterable of indices, got {type(sampler).__name__}"
-            )
+            raise ConfigError(f"sampler must be an iterable of indices, got {short(sampler)}")
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise ConfigError(
-                f"generator must be a torch.Generator, got {type(generator).__name__}"
-            )
+            raise ConfigError(f"generator must be a torch.Generator, got {short(generator)}")
         check_callable("collate_fn", collate_fn, optional=True)
         check_callable("worker_init_fn", worker_init_fn, optional=True)
         if shuffle and sampler is not None:

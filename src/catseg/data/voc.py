@@ -247,7 +247,7 @@ class VOCSegmentationDataset(FolderDataset):
             cached = resize_sample(image, mask, self.image_size)
             if self.cache:
                 self._cache[index] = cached
-        pixels, mask = cached[0], cached[1]
+        pixels, mask = cached
         if self._lut is not None:
             mapped = self._lut[mask]
             if (mapped == _INVALID).any():
