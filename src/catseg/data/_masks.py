@@ -137,10 +137,8 @@ def read_mask(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
 
     Raises:
         MissingFileError: When ``path`` does not exist.
-        DataError: When the file is empty, unreadable, corrupt or lossy, an RGB mask holds
-            colours outside the VOC palette (the first few are listed), a 16-bit or float
-            mask holds values that are not class ids in 0..255, alpha carries shapes, or
-            the mode is not a mask mode (all naming the file).
+        DataError: When the file is unreadable or refused by the rules above (an RGB
+            mask's colours outside the VOC palette are listed; the file is named).
 
     Shape:
         Output ``(H, W)`` for an image of width ``W`` and height ``H``.

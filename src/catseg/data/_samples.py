@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from catseg._validation import check_choice, check_optional_size
+from catseg._validation import check_callable, check_choice, check_optional_size
 from catseg.errors import ConfigError, IndexOutOfRangeError, MissingFileError
 
 #: A joint transform: ``(image, mask) -> (image, mask)`` on tensors.
@@ -142,13 +142,11 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
     ) -> None:
         self.image_dtype = check_choice("image_dtype", image_dtype, ("float32", "uint8"))
         self.mask_dtype = check_choice("mask_dtype", mask_dtype, ("int64", "uint8"))
-        if transforms is not None and not callable(transforms):
-            raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
+        self.transforms = check_callable("transforms", transforms, optional=True)
         if split is not None and not isinstance(split, str):
             raise ConfigError(f"split must be a split name (str) or None, got {split!r}")
         self.split = split
         self.image_size = check_optional_size("image_size", image_size)
-        self.transforms = transforms
 
     @abc.abstractmethod
     def __len__(self) -> int: ...

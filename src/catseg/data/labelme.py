@@ -105,12 +105,9 @@ def read_labelme(
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """Read one labelme JSON file as an RGB image and a class-index mask or label layers.
 
-    The rules are those of the module docstring. With ``mode="multilabel"`` every shape
-    of class ``names[k + 1]`` writes 1 into layer ``k`` only (``__ignore__`` writes 255 and
-    ``_background_`` 0 into every layer; within a layer later shapes win), so a pixel
-    under a ``cat`` and a ``dog`` polygon is 1 in both layers, and with one class the
-    single layer equals the multiclass mask. The layers are the targets of
-    ``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``.
+    The rules are those of the module docstring. With ``mode="multilabel"`` a pixel under
+    a ``cat`` and a ``dog`` polygon is 1 in both layers (``__ignore__`` writes 255 and
+    ``_background_`` 0 into every layer), the targets of ``DiceLoss(mode="multilabel")``.
 
     Args:
         json_path: The labelme ``.json`` file.
@@ -120,9 +117,8 @@ def read_labelme(
             file's own folder. An ``imagePath`` that resolves outside it (``../``,
             an absolute path, a symbolic link leading out) is refused; pass e.g. the
             common parent to read a sibling ``images/`` folder.
-        mode: ``"multiclass"`` (one label map in z-order, as labelme's converter; also
-            what a binary model trains on) or ``"multilabel"`` (one layer per class
-            after ``_background_``, overlaps kept).
+        mode: ``"multiclass"`` (one label map in z-order, as labelme's converter) or
+            ``"multilabel"`` (one layer per class after ``_background_``, overlaps kept).
 
     Returns:
         ``(image, mask)``: ``image`` an ``(H, W, 3)`` uint8 RGB array; ``mask`` an
@@ -132,13 +128,11 @@ def read_labelme(
 
     Raises:
         MissingFileError: When the JSON, the labels file or the image is missing.
-        LabelmeError: When the JSON is malformed, a label is not in ``labels`` (label and
-            file named), a shape has the wrong number of points or an unknown type
-            (shape index and file named), there is neither imageData nor imagePath, or
-            imageData is not a readable image (corrupt, or refused by the
-            decompression-bomb guard), ``imagePath`` resolves outside ``image_root``, a
-            field has the wrong JSON type, a coordinate is out of range, or the JSON is
-            nested too deeply (the file and field are named).
+        LabelmeError: When the JSON is malformed or nested too deeply, a field has the
+            wrong JSON type, a label is not in ``labels``, a shape has an unknown type or
+            the wrong number of points, a coordinate is out of range, imageData is not a
+            readable image, or imagePath is absent or resolves outside ``image_root``
+            (the file, shape and field are named).
         DataError: When the image file is unreadable.
         ConfigError: When ``labels`` is malformed, ``mode`` is unknown, or (multilabel)
             ``labels`` names no class besides ``_background_``.
@@ -190,12 +184,11 @@ def labelme_to_voc(
     """Convert a folder of labelme JSON files into a Pascal VOC segmentation folder.
 
     Writes ``JPEGImages/<id>.jpg`` (RGB, quality 95), ``SegmentationClassPNG/<id>.png``
-    (palette PNG with the VOC colour map; pixel = class id, 255 = ignore),
-    ``class_names.txt`` and ``ImageSets/Segmentation/{train,val,trainval}.txt`` (``<id>``
-    = JSON file stem). The ids are shuffled with ``random.Random(seed)`` and the first
-    ``round(n * val_fraction)`` (at least 1 when ``n ≥ 2`` and the fraction is
-    positive) go to ``val``. Everything is written to a temporary folder beside
-    ``dst_dir`` and moved into place at the end, so a failure leaves no partial output.
+    (VOC palette; pixel = class id, 255 = ignore), ``class_names.txt`` and
+    ``ImageSets/Segmentation/{train,val,trainval}.txt`` (``<id>`` = JSON file stem). The
+    ids are shuffled with ``random.Random(seed)``; the first ``round(n * val_fraction)``
+    (at least 1 when ``n ≥ 2`` and the fraction is positive) go to ``val``. A failure
+    leaves no partial output (the folder is built beside ``dst_dir``, then moved).
 
     Args:
         src_dir: Folder with the ``.json`` files (not searched recursively).
@@ -266,17 +259,9 @@ def labelme_to_voc(
 class LabelmeDataset(FolderDataset):
     """A folder of labelme JSON files read directly as a segmentation dataset.
 
-    Each item rasterises one JSON file on access (nothing is converted up front), then
-    resizes like :class:`VOCSegmentationDataset` (masks with nearest neighbour, so ids,
-    0/1 and 255 stay exact). ``mode`` picks the target:
-
-    * ``"multiclass"`` (the default, also what a binary model trains on): one
-      ``(H, W)`` class-index map from :func:`read_labelme`, later shapes painting over
-      earlier ones, exactly as labelme's own converter.
-    * ``"multilabel"``: one multi-hot layer per class from ``read_labelme(..., mode="multilabel")``,
-      so overlapping shapes of different labels stay visible in both layers; the
-      targets of ``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``,
-      as from :class:`VOCMultilabelDataset`.
+    Each item rasterises one JSON file on access (nothing is converted up front) with
+    :func:`read_labelme`, then resizes like :class:`VOCSegmentationDataset` (masks with
+    nearest neighbour, so ids, 0/1 and 255 stay exact).
 
     Args:
         root: Folder of ``.json`` files (sorted by name; other files ignored).
@@ -285,21 +270,20 @@ class LabelmeDataset(FolderDataset):
         transforms: Optional joint callable ``(image, mask) -> (image, mask)``; in
             multilabel mode the mask it receives is ``(K, H, W)``.
         image_dtype: ``"float32"`` in [0, 1] or ``"uint8"``.
-        mask_dtype: ``"int64"`` or ``"uint8"`` (8× smaller batches; the training loop
-            widens them on the device). ``None`` (the default) means ``"int64"`` in
-            multiclass mode and ``"uint8"`` in multilabel mode.
+        mask_dtype: ``"int64"`` or ``"uint8"``; ``None`` means ``"int64"`` in multiclass
+            mode and ``"uint8"`` in multilabel mode.
         image_root: The folder ``imagePath`` entries may point into; ``None`` means
             ``root`` (see :func:`read_labelme`).
-        mode: ``"multiclass"`` or ``"multilabel"`` (see above).
+        mode: ``"multiclass"`` (one ``(H, W)`` class-index map, as labelme's converter)
+            or ``"multilabel"`` (one multi-hot layer per class, overlaps kept, as from
+            :class:`VOCMultilabelDataset`).
 
     Attributes:
         files: The JSON files in item order.
         class_names: Class names in id order (``__ignore__`` dropped); in multilabel
             mode the ``K`` labels in layer order (``_background_`` dropped too), as
             :attr:`VOCMultilabelDataset.class_names`.
-        mode: ``"multiclass"`` or ``"multilabel"``; :func:`~catseg.training.fit` reads
-            ``"multilabel"`` to pick ``MeanIoU(K, mode="multilabel")`` and to record the
-            mode in checkpoints.
+        mode: ``"multiclass"`` or ``"multilabel"`` (read by :func:`~catseg.training.fit`).
         image_size: ``(height, width)`` or ``None``.
 
     Raises:

@@ -53,10 +53,9 @@ class VOCSegmentationDataset(FolderDataset):
     read from ``SegmentationClassPNG`` or, when absent, ``SegmentationClass``.
     Hidden files, ``Thumbs.db``, ``*.json`` and other non-image files are ignored.
 
-    Items are decoded on access (nothing is read up front). When ``image_size`` is
-    given, JPEGs are decoded with Pillow's draft mode at the smallest 1/2, 1/4 or 1/8
-    scale that is still at least that size, then the image is resized with antialiased
-    bilinear filtering and the mask with nearest neighbour. Masks keep 255 (ignore).
+    Items are decoded on access. With ``image_size``, the image is resized with
+    antialiased bilinear filtering (JPEGs decoded at a reduced draft scale first) and
+    the mask with nearest neighbour. Masks keep 255 (ignore).
 
     Args:
         root: Dataset folder (see above).
@@ -78,11 +77,9 @@ class VOCSegmentationDataset(FolderDataset):
             item fails to decode or its mask does not match, returns the next readable
             item instead (wrapping around); skipped ids are in :attr:`skipped_ids`
             (per process: DataLoader workers keep their own record).
-        image_dtype: ``"float32"`` gives images in [0, 1]; ``"uint8"`` gives 0..255 and
-            leaves the conversion to the training loop (4× less memory per batch).
-        mask_dtype: ``"int64"`` gives masks ready for losses; ``"uint8"`` keeps them
-            8× smaller until the training loop widens them on the device (values and
-            255 unchanged).
+        image_dtype: ``"float32"`` (in [0, 1]) or ``"uint8"`` (0..255, 4× smaller
+            batches; the training loop converts them).
+        mask_dtype: ``"int64"`` or ``"uint8"`` (8× smaller; the training loop widens it).
 
     Attributes:
         root: The folder holding ``JPEGImages``.

@@ -58,8 +58,7 @@ class ColorJitter(Joint):
             raise ShapeError(f"saturation needs a 3-channel image, got {tuple(image.shape)}")
         top = 255.0 if image.dtype == torch.uint8 else 1.0
         out = _to_float(image).clone()
-        order = torch.randperm(3, generator=self.generator).tolist()
-        for step in order:
+        for step in torch.randperm(3, generator=self.generator).tolist():
             if step == 0 and self.brightness > 0:
                 factor = _uniform(1 - self.brightness, 1 + self.brightness, self.generator)
                 out = (out * factor).clamp(0.0, top)
@@ -100,9 +99,7 @@ class Normalize(Joint):
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        means, stds = check_mean_std(mean, std)
-        self.mean = list(means)
-        self.std = list(stds)
+        self.mean, self.std = map(list, check_mean_std(mean, std))
 
     def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         if not image.is_floating_point():
