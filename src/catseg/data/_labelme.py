@@ -251,8 +251,8 @@ def _paint(
     points: list[tuple[float, float]],
     bitmap: npt.NDArray[np.bool_] | None,
     value: int,
-) -> Image.Image:
-    draw = ImageDraw.Draw(layer)
+) -> None:
+    draw = ImageDraw.Draw(layer)  # draws in place
     if kind in ("polygon", "oriented_rectangle"):
         draw.polygon(points, fill=value, outline=value)
     elif kind == "rectangle":
@@ -270,15 +270,8 @@ def _paint(
         left, top = round(x1), round(y1)
         if all(float(v).is_integer() for v in (x1, y1, x2, y2)):
             bitmap = bitmap[: max(round(y2) - top + 1, 0), : max(round(x2) - left + 1, 0)]
-        label = np.array(layer, dtype=np.uint8)
-        row0, col0 = max(top, 0), max(left, 0)
-        row1 = min(top + bitmap.shape[0], label.shape[0])
-        col1 = min(left + bitmap.shape[1], label.shape[1])
-        if row1 > row0 and col1 > col0:
-            window = bitmap[row0 - top : row1 - top, col0 - left : col1 - left]
-            label[row0:row1, col0:col1][window] = value
-        return Image.fromarray(label)
-    return layer
+        if bitmap.size:  # paste clips to the image
+            layer.paste(value, (left, top), Image.fromarray(bitmap))
 
 
 def rasterise(
@@ -316,6 +309,6 @@ def rasterise(
         else:  # __ignore__ or _background_: every layer
             targets = [(k, 255 if label == IGNORE_LABEL else 0) for k in range(len(layers))]
         for k, value in targets:
-            layers[k] = _paint(layers[k], kind, points, bitmap, value)
+            _paint(layers[k], kind, points, bitmap, value)
     arrays = [np.array(layer, dtype=np.uint8) for layer in layers]
     return np.stack(arrays) if multilabel else arrays[0]
