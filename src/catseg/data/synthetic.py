@@ -83,8 +83,7 @@ def _draw_blobs(rng: np.random.Generator, height: int, width: int) -> npt.NDArra
     draw = ImageDraw.Draw(canvas)
     short = min(height, width)
     for _ in range(int(rng.integers(1, 4))):
-        cx = rng.uniform(0.2, 0.8) * width
-        cy = rng.uniform(0.2, 0.8) * height
+        cx, cy = rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height
         radius = rng.uniform(0.15, 0.3) * short
         if rng.random() < 0.5:
             aspect = rng.uniform(0.6, 1.0)
@@ -176,13 +175,10 @@ def make_synthetic_voc(
     out, n, (height, width), seed, val_fraction, void_width = checked_args(
         root, n, size, seed, val_fraction, void_width
     )
-
-    image_dir = out / "JPEGImages"
-    mask_dir = out / "SegmentationClassPNG"
+    image_dir, mask_dir = out / "JPEGImages", out / "SegmentationClassPNG"
     split_dir = out / "ImageSets" / "Segmentation"
     for folder in (image_dir, mask_dir, split_dir):
         folder.mkdir(parents=True, exist_ok=True)
-
     ids = [f"synth_{index:04d}" for index in range(n)]
     children = np.random.SeedSequence(seed).spawn(n + 1)
     for sample_id, child in zip(ids, children[:n], strict=True):
@@ -196,7 +192,6 @@ def make_synthetic_voc(
         if void_width > 0:
             mask = void_band(mask, void_width)
         colorize(mask).save(mask_dir / f"{sample_id}.png")
-
     order = np.random.default_rng(children[n]).permutation(n)
     write_splits(split_dir, ids, [ids[i] for i in order], val_fraction)
     (out / "class_names.txt").write_text("\n".join(SYNTHETIC_CLASS_NAMES) + "\n")

@@ -150,11 +150,9 @@ class VOCSegmentationDataset(FolderDataset):
                 raise MissingFileError(self._nothing_matches(len(images), len(masks)))
         else:
             ids = read_split(self.root, split, images)
-            missing = {
-                "image": [i for i in ids if i not in images],
-                "mask": [i for i in ids if i in images and i not in masks],
-            }
-            for what, absent in missing.items():
+            for what, known in (("image", images), ("mask", masks)):
+                # an id without its image is reported (or skipped) once, as image-less
+                absent = [i for i in ids if i not in known and (what == "image" or i in images)]
                 if absent and self.on_error == "raise":
                     more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
                     raise MissingFileError(
