@@ -206,7 +206,7 @@ def _bitmap(shape: dict[str, Any], where: str) -> npt.NDArray[np.bool_]:
 
 def _shapes(
     doc: dict[str, Any], size: tuple[int, int], names: list[str], path: Path
-) -> Iterator[tuple[str, str, list[tuple[float, float]], npt.NDArray[np.bool_] | None]]:
+) -> Iterator[tuple[str, str, list[tuple[float, ...]], npt.NDArray[np.bool_] | None]]:
     """Check and yield ``(label, kind, points, bitmap)`` per shape, in JSON order."""
     known = [IGNORE_LABEL, *names]
     for index, shape in enumerate(doc.get("shapes", [])):
@@ -232,11 +232,8 @@ def _shapes(
         if not isinstance(raw, list) or not all(isinstance(p, list) and len(p) == 2 for p in raw):
             raise LabelmeError(f"{where} has malformed points {short(raw)}; expected [[x, y], ...]")
         points = [
-            (
-                _coordinate(x, f"{where}: points[{i}][0]", size[0]),
-                _coordinate(y, f"{where}: points[{i}][1]", size[1]),
-            )
-            for i, (x, y) in enumerate(raw)
+            tuple(_coordinate(v, f"{where}: points[{i}][{k}]", size[k]) for k, v in enumerate(p))
+            for i, p in enumerate(raw)
         ]
         low, high = _POINT_COUNTS[kind]
         if len(points) < low or (high is not None and len(points) > high):
@@ -248,7 +245,7 @@ def _shapes(
 def _paint(
     layer: Image.Image,
     kind: str,
-    points: list[tuple[float, float]],
+    points: list[tuple[float, ...]],
     bitmap: npt.NDArray[np.bool_] | None,
     value: int,
 ) -> None:
@@ -302,8 +299,7 @@ def rasterise(
     layers = [Image.new("L", size, 0) for _ in (names[1:] if multilabel else names[:1])]
     for label, kind, points, bitmap in _shapes(doc, size, names, path):
         if not multilabel:
-            value = 255 if label == IGNORE_LABEL else names.index(label)
-            targets = [(0, value)]
+            targets = [(0, 255 if label == IGNORE_LABEL else names.index(label))]
         elif label in names[1:]:
             targets = [(names.index(label) - 1, 1)]
         else:  # __ignore__ or _background_: every layer

@@ -82,10 +82,7 @@ def _back(result: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> Pair:
     if tuple(image.shape[1:]) == size:
         return image.clone(), mask.clone()
-    source = _to_float(image)[None]
-    resized = nnf.interpolate(
-        source, size=size, mode="bilinear", align_corners=False, antialias=True
-    )
+    resized = nnf.interpolate(_to_float(image)[None], size, mode="bilinear", antialias=True)
     labels = nnf.interpolate(mask[None, None].to(torch.float64), size=size, mode="nearest-exact")
     return _back(resized[0], image), labels[0, 0].to(mask.dtype)
 
