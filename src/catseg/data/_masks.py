@@ -175,15 +175,12 @@ def align_mask(
 ) -> npt.NDArray[np.uint8]:
     """Return ``mask`` on the grid of its photo as displayed (EXIF orientation applied).
 
-    The rule, the same for every photo shape: a mask is used on the grid its size
-    proves. Without an orientation tag (or orientation 1) the sizes must simply match.
-    For a photo whose EXIF orientation turns it by 90 degrees (5-8) and that is not
-    square, a mask of the displayed size was drawn on the photo as labelme, browsers
-    and most annotation tools show it, and is used as is; a mask of the stored size was
-    drawn on the stored pixels (as tools that ignore EXIF, e.g. torchvision's
-    ``VOCSegmentation``, read them) and is turned with the photo. When the size cannot
-    tell the two apart (a square photo, or orientations 2-4, which mirror or turn by
-    180 degrees and keep the size) the item is refused instead of guessed.
+    A mask is used on the grid its size proves. Without an orientation tag (or with 1)
+    the sizes must match. For a non-square photo turned by 90 degrees (orientations
+    5-8), a mask of the displayed size (drawn as labelme and browsers show the photo) is
+    used as is, and one of the stored size (drawn by tools that ignore EXIF) is turned
+    with the photo. When the size cannot tell (a square photo, or orientations 2-4,
+    which keep the size) the item is refused instead of guessed.
 
     Args:
         mask: ``(H, W)`` label map as stored.

@@ -15,18 +15,15 @@ Rasterisation follows labelme's semantic-segmentation rules (the behaviour of it
 * ``point``: 1 point; filled disc of radius 5 (bounding box centre ± 5).
 * ``mask``: a base64 PNG bitmap (non-zero = inside) and 2 corners; the bitmap's
   top-left goes to the rounded first corner. With whole-number corners the patch is
-  ``(y2 - y1 + 1) × (x2 - x1 + 1)`` taken from the bitmap's top-left, otherwise the
-  whole bitmap; the paste is clipped to the image.
-* JSON files are read as UTF-8; a leading byte-order mark (Windows editors) is accepted.
-* The image comes from ``imageData`` when present (used as stored, as labelme shows
-  it), else from ``imagePath`` relative to the JSON file (Windows backslash separators
-  accepted; EXIF orientation applied, as labelme does when it opens an image file). An
-  ``imagePath`` that resolves outside the folder being read is refused unless the
-  caller names a wider ``image_root``.
+  ``(y2 - y1 + 1) × (x2 - x1 + 1)`` of the bitmap, otherwise all of it; clipped.
+* JSON files are UTF-8; a leading byte-order mark (Windows editors) is accepted.
+* The image comes from ``imageData`` when present (as stored, as labelme shows it),
+  else from ``imagePath`` relative to the JSON file (backslashes accepted; EXIF
+  orientation applied, as labelme does). An ``imagePath`` that resolves outside the
+  folder being read is refused unless the caller names a wider ``image_root``.
 * Points are JSON numbers within 100 000 pixels of the image (further out, Pillow's
-  rasteriser overflows or stalls); a field of the wrong JSON type, an out-of-range
-  number or a document nested too deeply raises :class:`~catseg.errors.LabelmeError`
-  naming the file and the field.
+  rasteriser overflows or stalls); a malformed document raises
+  :class:`~catseg.errors.LabelmeError` naming the file and the field.
 
 ``mode="multilabel"`` (:func:`read_labelme`, :class:`LabelmeDataset`) keeps overlapping
 shapes instead: one ``(K, H, W)`` multi-hot layer per class after ``_background_``, each

@@ -51,9 +51,8 @@ class SegmentationLoader(DataLoader[Any]):
     It batches exactly like a DataLoader built with the same arguments. The differences:
 
     * worker processes start with the garbage collector's view of the parent frozen
-      (see the module description), which roughly halves their memory; the parent's
-      collector is left as it was (when the caller has frozen objects with
-      :func:`gc.freeze` already, nothing is touched);
+      (see the module description), which roughly halves their memory (nothing is
+      touched when the caller has called :func:`gc.freeze` already);
     * ``num_workers=None`` picks :func:`default_num_workers`, ``pin_memory=None`` pins
       only when CUDA is available, and ``persistent_workers=None`` keeps workers (and
       any per-worker dataset cache) alive across epochs whenever there are workers.

@@ -3,19 +3,15 @@
 The folder convention (a VOC layout with one mask folder per label)::
 
     root/
-      JPEGImages/<id>.jpg (or .png)                 the images
-      SegmentationLabels/<label>/<id>.png           one grayscale/palette PNG per label
-                                                    and image: 0 = label absent,
-                                                    1 = present, 255 = ignore this pixel
-                                                    for this label
-      labels.txt                                    label names, one per line, in channel
-                                                    order (no background entry)
-      ImageSets/Segmentation/<split>.txt            optional splits, one id per line
+      JPEGImages/<id>.jpg (or .png)        the images
+      SegmentationLabels/<label>/<id>.png  one grayscale/palette PNG per label and image:
+                                           0 = absent, 1 = present, 255 = ignore
+      labels.txt                           label names in channel order, one per line
+      ImageSets/Segmentation/<split>.txt   optional splits, one id per line
 
-Every image of the dataset needs a mask in every label's folder. A label that is simply
-absent from an image is an all-zero mask. :class:`VOCMultilabelDataset` reads this layout
-into multi-hot ``(K, H, W)`` uint8 targets (255 kept), the targets of
-``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``;
+Every image needs a mask in every label's folder (all zero where the label is absent).
+:class:`VOCMultilabelDataset` reads it into multi-hot ``(K, H, W)`` uint8 targets (255
+kept), the targets of ``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``;
 :func:`make_synthetic_multilabel` writes a small learnable dataset in it.
 
 Examples:
@@ -80,8 +76,7 @@ class VOCMultilabelDataset(FolderDataset):
 
     Attributes:
         class_names: The label names, channel ``k`` of a mask is ``class_names[k]``.
-        mode: Always ``"multilabel"``; :func:`~catseg.training.fit` reads it to pick
-            ``MeanIoU(K, mode="multilabel")`` and to record the mode in checkpoints.
+        mode: Always ``"multilabel"`` (read by :func:`~catseg.training.fit`).
         ids: Sample ids in item order.
 
     Raises:
@@ -222,13 +217,10 @@ def make_synthetic_multilabel(
 
     Each image shows a reddish disc (label ``"disc"``, channel 0) and a bluish bar
     (label ``"bar"``, channel 1) on a dark noisy background, each present with
-    probability 0.8. Where they overlap the pixel is purple and carries both labels, so
-    a multiclass model cannot represent it but a multilabel one can. With
-    ``void_width > 0`` the pixels on both sides of each label's outline are 255 in that
-    label's mask only. Equal arguments give equal files.
-
-    The layout is the one :class:`VOCMultilabelDataset` reads (see the module docstring),
-    with ``train``, ``val`` and ``trainval`` splits.
+    probability 0.8. Where they overlap the pixel is purple and carries both labels.
+    With ``void_width > 0`` the pixels on both sides of each label's outline are 255 in
+    that label's mask only. Equal arguments give equal files, in the layout of the module
+    docstring with ``train``, ``val`` and ``trainval`` splits.
 
     Args:
         root: Destination folder; created when missing. It must be empty or absent.

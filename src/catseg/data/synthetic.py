@@ -131,10 +131,9 @@ def make_synthetic_voc(
 
     Each image shows one to three bright striped blobs (ellipses or polygons, class 1
     ``"blob"``) on a dark, shaded, noisy background (class 0 ``"_background_"``).
-    With ``void_width > 0`` the pixels on both sides of every blob outline are marked
-    255 ("ignore"), like the void band of Pascal VOC. The same arguments always
-    produce the same files (pixel-identical masks; JPEG bytes depend on Pillow's
-    encoder only).
+    With ``void_width > 0`` the pixels on both sides of every blob outline are 255
+    ("ignore"), like Pascal VOC's void band. Equal arguments give pixel-identical masks
+    (JPEG bytes depend on Pillow's encoder only).
 
     Layout written under ``root``::
 
@@ -157,8 +156,7 @@ def make_synthetic_voc(
         The dataset root as a :class:`~pathlib.Path`.
 
     Raises:
-        ConfigError: When ``n``, ``size``, ``val_fraction`` or ``void_width`` is out of
-            range (the message names the value).
+        ConfigError: When an argument is out of range (the message names it).
         DataError: When ``root`` exists and is not an empty folder.
 
     Examples:

@@ -70,8 +70,7 @@ class VOCSegmentationDataset(FolderDataset):
             and 255 stays 255. A leading background name (``class_names[0]``) is allowed
             and ignored. Needs ``class_names.txt``.
         cache: Keep each decoded (and resized) item in memory as uint8 after its first
-            access. Each DataLoader worker holds its own cache, so combine it with
-            ``persistent_workers=True``.
+            access (per DataLoader worker: combine with ``persistent_workers=True``).
         on_error: ``"raise"`` stops on the first unreadable item. ``"skip"`` drops ids
             whose image or mask file is missing when the dataset is built and, when an
             item fails to decode or its mask does not match, returns the next readable

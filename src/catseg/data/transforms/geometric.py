@@ -159,8 +159,8 @@ class RandomHorizontalFlip(Joint):
 class RandomRotation(Joint):
     """Rotate by a random angle about the centre, keeping the size.
 
-    The image is sampled bilinearly and the mask with nearest neighbour; pixels that
-    come from outside the original get ``image_fill`` and ``mask_fill`` (255 = ignore).
+    The image is sampled bilinearly and the mask with nearest neighbour; pixels from
+    outside the original get ``image_fill`` and ``mask_fill``.
 
     Args:
         degrees: Angles are drawn uniformly from ``[-degrees, degrees]`` for a number,

@@ -16,11 +16,9 @@ __all__ = ["ColorJitter", "Normalize", "ToGray"]
 class ColorJitter(Joint):
     """Randomly change brightness, contrast and saturation of the image only.
 
-    Each factor is drawn uniformly from ``[1 - amount, 1 + amount]`` and the three
-    adjustments are applied in a random order: brightness scales the pixels, contrast
-    blends with the mean grey level, saturation blends with the grey image
-    (ITU-R 601 luma). Values are clamped to [0, 1] (0..255 for uint8). The mask is
-    returned unchanged (a copy).
+    Each factor is drawn from ``[1 - amount, 1 + amount]``; in a random order,
+    brightness scales the pixels, contrast blends with the mean grey level, saturation
+    with the grey image (ITU-R 601 luma). Values are clamped to [0, 1] (0..255 for uint8).
 
     Args:
         brightness: Amount in [0, 1].
