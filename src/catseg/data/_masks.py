@@ -87,16 +87,14 @@ def _decode_mode(image: Image.Image, path: Path) -> npt.NDArray[np.uint8]:
     mode = image.mode
     if mode in ("P", "L", "1"):
         return np.array(image, dtype=np.uint8)
-    if mode in ("LA", "PA"):
-        bands = np.array(image, dtype=np.uint8)
-        labels: npt.NDArray[np.uint8] = bands[..., 0].copy()
-        _check_alpha(labels, bands[..., 1], path)
-        return labels
-    if mode in ("RGB", "RGBA"):
-        pixels = np.asarray(image, dtype=np.uint8)
-        labels = _rgb_mask_to_indices(np.ascontiguousarray(pixels[..., :3]), path)
-        if mode == "RGBA":
-            _check_alpha(labels, pixels[..., 3], path)
+    if mode in ("LA", "PA", "RGB", "RGBA"):
+        bands = np.asarray(image, dtype=np.uint8)
+        if mode.startswith("RGB"):
+            labels = _rgb_mask_to_indices(np.ascontiguousarray(bands[..., :3]), path)
+        else:
+            labels = bands[..., 0].copy()
+        if mode.endswith("A"):  # the alpha band is the last
+            _check_alpha(labels, bands[..., -1], path)
         return labels
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _numeric_mask(image, path)

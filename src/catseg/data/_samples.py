@@ -111,9 +111,8 @@ def checked_index(index: int, size: int) -> int:
 class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
     """Base of the folder datasets: the options they share, their repr, their tensors.
 
-    A subclass calls this constructor (arguments checked before any file is read), sets
-    ``root``, adds its own repr fields in :meth:`_repr_fields` and ends ``__getitem__``
-    with :meth:`_tensors`.
+    A subclass calls this constructor (arguments checked before reading files), sets ``root``,
+    may add repr fields (:meth:`_repr_fields`) and ends ``__getitem__`` with :meth:`_tensors`.
 
     Raises:
         ConfigError: When an argument is invalid (the message names it).

@@ -118,10 +118,9 @@ def read_labelme(
             ``"multilabel"`` (one layer per class after ``_background_``, overlaps kept).
 
     Returns:
-        ``(image, mask)``: ``image`` an ``(H, W, 3)`` uint8 RGB array; ``mask`` an
-        ``(H, W)`` uint8 array of class ids with 255 for ``__ignore__``, or in
-        multilabel mode ``(K, H, W)`` uint8 layers of 0 (absent), 1 (present) and 255
-        (ignore).
+        ``(image, mask)``: an ``(H, W, 3)`` uint8 RGB array and an ``(H, W)`` uint8 map of
+        class ids (255 for ``__ignore__``), or in multilabel mode ``(K, H, W)`` uint8
+        layers of 0 (absent), 1 (present) and 255 (ignore).
 
     Raises:
         MissingFileError: When the JSON, the labels file or the image is missing.
@@ -278,8 +277,7 @@ class LabelmeDataset(FolderDataset):
     Attributes:
         files: The JSON files in item order.
         class_names: Class names in id order (``__ignore__`` dropped); in multilabel
-            mode the ``K`` labels in layer order (``_background_`` dropped too), as
-            :attr:`VOCMultilabelDataset.class_names`.
+            mode the ``K`` labels in layer order (``_background_`` dropped too).
         mode: ``"multiclass"`` or ``"multilabel"`` (read by :func:`~catseg.training.fit`).
         image_size: ``(height, width)`` or ``None``.
 

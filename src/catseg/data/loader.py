@@ -1,13 +1,11 @@
 """A DataLoader whose worker processes keep sharing the parent's memory.
 
-On Linux, DataLoader workers are forked: they start as copies of the training process
-that share its memory pages until a page is written. CPython's cyclic garbage collector
-writes to every object it scans, so the first collection in each worker copies the
-pages holding the parent's objects (all of torch's Python state): tens of MiB per
-worker. :class:`SegmentationLoader` freezes the collector's view of those objects
-(:func:`gc.freeze`, as the CPython documentation recommends before a ``fork``) while
-its workers start, and unfreezes right after in the parent, so the parent's own garbage
-collection is unchanged and the workers leave the shared pages alone.
+On Linux, DataLoader workers are forked and share the parent's memory pages until a
+page is written. CPython's garbage collector writes to every object it scans, so each
+worker's first collection copies the pages of the parent's objects (tens of MiB).
+:class:`SegmentationLoader` freezes the collector's view of them (:func:`gc.freeze`, as
+CPython recommends before a ``fork``) while its workers start, then unfreezes in the
+parent, whose own garbage collection is unchanged.
 """
 
 from __future__ import annotations

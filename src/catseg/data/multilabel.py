@@ -61,8 +61,8 @@ LABELS_FOLDER = "SegmentationLabels"  # one sub-folder of masks per label
 class VOCMultilabelDataset(FolderDataset):
     """Images and multi-hot ``(K, H, W)`` masks from a one-mask-per-label folder.
 
-    See the module docstring for the layout. Items are read on access. Masks are resized
-    with nearest neighbour when ``image_size`` is given, so 0, 1 and 255 stay exact.
+    See the module docstring for the layout. Items are read on access; masks are resized
+    with nearest neighbour, so 0, 1 and 255 stay exact.
 
     Args:
         root: Dataset folder holding ``JPEGImages``, ``SegmentationLabels`` and

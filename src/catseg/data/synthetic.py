@@ -149,8 +149,7 @@ def make_synthetic_voc(
         seed: Seed of the generator; equal seeds give equal datasets.
         val_fraction: Share of the ids put in ``val.txt`` (rounded, at least one image
             when ``n ≥ 2`` and the fraction is positive); the rest is ``train.txt``.
-        void_width: Width in pixels of the 255 band on each side of blob outlines;
-            0 writes pure 0/1 masks.
+        void_width: Width of the 255 band on each side of blob outlines; 0 for pure 0/1.
 
     Returns:
         The dataset root as a :class:`~pathlib.Path`.

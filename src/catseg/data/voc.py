@@ -72,10 +72,9 @@ class VOCSegmentationDataset(FolderDataset):
         cache: Keep each decoded (and resized) item in memory as uint8 after its first
             access (per DataLoader worker: combine with ``persistent_workers=True``).
         on_error: ``"raise"`` stops on the first unreadable item. ``"skip"`` drops ids
-            whose image or mask file is missing when the dataset is built and, when an
-            item fails to decode or its mask does not match, returns the next readable
-            item instead (wrapping around); skipped ids are in :attr:`skipped_ids`
-            (per process: DataLoader workers keep their own record).
+            whose image or mask file is missing and, when an item fails to load, returns
+            the next readable item instead (wrapping around); skipped ids are in
+            :attr:`skipped_ids` (per process: DataLoader workers keep their own record).
         image_dtype: ``"float32"`` (in [0, 1]) or ``"uint8"`` (0..255, 4× smaller
             batches; the training loop converts them).
         mask_dtype: ``"int64"`` or ``"uint8"`` (8× smaller; the training loop widens it).
@@ -90,10 +89,9 @@ class VOCSegmentationDataset(FolderDataset):
         mask_dir: The mask folder in use.
 
     Raises:
-        MissingFileError: When the root, image folder, mask folder or split file is
-            missing, ``split=None`` finds no image with a mask (e.g. masks saved as JPEG),
-            or (with ``on_error="raise"``) split ids lack an image or a mask (the first
-            few ids are listed).
+        MissingFileError: When the root, a folder or the split file is missing,
+            ``split=None`` finds no image with a mask (e.g. JPEG masks), or (with
+            ``on_error="raise"``) split ids lack an image or a mask (the first few listed).
         ConfigError: When an argument is invalid or a name in ``classes`` is unknown.
         DataError: On access, when a file is unreadable, an image and its mask differ
             in size (both files and sizes named), or a mask holds an id outside
