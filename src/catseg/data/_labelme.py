@@ -153,14 +153,6 @@ def load_image(doc: dict[str, Any], path: Path, image_root: Path) -> Image.Image
     return read_rgb(resolved, str(resolved))[0]
 
 
-def image_root_or(image_root: str | os.PathLike[str] | None, default: Path) -> Path:
-    if image_root is None:
-        return default
-    if not isinstance(image_root, (str, os.PathLike)):
-        raise ConfigError(f"image_root must be a folder path or None, got {image_root!r}")
-    return Path(image_root)
-
-
 def json_files(folder: Path) -> list[Path]:
     """The visible ``.json`` files of ``folder``, sorted; ids differing only in case refused."""
     if not folder.is_dir():
@@ -214,7 +206,7 @@ def _bitmap(shape: dict[str, Any], where: str) -> npt.NDArray[np.bool_]:
 
 def _shapes(
     doc: dict[str, Any], size: tuple[int, int], names: list[str], path: Path
-) -> Iterator[tuple[str, str, list[tuple[float, float]], npt.NDArray[np.bool_] | None]]:
+) -> Iterator[tuple[str, str, list[tuple[float, ...]], npt.NDArray[np.bool_] | None]]:
     """Check and yield ``(label, kind, points, bitmap)`` per shape, in JSON order."""
     known = [IGNORE_LABEL, *names]
     for index, shape in enumerate(doc.get("shapes", [])):
@@ -238,14 +230,10 @@ def _shapes(
         where = f"{path}: shape {index} ({kind})"
         raw = shape.get("points")
         if not isinstance(raw, list) or not all(isinstance(p, list) and len(p) == 2 for p in raw):
-            shown = repr(raw) if len(repr(raw)) <= 80 else repr(raw)[:77] + "..."
-            raise LabelmeError(f"{where} has malformed points {shown}; expected [[x, y], ...]")
+            raise LabelmeError(f"{where} has malformed points {short(raw)}; expected [[x, y], ...]")
         points = [
-            (
-                _coordinate(x, f"{where}: points[{i}][0]", size[0]),
-                _coordinate(y, f"{where}: points[{i}][1]", size[1]),
-            )
-            for i, (x, y) in enumerate(raw)
+            tuple(_coordinate(v, f"{where}: points[{i}][{k}]", size[k]) for k, v in enumerate(p))
+            for i, p in enumerate(raw)
         ]
         low, high = _POINT_COUNTS[kind]
         if len(points) < low or (high is not None and len(points) > high):
@@ -257,11 +245,11 @@ def _shapes(
 def _paint(
     layer: Image.Image,
     kind: str,
-    points: list[tuple[float, float]],
+    points: list[tuple[float, ...]],
     bitmap: npt.NDArray[np.bool_] | None,
     value: int,
-) -> Image.Image:
-    draw = ImageDraw.Draw(layer)
+) -> None:
+    draw = ImageDraw.Draw(layer)  # draws in place
     if kind in ("polygon", "oriented_rectangle"):
         draw.polygon(points, fill=value, outline=value)
     elif kind == "rectangle":
@@ -279,15 +267,8 @@ def _paint(
         left, top = round(x1), round(y1)
         if all(float(v).is_integer() for v in (x1, y1, x2, y2)):
             bitmap = bitmap[: max(round(y2) - top + 1, 0), : max(round(x2) - left + 1, 0)]
-        label = np.array(layer, dtype=np.uint8)
-        row0, col0 = max(top, 0), max(left, 0)
-        row1 = min(top + bitmap.shape[0], label.shape[0])
-        col1 = min(left + bitmap.shape[1], label.shape[1])
-        if row1 > row0 and col1 > col0:
-            window = bitmap[row0 - top : row1 - top, col0 - left : col1 - left]
-            label[row0:row1, col0:col1][window] = value
-        return Image.fromarray(label)
-    return layer
+        if bitmap.size:  # paste clips to the image
+            layer.paste(value, (left, top), Image.fromarray(bitmap))
 
 
 def rasterise(
@@ -318,13 +299,12 @@ def rasterise(
     layers = [Image.new("L", size, 0) for _ in (names[1:] if multilabel else names[:1])]
     for label, kind, points, bitmap in _shapes(doc, size, names, path):
         if not multilabel:
-            value = 255 if label == IGNORE_LABEL else names.index(label)
-            targets = [(0, value)]
+            targets = [(0, 255 if label == IGNORE_LABEL else names.index(label))]
         elif label in names[1:]:
             targets = [(names.index(label) - 1, 1)]
         else:  # __ignore__ or _background_: every layer
             targets = [(k, 255 if label == IGNORE_LABEL else 0) for k in range(len(layers))]
         for k, value in targets:
-            layers[k] = _paint(layers[k], kind, points, bitmap, value)
+            _paint(layers[k], kind, points, bitmap, value)
     arrays = [np.array(layer, dtype=np.uint8) for layer in layers]
     return np.stack(arrays) if multilabel else arrays[0]

@@ -37,9 +37,8 @@ def _rgb_mask_to_indices(rgb: npt.NDArray[np.uint8], path: Path) -> npt.NDArray[
     palette = np.asarray(VOC_PALETTE, dtype=np.int64).reshape(-1, 3)
     codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
     palette_codes = (palette[:, 0] << 16) | (palette[:, 1] << 8) | palette[:, 2]
-    lookup: dict[int, int] = {}
-    for index in range(palette_codes.shape[0] - 1, -1, -1):  # lowest index wins on duplicates
-        lookup[int(palette_codes[index])] = index
+    # the lowest index wins where the palette repeats a colour
+    lookup = {int(code): index for index, code in reversed(list(enumerate(palette_codes)))}
     unique, inverse = np.unique(codes, return_inverse=True)
     unknown = [int(c) for c in unique if int(c) not in lookup]
     if unknown:
@@ -73,12 +72,7 @@ def _check_alpha(labels: npt.NDArray[np.uint8], alpha: npt.NDArray[np.uint8], pa
 def _numeric_mask(image: Image.Image, path: Path) -> npt.NDArray[np.uint8]:
     """16/32-bit integer or 32-bit float values, when all are whole class ids in 0..255."""
     values = np.asarray(image, dtype=np.float64)
-    if values.size and not (
-        np.isfinite(values).all()
-        and (values == np.round(values)).all()
-        and values.min() >= 0
-        and values.max() <= 255
-    ):
+    if not ((values >= 0) & (values <= 255) & (values == np.round(values))).all():  # NaN fails
         shown = f"values in [{float(np.nanmin(values)):g}, {float(np.nanmax(values)):g}]"
         what = f"32-bit float mask (mode 'F', {shown})" if image.mode == "F" else None
         raise DataError(
@@ -93,16 +87,14 @@ def _decode_mode(image: Image.Image, path: Path) -> npt.NDArray[np.uint8]:
     mode = image.mode
     if mode in ("P", "L", "1"):
         return np.array(image, dtype=np.uint8)
-    if mode in ("LA", "PA"):
-        bands = np.array(image, dtype=np.uint8)
-        labels: npt.NDArray[np.uint8] = bands[..., 0].copy()
-        _check_alpha(labels, bands[..., 1], path)
-        return labels
-    if mode in ("RGB", "RGBA"):
-        pixels = np.asarray(image, dtype=np.uint8)
-        labels = _rgb_mask_to_indices(np.ascontiguousarray(pixels[..., :3]), path)
-        if mode == "RGBA":
-            _check_alpha(labels, pixels[..., 3], path)
+    if mode in ("LA", "PA", "RGB", "RGBA"):
+        bands = np.asarray(image, dtype=np.uint8)
+        if mode.startswith("RGB"):
+            labels = _rgb_mask_to_indices(np.ascontiguousarray(bands[..., :3]), path)
+        else:
+            labels = bands[..., 0].copy()
+        if mode.endswith("A"):  # the alpha band is the last
+            _check_alpha(labels, bands[..., -1], path)
         return labels
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _numeric_mask(image, path)
@@ -138,10 +130,8 @@ def read_mask(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
 
     Raises:
         MissingFileError: When ``path`` does not exist.
-        DataError: When the file is empty, unreadable, corrupt or lossy, an RGB mask holds
-            colours outside the VOC palette (the first few are listed), a 16-bit or float
-            mask holds values that are not class ids in 0..255, alpha carries shapes, or
-            the mode is not a mask mode (all naming the file).
+        DataError: When the file is unreadable or refused by the rules above (an RGB
+            mask's colours outside the VOC palette are listed; the file is named).
 
     Shape:
         Output ``(H, W)`` for an image of width ``W`` and height ``H``.
@@ -183,15 +173,12 @@ def align_mask(
 ) -> npt.NDArray[np.uint8]:
     """Return ``mask`` on the grid of its photo as displayed (EXIF orientation applied).
 
-    The rule, the same for every photo shape: a mask is used on the grid its size
-    proves. Without an orientation tag (or orientation 1) the sizes must simply match.
-    For a photo whose EXIF orientation turns it by 90 degrees (5-8) and that is not
-    square, a mask of the displayed size was drawn on the photo as labelme, browsers
-    and most annotation tools show it, and is used as is; a mask of the stored size was
-    drawn on the stored pixels (as tools that ignore EXIF, e.g. torchvision's
-    ``VOCSegmentation``, read them) and is turned with the photo. When the size cannot
-    tell the two apart (a square photo, or orientations 2-4, which mirror or turn by
-    180 degrees and keep the size) the item is refused instead of guessed.
+    A mask is used on the grid its size proves. Without an orientation tag (or with 1)
+    the sizes must match. For a non-square photo turned by 90 degrees (orientations
+    5-8), a mask of the displayed size (drawn as labelme and browsers show the photo) is
+    used as is, and one of the stored size (drawn by tools that ignore EXIF) is turned
+    with the photo. When the size cannot tell (a square photo, or orientations 2-4,
+    which keep the size) the item is refused instead of guessed.
 
     Args:
         mask: ``(H, W)`` label map as stored.

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from catseg._validation import check_choice, check_optional_size
+from catseg._validation import check_callable, check_choice, check_optional_size
 from catseg.errors import ConfigError, IndexOutOfRangeError, MissingFileError
 
 #: A joint transform: ``(image, mask) -> (image, mask)`` on tensors.
@@ -111,8 +111,8 @@ def checked_index(index: int, size: int) -> int:
 class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
     """Base of the folder datasets: the options they share, their repr, their tensors.
 
-    A subclass calls this constructor (arguments checked before any file is read), names
-    its repr fields in :meth:`_repr_fields` and ends ``__getitem__`` with :meth:`_tensors`.
+    A subclass calls this constructor (arguments checked before reading files), sets ``root``,
+    may add repr fields (:meth:`_repr_fields`) and ends ``__getitem__`` with :meth:`_tensors`.
 
     Raises:
         ConfigError: When an argument is invalid (the message names it).
@@ -120,13 +120,16 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
     Examples:
         >>> import numpy as np
         >>> class Tiny(FolderDataset):
-        ...     def _repr_fields(self) -> dict[str, object]:
-        ...         return {"len": 1, "image_size": self.image_size}
+        ...     root = Path("r")
+        ...     def __len__(self) -> int:
+        ...         return 1
         >>> tiny = Tiny(None, 2, None, "uint8", "int64")
         >>> image, mask = tiny._tensors(np.zeros((2, 2, 3), np.uint8), np.ones((2, 2), np.uint8))
         >>> tiny, tuple(image.shape), image.dtype, mask.dtype
-        (Tiny(len=1, image_size=(2, 2)), (3, 2, 2), torch.uint8, torch.int64)
+        (Tiny(root='r', split=None, len=1, image_size=(2, 2)), (3, 2, 2), torch.uint8, torch.int64)
     """
+
+    root: Path
 
     def __init__(
         self,
@@ -138,21 +141,24 @@ class FolderDataset(Dataset[tuple[torch.Tensor, torch.Tensor]], abc.ABC):
     ) -> None:
         self.image_dtype = check_choice("image_dtype", image_dtype, ("float32", "uint8"))
         self.mask_dtype = check_choice("mask_dtype", mask_dtype, ("int64", "uint8"))
-        if transforms is not None and not callable(transforms):
-            raise ConfigError(f"transforms must be callable, got {type(transforms).__name__}")
+        self.transforms = check_callable("transforms", transforms, optional=True)
         if split is not None and not isinstance(split, str):
             raise ConfigError(f"split must be a split name (str) or None, got {split!r}")
         self.split = split
         self.image_size = check_optional_size("image_size", image_size)
-        self.transforms = transforms
 
     @abc.abstractmethod
+    def __len__(self) -> int: ...
+
     def _repr_fields(self) -> dict[str, object]:
-        """The ``name: value`` pairs the repr shows, in order (values are repr'd)."""
+        """The fields the repr shows after ``root``, ``split``, ``len`` and ``image_size``."""
+        return {}
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in self._repr_fields().items())
-        return f"{type(self).__name__}({fields})"
+        fields: dict[str, object] = {"root": str(self.root), "split": self.split, "len": len(self)}
+        fields |= {"image_size": self.image_size, **self._repr_fields()}
+        shown = ", ".join(f"{name}={value!r}" for name, value in fields.items())
+        return f"{type(self).__name__}({shown})"
 
     def _tensors(
         self, pixels: npt.NDArray[np.uint8], mask: npt.NDArray[Any]

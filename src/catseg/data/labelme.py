@@ -15,18 +15,15 @@ Rasterisation follows labelme's semantic-segmentation rules (the behaviour of it
 * ``point``: 1 point; filled disc of radius 5 (bounding box centre ± 5).
 * ``mask``: a base64 PNG bitmap (non-zero = inside) and 2 corners; the bitmap's
   top-left goes to the rounded first corner. With whole-number corners the patch is
-  ``(y2 - y1 + 1) × (x2 - x1 + 1)`` taken from the bitmap's top-left, otherwise the
-  whole bitmap; the paste is clipped to the image.
-* JSON files are read as UTF-8; a leading byte-order mark (Windows editors) is accepted.
-* The image comes from ``imageData`` when present (used as stored, as labelme shows
-  it), else from ``imagePath`` relative to the JSON file (Windows backslash separators
-  accepted; EXIF orientation applied, as labelme does when it opens an image file). An
-  ``imagePath`` that resolves outside the folder being read is refused unless the
-  caller names a wider ``image_root``.
+  ``(y2 - y1 + 1) × (x2 - x1 + 1)`` of the bitmap, otherwise all of it; clipped.
+* JSON files are UTF-8; a leading byte-order mark (Windows editors) is accepted.
+* The image comes from ``imageData`` when present (as stored, as labelme shows it),
+  else from ``imagePath`` relative to the JSON file (backslashes accepted; EXIF
+  orientation applied, as labelme does). An ``imagePath`` that resolves outside the
+  folder being read is refused unless the caller names a wider ``image_root``.
 * Points are JSON numbers within 100 000 pixels of the image (further out, Pillow's
-  rasteriser overflows or stalls); a field of the wrong JSON type, an out-of-range
-  number or a document nested too deeply raises :class:`~catseg.errors.LabelmeError`
-  naming the file and the field.
+  rasteriser overflows or stalls); a malformed document raises
+  :class:`~catseg.errors.LabelmeError` naming the file and the field.
 
 ``mode="multilabel"`` (:func:`read_labelme`, :class:`LabelmeDataset`) keeps overlapping
 shapes instead: one ``(K, H, W)`` multi-hot layer per class after ``_background_``, each
@@ -55,7 +52,6 @@ from catseg._validation import check_choice, check_finite_float, check_int, chec
 from catseg.data._labelme import (
     IGNORE_LABEL,
     Labels,
-    image_root_or,
     json_files,
     load_image,
     rasterise,
@@ -70,15 +66,9 @@ from catseg.data._samples import (
     write_splits,
 )
 from catseg.errors import ConfigError, DataError
-from catseg.visualize import VOC_PALETTE
+from catseg.visualize import colorize
 
-__all__ = [
-    "IGNORE_LABEL",
-    "LabelmeDataset",
-    "labelme_to_voc",
-    "read_labelme",
-    "read_labels",
-]
+__all__ = ["IGNORE_LABEL", "LabelmeDataset", "labelme_to_voc", "read_labelme", "read_labels"]
 
 LabelmeMode = Literal["multiclass", "multilabel"]
 """How labelme shapes become targets: one label map (z-order) or one layer per label."""
@@ -112,12 +102,9 @@ def read_labelme(
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
     """Read one labelme JSON file as an RGB image and a class-index mask or label layers.
 
-    The rules are those of the module docstring. With ``mode="multilabel"`` every shape
-    of class ``names[k + 1]`` writes 1 into layer ``k`` only (``__ignore__`` writes 255 and
-    ``_background_`` 0 into every layer; within a layer later shapes win), so a pixel
-    under a ``cat`` and a ``dog`` polygon is 1 in both layers, and with one class the
-    single layer equals the multiclass mask. The layers are the targets of
-    ``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``.
+    The rules are those of the module docstring. With ``mode="multilabel"`` a pixel under
+    a ``cat`` and a ``dog`` polygon is 1 in both layers (``__ignore__`` writes 255 and
+    ``_background_`` 0 into every layer), the targets of ``DiceLoss(mode="multilabel")``.
 
     Args:
         json_path: The labelme ``.json`` file.
@@ -127,25 +114,21 @@ def read_labelme(
             file's own folder. An ``imagePath`` that resolves outside it (``../``,
             an absolute path, a symbolic link leading out) is refused; pass e.g. the
             common parent to read a sibling ``images/`` folder.
-        mode: ``"multiclass"`` (one label map in z-order, as labelme's converter; also
-            what a binary model trains on) or ``"multilabel"`` (one layer per class
-            after ``_background_``, overlaps kept).
+        mode: ``"multiclass"`` (one label map in z-order, as labelme's converter) or
+            ``"multilabel"`` (one layer per class after ``_background_``, overlaps kept).
 
     Returns:
-        ``(image, mask)``: ``image`` an ``(H, W, 3)`` uint8 RGB array; ``mask`` an
-        ``(H, W)`` uint8 array of class ids with 255 for ``__ignore__``, or in
-        multilabel mode ``(K, H, W)`` uint8 layers of 0 (absent), 1 (present) and 255
-        (ignore).
+        ``(image, mask)``: an ``(H, W, 3)`` uint8 RGB array and an ``(H, W)`` uint8 map of
+        class ids (255 for ``__ignore__``), or in multilabel mode ``(K, H, W)`` uint8
+        layers of 0 (absent), 1 (present) and 255 (ignore).
 
     Raises:
         MissingFileError: When the JSON, the labels file or the image is missing.
-        LabelmeError: When the JSON is malformed, a label is not in ``labels`` (label and
-            file named), a shape has the wrong number of points or an unknown type
-            (shape index and file named), there is neither imageData nor imagePath, or
-            imageData is not a readable image (corrupt, or refused by the
-            decompression-bomb guard), ``imagePath`` resolves outside ``image_root``, a
-            field has the wrong JSON type, a coordinate is out of range, or the JSON is
-            nested too deeply (the file and field are named).
+        LabelmeError: When the JSON is malformed or nested too deeply, a field has the
+            wrong JSON type, a label is not in ``labels``, a shape has an unknown type or
+            the wrong number of points, a coordinate is out of range, imageData is not a
+            readable image, or imagePath is absent or resolves outside ``image_root``
+            (the file, shape and field are named).
         DataError: When the image file is unreadable.
         ConfigError: When ``labels`` is malformed, ``mode`` is unknown, or (multilabel)
             ``labels`` names no class besides ``_background_``.
@@ -180,7 +163,8 @@ def read_labelme(
     """
     checked, names = _checked(labels, mode)
     path = check_path("json_path", json_path)
-    image, mask = _read(path, names, image_root_or(image_root, path.parent), checked)
+    root = path.parent if image_root is None else check_path("image_root", image_root)
+    image, mask = _read(path, names, root, checked)
     return np.array(image, dtype=np.uint8), mask
 
 
@@ -196,12 +180,11 @@ def labelme_to_voc(
     """Convert a folder of labelme JSON files into a Pascal VOC segmentation folder.
 
     Writes ``JPEGImages/<id>.jpg`` (RGB, quality 95), ``SegmentationClassPNG/<id>.png``
-    (palette PNG with the VOC colour map; pixel = class id, 255 = ignore),
-    ``class_names.txt`` and ``ImageSets/Segmentation/{train,val,trainval}.txt`` (``<id>``
-    = JSON file stem). The ids are shuffled with ``random.Random(seed)`` and the first
-    ``round(n * val_fraction)`` (at least 1 when ``n ≥ 2`` and the fraction is
-    positive) go to ``val``. Everything is written to a temporary folder beside
-    ``dst_dir`` and moved into place at the end, so a failure leaves no partial output.
+    (VOC palette; pixel = class id, 255 = ignore), ``class_names.txt`` and
+    ``ImageSets/Segmentation/{train,val,trainval}.txt`` (``<id>`` = JSON file stem). The
+    ids are shuffled with ``random.Random(seed)``; the first ``round(n * val_fraction)``
+    (at least 1 when ``n ≥ 2`` and the fraction is positive) go to ``val``. A failure
+    leaves no partial output (the folder is built beside ``dst_dir``, then moved).
 
     Args:
         src_dir: Folder with the ``.json`` files (not searched recursively).
@@ -241,7 +224,7 @@ def labelme_to_voc(
     )
     seed = check_int("seed", seed)
     names = read_labels(labels)
-    root = image_root_or(image_root, source)
+    root = source if image_root is None else check_path("image_root", image_root)
     if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
         raise DataError(f"{destination} exists and is not empty; refusing to overwrite it")
     files = json_files(source)
@@ -254,9 +237,7 @@ def labelme_to_voc(
         for file in files:
             image, mask = _read(file, names, root, "multiclass")
             image.save(staging / "JPEGImages" / f"{file.stem}.jpg", quality=95)
-            png = Image.fromarray(mask)
-            png.putpalette(VOC_PALETTE)
-            png.save(staging / "SegmentationClassPNG" / f"{file.stem}.png")
+            colorize(mask).save(staging / "SegmentationClassPNG" / f"{file.stem}.png")
         ids = [file.stem for file in files]
         order = list(ids)
         random.Random(seed).shuffle(order)
@@ -274,17 +255,9 @@ def labelme_to_voc(
 class LabelmeDataset(FolderDataset):
     """A folder of labelme JSON files read directly as a segmentation dataset.
 
-    Each item rasterises one JSON file on access (nothing is converted up front), then
-    resizes like :class:`VOCSegmentationDataset` (masks with nearest neighbour, so ids,
-    0/1 and 255 stay exact). ``mode`` picks the target:
-
-    * ``"multiclass"`` (the default, also what a binary model trains on): one
-      ``(H, W)`` class-index map from :func:`read_labelme`, later shapes painting over
-      earlier ones, exactly as labelme's own converter.
-    * ``"multilabel"``: one multi-hot layer per class from ``read_labelme(..., mode="multilabel")``,
-      so overlapping shapes of different labels stay visible in both layers; the
-      targets of ``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``,
-      as from :class:`VOCMultilabelDataset`.
+    Each item rasterises one JSON file on access (nothing is converted up front) with
+    :func:`read_labelme`, then resizes like :class:`VOCSegmentationDataset` (masks with
+    nearest neighbour, so ids, 0/1 and 255 stay exact).
 
     Args:
         root: Folder of ``.json`` files (sorted by name; other files ignored).
@@ -293,21 +266,19 @@ class LabelmeDataset(FolderDataset):
         transforms: Optional joint callable ``(image, mask) -> (image, mask)``; in
             multilabel mode the mask it receives is ``(K, H, W)``.
         image_dtype: ``"float32"`` in [0, 1] or ``"uint8"``.
-        mask_dtype: ``"int64"`` or ``"uint8"`` (8× smaller batches; the training loop
-            widens them on the device). ``None`` (the default) means ``"int64"`` in
-            multiclass mode and ``"uint8"`` in multilabel mode.
+        mask_dtype: ``"int64"`` or ``"uint8"``; ``None`` means ``"int64"`` in multiclass
+            mode and ``"uint8"`` in multilabel mode.
         image_root: The folder ``imagePath`` entries may point into; ``None`` means
             ``root`` (see :func:`read_labelme`).
-        mode: ``"multiclass"`` or ``"multilabel"`` (see above).
+        mode: ``"multiclass"`` (one ``(H, W)`` class-index map, as labelme's converter)
+            or ``"multilabel"`` (one multi-hot layer per class, overlaps kept, as from
+            :class:`VOCMultilabelDataset`).
 
     Attributes:
         files: The JSON files in item order.
         class_names: Class names in id order (``__ignore__`` dropped); in multilabel
-            mode the ``K`` labels in layer order (``_background_`` dropped too), as
-            :attr:`VOCMultilabelDataset.class_names`.
-        mode: ``"multiclass"`` or ``"multilabel"``; :func:`~catseg.training.fit` reads
-            ``"multilabel"`` to pick ``MeanIoU(K, mode="multilabel")`` and to record the
-            mode in checkpoints.
+            mode the ``K`` labels in layer order (``_background_`` dropped too).
+        mode: ``"multiclass"`` or ``"multilabel"`` (read by :func:`~catseg.training.fit`).
         image_size: ``(height, width)`` or ``None``.
 
     Raises:
@@ -353,7 +324,7 @@ class LabelmeDataset(FolderDataset):
             mask_dtype = "uint8" if multilabel else "int64"
         super().__init__(None, image_size, transforms, image_dtype, mask_dtype)
         self.root = check_path("root", root)
-        self.image_root = image_root_or(image_root, self.root)
+        self.image_root = self.root if image_root is None else check_path("image_root", image_root)
         self.class_names = self._names[1:] if multilabel else self._names
         self.files = json_files(self.root)
 
@@ -361,13 +332,7 @@ class LabelmeDataset(FolderDataset):
         return len(self.files)
 
     def _repr_fields(self) -> dict[str, object]:
-        fields: dict[str, object] = {
-            "root": str(self.root),
-            "len": len(self),
-            "image_size": self.image_size,
-            "classes": self.class_names,
-        }
-        return fields | ({"mode": self.mode} if self.mode == "multilabel" else {})
+        return {"classes": self.class_names, "mode": self.mode}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.files[checked_index(index, len(self))]

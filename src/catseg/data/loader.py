@@ -1,13 +1,11 @@
 """A DataLoader whose worker processes keep sharing the parent's memory.
 
-On Linux, DataLoader workers are forked: they start as copies of the training process
-that share its memory pages until a page is written. CPython's cyclic garbage collector
-writes to every object it scans, so the first collection in each worker copies the
-pages holding the parent's objects (all of torch's Python state): tens of MiB per
-worker. :class:`SegmentationLoader` freezes the collector's view of those objects
-(:func:`gc.freeze`, as the CPython documentation recommends before a ``fork``) while
-its workers start, and unfreezes right after in the parent, so the parent's own garbage
-collection is unchanged and the workers leave the shared pages alone.
+On Linux, DataLoader workers are forked and share the parent's memory pages until a
+page is written. CPython's garbage collector writes to every object it scans, so each
+worker's first collection copies the pages of the parent's objects (tens of MiB).
+:class:`SegmentationLoader` freezes the collector's view of them (:func:`gc.freeze`, as
+CPython recommends before a ``fork``) while its workers start, then unfreezes in the
+parent, whose own garbage collection is unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
+from catseg._bounds import short
 from catseg._validation import check_bool, check_callable, check_int
 from catseg.errors import ConfigError
 
@@ -50,9 +49,8 @@ class SegmentationLoader(DataLoader[Any]):
     It batches exactly like a DataLoader built with the same arguments. The differences:
 
     * worker processes start with the garbage collector's view of the parent frozen
-      (see the module description), which roughly halves their memory; the parent's
-      collector is left as it was (when the caller has frozen objects with
-      :func:`gc.freeze` already, nothing is touched);
+      (see the module description), which roughly halves their memory (nothing is
+      touched when the caller has called :func:`gc.freeze` already);
     * ``num_workers=None`` picks :func:`default_num_workers`, ``pin_memory=None`` pins
       only when CUDA is available, and ``persistent_workers=None`` keeps workers (and
       any per-worker dataset cache) alive across epochs whenever there are workers.
@@ -110,13 +108,9 @@ class SegmentationLoader(DataLoader[Any]):
         if not callable(getattr(dataset, "__getitem__", None)):
             raise ConfigError(f"dataset must be a map-style dataset, got {type(dataset).__name__}")
         if sampler is not None and not isinstance(sampler, Iterable):
-            raise ConfigError(
-                f"sampler must be an iterable of indices, got {type(sampler).__name__}"
-            )
+            raise ConfigError(f"sampler must be an iterable of indices, got {short(sampler)}")
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise ConfigError(
-                f"generator must be a torch.Generator, got {type(generator).__name__}"
-            )
+            raise ConfigError(f"generator must be a torch.Generator, got {short(generator)}")
         check_callable("collate_fn", collate_fn, optional=True)
         check_callable("worker_init_fn", worker_init_fn, optional=True)
         if shuffle and sampler is not None:

@@ -3,19 +3,15 @@
 The folder convention (a VOC layout with one mask folder per label)::
 
     root/
-      JPEGImages/<id>.jpg (or .png)                 the images
-      SegmentationLabels/<label>/<id>.png           one grayscale/palette PNG per label
-                                                    and image: 0 = label absent,
-                                                    1 = present, 255 = ignore this pixel
-                                                    for this label
-      labels.txt                                    label names, one per line, in channel
-                                                    order (no background entry)
-      ImageSets/Segmentation/<split>.txt            optional splits, one id per line
+      JPEGImages/<id>.jpg (or .png)        the images
+      SegmentationLabels/<label>/<id>.png  one grayscale/palette PNG per label and image:
+                                           0 = absent, 1 = present, 255 = ignore
+      labels.txt                           label names in channel order, one per line
+      ImageSets/Segmentation/<split>.txt   optional splits, one id per line
 
-Every image of the dataset needs a mask in every label's folder. A label that is simply
-absent from an image is an all-zero mask. :class:`VOCMultilabelDataset` reads this layout
-into multi-hot ``(K, H, W)`` uint8 targets (255 kept), the targets of
-``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``;
+Every image needs a mask in every label's folder (all zero where the label is absent).
+:class:`VOCMultilabelDataset` reads it into multi-hot ``(K, H, W)`` uint8 targets (255
+kept), the targets of ``DiceLoss(mode="multilabel")`` and ``MeanIoU(K, mode="multilabel")``;
 :func:`make_synthetic_multilabel` writes a small learnable dataset in it.
 
 Examples:
@@ -65,8 +61,8 @@ LABELS_FOLDER = "SegmentationLabels"  # one sub-folder of masks per label
 class VOCMultilabelDataset(FolderDataset):
     """Images and multi-hot ``(K, H, W)`` masks from a one-mask-per-label folder.
 
-    See the module docstring for the layout. Items are read on access. Masks are resized
-    with nearest neighbour when ``image_size`` is given, so 0, 1 and 255 stay exact.
+    See the module docstring for the layout. Items are read on access; masks are resized
+    with nearest neighbour, so 0, 1 and 255 stay exact.
 
     Args:
         root: Dataset folder holding ``JPEGImages``, ``SegmentationLabels`` and
@@ -80,8 +76,7 @@ class VOCMultilabelDataset(FolderDataset):
 
     Attributes:
         class_names: The label names, channel ``k`` of a mask is ``class_names[k]``.
-        mode: Always ``"multilabel"``; :func:`~catseg.training.fit` reads it to pick
-            ``MeanIoU(K, mode="multilabel")`` and to record the mode in checkpoints.
+        mode: Always ``"multilabel"`` (read by :func:`~catseg.training.fit`).
         ids: Sample ids in item order.
 
     Raises:
@@ -164,13 +159,7 @@ class VOCMultilabelDataset(FolderDataset):
         return len(self.ids)
 
     def _repr_fields(self) -> dict[str, object]:
-        return {
-            "root": str(self.root),
-            "split": self.split,
-            "len": len(self),
-            "image_size": self.image_size,
-            "labels": self.class_names,
-        }
+        return {"labels": self.class_names}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = checked_index(index, len(self))
@@ -207,14 +196,10 @@ def _bar(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.ui
     angle = rng.uniform(0.0, math.pi)
     length, thick = rng.uniform(0.5, 0.9) * max(height, width), rng.uniform(0.1, 0.2) * height
     cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
-    dx, dy = math.cos(angle), math.sin(angle)
-    corners = [
-        (
-            cx + sa * dx * length / 2 - sb * dy * thick / 2,
-            cy + sa * dy * length / 2 + sb * dx * thick / 2,
-        )
-        for sa, sb in ((1, 1), (1, -1), (-1, -1), (-1, 1))
-    ]
+    ax, ay = math.cos(angle) * length / 2, math.sin(angle) * length / 2  # half the length
+    bx, by = -math.sin(angle) * thick / 2, math.cos(angle) * thick / 2  # half the thickness
+    signs = ((1, 1), (1, -1), (-1, -1), (-1, 1))
+    corners = [(cx + a * ax + b * bx, cy + a * ay + b * by) for a, b in signs]
     ImageDraw.Draw(canvas).polygon(corners, fill=1)
     return np.array(canvas, dtype=np.uint8)
 
@@ -232,13 +217,10 @@ def make_synthetic_multilabel(
 
     Each image shows a reddish disc (label ``"disc"``, channel 0) and a bluish bar
     (label ``"bar"``, channel 1) on a dark noisy background, each present with
-    probability 0.8. Where they overlap the pixel is purple and carries both labels, so
-    a multiclass model cannot represent it but a multilabel one can. With
-    ``void_width > 0`` the pixels on both sides of each label's outline are 255 in that
-    label's mask only. Equal arguments give equal files.
-
-    The layout is the one :class:`VOCMultilabelDataset` reads (see the module docstring),
-    with ``train``, ``val`` and ``trainval`` splits.
+    probability 0.8. Where they overlap the pixel is purple and carries both labels.
+    With ``void_width > 0`` the pixels on both sides of each label's outline are 255 in
+    that label's mask only. Equal arguments give equal files, in the layout of the module
+    docstring with ``train``, ``val`` and ``trainval`` splits.
 
     Args:
         root: Destination folder; created when missing. It must be empty or absent.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,7 @@ from PIL import Image, ImageDraw
 from catseg._validation import check_finite_float, check_int, check_path, check_size
 from catseg.data._samples import write_splits
 from catseg.errors import ConfigError, DataError
-from catseg.visualize import VOC_PALETTE
+from catseg.visualize import colorize
 
 __all__ = ["SYNTHETIC_CLASS_NAMES", "make_synthetic_voc"]
 
@@ -65,9 +66,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> npt.NDArra
 
 def _blob_texture(rng: np.random.Generator, height: int, width: int) -> npt.NDArray[np.float64]:
     """Bright warm colour with stripes and pixel noise."""
-    base = np.array(
-        [rng.uniform(190.0, 240.0), rng.uniform(120.0, 200.0), rng.uniform(40.0, 110.0)]
-    )
+    base = rng.uniform([190.0, 120.0, 40.0], [240.0, 200.0, 110.0])
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     angle = rng.uniform(0.0, math.pi)
     period = rng.uniform(4.0, 9.0)
@@ -84,8 +83,7 @@ def _draw_blobs(rng: np.random.Generator, height: int, width: int) -> npt.NDArra
     draw = ImageDraw.Draw(canvas)
     short = min(height, width)
     for _ in range(int(rng.integers(1, 4))):
-        cx = rng.uniform(0.2, 0.8) * width
-        cy = rng.uniform(0.2, 0.8) * height
+        cx, cy = rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height
         radius = rng.uniform(0.15, 0.3) * short
         if rng.random() < 0.5:
             aspect = rng.uniform(0.6, 1.0)
@@ -107,24 +105,16 @@ def _draw_blobs(rng: np.random.Generator, height: int, width: int) -> npt.NDArra
 
 
 def void_band(mask: npt.NDArray[np.uint8], width: int) -> npt.NDArray[np.uint8]:
-    """Set pixels within ``width`` (Chebyshev) of a class boundary to 255."""
-    band = np.zeros(mask.shape, dtype=bool)
-    edge = np.zeros(mask.shape, dtype=bool)
-    edge[:, 1:] |= mask[:, 1:] != mask[:, :-1]
-    edge[:, :-1] |= mask[:, 1:] != mask[:, :-1]
-    edge[1:, :] |= mask[1:, :] != mask[:-1, :]
-    edge[:-1, :] |= mask[1:, :] != mask[:-1, :]
-    # edge marks both sides of each boundary (a 2-pixel line); grow by width - 1.
-    band |= edge
+    """Set pixels within ``width`` 4-neighbour steps of a class boundary (both sides) to 255."""
+
+    def neighbours(grid: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
+        padded = np.pad(grid, 1, mode="edge")  # the border is its own outside neighbour
+        return [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+
+    band = np.logical_or.reduce([near != mask for near in neighbours(mask)])
     for _ in range(width - 1):
-        grown = band.copy()
-        grown[1:, :] |= band[:-1, :]
-        grown[:-1, :] |= band[1:, :]
-        grown[:, 1:] |= band[:, :-1]
-        grown[:, :-1] |= band[:, 1:]
-        band = grown
-    out: npt.NDArray[np.uint8] = mask.copy()
-    out[band] = 255
+        band = np.logical_or.reduce([band, *neighbours(band)])
+    out: npt.NDArray[np.uint8] = np.where(band, 255, mask).astype(np.uint8)
     return out
 
 
@@ -141,10 +131,9 @@ def make_synthetic_voc(
 
     Each image shows one to three bright striped blobs (ellipses or polygons, class 1
     ``"blob"``) on a dark, shaded, noisy background (class 0 ``"_background_"``).
-    With ``void_width > 0`` the pixels on both sides of every blob outline are marked
-    255 ("ignore"), like the void band of Pascal VOC. The same arguments always
-    produce the same files (pixel-identical masks; JPEG bytes depend on Pillow's
-    encoder only).
+    With ``void_width > 0`` the pixels on both sides of every blob outline are 255
+    ("ignore"), like Pascal VOC's void band. Equal arguments give pixel-identical masks
+    (JPEG bytes depend on Pillow's encoder only).
 
     Layout written under ``root``::
 
@@ -160,15 +149,13 @@ def make_synthetic_voc(
         seed: Seed of the generator; equal seeds give equal datasets.
         val_fraction: Share of the ids put in ``val.txt`` (rounded, at least one image
             when ``n ≥ 2`` and the fraction is positive); the rest is ``train.txt``.
-        void_width: Width in pixels of the 255 band on each side of blob outlines;
-            0 writes pure 0/1 masks.
+        void_width: Width of the 255 band on each side of blob outlines; 0 for pure 0/1.
 
     Returns:
         The dataset root as a :class:`~pathlib.Path`.
 
     Raises:
-        ConfigError: When ``n``, ``size``, ``val_fraction`` or ``void_width`` is out of
-            range (the message names the value).
+        ConfigError: When an argument is out of range (the message names it).
         DataError: When ``root`` exists and is not an empty folder.
 
     Examples:
@@ -185,13 +172,10 @@ def make_synthetic_voc(
     out, n, (height, width), seed, val_fraction, void_width = checked_args(
         root, n, size, seed, val_fraction, void_width
     )
-
-    image_dir = out / "JPEGImages"
-    mask_dir = out / "SegmentationClassPNG"
+    image_dir, mask_dir = out / "JPEGImages", out / "SegmentationClassPNG"
     split_dir = out / "ImageSets" / "Segmentation"
     for folder in (image_dir, mask_dir, split_dir):
         folder.mkdir(parents=True, exist_ok=True)
-
     ids = [f"synth_{index:04d}" for index in range(n)]
     children = np.random.SeedSequence(seed).spawn(n + 1)
     for sample_id, child in zip(ids, children[:n], strict=True):
@@ -204,10 +188,7 @@ def make_synthetic_voc(
         Image.fromarray(rgb).save(image_dir / f"{sample_id}.jpg", quality=95)
         if void_width > 0:
             mask = void_band(mask, void_width)
-        png = Image.fromarray(mask)
-        png.putpalette(VOC_PALETTE)
-        png.save(mask_dir / f"{sample_id}.png")
-
+        colorize(mask).save(mask_dir / f"{sample_id}.png")
     order = np.random.default_rng(children[n]).permutation(n)
     write_splits(split_dir, ids, [ids[i] for i in order], val_fraction)
     (out / "class_names.txt").write_text("\n".join(SYNTHETIC_CLASS_NAMES) + "\n")

@@ -53,10 +53,9 @@ class VOCSegmentationDataset(FolderDataset):
     read from ``SegmentationClassPNG`` or, when absent, ``SegmentationClass``.
     Hidden files, ``Thumbs.db``, ``*.json`` and other non-image files are ignored.
 
-    Items are decoded on access (nothing is read up front). When ``image_size`` is
-    given, JPEGs are decoded with Pillow's draft mode at the smallest 1/2, 1/4 or 1/8
-    scale that is still at least that size, then the image is resized with antialiased
-    bilinear filtering and the mask with nearest neighbour. Masks keep 255 (ignore).
+    Items are decoded on access. With ``image_size``, the image is resized with
+    antialiased bilinear filtering (JPEGs decoded at a reduced draft scale first) and
+    the mask with nearest neighbour. Masks keep 255 (ignore).
 
     Args:
         root: Dataset folder (see above).
@@ -71,18 +70,14 @@ class VOCSegmentationDataset(FolderDataset):
             and 255 stays 255. A leading background name (``class_names[0]``) is allowed
             and ignored. Needs ``class_names.txt``.
         cache: Keep each decoded (and resized) item in memory as uint8 after its first
-            access. Each DataLoader worker holds its own cache, so combine it with
-            ``persistent_workers=True``.
+            access (per DataLoader worker: combine with ``persistent_workers=True``).
         on_error: ``"raise"`` stops on the first unreadable item. ``"skip"`` drops ids
-            whose image or mask file is missing when the dataset is built and, when an
-            item fails to decode or its mask does not match, returns the next readable
-            item instead (wrapping around); skipped ids are in :attr:`skipped_ids`
-            (per process: DataLoader workers keep their own record).
-        image_dtype: ``"float32"`` gives images in [0, 1]; ``"uint8"`` gives 0..255 and
-            leaves the conversion to the training loop (4× less memory per batch).
-        mask_dtype: ``"int64"`` gives masks ready for losses; ``"uint8"`` keeps them
-            8× smaller until the training loop widens them on the device (values and
-            255 unchanged).
+            whose image or mask file is missing and, when an item fails to load, returns
+            the next readable item instead (wrapping around); skipped ids are in
+            :attr:`skipped_ids` (per process: DataLoader workers keep their own record).
+        image_dtype: ``"float32"`` (in [0, 1]) or ``"uint8"`` (0..255, 4× smaller
+            batches; the training loop converts them).
+        mask_dtype: ``"int64"`` or ``"uint8"`` (8× smaller; the training loop widens it).
 
     Attributes:
         root: The folder holding ``JPEGImages``.
@@ -94,10 +89,9 @@ class VOCSegmentationDataset(FolderDataset):
         mask_dir: The mask folder in use.
 
     Raises:
-        MissingFileError: When the root, image folder, mask folder or split file is
-            missing, ``split=None`` finds no image with a mask (e.g. masks saved as JPEG),
-            or (with ``on_error="raise"``) split ids lack an image or a mask (the first
-            few ids are listed).
+        MissingFileError: When the root, a folder or the split file is missing,
+            ``split=None`` finds no image with a mask (e.g. JPEG masks), or (with
+            ``on_error="raise"``) split ids lack an image or a mask (the first few listed).
         ConfigError: When an argument is invalid or a name in ``classes`` is unknown.
         DataError: On access, when a file is unreadable, an image and its mask differ
             in size (both files and sizes named), or a mask holds an id outside
@@ -153,11 +147,9 @@ class VOCSegmentationDataset(FolderDataset):
                 raise MissingFileError(self._nothing_matches(len(images), len(masks)))
         else:
             ids = read_split(self.root, split, images)
-            missing = {
-                "image": [i for i in ids if i not in images],
-                "mask": [i for i in ids if i in images and i not in masks],
-            }
-            for what, absent in missing.items():
+            for what, known in (("image", images), ("mask", masks)):
+                # an id without its image is reported (or skipped) once, as image-less
+                absent = [i for i in ids if i not in known and (what == "image" or i in images)]
                 if absent and self.on_error == "raise":
                     more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
                     raise MissingFileError(
@@ -234,14 +226,7 @@ class VOCSegmentationDataset(FolderDataset):
         return len(self.ids)
 
     def _repr_fields(self) -> dict[str, object]:
-        return {
-            "root": str(self.root),
-            "split": self.split,
-            "len": len(self),
-            "image_size": self.image_size,
-            "mask_dir": self.mask_dir.name,
-            "classes": self.class_names,
-        }
+        return {"mask_dir": self.mask_dir.name, "classes": self.class_names}
 
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         cached = self._cache.get(index)
@@ -254,7 +239,7 @@ class VOCSegmentationDataset(FolderDataset):
             cached = resize_sample(image, mask, self.image_size)
             if self.cache:
                 self._cache[index] = cached
-        pixels, mask = cached[0], cached[1]
+        pixels, mask = cached
         if self._lut is not None:
             mapped = self._lut[mask]
             if (mapped == _INVALID).any():

@@ -2,19 +2,16 @@
 
 Every transform is a callable ``(image, mask) -> (image, mask)`` that works on one
 sample: ``image`` is a ``(C, H, W)`` float tensor (values in [0, 1]) or uint8 tensor
-(0..255), ``mask`` is an ``(H, W)`` integer label map. Geometric transforms move both
-together: the image is resampled with (antialiased) bilinear interpolation, the mask
-with nearest neighbour so it stays an integer map of the same dtype; pixels that come
-from outside the image are filled with ``mask_fill`` (255, "ignore") in the mask.
-Inputs are never modified in place, and outputs keep the input dtypes (uint8 images
-are rounded back to uint8).
+(0..255), ``mask`` is an ``(H, W)`` integer label map. Geometric transforms move both:
+the image is resampled with (antialiased) bilinear interpolation, the mask with nearest
+neighbour; mask pixels from outside the image get ``mask_fill`` (255, "ignore").
+Inputs are never modified in place; outputs keep the input dtypes (uint8 rounded).
 
 Randomness: each random transform takes ``seed``. ``None`` (the default) draws from
 PyTorch's global generator, so ``torch.manual_seed`` and the per-worker seeding of
 ``DataLoader`` make runs reproducible and workers different. An ``int`` gives the
-transform its own ``torch.Generator`` seeded with it (the same sequence on every run;
-note that each DataLoader worker then gets a copy of the same state). A
-``torch.Generator`` is used as given.
+transform its own ``torch.Generator`` (the same sequence on every run, and in every
+DataLoader worker). A ``torch.Generator`` is used as given.
 
 Examples:
     >>> import torch

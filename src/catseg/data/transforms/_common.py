@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as nnf
 
+from catseg._bounds import short
 from catseg._validation import check_finite_float, check_int
 from catseg.errors import ConfigError, DTypeError, ShapeError
 
@@ -48,9 +49,7 @@ def _check_mask_fill(mask_fill: int, mask: torch.Tensor) -> None:
 def _make_generator(seed: int | torch.Generator | None) -> torch.Generator | None:
     if seed is None or isinstance(seed, torch.Generator):
         return seed
-    generator = torch.Generator()
-    generator.manual_seed(check_int("seed", seed))
-    return generator
+    return torch.Generator().manual_seed(check_int("seed", seed))
 
 
 def _pair_of_floats(
@@ -83,10 +82,7 @@ def _back(result: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> Pair:
     if tuple(image.shape[1:]) == size:
         return image.clone(), mask.clone()
-    source = _to_float(image)[None]
-    resized = nnf.interpolate(
-        source, size=size, mode="bilinear", align_corners=False, antialias=True
-    )
+    resized = nnf.interpolate(_to_float(image)[None], size, mode="bilinear", antialias=True)
     labels = nnf.interpolate(mask[None, None].to(torch.float64), size=size, mode="nearest-exact")
     return _back(resized[0], image), labels[0, 0].to(mask.dtype)
 
@@ -128,9 +124,7 @@ class Compose(Joint):
 
     def __init__(self, transforms: Sequence[Callable[[torch.Tensor, torch.Tensor], Pair]]) -> None:
         if callable(transforms) or not isinstance(transforms, Sequence):
-            raise ConfigError(
-                f"transforms must be a list of callables, got {type(transforms).__name__}"
-            )
+            raise ConfigError(f"transforms must be a list of callables, got {short(transforms)}")
         self.transforms = list(transforms)
         for index, transform in enumerate(self.transforms):
             if not callable(transform):

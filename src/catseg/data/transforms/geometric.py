@@ -28,13 +28,7 @@ from catseg.data.transforms._common import (
 )
 from catseg.errors import ConfigError
 
-__all__ = [
-    "PadToMultiple",
-    "RandomHorizontalFlip",
-    "RandomResizedCrop",
-    "RandomRotation",
-    "Resize",
-]
+__all__ = ["PadToMultiple", "RandomHorizontalFlip", "RandomResizedCrop", "RandomRotation", "Resize"]
 
 
 class Resize(Joint):
@@ -130,9 +124,8 @@ class RandomResizedCrop(Joint):
 
     def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         top, left, h, w = self._box(int(image.shape[1]), int(image.shape[2]))
-        image = image[:, top : top + h, left : left + w]
-        mask = mask[top : top + h, left : left + w]
-        return _resize_pair(image, mask, self.size)
+        rows, cols = slice(top, top + h), slice(left, left + w)
+        return _resize_pair(image[:, rows, cols], mask[rows, cols], self.size)
 
 
 class RandomHorizontalFlip(Joint):
@@ -166,8 +159,8 @@ class RandomHorizontalFlip(Joint):
 class RandomRotation(Joint):
     """Rotate by a random angle about the centre, keeping the size.
 
-    The image is sampled bilinearly and the mask with nearest neighbour; pixels that
-    come from outside the original get ``image_fill`` and ``mask_fill`` (255 = ignore).
+    The image is sampled bilinearly and the mask with nearest neighbour; pixels from
+    outside the original get ``image_fill`` and ``mask_fill``.
 
     Args:
         degrees: Angles are drawn uniformly from ``[-degrees, degrees]`` for a number,
@@ -265,9 +258,5 @@ class PadToMultiple(Joint):
 
     def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         _check_mask_fill(self.mask_fill, mask)
-        height, width = int(image.shape[1]), int(image.shape[2])
-        pad_h = -height % self.multiple
-        pad_w = -width % self.multiple
-        padded = nnf.pad(image, (0, pad_w, 0, pad_h), value=self.image_fill)
-        labels = nnf.pad(mask, (0, pad_w, 0, pad_h), value=self.mask_fill)
-        return padded, labels
+        pad = (0, -int(image.shape[2]) % self.multiple, 0, -int(image.shape[1]) % self.multiple)
+        return nnf.pad(image, pad, value=self.image_fill), nnf.pad(mask, pad, value=self.mask_fill)

@@ -7,14 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from catseg._validation import check_finite_float, check_mean_std
-from catseg.data.transforms._common import (
-    Joint,
-    Pair,
-    _back,
-    _make_generator,
-    _to_float,
-    _uniform,
-)
+from catseg.data.transforms._common import Joint, Pair, _back, _make_generator, _to_float, _uniform
 from catseg.errors import DTypeError, ShapeError
 
 __all__ = ["ColorJitter", "Normalize", "ToGray"]
@@ -23,11 +16,9 @@ __all__ = ["ColorJitter", "Normalize", "ToGray"]
 class ColorJitter(Joint):
     """Randomly change brightness, contrast and saturation of the image only.
 
-    Each factor is drawn uniformly from ``[1 - amount, 1 + amount]`` and the three
-    adjustments are applied in a random order: brightness scales the pixels, contrast
-    blends with the mean grey level, saturation blends with the grey image
-    (ITU-R 601 luma). Values are clamped to [0, 1] (0..255 for uint8). The mask is
-    returned unchanged (a copy).
+    Each factor is drawn from ``[1 - amount, 1 + amount]``; in a random order,
+    brightness scales the pixels, contrast blends with the mean grey level, saturation
+    with the grey image (ITU-R 601 luma). Values are clamped to [0, 1] (0..255 for uint8).
 
     Args:
         brightness: Amount in [0, 1].
@@ -65,8 +56,7 @@ class ColorJitter(Joint):
             raise ShapeError(f"saturation needs a 3-channel image, got {tuple(image.shape)}")
         top = 255.0 if image.dtype == torch.uint8 else 1.0
         out = _to_float(image).clone()
-        order = torch.randperm(3, generator=self.generator).tolist()
-        for step in order:
+        for step in torch.randperm(3, generator=self.generator).tolist():
             if step == 0 and self.brightness > 0:
                 factor = _uniform(1 - self.brightness, 1 + self.brightness, self.generator)
                 out = (out * factor).clamp(0.0, top)
@@ -107,9 +97,7 @@ class Normalize(Joint):
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        means, stds = check_mean_std(mean, std)
-        self.mean = list(means)
-        self.std = list(stds)
+        self.mean, self.std = map(list, check_mean_std(mean, std))
 
     def _apply(self, image: torch.Tensor, mask: torch.Tensor) -> Pair:
         if not image.is_floating_point():
