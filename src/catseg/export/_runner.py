@@ -12,6 +12,7 @@ from torch import Tensor
 
 from catseg._bounds import parse_json, short
 from catseg._runtime import require
+from catseg._validation import check_path
 from catseg.errors import (
     CheckpointError,
     ConfigError,
@@ -85,10 +86,8 @@ class OnnxRunner:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: Sequence[str] | None = None):
-        if not isinstance(path, (str, os.PathLike)):
-            raise ConfigError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        self.path = check_path("path", path)
         ort = require("onnxruntime", "onnx")
-        self.path = Path(path)
         if not self.path.is_file():
             raise MissingFileError(f"ONNX file {str(self.path)!r} does not exist")
         available = list(ort.get_available_providers())
@@ -145,8 +144,10 @@ class OnnxRunner:
                 f"{self.path}: cannot tell the number of classes (output shape {out_shape})"
             )
         channels = self.static_dim(self._input_shape[1])
-        self.config = _read_record(self.metadata, self.path, channels, num_classes)
-        """The model's record (classes, mode, image size, threshold, normalisation)."""
+        if "model_config" in self.metadata:  # read like every record
+            self.config = read_config(self.metadata["model_config"], self.path)
+        else:  # not written by catseg: only the graph's facts are known
+            self.config = UNetConfig(in_channels=channels or 3, num_classes=num_classes)
         self.in_channels: int = self.config.in_channels
         self.num_classes: int = num_classes
         for name, recorded, graph in (
@@ -223,7 +224,7 @@ class OnnxRunner:
                     f"{self.path.name} expects input shape {self._input_shape} "
                     f"(N, C, H, W), got {tuple(x.shape)} (axis {axis} differs)"
                 )
-        if self.in_channels is not None and x.shape[1] != self.in_channels:
+        if x.shape[1] != self.in_channels:
             raise ShapeError(
                 f"{self.path.name} expects {self.in_channels} input channels, got shape "
                 f"{tuple(x.shape)}"
@@ -248,12 +249,3 @@ def _parse(props: Mapping[str, str], path: Path) -> dict[str, Any]:
         except CheckpointError:
             parsed[key] = text
     return parsed
-
-
-def _read_record(
-    meta: Mapping[str, Any], path: Path, in_channels: int | None, num_classes: int
-) -> UNetConfig:
-    """The model's record from the ``model_config`` metadata entry (read like every record)."""
-    if "model_config" not in meta:  # not written by catseg: only the graph's facts are known
-        return UNetConfig(in_channels=in_channels or 3, num_classes=num_classes)
-    return read_config(meta["model_config"], path)
