@@ -1,19 +1,13 @@
 """Exact ONNX graph rewrites that let onnxruntime run more of a UNet in int8 on the CPU.
 
-onnxruntime's CPU provider has no int8 kernel for ``ConvTranspose``: in a quantised
-graph it stays in fp32 between a DequantizeLinear and a QuantizeLinear, and the NHWC
-layout the int8 convolutions use is transposed back and forth around it. A transposed
-convolution whose kernel equals its stride (the UNet's 2×2, stride-2 upsampling) is the
-same as a 1×1 convolution to ``kh·kw·C`` channels followed by a reshuffle of those
-channels into ``kh × kw`` blocks; the 1×1 convolution quantises (``QLinearConv``) and
-the reshuffle (written as Transpose → Reshape → Transpose → Reshape → Transpose, in the
-NHWC order) is pure uint8 data movement that onnxruntime's transpose optimiser merges
-with its own layout transposes. The rewrite is exact in fp32 (tested against the
-original graph).
+onnxruntime's CPU provider has no int8 ``ConvTranspose``: a quantised graph runs it in
+fp32, with layout transposes around it. A transposed convolution whose kernel equals its
+stride (the UNet's 2×2 upsampling) is exactly a 1×1 convolution to ``kh·kw·C`` channels
+(which quantises) followed by a reshuffle of those channels into ``kh × kw`` blocks (pure
+uint8 data movement, in NHWC order, that onnxruntime merges with its own transposes).
 
 After quantisation, ``Shape`` nodes that read a dequantised tensor are pointed at the
-quantised one: the shape is the same, and onnxruntime then no longer dequantises a whole
-activation only to read its shape.
+quantised one, so a whole activation is no longer dequantised only to read its shape.
 """
 
 from __future__ import annotations

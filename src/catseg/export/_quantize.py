@@ -117,6 +117,7 @@ def _quantize(src: Path, tmp: Path, reader: _Reader, options: dict[str, Any]) ->
     ort_logger = logging.getLogger("onnxruntime")  # its info lines are not ours to print
     level = ort_logger.level
     ort_logger.setLevel(logging.ERROR)
+    method = getattr(quantization.CalibrationMethod, _ORT_METHODS[options["method"]])
     try:
         if options["preprocess"]:
             quantization.shape_inference.quant_pre_process(
@@ -134,9 +135,7 @@ def _quantize(src: Path, tmp: Path, reader: _Reader, options: dict[str, Any]) ->
             reduce_range=options["reduce_range"],
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
-            calibrate_method=getattr(
-                quantization.CalibrationMethod, _ORT_METHODS[options["method"]]
-            ),
+            calibrate_method=method,
             extra_options={"CalibTensorRangeSymmetric": False},
         )
     except CatsegError:

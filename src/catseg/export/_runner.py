@@ -91,26 +91,19 @@ class OnnxRunner:
         if not self.path.is_file():
             raise MissingFileError(f"ONNX file {str(self.path)!r} does not exist")
         available = list(ort.get_available_providers())
-        if providers is None:
-            chosen = [
-                p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
-            ]
-        else:
-            if (
-                isinstance(providers, str)
-                or not isinstance(providers, Sequence)
-                or not all(isinstance(p, str) for p in providers)
-            ):
-                raise ConfigError(
-                    f"providers must be None or a sequence of provider names, got {providers!r}"
-                )
-            chosen = list(providers)
-            missing = [p for p in chosen if p not in available]
-            if missing or not chosen:
-                raise ConfigError(
-                    f"onnxruntime providers {missing or chosen} are not available; "
-                    f"this onnxruntime offers {available}"
-                )
+        preferred = ("CUDAExecutionProvider", "CPUExecutionProvider")
+        chosen = [p for p in preferred if p in available] if providers is None else providers
+        sequence = isinstance(chosen, Sequence) and not isinstance(chosen, str)
+        if not sequence or not all(isinstance(p, str) for p in chosen):
+            raise ConfigError(
+                f"providers must be None or a sequence of provider names, got {providers!r}"
+            )
+        missing = [p for p in chosen if p not in available]
+        if missing or not chosen:
+            raise ConfigError(
+                f"onnxruntime providers {missing or chosen} are not available; "
+                f"this onnxruntime offers {available}"
+            )
         try:
             options = ort.SessionOptions()
             # Idle worker threads sleep instead of spinning: a spinning pool would starve
@@ -118,7 +111,7 @@ class OnnxRunner:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             self._session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=chosen
+                str(self.path), sess_options=options, providers=list(chosen)
             )
         except Exception as err:  # onnxruntime's errors derive from Exception directly
             raise CheckpointError(
@@ -207,9 +200,6 @@ class OnnxRunner:
             ShapeError: If ``x`` is not 4-D, has the wrong channel count, or has a size
                 the file does not accept (static files take one size).
             ExportError: If onnxruntime fails on it.
-
-        Shape:
-            ``(N, in_channels, H, W) -> (N, num_classes, H, W)``.
         """
         if not isinstance(x, Tensor):
             raise DTypeError(f"OnnxRunner expects a torch.Tensor, got {type(x).__name__}")
