@@ -393,7 +393,7 @@ def test_runner_rejects_unknown_providers(tmp_path: Path) -> None:
 
 
 def test_to_onnx_rejects_a_path_of_another_type() -> None:
-    with pytest.raises(ConfigError, match=r"path must be a str or os\.PathLike, got int"):
+    with pytest.raises(ConfigError, match=r"path must be a path \(str or os\.PathLike\), got 3"):
         to_onnx(UNet(3, 1, init_features=4, depth=2), 3)  # type: ignore[arg-type]
 
 

@@ -153,7 +153,7 @@ ROWS: list[Row] = [
         "ConfigError", ConfigError,
         r"model_or_segmenter must be a catseg UNet or a Segmenter.*got Conv2d"),
     Row("to-onnx-path-int", lambda tmp: to_onnx(tiny(), 7), "ConfigError", ConfigError,
-        r"path must be a str or os\.PathLike, got int"),
+        r"path must be a path \(str or os\.PathLike\), got 7"),
     # --- visualisation ------------------------------------------------------------------
     Row("overlay-alpha-nan", lambda tmp: overlay(np.zeros((2, 2, 3), np.uint8),
         np.zeros((2, 2), np.uint8), alpha=float("nan")), "ConfigError", ConfigError,

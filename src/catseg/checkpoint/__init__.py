@@ -1,13 +1,9 @@
 """Safe, atomic checkpoint files: everything needed to rebuild a trained model.
 
-The cat tutorial saved the whole model with ``torch.save(model)``: a pickle that
-runs arbitrary code when loaded and breaks as soon as the code moves. A catseg
-checkpoint instead holds only plain data — the model's constructor config (a
-JSON-like dict), its weights, the class names, the input size and the
-normalisation used in training — and is read back with
-``torch.load(..., weights_only=True)``, which refuses to build any object outside a
-small allow-list, so a tampered file fails with :class:`~catseg.errors.CheckpointError`
-and runs nothing.
+Unlike ``torch.save(model)`` (a pickle that runs code when loaded and breaks when the
+code moves), a catseg checkpoint holds only plain data and is read back with
+``torch.load(..., weights_only=True)``: a tampered file fails with
+:class:`~catseg.errors.CheckpointError` and runs nothing.
 
 File layout (format version 1) — one ``torch.save`` zip archive holding a dict::
 
@@ -20,13 +16,11 @@ File layout (format version 1) — one ``torch.save`` zip archive holding a dict
     extra             user metadata (plain data)
     training_state    optimizer/scheduler/epoch/RNG state, or None
 
-Writes are atomic (:func:`catseg._files.atomic_write`): a crash or a kill during the
-save leaves the previous checkpoint intact.
-
-Loading treats the file as untrusted input (:mod:`catseg._bounds`): the archive and its
-pickle are checked before unpickling, every field is walked once within a budget (list
-bombs are refused in milliseconds), weights must be dense, real and finite, and
-:meth:`Checkpoint.build_model` checks the config against the weights on the meta device.
+Writes are atomic: a crash during the save leaves the previous checkpoint intact.
+Loading treats the file as untrusted (:mod:`catseg._bounds`): the archive and pickle are
+checked before unpickling, every field is walked within a budget, weights must be dense,
+real and finite, and :meth:`Checkpoint.build_model` checks the config against the
+weights on the meta device.
 
 Examples:
     >>> import tempfile
@@ -47,7 +41,7 @@ Examples:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,13 +202,12 @@ def save_checkpoint(
             "into the convolutions, so its weights no longer fit its config; save the "
             "original (unfused) model instead"
         )
-    config = plain.config.to_dict()
     state = {k: v.detach().to("cpu", copy=True) for k, v in plain.state_dict().items()}
     payload: dict[str, Any] = {
         "format": _FORMAT_TAG,
         "format_version": FORMAT_VERSION,
         "catseg_version": catseg_version(),
-        "model_config": config,
+        "model_config": plain.config.to_dict(),
         "state_dict": state,
     }
     for name, value in (("extra", extra), ("training_state", training_state)):
@@ -234,12 +227,12 @@ def _save(payload: dict[str, Any], tmp: Path) -> None:
         raise ConfigError(str(err).replace(str(tmp), "the checkpoint")) from None
 
 
+@dataclass(frozen=True)
 class _Reader:
     """Checks the fields of one loaded payload, each error naming the file and the field."""
 
-    def __init__(self, file: Path, data: Mapping[str, Any]) -> None:
-        self.file = file
-        self.data = data
+    file: Path
+    data: Mapping[str, Any]
 
     def corrupt(self, message: str) -> CheckpointError:
         return CheckpointError(f"{self.file} is a corrupt catseg checkpoint: {message}")
@@ -265,24 +258,19 @@ class _Reader:
                 raise self.corrupt(f"it has a top-level key {short(key)}")
             walk_plain(value, f"field {key!r}", budget, self.unsafe)
 
-    def names(self, key: str, values: Any, check: Callable[[str], bool]) -> list[str]:
-        for item in values:
-            if not isinstance(item, str) or not 0 < len(item) <= MAX_NAME_CHARS or not check(item):
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state: dict[str, torch.Tensor] = self.field("state_dict", (dict,))
+        for key, tensor in state.items():
+            if not isinstance(key, str) or not 0 < len(key) <= MAX_NAME_CHARS:
                 raise self.corrupt(
-                    f"{key} holds {short(item)}; expected non-empty strings of at most "
+                    f"state_dict keys holds {short(key)}; expected non-empty strings of at most "
                     f"{MAX_NAME_CHARS} characters"
                 )
-        return list(values)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = self.field("state_dict", (dict,))
-        self.names("state_dict keys", list(state), lambda _: True)
-        for key, tensor in state.items():
             if not isinstance(tensor, torch.Tensor):
                 raise self.corrupt(f"state_dict holds non-tensors ({key!r} is {short(tensor)})")
             if (problem := weight_problem(tensor)) is not None:
                 raise self.corrupt(f"state_dict[{key!r}] {problem}")
-        return dict(state)
+        return state
 
     def version(self) -> tuple[int, str]:
         version = self.data.get("format_version")
@@ -305,10 +293,8 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Read a checkpoint file written by :func:`save_checkpoint`, safely.
 
-    The file is read with ``torch.load(weights_only=True)``: nothing but tensors and
-    plain Python data is ever built, so a file crafted to run code is refused
-    before any of it runs. The file is also treated as hostile in size: loading takes
-    time and memory proportional to the file, never more (see the module's notes).
+    Nothing but tensors and plain data is ever built (a file crafted to run code is
+    refused before any of it runs), in time and memory proportional to the file.
 
     Args:
         path: The checkpoint file.
@@ -346,14 +332,11 @@ def load_checkpoint(
     reader = _Reader(file, data)
     version, writer = reader.version()
     reader.walk()
-    state = reader.state_dict()
-    config = dict(reader.field("model_config", (dict,)))
-    training = reader.field("training_state", (dict, type(None)))
     return Checkpoint(
-        config=read_config(config, file),
-        state_dict=state,
-        extra=dict(reader.field("extra", (dict,))),
-        training_state=dict(training) if training is not None else None,
+        state_dict=reader.state_dict(),
+        config=read_config(reader.field("model_config", (dict,)), file),
+        training_state=reader.field("training_state", (dict, type(None))),
+        extra=reader.field("extra", (dict,)),
         format_version=version,
         catseg_version=writer,
         path=file,

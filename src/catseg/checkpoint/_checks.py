@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from catseg.errors import CheckpointError
-
-
-def _numel(shape: Sequence[int]) -> int:
-    total = 1
-    for size in shape:
-        total *= int(size)
-    return total
 
 
 def check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], *, what: str) -> None:
@@ -36,7 +30,7 @@ def check_weights_fit(model: nn.Module, state: Mapping[str, torch.Tensor], *, wh
         parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:3])})")
     if wrong:
         parts.append(f"{len(wrong)} with other shapes (first: {'; '.join(wrong[:3])})")
-    wanted = sum(_numel(shape) for shape in expected.values())
+    wanted = sum(math.prod(shape) for shape in expected.values())
     held = sum(t.numel() for t in state.values())
     raise CheckpointError(
         f"{what} do not match the model config: {', '.join(parts)} (the config builds "

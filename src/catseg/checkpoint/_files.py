@@ -50,13 +50,13 @@ def check_map_location(value: object) -> torch.device:
             "map_location='meta' would load weights without values; use 'cpu' or an accelerator"
         )
     accelerator = torch.accelerator.current_accelerator(check_available=True)
-    count = torch.accelerator.device_count() if accelerator is not None else 0
     if accelerator is None or accelerator.type != device.type:
         found = f"only {accelerator.type!r} and 'cpu'" if accelerator is not None else "'cpu'"
         raise CheckpointError(
             f"map_location={str(device)!r}: this machine has no {device.type!r} device "
             f"({found} available); use map_location='cpu'"
         )
+    count = torch.accelerator.device_count()
     if device.index is not None and device.index >= count:
         raise CheckpointError(
             f"map_location={str(device)!r}: this machine has {count} {device.type} "

@@ -1,19 +1,13 @@
 """Exact ONNX graph rewrites that let onnxruntime run more of a UNet in int8 on the CPU.
 
-onnxruntime's CPU provider has no int8 kernel for ``ConvTranspose``: in a quantised
-graph it stays in fp32 between a DequantizeLinear and a QuantizeLinear, and the NHWC
-layout the int8 convolutions use is transposed back and forth around it. A transposed
-convolution whose kernel equals its stride (the UNet's 2×2, stride-2 upsampling) is the
-same as a 1×1 convolution to ``kh·kw·C`` channels followed by a reshuffle of those
-channels into ``kh × kw`` blocks; the 1×1 convolution quantises (``QLinearConv``) and
-the reshuffle (written as Transpose → Reshape → Transpose → Reshape → Transpose, in the
-NHWC order) is pure uint8 data movement that onnxruntime's transpose optimiser merges
-with its own layout transposes. The rewrite is exact in fp32 (tested against the
-original graph).
+onnxruntime's CPU provider has no int8 ``ConvTranspose``: a quantised graph runs it in
+fp32, with layout transposes around it. A transposed convolution whose kernel equals its
+stride (the UNet's 2×2 upsampling) is exactly a 1×1 convolution to ``kh·kw·C`` channels
+(which quantises) followed by a reshuffle of those channels into ``kh × kw`` blocks (pure
+uint8 data movement, in NHWC order, that onnxruntime merges with its own transposes).
 
 After quantisation, ``Shape`` nodes that read a dequantised tensor are pointed at the
-quantised one: the shape is the same, and onnxruntime then no longer dequantises a whole
-activation only to read its shape.
+quantised one, so a whole activation is no longer dequantised only to read its shape.
 """
 
 from __future__ import annotations
@@ -63,65 +57,38 @@ def _replacement(node: Any, initializers: dict[str, Any], new_tensors: list[Any]
 
     weight = numpy_helper.to_array(initializers[node.input[1]])  # (C_in, C_out, kh, kw)
     c_in, c_out, kh, kw = (int(d) for d in weight.shape)
-    prefix = f"{node.output[0]}__catseg_up"
+    p = f"{node.output[0]}__catseg_up"
 
     def tensor(suffix: str, value: np.ndarray[Any, Any]) -> str:
-        new_tensors.append(numpy_helper.from_array(np.ascontiguousarray(value), prefix + suffix))
-        return prefix + suffix
+        new_tensors.append(numpy_helper.from_array(np.ascontiguousarray(value), p + suffix))
+        return p + suffix
+
+    def ints(suffix: str, *values: int) -> str:
+        return tensor(suffix, np.array(values, np.int64))
 
     # output channel (a·kw + b)·C_out + c of the 1×1 conv is pixel (a, b) of channel c's block
     inputs = [node.input[0], tensor("_w", weight.transpose(2, 3, 1, 0).reshape(-1, c_in, 1, 1))]
     if len(node.input) > 2 and node.input[2]:
         bias = numpy_helper.to_array(initializers[node.input[2]])
         inputs.append(tensor("_b", np.tile(bias, kh * kw)))
-    blocks = np.array([kh, kw], dtype=np.int64)
-    make = helper.make_node
-    return [
-        make("Conv", inputs, [prefix + "_conv"], name=prefix + "_conv", kernel_shape=[1, 1]),
-        make("Transpose", [prefix + "_conv"], [prefix + "_nhwc"], name=prefix + "_t0", perm=_NHWC),
-        make(  # (N, H, W, kh·kw·C) -> (N, H, W, kh, kw, C)
-            "Reshape",
-            [prefix + "_nhwc", tensor("_s6", np.array([0, 0, 0, kh, kw, c_out], np.int64))],
-            [prefix + "_6d"],
-            name=prefix + "_r0",
-        ),
-        make(  # -> (N, H, kh, W, kw, C)
-            "Transpose",
-            [prefix + "_6d"],
-            [prefix + "_6t"],
-            name=prefix + "_t1",
-            perm=[0, 1, 3, 2, 4, 5],
-        ),
-        make("Shape", [node.input[0]], [prefix + "_shape"], name=prefix + "_shape"),
-        make(
-            "Slice",
-            [
-                prefix + "_shape",
-                tensor("_i2", np.array([2], np.int64)),
-                tensor("_i4", np.array([4], np.int64)),
-            ],
-            [prefix + "_hw"],
-            name=prefix + "_hw",
-        ),
-        make(
-            "Mul", [prefix + "_hw", tensor("_k", blocks)], [prefix + "_hw2"], name=prefix + "_mul"
-        ),
-        make(
-            "Concat",
-            [
-                tensor("_n", np.array([0], np.int64)),
-                prefix + "_hw2",
-                tensor("_c", np.array([c_out], np.int64)),
-            ],
-            [prefix + "_s4"],
-            name=prefix + "_s4",
-            axis=0,
-        ),
-        make(  # -> (N, kh·H, kw·W, C)
-            "Reshape", [prefix + "_6t", prefix + "_s4"], [prefix + "_up"], name=prefix + "_r1"
-        ),
-        make("Transpose", [prefix + "_up"], list(node.output), name=prefix + "_t2", perm=_NCHW),
+    steps: list[tuple[str, list[str], str, dict[str, Any]]] = [
+        ("Conv", inputs, "_conv", {"kernel_shape": [1, 1]}),
+        ("Transpose", [p + "_conv"], "_nhwc", {"perm": _NHWC}),
+        # (N, H, W, kh·kw·C) -> (N, H, W, kh, kw, C) -> (N, H, kh, W, kw, C)
+        ("Reshape", [p + "_nhwc", ints("_s6", 0, 0, 0, kh, kw, c_out)], "_6d", {}),
+        ("Transpose", [p + "_6d"], "_6t", {"perm": [0, 1, 3, 2, 4, 5]}),
+        # -> (N, kh·H, kw·W, C), with H and W read from the input's shape
+        ("Shape", [node.input[0]], "_shape", {}),
+        ("Slice", [p + "_shape", ints("_i2", 2), ints("_i4", 4)], "_hw", {}),
+        ("Mul", [p + "_hw", ints("_k", kh, kw)], "_hw2", {}),
+        ("Concat", [ints("_n", 0), p + "_hw2", ints("_c", c_out)], "_s4", {"axis": 0}),
+        ("Reshape", [p + "_6t", p + "_s4"], "_up", {}),
     ]
+    made = [
+        helper.make_node(op, ins, [p + out], name=p + out, **attrs) for op, ins, out, attrs in steps
+    ]
+    last = helper.make_node("Transpose", [p + "_up"], list(node.output), name=p + "_t", perm=_NCHW)
+    return [*made, last]
 
 
 def rewrite_block_upsampling(model: Any) -> int:

@@ -43,12 +43,11 @@ def _calibration_tensors(
     """
     from catseg.data._inputs import load_input, model_input
 
-    record = runner.config
-    channels = runner.in_channels
-    pre = record.preprocessing or Preprocessing.identity(channels)
-    mean = torch.tensor(pre.for_channels(channels).mean, dtype=torch.float32)
-    std = torch.tensor(pre.for_channels(channels).std, dtype=torch.float32)
-    size: tuple[int, int] | None = record.image_size
+    record, channels = runner.config, runner.in_channels
+    pre = (record.preprocessing or Preprocessing.identity(channels)).for_channels(channels)
+    mean = torch.tensor(pre.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(pre.std, dtype=torch.float32).view(1, -1, 1, 1)
+    size = record.image_size
     if size is None:
         height, width = (OnnxRunner.static_dim(d) for d in runner.input_shape[2:])
         size = (height, width) if height is not None and width is not None else None
@@ -57,37 +56,28 @@ def _calibration_tensors(
             tensor = load_input(image, channels, size).pixels
         except CatsegError as err:
             raise ConfigError(f"calibration_images[{index}] cannot be read: {err}") from err
-        yield index, model_input(tensor, size, mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1))
+        yield index, model_input(tensor, size, mean, std)
 
 
 class _Reader:
     """A ``CalibrationDataReader`` (onnxruntime's protocol: ``get_next`` and ``rewind``)."""
 
     def __init__(self, images: Sequence[object], runner: OnnxRunner) -> None:
-        self._images = images
-        self._runner = runner
-        self._iterator = _calibration_tensors(images, runner)
+        self._images, self._runner = images, runner
+        self.rewind()
 
     def get_next(self) -> dict[str, Any] | None:
         item = next(self._iterator, None)
-        if item is None:
-            return None
-        return {self._runner.input_name: item[1].numpy()}
+        return None if item is None else {self._runner.input_name: item[1].numpy()}
 
     def rewind(self) -> None:
         self._iterator = _calibration_tensors(self._images, self._runner)
 
 
-def _path(name: str, value: object) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise ConfigError(f"{name} must be a str or os.PathLike, got {type(value).__name__}")
-    return Path(value)
-
-
 def _check_arguments(
     src_onnx: object, dst_onnx: object, calibration_images: object
 ) -> tuple[Path, Path, Sequence[object]]:
-    src, dst = _path("src_onnx", src_onnx), _path("dst_onnx", dst_onnx)
+    src, dst = check.check_path("src_onnx", src_onnx), check.check_path("dst_onnx", dst_onnx)
     if src.resolve() == dst.resolve():
         raise ConfigError(
             f"dst_onnx {str(dst)!r} is the source file; quantize_onnx never overwrites "
@@ -119,32 +109,23 @@ def _finish(path: Path, metadata: dict[str, Any], marker: dict[str, Any]) -> Non
     onnx.save(model, str(path))
 
 
-def _prepare(src: Path, tmp: Path, preprocess: bool) -> Path:
-    """The fp32 graph to quantise: pre-processed, block upsampling rewritten (exact)."""
+def _quantize(src: Path, tmp: Path, reader: _Reader, options: dict[str, Any]) -> None:
+    """Pre-process the fp32 graph, rewrite its block upsampling (exact), quantise it (QDQ)."""
     onnx = require("onnx", "onnx")
-    quantization = require("onnxruntime.quantization", "onnx")
-    model_in = tmp.with_name(tmp.name + ".fp32.onnx")
-    if preprocess:
-        quantization.shape_inference.quant_pre_process(
-            str(src), str(model_in), skip_symbolic_shape=True
-        )
-    model = onnx.load(str(model_in if preprocess else src))
-    rewrite_block_upsampling(model)
-    onnx.save(model, str(model_in))
-    return model_in
-
-
-def _quantize(
-    src: Path, tmp: Path, reader: _Reader, options: dict[str, Any], preprocess: bool
-) -> None:
-    """Prepare the fp32 graph, then run onnxruntime's static QDQ quantisation."""
     quantization = require("onnxruntime.quantization", "onnx")
     model_in = tmp.with_name(tmp.name + ".fp32.onnx")
     ort_logger = logging.getLogger("onnxruntime")  # its info lines are not ours to print
     level = ort_logger.level
     ort_logger.setLevel(logging.ERROR)
+    method = getattr(quantization.CalibrationMethod, _ORT_METHODS[options["method"]])
     try:
-        model_in = _prepare(src, tmp, preprocess)
+        if options["preprocess"]:
+            quantization.shape_inference.quant_pre_process(
+                str(src), str(model_in), skip_symbolic_shape=True
+            )
+        model = onnx.load(str(model_in if options["preprocess"] else src))
+        rewrite_block_upsampling(model)
+        onnx.save(model, str(model_in))
         quantization.quantize_static(
             str(model_in),
             str(tmp),
@@ -154,9 +135,7 @@ def _quantize(
             reduce_range=options["reduce_range"],
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
-            calibrate_method=getattr(
-                quantization.CalibrationMethod, _ORT_METHODS[options["method"]]
-            ),
+            calibrate_method=method,
             extra_options={"CalibTensorRangeSymmetric": False},
         )
     except CatsegError:
@@ -183,22 +162,16 @@ def quantize_onnx(
     """Quantise an exported model to int8 (post-training, static, QDQ) for CPU inference.
 
     Weights become int8 (one scale per output channel with ``per_channel=True``) and
-    activations uint8 (the u8×s8 scheme onnxruntime's x86 kernels run fastest), with
-    ranges measured by running the fp32 model on ``calibration_images`` through
-    onnxruntime's quantisation tools (``onnxruntime.quantization.quantize_static``, QDQ
-    format). The images are preprocessed exactly as :class:`~catseg.predict.Segmenter`
-    does for this file: resized to its ``image_size`` and normalised with its
-    ``mean``/``std`` from the file's metadata. Use a few dozen photos like the ones the
-    model will see; on a trained model the masks then usually agree with the fp32
-    model's on ≥ 99 % of the pixels (measure it on your own photos: see the export guide).
+    activations uint8, with ranges measured by running the fp32 model on
+    ``calibration_images`` (``onnxruntime.quantization.quantize_static``, QDQ format),
+    preprocessed exactly as :class:`~catseg.predict.Segmenter` does for this file. Use a
+    few dozen photos like the ones the model will see; on a trained model the masks then
+    usually agree with the fp32 model's on ≥ 99 % of the pixels (see the export guide).
 
-    Before quantising, the fp32 graph is pre-processed (``quant_pre_process``: shape
-    inference and graph optimisation) and each transposed convolution whose kernel
-    equals its stride (the UNet's 2×2 upsampling) is rewritten, exactly, as a 1×1
-    convolution followed by a reshuffle of its channels into blocks: onnxruntime has no
-    int8 kernel for ``ConvTranspose`` and would run it in fp32 between layout
-    transposes. On a 2-core AVX2 CPU without VNNI this took the default UNet (256²,
-    batch 4) from 1.65× to about 1.9× the fp32 onnxruntime speed (export guide).
+    Before quantising, the graph is pre-processed (``quant_pre_process``) and each
+    transposed convolution whose kernel equals its stride (the UNet's 2×2 upsampling) is
+    rewritten, exactly, as a 1×1 convolution and a block reshuffle that run in int8
+    (onnxruntime has no int8 ``ConvTranspose``; speeds are in the export guide).
 
     The destination keeps every metadata entry of the source (the model's record in
     ``model_config``, ...) plus ``quantization`` (a JSON object: ``"int8"``
@@ -215,11 +188,9 @@ def quantize_onnx(
             per tensor.
         method: ``"minmax"`` (the observed range), ``"entropy"`` or ``"percentile"``
             (clip outliers; slower calibration).
-        reduce_range: Quantise weights to 7 bits (the default). x86 CPUs without VNNI
-            (AVX2, AVX-512F) multiply u8×s8 pairs with ``vpmaddubsw``, whose 16-bit sums
-            saturate with full 8-bit weights; 7-bit weights cannot saturate. Same
-            speed; on the cats (2-core AVX2 EPYC) it raised the pixel agreement from
-            98.86 % to 99.38 %. ``False`` gives 8-bit weights, finer on VNNI CPUs.
+        reduce_range: Quantise weights to 7 bits (the default), which cannot saturate the
+            16-bit sums of x86 CPUs without VNNI (see the export guide); ``False`` gives
+            8-bit weights, finer on VNNI CPUs.
         preprocess: Run onnxruntime's ``quant_pre_process`` (graph optimisation and
             shape inference) first.
 
@@ -260,8 +231,8 @@ def quantize_onnx(
         "per_channel": check.check_bool("per_channel", per_channel),
         "reduce_range": check.check_bool("reduce_range", reduce_range),
         "method": check.check_choice("method", method, _METHODS),
+        "preprocess": check.check_bool("preprocess", preprocess),
     }
-    preprocess = check.check_bool("preprocess", preprocess)
     onnx = require("onnx", "onnx")
     runner = OnnxRunner(src, providers=["CPUExecutionProvider"])
     graph = onnx.load(str(src), load_external_data=False).graph  # onnxruntime loops on int8
@@ -275,13 +246,11 @@ def quantize_onnx(
     reader = _Reader(images, runner)
 
     def write(tmp: Path) -> None:
-        _quantize(src, tmp, reader, options, preprocess)
+        _quantize(src, tmp, reader, options)
         marker = {
             "format": "int8",
             "scheme": "QDQ, uint8 activations, int8 weights",
-            "per_channel": options["per_channel"],
-            "reduce_range": options["reduce_range"],
-            "method": options["method"],
+            **{k: options[k] for k in ("per_channel", "reduce_range", "method")},
             "calibration_images": len(images),
             "catseg_version": catseg_version(),
         }

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from catseg._bounds import parse_json, short
 from catseg._runtime import require
+from catseg._validation import check_path
 from catseg.errors import (
     CheckpointError,
     ConfigError,
@@ -85,33 +86,24 @@ class OnnxRunner:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, providers: Sequence[str] | None = None):
-        if not isinstance(path, (str, os.PathLike)):
-            raise ConfigError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        self.path = check_path("path", path)
         ort = require("onnxruntime", "onnx")
-        self.path = Path(path)
         if not self.path.is_file():
             raise MissingFileError(f"ONNX file {str(self.path)!r} does not exist")
         available = list(ort.get_available_providers())
-        if providers is None:
-            chosen = [
-                p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
-            ]
-        else:
-            if (
-                isinstance(providers, str)
-                or not isinstance(providers, Sequence)
-                or not all(isinstance(p, str) for p in providers)
-            ):
-                raise ConfigError(
-                    f"providers must be None or a sequence of provider names, got {providers!r}"
-                )
-            chosen = list(providers)
-            missing = [p for p in chosen if p not in available]
-            if missing or not chosen:
-                raise ConfigError(
-                    f"onnxruntime providers {missing or chosen} are not available; "
-                    f"this onnxruntime offers {available}"
-                )
+        preferred = ("CUDAExecutionProvider", "CPUExecutionProvider")
+        chosen = [p for p in preferred if p in available] if providers is None else providers
+        sequence = isinstance(chosen, Sequence) and not isinstance(chosen, str)
+        if not sequence or not all(isinstance(p, str) for p in chosen):
+            raise ConfigError(
+                f"providers must be None or a sequence of provider names, got {providers!r}"
+            )
+        missing = [p for p in chosen if p not in available]
+        if missing or not chosen:
+            raise ConfigError(
+                f"onnxruntime providers {missing or chosen} are not available; "
+                f"this onnxruntime offers {available}"
+            )
         try:
             options = ort.SessionOptions()
             # Idle worker threads sleep instead of spinning: a spinning pool would starve
@@ -119,7 +111,7 @@ class OnnxRunner:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             self._session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=chosen
+                str(self.path), sess_options=options, providers=list(chosen)
             )
         except Exception as err:  # onnxruntime's errors derive from Exception directly
             raise CheckpointError(
@@ -145,8 +137,10 @@ class OnnxRunner:
                 f"{self.path}: cannot tell the number of classes (output shape {out_shape})"
             )
         channels = self.static_dim(self._input_shape[1])
-        self.config = _read_record(self.metadata, self.path, channels, num_classes)
-        """The model's record (classes, mode, image size, threshold, normalisation)."""
+        if "model_config" in self.metadata:  # read like every record
+            self.config = read_config(self.metadata["model_config"], self.path)
+        else:  # not written by catseg: only the graph's facts are known
+            self.config = UNetConfig(in_channels=channels or 3, num_classes=num_classes)
         self.in_channels: int = self.config.in_channels
         self.num_classes: int = num_classes
         for name, recorded, graph in (
@@ -206,9 +200,6 @@ class OnnxRunner:
             ShapeError: If ``x`` is not 4-D, has the wrong channel count, or has a size
                 the file does not accept (static files take one size).
             ExportError: If onnxruntime fails on it.
-
-        Shape:
-            ``(N, in_channels, H, W) -> (N, num_classes, H, W)``.
         """
         if not isinstance(x, Tensor):
             raise DTypeError(f"OnnxRunner expects a torch.Tensor, got {type(x).__name__}")
@@ -223,7 +214,7 @@ class OnnxRunner:
                     f"{self.path.name} expects input shape {self._input_shape} "
                     f"(N, C, H, W), got {tuple(x.shape)} (axis {axis} differs)"
                 )
-        if self.in_channels is not None and x.shape[1] != self.in_channels:
+        if x.shape[1] != self.in_channels:
             raise ShapeError(
                 f"{self.path.name} expects {self.in_channels} input channels, got shape "
                 f"{tuple(x.shape)}"
@@ -248,12 +239,3 @@ def _parse(props: Mapping[str, str], path: Path) -> dict[str, Any]:
         except CheckpointError:
             parsed[key] = text
     return parsed
-
-
-def _read_record(
-    meta: Mapping[str, Any], path: Path, in_channels: int | None, num_classes: int
-) -> UNetConfig:
-    """The model's record from the ``model_config`` metadata entry (read like every record)."""
-    if "model_config" not in meta:  # not written by catseg: only the graph's facts are known
-        return UNetConfig(in_channels=in_channels or 3, num_classes=num_classes)
-    return read_config(meta["model_config"], path)

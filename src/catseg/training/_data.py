@@ -19,7 +19,6 @@ from torch.utils.data import ChainDataset, ConcatDataset
 
 from catseg._validation import check_optional_size
 from catseg.errors import ConfigError
-from catseg.models.config import UNetConfig
 from catseg.models.preprocessing import Preprocessing, same_preprocessing
 from catseg.models.unet import UNet
 
@@ -157,22 +156,6 @@ def read_data_facts(dataset: object, where: str = "the dataset", depth: int = 0)
     )
 
 
-def _ask_for_missing(config: UNetConfig, facts: DataFacts, need_size: bool) -> None:
-    needed = {"classes": "[...]", "image_size": "(H, W)"} if need_size else {"classes": "[...]"}
-    missing = {
-        name: why
-        for name, why in facts.unreadable.items()
-        if name in needed and getattr(config, name) is None
-    }
-    if missing:
-        call = ", ".join(f"{name}={needed[name]}" for name in missing)
-        raise ConfigError(
-            f"cannot tell the {' and '.join(missing)} the model is trained with: "
-            f"{'; '.join(missing.values())}; state it once with model.describe({call}) "
-            "before fit"
-        )
-
-
 def record_data_facts(model: nn.Module, dataset: object, *, need_size: bool) -> None:
     """Record on ``model`` (a UNet; other modules are left alone) what ``dataset`` states.
 
@@ -187,7 +170,19 @@ def record_data_facts(model: nn.Module, dataset: object, *, need_size: bool) -> 
     if not isinstance(model, UNet):
         return
     config, facts = model.config, read_data_facts(dataset)
-    _ask_for_missing(config, facts, need_size)
+    needed = {"classes": "[...]", "image_size": "(H, W)"} if need_size else {"classes": "[...]"}
+    missing = {
+        name: why
+        for name, why in facts.unreadable.items()
+        if name in needed and getattr(config, name) is None
+    }
+    if missing:
+        call = ", ".join(f"{name}={needed[name]}" for name in missing)
+        raise ConfigError(
+            f"cannot tell the {' and '.join(missing)} the model is trained with: "
+            f"{'; '.join(missing.values())}; state it once with model.describe({call}) "
+            "before fit"
+        )
     given: dict[str, Any] = {}
     if facts.mode == "multilabel" and config.mode != "multilabel":
         given["mode"] = "multilabel"

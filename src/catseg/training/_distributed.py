@@ -24,8 +24,8 @@ from catseg.errors import ConfigError
 T = TypeVar("T")
 # What a sharded loader keeps of the original, by DataLoader argument name; the
 # worker-only ones only when it has workers (DataLoader rejects them otherwise).
-_KEPT = ("batch_size", "collate_fn", "pin_memory", "drop_last", "timeout", "worker_init_fn",
-         "generator")  # fmt: skip
+_KEPT = ("batch_size", "num_workers", "collate_fn", "pin_memory", "drop_last", "timeout",
+         "worker_init_fn", "generator")  # fmt: skip
 _KEPT_WITH_WORKERS = ("multiprocessing_context", "prefetch_factor", "persistent_workers")
 
 
@@ -169,10 +169,8 @@ def shard(loader: DataLoader[Any], *, train: bool, seed: int = 0) -> DataLoader[
             f"or a plain shuffle/sequential one, got {type(loader.sampler).__name__}; wrap "
             "your sampling logic in a DistributedSampler subclass"
         )
-    workers = loader.num_workers
-    kept = _KEPT + (_KEPT_WITH_WORKERS if workers > 0 else ())
-    options = {name: getattr(loader, name) for name in kept}
-    return DataLoader(loader.dataset, sampler=sampler, num_workers=workers, **options)
+    kept = _KEPT + (_KEPT_WITH_WORKERS if loader.num_workers > 0 else ())
+    return DataLoader(loader.dataset, sampler=sampler, **{k: getattr(loader, k) for k in kept})
 
 
 def set_epoch(loader: DataLoader[Any], epoch: int) -> None:

@@ -106,36 +106,25 @@ def fit(  # noqa: PLR0913 - public keyword-only signature (at most 16, issue 26)
 ) -> History:
     """Train ``model`` for ``epochs`` epochs, validating and checkpointing after each.
 
-    The model is trained in place (it ends with the weights of the last epoch; the best
-    ones by validation score are in ``best.pt``). The fast path is the default
-    (:class:`RunOptions`): bf16 autocast where the hardware has native bf16, channels-last
-    model and inputs, loss and metric in fp32, a gradient scaler only for fp16. uint8 image
-    batches are converted to float on the device.
+    The model is trained in place (it ends with the last epoch's weights; the best ones
+    by validation score are in ``best.pt``), on the fast path of :class:`RunOptions` by
+    default. A :class:`~catseg.models.UNet` gets the facts its training data states
+    (class names, multilabel mode, image size after the transforms, normalisation)
+    recorded on its config (:meth:`~catseg.models.UNet.describe`); a fact that disagrees
+    with the model's record, or is needed but cannot be read, is a ``ConfigError`` naming
+    the ``model.describe(...)`` call that states it.
 
-    A :class:`~catseg.models.UNet` gets the facts its training data states recorded on
-    its config (:meth:`~catseg.models.UNet.describe`): the dataset's ``class_names``,
-    ``mode = "multilabel"``, the image size after its transforms and its normalisation
-    (``mean``/``std`` attributes or a ``Normalize`` transform; none means ``[0, 1]``
-    pixels). A fact the model already records must agree. One the data cannot state
-    (a transform whose effect on the size is unknown, parts of a ``ConcatDataset`` that
-    disagree) and the model does not record is asked for once, when needed, naming the
-    ``model.describe(...)`` call that states it.
-
-    With ``checkpoint_dir``, rank 0 writes ``last.pt`` after every epoch (weights,
-    optimizer, scheduler, scaler, epoch, every process's RNG streams, the history and
-    what the run was started with) and ``best.pt`` whenever the validation score
-    improves, atomically with :func:`~catseg.checkpoint.save_checkpoint`. A later call with
-    the same arguments continues after the last finished epoch; ``epochs`` may grow when
-    the scheduler does not depend on it. A call whose arguments no longer describe the run
-    (other batch size or steps per epoch, another scheduler or its settings, fewer epochs
-    than finished) stops with a :class:`~catseg.errors.CheckpointError` naming each change.
+    With ``checkpoint_dir``, rank 0 writes ``last.pt`` after every epoch (weights, training
+    state and RNG streams, history, the run's arguments) and ``best.pt`` on each new best
+    score, atomically. A later call with the same arguments continues after the last
+    finished epoch (``epochs`` may grow when the scheduler does not depend on it); one whose
+    arguments no longer describe the run stops with a
+    :class:`~catseg.errors.CheckpointError` naming each change.
 
     Under torch.distributed (e.g. ``torchrun``) the model is wrapped in
-    DistributedDataParallel; a train loader without a DistributedSampler is rebuilt with
-    one (shuffling if it shuffled, seeded with ``run.seed`` or 0) and ``set_epoch`` is
-    called each epoch; the validation loader is split into disjoint unpadded shards and the
-    metric sums its counts over processes. BatchNorm statistics are copied from rank 0
-    after each epoch. Only rank 0 writes checkpoints and logs.
+    DistributedDataParallel, the loaders are sharded (see the training guide), BatchNorm
+    statistics are copied from rank 0 after each epoch and only rank 0 writes checkpoints
+    and logs.
 
     Args:
         model: Module mapping images ``(N, C, H, W)`` to logits; checkpoints need a

@@ -64,11 +64,8 @@ class EpochRecord:
 
     def summary(self) -> dict[str, str]:
         """The numbers shown per epoch by ``fit``'s progress bar or log line."""
-        out = {"loss": f"{self.train_loss:.4f}"}
-        if self.val_loss is not None:
-            out["val_loss"] = f"{self.val_loss:.4f}"
-        if self.val_miou is not None:
-            out["val_mIoU"] = f"{self.val_miou:.4f}"
+        shown = {"loss": self.train_loss, "val_loss": self.val_loss, "val_mIoU": self.val_miou}
+        out = {name: f"{value:.4f}" for name, value in shown.items() if value is not None}
         return {**out, "img/s": f"{self.images_per_second:.1f}"}
 
 

@@ -99,11 +99,9 @@ def prepare_batch(
         raise DTypeError(f"images must be uint8 or floating point, got {images.dtype}")
     if channels_last:
         out = out.contiguous(memory_format=torch.channels_last)
-    if masks.is_floating_point() or masks.dtype == torch.int64:
-        target = masks.to(device, non_blocking=True)
-    else:  # bool, uint8 and the other integer types are widened on the device
-        target = masks.to(device, dtype=torch.int64, non_blocking=True)
-    return out, target
+    # bool, uint8 and the other integer types are widened to int64 on the device
+    dtype = None if masks.is_floating_point() else torch.int64
+    return out, masks.to(device, dtype=dtype, non_blocking=True)
 
 
 def prepare_model(model: nn.Module, device: torch.device, *, channels_last: bool) -> None:
@@ -188,14 +186,11 @@ def train_one_epoch(
 ) -> float:
     """Train ``model`` for one pass over ``loader`` and return the mean loss.
 
-    The fast path is the default: the forward pass runs under bf16 autocast where the
-    hardware has native bf16 (``precision="auto"``), inputs and model use the
-    channels-last memory format, and the loss is computed in fp32 on
-    ``logits.float()``. uint8 image batches are converted to float in [0, 1] on the
-    device. The model is moved to ``device`` (in place, like ``Module.to``).
-
-    Under torch.distributed the loss is averaged over all processes; wrapping the model
-    in DDP and sharding the loader is the caller's job here (:func:`fit` does both).
+    The fast path is the default: bf16 autocast where the hardware has native bf16,
+    channels-last model and inputs, the loss in fp32 on ``logits.float()``; uint8 images
+    become float in [0, 1] on the device, to which the model is moved (in place). Under
+    torch.distributed the loss is averaged over all processes; wrapping the model in DDP
+    and sharding the loader is the caller's job here (:func:`fit` does both).
 
     Args:
         model: Module mapping images ``(N, C, H, W)`` to logits ``(N, K, H, W)``.
@@ -275,14 +270,11 @@ def evaluate(
 ) -> ResultT:
     """Run ``model`` over ``loader`` and return the metric over the whole set.
 
-    The model runs in eval mode under :func:`torch.inference_mode` (its previous
-    train/eval mode is restored afterwards) with the same fast path as training; logits
-    are cast to fp32 before the metric sees them. ``metric`` is reset first.
-
-    Under torch.distributed a plain DataLoader is sharded so that every process sees a
-    disjoint part of the data without repeats, and :class:`~catseg.metrics.MeanIoU`
-    sums the confusion matrices of all processes in ``compute()``: every process gets
-    the result for the whole set.
+    The model runs in eval mode under :func:`torch.inference_mode` (its mode is restored
+    afterwards) with the same fast path as training; the metric, reset first, gets fp32
+    logits. Under torch.distributed a plain DataLoader is split into disjoint shards and
+    :class:`~catseg.metrics.MeanIoU` combines all processes in ``compute()``, so every
+    process gets the result for the whole set.
 
     Args:
         model: Module mapping images to logits (DDP, DataParallel and ``torch.compile``
