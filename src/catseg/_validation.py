@@ -73,14 +73,10 @@ def check_finite_float(
         left = ("(" if low_open else "[") + ("-inf" if low is None else repr(float(low)))
         right = ("inf" if high is None else repr(float(high))) + (")" if high_open else "]")
         interval = f" in {left}, {right}"
-    if not _is_real(value):
-        raise ConfigError(f"{name} must be a finite number{interval}, got {short(value)}")
-    number = float(value)  # type: ignore[arg-type]
-    if not math.isfinite(number):
-        raise ConfigError(f"{name} must be a finite number{interval}, got {short(value)}")
+    number = float(value) if _is_real(value) else math.nan  # type: ignore[arg-type]
     too_low = low is not None and (number <= low if low_open else number < low)
     too_high = high is not None and (number >= high if high_open else number > high)
-    if too_low or too_high:
+    if not math.isfinite(number) or too_low or too_high:
         raise ConfigError(f"{name} must be a finite number{interval}, got {short(value)}")
     return number
 
