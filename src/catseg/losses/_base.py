@@ -64,7 +64,7 @@ class OverlapLoss(LossModule):
 
     _shown: ClassVar[tuple[str, ...]] = ("mode", "smooth", "ignore_index", "reduction_scope")
 
-    def _set_overlap(
+    def __init__(
         self,
         mode: object,
         smooth: object,
@@ -76,6 +76,7 @@ class OverlapLoss(LossModule):
         eps: object = 1e-7,
         squared: object = False,
     ) -> None:
+        super().__init__()
         self.mode = check_mode(mode)
         self.from_logits = check_bool("from_logits", from_logits)
         self.smooth = check_option("smooth", smooth)
