@@ -177,10 +177,13 @@ def check_callable(name: str, value: T, *, optional: bool = False) -> T:
     return value
 
 
-def check_optional_int(name: str, value: object) -> int | None:
-    """``value`` as an int, or ``None`` (bools and floats are refused)."""
-    if value is None:
-        return None
-    if not _is_int(value):
-        raise ConfigError(f"{name} must be an int or None, got {short(value)}")
-    return operator.index(value)  # type: ignore[arg-type]
+def check_ignore_index(value: object, mode: str) -> int | None:
+    """``None`` or an int; not 0 or 1 outside multiclass mode, where they are the targets."""
+    if value is not None and not _is_int(value):
+        raise ConfigError(f"ignore_index must be an int or None, got {short(value)}")
+    if mode != "multiclass" and value in (0, 1):
+        raise ConfigError(
+            f"ignore_index must not be 0 or 1 in {mode} mode (the target values), got "
+            f"{value}; the usual value is 255"
+        )
+    return None if value is None else operator.index(value)  # type: ignore[arg-type]

@@ -15,12 +15,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from catseg._validation import check_bool, check_choice, check_mode
+from catseg._validation import check_bool, check_choice, check_ignore_index, check_mode
 from catseg.errors import ConfigError, ReadOnlyOptionError
 from catseg.losses._checks import (
     SCOPES,
     check_class_weights,
-    check_ignore_index,
     check_option,
     check_weight_count,
     class_labels,

@@ -15,8 +15,8 @@ from torch import Tensor
 from catseg._validation import (
     check_bool,
     check_choice,
+    check_ignore_index,
     check_int,
-    check_optional_int,
     check_positive_int,
     check_probability,
 )
@@ -51,15 +51,9 @@ def check_options(
 ) -> tuple[int, int | None, float, bool, MetricMode]:
     """Validate the options shared by every metric entry point, once, in one place."""
     checked_mode = cast(MetricMode, check_choice("mode", mode, MODES))
-    checked_ignore = check_optional_int("ignore_index", ignore_index)
-    if checked_mode == "multilabel" and checked_ignore in (0, 1):
-        raise ConfigError(
-            f"ignore_index must not be 0 or 1 in multilabel mode (the target values), "
-            f"got {checked_ignore}; the usual value is 255"
-        )
     return (
         check_num_classes(num_classes, checked_mode),
-        checked_ignore,
+        check_ignore_index(ignore_index, checked_mode),
         check_probability("threshold", threshold),
         check_bool("from_logits", from_logits),
         checked_mode,
