@@ -94,9 +94,8 @@ def _training(history: History | None, evaluation: IoUResult | None, classes: Se
 
 def _weights(model: UNet) -> dict[str, torch.Tensor]:
     """The weights as contiguous CPU tensors, checked against a fresh model of the config."""
-    config = model.config.to_dict()
     with torch.device("meta"):
-        reference = UNet.from_config(config)
+        reference = UNet.from_config(model.config.to_dict())  # ConfigError for an encoder instance
         if model.is_fused:
             reference = reference.fuse_for_inference()
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
@@ -166,7 +165,6 @@ def save_pretrained(
             f"save_pretrained saves catseg.models.UNet models, got {type(plain).__qualname__}"
         )
     overwrite = check_bool("overwrite", overwrite)
-    plain.config.to_dict()  # ConfigError for an encoder instance
     names = plain.config.class_names
     config = FolderConfig(
         model=plain.config,
