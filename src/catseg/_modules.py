@@ -19,6 +19,7 @@ from catseg.errors import ConfigError
 _ModuleT = TypeVar("_ModuleT", bound=nn.Module)
 
 _MAX_WRAPPERS = 32
+_PARALLEL = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -47,10 +48,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for _ in range(_MAX_WRAPPERS):  # a bound, in case a module wraps itself
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            inner = model.module
-        else:
-            inner = getattr(model, "_orig_mod", None)
+        inner = model.module if isinstance(model, _PARALLEL) else getattr(model, "_orig_mod", None)
         if not isinstance(inner, nn.Module) or inner is model:
             return model
         model = inner
