@@ -193,7 +193,7 @@ def _tensor_to_uint8(tensor: torch.Tensor) -> npt.NDArray[np.uint8]:
     return (values * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def _array_to_uint8(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+def _array_to_uint8(image: npt.ArrayLike | Image.Image) -> npt.NDArray[np.uint8]:
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise DTypeError(f"an image array must be uint8 (H, W, C), got dtype {array.dtype}")
@@ -207,11 +207,19 @@ def _array_to_uint8(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     return array[:, :, :3]
 
 
-def _image_to_uint8_rgb(image: npt.ArrayLike | torch.Tensor | Image.Image) -> npt.NDArray[np.uint8]:
+def _photo(
+    image: npt.ArrayLike | torch.Tensor | Image.Image, size: tuple[int, ...], what: str
+) -> npt.NDArray[np.float64]:
+    """The photo as float RGB ``(H, W, 3)``, checked to have the ``size`` (H, W) of ``what``."""
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        image = image.convert("RGB")
     array = _tensor_to_uint8(image) if isinstance(image, torch.Tensor) else _array_to_uint8(image)
-    return np.ascontiguousarray(np.broadcast_to(array, (*array.shape[:2], 3)))  # grey to RGB
+    if array.shape[:2] != size:
+        raise ShapeError(
+            f"image is {array.shape[0]}x{array.shape[1]} (H x W) but {what} {size[0]}x{size[1]}; "
+            "they must match"
+        )
+    return np.broadcast_to(array, (*size, 3)).astype(np.float64)  # grey to RGB
 
 
 def overlay(
@@ -262,14 +270,9 @@ def overlay(
     alpha = check_finite_float("alpha", alpha, low=0.0, high=1.0)
     colours = check_palette(palette)
     labels = _mask_to_uint8(mask, len(colours) // 3)
-    rgb = _image_to_uint8_rgb(image)
-    if rgb.shape[:2] != labels.shape:
-        raise ShapeError(
-            f"image is {rgb.shape[0]}x{rgb.shape[1]} (H x W) but mask is "
-            f"{labels.shape[0]}x{labels.shape[1]}; they must match"
-        )
+    rgb = _photo(image, labels.shape, "mask is")
     lut = np.asarray(colours, dtype=np.float64).reshape(-1, 3)
-    return _rounded((1.0 - alpha) * rgb.astype(np.float64) + alpha * lut[labels])
+    return _rounded((1.0 - alpha) * rgb + alpha * lut[labels])
 
 
 def _rounded(rgb: npt.NDArray[np.float64]) -> Image.Image:
@@ -374,10 +377,5 @@ def overlay_layers(
     """
     alpha = check_finite_float("alpha", alpha, low=0.0, high=1.0)
     mean, present = _layer_colours(layers, palette)
-    rgb = _image_to_uint8_rgb(image).astype(np.float64)
-    if rgb.shape[:2] != present.shape:
-        raise ShapeError(
-            f"image is {rgb.shape[0]}x{rgb.shape[1]} (H x W) but layers are "
-            f"{present.shape[0]}x{present.shape[1]}; they must match"
-        )
+    rgb = _photo(image, present.shape, "layers are")
     return _rounded(np.where(present[..., None], (1.0 - alpha) * rgb + alpha * mean, rgb))
