@@ -176,13 +176,10 @@ _WARNING_FILTERS = threading.RLock()
 def quiet_warnings(message: str = "", category: type[Warning] = Warning) -> Iterator[None]:
     """Ignore the warnings that match ``message`` and ``category`` inside the block.
 
-    :class:`warnings.catch_warnings` saves and restores the process-wide filter list, so
-    two threads inside it at once can restore each other's state (one thread's
-    ``"ignore"`` then outlives its block, or a user's filter is dropped). Every catseg
-    block that changes warning filters goes through this lock, so catseg's own calls
-    (checkpoint loads, ONNX exports in several threads) never interleave; code outside
-    catseg that changes filters from another thread at the same moment is not covered
-    (Python before 3.14 keeps one filter list per process).
+    :class:`warnings.catch_warnings` saves and restores the process-wide filter list, so two
+    threads inside it at once can restore each other's state. catseg's blocks take one lock,
+    so its own calls (checkpoint loads, ONNX exports in several threads) never interleave;
+    other code changing filters from another thread at that moment is not covered.
 
     Args:
         message: Regular expression the start of the warning message must match
