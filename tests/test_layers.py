@@ -60,7 +60,8 @@ ALLOWED: dict[str, set[str]] = {
     | {"_bounds", "_files", "_modules", "_runtime", "checkpoint", "data", "export", "hub"}
     | {"models", "visualize"},
     "hub": _CORE
-    | {"_bounds", "_files", "_modules", "_version", "checkpoint", "metrics", "models"}
+    | {"_bounds", "_files", "_modules", "_runtime", "_version", "checkpoint", "metrics"}
+    | {"models"}
     | {"training", "visualize"},
     "training": _CORE | {"_modules", "_runtime", "checkpoint", "data", "metrics", "models"},
     "__init__": set(LAYERS) - {"__init__"},

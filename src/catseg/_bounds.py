@@ -224,10 +224,7 @@ def _path(entry: _Entry) -> str:
     node: _Entry | None = entry
     while node is not None:
         _, parent, key, _ = node
-        if parent is None:
-            keys.append(key)
-        else:
-            keys.append(" (a key)" if key is _KEY else f"[{short(key)}]")
+        keys.append(key if parent is None else " (a key)" if key is _KEY else f"[{short(key)}]")
         node = parent
     return "".join(reversed(keys))
 

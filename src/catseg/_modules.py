@@ -19,22 +19,15 @@ from catseg.errors import ConfigError
 _ModuleT = TypeVar("_ModuleT", bound=nn.Module)
 
 _MAX_WRAPPERS = 32
+_PARALLEL = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain model inside any nesting of DataParallel, DDP and ``torch.compile`` wrappers.
 
     ``DataParallel``/``DistributedDataParallel`` keep the real model in ``.module``,
-    ``torch.compile`` in ``._orig_mod``; wrappers may be nested in either order
-    (``torch.compile(DDP(model))`` or ``DDP(torch.compile(model))``). A model that is
-    not wrapped is returned as it is.
-
-    Args:
-        model: A model, wrapped or not.
-
-    Returns:
-        The innermost module, whose ``state_dict`` keys carry no ``module.`` or
-        ``_orig_mod.`` prefix.
+    ``torch.compile`` in ``._orig_mod``; wrappers may be nested in either order. The result's
+    ``state_dict`` keys carry no ``module.`` or ``_orig_mod.`` prefix.
 
     Examples:
         >>> from torch import nn
@@ -47,10 +40,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for _ in range(_MAX_WRAPPERS):  # a bound, in case a module wraps itself
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            inner = model.module
-        else:
-            inner = getattr(model, "_orig_mod", None)
+        inner = model.module if isinstance(model, _PARALLEL) else getattr(model, "_orig_mod", None)
         if not isinstance(inner, nn.Module) or inner is model:
             return model
         model = inner
@@ -62,12 +52,6 @@ def to_channels_last(module: _ModuleT) -> _ModuleT:
 
     ``Module.to(memory_format=...)`` works on every supported torch, but only newer torch
     stubs declare that overload; this one typed call keeps ``mypy --strict`` clean on both.
-
-    Args:
-        module: The module to convert (modified in place, as ``Module.to`` does).
-
-    Returns:
-        ``module`` itself.
 
     Examples:
         >>> import torch

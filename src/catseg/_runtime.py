@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -48,34 +48,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
         ConfigError: If the string is not a device name torch understands, or CUDA
             is asked for on a machine without it.
     """
-    if isinstance(device, torch.device):
-        resolved = device
-    elif device == "auto":
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            resolved = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise ConfigError(
-                f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
-            ) from err
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+        ) from err
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {str(resolved)!r} was asked for but CUDA is not available")
     return resolved
-
-
-def _cpu_flags() -> set[str]:
-    cpuinfo = Path("/proc/cpuinfo")
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in {"flags", "Features"}:
-            flags.update(value.split())
-    return flags
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,13 +71,18 @@ def cpu_has_native_bf16() -> bool:
     Returns:
         True if bf16 autocast is a speed-up on this CPU.
     """
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for key, _, value in (line.partition(":") for line in text.splitlines()):
+        if key.strip() in {"flags", "Features"}:
+            flags.update(value.split())
     machine = platform.machine().lower()
-    flags = _cpu_flags()
     if machine in {"x86_64", "amd64", "i686", "x86"}:
         return bool(flags & {"avx512_bf16", "amx_bf16"})
-    if machine in {"aarch64", "arm64"}:
-        return "bf16" in flags
-    return False
+    return machine in {"aarch64", "arm64"} and "bf16" in flags
 
 
 def resolve_precision(
@@ -137,31 +125,22 @@ def resolve_precision(
         if device.type == "cpu":
             raise ConfigError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
         return torch.float16
-    # auto
-    if device.type == "cuda":
+    if device.type == "cuda":  # auto
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        native = cpu_has_native_bf16() if native_bf16 is None else native_bf16
-        return torch.bfloat16 if native else None
-    return None
+    native = cpu_has_native_bf16() if native_bf16 is None else native_bf16
+    return torch.bfloat16 if device.type == "cpu" and native else None
 
 
-@contextlib.contextmanager
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+def autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[Any]:
     """Autocast to ``dtype`` on ``device``; a no-op when ``dtype`` is ``None``.
 
     Args:
         device: Device whose autocast context to enter.
         dtype: Autocast dtype from :func:`resolve_precision`, or ``None`` for fp32.
-
-    Yields:
-        Nothing; the body runs under autocast.
     """
-    if dtype is None:
-        yield
-        return
-    with torch.autocast(device_type=device.type, dtype=dtype):
-        yield
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -197,13 +176,10 @@ _WARNING_FILTERS = threading.RLock()
 def quiet_warnings(message: str = "", category: type[Warning] = Warning) -> Iterator[None]:
     """Ignore the warnings that match ``message`` and ``category`` inside the block.
 
-    :class:`warnings.catch_warnings` saves and restores the process-wide filter list, so
-    two threads inside it at once can restore each other's state (one thread's
-    ``"ignore"`` then outlives its block, or a user's filter is dropped). Every catseg
-    block that changes warning filters goes through this lock, so catseg's own calls
-    (checkpoint loads, ONNX exports in several threads) never interleave; code outside
-    catseg that changes filters from another thread at the same moment is not covered
-    (Python before 3.14 keeps one filter list per process).
+    :class:`warnings.catch_warnings` saves and restores the process-wide filter list, so two
+    threads inside it at once can restore each other's state. catseg's blocks take one lock,
+    so its own calls (checkpoint loads, ONNX exports in several threads) never interleave;
+    other code changing filters from another thread at that moment is not covered.
 
     Args:
         message: Regular expression the start of the warning message must match

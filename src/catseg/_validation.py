@@ -73,14 +73,10 @@ def check_finite_float(
         left = ("(" if low_open else "[") + ("-inf" if low is None else repr(float(low)))
         right = ("inf" if high is None else repr(float(high))) + (")" if high_open else "]")
         interval = f" in {left}, {right}"
-    if not _is_real(value):
-        raise ConfigError(f"{name} must be a finite number{interval}, got {short(value)}")
-    number = float(value)  # type: ignore[arg-type]
-    if not math.isfinite(number):
-        raise ConfigError(f"{name} must be a finite number{interval}, got {short(value)}")
+    number = float(value) if _is_real(value) else math.nan  # type: ignore[arg-type]
     too_low = low is not None and (number <= low if low_open else number < low)
     too_high = high is not None and (number >= high if high_open else number > high)
-    if too_low or too_high:
+    if not math.isfinite(number) or too_low or too_high:
         raise ConfigError(f"{name} must be a finite number{interval}, got {short(value)}")
     return number
 
@@ -181,10 +177,13 @@ def check_callable(name: str, value: T, *, optional: bool = False) -> T:
     return value
 
 
-def check_optional_int(name: str, value: object) -> int | None:
-    """``value`` as an int, or ``None`` (bools and floats are refused)."""
-    if value is None:
-        return None
-    if not _is_int(value):
-        raise ConfigError(f"{name} must be an int or None, got {short(value)}")
-    return operator.index(value)  # type: ignore[arg-type]
+def check_ignore_index(value: object, mode: str) -> int | None:
+    """``None`` or an int; not 0 or 1 outside multiclass mode, where they are the targets."""
+    if value is not None and not _is_int(value):
+        raise ConfigError(f"ignore_index must be an int or None, got {short(value)}")
+    if mode != "multiclass" and value in (0, 1):
+        raise ConfigError(
+            f"ignore_index must not be 0 or 1 in {mode} mode (the target values), got "
+            f"{value}; the usual value is 255"
+        )
+    return None if value is None else operator.index(value)  # type: ignore[arg-type]

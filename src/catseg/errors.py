@@ -54,7 +54,7 @@ class ConfigError(CatsegError, ValueError):
         >>> DiceLoss(smooth=-1.0)
         Traceback (most recent call last):
         ...
-        catseg.errors.ConfigError: smooth must be a finite number in [0.0, inf], got -1.0
+        catseg.errors.ConfigError: smooth must be a finite number in [0.0, 1e+30], got -1.0
     """
 
 

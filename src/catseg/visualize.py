@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
-from catseg._validation import check_finite_float, check_int
+from catseg._validation import check_choice, check_finite_float, check_int
 from catseg.errors import ConfigError, DataError, DTypeError, NonFiniteError, ShapeError
 
 __all__ = [
@@ -45,23 +45,13 @@ PaletteName: TypeAlias = Literal["voc", "binary"]
 _PALETTE_NAMES: tuple[str, ...] = get_args(PaletteName)
 
 
-def _voc_colour_map() -> tuple[int, ...]:
-    # Label i's colour: the bits of i are dealt out in turn to R, G, B (bit 0 -> R,
-    # bit 1 -> G, bit 2 -> B, bit 3 -> R, ...), each colour channel filled from its
-    # most significant bit downwards.
-    flat: list[int] = []
-    for label in range(256):
-        rgb = [0, 0, 0]
-        bits = label
-        for shift in range(7, -1, -1):
-            for channel in range(3):
-                rgb[channel] |= ((bits >> channel) & 1) << shift
-            bits >>= 3
-        flat.extend(rgb)
-    return tuple(flat)
-
-
-VOC_PALETTE: tuple[int, ...] = _voc_colour_map()
+# Label i's colour: the bits of i are dealt out in turn to R, G, B (bit 0 -> R, bit 1 -> G,
+# bit 2 -> B, bit 3 -> R, ...), each channel filled from its most significant bit downwards.
+VOC_PALETTE: tuple[int, ...] = tuple(
+    sum(((label >> (3 * k + channel)) & 1) << (7 - k) for k in range(8))
+    for label in range(256)
+    for channel in range(3)
+)
 """The standard Pascal-VOC colour map: 256 colours as 768 ints ``r0, g0, b0, r1, ...``.
 
 Label 0 is black, 1 is ``(128, 0, 0)``, 2 is ``(0, 128, 0)``, 15 (person) is
@@ -93,11 +83,8 @@ def get_palette(name: PaletteName) -> tuple[int, ...]:
         >>> len(get_palette("voc"))
         768
     """
-    if name == "voc":
-        return VOC_PALETTE
-    if name == "binary":
-        return BINARY_PALETTE
-    raise ConfigError(f"palette name must be one of {_PALETTE_NAMES}, got {name!r}")
+    checked = check_choice("palette name", name, _PALETTE_NAMES)
+    return BINARY_PALETTE if checked == "binary" else VOC_PALETTE
 
 
 def check_palette(palette: PaletteName | Sequence[int]) -> tuple[int, ...]:
@@ -124,14 +111,9 @@ def check_palette(palette: PaletteName | Sequence[int]) -> tuple[int, ...]:
 def _mask_to_uint8(
     mask: npt.ArrayLike | torch.Tensor | Image.Image, n_colours: int
 ) -> npt.NDArray[np.uint8]:
-    if isinstance(mask, torch.Tensor):
-        array = mask.detach().cpu().numpy()
-    elif isinstance(mask, Image.Image):
-        if mask.mode not in {"P", "L", "1"}:
-            raise DTypeError(f"a mask image must have mode 'P', 'L' or '1', got {mask.mode!r}")
-        array = np.asarray(mask)
-    else:
-        array = np.asarray(mask)
+    if isinstance(mask, Image.Image) and mask.mode not in {"P", "L", "1"}:
+        raise DTypeError(f"a mask image must have mode 'P', 'L' or '1', got {mask.mode!r}")
+    array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2:
@@ -211,7 +193,7 @@ def _tensor_to_uint8(tensor: torch.Tensor) -> npt.NDArray[np.uint8]:
     return (values * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def _array_to_uint8(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+def _array_to_uint8(image: npt.ArrayLike | Image.Image) -> npt.NDArray[np.uint8]:
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise DTypeError(f"an image array must be uint8 (H, W, C), got dtype {array.dtype}")
@@ -225,13 +207,19 @@ def _array_to_uint8(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     return array[:, :, :3]
 
 
-def _image_to_uint8_rgb(image: npt.ArrayLike | torch.Tensor | Image.Image) -> npt.NDArray[np.uint8]:
+def _photo(
+    image: npt.ArrayLike | torch.Tensor | Image.Image, size: tuple[int, ...], what: str
+) -> npt.NDArray[np.float64]:
+    """The photo as float RGB ``(H, W, 3)``, checked to have the ``size`` (H, W) of ``what``."""
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        image = image.convert("RGB")
     array = _tensor_to_uint8(image) if isinstance(image, torch.Tensor) else _array_to_uint8(image)
-    if array.shape[2] == 1:
-        array = np.repeat(array, 3, axis=2)
-    return np.ascontiguousarray(array, dtype=np.uint8)
+    if array.shape[:2] != size:
+        raise ShapeError(
+            f"image is {array.shape[0]}x{array.shape[1]} (H x W) but {what} {size[0]}x{size[1]}; "
+            "they must match"
+        )
+    return np.broadcast_to(array, (*size, 3)).astype(np.float64)  # grey to RGB
 
 
 def overlay(
@@ -282,14 +270,9 @@ def overlay(
     alpha = check_finite_float("alpha", alpha, low=0.0, high=1.0)
     colours = check_palette(palette)
     labels = _mask_to_uint8(mask, len(colours) // 3)
-    rgb = _image_to_uint8_rgb(image)
-    if rgb.shape[:2] != labels.shape:
-        raise ShapeError(
-            f"image is {rgb.shape[0]}x{rgb.shape[1]} (H x W) but mask is "
-            f"{labels.shape[0]}x{labels.shape[1]}; they must match"
-        )
+    rgb = _photo(image, labels.shape, "mask is")
     lut = np.asarray(colours, dtype=np.float64).reshape(-1, 3)
-    return _rounded((1.0 - alpha) * rgb.astype(np.float64) + alpha * lut[labels])
+    return _rounded((1.0 - alpha) * rgb + alpha * lut[labels])
 
 
 def _rounded(rgb: npt.NDArray[np.float64]) -> Image.Image:
@@ -394,10 +377,5 @@ def overlay_layers(
     """
     alpha = check_finite_float("alpha", alpha, low=0.0, high=1.0)
     mean, present = _layer_colours(layers, palette)
-    rgb = _image_to_uint8_rgb(image).astype(np.float64)
-    if rgb.shape[:2] != present.shape:
-        raise ShapeError(
-            f"image is {rgb.shape[0]}x{rgb.shape[1]} (H x W) but layers are "
-            f"{present.shape[0]}x{present.shape[1]}; they must match"
-        )
+    rgb = _photo(image, present.shape, "layers are")
     return _rounded(np.where(present[..., None], (1.0 - alpha) * rgb + alpha * mean, rgb))

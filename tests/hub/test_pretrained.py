@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from catseg.data import VOCSegmentationDataset
 from catseg.errors import CheckpointError, ConfigError, MissingFileError, OptionalDependencyError
-from catseg.hub import FORMAT_VERSION, _deps, _remote, load_pretrained, push_to_hub, save_pretrained
+from catseg.hub import FORMAT_VERSION, _remote, load_pretrained, push_to_hub, save_pretrained
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
@@ -421,7 +421,7 @@ def test_existing_local_path_wins_over_repo_id(
     local = tmp_path / "catlab" / "cat-unet"
     save_pretrained(local, UNet(3, 1, init_features=4, depth=2).describe(classes=["bg", "local"]))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(_remote, "import_hub", lambda: pytest.fail("the hub was asked"))
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # the hub is never asked
     assert load_pretrained("catlab/cat-unet").model.config.classes == ("bg", "local")
 
 
@@ -432,28 +432,27 @@ def test_missing_hub_library_names_the_extra(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(OptionalDependencyError, match=r"catseg\[hub\]"):
         load_pretrained("catlab/cat-unet")
+    segmenter = Segmenter(UNet(3, 1, init_features=4, depth=2), classes=CLASSES)
     with pytest.raises(OptionalDependencyError, match=r"catseg\[hub\]"):
-        _deps.import_hub()
+        segmenter.push_to_hub("catlab/cat-unet")
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_missing_optional_libraries_give_the_whole_message(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    folder = _folder(tmp_path)
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)
-    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    with pytest.raises(OptionalDependencyError) as safetensors_err:
-        _deps.import_safetensors()
-    assert str(safetensors_err.value) == (
-        "model folders store their weights in safetensors format, which needs the "
-        'safetensors package: pip install "catseg[safetensors]"'
-    )
-    assert isinstance(safetensors_err.value.__cause__, ImportError)
-    with pytest.raises(OptionalDependencyError) as hub_err:
-        _deps.import_hub()
-    assert str(hub_err.value) == (
-        "downloading from or uploading to the Hugging Face Hub needs the huggingface_hub "
-        'package: pip install "catseg[hub]"'
-    )
+    net = UNet(3, 1, init_features=4, depth=2).describe(classes=CLASSES)
+    for call in (lambda: save_pretrained(tmp_path / "new", net), lambda: load_pretrained(folder)):
+        with pytest.raises(OptionalDependencyError) as safetensors_err:
+            call()
+        assert str(safetensors_err.value) == (
+            "'safetensors.torch' is needed for this feature but is not installed; "
+            'install it with: pip install "catseg[safetensors]"'
+        )
+        assert isinstance(safetensors_err.value.__cause__, ImportError)
+    assert not (tmp_path / "new").exists()
 
 
 @dataclasses.dataclass
@@ -478,7 +477,7 @@ def test_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.Monk
             return types.SimpleNamespace(commit_url="https://hub/commit/1")
 
     fake = types.SimpleNamespace(HfApi=FakeApi, CommitOperationAdd=_Add)
-    monkeypatch.setattr(_remote, "import_hub", lambda: fake)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
     url = push_to_hub(folder, "catlab/cat-unet", token="t", private=True)
     assert url == "https://hub/commit/1"
     assert calls[0] == ("init", {"token": "t"})
@@ -522,7 +521,7 @@ def test_push_to_hub_wraps_the_hubs_errors_and_chains_them(
             raise error
 
     hub = types.SimpleNamespace(HfApi=FakeApi, CommitOperationAdd=_Add)
-    monkeypatch.setattr(_remote, "import_hub", lambda: hub)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", hub)
     folder = _folder(tmp_path)
     with pytest.raises(CheckpointError, match="on the Hugging Face Hub: ConnectError") as info:
         push_to_hub(folder, "catlab/cat-unet")
@@ -562,7 +561,7 @@ def test_segmenter_push_to_hub_uploads_a_saved_folder(
             return types.SimpleNamespace(commit_url="https://hub/commit/2")
 
     hub = types.SimpleNamespace(HfApi=FakeApi, CommitOperationAdd=_Add)
-    monkeypatch.setattr(_remote, "import_hub", lambda: hub)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", hub)
     checked = _remote._checked_files
 
     def checked_files(folder: Path) -> dict[str, bytes]:

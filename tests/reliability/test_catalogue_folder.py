@@ -176,7 +176,7 @@ def _push(
         checked_weights = _remote.read_weights
         hub = types.SimpleNamespace(HfApi=FakeApi, CommitOperationAdd=types.SimpleNamespace)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(_remote, "import_hub", lambda: hub)
+            patch.setitem(sys.modules, "huggingface_hub", hub)
             patch.setattr(_remote, "read_weights", read_weights)
             return push_to_hub(folder, REPO), sent, before
 

@@ -117,16 +117,9 @@ def load_pretrained(
     folder = locate(source, revision=revision, cache_dir=cache)
     config = read_folder(folder)
     model = read_weights(folder, config)
-    palette = (
-        None if config.palette is None else tuple(v for colour in config.palette for v in colour)
-    )
+    palette = None if config.palette is None else tuple(v for c in config.palette for v in c)
     return PretrainedModel(
-        model=model,
-        folder=folder,
-        palette=palette,
-        training=config.training,
-        catseg_version=config.catseg_version,
-        format_version=config.format_version,
+        model, folder, palette, config.training, config.catseg_version, config.format_version
     )
 
 

@@ -24,13 +24,6 @@ def _text(value: object) -> str:
     )
 
 
-def _colours(config: FolderConfig) -> list[tuple[int, int, int]]:
-    if config.palette is not None:
-        return list(config.palette)
-    flat = get_palette("binary" if len(config.model.class_names) == 2 else "voc")
-    return [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(len(flat) // 3)]
-
-
 _FRONT_MATTER = """---
 library_name: catseg
 # license: mit  # choose the licence of these weights and uncomment this line
@@ -41,7 +34,8 @@ pipeline_tag: image-segmentation
 
 
 def _classes_section(config: FolderConfig) -> list[str]:
-    colours = _colours(config)
+    flat = get_palette("binary" if len(config.model.class_names) == 2 else "voc")
+    colours = list(config.palette or zip(flat[0::3], flat[1::3], flat[2::3], strict=True))
     lines = ["## Classes", "", "| label | name | colour |", "|---:|---|---|"]
     for label, name in enumerate(config.model.class_names):
         if label < len(colours):

@@ -13,9 +13,9 @@ from typing import Any, NoReturn
 import torch
 
 from catseg._bounds import parse_json, read_json, short
+from catseg._runtime import require
 from catseg.checkpoint._checks import check_weights_fit
 from catseg.errors import CatsegError, CheckpointError, MissingFileError
-from catseg.hub._deps import import_safetensors
 from catseg.hub._format import CONFIG_NAME, FORMAT_TAG, FORMAT_VERSION, WEIGHTS_NAME, FolderConfig
 from catseg.models import UNet
 from catseg.models.config import plugin_change, read_config
@@ -177,7 +177,7 @@ def read_weights(folder: Path, config: FolderConfig, data: bytes | None = None) 
                 f"{file}: tensor {name!r} is {header[name]['dtype']}, but the model needs a "
                 f"{'floating-point' if tensor.is_floating_point() else 'integer'} tensor"
             )
-    safetensors = import_safetensors()
+    safetensors = require("safetensors.torch", "safetensors")
     try:
         state = safetensors.load_file(str(file)) if data is None else safetensors.load(data)
     except Exception as err:  # safetensors_rust.SafetensorError and friends

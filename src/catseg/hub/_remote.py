@@ -8,8 +8,8 @@ import stat
 from pathlib import Path
 
 from catseg._bounds import MAX_JSON_BYTES, short
+from catseg._runtime import require
 from catseg.errors import CheckpointError, ConfigError, MissingFileError
-from catseg.hub._deps import import_hub
 from catseg.hub._format import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from catseg.hub._read import read_folder, read_weights
 
@@ -53,7 +53,7 @@ def locate(
         raise MissingFileError(
             f"model folder {text} does not exist (and is not a hub repo id 'user/name')"
         )
-    hub = import_hub()
+    hub = require("huggingface_hub", "hub")
     try:
         snapshot = hub.snapshot_download(
             repo_id=text,
@@ -126,7 +126,7 @@ def upload(
     if not isinstance(repo_id, str) or not is_repo_id(repo_id):
         raise ConfigError(f"repo_id must look like 'user/name', got {short(repo_id)}")
     files = _checked_files(folder)
-    hub = import_hub()
+    hub = require("huggingface_hub", "hub")
     try:
         api = hub.HfApi(token=token)
         api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)

@@ -15,12 +15,12 @@ from torch import nn
 from catseg._bounds import read_json
 from catseg._files import atomic_write
 from catseg._modules import unwrap_model
+from catseg._runtime import require
 from catseg._validation import check_bool, check_path
 from catseg._version import catseg_version
 from catseg.checkpoint._checks import check_weights_fit
 from catseg.errors import CatsegError, CheckpointError, ConfigError
 from catseg.hub._card import model_card
-from catseg.hub._deps import import_safetensors
 from catseg.hub._format import CARD_NAME, CONFIG_NAME, FORMAT_TAG, WEIGHTS_NAME, FolderConfig
 from catseg.metrics import IoUResult
 from catseg.models import UNet
@@ -94,9 +94,8 @@ def _training(history: History | None, evaluation: IoUResult | None, classes: Se
 
 def _weights(model: UNet) -> dict[str, torch.Tensor]:
     """The weights as contiguous CPU tensors, checked against a fresh model of the config."""
-    config = model.config.to_dict()
     with torch.device("meta"):
-        reference = UNet.from_config(config)
+        reference = UNet.from_config(model.config.to_dict())  # ConfigError for an encoder instance
         if model.is_fused:
             reference = reference.fuse_for_inference()
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
@@ -166,7 +165,6 @@ def save_pretrained(
             f"save_pretrained saves catseg.models.UNet models, got {type(plain).__qualname__}"
         )
     overwrite = check_bool("overwrite", overwrite)
-    plain.config.to_dict()  # ConfigError for an encoder instance
     names = plain.config.class_names
     config = FolderConfig(
         model=plain.config,
@@ -176,7 +174,7 @@ def save_pretrained(
         catseg_version=catseg_version(),
     )
     state = _weights(plain)
-    safetensors = import_safetensors()
+    safetensors = require("safetensors.torch", "safetensors")
     target = check_path("folder", folder)
     _check_target(target, overwrite)
     try:  # bytes written by atomic_write: safetensors.save_file recreates the file as 0600

@@ -15,12 +15,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from catseg._validation import check_bool, check_choice, check_mode
+from catseg._validation import check_bool, check_choice, check_ignore_index, check_mode
 from catseg.errors import ConfigError, ReadOnlyOptionError
 from catseg.losses._checks import (
     SCOPES,
     check_class_weights,
-    check_ignore_index,
     check_option,
     check_weight_count,
     class_labels,
@@ -64,7 +63,7 @@ class OverlapLoss(LossModule):
 
     _shown: ClassVar[tuple[str, ...]] = ("mode", "smooth", "ignore_index", "reduction_scope")
 
-    def _set_overlap(
+    def __init__(
         self,
         mode: object,
         smooth: object,
@@ -76,6 +75,7 @@ class OverlapLoss(LossModule):
         eps: object = 1e-7,
         squared: object = False,
     ) -> None:
+        super().__init__()
         self.mode = check_mode(mode)
         self.from_logits = check_bool("from_logits", from_logits)
         self.smooth = check_option("smooth", smooth)

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from catseg._validation import Mode, check_finite_float, check_optional_int
+from catseg._validation import Mode, check_finite_float
 from catseg.errors import ConfigError, DataError, DTypeError, ShapeError
 
 LossMode = Mode
@@ -27,17 +27,6 @@ MAX_OPTION = 1e30
 def check_option(name: str, value: object, *, positive: bool = False) -> float:
     """A numeric loss option: finite, in ``[0, MAX_OPTION]`` (``(0, ...]`` if ``positive``)."""
     return check_finite_float(name, value, low=0.0, high=MAX_OPTION, low_open=positive)
-
-
-def check_ignore_index(value: object, mode: LossMode) -> int | None:
-    """``None`` or an int; not 0 or 1 in the sigmoid modes, where they are the targets."""
-    checked = check_optional_int("ignore_index", value)
-    if mode != "multiclass" and checked in (0, 1):
-        raise ConfigError(
-            f"ignore_index must not be 0 or 1 in {mode} mode (the target values), got "
-            f"{checked}; the usual value is 255"
-        )
-    return checked
 
 
 def check_class_weights(value: float | Sequence[float] | Tensor | None, name: str) -> Tensor | None:

@@ -106,8 +106,7 @@ class DiceCELoss(OverlapLoss):
         include_background: bool = True,
         reduction_scope: ReductionScope = "batch",
     ) -> None:
-        super().__init__()
-        self._set_overlap(
+        super().__init__(
             mode, smooth, ignore_index, class_weights, include_background, reduction_scope
         )
         self.ce_weight, self.dice_weight = check_term_weights(
@@ -164,8 +163,8 @@ class BCEDiceLoss(DiceCELoss):
         smooth: float = 1.0,
         ignore_index: int | None = 255,
     ) -> None:
-        OverlapLoss.__init__(self)  # the tutorial's loss: binary, batch sums, no class weights
-        self._set_overlap("binary", smooth, ignore_index, None, True, "batch")
+        # the tutorial's loss: binary, batch sums, no class weights
+        OverlapLoss.__init__(self, "binary", smooth, ignore_index, None, True, "batch")
         self.ce_weight, self.dice_weight = check_term_weights(
             ("bce_weight", bce_weight), ("dice_weight", dice_weight)
         )

@@ -9,13 +9,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
-from catseg._validation import check_mode, check_probability
+from catseg._validation import check_ignore_index, check_mode, check_probability
 from catseg.errors import ConfigError
 from catseg.losses._base import LossModule
 from catseg.losses._checks import (
     LossMode,
     check_class_weights,
-    check_ignore_index,
     check_option,
     check_weight_count,
     class_labels,

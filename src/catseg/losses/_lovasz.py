@@ -13,11 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from catseg._validation import check_bool, check_mode
+from catseg._validation import check_bool, check_ignore_index, check_mode
 from catseg.losses._base import LossModule
 from catseg.losses._checks import (
     LossMode,
-    check_ignore_index,
     class_labels,
     float_input,
     sigmoid_target,

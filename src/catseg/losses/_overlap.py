@@ -109,8 +109,7 @@ class SoftDice(OverlapLoss):
         include_background: bool = True,
         reduction_scope: ReductionScope = "batch",
     ) -> None:
-        super().__init__()
-        self._set_overlap(
+        super().__init__(
             mode,
             smooth,
             ignore_index,
@@ -213,8 +212,7 @@ class JaccardLoss(OverlapLoss):
         include_background: bool = True,
         reduction_scope: ReductionScope = "batch",
     ) -> None:
-        super().__init__()
-        self._set_overlap(
+        super().__init__(
             mode, smooth, ignore_index, class_weights, include_background, reduction_scope
         )
 
@@ -313,8 +311,7 @@ class TverskyLoss(OverlapLoss):
         include_background: bool = True,
         reduction_scope: ReductionScope = "batch",
     ) -> None:
-        super().__init__()
-        self._set_overlap(
+        super().__init__(
             mode, smooth, ignore_index, class_weights, include_background, reduction_scope
         )
         self.alpha, self.beta = check_term_weights(("alpha", alpha), ("beta", beta))

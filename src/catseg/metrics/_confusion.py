@@ -15,8 +15,8 @@ from torch import Tensor
 from catseg._validation import (
     check_bool,
     check_choice,
+    check_ignore_index,
     check_int,
-    check_optional_int,
     check_positive_int,
     check_probability,
 )
@@ -51,15 +51,9 @@ def check_options(
 ) -> tuple[int, int | None, float, bool, MetricMode]:
     """Validate the options shared by every metric entry point, once, in one place."""
     checked_mode = cast(MetricMode, check_choice("mode", mode, MODES))
-    checked_ignore = check_optional_int("ignore_index", ignore_index)
-    if checked_mode == "multilabel" and checked_ignore in (0, 1):
-        raise ConfigError(
-            f"ignore_index must not be 0 or 1 in multilabel mode (the target values), "
-            f"got {checked_ignore}; the usual value is 255"
-        )
     return (
         check_num_classes(num_classes, checked_mode),
-        checked_ignore,
+        check_ignore_index(ignore_index, checked_mode),
         check_probability("threshold", threshold),
         check_bool("from_logits", from_logits),
         checked_mode,
@@ -92,24 +86,6 @@ def dtype_hint(target: Tensor, ignore_index: int | None) -> str:
     return f"; a {target.dtype} target cannot hold {ignore_index}: store masks as uint8 or int64"
 
 
-def _target_labels(target: Tensor) -> Tensor:
-    """Validate the target's type and return it as (N, H, W) (no copy)."""
-    if not isinstance(target, Tensor):
-        raise DTypeError(f"target must be a tensor, got {type(target).__name__}")
-    if not is_label_dtype(target):
-        raise DTypeError(
-            f"target must be an integer label map (N, H, W), got dtype {target.dtype} "
-            "(convert a {0, 1} float mask with mask.long())"
-        )
-    if target.ndim == 4 and target.shape[1] == 1:
-        target = target[:, 0]
-    if target.ndim != 3:
-        raise ShapeError(
-            f"target must have shape (N, H, W) (or (N, 1, H, W)), got {tuple(target.shape)}"
-        )
-    return target
-
-
 def threshold_scores(scores: Tensor, threshold: float, *, from_logits: bool) -> Tensor:
     """``sigmoid(scores) > threshold`` (or ``scores > threshold`` for probabilities), bool.
 
@@ -140,12 +116,11 @@ def _label_map_preds(preds: Tensor, shape: tuple[int, ...], num_classes: int) ->
             f"preds label map has shape {tuple(preds.shape)}, expected {shape} to match target"
         )
     if labels.numel():
-        low, high = torch.aminmax(labels)
-        if int(low) < 0 or int(high) >= num_classes:
-            bad = int(low) if int(low) < 0 else int(high)
+        low, high = (int(v) for v in torch.aminmax(labels))
+        if low < 0 or high >= num_classes:
             raise DataError(
-                f"preds contains label {bad}, expected labels in [0, {num_classes - 1}] "
-                f"for num_classes={num_classes}"
+                f"preds contains label {low if low < 0 else high}, expected labels in "
+                f"[0, {num_classes - 1}] for num_classes={num_classes}"
             )
     return labels
 
@@ -201,7 +176,19 @@ def predicted_labels(
     ``preds`` is a label map (integer) or scores (floating, (N, C, H, W)): argmax over
     C ≥ 2 channels, or sigmoid (when ``from_logits``) and ``> threshold`` for one channel.
     """
-    target = _target_labels(target)
+    if not isinstance(target, Tensor):
+        raise DTypeError(f"target must be a tensor, got {type(target).__name__}")
+    if not is_label_dtype(target):
+        raise DTypeError(
+            f"target must be an integer label map (N, H, W), got dtype {target.dtype} "
+            "(convert a {0, 1} float mask with mask.long())"
+        )
+    if target.ndim == 4 and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.ndim != 3:
+        raise ShapeError(
+            f"target must have shape (N, H, W) (or (N, 1, H, W)), got {tuple(target.shape)}"
+        )
     if not isinstance(preds, Tensor):
         raise DTypeError(f"preds must be a tensor, got {type(preds).__name__}")
     shape = tuple(target.shape)
@@ -241,8 +228,7 @@ def confusion_from_labels(
     never land in a counted bin, whatever the prediction: it falls outside the bins
     (too large) or below 0, and raises. Returns (C, C) int64, or (N, C, C) per image.
     """
-    c = num_classes
-    row = c + 1
+    c, row = num_classes, num_classes + 1
     bins = c * row
     idx = target.to(torch.int64) * row  # a new tensor: the input is never modified
     idx += pred

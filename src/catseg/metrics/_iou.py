@@ -86,13 +86,6 @@ def class_scores(confusion: Tensor, absent: str, *, multilabel: bool) -> Tensor:
     return torch.stack(ratios).masked_fill(union == 0, _FILL[absent])
 
 
-def _nan_mean(values: Tensor) -> float:
-    """Mean of the non-NaN values; NaN when there is none."""
-    if values.numel() == 0 or bool(torch.isnan(values).all()):
-        return math.nan
-    return float(torch.nanmean(values))
-
-
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -171,13 +164,9 @@ class MeanIoU:
         sync: bool = True,
         mode: MetricMode = "multiclass",
     ) -> None:
-        (
-            self.num_classes,
-            self.ignore_index,
-            self.threshold,
-            self.from_logits,
-            self.mode,
-        ) = check_options(num_classes, ignore_index, threshold, from_logits, mode)
+        self.num_classes, self.ignore_index, self.threshold, self.from_logits, self.mode = (
+            check_options(num_classes, ignore_index, threshold, from_logits, mode)
+        )
         self.include_background = check_bool("include_background", include_background)
         self.absent: AbsentMode = check_choice("absent", absent, ("nan", "zero", "one"))
         self.per_image = check_bool("per_image", per_image)
@@ -263,8 +252,7 @@ class MeanIoU:
                 device = torch.device("cuda", torch.cuda.current_device())
             k = self.num_classes
             shape = (k, 2, 2) if self.mode == "multilabel" else (k, k)
-            state = [torch.zeros(shape, dtype=torch.int64, device=device)]
-            state.append(torch.zeros((), dtype=torch.int64, device=device))
+            state = [torch.zeros(size, dtype=torch.int64, device=device) for size in (shape, ())]
             if self.per_image:
                 state.append(torch.zeros(5, k, dtype=torch.float64, device=device))
         if self.sync and _distributed():
@@ -313,7 +301,7 @@ class MeanIoU:
         else:
             scores = class_scores(confusion, self.absent, multilabel=self.mode == "multilabel")
             iou, dice, precision, recall = scores
-            miou, mdice = _nan_mean(iou[first:]), _nan_mean(dice[first:])
+            miou, mdice = float(iou[first:].nanmean()), float(dice[first:].nanmean())  # NaN if none
         return IoUResult(miou, iou, dice, confusion, mdice, precision, recall)
 
 

@@ -14,22 +14,6 @@ from catseg.errors import DataError, DTypeError, ShapeError
 from catseg.metrics._confusion import dtype_hint, ignored_pixels, threshold_scores
 
 
-def _check_target(target: object, num_labels: int) -> Tensor:
-    if not isinstance(target, Tensor):
-        raise DTypeError(f"target must be a tensor, got {type(target).__name__}")
-    if target.is_floating_point() or target.is_complex():
-        raise DTypeError(
-            f"multilabel target must be a multi-hot integer or bool map (N, K, H, W) of 0 "
-            f"and 1, got dtype {target.dtype} (convert a float mask with mask.long())"
-        )
-    if target.ndim != 4 or target.shape[1] != num_labels:
-        raise ShapeError(
-            f"multilabel target must have shape (N, K, H, W) with K = num_classes = "
-            f"{num_labels}, got {tuple(target.shape)}"
-        )
-    return target
-
-
 def multilabel_inputs(
     preds: Tensor,
     target: Tensor,
@@ -42,7 +26,18 @@ def multilabel_inputs(
 
     ``hits[n, k, y, x]`` says whether label ``k`` is predicted at that pixel.
     """
-    target = _check_target(target, num_labels)
+    if not isinstance(target, Tensor):
+        raise DTypeError(f"target must be a tensor, got {type(target).__name__}")
+    if target.is_floating_point() or target.is_complex():
+        raise DTypeError(
+            f"multilabel target must be a multi-hot integer or bool map (N, K, H, W) of 0 "
+            f"and 1, got dtype {target.dtype} (convert a float mask with mask.long())"
+        )
+    if target.ndim != 4 or target.shape[1] != num_labels:
+        raise ShapeError(
+            f"multilabel target must have shape (N, K, H, W) with K = num_classes = "
+            f"{num_labels}, got {tuple(target.shape)}"
+        )
     if not isinstance(preds, Tensor):
         raise DTypeError(f"preds must be a tensor, got {type(preds).__name__}")
     if tuple(preds.shape) != tuple(target.shape):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from catseg._runtime import Precision
+from catseg._runtime import Precision, require
 from catseg._validation import check_bool, check_path
 from catseg.checkpoint import load_checkpoint
 from catseg.data._inputs import ImageInput
@@ -376,9 +376,9 @@ class Segmenter:
             ConfigError: As in :meth:`save_pretrained`, or a bad ``repo_id``.
             CheckpointError: If the hub refuses or cannot be reached (its error chained).
         """
-        from catseg.hub import _deps, push_to_hub
+        from catseg.hub import push_to_hub
 
-        _deps.import_hub()  # fail before saving when the extra is missing
+        require("huggingface_hub", "hub")  # fail before saving when the extra is missing
         hub: dict[str, Any] = {"token": token, "private": private, "commit_message": commit_message}
         card: dict[str, Any] = {"palette": palette, "history": history, "evaluation": evaluation}
         with tempfile.TemporaryDirectory(prefix="catseg-push-") as tmp:
