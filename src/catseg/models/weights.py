@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from catseg._bounds import Budget, check_archive, short, walk_plain, weight_problem
+from catseg._validation import check_positive_int
 from catseg.errors import CheckpointError, ConfigError, MissingFileError, OptionalDependencyError
 from catseg.models.config import read_config
 from catseg.models.encoders._foreign import foreign_errors
@@ -58,12 +59,22 @@ def adapt_stem_weight(weight: Tensor, in_channels: int) -> Tensor:
     times ``c / k``, and each new channel's filter is ``S / k``. So for every ``k`` an input
     whose ``k`` channels all equal ``g`` gives the output of ``(g, g, g)`` in the RGB model.
 
+    Raises:
+        ConfigError: If ``weight`` is not a non-empty 4-d float tensor or ``in_channels``
+            is not a positive int.
+
     Examples:
         >>> import torch
         >>> w = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
         >>> adapt_stem_weight(w, 2).flatten().tolist(), adapt_stem_weight(w, 4).flatten().tolist()
         ([3.0, 3.0], [0.75, 1.5, 2.25, 1.5])
     """
+    in_channels = check_positive_int("in_channels", in_channels)
+    if not (isinstance(weight, Tensor) and weight.dim() == 4 and weight.is_floating_point()):
+        got = f"{weight.dtype} of shape {tuple(weight.shape)}" if torch.is_tensor(weight) else ""
+        raise ConfigError(f"weight must be a 4-d float tensor, got {got or short(weight)}")
+    if not weight.numel():
+        raise ConfigError(f"weight must not be empty, got shape {tuple(weight.shape)}")
     channels = weight.shape[1]
     if in_channels == channels:
         return weight.clone()

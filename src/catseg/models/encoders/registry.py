@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, overload
 
+from catseg._bounds import short
 from catseg._validation import check_bool
 from catseg.errors import ConfigError, EncoderError
 from catseg.models.config import plain
@@ -97,6 +98,10 @@ class Registry:
     """
 
     def __init__(self, *, entry_point_group: str | None = "catseg.encoders") -> None:
+        if not isinstance(entry_point_group, str | None):
+            raise ConfigError(
+                f"entry_point_group must be a str or None, got {short(entry_point_group)}"
+            )
         self._group = entry_point_group
         self._entries: dict[str, Callable[..., Any]] = {}
         self._plugins: dict[str, list[EntryPoint]] | None = None
@@ -246,8 +251,8 @@ class Registry:
             options: Keyword options of the factory (the UNet's config records them).
 
         Raises:
-            ConfigError: If the factory does not accept an option (the accepted ones
-                are listed).
+            ConfigError: If ``options`` is not a mapping or the factory does not accept an
+                option (the accepted ones are listed).
             EncoderError: If the name is unknown ("did you mean" hint), the plugin or
                 family is broken, the factory fails, or its result breaks the contract.
         """
@@ -266,6 +271,10 @@ class Registry:
                 factory = factory(member)
             if not callable(factory):
                 raise EncoderError(f"encoder family {prefix!r} returned {factory!r} for {member!r}")
+        if not isinstance(options, Mapping | None):
+            raise ConfigError(
+                f"options must be a mapping of option names to values, got {short(options)}"
+            )
         kwargs = dict(options or {})
         declared = _options(f"encoder {name!r}", factory)
         unknown = [repr(key) for key in kwargs if declared is not None and key not in declared]
