@@ -143,10 +143,9 @@ class UNetConfig:
                 f"init_features={self.init_features}, depth={self.depth} with encoder "
                 f"{self.encoder!r}"
             )
-        if self.encoder_instance is not None and not isinstance(self.encoder_instance, str):
+        if not isinstance(self.encoder_instance, str | None):
             raise ConfigError(
-                "encoder_instance must be a class name (str) or None, "
-                f"got {self.encoder_instance!r}"
+                f"encoder_instance must be a class name or None, got {self.encoder_instance!r}"
             )
         widths: object = self.decoder_channels
         if widths is not None:
@@ -236,8 +235,7 @@ class UNetConfig:
             for key, default in zip(("init_features", "depth"), _CLASSIC_DEFAULTS, strict=True):
                 if key not in given:
                     continue
-                value = given.pop(key)
-                current = getattr(self, key)
+                value, current = given.pop(key), getattr(self, key)
                 if current not in (default, value):
                     raise ConfigError(
                         f"{key} is given twice: {key}={current} and encoder_options[{key!r}]"
@@ -269,14 +267,8 @@ class UNetConfig:
         """
         if self.encoder != _CLASSIC:
             return dict(self.encoder_options)
-        classic: dict[str, Any] = {
-            "init_features": self.init_features,
-            "depth": self.depth,
-            "norm": self.norm,
-            "activation": self.activation,
-            "dropout": self.dropout,
-        }
-        return {**classic, **self.encoder_options}
+        classic = ("init_features", "depth", "norm", "activation", "dropout")
+        return {**{key: getattr(self, key) for key in classic}, **self.encoder_options}
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-serialisable dict (tuples become lists).

@@ -36,12 +36,7 @@ from torch import Tensor
 from catseg._validation import check_mean_std
 from catseg.errors import ConfigError
 
-__all__ = [
-    "IMAGENET",
-    "Preprocessing",
-    "check_preprocessing",
-    "same_preprocessing",
-]
+__all__ = ["IMAGENET", "Preprocessing", "check_preprocessing", "same_preprocessing"]
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,6 @@ EncoderWeights = Union[str, "os.PathLike[str]", Mapping[str, Tensor]]
 """What ``UNet(encoder_weights=...)`` accepts: a path, a named source or a state dict."""
 
 _CHECKPOINT_TAG = "catseg.checkpoint"
-_SHOWN = 5
 
 
 def adapt_stem_weight(weight: Tensor, in_channels: int) -> Tensor:
@@ -184,11 +183,6 @@ def _resolve(
     return state, record, str(file)
 
 
-def _first(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOWN])
-    return shown + (f" (+{len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else "")
-
-
 def check_state_keys(
     expected: Mapping[str, Tensor], state: Mapping[str, Tensor], where: str
 ) -> None:
@@ -215,7 +209,7 @@ shape mismatches (weights vs model): a (3,) vs (2,)
         if k in state and state[k].shape != v.shape
     ]
     parts = [
-        f"{label}: {_first(keys)}"
+        f"{label}: {', '.join(keys[:5])}" + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
         for label, keys in (
             ("missing keys", missing),
             ("unexpected keys", unexpected),
