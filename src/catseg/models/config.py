@@ -345,33 +345,27 @@ def _check_bounds(config: Mapping[str, Any], fail: Callable[[str], CatsegError])
     checks everything else.
     """
 
-    def bounded(key: str, limit: int) -> int | None:
-        value = config.get(key)
+    def bounded(name: str, value: object, limit: int) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
             return None
         if value > limit:
-            raise fail(f"{key}={short(value)} is over the limit of {limit}")
+            raise fail(f"{name}={short(value)} is over the limit of {limit}")
         return value
 
-    bounded("in_channels", MAX_CHANNELS)
-    bounded("num_classes", MAX_CLASSES)
-    depth = bounded("depth", MAX_DEPTH_STAGES)
-    features = bounded("init_features", MAX_WIDTH)
+    bounded("in_channels", config.get("in_channels"), MAX_CHANNELS)
+    bounded("num_classes", config.get("num_classes"), MAX_CLASSES)
+    depth = bounded("depth", config.get("depth"), MAX_DEPTH_STAGES)
+    features = bounded("init_features", config.get("init_features"), MAX_WIDTH)
     if depth is not None and features is not None and features * 2**depth > MAX_WIDTH:
         raise fail(
             f"init_features={features}, depth={depth} gives a deepest layer of "
             f"{features * 2**depth} channels, over the limit of {MAX_WIDTH}"
         )
     widths = config.get("decoder_channels")
-    if isinstance(widths, (list, tuple)):
-        if len(widths) > _MAX_DECODER_STAGES:
-            raise fail(
-                f"decoder_channels has {len(widths)} entries, over the limit of "
-                f"{_MAX_DECODER_STAGES}"
-            )
+    if isinstance(widths, list | tuple):
+        bounded("len(decoder_channels)", len(widths), _MAX_DECODER_STAGES)
         for width in widths:
-            if isinstance(width, int) and not isinstance(width, bool) and width > MAX_WIDTH:
-                raise fail(f"decoder_channels holds {width}, over the limit of {MAX_WIDTH}")
+            bounded("a decoder_channels entry", width, MAX_WIDTH)
 
 
 def plugin_change(saved: UNetConfig, built: UNetConfig) -> str:
