@@ -62,9 +62,8 @@ def freeze_encoder(model: nn.Module) -> None:
         (False, True)
     """
     net = _unet(model, "freeze_encoder")
-    net.encoder.requires_grad_(False)
     net._encoder_frozen = True
-    net.encoder.eval()
+    net.encoder.requires_grad_(False).eval()
 
 
 def unfreeze_encoder(model: nn.Module) -> None:
@@ -78,9 +77,8 @@ def unfreeze_encoder(model: nn.Module) -> None:
         (True, False)
     """
     net = _unet(model, "unfreeze_encoder")
-    net.encoder.requires_grad_(True)
     net._encoder_frozen = False
-    net.encoder.train(net.training)
+    net.encoder.requires_grad_(True).train(net.training)
 
 
 def param_groups(

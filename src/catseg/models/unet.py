@@ -400,8 +400,7 @@ class UNet(nn.Module):
         """
         self._check_input(x)
         height, width = x.shape[-2], x.shape[-1]
-        pad_h = (-height) % self.stride
-        pad_w = (-width) % self.stride
+        pad_h, pad_w = (-height) % self.stride, (-width) % self.stride
         if (
             (self._spatial_norm or (self._batch_norm and self.training and x.shape[0] == 1))
             and height + pad_h == self.stride
@@ -413,11 +412,9 @@ class UNet(nn.Module):
         # bake "no padding" into a graph meant to take any height and width.
         x = F.pad(x, (0, pad_w, 0, pad_h))
         features: list[Tensor] = self.encoder(x)
-        y = features[-1]
-        n_skip = len(features) - 1
+        y, skips = features[-1], features[-2::-1]  # skips deepest first, as the stages
         for i, stage in enumerate(self.decoder):
-            skip = features[n_skip - 1 - i] if i < n_skip else None
-            y = stage(y, skip)
+            y = stage(y, skips[i] if i < len(skips) else None)
         logits: Tensor = self.head(y)
         return logits[:, :, :height, :width]
 
