@@ -47,12 +47,8 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         new_bias = (bias - mean) * scale
         if bn.bias is not None:
             new_bias = new_bias + bn.bias.double()
-        new_weight = weight.double() * scale.view(-1, *([1] * (weight.ndim - 1)))
-        weight.copy_(new_weight.to(weight.dtype))  # copy_ keeps the memory format
-        if conv.bias is None:
-            conv.bias = nn.Parameter(new_bias.to(dtype=weight.dtype, device=weight.device))
-        else:
-            conv.bias.copy_(new_bias.to(conv.bias.dtype))
+        weight.copy_(weight.double() * scale.view(-1, 1, 1, 1))  # keeps dtype and memory format
+        conv.bias = nn.Parameter(new_bias.to(weight.dtype))
 
 
 def fold_batchnorms(module: nn.Module) -> int:

@@ -99,10 +99,8 @@ class Preprocessing:
             return self
         kept = size if channels > size else 0
         added = channels - kept
-        return Preprocessing(
-            self.mean[:kept] + (round(sum(self.mean) / size, 6),) * added,
-            self.std[:kept] + (round(sum(self.std) / size, 6),) * added,
-        )
+        mean, std = (v[:kept] + (round(sum(v) / size, 6),) * added for v in (self.mean, self.std))
+        return Preprocessing(mean, std)
 
     def __call__(self, x: Tensor) -> Tensor:
         """Return ``(x - mean) / std`` (a new tensor) for a float ``(N, C, H, W)`` batch."""

@@ -35,7 +35,7 @@ from catseg.models.blocks import ActivationName, DecoderStage, NormName, Upsampl
 from catseg.models.config import RECORD_FIELDS, Mode, UNetConfig
 from catseg.models.encoders.base import Encoder, validate_encoder
 from catseg.models.encoders.registry import build_encoder
-from catseg.models.preprocessing import Preprocessing, check_preprocessing
+from catseg.models.preprocessing import Preprocessing
 from catseg.models.weights import EncoderWeights, load_encoder_weights
 
 __all__ = ["UNet", "UNetConfig", "count_parameters"]
@@ -282,9 +282,7 @@ class UNet(nn.Module):
             raise ConfigError("give mean and std together (both or neither)")
         if mean is not None and std is not None:
             record = Preprocessing(*check_mean_std(mean, std))
-            changes["preprocessing"] = check_preprocessing(
-                None if record.is_identity else record, self.in_channels
-            )
+            changes["preprocessing"] = None if record.is_identity else record  # checked by config
         self.config = dataclasses.replace(self.config, **changes)
         return self
 

@@ -152,7 +152,6 @@ class Registry:
             warnings.warn(
                 f"encoder plugin {_describe(ep)} is not used: {name!r} is already the "
                 f"{self.source(name)} encoder {owner}",
-                UserWarning,
                 stacklevel=3,
             )
 
@@ -161,8 +160,7 @@ class Registry:
             fresh = self._plugins is None
             if self._plugins is None:  # read once, on the first need
                 self._plugins = {}
-                found = importlib.metadata.entry_points(group=self._group) if self._group else ()
-                for ep in found:
+                for ep in importlib.metadata.entry_points(group=self._group) if self._group else ():
                     same = self._plugins.setdefault(ep.name, [])
                     if all(ep.value != other.value for other in same):
                         same.append(ep)
