@@ -227,9 +227,7 @@ class UNetConfig:
     def _normalise_options(self) -> None:
         options = self.encoder_options
         if not isinstance(options, Mapping):
-            raise ConfigError(
-                f"encoder_options must be a mapping of option names to values, got {options!r}"
-            )
+            raise ConfigError(f"encoder_options must be a mapping, got {short(options)}")
         given: dict[str, Any] = plain("encoder_options", dict(options))
         if self.encoder == _CLASSIC:
             for key, default in zip(("init_features", "depth"), _CLASSIC_DEFAULTS, strict=True):

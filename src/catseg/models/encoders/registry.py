@@ -263,16 +263,12 @@ class Registry:
         if colon:
             if not member:
                 raise EncoderError(f"encoder {name!r} names no member of family {prefix!r}")
-            with foreign_errors(
-                EncoderError, f"encoder family {prefix!r} cannot resolve {member!r}"
-            ):
+            with foreign_errors(EncoderError, f"family {prefix!r} cannot resolve {member!r}"):
                 factory = factory(member)
             if not callable(factory):
                 raise EncoderError(f"encoder family {prefix!r} returned {factory!r} for {member!r}")
         if not isinstance(options, Mapping | None):
-            raise ConfigError(
-                f"options must be a mapping of option names to values, got {short(options)}"
-            )
+            raise ConfigError(f"options must be a mapping (name: value), got {short(options)}")
         kwargs = dict(options or {})
         declared = _options(f"encoder {name!r}", factory)
         unknown = [repr(key) for key in kwargs if declared is not None and key not in declared]

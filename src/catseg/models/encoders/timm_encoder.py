@@ -160,7 +160,5 @@ def resolve_timm(member: str) -> functools.partial[TimmEncoder]:
         EncoderError: If timm does not know the model.
     """
     if not _timm().is_model(member):
-        raise EncoderError(
-            f"timm has no model {member!r}; list them with timm.list_models('pattern*')"
-        )
+        raise EncoderError(f"timm has no model {member!r}; see timm.list_models('pattern*')")
     return functools.partial(TimmEncoder, member)
