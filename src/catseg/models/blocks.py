@@ -13,8 +13,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from catseg._validation import check_choice, check_finite_float, check_positive_int
-from catseg.errors import ConfigError
+from catseg._validation import check_choice, check_finite_float, check_int, check_positive_int
 
 __all__ = [
     "ActivationName",
@@ -205,8 +204,7 @@ def make_upsample(
         torch.Size([1, 4, 6, 10])
     """
     check_choice("upsample", kind, UPSAMPLES)
-    if factor < 2:
-        raise ConfigError(f"upsampling factor must be >= 2, got {factor}")
+    check_int("factor", factor, minimum=2)
     if kind == "transpose":
         return nn.ConvTranspose2d(in_channels, out_channels, factor, stride=factor)
     return nn.Sequential(

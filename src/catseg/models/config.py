@@ -151,9 +151,8 @@ class UNetConfig:
         if widths is not None:
             if isinstance(widths, str | bytes) or not isinstance(widths, Sequence) or not widths:
                 raise ConfigError(f"decoder_channels must be ints, one per stage, got {widths!r}")
-            for width in widths:
-                check_int("each decoder_channels entry", width, minimum=1)
-            object.__setattr__(self, "decoder_channels", tuple(widths))
+            checked = tuple(check_int("each decoder_channels entry", w, minimum=1) for w in widths)
+            object.__setattr__(self, "decoder_channels", checked)
         check_choice("norm", self.norm, NORMS)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("upsample", self.upsample, UPSAMPLES)

@@ -136,7 +136,7 @@ class Preprocessing:
             raise ConfigError(
                 f"preprocessing must be a mapping with keys ['mean', 'std'], got {data!r}"
             )
-        return cls(tuple(data["mean"]), tuple(data["std"]))
+        return cls(data["mean"], data["std"])  # __post_init__ checks and converts
 
     def __str__(self) -> str:
         return f"mean={list(self.mean)}, std={list(self.std)}"

@@ -21,7 +21,7 @@ import copy
 import dataclasses
 import functools
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -166,8 +166,7 @@ class UNet(nn.Module):
             encoder_instance=None if is_named else type(encoder).__name__,
         )
         cfg = self.config
-        self.in_channels = in_channels
-        self.num_classes = num_classes
+        self.in_channels, self.num_classes = in_channels, num_classes
         self._encoder_frozen = False
         built: object = encoder
         if isinstance(encoder, str):
@@ -206,13 +205,8 @@ class UNet(nn.Module):
                 f"deepest first) for encoder {cfg.encoder!r} with reductions "
                 f"{reductions}, got {len(widths)}: {list(widths)}"
             )
-        stage = functools.partial(
-            DecoderStage,
-            upsample=cfg.upsample,
-            norm=cfg.norm,
-            activation=cfg.activation,
-            dropout=cfg.dropout,
-        )
+        layers = {k: getattr(cfg, k) for k in ("upsample", "norm", "activation", "dropout")}
+        stage: Callable[..., DecoderStage] = functools.partial(DecoderStage, **layers)
         ins, skip_widths, scales = (channels[-1], *widths), (0, *channels), (1, *reductions)
         # stage k upsamples level n_skip - k to level n_skip - k - 1 (level -1: the input)
         self.decoder = nn.ModuleList(

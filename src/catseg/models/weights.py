@@ -179,8 +179,7 @@ def _resolve(
         custom = reader(file)
         if custom is not None:
             return _check_tensors(custom, str(file)), None, str(file)
-    state, record = read_weights_file(file)
-    return state, record, str(file)
+    return (*read_weights_file(file), str(file))
 
 
 def check_state_keys(

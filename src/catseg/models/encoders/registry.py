@@ -215,13 +215,12 @@ class Registry:
         if key in self._entries:
             return self._entries[key]
         if not candidates:
-            hint = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.5)
+            names = self.names()
+            hint = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
             did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
             families = [f"{prefix}<name>" for prefix in self.names(families=True)]
             also = f"; families: {families}" if families else ""
-            raise EncoderError(
-                f"unknown encoder {name!r}; {did_you_mean}available: {self.names()}{also}"
-            )
+            raise EncoderError(f"unknown encoder {name!r}; {did_you_mean}available: {names}{also}")
         if len(candidates) > 1:
             claims = "; ".join(_describe(ep) for ep in candidates)
             raise EncoderError(f"encoder {key!r} is claimed by several plugins: {claims}")
