@@ -92,8 +92,7 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
         return torch.get_autocast_dtype(device_type) if on else None
     except (TypeError, AttributeError):  # torch < 2.4 has per-device functions only
         if device_type == "cpu":
-            on = torch.is_autocast_cpu_enabled()
-            return torch.get_autocast_cpu_dtype() if on else None
+            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
         return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
 
 

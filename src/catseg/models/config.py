@@ -230,9 +230,8 @@ class UNetConfig:
         given: dict[str, Any] = plain("encoder_options", dict(options))
         if self.encoder == _CLASSIC:
             for key, default in zip(("init_features", "depth"), _CLASSIC_DEFAULTS, strict=True):
-                if key not in given:
-                    continue
-                value, current = given.pop(key), getattr(self, key)
+                current = getattr(self, key)
+                value = given.pop(key, current)  # not given: the field stays
                 if current not in (default, value):
                     raise ConfigError(
                         f"{key} is given twice: {key}={current} and encoder_options[{key!r}]"
@@ -295,13 +294,7 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UNetConfig:
-        """Build a config from a mapping such as :meth:`to_dict`'s output.
-
-        Args:
-            data: Field values; missing fields take their defaults.
-
-        Returns:
-            The config.
+        """Build a config from a mapping such as :meth:`to_dict`'s output (defaults for the rest).
 
         Raises:
             ConfigError: If ``data`` is not a mapping, has unknown keys (all named), or
@@ -385,9 +378,6 @@ def read_config(data: object, source: object) -> UNetConfig:
     Args:
         data: The stored ``UNetConfig.to_dict()`` (already parsed, bounded plain data).
         source: The file, named first in the message.
-
-    Returns:
-        The config.
 
     Raises:
         CheckpointError: If the record is not a valid config (the message names the file

@@ -64,9 +64,8 @@ class Preprocessing:
     std: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        mean, std = check_mean_std(self.mean, self.std)
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "std", std)
+        for name, values in zip(("mean", "std"), check_mean_std(self.mean, self.std), strict=True):
+            object.__setattr__(self, name, values)
 
     @classmethod
     def identity(cls, channels: int = 3) -> Preprocessing:

@@ -286,14 +286,7 @@ class UNet(nn.Module):
         return self._encoder_frozen
 
     def train(self, mode: bool = True) -> UNet:
-        """Set training mode; an encoder frozen by ``freeze_encoder`` stays in eval mode.
-
-        Args:
-            mode: Training (True) or evaluation (False).
-
-        Returns:
-            The model itself.
-        """
+        """Set training mode and return the model; a frozen encoder stays in eval mode."""
         super().train(mode)
         if mode and self._encoder_frozen:
             self.encoder.eval()
@@ -306,13 +299,7 @@ class UNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: UNetConfig | Mapping[str, Any]) -> UNet:
-        """Build a new (untrained) UNet from a config or its :meth:`UNetConfig.to_dict`.
-
-        Args:
-            cfg: A :class:`UNetConfig` or a mapping of its fields.
-
-        Returns:
-            A UNet with the same architecture (load the weights separately).
+        """A new, untrained UNet of the architecture of ``cfg`` (a config or its ``to_dict()``).
 
         Raises:
             ConfigError: On unknown keys (named) or invalid values, or a config that
@@ -445,12 +432,6 @@ class UNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters of ``model`` (buffers excluded).
-
-    Args:
-        model: Any module.
-
-    Returns:
-        The count.
 
     Examples:
         >>> count_parameters(UNet(3, 1))

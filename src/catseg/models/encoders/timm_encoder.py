@@ -38,8 +38,7 @@ def _timm() -> ModuleType:
         '"timm:..." encoders need timm',
         'install it with pip install "catseg[timm]"',
     ):  # ImportError, or torchvision's compiled ops failing to load
-        timm = importlib.import_module("timm")
-    return timm
+        return importlib.import_module("timm")
 
 
 class TimmEncoder(nn.Module):
