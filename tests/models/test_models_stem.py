@@ -69,3 +69,8 @@ def test_adapt_stem_weight_refuses_bad_arguments(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         adapt_stem_weight(weight, in_channels)  # type: ignore[arg-type]
+
+
+def test_preprocessing_from_dict_refuses_a_number() -> None:
+    with pytest.raises(ConfigError, match=r"mean must be a non-empty sequence of numbers, got 5"):
+        Preprocessing.from_dict({"mean": 5, "std": 1})
