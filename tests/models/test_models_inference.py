@@ -91,6 +91,15 @@ def test_fold_leaves_group_norm_alone() -> None:
     assert any(isinstance(m, nn.GroupNorm) for m in model.fuse_for_inference().modules())
 
 
+def test_fold_leaves_a_named_pair_of_different_widths_alone() -> None:
+    net = nn.Module()
+    net.conv1, net.bn1 = nn.Conv2d(1, 3, 1), nn.BatchNorm2d(4)
+    net.conv2, net.bn2 = nn.Conv2d(4, 2, 1), nn.BatchNorm2d(2)
+    assert fold_batchnorms(net.eval()) == 1
+    assert isinstance(net.bn1, nn.BatchNorm2d)
+    assert isinstance(net.bn2, nn.Identity)
+
+
 def test_fold_counts_every_batchnorm_of_default_and_resnet() -> None:
     assert fold_batchnorms(UNet().eval()) == 18
     assert fold_batchnorms(UNet(encoder="resnet50").eval()) == 53 + 2 * 5  # encoder + decoder

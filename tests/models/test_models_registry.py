@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from catseg.errors import EncoderError
+from catseg.errors import ConfigError, EncoderError
 from catseg.models import Registry, UNet, get_encoder, list_encoders, register_encoder
 from catseg.models.encoders.resnet import ResNetEncoder, resnet18, resnet34
 
@@ -109,6 +109,13 @@ def test_invalid_names(name: object) -> None:
 def test_factory_must_be_callable() -> None:
     with pytest.raises(EncoderError, match=r"encoder 'x' must be a callable, got 3"):
         Registry(entry_point_group=None).register("x")(3)  # type: ignore[type-var]
+
+
+def test_bad_group_and_options_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"entry_point_group must be a str or None, got 3"):
+        Registry(entry_point_group=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"options must be a mapping .*, got \[\('depth', 2\)\]"):
+        get_encoder("unet", options=[("depth", 2)])  # type: ignore[arg-type]
 
 
 def test_did_you_mean_and_no_hint() -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from catseg.errors import ConfigError
 from catseg.models import IMAGENET, Preprocessing, UNet, adapt_stem_weight
 
 
@@ -50,3 +51,26 @@ def test_unet_applies_the_rule_and_records_matching_preprocessing(channels: int)
     assert model.preprocessing == expected
     assert IMAGENET.for_channels(channels) == expected
     assert IMAGENET.for_channels(1) == Preprocessing((0.449,), (0.226,))
+
+
+@pytest.mark.parametrize(
+    ("weight", "in_channels", "message"),
+    [
+        (torch.ones(3), 1, r"weight must be a 4-d float tensor, got torch.float32 of shape \(3,\)"),
+        (torch.ones(2, 3, 1, 1, dtype=torch.long), 1, "got torch.int64 of shape"),
+        (None, 1, "weight must be a 4-d float tensor, got None"),
+        (torch.ones(2, 0, 1, 1), 1, r"weight must not be empty, got shape \(2, 0, 1, 1\)"),
+        (torch.ones(2, 3, 1, 1), 0, "in_channels must be a positive int, got 0"),
+        (torch.ones(2, 3, 1, 1), True, "in_channels must be a positive int, got True"),
+    ],
+)
+def test_adapt_stem_weight_refuses_bad_arguments(
+    weight: object, in_channels: object, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        adapt_stem_weight(weight, in_channels)  # type: ignore[arg-type]
+
+
+def test_preprocessing_from_dict_refuses_a_number() -> None:
+    with pytest.raises(ConfigError, match=r"mean must be a non-empty sequence of numbers, got 5"):
+        Preprocessing.from_dict({"mean": 5, "std": 1})

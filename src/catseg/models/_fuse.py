@@ -20,20 +20,16 @@ Examples:
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 import torch
-from torch import nn
-
-from catseg.errors import ConfigError
+from torch import Tensor, nn
 
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-    """Fold ``bn`` (eval statistics) into ``conv`` in place; ``conv`` gains a bias.
+    """Fold ``bn`` (running statistics, ``conv``'s width) into ``conv`` in place, with a bias.
 
     The weight keeps its dtype, device and memory format (e.g. ``channels_last``).
-
-    Raises:
-        ConfigError: If ``bn`` tracks no running statistics or the widths differ.
 
     Examples:
         >>> conv, bn = nn.Conv2d(1, 2, 1, bias=False), nn.BatchNorm2d(2)
@@ -41,30 +37,18 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         >>> conv.bias is not None
         True
     """
-    if bn.running_mean is None or bn.running_var is None:
-        raise ConfigError(
-            "cannot fold a BatchNorm without running statistics (track_running_stats=False)"
-        )
-    if bn.num_features != conv.out_channels:
-        raise ConfigError(
-            f"cannot fold a BatchNorm of width {bn.num_features} into a convolution with "
-            f"{conv.out_channels} output channels; the widths must match"
-        )
+    mean, var = cast(Tensor, bn.running_mean).double(), cast(Tensor, bn.running_var).double()
     with torch.no_grad():
         weight = conv.weight
-        scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+        scale = torch.rsqrt(var + bn.eps)
         if bn.weight is not None:
             scale = scale * bn.weight.double()
         bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
-        new_bias = (bias - bn.running_mean.double()) * scale
+        new_bias = (bias - mean) * scale
         if bn.bias is not None:
             new_bias = new_bias + bn.bias.double()
-        new_weight = weight.double() * scale.view(-1, *([1] * (weight.ndim - 1)))
-        weight.copy_(new_weight.to(weight.dtype))  # copy_ keeps the memory format
-        if conv.bias is None:
-            conv.bias = nn.Parameter(new_bias.to(dtype=weight.dtype, device=weight.device))
-        else:
-            conv.bias.copy_(new_bias.to(conv.bias.dtype))
+        weight.copy_(weight.double() * scale.view(-1, 1, 1, 1))  # keeps dtype and memory format
+        conv.bias = nn.Parameter(new_bias.to(weight.dtype))
 
 
 def fold_batchnorms(module: nn.Module) -> int:
@@ -73,7 +57,7 @@ def fold_batchnorms(module: nn.Module) -> int:
     Two patterns are recognised: consecutive children of an ``nn.Sequential``, and
     sibling attributes ``convK``/``bnK`` (the torchvision naming). Each folded BatchNorm
     (its eval statistics) becomes ``nn.Identity``; other norms depend on the input and
-    stay. Returns the number of BatchNorm layers folded.
+    stay, as do pairs of different widths. Returns the number of BatchNorm layers folded.
 
     Examples:
         >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GroupNorm(1, 2)).eval()
@@ -93,6 +77,7 @@ def fold_batchnorms(module: nn.Module) -> int:
                 isinstance(conv, nn.Conv2d)
                 and type(bn) is nn.BatchNorm2d
                 and bn.track_running_stats
+                and bn.num_features == conv.out_channels
             ):
                 fuse_conv_bn(conv, bn)
                 children[second] = nn.Identity()

@@ -13,8 +13,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from catseg._validation import check_choice
-from catseg.errors import ConfigError
+from catseg._validation import check_choice, check_finite_float, check_int, check_positive_int
 
 __all__ = [
     "ActivationName",
@@ -93,8 +92,7 @@ def _autocast_dtype(device_type: str) -> torch.dtype | None:
         return torch.get_autocast_dtype(device_type) if on else None
     except (TypeError, AttributeError):  # torch < 2.4 has per-device functions only
         if device_type == "cpu":
-            on = torch.is_autocast_cpu_enabled()
-            return torch.get_autocast_cpu_dtype() if on else None
+            return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
         return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
 
 
@@ -171,24 +169,18 @@ class ConvBlock(nn.Sequential):
         dropout: float = 0.0,
         stem: bool = False,
     ) -> None:
-        if in_channels < 1 or out_channels < 1:
-            raise ConfigError(
-                f"ConvBlock channels must be >= 1, got in={in_channels}, out={out_channels}"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
-        first = StemConv2d if stem else nn.Conv2d
-        layers: list[nn.Module] = [
-            first(in_channels, out_channels, 3, padding=1, bias=True),
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_finite_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
+        super().__init__(
+            (StemConv2d if stem else nn.Conv2d)(in_channels, out_channels, 3, padding=1),
             make_norm(norm, out_channels),
             make_activation(activation),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
             make_norm(norm, out_channels),
             make_activation(activation),
-        ]
-        if dropout > 0:
-            layers.append(nn.Dropout2d(dropout))
-        super().__init__(*layers)
+            *([nn.Dropout2d(dropout)] if dropout > 0 else []),
+        )
 
 
 def make_upsample(
@@ -211,8 +203,7 @@ def make_upsample(
         torch.Size([1, 4, 6, 10])
     """
     check_choice("upsample", kind, UPSAMPLES)
-    if factor < 2:
-        raise ConfigError(f"upsampling factor must be >= 2, got {factor}")
+    check_int("factor", factor, minimum=2)
     if kind == "transpose":
         return nn.ConvTranspose2d(in_channels, out_channels, factor, stride=factor)
     return nn.Sequential(

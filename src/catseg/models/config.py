@@ -143,18 +143,16 @@ class UNetConfig:
                 f"init_features={self.init_features}, depth={self.depth} with encoder "
                 f"{self.encoder!r}"
             )
-        if self.encoder_instance is not None and not isinstance(self.encoder_instance, str):
+        if not isinstance(self.encoder_instance, str | None):
             raise ConfigError(
-                "encoder_instance must be a class name (str) or None, "
-                f"got {self.encoder_instance!r}"
+                f"encoder_instance must be a class name or None, got {self.encoder_instance!r}"
             )
         widths: object = self.decoder_channels
         if widths is not None:
             if isinstance(widths, str | bytes) or not isinstance(widths, Sequence) or not widths:
                 raise ConfigError(f"decoder_channels must be ints, one per stage, got {widths!r}")
-            for width in widths:
-                check_int("each decoder_channels entry", width, minimum=1)
-            object.__setattr__(self, "decoder_channels", tuple(widths))
+            checked = tuple(check_int("each decoder_channels entry", w, minimum=1) for w in widths)
+            object.__setattr__(self, "decoder_channels", checked)
         check_choice("norm", self.norm, NORMS)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("upsample", self.upsample, UPSAMPLES)
@@ -228,16 +226,12 @@ class UNetConfig:
     def _normalise_options(self) -> None:
         options = self.encoder_options
         if not isinstance(options, Mapping):
-            raise ConfigError(
-                f"encoder_options must be a mapping of option names to values, got {options!r}"
-            )
+            raise ConfigError(f"encoder_options must be a mapping, got {short(options)}")
         given: dict[str, Any] = plain("encoder_options", dict(options))
         if self.encoder == _CLASSIC:
             for key, default in zip(("init_features", "depth"), _CLASSIC_DEFAULTS, strict=True):
-                if key not in given:
-                    continue
-                value = given.pop(key)
                 current = getattr(self, key)
+                value = given.pop(key, current)  # not given: the field stays
                 if current not in (default, value):
                     raise ConfigError(
                         f"{key} is given twice: {key}={current} and encoder_options[{key!r}]"
@@ -269,14 +263,8 @@ class UNetConfig:
         """
         if self.encoder != _CLASSIC:
             return dict(self.encoder_options)
-        classic: dict[str, Any] = {
-            "init_features": self.init_features,
-            "depth": self.depth,
-            "norm": self.norm,
-            "activation": self.activation,
-            "dropout": self.dropout,
-        }
-        return {**classic, **self.encoder_options}
+        classic = ("init_features", "depth", "norm", "activation", "dropout")
+        return {**{key: getattr(self, key) for key in classic}, **self.encoder_options}
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a JSON-serialisable dict (tuples become lists).
@@ -306,13 +294,7 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UNetConfig:
-        """Build a config from a mapping such as :meth:`to_dict`'s output.
-
-        Args:
-            data: Field values; missing fields take their defaults.
-
-        Returns:
-            The config.
+        """Build a config from a mapping such as :meth:`to_dict`'s output (defaults for the rest).
 
         Raises:
             ConfigError: If ``data`` is not a mapping, has unknown keys (all named), or
@@ -353,33 +335,27 @@ def _check_bounds(config: Mapping[str, Any], fail: Callable[[str], CatsegError])
     checks everything else.
     """
 
-    def bounded(key: str, limit: int) -> int | None:
-        value = config.get(key)
+    def bounded(name: str, value: object, limit: int) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
             return None
         if value > limit:
-            raise fail(f"{key}={short(value)} is over the limit of {limit}")
+            raise fail(f"{name}={short(value)} is over the limit of {limit}")
         return value
 
-    bounded("in_channels", MAX_CHANNELS)
-    bounded("num_classes", MAX_CLASSES)
-    depth = bounded("depth", MAX_DEPTH_STAGES)
-    features = bounded("init_features", MAX_WIDTH)
+    bounded("in_channels", config.get("in_channels"), MAX_CHANNELS)
+    bounded("num_classes", config.get("num_classes"), MAX_CLASSES)
+    depth = bounded("depth", config.get("depth"), MAX_DEPTH_STAGES)
+    features = bounded("init_features", config.get("init_features"), MAX_WIDTH)
     if depth is not None and features is not None and features * 2**depth > MAX_WIDTH:
         raise fail(
             f"init_features={features}, depth={depth} gives a deepest layer of "
             f"{features * 2**depth} channels, over the limit of {MAX_WIDTH}"
         )
     widths = config.get("decoder_channels")
-    if isinstance(widths, (list, tuple)):
-        if len(widths) > _MAX_DECODER_STAGES:
-            raise fail(
-                f"decoder_channels has {len(widths)} entries, over the limit of "
-                f"{_MAX_DECODER_STAGES}"
-            )
+    if isinstance(widths, list | tuple):
+        bounded("len(decoder_channels)", len(widths), _MAX_DECODER_STAGES)
         for width in widths:
-            if isinstance(width, int) and not isinstance(width, bool) and width > MAX_WIDTH:
-                raise fail(f"decoder_channels holds {width}, over the limit of {MAX_WIDTH}")
+            bounded("a decoder_channels entry", width, MAX_WIDTH)
 
 
 def plugin_change(saved: UNetConfig, built: UNetConfig) -> str:
@@ -402,9 +378,6 @@ def read_config(data: object, source: object) -> UNetConfig:
     Args:
         data: The stored ``UNetConfig.to_dict()`` (already parsed, bounded plain data).
         source: The file, named first in the message.
-
-    Returns:
-        The config.
 
     Raises:
         CheckpointError: If the record is not a valid config (the message names the file

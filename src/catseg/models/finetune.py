@@ -62,9 +62,8 @@ def freeze_encoder(model: nn.Module) -> None:
         (False, True)
     """
     net = _unet(model, "freeze_encoder")
-    net.encoder.requires_grad_(False)
     net._encoder_frozen = True
-    net.encoder.eval()
+    net.encoder.requires_grad_(False).eval()
 
 
 def unfreeze_encoder(model: nn.Module) -> None:
@@ -78,9 +77,8 @@ def unfreeze_encoder(model: nn.Module) -> None:
         (True, False)
     """
     net = _unet(model, "unfreeze_encoder")
-    net.encoder.requires_grad_(True)
     net._encoder_frozen = False
-    net.encoder.train(net.training)
+    net.encoder.requires_grad_(True).train(net.training)
 
 
 def param_groups(
@@ -115,12 +113,10 @@ def param_groups(
         [0.01, 0.1]
     """
     net = _unet(model, "param_groups")
-    encoder = {id(p) for p in net.encoder.parameters()}
+    ids = {id(p) for p in net.encoder.parameters()}
     groups: list[dict[str, Any]] = []
     for name, lr, in_encoder in (("encoder", encoder_lr, True), ("decoder", decoder_lr, False)):
-        params = [
-            p for p in net.parameters() if p.requires_grad and (id(p) in encoder) == in_encoder
-        ]
+        params = [p for p in net.parameters() if p.requires_grad and (id(p) in ids) == in_encoder]
         group: dict[str, Any] = {"params": params, "name": name}
         if lr is not None:
             group["lr"] = check_finite_float(f"{name}_lr", lr, low=0.0, low_open=True)

@@ -30,18 +30,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from catseg._validation import check_mean_std
 from catseg.errors import ConfigError
 
-__all__ = [
-    "IMAGENET",
-    "Preprocessing",
-    "check_preprocessing",
-    "same_preprocessing",
-]
+__all__ = ["IMAGENET", "Preprocessing", "check_preprocessing", "same_preprocessing"]
 
 
 @dataclass(frozen=True)
@@ -70,19 +64,12 @@ class Preprocessing:
     std: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        mean, std = check_mean_std(self.mean, self.std)
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "std", std)
+        for name, values in zip(("mean", "std"), check_mean_std(self.mean, self.std), strict=True):
+            object.__setattr__(self, name, values)
 
     @classmethod
     def identity(cls, channels: int = 3) -> Preprocessing:
         """Mean 0 and std 1 for ``channels`` channels (pixels used as they are).
-
-        Args:
-            channels: Number of input channels.
-
-        Returns:
-            The identity record.
 
         Examples:
             >>> Preprocessing.identity(2)
@@ -102,12 +89,6 @@ class Preprocessing:
         channels keep theirs, the others take the average mean and std. A record with
         ``channels`` entries (or one) is returned unchanged.
 
-        Args:
-            channels: Number of input channels of the model.
-
-        Returns:
-            The adapted record.
-
         Examples:
             >>> Preprocessing((0.1, 0.2, 0.3), (1.0, 2.0, 3.0)).for_channels(4)
             Preprocessing(mean=(0.1, 0.2, 0.3, 0.2), std=(1.0, 2.0, 3.0, 2.0))
@@ -117,30 +98,16 @@ class Preprocessing:
             return self
         kept = size if channels > size else 0
         added = channels - kept
-        return Preprocessing(
-            self.mean[:kept] + (round(sum(self.mean) / size, 6),) * added,
-            self.std[:kept] + (round(sum(self.std) / size, 6),) * added,
-        )
+        mean, std = (v[:kept] + (round(sum(v) / size, 6),) * added for v in (self.mean, self.std))
+        return Preprocessing(mean, std)
 
     def __call__(self, x: Tensor) -> Tensor:
-        """Return ``(x - mean) / std`` over the channel axis (dim 1 of ``(N, C, H, W)``).
-
-        Args:
-            x: Float batch of ``[0, 1]`` pixels, ``(N, C, H, W)``.
-
-        Returns:
-            The normalised batch (a new tensor).
-        """
-        shape = (1, -1, 1, 1)
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        """Return ``(x - mean) / std`` (a new tensor) for a float ``(N, C, H, W)`` batch."""
+        mean, std = (x.new_tensor(values).view(1, -1, 1, 1) for values in (self.mean, self.std))
         return (x - mean) / std
 
     def to_dict(self) -> dict[str, list[float]]:
         """Return ``{"mean": [...], "std": [...]}`` (JSON-serialisable).
-
-        Returns:
-            The record as plain lists.
 
         Examples:
             >>> Preprocessing((0.5,), (0.5,)).to_dict()
@@ -151,12 +118,6 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: Preprocessing | Mapping[str, Any]) -> Preprocessing:
         """Build a record from :meth:`to_dict`'s output (or return a record unchanged).
-
-        Args:
-            data: A mapping with exactly the keys ``mean`` and ``std``.
-
-        Returns:
-            The record.
 
         Raises:
             ConfigError: If ``data`` is not such a mapping or its values are invalid.
@@ -174,7 +135,7 @@ class Preprocessing:
             raise ConfigError(
                 f"preprocessing must be a mapping with keys ['mean', 'std'], got {data!r}"
             )
-        return cls(tuple(data["mean"]), tuple(data["std"]))
+        return cls(data["mean"], data["std"])  # __post_init__ checks and converts
 
     def __str__(self) -> str:
         return f"mean={list(self.mean)}, std={list(self.std)}"
@@ -187,13 +148,8 @@ IMAGENET = Preprocessing(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 def check_preprocessing(value: object, in_channels: int) -> Preprocessing | None:
     """Validate a preprocessing record (a :class:`Preprocessing`, its dict or ``None``).
 
-    Args:
-        value: The record, its :meth:`Preprocessing.to_dict` form, or ``None``.
-        in_channels: Input channels of the model; a record must have that many entries
-            (or one).
-
     Returns:
-        The record, or ``None``.
+        The record (``None`` for ``None``), with 1 or ``in_channels`` entries.
 
     Raises:
         ConfigError: If the record is invalid or has the wrong number of channels.
@@ -219,13 +175,7 @@ std=[1.0, 1.0]) but the model has in_channels=3; give 1 or 3 values
 def same_preprocessing(a: Preprocessing, b: Preprocessing, channels: int) -> bool:
     """True when two records normalise ``channels`` channels the same (within 1e-6).
 
-    Args:
-        a: A record.
-        b: Another record.
-        channels: Input channels (a one-value record is broadcast).
-
-    Returns:
-        Whether they agree.
+    A one-value record is broadcast to ``channels``.
 
     Examples:
         >>> same_preprocessing(Preprocessing((0.5,), (1.0,)),
@@ -233,11 +183,9 @@ def same_preprocessing(a: Preprocessing, b: Preprocessing, channels: int) -> boo
         True
     """
 
-    def expand(values: tuple[float, ...]) -> tuple[float, ...]:
-        return values * channels if len(values) == 1 else values
+    def values(record: Preprocessing) -> tuple[float, ...]:  # mean then std, per channel
+        times = channels if len(record.mean) == 1 else 1
+        return record.mean * times + record.std * times
 
-    pairs = ((expand(a.mean), expand(b.mean)), (expand(a.std), expand(b.std)))
-    return all(
-        len(x) == len(y) and all(abs(u - v) <= 1e-6 for u, v in zip(x, y, strict=True))
-        for x, y in pairs
-    )
+    x, y = values(a), values(b)
+    return len(x) == len(y) and all(abs(u - v) <= 1e-6 for u, v in zip(x, y, strict=True))

@@ -21,7 +21,7 @@ import copy
 import dataclasses
 import functools
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -35,7 +35,7 @@ from catseg.models.blocks import ActivationName, DecoderStage, NormName, Upsampl
 from catseg.models.config import RECORD_FIELDS, Mode, UNetConfig
 from catseg.models.encoders.base import Encoder, validate_encoder
 from catseg.models.encoders.registry import build_encoder
-from catseg.models.preprocessing import Preprocessing, check_preprocessing
+from catseg.models.preprocessing import Preprocessing
 from catseg.models.weights import EncoderWeights, load_encoder_weights
 
 __all__ = ["UNet", "UNetConfig", "count_parameters"]
@@ -166,8 +166,7 @@ class UNet(nn.Module):
             encoder_instance=None if is_named else type(encoder).__name__,
         )
         cfg = self.config
-        self.in_channels = in_channels
-        self.num_classes = num_classes
+        self.in_channels, self.num_classes = in_channels, num_classes
         self._encoder_frozen = False
         built: object = encoder
         if isinstance(encoder, str):
@@ -193,59 +192,34 @@ class UNet(nn.Module):
         if encoder_weights is not None:
             record = load_encoder_weights(self.encoder, encoder_weights, in_channels=in_channels)
             self.config = dataclasses.replace(self.config, preprocessing=record)
-        widths = self._decoder_widths(channels, reductions, cfg.decoder_channels, is_named)
-        stage = functools.partial(
-            DecoderStage,
-            upsample=cfg.upsample,
-            norm=cfg.norm,
-            activation=cfg.activation,
-            dropout=cfg.dropout,
+        n_skip = len(channels) - 1  # the decoder has a stage per skip, then one to full size
+        n_stages = n_skip + (reductions[0] > 1)
+        widths = cfg.decoder_channels
+        if widths is None:  # the skip widths (capped at 256 but for "unet"), then half the last
+            classic = is_named and cfg.encoder == "unet"
+            skips = [c if classic else min(c, 256) for c in channels[-2::-1]]
+            widths = (*skips, max((skips[-1] if skips else channels[-1]) // 2, 16))[:n_stages]
+        elif len(widths) != n_stages:
+            raise ConfigError(
+                f"decoder_channels must have {n_stages} entries (one per decoder stage, "
+                f"deepest first) for encoder {cfg.encoder!r} with reductions "
+                f"{reductions}, got {len(widths)}: {list(widths)}"
+            )
+        layers = {k: getattr(cfg, k) for k in ("upsample", "norm", "activation", "dropout")}
+        stage: Callable[..., DecoderStage] = functools.partial(DecoderStage, **layers)
+        ins, skip_widths, scales = (channels[-1], *widths), (0, *channels), (1, *reductions)
+        # stage k upsamples level n_skip - k to level n_skip - k - 1 (level -1: the input)
+        self.decoder = nn.ModuleList(
+            stage(ins[k], skip_widths[level], widths[k], factor=scales[level + 1] // scales[level])
+            for k, level in enumerate(range(n_skip, n_skip - n_stages, -1))
         )
-        stages: list[DecoderStage] = []
-        previous = channels[-1]
-        levels = list(range(len(channels) - 2, -1, -1))
-        for width, level in zip(widths, levels, strict=False):
-            factor = reductions[level + 1] // reductions[level]
-            stages.append(stage(previous, channels[level], width, factor=factor))
-            previous = width
-        if reductions[0] > 1:
-            stages.append(stage(previous, 0, widths[-1], factor=reductions[0]))
-            previous = widths[-1]
-        self.decoder = nn.ModuleList(stages)
-        self.head = nn.Conv2d(previous, num_classes, 1)
+        self.head = nn.Conv2d(ins[-1], num_classes, 1)
         self._fused = False
-        self._spatial_norm = any(
-            isinstance(m, (nn.GroupNorm, nn.InstanceNorm2d)) for m in self.modules()
-        )
-        self._batch_norm = any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules()
-        )
+        modules = list(self.modules())
+        self._spatial_norm = any(isinstance(m, nn.GroupNorm | nn.InstanceNorm2d) for m in modules)
+        self._batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in modules)
 
     __new__.__signature__ = inspect.signature(__init__)  # type: ignore[attr-defined]
-
-    def _decoder_widths(
-        self,
-        channels: tuple[int, ...],
-        reductions: tuple[int, ...],
-        requested: tuple[int, ...] | None,
-        is_named: bool,
-    ) -> tuple[int, ...]:
-        n_skip = len(channels) - 1
-        n_stages = n_skip + (1 if reductions[0] > 1 else 0)
-        if requested is not None:
-            if len(requested) != n_stages:
-                raise ConfigError(
-                    f"decoder_channels must have {n_stages} entries (one per decoder stage, "
-                    f"deepest first) for encoder {self.config.encoder!r} with reductions "
-                    f"{reductions}, got {len(requested)}: {list(requested)}"
-                )
-            return requested
-        classic = is_named and self.config.encoder == "unet"
-        skips = [channels[level] for level in range(n_skip - 1, -1, -1)]
-        widths = [c if classic else min(c, 256) for c in skips]
-        if n_stages > n_skip:
-            widths.append(max((widths[-1] if widths else channels[-1]) // 2, 16))
-        return tuple(widths)
 
     @property
     def preprocessing(self) -> Preprocessing | None:
@@ -302,9 +276,7 @@ class UNet(nn.Module):
             raise ConfigError("give mean and std together (both or neither)")
         if mean is not None and std is not None:
             record = Preprocessing(*check_mean_std(mean, std))
-            changes["preprocessing"] = check_preprocessing(
-                None if record.is_identity else record, self.in_channels
-            )
+            changes["preprocessing"] = None if record.is_identity else record  # checked by config
         self.config = dataclasses.replace(self.config, **changes)
         return self
 
@@ -314,14 +286,7 @@ class UNet(nn.Module):
         return self._encoder_frozen
 
     def train(self, mode: bool = True) -> UNet:
-        """Set training mode; an encoder frozen by ``freeze_encoder`` stays in eval mode.
-
-        Args:
-            mode: Training (True) or evaluation (False).
-
-        Returns:
-            The model itself.
-        """
+        """Set training mode and return the model; a frozen encoder stays in eval mode."""
         super().train(mode)
         if mode and self._encoder_frozen:
             self.encoder.eval()
@@ -334,13 +299,7 @@ class UNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: UNetConfig | Mapping[str, Any]) -> UNet:
-        """Build a new (untrained) UNet from a config or its :meth:`UNetConfig.to_dict`.
-
-        Args:
-            cfg: A :class:`UNetConfig` or a mapping of its fields.
-
-        Returns:
-            A UNet with the same architecture (load the weights separately).
+        """A new, untrained UNet of the architecture of ``cfg`` (a config or its ``to_dict()``).
 
         Raises:
             ConfigError: On unknown keys (named) or invalid values, or a config that
@@ -387,12 +346,8 @@ class UNet(nn.Module):
                 f"UNet expects a floating-point input, got {x.dtype}; convert uint8 images "
                 "with x.float() / 255"
             )
-        weight = next(self.parameters(), None)
-        if (
-            weight is not None
-            and x.dtype != weight.dtype
-            and not torch.is_autocast_enabled(x.device.type)
-        ):
+        weight = next(self.parameters(), x)  # a model without parameters takes any dtype
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
             raise DTypeError(
                 f"UNet got a {x.dtype} input but its parameters are {weight.dtype}; convert "
                 f"the input with x.to({weight.dtype}) (or the model with model.to({x.dtype})), "
@@ -414,12 +369,9 @@ class UNet(nn.Module):
             Logits ``(N, num_classes, H, W)`` (a view, cropped back to ``H × W``).
 
         Raises:
-            ShapeError: If ``x`` is not 4-D.
-            ShapeError: If ``x`` does not have ``in_channels`` channels.
-            ShapeError: If ``x`` is empty (a zero batch, height or width).
-            DTypeError: If ``x`` is not a floating-point tensor.
-            DTypeError: If, outside autocast, ``x`` has another dtype than the parameters
-                (e.g. a float64 batch into a float32 model).
+            ShapeError: If ``x`` is not 4-D with ``in_channels`` channels and ``H, W >= 1``.
+            DTypeError: If ``x`` is not a float tensor, or (outside autocast) not in the
+                parameters' dtype (e.g. a float64 batch into a float32 model).
 
         Shape:
             - x: ``(N, in_channels, H, W)``, any ``H, W >= 1``.
@@ -427,8 +379,7 @@ class UNet(nn.Module):
         """
         self._check_input(x)
         height, width = x.shape[-2], x.shape[-1]
-        pad_h = (-height) % self.stride
-        pad_w = (-width) % self.stride
+        pad_h, pad_w = (-height) % self.stride, (-width) % self.stride
         if (
             (self._spatial_norm or (self._batch_norm and self.training and x.shape[0] == 1))
             and height + pad_h == self.stride
@@ -440,11 +391,9 @@ class UNet(nn.Module):
         # bake "no padding" into a graph meant to take any height and width.
         x = F.pad(x, (0, pad_w, 0, pad_h))
         features: list[Tensor] = self.encoder(x)
-        y = features[-1]
-        n_skip = len(features) - 1
+        y, skips = features[-1], features[-2::-1]  # skips deepest first, as the stages
         for i, stage in enumerate(self.decoder):
-            skip = features[n_skip - 1 - i] if i < n_skip else None
-            y = stage(y, skip)
+            y = stage(y, skips[i] if i < len(skips) else None)
         logits: Tensor = self.head(y)
         return logits[:, :, :height, :width]
 
@@ -483,12 +432,6 @@ class UNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters of ``model`` (buffers excluded).
-
-    Args:
-        model: Any module.
-
-    Returns:
-        The count.
 
     Examples:
         >>> count_parameters(UNet(3, 1))

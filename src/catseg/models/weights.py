@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from catseg._bounds import Budget, check_archive, short, walk_plain, weight_problem
+from catseg._validation import check_positive_int
 from catseg.errors import CheckpointError, ConfigError, MissingFileError, OptionalDependencyError
 from catseg.models.config import read_config
 from catseg.models.encoders._foreign import foreign_errors
@@ -47,7 +48,6 @@ EncoderWeights = Union[str, "os.PathLike[str]", Mapping[str, Tensor]]
 """What ``UNet(encoder_weights=...)`` accepts: a path, a named source or a state dict."""
 
 _CHECKPOINT_TAG = "catseg.checkpoint"
-_SHOWN = 5
 
 
 def adapt_stem_weight(weight: Tensor, in_channels: int) -> Tensor:
@@ -58,12 +58,22 @@ def adapt_stem_weight(weight: Tensor, in_channels: int) -> Tensor:
     times ``c / k``, and each new channel's filter is ``S / k``. So for every ``k`` an input
     whose ``k`` channels all equal ``g`` gives the output of ``(g, g, g)`` in the RGB model.
 
+    Raises:
+        ConfigError: If ``weight`` is not a non-empty 4-d float tensor or ``in_channels``
+            is not a positive int.
+
     Examples:
         >>> import torch
         >>> w = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
         >>> adapt_stem_weight(w, 2).flatten().tolist(), adapt_stem_weight(w, 4).flatten().tolist()
         ([3.0, 3.0], [0.75, 1.5, 2.25, 1.5])
     """
+    in_channels = check_positive_int("in_channels", in_channels)
+    if not (isinstance(weight, Tensor) and weight.dim() == 4 and weight.is_floating_point()):
+        got = f"{weight.dtype} of shape {tuple(weight.shape)}" if torch.is_tensor(weight) else ""
+        raise ConfigError(f"weight must be a 4-d float tensor, got {got or short(weight)}")
+    if not weight.numel():
+        raise ConfigError(f"weight must not be empty, got shape {tuple(weight.shape)}")
     channels = weight.shape[1]
     if in_channels == channels:
         return weight.clone()
@@ -169,13 +179,7 @@ def _resolve(
         custom = reader(file)
         if custom is not None:
             return _check_tensors(custom, str(file)), None, str(file)
-    state, record = read_weights_file(file)
-    return state, record, str(file)
-
-
-def _first(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOWN])
-    return shown + (f" (+{len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else "")
+    return (*read_weights_file(file), str(file))
 
 
 def check_state_keys(
@@ -204,7 +208,7 @@ shape mismatches (weights vs model): a (3,) vs (2,)
         if k in state and state[k].shape != v.shape
     ]
     parts = [
-        f"{label}: {_first(keys)}"
+        f"{label}: {', '.join(keys[:5])}" + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
         for label, keys in (
             ("missing keys", missing),
             ("unexpected keys", unexpected),

@@ -27,6 +27,5 @@ def foreign_errors(error: type[CatsegError], what: str, hint: str = "") -> Itera
     except CatsegError:
         raise
     except Exception as err:
-        raise error(
-            f"{what} ({type(err).__name__}: {err})" + (f"; {hint}" if hint else "")
-        ) from err
+        hint = f"; {hint}" if hint else ""
+        raise error(f"{what} ({type(err).__name__}: {err}){hint}") from err

@@ -58,12 +58,11 @@ class ClassicEncoder(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        widths = [check_positive_int("in_channels", in_channels)]
         init_features = check_positive_int("init_features", init_features)
         depth = check_positive_int("depth", depth)
         self.out_channels: tuple[int, ...] = tuple(init_features * 2**i for i in range(depth + 1))
         self.reductions: tuple[int, ...] = tuple(2**i for i in range(depth + 1))
-        widths += self.out_channels
+        widths = (check_positive_int("in_channels", in_channels), *self.out_channels)
         self.blocks = nn.ModuleList(
             # the first block reads raw pixels: its convolution stays fp32 under autocast
             ConvBlock(a, b, norm=norm, activation=activation, dropout=dropout, stem=i == 0)

@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, overload
 
+from catseg._bounds import short
 from catseg._validation import check_bool
 from catseg.errors import ConfigError, EncoderError
 from catseg.models.config import plain
@@ -97,6 +98,10 @@ class Registry:
     """
 
     def __init__(self, *, entry_point_group: str | None = "catseg.encoders") -> None:
+        if not isinstance(entry_point_group, str | None):
+            raise ConfigError(
+                f"entry_point_group must be a str or None, got {short(entry_point_group)}"
+            )
         self._group = entry_point_group
         self._entries: dict[str, Callable[..., Any]] = {}
         self._plugins: dict[str, list[EntryPoint]] | None = None
@@ -147,7 +152,6 @@ class Registry:
             warnings.warn(
                 f"encoder plugin {_describe(ep)} is not used: {name!r} is already the "
                 f"{self.source(name)} encoder {owner}",
-                UserWarning,
                 stacklevel=3,
             )
 
@@ -156,8 +160,7 @@ class Registry:
             fresh = self._plugins is None
             if self._plugins is None:  # read once, on the first need
                 self._plugins = {}
-                found = importlib.metadata.entry_points(group=self._group) if self._group else ()
-                for ep in found:
+                for ep in importlib.metadata.entry_points(group=self._group) if self._group else ():
                     same = self._plugins.setdefault(ep.name, [])
                     if all(ep.value != other.value for other in same):
                         same.append(ep)
@@ -212,13 +215,12 @@ class Registry:
         if key in self._entries:
             return self._entries[key]
         if not candidates:
-            hint = difflib.get_close_matches(name, self.names(), n=1, cutoff=0.5)
+            names = self.names()
+            hint = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
             did_you_mean = f"did you mean {hint[0]!r}? " if hint else ""
             families = [f"{prefix}<name>" for prefix in self.names(families=True)]
             also = f"; families: {families}" if families else ""
-            raise EncoderError(
-                f"unknown encoder {name!r}; {did_you_mean}available: {self.names()}{also}"
-            )
+            raise EncoderError(f"unknown encoder {name!r}; {did_you_mean}available: {names}{also}")
         if len(candidates) > 1:
             claims = "; ".join(_describe(ep) for ep in candidates)
             raise EncoderError(f"encoder {key!r} is claimed by several plugins: {claims}")
@@ -246,8 +248,8 @@ class Registry:
             options: Keyword options of the factory (the UNet's config records them).
 
         Raises:
-            ConfigError: If the factory does not accept an option (the accepted ones
-                are listed).
+            ConfigError: If ``options`` is not a mapping or the factory does not accept an
+                option (the accepted ones are listed).
             EncoderError: If the name is unknown ("did you mean" hint), the plugin or
                 family is broken, the factory fails, or its result breaks the contract.
         """
@@ -260,12 +262,12 @@ class Registry:
         if colon:
             if not member:
                 raise EncoderError(f"encoder {name!r} names no member of family {prefix!r}")
-            with foreign_errors(
-                EncoderError, f"encoder family {prefix!r} cannot resolve {member!r}"
-            ):
+            with foreign_errors(EncoderError, f"family {prefix!r} cannot resolve {member!r}"):
                 factory = factory(member)
             if not callable(factory):
                 raise EncoderError(f"encoder family {prefix!r} returned {factory!r} for {member!r}")
+        if not isinstance(options, Mapping | None):
+            raise ConfigError(f"options must be a mapping (name: value), got {short(options)}")
         kwargs = dict(options or {})
         declared = _options(f"encoder {name!r}", factory)
         unknown = [repr(key) for key in kwargs if declared is not None and key not in declared]

@@ -38,8 +38,7 @@ def _timm() -> ModuleType:
         '"timm:..." encoders need timm',
         'install it with pip install "catseg[timm]"',
     ):  # ImportError, or torchvision's compiled ops failing to load
-        timm = importlib.import_module("timm")
-    return timm
+        return importlib.import_module("timm")
 
 
 class TimmEncoder(nn.Module):
@@ -160,7 +159,5 @@ def resolve_timm(member: str) -> functools.partial[TimmEncoder]:
         EncoderError: If timm does not know the model.
     """
     if not _timm().is_model(member):
-        raise EncoderError(
-            f"timm has no model {member!r}; list them with timm.list_models('pattern*')"
-        )
+        raise EncoderError(f"timm has no model {member!r}; see timm.list_models('pattern*')")
     return functools.partial(TimmEncoder, member)
