@@ -32,7 +32,7 @@ import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
 from catseg._validation import check_optional_size, check_path
-from catseg.errors import DataError, MissingFileError
+from catseg.errors import ConfigError, DataError, MissingFileError
 
 _SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 TURNED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
@@ -169,6 +169,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     upright). The input is never modified.
 
     Raises:
+        ConfigError: When ``image`` is not a PIL image.
         DataError: When the mode has no RGB conversion or is 32-bit float (``F``, no
             standard 8-bit scale), or a lazily opened image fails to decode.
 
@@ -180,6 +181,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
         >>> to_rgb(Image.new("I;16", (1, 1), 65535)).getpixel((0, 0))
         (255, 255, 255)
     """
+    if not isinstance(image, Image.Image):
+        raise ConfigError(f"image must be a PIL image, got {type(image).__qualname__}")
     return rgb(image, copy=True)
 
 
