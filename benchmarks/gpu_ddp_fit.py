@@ -63,6 +63,7 @@ def main() -> int:
                 f"{r.images_per_second:.0f} img/s"
             )
         print(f"weights identical on every rank: {same}")
+    dist.barrier()  # every process here first: gloo aborts a peer still connected
     dist.destroy_process_group()
     return 0
 

@@ -93,6 +93,7 @@ def main() -> None:
             f"(epoch {history.best_epoch})"
         )
     if launched:
+        dist.barrier()  # every process here first: gloo aborts a peer still connected
         dist.destroy_process_group()
 
 

@@ -90,6 +90,7 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
             summaries["empty"] = str(err)
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(summaries), encoding="utf-8")
     finally:
+        dist.barrier()  # every process here first: gloo aborts a peer still connected
         dist.destroy_process_group()
 
 

@@ -391,6 +391,7 @@ def _worker(src: Path, dst: Path, log: Path) -> None:
               "failed": [p.name for p, _ in summary.failed], "rank": summary.rank,
               "world_size": summary.world_size}  # fmt: skip
     (log / f"rank{rank}.json").write_text(json.dumps(record), encoding="utf-8")
+    dist.barrier()  # every process here first: gloo aborts a peer still connected
     dist.destroy_process_group()
 
 

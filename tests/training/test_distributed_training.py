@@ -89,6 +89,7 @@ def _worker(root: Path, out: Path) -> None:
         )
     result = {"rank": rank, "seen": train.seen, "histories": histories}
     (out / f"rank{rank}.json").write_text(json.dumps(result), encoding="utf-8")
+    dist.barrier()
     dist.destroy_process_group()
 
 
@@ -164,6 +165,7 @@ def one_process_group() -> Iterator[None]:
     try:
         yield
     finally:
+        dist.barrier()  # every process here first: gloo aborts a peer still connected
         dist.destroy_process_group()
 
 
