@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -320,6 +321,15 @@ class UNet(nn.Module):
         except (ConfigError, EncoderError) as err:  # a missing plugin says what to install
             hint = f"; the model was saved with {package}: pip install {package}" if package else ""
             raise type(err)(f"{err}{hint}") from err
+        built = model.config.encoder_package
+        if package and built != package:  # the recorded options are replayed: say so, once
+            warnings.warn(
+                f"plugin version mismatch: encoder {config.encoder!r} was saved with {package}, "
+                f"this environment has {built or 'another version'}; the recorded options are "
+                f"used (pip install {package} for the very same encoder)",
+                UserWarning,
+                stacklevel=2,
+            )
         # the architecture as built here (plugin version, its options), the record's use facts
         use = {k: getattr(config, k) for k in RECORD_FIELDS}
         model.config = dataclasses.replace(model.config, **use)
