@@ -126,8 +126,8 @@ def load_input(image: object, in_channels: int, size: Size | None = None) -> Loa
     """Read one image for a model taking ``in_channels`` channels at ``size`` (or any size).
 
     A file is decoded once (a JPEG at a draft scale no smaller than four times ``size``,
-    EXIF orientation applied) and its pixels copied once. The pixels of an array or tensor may share
-    memory with the caller's; callers must only use out-of-place operations on them.
+    EXIF orientation applied) and its pixels copied once. The pixels of an array or
+    tensor may share memory with the caller's: use only out-of-place operations on them.
     """
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)

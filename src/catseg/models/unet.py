@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -206,15 +206,21 @@ class UNet(nn.Module):
                 f"deepest first) for encoder {cfg.encoder!r} with reductions "
                 f"{reductions}, got {len(widths)}: {list(widths)}"
             )
-        layers = {k: getattr(cfg, k) for k in ("upsample", "norm", "activation", "dropout")}
-        stage: Callable[..., DecoderStage] = functools.partial(DecoderStage, **layers)
-        ins, skip_widths, scales = (channels[-1], *widths), (0, *channels), (1, *reductions)
-        # stage k upsamples level n_skip - k to level n_skip - k - 1 (level -1: the input)
-        self.decoder = nn.ModuleList(
-            stage(ins[k], skip_widths[level], widths[k], factor=scales[level + 1] // scales[level])
-            for k, level in enumerate(range(n_skip, n_skip - n_stages, -1))
+        stage = functools.partial(
+            DecoderStage,
+            upsample=cfg.upsample,
+            norm=cfg.norm,
+            activation=cfg.activation,
+            dropout=cfg.dropout,
         )
-        self.head = nn.Conv2d(ins[-1], num_classes, 1)
+        stages, previous = [], channels[-1]
+        for width, level in zip(widths, range(n_skip - 1, n_skip - 1 - n_stages, -1), strict=True):
+            # up to the skip of ``level``; level -1 is the input itself (no skip)
+            skip, below = (channels[level], reductions[level]) if level >= 0 else (0, 1)
+            stages.append(stage(previous, skip, width, factor=reductions[level + 1] // below))
+            previous = width
+        self.decoder = nn.ModuleList(stages)
+        self.head = nn.Conv2d(previous, num_classes, 1)
         self._fused = False
         modules = list(self.modules())
         self._spatial_norm = any(isinstance(m, nn.GroupNorm | nn.InstanceNorm2d) for m in modules)

@@ -168,7 +168,7 @@ def rank_for_labelling(
     scored = []
     for image in images:
         prediction = segmenter.predict(image, return_probabilities=True)
-        shown = prediction.image  # compared as a 16x16 thumbnail, values in [0, 1]
+        shown = prediction.image if distance else None  # a 16x16 thumbnail in [0, 1]
         small = None if shown is None else shown.convert("RGB").resize((16, 16), _BOX)
         thumb = None if small is None else torch.from_numpy(np.asarray(small, np.float32) / 255)
         scored.append((image, float(prediction.uncertainty(method).mean()), thumb))

@@ -3,10 +3,10 @@
 The model runs behind a :class:`Backend`: a PyTorch module (the Segmenter's own copy)
 or an ONNX Runtime session, with the model's record when it has one.
 
-Each input is read at the model's size where it can be (:func:`load_input`: a JPEG at a
-draft scale, a file or PIL image resized by Pillow before it becomes a tensor); a larger
-uint8 tensor is resized as uint8 on the CPU, or uploaded and resized as float a band of
-rows at a time; then scaled and normalised. Inputs of one model size share a forward
+Each input is read by :func:`load_input` (a JPEG file at a draft scale near the
+model's size) and made the model's input by :func:`model_input` (on the CPU a uint8
+image is resized as uint8; otherwise it is uploaded and resized as float a band of rows
+at a time; then scaled and normalised). Inputs of one model size share a forward
 pass (or tiles); the fp32 probabilities are resized back to the full size a band of
 columns at a time, each band decided into the mask at once, so no full-size float map
 is held unless the probabilities are asked for (bilinear, antialiased, width then
