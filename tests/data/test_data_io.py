@@ -196,3 +196,8 @@ def test_sixteen_bit_mask(tmp_path: Path) -> None:
     Image.fromarray(np.array([[0, 300]], dtype=np.uint16)).save(tmp_path / "big.png")
     with pytest.raises(DataError, match=r"big\.png .*values in \[0, 300\]"):
         read_mask(tmp_path / "big.png")
+
+
+def test_to_rgb_refuses_what_is_not_an_image() -> None:
+    with pytest.raises(ConfigError, match=r"image must be a PIL image, got ndarray"):
+        to_rgb(np.zeros((2, 2, 3), np.uint8))  # type: ignore[arg-type]

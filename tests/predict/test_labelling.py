@@ -303,6 +303,12 @@ def test_rank_for_labelling(tmp_path: Path) -> None:
     assert [p.name for p, _ in ranked] == ["doubt.png", "middle.png", "sure.png", "twin.png"]  # type: ignore[union-attr]
     margin = rank_for_labelling(seg, [sure], method="margin")
     assert margin[0][1] == pytest.approx(0.2, abs=1e-6)
+    with pytest.raises(ConfigError, match=r"segmenter must be a catseg Segmenter, got None"):
+        rank_for_labelling(None, [sure])  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigError, match=r"images must be a folder or an iterable of images, got 3"
+    ):
+        rank_for_labelling(seg, 3)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- predict_folder(labelme=True)

@@ -213,6 +213,9 @@ def test_files_variant(tmp_path: Path) -> None:
     for outside in (tmp_path / "x.jpg", "../x.jpg", "c/../../x.jpg"):
         with pytest.raises(ConfigError, match="under src"):
             seg.predict_folder(src, tmp_path / "o", files=[outside], num_workers=0)
+    for files in (3, [src / "a.jpg", 3]):
+        with pytest.raises(ConfigError, match=r"files must be None or an iterable of paths, got "):
+            seg.predict_folder(src, tmp_path / "o", files=files, num_workers=0)  # type: ignore[arg-type]
 
 
 def test_relative_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
