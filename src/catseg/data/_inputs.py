@@ -1,9 +1,10 @@
 """Turning the many kinds of image a user may pass into one ``(C, H, W)`` tensor.
 
 A JPEG file to be resized to the model's input is decoded at the smallest 1/2, 1/4 or
-1/8 scale still at least four times that size, so its full-size pixels are never held,
-and the antialiased resize that follows, not the decoder's block averaging, shapes the
-model's input (masks agree with a full-size decode on 99.9 % of pixels).
+1/8 scale still at least twice that size, so its full-size pixels are never held; the
+antialiased float resize that follows, not the decoder's block averaging, shapes the
+model's input. Only an image over :data:`FLOAT_LIMIT` times the model's pixel count (a
+PNG or array photo) is resized as uint8, within one level of the float resize.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ ImageInput: TypeAlias = (
 """Anything :meth:`Segmenter.predict` accepts as one image."""
 Size: TypeAlias = tuple[int, int]
 BAND = 1 << 20  # floats per band of a banded resize (4 MiB)
+DRAFT = 2  # a JPEG is decoded at no less than DRAFT times the model's input size
+FLOAT_LIMIT = 16  # larger images (in model pixels) are resized as uint8
 
 
 def _channels(tensor: torch.Tensor, in_channels: int, what: str) -> torch.Tensor:
@@ -125,13 +128,13 @@ class Loaded(NamedTuple):
 def load_input(image: object, in_channels: int, size: Size | None = None) -> Loaded:
     """Read one image for a model taking ``in_channels`` channels at ``size`` (or any size).
 
-    A file is decoded once (a JPEG at a draft scale no smaller than four times ``size``,
+    A file is decoded once (a JPEG at a draft scale no smaller than twice ``size``,
     EXIF orientation applied) and its pixels copied once. The pixels of an array or
     tensor may share memory with the caller's: use only out-of-place operations on them.
     """
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
-        decoded = decode(path, str(image), size and (4 * size[0], 4 * size[1]))
+        decoded = decode(path, str(image), size and (DRAFT * size[0], DRAFT * size[1]))
         pixels = _from_pil(decoded.image, decoded.orientation, in_channels, str(image))
         return Loaded(pixels, decoded.size, path)
     if isinstance(image, Image.Image):
@@ -179,14 +182,15 @@ def model_input(
     """``(C, H, W)`` uint8 or [0, 1] float pixels -> normalised ``(1, C, h, w)`` float32.
 
     Resized to ``size`` (``None``: kept), scaled to [0, 1] and normalised on the device
-    of ``mean`` and ``std`` (``(1, C, 1, 1)``). On the CPU a uint8 image is resized as
-    uint8 (torch's channels-last kernel: within one level of the float resize, at a
-    fraction of the time and memory); otherwise it is uploaded as it is and resized as
-    float, a band of rows at a time.
+    of ``mean`` and ``std`` (``(1, C, 1, 1)``). The resize is in float, a band of rows at
+    a time, on that device; only a CPU uint8 image over ``FLOAT_LIMIT`` times the pixels
+    of ``size`` is resized as uint8 there (torch's channels-last kernel: within one level
+    of the float resize, at a fraction of the time and memory).
     """
     x, device = pixels[None], mean.device
     if size is not None and tuple(x.shape[2:]) != size:
-        if x.dtype == torch.uint8 and x.device.type == device.type == "cpu":
+        large = x.shape[2] * x.shape[3] > FLOAT_LIMIT * size[0] * size[1]
+        if large and x.dtype == torch.uint8 and x.device.type == device.type == "cpu":
             x = resize(x.contiguous(memory_format=torch.channels_last), size)
         else:
             x = x.to(device, non_blocking=True)

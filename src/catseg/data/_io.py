@@ -98,7 +98,13 @@ def _load(opened: Image.Image, name: str, draft_size: tuple[int, int] | None) ->
             ) from err
     if draft_size is not None and opened.format == "JPEG":
         want = draft_size[::-1] if orientation in TURNED else draft_size
-        opened.draft(opened.mode, (want[1], want[0]))
+        for scale in (8, 4, 2):  # whole blocks only: a partial one would shift the pixels
+            if (
+                width % scale == height % scale == 0
+                and min(height // scale - want[0], width // scale - want[1]) >= 0
+            ):
+                opened.draft(opened.mode, (width // scale, height // scale))
+                break
     opened.load()
     if orientation is None:
         orientation = _orientation(opened.getexif())
@@ -113,7 +119,8 @@ def decode(source: Path | bytes, name: str, draft_size: tuple[int, int] | None =
         source: The file, or the encoded image.
         name: What to call it in error messages (a path, ``"a.json: imageData"`` ...).
         draft_size: ``(height, width)`` the caller will resize to: a JPEG is then decoded
-            at the smallest 1/2, 1/4 or 1/8 scale still at least that size (upright).
+            at the smallest 1/2, 1/4 or 1/8 scale still at least that size (upright) that
+            divides its width and height.
 
     Returns:
         The :class:`Decoded` image and facts about the file.

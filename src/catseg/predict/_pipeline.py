@@ -4,20 +4,19 @@ The model runs behind a :class:`Backend`: a PyTorch module (the Segmenter's own 
 or an ONNX Runtime session, with the model's record when it has one.
 
 Each input is read by :func:`load_input` (a JPEG file at a draft scale near the
-model's size) and made the model's input by :func:`model_input` (on the CPU a uint8
-image is resized as uint8; otherwise it is uploaded and resized as float a band of rows
-at a time; then scaled and normalised). Inputs of one model size share a forward
-pass (or tiles); the fp32 probabilities are resized back to the full size a band of
-columns at a time, each band decided into the mask at once, so no full-size float map
-is held unless the probabilities are asked for (bilinear, antialiased, width then
-height: bit for bit what one :func:`torch.nn.functional.interpolate` call gives).
+model's size) and made the model's input by :func:`model_input`. Inputs of one model
+size share a forward pass (or tiles). The fp32 probabilities come back to the full size
+as the masks, decided at model height wherever a bilinear blend cannot change the
+decision (:meth:`Pipeline._upsampled_masks`): bit for bit the decisions of one
+antialiased bilinear :func:`torch.nn.functional.interpolate` call, with no full-size
+float map held unless the probabilities are asked for.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from torch import Tensor, nn
 from catseg._modules import to_channels_last
 from catseg._runtime import Precision, autocast, resolve_device, resolve_precision
 from catseg._validation import check_bool, check_positive_int
-from catseg.data._inputs import BAND, Loaded, load_input, model_input, resize, spans
+from catseg.data._inputs import Loaded, load_input, model_input, resize
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
 from catseg.export._runner import OnnxRunner
 from catseg.models.config import Mode, UNetConfig
@@ -36,6 +35,7 @@ from catseg.models.preprocessing import Preprocessing
 from catseg.predict._prediction import Prediction
 from catseg.predict._tiling import tiled_scores
 
+_MARGIN = 1e-6  # probabilities this close to a decision's edge are blended, not copied
 Postprocess = Callable[[torch.Tensor], torch.Tensor]
 """Hook on the class probabilities ``(K, H, W)`` returning new ones of the same shape."""
 
@@ -287,17 +287,6 @@ class Pipeline:
         # max(dim).indices is the arg-max (first of equal maxima), much faster on the CPU
         return probs.max(dim=1).indices.to(torch.uint8)
 
-    def _bands(
-        self, probs: torch.Tensor, size: tuple[int, int]
-    ) -> Iterator[tuple[int, int, torch.Tensor]]:
-        """Column bands ``[a, b)`` of ``probs`` resized to ``size`` (clamped to [0, 1])."""
-        if tuple(probs.shape[2:]) == size:
-            yield 0, size[1], probs
-            return
-        wide = resize(probs, (probs.shape[2], size[1]))
-        for a, b in spans(size[1], BAND // max(1, probs.shape[0] * probs.shape[1] * size[0])):
-            yield a, b, resize(wide[..., a:b], (size[0], b - a)).clamp_(0.0, 1.0)
-
     def _postprocess(self, probs: torch.Tensor, hook: Postprocess) -> torch.Tensor:
         """Apply the user's hook to each image's ``(K, H, W)`` probabilities."""
         out = []
@@ -312,6 +301,58 @@ class Pipeline:
             out.append(result.to(device=probs.device, dtype=torch.float32))
         return torch.stack(out)
 
+    def _upsampled_masks(self, probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The masks of ``probs`` resized to ``size``, without full-size float maps.
+
+        Resized to the full width, two adjacent rows of probabilities that decide a
+        column alike, with a margin over float rounding, decide alike every bilinear
+        blend of them (a convex combination keeps a class above the threshold, or ahead
+        of the others), so the output rows between them copy that decision; only the
+        other columns are blended row by row and decided.
+        """
+        (h, _), (height, width), device = probs.shape[2:], size, probs.device
+        wide = resize(probs, (h, width))
+        if h < 2 or height < h:  # one row, or shrinking: no pairs of rows to blend
+            return self._decide(resize(wide, size).clamp_(0.0, 1.0))
+        label = self._decide(wide)
+        same = label[..., 1:, :] == label[..., :-1, :]
+        if self.record.mode == "multiclass":
+            top = wide.topk(2, dim=1).values
+            clear = top[:, 0] - top[:, 1] > _MARGIN
+        else:
+            threshold = torch.as_tensor(self.record.threshold, device=device)
+            clear = ((wide - threshold.view(1, -1, 1, 1)).abs() > _MARGIN).all(1)
+            same = same.all(1) if same.ndim == 4 else same
+        # Output row y blends rows pair[y] and pair[y] + 1 (half-pixel centres, edge rows
+        # clamped), with the weights torch's resize gives rows of even and odd index.
+        source = (torch.arange(height, dtype=torch.float64) + 0.5) * (h / height) - 0.5
+        pair = source.floor().clamp_(0, h - 2).long().to(device)
+        parity = torch.arange(h, device=device)[:, None] % 2 == torch.arange(2, device=device)
+        odd = pair[:, None] % 2
+        weights = resize(parity.float()[None, None], (height, 2))[0, 0]
+        weights = weights.gather(1, torch.cat([odd, 1 - odd], 1))  # (H, 2): first, second
+        masks = label.index_select(-2, pair)
+        flat = (~(same & clear[:, 1:] & clear[:, :-1])).view(-1).nonzero()[:, 0]
+        if not len(flat):
+            return masks
+        # Per pair: its output rows (R at most; the last one repeated) and their weights.
+        rows = torch.bincount(pair, minlength=h - 1)
+        y = torch.minimum(torch.arange(int(rows.max()), device=device), rows[:, None] - 1)
+        y += (rows.cumsum(0) - rows)[:, None]  # (h - 1, R)
+        n, p, x = flat // ((h - 1) * width), flat // width % (h - 1), flat % width
+        w = weights[y].index_select(0, p)  # (M, R, 2) for the M unsure columns
+        columns = wide.movedim(1, -1).reshape(-1, wide.shape[1])  # (N * h * W, K')
+        top = columns.index_select(0, flat + n * width)[:, None]
+        below = columns.index_select(0, flat + (n + 1) * width)[:, None]
+        blend = torch.addcmul(top * w[..., :1], below, w[..., 1:])  # rounded as torch's resize
+        decided = self._decide(blend.clamp_(0.0, 1.0).view(-1, blend.shape[-1], 1, 1))
+        channels = 1 if masks.ndim == 3 else masks.shape[1]
+        plane = torch.arange(channels, device=device) * (height * width)
+        index = (y * width).index_select(0, p) + (n * channels * height * width + x)[:, None]
+        index = (index[..., None] + plane).view(-1)
+        masks.view(-1).scatter_(0, index, decided.view(-1))
+        return masks
+
     def finish(
         self, probs: torch.Tensor, size: tuple[int, int], keep: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -319,19 +360,13 @@ class Pipeline:
 
         Returns device tensors: the masks and, when ``keep`` or a postprocess hook needs
         them, probabilities ``(N, K, H, W)`` (``K = 2`` for a one-logit model), else
-        ``None``. Without them, each band is decided as soon as it is resized.
+        ``None`` (the masks then come from :meth:`_upsampled_masks`).
         """
-        n, k = probs.shape[:2]
         if not keep and self.postprocess is None:
-            multilabel = self.record.mode == "multilabel"
-            shape, dtype = ((n, k, *size), torch.bool) if multilabel else ((n, *size), torch.uint8)
-            masks = torch.empty(shape, dtype=dtype, device=probs.device)
-            for a, b, band in self._bands(probs, size):
-                masks[..., a:b] = self._decide(band)
-            return masks, None
-        full = torch.empty(n, k, *size, device=probs.device)
-        for a, b, band in self._bands(probs, size):
-            full[..., a:b] = band
+            if tuple(probs.shape[2:]) == size:
+                return self._decide(probs), None
+            return self._upsampled_masks(probs, size), None
+        full = probs if tuple(probs.shape[2:]) == size else resize(probs, size).clamp_(0.0, 1.0)
         if self.record.mode == "binary":
             full = torch.cat([1.0 - full, full], dim=1)
         if self.postprocess is not None:
