@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from catseg._modules import to_channels_last
 from catseg._runtime import Precision, autocast, resolve_device, resolve_precision
 from catseg._validation import check_bool, check_positive_int
-from catseg.data._inputs import Loaded, load_input, model_input, resize
+from catseg.data._inputs import BAND, Loaded, load_input, model_input, resize
 from catseg.errors import ConfigError, NonFiniteError, ShapeError
 from catseg.export._runner import OnnxRunner
 from catseg.models.config import Mode, UNetConfig
@@ -337,20 +337,21 @@ class Pipeline:
             return masks
         # Per pair: its output rows (R at most; the last one repeated) and their weights.
         rows = torch.bincount(pair, minlength=h - 1)
-        y = torch.minimum(torch.arange(int(rows.max()), device=device), rows[:, None] - 1)
-        y += (rows.cumsum(0) - rows)[:, None]  # (h - 1, R)
-        n, p, x = flat // ((h - 1) * width), flat // width % (h - 1), flat % width
-        w = weights[y].index_select(0, p)  # (M, R, 2) for the M unsure columns
+        y_of = torch.minimum(torch.arange(int(rows.max()), device=device), rows[:, None] - 1)
+        y_of += (rows.cumsum(0) - rows)[:, None]  # (h - 1, R)
+        w_of = weights[y_of]
         columns = wide.movedim(1, -1).reshape(-1, wide.shape[1])  # (N * h * W, K')
-        top = columns.index_select(0, flat + n * width)[:, None]
-        below = columns.index_select(0, flat + (n + 1) * width)[:, None]
-        blend = torch.addcmul(top * w[..., :1], below, w[..., 1:])  # rounded as torch's resize
-        decided = self._decide(blend.clamp_(0.0, 1.0).view(-1, blend.shape[-1], 1, 1))
         channels = 1 if masks.ndim == 3 else masks.shape[1]
         plane = torch.arange(channels, device=device) * (height * width)
-        index = (y * width).index_select(0, p) + (n * channels * height * width + x)[:, None]
-        index = (index[..., None] + plane).view(-1)
-        masks.view(-1).scatter_(0, index, decided.view(-1))
+        for chunk in flat.split(max(1, BAND // 4 // y_of.shape[1])):  # bounded memory
+            n, p, x = chunk // ((h - 1) * width), chunk // width % (h - 1), chunk % width
+            w = w_of.index_select(0, p)  # (M, R, 2) for M unsure columns
+            top = columns.index_select(0, chunk + n * width)[:, None]
+            below = columns.index_select(0, chunk + (n + 1) * width)[:, None]
+            blend = torch.addcmul(top * w[..., :1], below, w[..., 1:])  # as torch rounds it
+            decided = self._decide(blend.clamp_(0.0, 1.0).view(-1, blend.shape[-1], 1, 1))
+            index = y_of.index_select(0, p) * width + (n * channels * height * width + x)[:, None]
+            masks.view(-1).scatter_(0, (index[..., None] + plane).view(-1), decided.view(-1))
         return masks
 
     def finish(
