@@ -36,18 +36,18 @@ def big_jpeg(tmp_path_factory: pytest.TempPathFactory, cats_voc: Path) -> Path:
 def test_a_jpeg_is_read_at_a_draft_scale_at_least_twice_the_model_size(
     big_jpeg: Path, tmp_path: Path
 ) -> None:
-    # 2 x 64 = 128 px: 1/8 (250x187.5) would be large enough, but 1500 rows are not whole
-    # 8-pixel blocks (a partial block shifts the pixels), so 1/4 scale
+    # 2 x 64 = 128 px: 1/4 scale (500x375) is the smallest still at least that large
+    # (1/8 keeps only each block's mean: never used)
     loaded = load_input(big_jpeg, 3, (64, 64))
     assert tuple(loaded.pixels.shape) == (3, 375, 500)
-    assert tuple(load_input(big_jpeg, 3, (48, 48)).pixels.shape) == (3, 375, 500)
+    assert tuple(load_input(big_jpeg, 3, (16, 16)).pixels.shape) == (3, 375, 500)
     assert loaded.size == (1500, 2000)
     assert loaded.display == big_jpeg
     assert tuple(load_input(big_jpeg, 3, (128, 96)).pixels.shape) == (3, 375, 500)
     assert tuple(load_input(big_jpeg, 3, (256, 256)).pixels.shape) == (3, 750, 1000)
-    whole = tmp_path / "whole.jpg"  # 2000x1504: 1/8 scale is whole blocks
-    Image.open(big_jpeg).resize((2000, 1504)).save(whole, quality=90)
-    assert tuple(load_input(whole, 3, (64, 64)).pixels.shape) == (3, 188, 250)
+    partial = tmp_path / "partial.jpg"  # 1502 rows: 1/4 scale would end in half a block
+    Image.open(big_jpeg).resize((2000, 1502)).save(partial, quality=90)
+    assert tuple(load_input(partial, 3, (64, 64)).pixels.shape) == (3, 751, 1000)
     assert tuple(load_input(big_jpeg, 3).pixels.shape) == (3, 1500, 2000)  # no model size
     # a PNG has no draft scale; EXIF turned JPEGs keep their upright size
     turned = tmp_path / "turned.jpg"

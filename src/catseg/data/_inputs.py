@@ -1,10 +1,10 @@
 """Turning the many kinds of image a user may pass into one ``(C, H, W)`` tensor.
 
-A JPEG file to be resized to the model's input is decoded at the smallest 1/2, 1/4 or
-1/8 scale still at least twice that size, so its full-size pixels are never held; the
+A JPEG file to be resized to the model's input is decoded at 1/4 or 1/2 scale if still
+at least twice that size (see ``decode``), so its full-size pixels are never held; the
 antialiased float resize that follows, not the decoder's block averaging, shapes the
-model's input. Only an image over :data:`FLOAT_LIMIT` times the model's pixel count (a
-PNG or array photo) is resized as uint8, within one level of the float resize.
+model's input. Only an image over ``FLOAT_LIMIT`` times the model's pixel count (a PNG
+or array photo) is resized as uint8, within one level of the float resize.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ ImageInput: TypeAlias = (
 Size: TypeAlias = tuple[int, int]
 BAND = 1 << 20  # floats per band of a banded resize (4 MiB)
 DRAFT = 2  # a JPEG is decoded at no less than DRAFT times the model's input size
-FLOAT_LIMIT = 16  # larger images (in model pixels) are resized as uint8
+FLOAT_LIMIT = 64  # larger images (in model pixels) are resized as uint8
 
 
 def _channels(tensor: torch.Tensor, in_channels: int, what: str) -> torch.Tensor:

@@ -98,7 +98,7 @@ def _load(opened: Image.Image, name: str, draft_size: tuple[int, int] | None) ->
             ) from err
     if draft_size is not None and opened.format == "JPEG":
         want = draft_size[::-1] if orientation in TURNED else draft_size
-        for scale in (8, 4, 2):  # whole blocks only: a partial one would shift the pixels
+        for scale in (4, 2):  # whole blocks only: a partial one would shift the pixels
             if (
                 width % scale == height % scale == 0
                 and min(height // scale - want[0], width // scale - want[1]) >= 0
@@ -119,8 +119,9 @@ def decode(source: Path | bytes, name: str, draft_size: tuple[int, int] | None =
         source: The file, or the encoded image.
         name: What to call it in error messages (a path, ``"a.json: imageData"`` ...).
         draft_size: ``(height, width)`` the caller will resize to: a JPEG is then decoded
-            at the smallest 1/2, 1/4 or 1/8 scale still at least that size (upright) that
-            divides its width and height.
+            at 1/4 or else 1/2 scale if still at least that size (upright) and made of
+            whole blocks (the scale divides its width and height). 1/8 scale, only each
+            block's mean, is never used: too coarse for the resize that follows.
 
     Returns:
         The :class:`Decoded` image and facts about the file.
@@ -279,8 +280,8 @@ def open_image(
     Args:
         path: The image file (any format Pillow reads).
         draft_size: Optional ``(height, width)`` the caller will resize to: a JPEG is then
-            decoded at the smallest 1/2, 1/4 or 1/8 scale still at least that size
-            (upright), several times faster and smaller. Other formats ignore it.
+            decoded at a reduced scale (see :func:`decode`), several times faster and
+            smaller. Other formats ignore it.
 
     Returns:
         A new ``"RGB"`` image with the EXIF orientation applied (modes converted as by
