@@ -92,6 +92,30 @@ def measure(
     return Timing(best=min(times), median=statistics.median(times), repeats=len(times))
 
 
+def best_of_interleaved(
+    *fns: Callable[[], object],
+    repeats: int = 5,
+    device: torch.device | str | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
+    """Best seconds of each of ``fns``, called in turn each round (after one warm-up each).
+
+    Alternating the calls makes the machine's load, which comes and goes on shared
+    hosts, hit every measurement alike, so their ratios hold where their times do not.
+    """
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(max(repeats, 1)):
+        for fn, bucket in zip(fns, times, strict=True):
+            _sync(device)
+            start = clock()
+            fn()
+            _sync(device)
+            bucket.append(clock() - start)
+    return [min(bucket) for bucket in times]
+
+
 def matmul_peak_gflops(
     dtype: torch.dtype = torch.float32,
     *,

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+from _common import best_of_interleaved
 from torch import Tensor
 
 from catseg.losses import (
@@ -44,18 +45,6 @@ def _step(loss_fn: Callable[[Tensor, Tensor], Tensor], logits: Tensor, target: T
 
 CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = time.perf_counter
-
-
-def _best_of_interleaved(first: Step, second: Step, repeats: int) -> tuple[float, float]:
-    first()  # warm-up
-    second()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for fn, bucket in ((first, times[0]), (second, times[1])):
-            start = clock()
-            fn()
-            bucket.append(clock() - start)
-    return min(times[0]), min(times[1])
 
 
 def _data(mode: str, n: int, classes: int, size: int) -> tuple[Tensor, Tensor]:
@@ -147,8 +136,11 @@ def main() -> None:
     print("| loss | ms | DiceLoss ms | ratio to Dice |")
     print("|---|---:|---:|---:|")
     for name, loss_fn in losses.items():
-        t_loss, t_dice = _best_of_interleaved(
-            _step(loss_fn, logits, target), _step(dice, logits, target), repeats
+        t_loss, t_dice = best_of_interleaved(
+            _step(loss_fn, logits, target),
+            _step(dice, logits, target),
+            repeats=repeats,
+            clock=clock,
         )
         print(f"| {name} | {t_loss * 1e3:.1f} | {t_dice * 1e3:.1f} | {t_loss / t_dice:.2f} |")
 
@@ -161,8 +153,11 @@ def main() -> None:
             ce = F.binary_cross_entropy_with_logits(x[valid], g[valid].to(x.dtype))
         return ce + dice(x, t)
 
-    t_ours, t_parts = _best_of_interleaved(
-        _step(DiceCELoss(mode=mode), logits, target), _step(parts, logits, target), repeats
+    t_ours, t_parts = best_of_interleaved(
+        _step(DiceCELoss(mode=mode), logits, target),
+        _step(parts, logits, target),
+        repeats=repeats,
+        clock=clock,
     )
     print(
         f"\nDiceCELoss {t_ours * 1e3:.1f} ms vs torch cross-entropy + DiceLoss run separately "
@@ -174,8 +169,11 @@ def main() -> None:
         print("|---|---:|---|---:|---:|")
     for ours, name, ref in refs:
         try:
-            t_loss, t_ref = _best_of_interleaved(
-                _step(losses[ours], logits, target), _step(ref, logits, target), repeats
+            t_loss, t_ref = best_of_interleaved(
+                _step(losses[ours], logits, target),
+                _step(ref, logits, target),
+                repeats=repeats,
+                clock=clock,
             )
         except Exception as error:  # the reference library fails on this input
             print(f"| {ours} | | {name} | failed: {type(error).__name__} | |")

@@ -11,35 +11,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
-from collections.abc import Callable
 
 import torch
+from _common import best_of_interleaved
 from torchmetrics.classification import MulticlassJaccardIndex, MultilabelJaccardIndex
 
 from catseg.metrics import MeanIoU
-
-
-def _best_of_interleaved(
-    first: Callable[[], None], second: Callable[[], None], repeats: int, device: torch.device
-) -> tuple[float, float]:
-    """Best time of each, run alternately so that machine load hits both alike."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    first()  # warm-up
-    second()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for fn, bucket in ((first, times[0]), (second, times[1])):
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            bucket.append(time.perf_counter() - start)
-    return min(times[0]), min(times[1])
 
 
 def _multilabel_row(
@@ -55,11 +32,11 @@ def _multilabel_row(
     theirs = MultilabelJaccardIndex(
         labels, average="macro", ignore_index=255, validate_args=False
     ).to(device)
-    t_ours, t_theirs = _best_of_interleaved(
+    t_ours, t_theirs = best_of_interleaved(
         functools.partial(ours.update, logits, target),
         functools.partial(theirs.update, logits, target),
-        repeats,
-        device,
+        repeats=repeats,
+        device=device,
     )
     ours.reset()
     theirs.reset()
@@ -91,11 +68,11 @@ def main() -> None:
     ).to(device)
     rows = []
     for name, preds in (("label map", labels), ("logits", logits)):
-        t_ours, t_theirs = _best_of_interleaved(
+        t_ours, t_theirs = best_of_interleaved(
             functools.partial(ours.update, preds, target),
             functools.partial(theirs.update, preds, target),
-            repeats,
-            device,
+            repeats=repeats,
+            device=device,
         )
         rows.append((name, "MulticlassJaccardIndex", t_ours, t_theirs))
     ours.reset()

@@ -280,8 +280,8 @@ def open_image(
     Args:
         path: The image file (any format Pillow reads).
         draft_size: Optional ``(height, width)`` the caller will resize to: a JPEG is then
-            decoded at a reduced scale (see :func:`decode`), several times faster and
-            smaller. Other formats ignore it.
+            decoded at 1/4 or else 1/2 scale if still at least that size and made of
+            whole blocks, several times faster and smaller. Other formats ignore it.
 
     Returns:
         A new ``"RGB"`` image with the EXIF orientation applied (modes converted as by

@@ -7,7 +7,7 @@ Each input is read by :func:`load_input` (a JPEG file at a draft scale near the
 model's size) and made the model's input by :func:`model_input`. Inputs of one model
 size share a forward pass (or tiles). The fp32 probabilities come back to the full size
 as the masks, decided at model height wherever a bilinear blend cannot change the
-decision (:meth:`Pipeline._upsampled_masks`): bit for bit the decisions of one
+decision (:meth:`Pipeline._upsampled_masks`): on the CPU bit for bit the decisions of one
 antialiased bilinear :func:`torch.nn.functional.interpolate` call, with no full-size
 float map held unless the probabilities are asked for.
 """
