@@ -343,7 +343,8 @@ class Pipeline:
         columns = wide.movedim(1, -1).reshape(-1, wide.shape[1])  # (N * h * W, K')
         channels = 1 if masks.ndim == 3 else masks.shape[1]
         plane = torch.arange(channels, device=device) * (height * width)
-        for chunk in flat.split(max(1, BAND // 4 // y_of.shape[1])):  # bounded memory
+        step = max(1, BAND // 4 // y_of.shape[1])  # unsure columns at a time: bounded memory
+        for chunk in (flat[start : start + step] for start in range(0, len(flat), step)):
             n, p, x = chunk // ((h - 1) * width), chunk // width % (h - 1), chunk % width
             w = w_of.index_select(0, p)  # (M, R, 2) for M unsure columns
             top = columns.index_select(0, chunk + n * width)[:, None]
