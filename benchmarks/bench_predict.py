@@ -186,6 +186,7 @@ def phone_photos(args: argparse.Namespace, root: Path | None) -> None:
                     functools.partial(seg.predict, jpegs[0]),
                     functools.partial(seg.predict, png),
                     repeats=7,
+                    device=seg._pipeline.backend.device,  # CUDA: synchronised around each call
                 )
                 name = str(seg.autocast_dtype or torch.float32).removeprefix("torch.")
                 for label, path, took, target in (
