@@ -347,13 +347,23 @@ def test_predict_batch_equals_predict_for_mixed_sizes() -> None:
 def test_real_photos_keep_their_original_size(cats_voc: Path, tmp_path: Path) -> None:
     seg = Segmenter(normed(trained_tiny()), classes=CLASSES, image_size=(64, 64))
     paths = sorted((cats_voc / "JPEGImages").glob("*.jpg"))[::60][:4]
-    preds = seg.predict_batch(paths)
+    preds = seg.predict_batch(paths)  # the files are read side by side, in threads
     for path, pred in zip(paths, preds, strict=True):
         width, height = open_image(path).size
         assert pred.size == (height, width)
+        assert torch.equal(pred.mask, seg.predict(path).mask)
         assert pred.overlay().size == (width, height)
         saved = pred.save(tmp_path / f"{path.stem}.png")
         np.testing.assert_array_equal(read_mask(saved), pred.mask.numpy())
+
+
+def test_a_broken_file_in_a_batch_is_named(cats_voc: Path, tmp_path: Path) -> None:
+    seg = Segmenter(normed(trained_tiny()), classes=CLASSES, image_size=(64, 64))
+    photo = sorted((cats_voc / "JPEGImages").glob("*.jpg"))[0]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photo.read_bytes()[:2000])
+    with pytest.raises(DataError, match=r"broken\.jpg is truncated or corrupt"):
+        seg.predict_batch([photo, broken, photo, photo])
 
 
 def test_prediction_visuals_are_pixel_exact(tmp_path: Path) -> None:

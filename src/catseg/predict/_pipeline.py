@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -382,10 +383,16 @@ class Pipeline:
         An item may be a :class:`Loaded` input read beforehand (``predict_folder``).
         """
         size = self.record.image_size
-        loaded = [
-            item if isinstance(item, Loaded) else load_input(item, self.in_channels, size)
-            for item in images
-        ]
+
+        def read(item: object) -> Loaded:
+            return item if isinstance(item, Loaded) else load_input(item, self.in_channels, size)
+
+        threads = min(len(images), torch.get_num_threads())
+        if threads > 1:  # decoders release the GIL: photos are read side by side
+            with ThreadPoolExecutor(threads) as pool:
+                loaded = list(pool.map(read, images))
+        else:
+            loaded = [read(item) for item in images]
         prepared = [self.prepare(item.pixels) for item in loaded]
         probs: list[torch.Tensor] = prepared[:]
         groups: dict[tuple[int, ...], list[int]] = {}
