@@ -387,7 +387,7 @@ class Pipeline:
         def read(item: object) -> Loaded:
             return item if isinstance(item, Loaded) else load_input(item, self.in_channels, size)
 
-        threads = min(len(images), torch.get_num_threads())
+        threads = min(sum(not isinstance(i, Loaded) for i in images), torch.get_num_threads())
         if threads > 1:  # decoders release the GIL: photos are read side by side
             with ThreadPoolExecutor(threads) as pool:
                 loaded = list(pool.map(read, images))
