@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from catseg.predict._prediction import Prediction
 from catseg.predict._tiling import tiled_scores
 
 _MARGIN = 1e-6  # probabilities this close to a decision's edge are blended, not copied
+_DENSE = 32  # masks of up to this many times the model's pixels: resized whole (faster)
 Postprocess = Callable[[torch.Tensor], torch.Tensor]
 """Hook on the class probabilities ``(K, H, W)`` returning new ones of the same shape."""
 
@@ -305,16 +307,17 @@ class Pipeline:
     def _upsampled_masks(self, probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The masks of ``probs`` resized to ``size``, without full-size float maps.
 
+        (A small mask, a shrinking one or a one-row model output is resized whole.)
         Resized to the full width, two adjacent rows of probabilities that decide a
         column alike, with a margin over float rounding, decide alike every bilinear
         blend of them (a convex combination keeps a class above the threshold, or ahead
         of the others), so the output rows between them copy that decision; only the
         other columns are blended row by row and decided.
         """
-        (h, _), (height, width), device = probs.shape[2:], size, probs.device
+        (h, w), (height, width), device = probs.shape[2:], size, probs.device
+        if h < 2 or height < h or height * width <= _DENSE * h * w:  # resized whole
+            return self._decide(resize(probs, size).clamp_(0.0, 1.0))
         wide = resize(probs, (h, width))
-        if h < 2 or height < h:  # one row, or shrinking: no pairs of rows to blend
-            return self._decide(resize(wide, size).clamp_(0.0, 1.0))
         label = self._decide(wide)
         same = label[..., 1:, :] == label[..., :-1, :]
         if self.record.mode == "multiclass":
@@ -347,10 +350,10 @@ class Pipeline:
         step = max(1, BAND // 4 // y_of.shape[1])  # unsure columns at a time: bounded memory
         for chunk in (flat[start : start + step] for start in range(0, len(flat), step)):
             n, p, x = chunk // ((h - 1) * width), chunk // width % (h - 1), chunk % width
-            w = w_of.index_select(0, p)  # (M, R, 2) for M unsure columns
+            wt = w_of.index_select(0, p)  # (M, R, 2) for M unsure columns
             top = columns.index_select(0, chunk + n * width)[:, None]
             below = columns.index_select(0, chunk + (n + 1) * width)[:, None]
-            blend = torch.addcmul(top * w[..., :1], below, w[..., 1:])  # as torch rounds it
+            blend = torch.addcmul(top * wt[..., :1], below, wt[..., 1:])  # as torch rounds it
             decided = self._decide(blend.clamp_(0.0, 1.0).view(-1, blend.shape[-1], 1, 1))
             index = y_of.index_select(0, p) * width + (n * channels * height * width + x)[:, None]
             masks.view(-1).scatter_(0, (index[..., None] + plane).view(-1), decided.view(-1))
@@ -387,8 +390,9 @@ class Pipeline:
         def read(item: object) -> Loaded:
             return item if isinstance(item, Loaded) else load_input(item, self.in_channels, size)
 
-        threads = min(sum(not isinstance(i, Loaded) for i in images), torch.get_num_threads())
-        if threads > 1:  # decoders release the GIL: photos are read side by side
+        files = sum(isinstance(item, (str, os.PathLike)) for item in images)
+        threads = min(files, torch.get_num_threads())
+        if threads > 1:  # decoders release the GIL: photo files are read side by side
             with ThreadPoolExecutor(threads) as pool:
                 loaded = list(pool.map(read, images))
         else:
