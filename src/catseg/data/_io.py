@@ -99,10 +99,8 @@ def _load(opened: Image.Image, name: str, draft_size: tuple[int, int] | None) ->
     if draft_size is not None and opened.format == "JPEG":
         want = draft_size[::-1] if orientation in TURNED else draft_size
         for scale in (4, 2):  # whole blocks only: a partial one would shift the pixels
-            if (
-                width % scale == height % scale == 0
-                and min(height // scale - want[0], width // scale - want[1]) >= 0
-            ):
+            whole = width % scale == height % scale == 0
+            if whole and height // scale >= want[0] and width // scale >= want[1]:
                 opened.draft(opened.mode, (width // scale, height // scale))
                 break
     opened.load()
