@@ -19,7 +19,9 @@ Run: ``python benchmarks/bench_predict.py`` (``--quick`` for a smoke run,
   cats-voc val photo upscaled, with mild sensor-like noise) as a ratio to the model's
   forward at its input size, timed in interleaved rounds, at the default precision and
   at fp32, for a random-init default ``UNet(3, 1)`` at 256² and, with
-  ``--photo-checkpoint PATH``, a trained one;
+  ``--photo-checkpoint PATH``, a trained one. Pillow's decode of the file alone (at the
+  JPEG draft scale predict uses) is timed in the same rounds: forward + decode is the
+  floor no predict path reaches below, and "catseg's own" is what is left of predict;
   and agreement of the masks with the path before issue 29 (full-size decode, resize as
   float), on the val photos and on 10 such large JPEGs, with the val IoU of both paths
   when a checkpoint is given. ``--photos-only`` runs this part alone.
@@ -48,6 +50,7 @@ from PIL import Image
 
 from catseg.checkpoint import load_checkpoint
 from catseg.data import open_image, read_mask
+from catseg.data._io import decode
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
 from catseg.predict import Segmenter
@@ -181,24 +184,30 @@ def phone_photos(args: argparse.Namespace, root: Path | None) -> None:
                     with torch.inference_mode():
                         seg._pipeline.backend.forward(x)
 
-                times = best_of_interleaved(
+                size = seg.image_size or (256, 256)
+                fw, *times = best_of_interleaved(
                     forward,
                     functools.partial(seg.predict, jpegs[0]),
                     functools.partial(seg.predict, png),
+                    functools.partial(decode, jpegs[0], "jpeg", size),  # Pillow, as predict
+                    functools.partial(decode, png, "png", size),
                     repeats=7,
                     device=seg._pipeline.backend.device,  # CUDA: synchronised around each call
                 )
                 name = str(seg.autocast_dtype or torch.float32).removeprefix("torch.")
-                for label, path, took, target in (
-                    ("JPEG", jpegs[0], times[1], 1.35),
-                    ("PNG", png, times[2], 1.6),
+                for label, path, took, decoding, target in (
+                    ("JPEG", jpegs[0], times[0], times[2], 1.35),
+                    ("PNG", png, times[1], times[3], 1.6),
                 ):
                     rows.append(
                         [
                             f"{label} ({path.stat().st_size / 1e6:.1f} MB), {name}, {model}",
-                            times[0] * 1e3,
+                            fw * 1e3,
                             took * 1e3,
-                            f"{took / times[0]:.2f}×",
+                            decoding * 1e3,
+                            (took - fw - decoding) * 1e3,
+                            f"{took / fw:.2f}×",
+                            f"{(fw + decoding) / fw:.2f}×",
                             f"≤ {target}×",
                         ]
                     )
@@ -212,10 +221,22 @@ def phone_photos(args: argparse.Namespace, root: Path | None) -> None:
         files = [root / "JPEGImages" / f"{i}.jpg" for i in val_ids] if root else []
         now = [seg.predict(f).mask for f in files]
         before = [before_issue_29(seg, f) for f in files]
-    header = ["4000×3000 photo, precision, model", "forward, ms", "predict, ms", "ratio", "target"]
+    header = [
+        "4000×3000 photo, precision, model",
+        "forward, ms",
+        "predict, ms",
+        "Pillow decode, ms",
+        "catseg's own, ms",
+        "ratio",
+        "floor",
+        "target",
+    ]
     print(
-        "\n#### Phone-size photos (issue 29)\n\nDefault `UNet(3, 1)` at 256², forward and "
-        "predict timed in interleaved rounds (best of 7 each).\n\n"
+        "\n#### Phone-size photos (issue 29)\n\nDefault `UNet(3, 1)` at 256², forward, "
+        "predict and Pillow's decode of the file alone (at the JPEG draft scale predict "
+        "uses) timed in interleaved rounds (best of 7 each). catseg's own = predict − "
+        "forward − decode; ratio = predict / forward; floor = (forward + decode) / forward, "
+        "the least ratio any path reaches with this decoder on this machine.\n\n"
         f"{markdown_table(header, rows)}\n"
     )
     agree = [["10 photo-like 4000×3000 JPEGs, fp32", f"{100 * big:.3f} %"]]
