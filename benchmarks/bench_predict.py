@@ -50,6 +50,7 @@ from PIL import Image
 
 from catseg.checkpoint import load_checkpoint
 from catseg.data import open_image, read_mask
+from catseg.data._inputs import DRAFT
 from catseg.data._io import decode
 from catseg.metrics import MeanIoU
 from catseg.models import UNet
@@ -184,13 +185,14 @@ def phone_photos(args: argparse.Namespace, root: Path | None) -> None:
                     with torch.inference_mode():
                         seg._pipeline.backend.forward(x)
 
-                size = seg.image_size or (256, 256)
+                height, width = seg.image_size or (256, 256)
+                draft = (DRAFT * height, DRAFT * width)  # the size predict drafts a JPEG to
                 fw, *times = best_of_interleaved(
                     forward,
                     functools.partial(seg.predict, jpegs[0]),
                     functools.partial(seg.predict, png),
-                    functools.partial(decode, jpegs[0], "jpeg", size),  # Pillow, as predict
-                    functools.partial(decode, png, "png", size),
+                    functools.partial(decode, jpegs[0], "jpeg", draft),  # Pillow, as predict
+                    functools.partial(decode, png, "png", draft),
                     repeats=7,
                     device=seg._pipeline.backend.device,  # CUDA: synchronised around each call
                 )
